@@ -1,0 +1,41 @@
+# Makefile for the loyalty extension (plain PGXS).
+#
+#   make && sudo make install      build and install into $(pg_config)
+#   make installcheck              pg_regress against a running server
+#   make isolationcheck            isolation specs against a running server
+#   make WERROR=1                  warnings are errors (CI does this)
+#
+# scripts/test.sh runs the whole suite on throwaway clusters; use that.
+
+EXTENSION   = loyalty
+MODULE_big  = loyalty
+OBJS        = $(patsubst %.c,%.o,$(sort $(wildcard src/*.c src/*/*.c)))
+DATA        = $(sort $(wildcard extension/loyalty--*.sql))
+PG_CPPFLAGS = -I$(srcdir)/src $(shell pkg-config --cflags icu-uc icu-i18n)
+SHLIB_LINK  = $(shell pkg-config --libs icu-uc icu-i18n)
+PG_CFLAGS   = -Wall -Wextra -Wno-unused-parameter -Wno-missing-field-initializers -Wno-sign-compare
+ifdef WERROR
+PG_CFLAGS  += -Werror
+endif
+
+# pg_regress: every sql/NAME.sql, in name order
+REGRESS      = $(sort $(basename $(notdir $(wildcard sql/*.sql))))
+REGRESS_OPTS = --inputdir=$(srcdir)
+
+# isolation specs live in test/isolation (run by the isolationcheck target)
+ISOLATION_SPECS = $(sort $(basename $(notdir $(wildcard test/isolation/specs/*.spec))))
+
+EXTRA_CLEAN = results regression.diffs regression.out test/isolation/results \
+              test/isolation/output_iso
+
+PG_CONFIG ?= pg_config
+PGXS := $(shell $(PG_CONFIG) --pgxs)
+include $(PGXS)
+
+pg_isolation_regress = $(dir $(PGXS))../../src/test/isolation/pg_isolation_regress
+
+.PHONY: isolationcheck
+isolationcheck:
+	$(pg_isolation_regress) --inputdir=$(srcdir)/test/isolation \
+	  --outputdir=test/isolation/results --bindir='$(bindir)' \
+	  --dbname=isolation_regression $(ISOLATION_SPECS)

@@ -1,0 +1,42 @@
+/*-------------------------------------------------------------------------
+ *
+ * loyalty.c
+ *	  Module entry point of the loyalty extension: PG_MODULE_MAGIC and the
+ *	  settings (GUCs) under the reserved prefix "loyalty".
+ *
+ * Program-wide business settings (currency, points precision, ...) live in
+ * the table loyalty.setting so that they travel with pg_dump; the GUCs here
+ * are only what a session or server needs before it reads any table.
+ *
+ *-------------------------------------------------------------------------
+ */
+#include "loyalty.h"
+
+#include "fmgr.h"
+#include "utils/guc.h"
+
+PG_MODULE_MAGIC;
+
+/* country calling code used when a phone number is written nationally */
+int			loyalty_default_country = 7;
+
+void		_PG_init(void);
+
+/*
+ * _PG_init registers the extension's settings when the library is loaded.
+ */
+void
+_PG_init(void)
+{
+	DefineCustomIntVariable("loyalty.default_country",
+							"Country calling code assumed for phone numbers written without one.",
+							"A leading national trunk prefix (8 for code 7, otherwise 0) "
+							"is replaced by this code.",
+							&loyalty_default_country,
+							7, 1, 999,
+							PGC_USERSET,
+							0,
+							NULL, NULL, NULL);
+
+	MarkGUCPrefixReserved("loyalty");
+}

@@ -1,0 +1,288 @@
+/*-------------------------------------------------------------------------
+ *
+ * money.c
+ *	  Exact money arithmetic: numeric <-> scaled int64, half-up rounding,
+ *	  percents, largest-remainder allocation and fiscal line parts.
+ *
+ * See money.h for the units.  Products that could overflow int64 are
+ * computed in int128.
+ *
+ *-------------------------------------------------------------------------
+ */
+#include "loyalty.h"
+
+#include "money.h"
+
+#include "common/int.h"
+#include "utils/builtins.h"
+
+static const int64 pow10_table[] = {
+	INT64CONST(1), INT64CONST(10), INT64CONST(100), INT64CONST(1000),
+	INT64CONST(10000), INT64CONST(100000), INT64CONST(1000000)
+};
+
+/*
+ * numeric_to_scaled converts num to an int64 count of 10^-scale units.
+ *
+ * Returns false (and leaves *result alone) when num is NaN or infinite, has
+ * a non-zero digit beyond "scale" decimals, or does not fit in int64.
+ * Trailing zeros do not count: 199.900 is 19990 at scale 2.
+ */
+bool
+numeric_to_scaled(Numeric num, int scale, int64 *result)
+{
+	char	   *str;
+	const char *p;
+	bool		negative = false;
+	int64		value = 0;
+	int			decimals;
+	bool		digits = false;
+
+	Assert(scale >= 0 && scale < lengthof(pow10_table));
+
+	if (numeric_is_nan(num) || numeric_is_inf(num))
+		return false;
+
+	/* numeric_normalize drops insignificant trailing zeros */
+	str = numeric_normalize(num);
+	p = str;
+	if (*p == '-')
+	{
+		negative = true;
+		p++;
+	}
+	for (; *p; p++)
+	{
+		if (*p == '.')
+			continue;
+		if (*p < '0' || *p > '9')
+			return false;
+		digits = true;
+		if (pg_mul_s64_overflow(value, 10, &value) ||
+			pg_add_s64_overflow(value, *p - '0', &value))
+			return false;
+	}
+	if (!digits)
+		return false;
+
+	/* count the decimals written after the point */
+	p = strchr(str, '.');
+	decimals = p ? (int) strlen(p + 1) : 0;
+	if (decimals > scale)
+		return false;
+	if (pg_mul_s64_overflow(value, pow10_table[scale - decimals], &value))
+		return false;
+
+	*result = negative ? -value : value;
+	pfree(str);
+	return true;
+}
+
+/*
+ * scaled_to_numeric makes a numeric with exactly "scale" decimals from a
+ * count of 10^-scale units: (19990, 2) is 199.90.
+ */
+Numeric
+scaled_to_numeric(int64 value, int scale)
+{
+	return int64_div_fast_to_numeric(value, scale);
+}
+
+/*
+ * scaled_to_cstring prints a count of 10^-scale units with exactly "scale"
+ * decimals, as JSON and SQL want it: (19990, 2) is "199.90".
+ */
+char *
+scaled_to_cstring(int64 value, int scale)
+{
+	uint64		mag;
+	int64		unit;
+
+	Assert(scale >= 0 && scale < lengthof(pow10_table));
+	if (scale == 0)
+		return psprintf(INT64_FORMAT, value);
+
+	unit = pow10_table[scale];
+	mag = value < 0 ? -(uint64) value : (uint64) value;
+	return psprintf("%s" UINT64_FORMAT ".%0*" INT64_MODIFIER "u",
+					value < 0 ? "-" : "", mag / (uint64) unit, scale,
+					mag % (uint64) unit);
+}
+
+/*
+ * round_div_half_up returns numerator / denominator rounded half away from
+ * zero; denominator must be positive.
+ */
+int64
+round_div_half_up(int64 numerator, int64 denominator)
+{
+	Assert(denominator > 0);
+	if (numerator >= 0)
+		return (numerator + denominator / 2) / denominator;
+	return -((-numerator + denominator / 2) / denominator);
+}
+
+/*
+ * money_times_qty is round_half_up(price * qty, 2): the amount of a line of
+ * qty thousandths at price minor units.  Errors out on overflow.
+ */
+int64
+money_times_qty(int64 price, int64 qty)
+{
+	int128		product = (int128) price * qty;
+	int128		rounded;
+
+	rounded = product >= 0 ? (product + QTY_ONE / 2) / QTY_ONE
+		: -((-product + QTY_ONE / 2) / QTY_ONE);
+	if (rounded > PG_INT64_MAX || rounded < PG_INT64_MIN)
+		ereport(ERROR,
+				(errcode(ERRCODE_NUMERIC_VALUE_OUT_OF_RANGE),
+				 errmsg("line amount out of range")));
+	return (int64) rounded;
+}
+
+/*
+ * money_percent is round_half_up(amount * percent / 100, 2), with percent
+ * in hundredths of a percent.
+ */
+int64
+money_percent(int64 amount, int32 percent)
+{
+	int128		product = (int128) amount * percent;
+
+	if (product >= 0)
+		return (int64) ((product + PERCENT_100 / 2) / PERCENT_100);
+	return (int64) -((-product + PERCENT_100 / 2) / PERCENT_100);
+}
+
+/*
+ * allocate_largest_remainder spreads total over n parts in proportion to
+ * weights (each >= 0) and writes the parts to result.
+ *
+ * Every part gets floor(total * weight / sum); the units left over go one
+ * each to the parts with the largest remainders, ties to the lower index.
+ * The parts always add up to total exactly; a part whose weight is 0 gets 0
+ * unless every weight is 0, in which case everything goes to part 0 (the
+ * caller should not ask for that).  total must be >= 0.
+ */
+void
+allocate_largest_remainder(int64 total, const int64 *weights, int n,
+						   int64 *result)
+{
+	int128		sum = 0;
+	int64		given = 0;
+	int64	   *remainders;
+	int			i;
+
+	Assert(total >= 0 && n > 0);
+	for (i = 0; i < n; i++)
+	{
+		Assert(weights[i] >= 0);
+		sum += weights[i];
+	}
+	if (sum == 0)
+	{
+		result[0] = total;
+		for (i = 1; i < n; i++)
+			result[i] = 0;
+		return;
+	}
+
+	remainders = palloc(sizeof(int64) * n);
+	for (i = 0; i < n; i++)
+	{
+		int128		share = (int128) total * weights[i];
+
+		result[i] = (int64) (share / sum);
+		/* the remainder is below sum, which fits int128; keep it as int64 rank */
+		remainders[i] = (int64) ((share % sum) * INT64CONST(1000000000) / sum);
+		given += result[i];
+	}
+
+	/*
+	 * total - given < n: hand out one unit at a time to the largest remainder
+	 * not served yet.  n is a check's line count, so O(n^2) in the worst
+	 * case is fine; exact ties in the scaled remainder fall back to the
+	 * lower index, as the spec wants.
+	 */
+	while (given < total)
+	{
+		int			best = -1;
+
+		for (i = 0; i < n; i++)
+		{
+			if (weights[i] == 0 || remainders[i] < 0)
+				continue;
+			if (best < 0 || remainders[i] > remainders[best])
+				best = i;
+		}
+		Assert(best >= 0);
+		result[best]++;
+		remainders[best] = -1;	/* served */
+		given++;
+	}
+	pfree(remainders);
+}
+
+/*
+ * money_split_parts writes the fiscal parts of a line whose total (minor
+ * units) covers qty (thousandths): one part when a single price works, two
+ * otherwise, so that round(qty * price) summed over the parts is total.
+ *
+ * Whole units: the r units left over by total / units each cost one minor
+ * unit more (7 packs for 2502.00: 6 at 357.43 and 1 at 357.44).  A weighed
+ * quantity takes the price that gives total when one exists; otherwise the
+ * last 0.001 of the quantity carries the difference.
+ */
+int
+money_split_parts(int64 total, int64 qty, MoneyPart *parts)
+{
+	Assert(total >= 0 && qty > 0);
+
+	if (qty % QTY_ONE == 0)
+	{
+		int64		units = qty / QTY_ONE;
+		int64		price = total / units;
+		int64		rest = total % units;
+
+		if (rest == 0)
+		{
+			parts[0].qty = qty;
+			parts[0].price = price;
+			return 1;
+		}
+		parts[0].qty = (units - rest) * QTY_ONE;
+		parts[0].price = price;
+		parts[1].qty = rest * QTY_ONE;
+		parts[1].price = price + 1;
+		return 2;
+	}
+	else
+	{
+		/* the largest price whose amount does not pass total, and the next */
+		int64		price = (int64) (((int128) total * QTY_ONE) / qty);
+		int			k;
+
+		for (k = 0; k <= 1; k++)
+		{
+			if (money_times_qty(price + k, qty) == total)
+			{
+				parts[0].qty = qty;
+				parts[0].price = price + k;
+				return 1;
+			}
+		}
+		if (qty == 1)
+		{
+			/* 0.001 of a unit: the price is the total times a thousand */
+			parts[0].qty = 1;
+			parts[0].price = total * QTY_ONE;
+			return 1;
+		}
+		parts[0].qty = qty - 1;
+		parts[0].price = price;
+		parts[1].qty = 1;
+		parts[1].price = (total - money_times_qty(price, qty - 1)) * QTY_ONE;
+		return 2;
+	}
+}

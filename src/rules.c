@@ -1,0 +1,1483 @@
+/*-------------------------------------------------------------------------
+ *
+ * rules.c
+ *	  Parsing and validation of promotion rules and schedules (SPEC
+ *	  section 5), the BEFORE ROW trigger loyalty.promotion_validate, and the
+ *	  pure matching functions the check engine uses on parsed rules.
+ *
+ * The parsers walk the jsonb with the container API and keep the JSON path
+ * of the value being read in a ParseCtx, so that every error names the
+ * field ("rule.steps[1].percent") in its errdetail.  Each kind of value
+ * (money, percent, count, selector, validity, time, date) is read by one
+ * function, and each numeric range is defined once, in a NumberKind.
+ * See rules.h for the units and the decisions taken where the SPEC is
+ * silent.
+ *
+ *-------------------------------------------------------------------------
+ */
+#include "loyalty.h"
+
+#include <ctype.h>
+
+#include "commands/trigger.h"
+#include "executor/spi.h"
+#include "fmgr.h"
+#include "lib/stringinfo.h"
+#include "utils/builtins.h"
+#include "utils/datetime.h"
+#include "utils/fmgrprotos.h"
+#include "utils/numeric.h"
+#include "utils/timestamp.h"
+
+#include "rules.h"
+
+PG_FUNCTION_INFO_V1(promotion_validate);
+
+/* Where the parser is: the promotion's code and the JSON path being read. */
+typedef struct ParseCtx
+{
+	const char *code;
+	StringInfoData path;
+} ParseCtx;
+
+/*
+ * A kind of number: how many decimals the JSON may have, the inclusive
+ * bounds of the value scaled by 10^scale, and the sentence saying so.
+ */
+typedef struct NumberKind
+{
+	int			scale;			/* 0 (whole numbers) or 2 */
+	int64		min;
+	int64		max;
+	const char *range;			/* "must be ..." without the final period */
+} NumberKind;
+
+static const NumberKind PERCENT = {2, 1, 10000,
+"must be greater than 0 and at most 100"};
+static const NumberKind MONEY = {2, 0, RULE_MONEY_LIMIT - 1,
+"must be at least 0 and less than 1000000000000"};
+static const NumberKind MONEY_POSITIVE = {2, 1, RULE_MONEY_LIMIT - 1,
+"must be greater than 0 and less than 1000000000000"};
+static const NumberKind POINTS = {2, 1, RULE_POINTS_LIMIT - 1,
+"must be greater than 0 and less than 1000000000000"};
+static const NumberKind MULTIPLIER = {2, 101, 10000,
+"must be greater than 1 and at most 100"};
+static const NumberKind COUNT_N = {0, 2, RULE_MAX_COUNT,
+"must be a whole number from 2 to 1000000"};
+static const NumberKind QUANTITY = {0, 1, RULE_MAX_COUNT,
+"must be a whole number from 1 to 1000000"};
+static const NumberKind WEEKDAY = {0, 1, 7,
+"must be a whole number from 1 (Monday) to 7 (Sunday)"};
+static const NumberKind DAY_OF_MONTH = {0, 1, 31,
+"must be a whole number from 1 to 31"};
+
+/* One of several mutually exclusive numeric keys ("percent" | "amount"). */
+typedef struct Choice
+{
+	const char *key;
+	int			tag;
+	const NumberKind *kind;
+} Choice;
+
+static const Choice STEP_CHOICES[] = {
+	{"percent", DISCOUNT_PERCENT, &PERCENT},
+	{"amount", DISCOUNT_AMOUNT, &MONEY_POSITIVE},
+	{NULL, 0, NULL}
+};
+
+static const Choice NTH_CHOICES[] = {
+	{"price", DISCOUNT_PRICE, &MONEY},
+	{"percent", DISCOUNT_PERCENT, &PERCENT},
+	{"amount", DISCOUNT_AMOUNT, &MONEY_POSITIVE},
+	{NULL, 0, NULL}
+};
+
+#define POINTS_BY_PERCENT		0
+#define POINTS_BY_MULTIPLIER	1
+
+static const Choice POINTS_CHOICES[] = {
+	{"percent", POINTS_BY_PERCENT, &PERCENT},
+	{"multiplier", POINTS_BY_MULTIPLIER, &MULTIPLIER},
+	{NULL, 0, NULL}
+};
+
+#define REQUIRED	true
+#define OPTIONAL	false
+
+/* the keys each kind of object may have; NULL-terminated */
+static const char *const SELECTOR_KEYS[] =
+{"all", "categories", "brands", "skus", "tags", "exclude", NULL};
+static const char *const STEP_KEYS[] = {"min_total", "percent", "amount", NULL};
+static const char *const SCHEDULE_KEYS[] =
+{"weekdays", "dates", "days_of_month", "hours", NULL};
+
+typedef void (*RuleParser) (ParseCtx *ctx, JsonbContainer *obj,
+							PromotionRule *rule);
+
+/* A mechanic: its name, the keys of its rule and the parser of the rule. */
+typedef struct MechanicInfo
+{
+	const char *name;
+	const char *const *keys;
+	RuleParser	parse;
+} MechanicInfo;
+
+static void parse_percent_off(ParseCtx *ctx, JsonbContainer *obj, PromotionRule *rule);
+static void parse_amount_off(ParseCtx *ctx, JsonbContainer *obj, PromotionRule *rule);
+static void parse_check_discount(ParseCtx *ctx, JsonbContainer *obj, PromotionRule *rule);
+static void parse_nth_item(ParseCtx *ctx, JsonbContainer *obj, PromotionRule *rule);
+static void parse_bundle(ParseCtx *ctx, JsonbContainer *obj, PromotionRule *rule);
+static void parse_gift(ParseCtx *ctx, JsonbContainer *obj, PromotionRule *rule);
+static void parse_tier_discount(ParseCtx *ctx, JsonbContainer *obj, PromotionRule *rule);
+static void parse_points_percent(ParseCtx *ctx, JsonbContainer *obj, PromotionRule *rule);
+static void parse_points_fixed(ParseCtx *ctx, JsonbContainer *obj, PromotionRule *rule);
+static void parse_coupon_issue(ParseCtx *ctx, JsonbContainer *obj, PromotionRule *rule);
+static void parse_certificate(ParseCtx *ctx, JsonbContainer *obj, PromotionRule *rule);
+static void parse_subscription_price(ParseCtx *ctx, JsonbContainer *obj, PromotionRule *rule);
+
+static const char *const PERCENT_OFF_KEYS[] = {"products", "percent", NULL};
+static const char *const AMOUNT_OFF_KEYS[] = {"products", "amount", "per", NULL};
+static const char *const CHECK_DISCOUNT_KEYS[] = {"steps", NULL};
+static const char *const NTH_ITEM_KEYS[] =
+{"products", "n", "price", "percent", "amount", NULL};
+static const char *const BUNDLE_KEYS[] =
+{"trigger", "trigger_qty", "target", "percent", "per_trigger", NULL};
+static const char *const GIFT_KEYS[] =
+{"trigger", "trigger_qty", "gift", "gift_qty", NULL};
+static const char *const TIER_DISCOUNT_KEYS[] = {"products", NULL};
+static const char *const POINTS_PERCENT_KEYS[] =
+{"products", "percent", "multiplier", "account", NULL};
+static const char *const POINTS_FIXED_KEYS[] =
+{"min_total", "points", "account", "expires", NULL};
+static const char *const COUPON_ISSUE_KEYS[] =
+{"steps", "min_total_to_use", "valid", NULL};
+static const char *const CERTIFICATE_KEYS[] = {"step", "value", "valid", NULL};
+static const char *const SUBSCRIPTION_PRICE_KEYS[] = {"plan", "percent", NULL};
+
+static const MechanicInfo MECHANICS[MECHANIC_COUNT] = {
+	[MECH_PERCENT_OFF] = {"percent_off", PERCENT_OFF_KEYS, parse_percent_off},
+	[MECH_AMOUNT_OFF] = {"amount_off", AMOUNT_OFF_KEYS, parse_amount_off},
+	[MECH_CHECK_DISCOUNT] = {"check_discount", CHECK_DISCOUNT_KEYS, parse_check_discount},
+	[MECH_NTH_ITEM] = {"nth_item", NTH_ITEM_KEYS, parse_nth_item},
+	[MECH_BUNDLE] = {"bundle", BUNDLE_KEYS, parse_bundle},
+	[MECH_GIFT] = {"gift", GIFT_KEYS, parse_gift},
+	[MECH_TIER_DISCOUNT] = {"tier_discount", TIER_DISCOUNT_KEYS, parse_tier_discount},
+	[MECH_POINTS_PERCENT] = {"points_percent", POINTS_PERCENT_KEYS, parse_points_percent},
+	[MECH_POINTS_FIXED] = {"points_fixed", POINTS_FIXED_KEYS, parse_points_fixed},
+	[MECH_COUPON_ISSUE] = {"coupon_issue", COUPON_ISSUE_KEYS, parse_coupon_issue},
+	[MECH_CERTIFICATE_PER_AMOUNT] = {"certificate_per_amount", CERTIFICATE_KEYS, parse_certificate},
+	[MECH_SUBSCRIPTION_PRICE] = {"subscription_price", SUBSCRIPTION_PRICE_KEYS, parse_subscription_price},
+};
+
+
+/* ---------------------------------------------------------------------
+ * Paths and errors
+ * ---------------------------------------------------------------------
+ */
+
+/*
+ * ctx_init starts a parse of the promotion "code" at the JSON path "root"
+ * ("rule", "schedule", "mechanic").
+ */
+static void
+ctx_init(ParseCtx *ctx, const char *code, const char *root)
+{
+	ctx->code = code;
+	initStringInfo(&ctx->path);
+	appendStringInfoString(&ctx->path, root);
+}
+
+/* path_push_key appends ".key" to the path and returns the old length. */
+static int
+path_push_key(ParseCtx *ctx, const char *key)
+{
+	int			saved = ctx->path.len;
+
+	appendStringInfo(&ctx->path, ".%s", key);
+	return saved;
+}
+
+/* path_push_index appends "[i]" to the path and returns the old length. */
+static int
+path_push_index(ParseCtx *ctx, int i)
+{
+	int			saved = ctx->path.len;
+
+	appendStringInfo(&ctx->path, "[%d]", i);
+	return saved;
+}
+
+/* path_pop cuts the path back to a length returned by a push. */
+static void
+path_pop(ParseCtx *ctx, int saved)
+{
+	ctx->path.len = saved;
+	ctx->path.data[saved] = '\0';
+}
+
+/*
+ * field_error raises LY006 for the promotion being parsed, with an errdetail
+ * "Field "<path>" <sentence>" and an optional hint.
+ */
+static void field_error(ParseCtx *ctx, const char *hint, const char *fmt,...)
+			pg_attribute_printf(3, 4) pg_attribute_noreturn();
+
+static void
+field_error(ParseCtx *ctx, const char *hint, const char *fmt,...)
+{
+	StringInfoData sentence;
+
+	initStringInfo(&sentence);
+	for (;;)
+	{
+		va_list		args;
+		int			needed;
+
+		va_start(args, fmt);
+		needed = appendStringInfoVA(&sentence, fmt, args);
+		va_end(args);
+		if (needed == 0)
+			break;
+		enlargeStringInfo(&sentence, needed);
+	}
+
+	ereport(ERROR,
+			(errcode(ERRCODE_LOYALTY_INVALID_CONFIGURATION),
+			 errmsg("invalid promotion \"%s\"", ctx->code),
+			 errdetail("Field \"%s\" %s", ctx->path.data, sentence.data),
+			 hint ? errhint("%s", hint) : 0));
+}
+
+/*
+ * key_list formats a NULL-terminated list of names as "a, b, c", each
+ * optionally quoted.
+ */
+static char *
+key_list(const char *const *keys, bool quoted, const char *last_sep)
+{
+	StringInfoData buf;
+	int			i;
+
+	initStringInfo(&buf);
+	for (i = 0; keys[i] != NULL; i++)
+	{
+		if (i > 0)
+			appendStringInfoString(&buf, keys[i + 1] == NULL ? last_sep : ", ");
+		appendStringInfo(&buf, quoted ? "\"%s\"" : "%s", keys[i]);
+	}
+	return buf.data;
+}
+
+
+/* ---------------------------------------------------------------------
+ * JSON access
+ * ---------------------------------------------------------------------
+ */
+
+/* root_object returns the top-level object of a jsonb, or errors. */
+static JsonbContainer *
+root_object(ParseCtx *ctx, Jsonb *jb)
+{
+	if (JsonContainerIsScalar(&jb->root) || !JsonContainerIsObject(&jb->root))
+		field_error(ctx, NULL, "must be a JSON object.");
+	return &jb->root;
+}
+
+/* expect_object returns the object held by v, or errors. */
+static JsonbContainer *
+expect_object(ParseCtx *ctx, JsonbValue *v)
+{
+	if (v->type != jbvBinary || !JsonContainerIsObject(v->val.binary.data))
+		field_error(ctx, NULL, "must be a JSON object.");
+	return v->val.binary.data;
+}
+
+/* expect_array returns the array held by v, or errors. */
+static JsonbContainer *
+expect_array(ParseCtx *ctx, JsonbValue *v)
+{
+	if (v->type != jbvBinary || !JsonContainerIsArray(v->val.binary.data))
+		field_error(ctx, NULL, "must be a JSON array.");
+	return v->val.binary.data;
+}
+
+/* expect_nonempty_array is expect_array refusing "[]". */
+static JsonbContainer *
+expect_nonempty_array(ParseCtx *ctx, JsonbValue *v)
+{
+	JsonbContainer *arr = expect_array(ctx, v);
+
+	if (JsonContainerSize(arr) == 0)
+		field_error(ctx, NULL, "must not be empty.");
+	return arr;
+}
+
+/*
+ * check_keys errors on the first key of obj not in "keys"; the hint lists
+ * the keys that "what" (e.g. "A product selector") may have.
+ */
+static void
+check_keys(ParseCtx *ctx, JsonbContainer *obj, const char *what,
+		   const char *const *keys)
+{
+	JsonbIterator *it = JsonbIteratorInit(obj);
+	JsonbIteratorToken tok;
+	JsonbValue	v;
+
+	while ((tok = JsonbIteratorNext(&it, &v, true)) != WJB_DONE)
+	{
+		char	   *key;
+		int			i;
+
+		if (tok != WJB_KEY)
+			continue;
+		key = pnstrdup(v.val.string.val, v.val.string.len);
+		for (i = 0; keys[i] != NULL; i++)
+			if (strcmp(keys[i], key) == 0)
+				break;
+		if (keys[i] == NULL)
+		{
+			path_push_key(ctx, key);
+			field_error(ctx,
+						psprintf("%s takes the fields: %s.", what,
+								 key_list(keys, false, ", ")),
+						"is not a known field.");
+		}
+		pfree(key);
+	}
+}
+
+/* get_key returns the value of key in obj, or NULL when absent. */
+static JsonbValue *
+get_key(JsonbContainer *obj, const char *key)
+{
+	return getKeyJsonValueFromContainer(obj, key, strlen(key), NULL);
+}
+
+/*
+ * field_get looks key up in obj.  When present, it pushes the key onto the
+ * path (*saved gets the length to pop back to) and returns the value.  When
+ * absent it errors if required, otherwise returns NULL with the path
+ * unchanged.
+ */
+static JsonbValue *
+field_get(ParseCtx *ctx, JsonbContainer *obj, const char *key, bool required,
+		  int *saved)
+{
+	JsonbValue *v = get_key(obj, key);
+
+	if (v == NULL && !required)
+		return NULL;
+	*saved = path_push_key(ctx, key);
+	if (v == NULL)
+		field_error(ctx, NULL, "is required.");
+	return v;
+}
+
+/* element_get returns element i of arr and pushes "[i]" onto the path. */
+static JsonbValue *
+element_get(ParseCtx *ctx, JsonbContainer *arr, int i, int *saved)
+{
+	JsonbValue *v = getIthJsonbValueFromContainer(arr, i);
+
+	if (v == NULL)
+		elog(ERROR, "jsonb array element %d not found", i);
+	*saved = path_push_index(ctx, i);
+	return v;
+}
+
+
+/* ---------------------------------------------------------------------
+ * Scalars
+ * ---------------------------------------------------------------------
+ */
+
+/* numeric_cmp_int64 compares a numeric with an int64. */
+static int
+numeric_cmp_int64(Numeric n, int64 i)
+{
+	return DatumGetInt32(DirectFunctionCall2(numeric_cmp, NumericGetDatum(n),
+											 NumericGetDatum(int64_to_numeric(i))));
+}
+
+/*
+ * json_number reads a JSON number of the given kind, returning it scaled by
+ * 10^kind->scale (money in minor units, percent in hundredths, ...).
+ * Exact: no floating point is involved.
+ */
+static int64
+json_number(ParseCtx *ctx, JsonbValue *v, const NumberKind *kind)
+{
+	Numeric		n;
+	Numeric		scaled;
+	int32		scale;
+
+	if (v->type != jbvNumeric ||
+		numeric_is_nan(v->val.numeric) || numeric_is_inf(v->val.numeric))
+		field_error(ctx, NULL, "must be a number.");
+	n = v->val.numeric;
+
+	scale = DatumGetInt32(DirectFunctionCall1(numeric_scale, NumericGetDatum(n)));
+	if (scale > kind->scale && kind->scale == 0)
+		field_error(ctx, NULL, "must be a whole number.");
+	if (scale > kind->scale)
+		field_error(ctx, NULL, "must have at most %d decimal places.", kind->scale);
+
+	scaled = DatumGetNumeric(DirectFunctionCall2(numeric_mul, NumericGetDatum(n),
+												 NumericGetDatum(int64_to_numeric(kind->scale == 2 ? 100 : 1))));
+	if (numeric_cmp_int64(scaled, kind->min) < 0 ||
+		numeric_cmp_int64(scaled, kind->max) > 0)
+		field_error(ctx, NULL, "%s.", kind->range);
+
+	return DatumGetInt64(DirectFunctionCall1(numeric_int8, NumericGetDatum(scaled)));
+}
+
+/* json_string reads a non-empty JSON string as a palloc'd C string. */
+static char *
+json_string(ParseCtx *ctx, JsonbValue *v)
+{
+	if (v->type != jbvString)
+		field_error(ctx, NULL, "must be a string.");
+	if (v->val.string.len == 0)
+		field_error(ctx, NULL, "must not be an empty string.");
+	return pnstrdup(v->val.string.val, v->val.string.len);
+}
+
+/* number_field reads obj.key as a number of the given kind. */
+static int64
+number_field(ParseCtx *ctx, JsonbContainer *obj, const char *key,
+			 const NumberKind *kind, bool required, int64 dflt)
+{
+	int			saved;
+	JsonbValue *v = field_get(ctx, obj, key, required, &saved);
+	int64		result;
+
+	if (v == NULL)
+		return dflt;
+	result = json_number(ctx, v, kind);
+	path_pop(ctx, saved);
+	return result;
+}
+
+/* string_field reads obj.key as a non-empty string. */
+static char *
+string_field(ParseCtx *ctx, JsonbContainer *obj, const char *key,
+			 bool required, const char *dflt)
+{
+	int			saved;
+	JsonbValue *v = field_get(ctx, obj, key, required, &saved);
+	char	   *result;
+
+	if (v == NULL)
+		return dflt ? pstrdup(dflt) : NULL;
+	result = json_string(ctx, v);
+	path_pop(ctx, saved);
+	return result;
+}
+
+/* bool_field reads obj.key as true or false. */
+static bool
+bool_field(ParseCtx *ctx, JsonbContainer *obj, const char *key, bool dflt)
+{
+	int			saved;
+	JsonbValue *v = field_get(ctx, obj, key, OPTIONAL, &saved);
+	bool		result;
+
+	if (v == NULL)
+		return dflt;
+	if (v->type != jbvBool)
+		field_error(ctx, NULL, "must be true or false.");
+	result = v->val.boolean;
+	path_pop(ctx, saved);
+	return result;
+}
+
+/*
+ * enum_field reads obj.key as one of the strings in "values" and returns
+ * its index; dflt when absent.
+ */
+static int
+enum_field(ParseCtx *ctx, JsonbContainer *obj, const char *key,
+		   const char *const *values, int dflt)
+{
+	int			saved;
+	JsonbValue *v = field_get(ctx, obj, key, OPTIONAL, &saved);
+	char	   *s;
+	int			i;
+
+	if (v == NULL)
+		return dflt;
+	s = json_string(ctx, v);
+	for (i = 0; values[i] != NULL; i++)
+		if (strcmp(values[i], s) == 0)
+			break;
+	if (values[i] == NULL)
+		field_error(ctx, NULL, "must be %s.", key_list(values, true, " or "));
+	path_pop(ctx, saved);
+	return i;
+}
+
+/*
+ * choice_field reads exactly one of the keys in "choices" from obj (the
+ * object at the current path), storing its value in *value and returning
+ * the choice's tag.
+ */
+static int
+choice_field(ParseCtx *ctx, JsonbContainer *obj, const Choice *choices,
+			 int64 *value)
+{
+	const Choice *found = NULL;
+	const char *keys[8];
+	int			nkeys;
+	int			npresent = 0;
+
+	for (nkeys = 0; choices[nkeys].key != NULL; nkeys++)
+	{
+		Assert(nkeys < lengthof(keys) - 1);
+		keys[nkeys] = choices[nkeys].key;
+		if (get_key(obj, choices[nkeys].key) != NULL)
+		{
+			found = &choices[nkeys];
+			npresent++;
+		}
+	}
+	keys[nkeys] = NULL;
+
+	if (npresent == 0)
+		field_error(ctx, NULL, "must have one of %s.",
+					key_list(keys, true, " or "));
+	if (npresent > 1)
+		field_error(ctx, NULL, "must have only one of %s.",
+					key_list(keys, true, " and "));
+
+	*value = number_field(ctx, obj, found->key, found->kind, REQUIRED, 0);
+	return found->tag;
+}
+
+
+/* ---------------------------------------------------------------------
+ * Product selectors
+ * ---------------------------------------------------------------------
+ */
+
+/* cstring_ptr_cmp orders pointers to C strings by strcmp, for qsort/bsearch. */
+static int
+cstring_ptr_cmp(const void *a, const void *b)
+{
+	return strcmp(*(char *const *) a, *(char *const *) b);
+}
+
+/* string_list_field reads obj.key, an array of non-empty strings, sorted. */
+static void
+string_list_field(ParseCtx *ctx, JsonbContainer *obj, const char *key,
+				  StringList *list)
+{
+	int			saved;
+	JsonbValue *v = field_get(ctx, obj, key, OPTIONAL, &saved);
+	JsonbContainer *arr;
+	int			i;
+
+	list->count = 0;
+	list->items = NULL;
+	if (v == NULL)
+		return;
+	arr = expect_array(ctx, v);
+	list->count = JsonContainerSize(arr);
+	list->items = palloc0(sizeof(char *) * Max(list->count, 1));
+	for (i = 0; i < list->count; i++)
+	{
+		int			saved_elem;
+		JsonbValue *elem = element_get(ctx, arr, i, &saved_elem);
+
+		list->items[i] = json_string(ctx, elem);
+		path_pop(ctx, saved_elem);
+	}
+	qsort(list->items, list->count, sizeof(char *), cstring_ptr_cmp);
+	path_pop(ctx, saved);
+}
+
+/* selector_all returns the selector {"all": true}. */
+static ProductSelector *
+selector_all(void)
+{
+	ProductSelector *sel = palloc0(sizeof(ProductSelector));
+
+	sel->all = true;
+	return sel;
+}
+
+/*
+ * parse_selector reads a product selector (SPEC section 3) at the current
+ * path: "all": true, or at least one non-empty list, optionally "exclude".
+ */
+static ProductSelector *
+parse_selector(ParseCtx *ctx, JsonbValue *v)
+{
+	JsonbContainer *obj = expect_object(ctx, v);
+	ProductSelector *sel = palloc0(sizeof(ProductSelector));
+	int			saved;
+	JsonbValue *exclude;
+	int			nitems;
+
+	check_keys(ctx, obj, "A product selector", SELECTOR_KEYS);
+	sel->all = bool_field(ctx, obj, "all", false);
+	string_list_field(ctx, obj, "categories", &sel->categories);
+	string_list_field(ctx, obj, "brands", &sel->brands);
+	string_list_field(ctx, obj, "skus", &sel->skus);
+	string_list_field(ctx, obj, "tags", &sel->tags);
+
+	nitems = sel->categories.count + sel->brands.count +
+		sel->skus.count + sel->tags.count;
+	if (!sel->all && nitems == 0)
+		field_error(ctx,
+					"Write {\"all\": true} to select every product.",
+					"must have \"all\": true or a non-empty list of categories, brands, skus or tags.");
+	if (sel->all && nitems > 0)
+		field_error(ctx,
+					"Use \"exclude\" to leave products out of {\"all\": true}.",
+					"cannot combine \"all\": true with a list of categories, brands, skus or tags.");
+
+	exclude = field_get(ctx, obj, "exclude", OPTIONAL, &saved);
+	if (exclude != NULL)
+	{
+		sel->exclude = parse_selector(ctx, exclude);
+		path_pop(ctx, saved);
+	}
+	return sel;
+}
+
+/*
+ * selector_field reads obj.key as a product selector; when absent and
+ * optional, the result is {"all": true}.
+ */
+static ProductSelector *
+selector_field(ParseCtx *ctx, JsonbContainer *obj, const char *key,
+			   bool required)
+{
+	int			saved;
+	JsonbValue *v = field_get(ctx, obj, key, required, &saved);
+	ProductSelector *sel;
+
+	if (v == NULL)
+		return selector_all();
+	sel = parse_selector(ctx, v);
+	path_pop(ctx, saved);
+	return sel;
+}
+
+
+/* ---------------------------------------------------------------------
+ * Validity, steps, discounts
+ * ---------------------------------------------------------------------
+ */
+
+/*
+ * parse_interval parses a PostgreSQL interval literal without raising
+ * errors (as interval_in does, PostgreSQL 15); false when it is not one.
+ */
+static bool
+parse_interval(const char *str, Interval *result)
+{
+	char		workbuf[256];
+	char	   *field[MAXDATEFIELDS];
+	int			ftype[MAXDATEFIELDS];
+	int			nf;
+	int			dtype;
+	int			dterr;
+	struct pg_itm_in itm;
+	char	   *copy = pstrdup(str);
+
+	dterr = ParseDateTime(copy, workbuf, sizeof(workbuf), field, ftype,
+						  MAXDATEFIELDS, &nf);
+	if (dterr == 0)
+		dterr = DecodeInterval(field, ftype, nf, INTERVAL_FULL_RANGE,
+							   &dtype, &itm);
+	if (dterr == DTERR_BAD_FORMAT)
+		dterr = DecodeISO8601Interval(copy, &dtype, &itm);
+	pfree(copy);
+	if (dterr != 0 || dtype != DTK_DELTA)
+		return false;
+	return itmin2interval(&itm, result) == 0;
+}
+
+/* interval_is_positive tells whether iv has no negative part and is not 0. */
+static bool
+interval_is_positive(const Interval *iv)
+{
+	if (iv->month < 0 || iv->day < 0 || iv->time < 0)
+		return false;
+	return iv->month > 0 || iv->day > 0 || iv->time > 0;
+}
+
+/* has_letter tells whether s contains a letter (a unit, or ISO 8601's "P"). */
+static bool
+has_letter(const char *s)
+{
+	for (; *s; s++)
+		if (isalpha((unsigned char) *s))
+			return true;
+	return false;
+}
+
+/*
+ * validity_field reads obj.key as "end_of_month" or a positive interval
+ * with a unit ("30 days"); VALIDITY_DEFAULT when absent.
+ */
+static Validity
+validity_field(ParseCtx *ctx, JsonbContainer *obj, const char *key)
+{
+	int			saved;
+	JsonbValue *v = field_get(ctx, obj, key, OPTIONAL, &saved);
+	Validity	result;
+	char	   *s;
+
+	memset(&result, 0, sizeof(result));
+	result.kind = VALIDITY_DEFAULT;
+	if (v == NULL)
+		return result;
+
+	s = json_string(ctx, v);
+	if (strcmp(s, "end_of_month") == 0)
+		result.kind = VALIDITY_END_OF_MONTH;
+	else if (has_letter(s) && parse_interval(s, &result.interval) &&
+			 interval_is_positive(&result.interval))
+		result.kind = VALIDITY_INTERVAL;
+	else
+		field_error(ctx,
+					"An interval needs a unit: \"30 days\", \"2 weeks\", \"1 month\".",
+					"must be \"end_of_month\" or a positive interval such as \"30 days\".");
+	path_pop(ctx, saved);
+	return result;
+}
+
+/* discount_from_choice makes a Discount from a choice_field result. */
+static Discount
+discount_from_choice(int tag, int64 value)
+{
+	Discount	d;
+
+	d.kind = (DiscountKind) tag;
+	d.percent = (tag == DISCOUNT_PERCENT) ? (int32) value : 0;
+	d.amount = (tag == DISCOUNT_PERCENT) ? 0 : value;
+	return d;
+}
+
+/* step_cmp orders steps by min_total ascending, for qsort. */
+static int
+step_cmp(const void *a, const void *b)
+{
+	int64		x = ((const RuleStep *) a)->min_total;
+	int64		y = ((const RuleStep *) b)->min_total;
+
+	return (x > y) - (x < y);
+}
+
+/* parse_step reads one step: {"min_total": T, "percent"|"amount": X}. */
+static RuleStep
+parse_step(ParseCtx *ctx, JsonbValue *v)
+{
+	JsonbContainer *obj = expect_object(ctx, v);
+	RuleStep	step;
+	int64		value;
+	int			tag;
+
+	check_keys(ctx, obj, "A step", STEP_KEYS);
+	step.min_total = number_field(ctx, obj, "min_total", &MONEY, REQUIRED, 0);
+	tag = choice_field(ctx, obj, STEP_CHOICES, &value);
+	step.discount = discount_from_choice(tag, value);
+	return step;
+}
+
+/*
+ * steps_field reads obj.key, a non-empty array of steps with distinct
+ * min_total, and returns them sorted by min_total.
+ */
+static StepList
+steps_field(ParseCtx *ctx, JsonbContainer *obj, const char *key)
+{
+	int			saved;
+	JsonbValue *v = field_get(ctx, obj, key, REQUIRED, &saved);
+	JsonbContainer *arr = expect_nonempty_array(ctx, v);
+	StepList	list;
+	int			i;
+
+	list.count = JsonContainerSize(arr);
+	list.steps = palloc(sizeof(RuleStep) * list.count);
+	for (i = 0; i < list.count; i++)
+	{
+		int			saved_elem;
+		JsonbValue *elem = element_get(ctx, arr, i, &saved_elem);
+		int			j;
+
+		list.steps[i] = parse_step(ctx, elem);
+		for (j = 0; j < i; j++)
+			if (list.steps[j].min_total == list.steps[i].min_total)
+			{
+				char	   *steps_path = pnstrdup(ctx->path.data, saved_elem);
+
+				path_push_key(ctx, "min_total");
+				field_error(ctx, "Each step needs its own min_total.",
+							"has the same value as \"%s[%d].min_total\".",
+							steps_path, j);
+			}
+		path_pop(ctx, saved_elem);
+	}
+	qsort(list.steps, list.count, sizeof(RuleStep), step_cmp);
+	path_pop(ctx, saved);
+	return list;
+}
+
+
+/* ---------------------------------------------------------------------
+ * Mechanics: one parser per mechanic, each reading the keys of its rule
+ * ---------------------------------------------------------------------
+ */
+
+/* parse_percent_off reads a rule {"products": SEL, "percent": P}. */
+static void
+parse_percent_off(ParseCtx *ctx, JsonbContainer *obj, PromotionRule *rule)
+{
+	PercentOffRule *r = &rule->u.percent_off;
+
+	r->products = selector_field(ctx, obj, "products", REQUIRED);
+	r->percent = (int32) number_field(ctx, obj, "percent", &PERCENT, REQUIRED, 0);
+}
+
+/*
+ * parse_amount_off reads a rule {"products": SEL, "amount": A,
+ * "per": "unit"|"line"}.
+ */
+static void
+parse_amount_off(ParseCtx *ctx, JsonbContainer *obj, PromotionRule *rule)
+{
+	static const char *const PER_VALUES[] = {"unit", "line", NULL};
+	AmountOffRule *r = &rule->u.amount_off;
+
+	r->products = selector_field(ctx, obj, "products", REQUIRED);
+	r->amount = number_field(ctx, obj, "amount", &MONEY_POSITIVE, REQUIRED, 0);
+	r->per_line = enum_field(ctx, obj, "per", PER_VALUES, 0) == 1;
+}
+
+/* parse_check_discount reads a rule {"steps": [...]}. */
+static void
+parse_check_discount(ParseCtx *ctx, JsonbContainer *obj, PromotionRule *rule)
+{
+	rule->u.check_discount.steps = steps_field(ctx, obj, "steps");
+}
+
+/*
+ * parse_nth_item reads a rule {"products": SEL, "n": N,
+ * "price"|"percent"|"amount": X}.
+ */
+static void
+parse_nth_item(ParseCtx *ctx, JsonbContainer *obj, PromotionRule *rule)
+{
+	NthItemRule *r = &rule->u.nth_item;
+	int64		value;
+	int			tag;
+
+	r->products = selector_field(ctx, obj, "products", OPTIONAL);
+	r->n = (int32) number_field(ctx, obj, "n", &COUNT_N, REQUIRED, 0);
+	tag = choice_field(ctx, obj, NTH_CHOICES, &value);
+	r->discount = discount_from_choice(tag, value);
+}
+
+/*
+ * parse_bundle reads a rule {"trigger": SEL, "trigger_qty": Q,
+ * "target": SEL, "percent": P, "per_trigger": K}.
+ */
+static void
+parse_bundle(ParseCtx *ctx, JsonbContainer *obj, PromotionRule *rule)
+{
+	BundleRule *r = &rule->u.bundle;
+
+	r->trigger = selector_field(ctx, obj, "trigger", REQUIRED);
+	r->trigger_qty = (int32) number_field(ctx, obj, "trigger_qty", &QUANTITY, OPTIONAL, 1);
+	r->target = selector_field(ctx, obj, "target", REQUIRED);
+	r->percent = (int32) number_field(ctx, obj, "percent", &PERCENT, REQUIRED, 0);
+	r->per_trigger = (int32) number_field(ctx, obj, "per_trigger", &QUANTITY, OPTIONAL, 1);
+}
+
+/*
+ * parse_gift reads a rule {"trigger": SEL, "trigger_qty": Q, "gift": "SKU",
+ * "gift_qty": G}.
+ */
+static void
+parse_gift(ParseCtx *ctx, JsonbContainer *obj, PromotionRule *rule)
+{
+	GiftRule   *r = &rule->u.gift;
+
+	r->trigger = selector_field(ctx, obj, "trigger", REQUIRED);
+	r->trigger_qty = (int32) number_field(ctx, obj, "trigger_qty", &QUANTITY, OPTIONAL, 1);
+	r->gift_sku = string_field(ctx, obj, "gift", REQUIRED, NULL);
+	r->gift_qty = (int32) number_field(ctx, obj, "gift_qty", &QUANTITY, OPTIONAL, 1);
+}
+
+/* parse_tier_discount reads a rule {"products": SEL}. */
+static void
+parse_tier_discount(ParseCtx *ctx, JsonbContainer *obj, PromotionRule *rule)
+{
+	rule->u.tier_discount.products = selector_field(ctx, obj, "products", OPTIONAL);
+}
+
+/*
+ * parse_points_percent reads a rule {"products": SEL,
+ * "percent": P | "multiplier": M, "account": A}.
+ */
+static void
+parse_points_percent(ParseCtx *ctx, JsonbContainer *obj, PromotionRule *rule)
+{
+	PointsPercentRule *r = &rule->u.points_percent;
+	int64		value;
+
+	r->products = selector_field(ctx, obj, "products", OPTIONAL);
+	if (choice_field(ctx, obj, POINTS_CHOICES, &value) == POINTS_BY_PERCENT)
+		r->percent = (int32) value;
+	else
+		r->multiplier = (int32) value;
+	r->account = string_field(ctx, obj, "account", OPTIONAL, "main");
+}
+
+/*
+ * parse_points_fixed reads a rule {"min_total": T, "points": P,
+ * "account": A, "expires": V}.
+ */
+static void
+parse_points_fixed(ParseCtx *ctx, JsonbContainer *obj, PromotionRule *rule)
+{
+	PointsFixedRule *r = &rule->u.points_fixed;
+
+	r->min_total = number_field(ctx, obj, "min_total", &MONEY, OPTIONAL, 0);
+	r->points = number_field(ctx, obj, "points", &POINTS, REQUIRED, 0);
+	r->account = string_field(ctx, obj, "account", OPTIONAL, "main");
+	r->expires = validity_field(ctx, obj, "expires");
+}
+
+/*
+ * parse_coupon_issue reads a rule {"steps": [...], "min_total_to_use": T,
+ * "valid": V}.
+ */
+static void
+parse_coupon_issue(ParseCtx *ctx, JsonbContainer *obj, PromotionRule *rule)
+{
+	CouponIssueRule *r = &rule->u.coupon_issue;
+
+	r->steps = steps_field(ctx, obj, "steps");
+	r->min_total_to_use = number_field(ctx, obj, "min_total_to_use", &MONEY, OPTIONAL, 0);
+	r->valid = validity_field(ctx, obj, "valid");
+}
+
+/* parse_certificate reads a rule {"step": S, "value": V, "valid": V}. */
+static void
+parse_certificate(ParseCtx *ctx, JsonbContainer *obj, PromotionRule *rule)
+{
+	CertificateRule *r = &rule->u.certificate_per_amount;
+
+	r->step = number_field(ctx, obj, "step", &MONEY_POSITIVE, REQUIRED, 0);
+	r->value = number_field(ctx, obj, "value", &MONEY_POSITIVE, REQUIRED, 0);
+	r->valid = validity_field(ctx, obj, "valid");
+}
+
+/* parse_subscription_price reads a rule {"plan": "CODE", "percent": P}. */
+static void
+parse_subscription_price(ParseCtx *ctx, JsonbContainer *obj, PromotionRule *rule)
+{
+	SubscriptionPriceRule *r = &rule->u.subscription_price;
+
+	r->plan = string_field(ctx, obj, "plan", REQUIRED, NULL);
+	r->percent = (int32) number_field(ctx, obj, "percent", &PERCENT, REQUIRED, 0);
+}
+
+
+/* ---------------------------------------------------------------------
+ * Mechanic names and rule_parse
+ * ---------------------------------------------------------------------
+ */
+
+/* mechanic_name returns the SQL name of a mechanic. */
+const char *
+mechanic_name(Mechanic m)
+{
+	if ((int) m < 0 || m >= MECHANIC_COUNT)
+		elog(ERROR, "invalid mechanic %d", (int) m);
+	return MECHANICS[m].name;
+}
+
+/* mechanic_from_name looks a mechanic up by name; false when unknown. */
+bool
+mechanic_from_name(const char *name, Mechanic *result)
+{
+	int			i;
+
+	for (i = 0; i < MECHANIC_COUNT; i++)
+		if (strcmp(MECHANICS[i].name, name) == 0)
+		{
+			*result = (Mechanic) i;
+			return true;
+		}
+	return false;
+}
+
+/*
+ * mechanic_parse returns the mechanic called "name", raising LY006 (field
+ * "mechanic", the known names in the hint) when there is none.
+ */
+Mechanic
+mechanic_parse(const char *code, const char *name)
+{
+	Mechanic	m;
+	ParseCtx	ctx;
+	const char *names[MECHANIC_COUNT + 1];
+	int			i;
+
+	if (mechanic_from_name(name, &m))
+		return m;
+
+	for (i = 0; i < MECHANIC_COUNT; i++)
+		names[i] = MECHANICS[i].name;
+	names[MECHANIC_COUNT] = NULL;
+	ctx_init(&ctx, code, "mechanic");
+	field_error(&ctx,
+				psprintf("The known mechanics are: %s.", key_list(names, false, ", ")),
+				"has the unknown value \"%s\".", name);
+}
+
+/*
+ * rule_parse parses and validates the rule of a promotion of mechanic m.
+ * The result is palloc'd in CurrentMemoryContext; any problem raises LY006
+ * naming the promotion "code" and the JSON path of the field.
+ */
+PromotionRule *
+rule_parse(const char *code, Mechanic m, Jsonb *rule)
+{
+	ParseCtx	ctx;
+	const MechanicInfo *info;
+	JsonbContainer *obj;
+	PromotionRule *result;
+
+	if ((int) m < 0 || m >= MECHANIC_COUNT)
+		elog(ERROR, "invalid mechanic %d", (int) m);
+	info = &MECHANICS[m];
+	ctx_init(&ctx, code, "rule");
+	obj = root_object(&ctx, rule);
+	check_keys(&ctx, obj, psprintf("Mechanic %s", info->name), info->keys);
+
+	result = palloc0(sizeof(PromotionRule));
+	result->mechanic = m;
+	info->parse(&ctx, obj, result);
+	pfree(ctx.path.data);
+	return result;
+}
+
+
+/* ---------------------------------------------------------------------
+ * Schedules
+ * ---------------------------------------------------------------------
+ */
+
+/* two_digits reads two ASCII digits at s; -1 when they are not. */
+static int
+two_digits(const char *s)
+{
+	if (!isdigit((unsigned char) s[0]) || !isdigit((unsigned char) s[1]))
+		return -1;
+	return (s[0] - '0') * 10 + (s[1] - '0');
+}
+
+/*
+ * parse_time reads "HH:MM" (00:00 .. 24:00) as minutes from midnight; -1
+ * when malformed.
+ */
+static int
+parse_time(const char *s)
+{
+	int			h,
+				m;
+
+	if (strlen(s) != 5 || s[2] != ':')
+		return -1;
+	h = two_digits(s);
+	m = two_digits(s + 3);
+	if (h < 0 || m < 0 || m > 59 || h > 24 || (h == 24 && m != 0))
+		return -1;
+	return h * 60 + m;
+}
+
+/* time_value reads a JSON value at the current path as "HH:MM". */
+static int
+time_value(ParseCtx *ctx, JsonbValue *v)
+{
+	int			minutes;
+
+	if (v->type != jbvString)
+		field_error(ctx, NULL, "must be a time \"HH:MM\".");
+	minutes = parse_time(pnstrdup(v->val.string.val, v->val.string.len));
+	if (minutes < 0)
+		field_error(ctx, NULL,
+					"must be a time \"HH:MM\" from \"00:00\" to \"24:00\".");
+	return minutes;
+}
+
+/*
+ * parse_window reads the array at the current path as one window
+ * ["HH:MM", "HH:MM"], start before end.
+ */
+static HourWindow
+parse_window(ParseCtx *ctx, JsonbContainer *arr)
+{
+	HourWindow	w;
+	int			saved;
+
+	if (JsonContainerSize(arr) != 2)
+		field_error(ctx, NULL,
+					"must be a window of two times, [\"HH:MM\", \"HH:MM\"].");
+	w.from = (int16) time_value(ctx, element_get(ctx, arr, 0, &saved));
+	path_pop(ctx, saved);
+	w.to = (int16) time_value(ctx, element_get(ctx, arr, 1, &saved));
+	path_pop(ctx, saved);
+	if (w.from >= w.to)
+		field_error(ctx,
+					"A window across midnight is written as two windows: [[\"22:00\", \"24:00\"], [\"00:00\", \"02:00\"]].",
+					"must end after it starts.");
+	return w;
+}
+
+/*
+ * hours_field reads "hours": one window ["10:00", "14:00"] or a list of
+ * windows [["08:00", "10:00"], ["18:00", "20:00"]].
+ */
+static void
+hours_field(ParseCtx *ctx, JsonbContainer *obj, Schedule *s)
+{
+	int			saved;
+	JsonbValue *v = field_get(ctx, obj, "hours", OPTIONAL, &saved);
+	JsonbContainer *arr;
+	JsonbValue *first;
+	int			i;
+
+	if (v == NULL)
+		return;
+	arr = expect_nonempty_array(ctx, v);
+	first = getIthJsonbValueFromContainer(arr, 0);
+	if (first->type == jbvString)
+	{
+		s->nhours = 1;
+		s->hours = palloc(sizeof(HourWindow));
+		s->hours[0] = parse_window(ctx, arr);
+	}
+	else
+	{
+		s->nhours = JsonContainerSize(arr);
+		s->hours = palloc(sizeof(HourWindow) * s->nhours);
+		for (i = 0; i < s->nhours; i++)
+		{
+			int			saved_elem;
+			JsonbValue *elem = element_get(ctx, arr, i, &saved_elem);
+
+			if (elem->type != jbvBinary || !JsonContainerIsArray(elem->val.binary.data))
+				field_error(ctx, NULL,
+							"must be a window of two times, [\"HH:MM\", \"HH:MM\"].");
+			s->hours[i] = parse_window(ctx, elem->val.binary.data);
+			path_pop(ctx, saved_elem);
+		}
+	}
+	path_pop(ctx, saved);
+}
+
+/*
+ * parse_date reads "YYYY-MM-DD" (years 1..9999) as a DateADT; false when
+ * malformed or not a real date.
+ */
+static bool
+parse_date(const char *s, DateADT *result)
+{
+	int			y,
+				m,
+				d;
+
+	if (strlen(s) != 10 || s[4] != '-' || s[7] != '-')
+		return false;
+	if (two_digits(s) < 0 || two_digits(s + 2) < 0)
+		return false;
+	y = two_digits(s) * 100 + two_digits(s + 2);
+	m = two_digits(s + 5);
+	d = two_digits(s + 8);
+	if (y < 1 || m < 1 || m > 12 || d < 1 || d > day_tab[isleap(y)][m - 1])
+		return false;
+	*result = date2j(y, m, d) - POSTGRES_EPOCH_JDATE;
+	return true;
+}
+
+/* dateadt_qsort_cmp orders DateADTs, for qsort and bsearch. */
+static int
+dateadt_qsort_cmp(const void *a, const void *b)
+{
+	DateADT		x = *(const DateADT *) a;
+	DateADT		y = *(const DateADT *) b;
+
+	return (x > y) - (x < y);
+}
+
+/* dates_field reads "dates", a non-empty array of "YYYY-MM-DD", sorted. */
+static void
+dates_field(ParseCtx *ctx, JsonbContainer *obj, Schedule *s)
+{
+	int			saved;
+	JsonbValue *v = field_get(ctx, obj, "dates", OPTIONAL, &saved);
+	JsonbContainer *arr;
+	int			i;
+
+	if (v == NULL)
+		return;
+	arr = expect_nonempty_array(ctx, v);
+	s->ndates = JsonContainerSize(arr);
+	s->dates = palloc(sizeof(DateADT) * s->ndates);
+	for (i = 0; i < s->ndates; i++)
+	{
+		int			saved_elem;
+		JsonbValue *elem = element_get(ctx, arr, i, &saved_elem);
+
+		if (elem->type != jbvString ||
+			!parse_date(pnstrdup(elem->val.string.val, elem->val.string.len),
+						&s->dates[i]))
+			field_error(ctx, NULL, "must be a date \"YYYY-MM-DD\".");
+		path_pop(ctx, saved_elem);
+	}
+	qsort(s->dates, s->ndates, sizeof(DateADT), dateadt_qsort_cmp);
+	path_pop(ctx, saved);
+}
+
+/*
+ * bitmask_field reads obj.key, a non-empty array of whole numbers of the
+ * given kind (at most 31), as a bitmask with bit (1 << value).
+ */
+static uint32
+bitmask_field(ParseCtx *ctx, JsonbContainer *obj, const char *key,
+			  const NumberKind *kind)
+{
+	int			saved;
+	JsonbValue *v = field_get(ctx, obj, key, OPTIONAL, &saved);
+	JsonbContainer *arr;
+	uint32		mask = 0;
+	int			i;
+
+	if (v == NULL)
+		return 0;
+	arr = expect_nonempty_array(ctx, v);
+	for (i = 0; i < (int) JsonContainerSize(arr); i++)
+	{
+		int			saved_elem;
+		JsonbValue *elem = element_get(ctx, arr, i, &saved_elem);
+
+		mask |= ((uint32) 1) << json_number(ctx, elem, kind);
+		path_pop(ctx, saved_elem);
+	}
+	path_pop(ctx, saved);
+	return mask;
+}
+
+/*
+ * schedule_parse parses and validates a promotion's schedule (SPEC section
+ * 5): weekdays, dates, days_of_month and hours, combined with AND.  The
+ * result is palloc'd in CurrentMemoryContext; problems raise LY006.
+ */
+Schedule *
+schedule_parse(const char *code, Jsonb *schedule)
+{
+	ParseCtx	ctx;
+	JsonbContainer *obj;
+	Schedule   *s = palloc0(sizeof(Schedule));
+
+	ctx_init(&ctx, code, "schedule");
+	obj = root_object(&ctx, schedule);
+	check_keys(&ctx, obj, "A schedule", SCHEDULE_KEYS);
+	s->weekdays = (uint8) bitmask_field(&ctx, obj, "weekdays", &WEEKDAY);
+	dates_field(&ctx, obj, s);
+	s->days_of_month = bitmask_field(&ctx, obj, "days_of_month", &DAY_OF_MONTH);
+	hours_field(&ctx, obj, s);
+	pfree(ctx.path.data);
+	return s;
+}
+
+
+/* ---------------------------------------------------------------------
+ * Matching (pure functions for the engine)
+ * ---------------------------------------------------------------------
+ */
+
+/*
+ * schedule_matches tells whether a schedule (NULL = none) allows a moment
+ * given in the store's local time.
+ */
+bool
+schedule_matches(const Schedule *s, DateADT local_date, int iso_weekday,
+				 int minute_of_day)
+{
+	int			i;
+
+	if (s == NULL)
+		return true;
+	if (s->weekdays != 0 &&
+		(iso_weekday < 1 || iso_weekday > 7 || !(s->weekdays & (1 << iso_weekday))))
+		return false;
+	if (s->days_of_month != 0)
+	{
+		int			y,
+					m,
+					d;
+
+		j2date(local_date + POSTGRES_EPOCH_JDATE, &y, &m, &d);
+		if (!(s->days_of_month & (((uint32) 1) << d)))
+			return false;
+	}
+	if (s->ndates > 0 &&
+		bsearch(&local_date, s->dates, s->ndates, sizeof(DateADT), dateadt_qsort_cmp) == NULL)
+		return false;
+	if (s->nhours > 0)
+	{
+		for (i = 0; i < s->nhours; i++)
+			if (minute_of_day >= s->hours[i].from && minute_of_day < s->hours[i].to)
+				return true;
+		return false;
+	}
+	return true;
+}
+
+/* list_has tells whether s is in the sorted list. */
+static bool
+list_has(const StringList *list, const char *s)
+{
+	if (s == NULL || list->count == 0)
+		return false;
+	return bsearch(&s, list->items, list->count, sizeof(char *),
+				   cstring_ptr_cmp) != NULL;
+}
+
+/* list_has_any tells whether any of values[0 .. n-1] is in the sorted list. */
+static bool
+list_has_any(const StringList *list, const char *const *values, int n)
+{
+	int			i;
+
+	for (i = 0; i < n; i++)
+		if (list_has(list, values[i]))
+			return true;
+	return false;
+}
+
+/*
+ * selector_matches tells whether a product matches a selector: "all" or
+ * any list, and not the exclude selector.
+ */
+bool
+selector_matches(const ProductSelector *sel, const char *sku, const char *brand,
+				 const char *const *categories, int ncategories,
+				 const char *const *tags, int ntags)
+{
+	bool		hit;
+
+	hit = sel->all ||
+		list_has(&sel->skus, sku) ||
+		list_has(&sel->brands, brand) ||
+		list_has_any(&sel->categories, categories, ncategories) ||
+		list_has_any(&sel->tags, tags, ntags);
+	if (!hit)
+		return false;
+	return sel->exclude == NULL ||
+		!selector_matches(sel->exclude, sku, brand, categories, ncategories,
+						  tags, ntags);
+}
+
+
+/* ---------------------------------------------------------------------
+ * The trigger on loyalty.promotion
+ * ---------------------------------------------------------------------
+ */
+
+/* tuple_attr returns column "name" of the tuple, or NULL for SQL NULL. */
+static Datum
+tuple_attr(HeapTuple tuple, TupleDesc desc, const char *name, bool *isnull)
+{
+	int			attnum = SPI_fnumber(desc, name);
+
+	if (attnum <= 0)
+		elog(ERROR, "column \"%s\" not found in loyalty.promotion", name);
+	return heap_getattr(tuple, attnum, desc, isnull);
+}
+
+/* tuple_text returns a text column as a C string, or NULL. */
+static char *
+tuple_text(HeapTuple tuple, TupleDesc desc, const char *name)
+{
+	bool		isnull;
+	Datum		d = tuple_attr(tuple, desc, name, &isnull);
+
+	return isnull ? NULL : TextDatumGetCString(d);
+}
+
+/* tuple_jsonb returns a jsonb column, or NULL. */
+static Jsonb *
+tuple_jsonb(HeapTuple tuple, TupleDesc desc, const char *name)
+{
+	bool		isnull;
+	Datum		d = tuple_attr(tuple, desc, name, &isnull);
+
+	return isnull ? NULL : DatumGetJsonbP(d);
+}
+
+/*
+ * promotion_check validates a loyalty.promotion row: mechanic, rule and
+ * schedule.  NULLs are left to the table's NOT NULL constraints.
+ */
+static void
+promotion_check(HeapTuple tuple, TupleDesc desc)
+{
+	char	   *code = tuple_text(tuple, desc, "code");
+	char	   *name;
+	Jsonb	   *rule;
+	Jsonb	   *schedule;
+
+	if (code == NULL)
+		return;
+	name = tuple_text(tuple, desc, "mechanic");
+	rule = tuple_jsonb(tuple, desc, "rule");
+	if (name != NULL)
+	{
+		Mechanic	m = mechanic_parse(code, name);
+
+		if (rule != NULL)
+			(void) rule_parse(code, m, rule);
+	}
+	schedule = tuple_jsonb(tuple, desc, "schedule");
+	if (schedule != NULL)
+		(void) schedule_parse(code, schedule);
+}
+
+/*
+ * promotion_validate is the BEFORE INSERT OR UPDATE row trigger on
+ * loyalty.promotion: it refuses a row whose mechanic, rule or schedule is
+ * invalid (LY006) and returns the row unchanged otherwise.
+ */
+Datum
+promotion_validate(PG_FUNCTION_ARGS)
+{
+	TriggerData *trigdata = (TriggerData *) fcinfo->context;
+	TriggerEvent event;
+	HeapTuple	tuple;
+
+	if (!CALLED_AS_TRIGGER(fcinfo))
+		elog(ERROR, "promotion_validate: not called by trigger manager");
+	event = trigdata->tg_event;
+	if (!TRIGGER_FIRED_BEFORE(event) || !TRIGGER_FIRED_FOR_ROW(event))
+		elog(ERROR, "promotion_validate: must be fired BEFORE ... FOR EACH ROW");
+
+	if (TRIGGER_FIRED_BY_INSERT(event))
+		tuple = trigdata->tg_trigtuple;
+	else if (TRIGGER_FIRED_BY_UPDATE(event))
+		tuple = trigdata->tg_newtuple;
+	else
+		elog(ERROR, "promotion_validate: must be fired for INSERT or UPDATE");
+
+	promotion_check(tuple, trigdata->tg_relation->rd_att);
+	return PointerGetDatum(tuple);
+}
