@@ -1,0 +1,80 @@
+/*-------------------------------------------------------------------------
+ *
+ * ledger.h
+ *	  The points ledger (SPEC section 8): lots per customer account, every
+ *	  movement an append-only entry.  These primitives are the only code
+ *	  that writes lots and entries; purchase, refund, adjust and expiry call
+ *	  them, so each rule lives in one place.
+ *
+ * Points are int64 hundredths of a point throughout (27 points = 2700).
+ * Every function runs SPI with saved plans and must be called inside an SPI
+ * connection (SPI_connect done by the caller).  Writers must hold the
+ * customer's lock (ledger_lock_customer) first: that is what makes
+ * concurrent purchases of one customer serialize.
+ *
+ *-------------------------------------------------------------------------
+ */
+#ifndef LOYALTY_LEDGER_H
+#define LOYALTY_LEDGER_H
+
+#include "datatype/timestamp.h"
+
+/* Balance of one account as of a moment. */
+typedef struct LedgerBalance
+{
+	int64		available;		/* available and unexpired, minus debt */
+	int64		pending;		/* earned, not yet available */
+} LedgerBalance;
+
+/*
+ * ledger_lock_customer takes the customer's row lock (FOR NO KEY UPDATE),
+ * serializing every writer of that customer's points until commit.  Raises
+ * LY001 when the customer does not exist.
+ */
+extern void ledger_lock_customer(int64 customer_id);
+
+/*
+ * ledger_balances fills balances[i] for accounts[i] (account type codes) as
+ * of "at", in one query.  Lots count when available_at <= at < expires_at.
+ */
+extern void ledger_balances(int64 customer_id, TimestampTz at, int naccounts,
+							const char *const *accounts,
+							LedgerBalance *balances);
+
+/*
+ * ledger_spend takes points from the account's lots available at "at":
+ * first-expiring first (no expiry last), then oldest.  Raises LY004 when
+ * the account holds fewer.  Entries reference operation_id.
+ */
+extern void ledger_spend(int64 customer_id, const char *account, int64 points,
+						 const char *operation_id, TimestampTz at);
+
+/*
+ * ledger_accrue credits points earned by operation_id: they first pay off
+ * any debt of the account, the rest becomes a lot available from
+ * available_at and expiring at expires_at (DT_NOEND for never).
+ */
+extern void ledger_accrue(int64 customer_id, const char *account, int64 points,
+						  const char *operation_id, TimestampTz at,
+						  TimestampTz available_at, TimestampTz expires_at);
+
+/*
+ * ledger_reverse_accrual takes back points that purchase_operation_id
+ * earned (a refund): from that purchase's own lots first, then FEFO from
+ * the rest; what is missing becomes debt (a negative balance).
+ */
+extern void ledger_reverse_accrual(int64 customer_id, const char *account,
+								   int64 points,
+								   const char *purchase_operation_id,
+								   const char *operation_id, TimestampTz at);
+
+/*
+ * ledger_return_spent gives back points that purchase_operation_id spent
+ * (a refund), to the lots they came from, so they keep their expiry.
+ */
+extern void ledger_return_spent(int64 customer_id, const char *account,
+								int64 points,
+								const char *purchase_operation_id,
+								const char *operation_id, TimestampTz at);
+
+#endif							/* LOYALTY_LEDGER_H */
