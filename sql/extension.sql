@@ -27,19 +27,19 @@ SELECT rolname, rolcanlogin FROM pg_roles WHERE rolname LIKE 'loyalty\_%' ORDER 
 SELECT p.oid::regprocedure AS function_without_comment
   FROM pg_proc p WHERE p.pronamespace = 'loyalty'::regnamespace
    AND obj_description(p.oid, 'pg_proc') IS NULL
- ORDER BY 1::text;
+ ORDER BY p.oid::regprocedure::text;
 SELECT c.oid::regclass AS relation_without_comment
   FROM pg_class c WHERE c.relnamespace = 'loyalty'::regnamespace
    AND c.relkind IN ('r', 'v', 'm', 'S') AND obj_description(c.oid, 'pg_class') IS NULL
- ORDER BY 1::text;
+ ORDER BY c.oid::regclass::text;
 
 -- every SECURITY DEFINER function pins search_path
 SELECT p.oid::regprocedure AS definer_function, p.proconfig
   FROM pg_proc p WHERE p.pronamespace = 'loyalty'::regnamespace AND p.prosecdef
- ORDER BY 1::text;
+ ORDER BY p.oid::regprocedure::text;
 
 -- nothing is executable by PUBLIC but the phone type's machinery and pure helpers
 SELECT p.oid::regprocedure AS public_function
   FROM pg_proc p WHERE p.pronamespace = 'loyalty'::regnamespace
    AND has_function_privilege('public', p.oid, 'EXECUTE')
- ORDER BY 1::text;
+ ORDER BY p.oid::regprocedure::text;

@@ -49,6 +49,11 @@ extern void ledger_balances(int64 customer_id, TimestampTz at, int naccounts,
 extern void ledger_spend(int64 customer_id, const char *account, int64 points,
 						 const char *operation_id, TimestampTz at);
 
+/* ledger_spend with the kind of the entries ("spend", "adjust") */
+extern void ledger_spend_kind(int64 customer_id, const char *account,
+							  int64 points, const char *operation_id,
+							  TimestampTz at, const char *kind);
+
 /*
  * ledger_accrue credits points earned by operation_id: they first pay off
  * any debt of the account, the rest becomes a lot available from
@@ -57,6 +62,12 @@ extern void ledger_spend(int64 customer_id, const char *account, int64 points,
 extern void ledger_accrue(int64 customer_id, const char *account, int64 points,
 						  const char *operation_id, TimestampTz at,
 						  TimestampTz available_at, TimestampTz expires_at);
+
+/* ledger_accrue with the kind of the first entry ("earn", "adjust") */
+extern void ledger_accrue_kind(int64 customer_id, const char *account,
+							   int64 points, const char *operation_id,
+							   TimestampTz at, TimestampTz available_at,
+							   TimestampTz expires_at, const char *kind);
 
 /*
  * ledger_reverse_accrual takes back points that purchase_operation_id
@@ -76,5 +87,24 @@ extern void ledger_return_spent(int64 customer_id, const char *account,
 								int64 points,
 								const char *purchase_operation_id,
 								const char *operation_id, TimestampTz at);
+
+/* what one expiry batch did */
+typedef struct ExpireBatch
+{
+	int			lots_seen;		/* due lots looked at (0: nothing left) */
+	int			customers_skipped;	/* busy in a check: left for the next run */
+	int64		points;			/* hundredths of a point expired */
+	TimestampTz last_expires_at;	/* keyset for the next batch */
+	int64		last_id;
+} ExpireBatch;
+
+/*
+ * ledger_expire_batch expires up to max_lots due lots (expires_at <= as_of)
+ * after the keyset (after_expires_at, after_id) (DT_NOBEGIN, 0 for the
+ * start), skipping customers that a check holds locked.
+ */
+extern void ledger_expire_batch(TimestampTz as_of, int max_lots,
+								TimestampTz after_expires_at, int64 after_id,
+								ExpireBatch *result);
 
 #endif							/* LOYALTY_LEDGER_H */

@@ -1,0 +1,136 @@
+--
+-- The points ledger: lots, balances, FEFO spending, expiry, idempotency.
+--
+-- Points live in lots (amount, remaining, earned_at, available_at,
+-- expires_at); every movement is an append-only ledger entry.  Manual
+-- grants and debits go through loyalty.adjust; purchases and refunds use
+-- the same primitives (see check_purchase and check_refund).
+--
+SET client_min_messages = warning;
+DROP EXTENSION IF EXISTS loyalty CASCADE;
+CREATE EXTENSION loyalty;
+RESET client_min_messages;
+SET datestyle = 'ISO, YMD';
+SET intervalstyle = postgres;
+SET timezone = 'UTC';
+
+INSERT INTO loyalty.account_type (code, name, redeem_share, min_check, lifetime, activation_delay, redeem_order) VALUES
+    ('main',  'Bonus points', 0.9, 0,    '1 year', '24 hours', 100),
+    ('promo', 'Promo points', 0.3, 2000, NULL,     '0',        10);
+SELECT loyalty.register('+79123456789', '{"name": "Anna"}') AS anna;
+SELECT loyalty.register('+79221234567', '{"name": "Boris"}') AS boris;
+
+-- a grant: available at once, expiring after the account's lifetime
+SELECT loyalty.adjust('{"operation_id": "A-1", "customer": "+79123456789", "account": "main",
+                        "points": 500, "reason": "welcome bonus"}');
+-- a grant with its own expiry, and one without expiry on an account without lifetime
+SELECT loyalty.adjust(jsonb_build_object('operation_id', 'A-2', 'customer', 1, 'account', 'main',
+                      'points', 300, 'expires_at', now() + interval '10 days', 'reason', 'birthday'));
+SELECT loyalty.adjust('{"operation_id": "A-3", "customer": "id:1", "account": "promo",
+                        "points": 1000, "reason": "campaign"}');
+SELECT account, amount, remaining, expires_at - earned_at AS lives, available_at = earned_at AS at_once
+  FROM loyalty.lot ORDER BY id;
+SELECT account, available, pending, expiring, next_expiry - now() < interval '10 days 1 minute' AS next_in_10_days
+  FROM loyalty.balance('+79123456789') ORDER BY account;
+
+-- spending takes the first-expiring lot first (the birthday lot), then the older one
+SELECT loyalty.adjust('{"operation_id": "D-1", "customer": "+79123456789", "account": "main",
+                        "points": -350, "reason": "manual correction"}') -> 'balance' AS balance_after;
+SELECT id, account, amount, remaining FROM loyalty.lot ORDER BY id;
+
+-- asking for more than the account holds is LY004 and changes nothing
+SELECT loyalty.adjust('{"operation_id": "D-2", "customer": "+79123456789", "account": "main",
+                        "points": -451, "reason": "too much"}');
+SELECT sum(remaining) AS main_still FROM loyalty.lot WHERE account = 'main';
+SELECT count(*) AS no_operation_left_behind FROM loyalty.operation WHERE operation_id = 'D-2';
+
+-- the same operation again: the stored response, nothing new
+SELECT loyalty.adjust('{"operation_id": "D-1", "customer": "+79123456789", "account": "main",
+                        "points": -350, "reason": "manual correction"}') -> 'balance' AS replayed;
+SELECT count(*) AS entries FROM loyalty.ledger_entry;
+-- the same operation_id with another request: LY003
+SELECT loyalty.adjust('{"operation_id": "D-1", "customer": "+79123456789", "account": "main",
+                        "points": -10, "reason": "manual correction"}');
+DO $$
+BEGIN
+    PERFORM loyalty.adjust('{"operation_id": "D-1", "customer": "1", "account": "main",
+                             "points": -10, "reason": "x"}');
+EXCEPTION WHEN SQLSTATE 'LY003' THEN
+    RAISE NOTICE 'LY003: %', SQLERRM;
+END
+$$;
+
+-- pending points: a grant available from tomorrow counts as pending until then
+SELECT loyalty.adjust(jsonb_build_object('operation_id', 'A-4', 'customer', '+79221234567',
+                      'account', 'main', 'points', 40, 'available_at', now() + interval '1 day',
+                      'reason', 'delayed'));
+SELECT account, available, pending FROM loyalty.balance('+79221234567') WHERE account = 'main';
+SELECT account, available, pending
+  FROM loyalty.balance('+79221234567', now() + interval '25 hours') WHERE account = 'main';
+-- pending points cannot be spent yet
+SELECT loyalty.adjust('{"operation_id": "D-3", "customer": "+79221234567", "account": "main",
+                        "points": -1, "reason": "too early"}');
+
+-- a balance in the future leaves out what will have expired, whether or not expiry ran
+SELECT loyalty.adjust(jsonb_build_object('operation_id', 'A-7', 'customer', 1, 'account', 'main',
+                      'points', 100, 'expires_at', now() + interval '10 days', 'reason', 'short-lived'))
+       -> 'balance' AS balance;
+SELECT account, available, expiring FROM loyalty.balance('+79123456789') WHERE account = 'main';
+SELECT account, available FROM loyalty.balance('+79123456789', now() + interval '11 days')
+ WHERE account = 'main';
+
+-- expiry: the short-lived lot expires after 10 days
+SELECT loyalty.expire_points(now() + interval '11 days') AS expired_points;
+SELECT loyalty.expire_points(now() + interval '11 days') AS expired_again;
+SELECT id, account, remaining FROM loyalty.lot ORDER BY id;
+SELECT kind, payload - 'at' AS payload FROM loyalty.event WHERE kind = 'points_expired';
+
+-- malformed requests: 22023 naming the field; unknown customers: LY001
+SELECT loyalty.adjust('{"customer": "1", "account": "main", "points": 1, "reason": "x"}');
+SELECT loyalty.adjust('{"operation_id": "X", "customer": 1, "account": "main", "points": 1.5, "reason": "x"}');
+SELECT loyalty.adjust('{"operation_id": "X", "customer": 1, "account": "gold", "points": 1, "reason": "x"}');
+SELECT loyalty.adjust('{"operation_id": "X", "customer": 1, "account": "main", "points": 0, "reason": "x"}');
+SELECT loyalty.adjust('{"operation_id": "X", "customer": "1", "account": "main", "points": "5", "reason": "x"}');
+SELECT loyalty.adjust('{"operation_id": "X", "customer": "1", "account": "main", "points": 5, "reason": "x", "note": 1}');
+SELECT loyalty.adjust('{"operation_id": "X", "customer": 1, "account": "main", "points": 5, "reason": "x", "expires_at": "soon"}');
+SELECT loyalty.adjust('{"operation_id": "X", "customer": "+79990000000", "account": "main", "points": 5, "reason": "x"}');
+SELECT loyalty.adjust('{"operation_id": "X", "customer": "1", "account": "main", "points": 5, "reason": "x"}');
+SELECT loyalty.adjust('{"operation_id": "X", "customer": 1.5, "account": "main", "points": 5, "reason": "x"}');
+SELECT loyalty.adjust('[1, 2]');
+SELECT * FROM loyalty.balance('nobody');
+
+-- points with hundredths when the program counts them so
+INSERT INTO loyalty.setting VALUES ('points_precision', '2');
+SELECT loyalty.adjust('{"operation_id": "A-5", "customer": "+79221234567", "account": "promo",
+                        "points": 12.34, "reason": "cents"}') -> 'points' AS granted;
+SELECT loyalty.adjust('{"operation_id": "A-6", "customer": "+79221234567", "account": "promo",
+                        "points": 0.005, "reason": "too fine"}');
+
+-- the ledger is append-only, enforced by the database
+UPDATE loyalty.ledger_entry SET points = 1000 WHERE id = 1;
+DELETE FROM loyalty.ledger_entry;
+TRUNCATE loyalty.ledger_entry;
+
+-- history, newest first
+SELECT kind, account, points, operation_id FROM loyalty.history('+79123456789') ORDER BY id;
+
+-- merging moves open lots with their expiry
+SELECT loyalty.merge_customers(1, 2);
+SELECT customer_id, account, amount, remaining, available_at > now() AS pending
+  FROM loyalty.lot WHERE remaining <> 0 ORDER BY id;
+SELECT account, available, pending FROM loyalty.balance('+79221234567') ORDER BY account;
+
+-- maintenance: availability announcements and expiry reminders, once each
+SELECT loyalty.run_maintenance(now() + interval '2 days') - 'as_of';
+SELECT loyalty.run_maintenance(now() + interval '2 days') - 'as_of';
+SELECT loyalty.run_maintenance(now() + interval '360 days') - 'as_of';
+SELECT customer_id, kind, payload - 'available_at' - 'expires_at' - 'at' - 'operation_id' AS payload
+  FROM loyalty.event ORDER BY id;
+
+-- events are handed over once
+SELECT count(*) AS taken FROM loyalty.take_events(3);
+SELECT count(*) AS taken FROM loyalty.take_events(100);
+SELECT count(*) AS taken FROM loyalty.take_events(100);
+
+-- every balance equals its entries
+SELECT * FROM loyalty.verify_ledger();

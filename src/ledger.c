@@ -1,0 +1,565 @@
+/*-------------------------------------------------------------------------
+ *
+ * ledger.c
+ *	  The points ledger's primitives: lock a customer, read balances, spend
+ *	  (FEFO), accrue (paying debt first), reverse an accrual, return spent
+ *	  points, expire due lots.
+ *
+ * Every movement is a set-based SQL statement run through a saved SPI plan:
+ * one statement per primitive in the common case, whatever the number of
+ * lots it touches.  Lots hold numeric points at the SQL surface; C passes
+ * int64 hundredths and converts with trim_scale(x / 100) and (x * 100)::int8.
+ *
+ * Concurrency: writers lock the customer row (FOR NO KEY UPDATE, which does
+ * not conflict with foreign-key checks) before reading lots, and read them
+ * with a snapshot taken after the lock, so a customer's balance can never
+ * be spent twice.  The expiry batch locks customers with SKIP LOCKED and so
+ * never waits for a check.
+ *
+ *-------------------------------------------------------------------------
+ */
+#include "loyalty.h"
+
+#include "ledger.h"
+#include "money.h"
+
+#include "catalog/pg_type.h"
+#include "executor/spi.h"
+#include "access/xact.h"
+#include "funcapi.h"
+#include "utils/array.h"
+#include "utils/builtins.h"
+#include "utils/timestamp.h"
+
+/* saved plans, prepared on first use */
+static SPIPlanPtr lock_plan = NULL;
+static SPIPlanPtr balances_plan = NULL;
+static SPIPlanPtr spend_plan = NULL;
+static SPIPlanPtr accrue_plan = NULL;
+static SPIPlanPtr reverse_plan = NULL;
+static SPIPlanPtr debt_plan = NULL;
+static SPIPlanPtr return_plan = NULL;
+static SPIPlanPtr expire_pick_plan = NULL;
+static SPIPlanPtr expire_plan = NULL;
+static SPIPlanPtr expire_operation_plan = NULL;
+
+/* points (hundredths) -> numeric points, and back */
+#define PTS_IN(p)	"pg_catalog.trim_scale(" p "::numeric / 100)"
+#define PTS_OUT(p)	"((" p ") * 100)::int8"
+
+/*
+ * ledger_plan returns the saved plan in *slot, preparing it on first use.
+ */
+static SPIPlanPtr
+ledger_plan(SPIPlanPtr *slot, const char *sql, int nargs, Oid *argtypes)
+{
+	if (*slot == NULL)
+	{
+		SPIPlanPtr	plan = SPI_prepare(sql, nargs, argtypes);
+
+		if (plan == NULL)
+			elog(ERROR, "SPI_prepare failed for ledger statement: %s",
+				 SPI_result_code_string(SPI_result));
+		SPI_keepplan(plan);
+		*slot = plan;
+	}
+	return *slot;
+}
+
+/*
+ * ledger_exec runs a saved plan and checks that it succeeded.
+ */
+static void
+ledger_exec(SPIPlanPtr plan, Datum *values, const char *nulls)
+{
+	int			rc = SPI_execute_plan(plan, values, nulls, false, 0);
+
+	if (rc < 0)
+		elog(ERROR, "ledger statement failed: %s", SPI_result_code_string(rc));
+}
+
+/*
+ * first_int8 returns column 1 of the first row of the last result as int64
+ * (0 when there is no row or it is NULL).
+ */
+static int64
+first_int8(void)
+{
+	bool		isnull;
+	Datum		d;
+
+	if (SPI_processed == 0)
+		return 0;
+	d = SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull);
+	return isnull ? 0 : DatumGetInt64(d);
+}
+
+/*
+ * points_text prints hundredths of a point as points: "451" for whole
+ * points, "12.34" otherwise.
+ */
+static char *
+points_text(int64 points)
+{
+	if (points % 100 == 0)
+		return psprintf(INT64_FORMAT, points / 100);
+	return scaled_to_cstring(points, POINTS_SCALE);
+}
+
+/*
+ * ledger_lock_customer locks the customer's row until the end of the
+ * transaction; LY001 when there is no such customer.
+ */
+void
+ledger_lock_customer(int64 customer_id)
+{
+	Oid			types[1] = {INT8OID};
+	Datum		values[1] = {Int64GetDatum(customer_id)};
+	SPIPlanPtr	plan;
+
+	plan = ledger_plan(&lock_plan,
+					   "SELECT 1 FROM loyalty.customer WHERE id = $1 FOR NO KEY UPDATE",
+					   1, types);
+	ledger_exec(plan, values, NULL);
+	if (SPI_processed == 0)
+		ereport(ERROR,
+				(errcode(ERRCODE_LOYALTY_CUSTOMER_NOT_FOUND),
+				 errmsg("customer %lld not found", (long long) customer_id)));
+}
+
+/*
+ * ledger_balances reads every requested account's available and pending
+ * points as of "at" in one query.
+ */
+void
+ledger_balances(int64 customer_id, TimestampTz at, int naccounts,
+				const char *const *accounts, LedgerBalance *balances)
+{
+	Oid			types[2] = {INT8OID, TIMESTAMPTZOID};
+	Datum		values[2];
+	SPIPlanPtr	plan;
+	uint64		row;
+	int			i;
+
+	for (i = 0; i < naccounts; i++)
+		balances[i].available = balances[i].pending = 0;
+	if (naccounts == 0)
+		return;
+
+	plan = ledger_plan(&balances_plan,
+					   "SELECT l.account,"
+					   " " PTS_OUT("coalesce(sum(l.remaining) FILTER (WHERE l.available_at <= $2"
+								   " AND (l.expires_at IS NULL OR l.expires_at > $2)), 0)") ","
+					   " " PTS_OUT("coalesce(sum(l.remaining) FILTER (WHERE l.available_at > $2), 0)")
+					   " FROM loyalty.lot l"
+					   " WHERE l.customer_id = $1 AND l.remaining <> 0"
+					   " GROUP BY l.account",
+					   2, types);
+	values[0] = Int64GetDatum(customer_id);
+	values[1] = TimestampTzGetDatum(at);
+	ledger_exec(plan, values, NULL);
+
+	for (row = 0; row < SPI_processed; row++)
+	{
+		HeapTuple	tuple = SPI_tuptable->vals[row];
+		TupleDesc	desc = SPI_tuptable->tupdesc;
+		char	   *account = SPI_getvalue(tuple, desc, 1);
+		bool		isnull;
+
+		for (i = 0; i < naccounts; i++)
+		{
+			if (strcmp(accounts[i], account) == 0)
+			{
+				balances[i].available =
+					DatumGetInt64(SPI_getbinval(tuple, desc, 2, &isnull));
+				balances[i].pending =
+					DatumGetInt64(SPI_getbinval(tuple, desc, 3, &isnull));
+				break;
+			}
+		}
+	}
+}
+
+/*
+ * ledger_spend takes points from the account's available lots, first
+ * expiring first (no expiry last), then oldest, in one statement; LY004
+ * when they hold fewer than asked.
+ */
+void
+ledger_spend(int64 customer_id, const char *account, int64 points,
+			 const char *operation_id, TimestampTz at)
+{
+	ledger_spend_kind(customer_id, account, points, operation_id, at, "spend");
+}
+
+/*
+ * ledger_spend_kind is ledger_spend with the kind of the entries written:
+ * "spend" for purchases, "adjust" for manual debits.
+ */
+void
+ledger_spend_kind(int64 customer_id, const char *account, int64 points,
+				  const char *operation_id, TimestampTz at, const char *kind)
+{
+	Oid			types[6] = {INT8OID, TEXTOID, INT8OID, TIMESTAMPTZOID, TEXTOID, TEXTOID};
+	Datum		values[6];
+	SPIPlanPtr	plan;
+	int64		taken;
+
+	if (points <= 0)
+		return;
+	plan = ledger_plan(&spend_plan,
+					   "WITH c AS ("
+					   "  SELECT l.id, " PTS_OUT("l.remaining") " AS rem,"
+					   "         sum(" PTS_OUT("l.remaining") ") OVER"
+					   "           (ORDER BY l.expires_at NULLS LAST, l.earned_at, l.id) AS running"
+					   "    FROM loyalty.lot l"
+					   "   WHERE l.customer_id = $1 AND l.account = $2 AND l.remaining > 0"
+					   "     AND l.available_at <= $4 AND (l.expires_at IS NULL OR l.expires_at > $4)"
+					   "), take AS ("
+					   "  SELECT c.id, least(c.rem, $3 - (c.running - c.rem)) AS x"
+					   "    FROM c WHERE c.running - c.rem < $3"
+					   "), upd AS ("
+					   "  UPDATE loyalty.lot l SET remaining = l.remaining - " PTS_IN("t.x")
+					   "    FROM take t WHERE l.id = t.id RETURNING l.id, t.x"
+					   "), ins AS ("
+					   "  INSERT INTO loyalty.ledger_entry"
+					   "         (customer_id, account, lot_id, operation_id, kind, points, at)"
+					   "  SELECT $1, $2, u.id, $5, $6, -" PTS_IN("u.x") ", $4 FROM upd u"
+					   "  RETURNING points"
+					   ") SELECT " PTS_OUT("coalesce(-sum(points), 0)") " FROM ins",
+					   6, types);
+	values[0] = Int64GetDatum(customer_id);
+	values[1] = CStringGetTextDatum(account);
+	values[2] = Int64GetDatum(points);
+	values[3] = TimestampTzGetDatum(at);
+	values[4] = CStringGetTextDatum(operation_id);
+	values[5] = CStringGetTextDatum(kind);
+	ledger_exec(plan, values, NULL);
+
+	taken = first_int8();
+	if (taken < points)
+		ereport(ERROR,
+				(errcode(ERRCODE_LOYALTY_INSUFFICIENT_POINTS),
+				 errmsg("not enough points in account \"%s\"", account),
+				 errdetail("Asked for %s, the account holds %s available.",
+						   points_text(points),
+						   points_text(taken))));
+}
+
+/*
+ * ledger_accrue credits points earned by a purchase: any debt of the
+ * account is paid first, the rest becomes a new lot.
+ */
+void
+ledger_accrue(int64 customer_id, const char *account, int64 points,
+			  const char *operation_id, TimestampTz at,
+			  TimestampTz available_at, TimestampTz expires_at)
+{
+	ledger_accrue_kind(customer_id, account, points, operation_id, at,
+					   available_at, expires_at, "earn");
+}
+
+/*
+ * ledger_accrue_kind is ledger_accrue with the kind of the lot's first
+ * entry: "earn" for purchases, "adjust" for manual grants.  One statement
+ * pays debt, creates the lot, writes the entries and the event.
+ */
+void
+ledger_accrue_kind(int64 customer_id, const char *account, int64 points,
+				   const char *operation_id, TimestampTz at,
+				   TimestampTz available_at, TimestampTz expires_at,
+				   const char *kind)
+{
+	Oid			types[8] = {INT8OID, TEXTOID, INT8OID, TIMESTAMPTZOID, TEXTOID,
+	TIMESTAMPTZOID, TIMESTAMPTZOID, TEXTOID};
+	Datum		values[8];
+	char		nulls[8] = {' ', ' ', ' ', ' ', ' ', ' ', ' ', ' '};
+	SPIPlanPtr	plan;
+
+	if (points <= 0)
+		return;
+	plan = ledger_plan(&accrue_plan,
+					   "WITH debt AS ("
+					   "  SELECT l.id, " PTS_OUT("-l.remaining") " AS owed,"
+					   "         sum(" PTS_OUT("-l.remaining") ") OVER (ORDER BY l.id) AS running"
+					   "    FROM loyalty.lot l"
+					   "   WHERE l.customer_id = $1 AND l.account = $2 AND l.remaining < 0"
+					   "), pay AS ("
+					   "  SELECT d.id, least(d.owed, $3 - (d.running - d.owed)) AS x"
+					   "    FROM debt d WHERE d.running - d.owed < $3"
+					   "), repaid AS ("
+					   "  UPDATE loyalty.lot l SET remaining = l.remaining + " PTS_IN("p.x")
+					   "    FROM pay p WHERE l.id = p.id RETURNING l.id, p.x"
+					   "), repay_entries AS ("
+					   "  INSERT INTO loyalty.ledger_entry"
+					   "         (customer_id, account, lot_id, operation_id, kind, points, at)"
+					   "  SELECT $1, $2, r.id, $5, 'repay', " PTS_IN("r.x") ", $4 FROM repaid r"
+					   "), rest AS ("
+					   "  SELECT " PTS_IN("($3 - coalesce((SELECT sum(p.x) FROM pay p), 0))") " AS v"
+					   "), new_lot AS ("
+					   "  INSERT INTO loyalty.lot (customer_id, account, amount, remaining,"
+					   "         earned_at, available_at, expires_at, operation_id, announced_at)"
+					   "  SELECT $1, $2, r.v, r.v, $4, $6, $7, $5,"
+					   "         CASE WHEN $6 <= $4 THEN $4 END FROM rest r WHERE r.v > 0"
+					   "  RETURNING id, amount"
+					   "), earn_entry AS ("
+					   "  INSERT INTO loyalty.ledger_entry"
+					   "         (customer_id, account, lot_id, operation_id, kind, points, at)"
+					   "  SELECT $1, $2, n.id, $5, $8, n.amount, $4 FROM new_lot n"
+					   ") INSERT INTO loyalty.event (customer_id, kind, payload)"
+					   "  VALUES ($1, 'points_earned', pg_catalog.jsonb_build_object("
+					   "    'account', $2, 'points', " PTS_IN("$3") ", 'operation_id', $5,"
+					   "    'available_at', $6, 'expires_at', $7))",
+					   8, types);
+	values[0] = Int64GetDatum(customer_id);
+	values[1] = CStringGetTextDatum(account);
+	values[2] = Int64GetDatum(points);
+	values[3] = TimestampTzGetDatum(at);
+	values[4] = CStringGetTextDatum(operation_id);
+	values[5] = TimestampTzGetDatum(available_at);
+	values[6] = TimestampTzGetDatum(expires_at);
+	if (TIMESTAMP_IS_NOEND(expires_at))
+		nulls[6] = 'n';
+	values[7] = CStringGetTextDatum(kind);
+	ledger_exec(plan, values, nulls);
+}
+
+/*
+ * ledger_reverse_accrual takes back points a purchase earned: from the
+ * purchase's own lots first, then from the account's other lots first
+ * expiring first; what is missing becomes a debt lot that later accruals
+ * pay off.
+ */
+void
+ledger_reverse_accrual(int64 customer_id, const char *account, int64 points,
+					   const char *purchase_operation_id,
+					   const char *operation_id, TimestampTz at)
+{
+	Oid			types[6] = {INT8OID, TEXTOID, INT8OID, TIMESTAMPTZOID, TEXTOID, TEXTOID};
+	Datum		values[6];
+	SPIPlanPtr	plan;
+	int64		taken;
+
+	if (points <= 0)
+		return;
+	values[0] = Int64GetDatum(customer_id);
+	values[1] = CStringGetTextDatum(account);
+	values[2] = Int64GetDatum(points);
+	values[3] = TimestampTzGetDatum(at);
+	values[4] = CStringGetTextDatum(operation_id);
+	values[5] = CStringGetTextDatum(purchase_operation_id);
+
+	plan = ledger_plan(&reverse_plan,
+					   "WITH c AS ("
+					   "  SELECT l.id, " PTS_OUT("l.remaining") " AS rem,"
+					   "         sum(" PTS_OUT("l.remaining") ") OVER"
+					   "           (ORDER BY l.operation_id = $6 DESC, l.expires_at NULLS LAST,"
+					   "                     l.earned_at, l.id) AS running"
+					   "    FROM loyalty.lot l"
+					   "   WHERE l.customer_id = $1 AND l.account = $2 AND l.remaining > 0"
+					   "), take AS ("
+					   "  SELECT c.id, least(c.rem, $3 - (c.running - c.rem)) AS x"
+					   "    FROM c WHERE c.running - c.rem < $3"
+					   "), upd AS ("
+					   "  UPDATE loyalty.lot l SET remaining = l.remaining - " PTS_IN("t.x")
+					   "    FROM take t WHERE l.id = t.id RETURNING l.id, t.x"
+					   "), ins AS ("
+					   "  INSERT INTO loyalty.ledger_entry (customer_id, account, lot_id,"
+					   "         operation_id, ref_operation_id, kind, points, at)"
+					   "  SELECT $1, $2, u.id, $5, $6, 'reverse', -" PTS_IN("u.x") ", $4 FROM upd u"
+					   "  RETURNING points"
+					   ") SELECT " PTS_OUT("coalesce(-sum(points), 0)") " FROM ins",
+					   6, types);
+	ledger_exec(plan, values, NULL);
+	taken = first_int8();
+	if (taken >= points)
+		return;
+
+	/* the customer already spent them: the rest is owed */
+	values[2] = Int64GetDatum(points - taken);
+	plan = ledger_plan(&debt_plan,
+					   "WITH debt AS ("
+					   "  INSERT INTO loyalty.lot (customer_id, account, amount, remaining,"
+					   "         earned_at, available_at, expires_at, operation_id)"
+					   "  VALUES ($1, $2, -" PTS_IN("$3") ", -" PTS_IN("$3") ", $4, $4, NULL, $5)"
+					   "  RETURNING id, amount"
+					   ") INSERT INTO loyalty.ledger_entry (customer_id, account, lot_id,"
+					   "         operation_id, ref_operation_id, kind, points, at)"
+					   "  SELECT $1, $2, d.id, $5, $6, 'debt', d.amount, $4 FROM debt d",
+					   6, types);
+	ledger_exec(plan, values, NULL);
+}
+
+/*
+ * ledger_return_spent gives back points a purchase spent, to the lots they
+ * came from (latest expiring first), so they keep their original expiry.
+ * Asking for more than the purchase spent and has not had back yet is a
+ * bug of the caller.
+ */
+void
+ledger_return_spent(int64 customer_id, const char *account, int64 points,
+					const char *purchase_operation_id,
+					const char *operation_id, TimestampTz at)
+{
+	Oid			types[6] = {INT8OID, TEXTOID, INT8OID, TIMESTAMPTZOID, TEXTOID, TEXTOID};
+	Datum		values[6];
+	SPIPlanPtr	plan;
+	int64		returned;
+
+	if (points <= 0)
+		return;
+	plan = ledger_plan(&return_plan,
+					   "WITH spent AS ("
+					   "  SELECT e.lot_id, " PTS_OUT("-sum(e.points)") " AS open"
+					   "    FROM loyalty.ledger_entry e"
+					   "   WHERE e.customer_id = $1 AND e.account = $2"
+					   "     AND (e.operation_id = $6 AND e.kind = 'spend'"
+					   "          OR e.ref_operation_id = $6 AND e.kind = 'return')"
+					   "   GROUP BY e.lot_id HAVING -sum(e.points) > 0"
+					   "), c AS ("
+					   "  SELECT s.lot_id AS id, s.open,"
+					   "         sum(s.open) OVER (ORDER BY l.expires_at DESC NULLS FIRST, l.id DESC)"
+					   "           AS running"
+					   "    FROM spent s JOIN loyalty.lot l ON l.id = s.lot_id"
+					   "), give AS ("
+					   "  SELECT c.id, least(c.open, $3 - (c.running - c.open)) AS x"
+					   "    FROM c WHERE c.running - c.open < $3"
+					   "), upd AS ("
+					   "  UPDATE loyalty.lot l SET remaining = l.remaining + " PTS_IN("g.x")
+					   "    FROM give g WHERE l.id = g.id RETURNING l.id, g.x"
+					   "), ins AS ("
+					   "  INSERT INTO loyalty.ledger_entry (customer_id, account, lot_id,"
+					   "         operation_id, ref_operation_id, kind, points, at)"
+					   "  SELECT $1, $2, u.id, $5, $6, 'return', " PTS_IN("u.x") ", $4 FROM upd u"
+					   "  RETURNING points"
+					   ") SELECT " PTS_OUT("coalesce(sum(points), 0)") " FROM ins",
+					   6, types);
+	values[0] = Int64GetDatum(customer_id);
+	values[1] = CStringGetTextDatum(account);
+	values[2] = Int64GetDatum(points);
+	values[3] = TimestampTzGetDatum(at);
+	values[4] = CStringGetTextDatum(operation_id);
+	values[5] = CStringGetTextDatum(purchase_operation_id);
+	ledger_exec(plan, values, NULL);
+
+	returned = first_int8();
+	if (returned != points)
+		ereport(ERROR,
+				(errcode(ERRCODE_INTERNAL_ERROR),
+				 errmsg("cannot return %s points to account \"%s\" of purchase \"%s\"",
+						points_text(points), account,
+						purchase_operation_id),
+				 errdetail("The purchase has %s spent points not yet returned.",
+						   points_text(returned))));
+}
+
+/*
+ * ledger_expire_batch expires one batch of due lots.
+ *
+ * The first statement picks the next max_lots due lots in (expires_at, id)
+ * order and locks their customers with SKIP LOCKED: a customer inside a
+ * check is skipped, never waited for, and caught by the next run.  The
+ * second statement, with a snapshot taken after the locks, expires what is
+ * left of the picked lots of the locked customers and writes the entries
+ * and one event per customer and account.
+ */
+void
+ledger_expire_batch(TimestampTz as_of, int max_lots,
+					TimestampTz after_expires_at, int64 after_id,
+					ExpireBatch *result)
+{
+	Oid			pick_types[4] = {TIMESTAMPTZOID, INT4OID, TIMESTAMPTZOID, INT8OID};
+	Datum		pick_values[4];
+	Oid			types[3] = {INT8ARRAYOID, TIMESTAMPTZOID, TEXTOID};
+	Datum		values[3];
+	SPIPlanPtr	plan;
+	Datum	   *ids;
+	int			nids = 0;
+	uint64		row;
+	char	   *operation_id;
+
+	memset(result, 0, sizeof(*result));
+	result->last_expires_at = after_expires_at;
+	result->last_id = after_id;
+
+	plan = ledger_plan(&expire_pick_plan,
+					   "SELECT b.id, b.expires_at, c.id IS NOT NULL AS locked"
+					   "  FROM (SELECT l.id, l.customer_id, l.expires_at FROM loyalty.lot l"
+					   "         WHERE l.remaining > 0 AND l.expires_at <= $1"
+					   "           AND (l.expires_at, l.id) > ($3, $4)"
+					   "         ORDER BY l.expires_at, l.id LIMIT $2) b"
+					   "  LEFT JOIN LATERAL (SELECT c.id FROM loyalty.customer c"
+					   "                      WHERE c.id = b.customer_id"
+					   "                      FOR NO KEY UPDATE SKIP LOCKED) c ON true"
+					   " ORDER BY b.expires_at, b.id",
+					   4, pick_types);
+	pick_values[0] = TimestampTzGetDatum(as_of);
+	pick_values[1] = Int32GetDatum(max_lots);
+	pick_values[2] = TimestampTzGetDatum(after_expires_at);
+	pick_values[3] = Int64GetDatum(after_id);
+	ledger_exec(plan, pick_values, NULL);
+	if (SPI_processed == 0)
+		return;
+
+	result->lots_seen = (int) SPI_processed;
+	ids = palloc(sizeof(Datum) * SPI_processed);
+	for (row = 0; row < SPI_processed; row++)
+	{
+		HeapTuple	tuple = SPI_tuptable->vals[row];
+		TupleDesc	desc = SPI_tuptable->tupdesc;
+		bool		isnull;
+		Datum		id = SPI_getbinval(tuple, desc, 1, &isnull);
+
+		result->last_id = DatumGetInt64(id);
+		result->last_expires_at =
+			DatumGetTimestampTz(SPI_getbinval(tuple, desc, 2, &isnull));
+		if (DatumGetBool(SPI_getbinval(tuple, desc, 3, &isnull)))
+			ids[nids++] = id;
+		else
+			result->customers_skipped++;
+	}
+	if (nids == 0)
+		return;
+
+	/* one expiry operation per transaction, for the entries to reference */
+	operation_id = psprintf("expire-%u", GetTopTransactionId());
+	{
+		Oid			op_types[2] = {TEXTOID, TIMESTAMPTZOID};
+		Datum		op_values[2];
+
+		plan = ledger_plan(&expire_operation_plan,
+						   "INSERT INTO loyalty.operation (operation_id, kind, request, response)"
+						   " VALUES ($1, 'expire', pg_catalog.jsonb_build_object('as_of', $2), '{}')"
+						   " ON CONFLICT (operation_id) DO NOTHING",
+						   2, op_types);
+		op_values[0] = CStringGetTextDatum(operation_id);
+		op_values[1] = TimestampTzGetDatum(as_of);
+		ledger_exec(plan, op_values, NULL);
+	}
+
+	plan = ledger_plan(&expire_plan,
+					   "WITH due AS ("
+					   "  SELECT l.id, l.customer_id, l.account, l.remaining FROM loyalty.lot l"
+					   "   WHERE l.id = ANY ($1) AND l.remaining > 0 AND l.expires_at <= $2"
+					   "), upd AS ("
+					   "  UPDATE loyalty.lot l SET remaining = 0 FROM due d WHERE l.id = d.id"
+					   "  RETURNING d.id, d.customer_id, d.account, d.remaining"
+					   "), ins AS ("
+					   "  INSERT INTO loyalty.ledger_entry"
+					   "         (customer_id, account, lot_id, operation_id, kind, points, at)"
+					   "  SELECT u.customer_id, u.account, u.id, $3, 'expire', -u.remaining, $2"
+					   "    FROM upd u RETURNING customer_id, account, points"
+					   "), ev AS ("
+					   "  INSERT INTO loyalty.event (customer_id, kind, payload)"
+					   "  SELECT i.customer_id, 'points_expired', pg_catalog.jsonb_build_object("
+					   "         'account', i.account, 'points', -sum(i.points), 'at', $2)"
+					   "    FROM ins i GROUP BY i.customer_id, i.account"
+					   ") SELECT " PTS_OUT("coalesce(-sum(points), 0)") " FROM ins",
+					   3, types);
+	values[0] = PointerGetDatum(construct_array(ids, nids, INT8OID, 8,
+												FLOAT8PASSBYVAL, TYPALIGN_DOUBLE));
+	values[1] = TimestampTzGetDatum(as_of);
+	values[2] = CStringGetTextDatum(operation_id);
+	ledger_exec(plan, values, NULL);
+	result->points = first_int8();
+}
