@@ -9,13 +9,17 @@
 
 EXTENSION   = loyalty
 MODULE_big  = loyalty
-OBJS        = $(patsubst %.c,%.o,$(sort $(wildcard src/*.c src/*/*.c)))
+OBJS        = $(patsubst %.c,%.o,$(sort $(wildcard src/*.c src/*/*.c))) \
+              $(patsubst %.cpp,%.o,$(sort $(wildcard src/*.cpp)))
 DATA        = $(sort $(wildcard extension/loyalty--*.sql))
 PG_CPPFLAGS = -I$(srcdir)/src $(shell pkg-config --cflags icu-uc icu-i18n)
-SHLIB_LINK  = $(shell pkg-config --libs icu-uc icu-i18n)
+# ICU formats customer messages (src/icu_format.cpp); C++ for its named arguments
+SHLIB_LINK  = $(shell pkg-config --libs icu-uc icu-i18n) -lstdc++
+PG_CXXFLAGS = -fPIC -Wextra -Wno-unused-parameter
 PG_CFLAGS   = -Wall -Wextra -Wno-unused-parameter -Wno-missing-field-initializers -Wno-sign-compare
 ifdef WERROR
 PG_CFLAGS  += -Werror
+PG_CXXFLAGS += -Werror
 endif
 
 # pg_regress: every sql/NAME.sql, in name order

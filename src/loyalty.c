@@ -20,6 +20,9 @@ PG_MODULE_MAGIC;
 /* country calling code used when a phone number is written nationally */
 int			loyalty_default_country = 7;
 
+/* whether new events send NOTIFY loyalty_event */
+bool		loyalty_notify = true;
+
 void		_PG_init(void);
 
 /*
@@ -37,6 +40,17 @@ _PG_init(void)
 							PGC_USERSET,
 							0,
 							NULL, NULL, NULL);
+
+	DefineCustomBoolVariable("loyalty.notify",
+							 "Sends NOTIFY loyalty_event when events are written.",
+							 "NOTIFY makes the commits of notifying transactions take turns "
+							 "(PostgreSQL keeps notifications in commit order); turn it off "
+							 "when consumers poll loyalty.take_events instead.",
+							 &loyalty_notify,
+							 true,
+							 PGC_USERSET,
+							 0,
+							 NULL, NULL, NULL);
 
 	MarkGUCPrefixReserved("loyalty");
 }

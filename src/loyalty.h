@@ -24,5 +24,6 @@
 
 /* settings, defined in loyalty.c */
 extern int	loyalty_default_country;
+extern bool loyalty_notify;
 
 #endif							/* LOYALTY_H */
