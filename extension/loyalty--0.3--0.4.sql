@@ -148,3 +148,375 @@ GRANT SELECT ON loyalty.message_template, loyalty.message_template_default, loya
 GRANT EXECUTE ON FUNCTION loyalty.event_message(text, jsonb, text) TO loyalty_marketer, loyalty_admin;
 GRANT ALL ON loyalty.message_template, loyalty.message_template_default TO loyalty_admin;
 GRANT SELECT ON loyalty.message_templates TO loyalty_admin;
+
+-- ---------------------------------------------------------------------------
+-- Coupons and gift certificates (SPEC §6).  Generated codes are 12 symbols
+-- of an unambiguous alphabet with a check symbol (src/coupon_code.c); a
+-- marketer may also load codes of their own (upper case).
+-- ---------------------------------------------------------------------------
+CREATE FUNCTION loyalty.new_coupon_code() RETURNS text
+    AS 'MODULE_PATHNAME', 'loyalty_new_coupon_code'
+    LANGUAGE C VOLATILE PARALLEL RESTRICTED;
+COMMENT ON FUNCTION loyalty.new_coupon_code() IS
+    'A new random code XXXX-XXXX-XXXX: 55 random bits from a strong source and a check symbol';
+
+CREATE FUNCTION loyalty.coupon_code(code text) RETURNS text
+    AS 'MODULE_PATHNAME', 'loyalty_coupon_code'
+    LANGUAGE C IMMUTABLE STRICT PARALLEL SAFE;
+COMMENT ON FUNCTION loyalty.coupon_code(text) IS
+    'Canonical form of a generated code typed any way (case, dashes, I/L/O look-alikes); 22P02 on a typo';
+
+CREATE TABLE loyalty.coupon (
+    code        text PRIMARY KEY
+                CONSTRAINT coupon_code_format CHECK (code ~ '^[0-9A-Z][0-9A-Z-]{2,38}[0-9A-Z]$'),
+    promotion   text REFERENCES loyalty.promotion (code) ON UPDATE CASCADE,
+    customer_id bigint REFERENCES loyalty.customer (id),
+    kind        text NOT NULL
+                CONSTRAINT coupon_kind_known CHECK (kind IN ('promo', 'personal', 'certificate')),
+    value       loyalty.amount,
+    balance     loyalty.amount,
+    percent     loyalty.percent,
+    min_total   loyalty.amount NOT NULL DEFAULT 0,
+    valid_from  timestamptz NOT NULL DEFAULT pg_catalog.now(),
+    valid_until timestamptz,
+    max_uses    int NOT NULL DEFAULT 1 CONSTRAINT coupon_max_uses_positive CHECK (max_uses > 0),
+    uses        int NOT NULL DEFAULT 0,
+    status      text NOT NULL DEFAULT 'active'
+                CONSTRAINT coupon_status_known CHECK (status IN ('active', 'used', 'void')),
+    issued_by   text REFERENCES loyalty.operation (operation_id),
+    created_at  timestamptz NOT NULL DEFAULT pg_catalog.now(),
+    CONSTRAINT coupon_uses_within_max CHECK (uses >= 0 AND uses <= max_uses),
+    CONSTRAINT coupon_valid_period CHECK (valid_until > valid_from),
+    CONSTRAINT coupon_certificate_has_value CHECK (
+        kind <> 'certificate' OR (value > 0 AND balance IS NOT NULL AND balance <= value)),
+    CONSTRAINT coupon_personal_has_customer CHECK (kind <> 'personal' OR customer_id IS NOT NULL),
+    CONSTRAINT coupon_does_something CHECK (
+        kind = 'certificate' OR promotion IS NOT NULL OR percent > 0 OR value > 0)
+);
+CREATE INDEX coupon_customer_idx ON loyalty.coupon (customer_id) WHERE customer_id IS NOT NULL;
+CREATE INDEX coupon_issued_by_idx ON loyalty.coupon (issued_by) WHERE issued_by IS NOT NULL;
+COMMENT ON TABLE loyalty.coupon IS
+    'Coupons (promo: mass codes of a promotion; personal: bound to a customer) and gift certificates (balance spent partially)';
+COMMENT ON COLUMN loyalty.coupon.percent IS
+    'A coupon that is itself a discount (a bounce-back coupon): percent off the check';
+COMMENT ON COLUMN loyalty.coupon.min_total IS 'The check total a purchase needs to use the coupon';
+COMMENT ON COLUMN loyalty.coupon.issued_by IS
+    'The purchase that issued it (bounce-back, certificate per amount): voided if that purchase is fully refunded unused';
+
+CREATE TABLE loyalty.coupon_use (
+    code         text NOT NULL REFERENCES loyalty.coupon (code) ON UPDATE CASCADE,
+    operation_id text NOT NULL REFERENCES loyalty.operation (operation_id),
+    customer_id  bigint REFERENCES loyalty.customer (id),
+    amount       numeric(14,2) NOT NULL DEFAULT 0,
+    at           timestamptz NOT NULL,
+    PRIMARY KEY (code, operation_id)
+);
+CREATE INDEX coupon_use_customer_idx ON loyalty.coupon_use (customer_id, code);
+COMMENT ON TABLE loyalty.coupon_use IS
+    'Every use of a coupon or certificate by a purchase (amount: certificate money spent); a refund that restores it writes a negative amount';
+
+CREATE FUNCTION loyalty.issue_coupons(promotion text, count int, max_uses int DEFAULT 1,
+                                      valid_until timestamptz DEFAULT NULL,
+                                      customer text DEFAULT NULL)
+    RETURNS SETOF text
+    LANGUAGE plpgsql VOLATILE PARALLEL UNSAFE
+    SECURITY DEFINER
+    SET search_path = pg_catalog, pg_temp
+    AS $$
+DECLARE
+    cid bigint;
+    made int := 0;
+    batch int;
+    c text;
+BEGIN
+    IF promotion IS NULL OR count IS NULL OR max_uses IS NULL THEN
+        RAISE EXCEPTION 'promotion, count and max_uses are required' USING ERRCODE = 'null_value_not_allowed';
+    END IF;
+    IF NOT EXISTS (SELECT 1 FROM loyalty.promotion p WHERE p.code = issue_coupons.promotion) THEN
+        RAISE EXCEPTION 'promotion "%" not found', promotion
+            USING ERRCODE = 'invalid_parameter_value',
+                  DETAIL = 'Coupons unlock a promotion; create it first (usually with requires_coupon).';
+    END IF;
+    IF count < 1 OR count > 1000000 THEN
+        RAISE EXCEPTION 'count must be between 1 and 1000000, not %', count
+            USING ERRCODE = 'invalid_parameter_value';
+    END IF;
+    IF max_uses < 1 THEN
+        RAISE EXCEPTION 'max_uses must be positive, not %', max_uses
+            USING ERRCODE = 'invalid_parameter_value';
+    END IF;
+    IF valid_until IS NOT NULL AND valid_until <= now() THEN
+        RAISE EXCEPTION 'valid_until must be in the future' USING ERRCODE = 'invalid_parameter_value';
+    END IF;
+    IF customer IS NOT NULL THEN
+        cid := loyalty.find_customer(customer);
+        IF cid IS NULL THEN
+            RAISE EXCEPTION 'customer "%" not found', customer USING ERRCODE = 'LY001';
+        END IF;
+    END IF;
+    -- 55 random bits a code: a collision is vanishingly rare, and simply retried
+    WHILE made < count LOOP
+        batch := 0;
+        FOR c IN
+            INSERT INTO loyalty.coupon AS k (code, promotion, customer_id, kind, valid_until, max_uses)
+            SELECT loyalty.new_coupon_code(), issue_coupons.promotion, cid,
+                   CASE WHEN cid IS NULL THEN 'promo' ELSE 'personal' END,
+                   issue_coupons.valid_until, issue_coupons.max_uses
+              FROM generate_series(1, count - made)
+            ON CONFLICT ON CONSTRAINT coupon_pkey DO NOTHING
+            RETURNING k.code
+        LOOP
+            batch := batch + 1;
+            RETURN NEXT c;
+        END LOOP;
+        made := made + batch;
+    END LOOP;
+END
+$$;
+COMMENT ON FUNCTION loyalty.issue_coupons(text, int, int, timestamptz, text) IS
+    'Issues count coupon codes unlocking a promotion (mass codes with max_uses; personal when customer is given)';
+
+CREATE FUNCTION loyalty.issue_certificate(value numeric, valid_until timestamptz DEFAULT NULL,
+                                          customer text DEFAULT NULL)
+    RETURNS text
+    LANGUAGE plpgsql VOLATILE PARALLEL UNSAFE
+    SECURITY DEFINER
+    SET search_path = pg_catalog, pg_temp
+    AS $$
+DECLARE
+    cid bigint;
+    new_code text;
+BEGIN
+    IF value IS NULL OR value <= 0 OR value <> round(value, 2) OR value >= 1000000000000 THEN
+        RAISE EXCEPTION 'invalid certificate value: %', value
+            USING ERRCODE = 'invalid_parameter_value',
+                  DETAIL = 'A certificate is worth a positive amount with at most 2 decimals.';
+    END IF;
+    IF valid_until IS NOT NULL AND valid_until <= now() THEN
+        RAISE EXCEPTION 'valid_until must be in the future' USING ERRCODE = 'invalid_parameter_value';
+    END IF;
+    IF customer IS NOT NULL THEN
+        cid := loyalty.find_customer(customer);
+        IF cid IS NULL THEN
+            RAISE EXCEPTION 'customer "%" not found', customer USING ERRCODE = 'LY001';
+        END IF;
+    END IF;
+    LOOP
+        INSERT INTO loyalty.coupon AS k (code, customer_id, kind, value, balance, valid_until, max_uses)
+        VALUES (loyalty.new_coupon_code(), cid, 'certificate', round(value, 2), round(value, 2),
+                valid_until, 1000000)
+        ON CONFLICT ON CONSTRAINT coupon_pkey DO NOTHING
+        RETURNING k.code INTO new_code;
+        EXIT WHEN new_code IS NOT NULL;
+    END LOOP;
+    RETURN new_code;
+END
+$$;
+COMMENT ON FUNCTION loyalty.issue_certificate(numeric, timestamptz, text) IS
+    'Issues a gift certificate: usable in any channel, spent partially, the balance kept';
+
+-- ---------------------------------------------------------------------------
+-- Subscriptions (SPEC §6): buying a plan's SKU starts or extends it
+-- ---------------------------------------------------------------------------
+CREATE TABLE loyalty.subscription_plan (
+    code     text PRIMARY KEY CHECK (code <> ''),
+    name     text NOT NULL,
+    sku      text NOT NULL,
+    products jsonb NOT NULL,
+    duration interval NOT NULL CONSTRAINT subscription_plan_duration_positive CHECK (duration > interval '0')
+);
+COMMENT ON TABLE loyalty.subscription_plan IS
+    'Subscription plans: buying sku starts or extends a subscription of duration on the products (a selector)';
+
+CREATE FUNCTION loyalty.subscription_plan_validate() RETURNS trigger
+    AS 'MODULE_PATHNAME', 'subscription_plan_validate' LANGUAGE C;
+COMMENT ON FUNCTION loyalty.subscription_plan_validate() IS
+    'Parses a plan''s product selector with the promotion parser (LY006)';
+CREATE TRIGGER subscription_plan_validate BEFORE INSERT OR UPDATE ON loyalty.subscription_plan
+    FOR EACH ROW EXECUTE FUNCTION loyalty.subscription_plan_validate();
+
+CREATE TABLE loyalty.subscription (
+    customer_id  bigint NOT NULL REFERENCES loyalty.customer (id),
+    plan         text NOT NULL REFERENCES loyalty.subscription_plan (code) ON UPDATE CASCADE,
+    starts_at    timestamptz NOT NULL,
+    ends_at      timestamptz NOT NULL,
+    operation_id text REFERENCES loyalty.operation (operation_id),
+    PRIMARY KEY (customer_id, plan),
+    CONSTRAINT subscription_period CHECK (ends_at > starts_at)
+);
+COMMENT ON TABLE loyalty.subscription IS
+    'Customers'' subscriptions: subscription_price promotions apply while starts_at <= at < ends_at';
+
+-- ---------------------------------------------------------------------------
+-- Tiers (SPEC §3): the highest tier whose threshold the spend in tier_window
+-- (money paid, net of refunds) reaches; the lowest rank otherwise.
+-- ---------------------------------------------------------------------------
+CREATE FUNCTION loyalty.tier_window(as_of timestamptz) RETURNS tstzrange
+    LANGUAGE sql STABLE STRICT PARALLEL SAFE
+    SET search_path = pg_catalog, pg_temp
+    AS $$
+    SELECT CASE WHEN w = 'previous_month' THEN
+               tstzrange((date_trunc('month', as_of AT TIME ZONE tz) - interval '1 month') AT TIME ZONE tz,
+                         date_trunc('month', as_of AT TIME ZONE tz) AT TIME ZONE tz, '[)')
+           ELSE tstzrange(as_of - w::interval, as_of, '(]') END
+      FROM (SELECT loyalty.setting_value('tier_window') AS w, loyalty.setting_value('timezone') AS tz) s
+$$;
+COMMENT ON FUNCTION loyalty.tier_window(timestamptz) IS
+    'The spend window tiers are computed over at a moment: the last tier_window, or the previous calendar month';
+
+CREATE FUNCTION loyalty.recalculate_tiers(as_of timestamptz DEFAULT pg_catalog.now(),
+                                          only_customer bigint DEFAULT NULL) RETURNS int
+    LANGUAGE plpgsql VOLATILE PARALLEL UNSAFE
+    SECURITY DEFINER
+    SET search_path = pg_catalog, pg_temp
+    AS $$
+DECLARE
+    moved int;
+    w tstzrange := loyalty.tier_window(coalesce(as_of, now()));
+BEGIN
+    WITH spend AS (
+        SELECT p.customer_id, sum(p.total - p.refunded) AS spend
+          FROM loyalty.purchase p
+         WHERE p.at <@ w AND p.customer_id IS NOT NULL
+           AND (only_customer IS NULL OR p.customer_id = only_customer)
+         GROUP BY p.customer_id
+    ), target AS (
+        SELECT c.id, c.tier AS old_tier,
+               coalesce((SELECT t.code FROM loyalty.tier t
+                          WHERE t.threshold <= coalesce(s.spend, 0)
+                          ORDER BY t.rank DESC LIMIT 1),
+                        (SELECT t.code FROM loyalty.tier t ORDER BY t.rank LIMIT 1)) AS new_tier
+          FROM loyalty.customer c
+          LEFT JOIN spend s ON s.customer_id = c.id
+         WHERE c.status = 'active'
+           AND (only_customer IS NULL OR c.id = only_customer)
+    ), changed AS (
+        UPDATE loyalty.customer c SET tier = t.new_tier
+          FROM target t
+         WHERE c.id = t.id AND c.tier IS DISTINCT FROM t.new_tier
+        RETURNING c.id, t.old_tier, t.new_tier
+    ), events AS (
+        INSERT INTO loyalty.event (customer_id, kind, payload)
+        SELECT ch.id, 'tier_changed', jsonb_build_object(
+                   'tier', ch.new_tier, 'tier_name', nt.name,
+                   'old_tier', ch.old_tier, 'old_tier_name', ot.name,
+                   'direction', CASE WHEN ot.rank IS NULL OR nt.rank > ot.rank THEN 'up' ELSE 'down' END,
+                   'as_of', coalesce(as_of, now()))
+          FROM changed ch
+          JOIN loyalty.tier nt ON nt.code = ch.new_tier
+          LEFT JOIN loyalty.tier ot ON ot.code = ch.old_tier
+         WHERE ch.old_tier IS NOT NULL
+        RETURNING 1
+    )
+    SELECT count(*) INTO moved FROM changed;
+    RETURN moved;
+END
+$$;
+COMMENT ON FUNCTION loyalty.recalculate_tiers(timestamptz, bigint) IS
+    'Moves customers (all, or one) to the tier their spend in tier_window reaches, up or down; a tier_changed event each; returns how many moved';
+
+-- a customer enters the base in the lowest tier
+CREATE FUNCTION loyalty.customer_initial_tier() RETURNS trigger
+    LANGUAGE plpgsql
+    SECURITY DEFINER
+    SET search_path = pg_catalog, pg_temp
+    AS $$
+BEGIN
+    IF NEW.tier IS NULL THEN
+        NEW.tier := (SELECT t.code FROM loyalty.tier t ORDER BY t.rank LIMIT 1);
+    END IF;
+    RETURN NEW;
+END
+$$;
+COMMENT ON FUNCTION loyalty.customer_initial_tier() IS 'Puts a new customer in the lowest tier';
+CREATE TRIGGER customer_initial_tier BEFORE INSERT ON loyalty.customer
+    FOR EACH ROW EXECUTE FUNCTION loyalty.customer_initial_tier();
+
+-- maintenance now recalculates tiers too
+CREATE OR REPLACE FUNCTION loyalty.run_maintenance(as_of timestamptz DEFAULT pg_catalog.now()) RETURNS jsonb
+    LANGUAGE plpgsql VOLATILE STRICT PARALLEL UNSAFE
+    SECURITY DEFINER
+    SET search_path = pg_catalog, pg_temp
+    AS $$
+DECLARE
+    expired bigint;
+BEGIN
+    IF pg_is_in_recovery() THEN
+        RETURN jsonb_build_object('skipped', 'standby');
+    END IF;
+    -- the same key as run_maintenance_proc: one run at a time
+    IF NOT pg_try_advisory_xact_lock(19545, 1) THEN
+        RETURN jsonb_build_object('skipped', 'another maintenance run is in progress');
+    END IF;
+    expired := loyalty.expire_points(as_of);
+    RETURN jsonb_build_object('as_of', as_of, 'expired_points', expired,
+                              'tier_changes', loyalty.recalculate_tiers(as_of))
+           || loyalty.announce_lots(as_of);
+END
+$$;
+
+CREATE OR REPLACE PROCEDURE loyalty.run_maintenance_proc(as_of timestamptz DEFAULT NULL, batch_lots int DEFAULT 5000)
+    LANGUAGE plpgsql
+    AS $$
+DECLARE
+    t        timestamptz := coalesce(as_of, pg_catalog.now());
+    b        record;
+    after_at timestamptz;
+    after_id bigint;
+    expired  bigint := 0;
+    skipped  bigint := 0;
+    tiers    int;
+    summary  jsonb;
+BEGIN
+    IF pg_catalog.pg_is_in_recovery() THEN
+        RAISE NOTICE 'loyalty maintenance: standby, nothing to do';
+        RETURN;
+    END IF;
+    IF NOT pg_catalog.pg_try_advisory_lock(19545, 1) THEN
+        RAISE NOTICE 'loyalty maintenance: another run is in progress';
+        RETURN;
+    END IF;
+    -- expiry in batches, each committed, so that no check waits for more than one batch
+    LOOP
+        SELECT * INTO b FROM loyalty.expire_batch(t, batch_lots, after_at, after_id);
+        EXIT WHEN b.lots_seen = 0;
+        expired := expired + b.points;
+        skipped := skipped + b.customers_skipped;
+        after_at := b.last_expires_at;
+        after_id := b.last_id;
+        COMMIT;
+    END LOOP;
+    tiers := loyalty.recalculate_tiers(t);
+    COMMIT;
+    summary := loyalty.announce_lots(t);
+    COMMIT;
+    PERFORM pg_catalog.pg_advisory_unlock(19545, 1);
+    RAISE NOTICE 'loyalty maintenance: expired % points (% lots of busy customers left for the next run), % tier changes, %',
+        expired / 100, skipped, tiers, summary;
+END
+$$;
+
+SELECT pg_catalog.pg_extension_config_dump('loyalty.coupon', '');
+SELECT pg_catalog.pg_extension_config_dump('loyalty.coupon_use', '');
+SELECT pg_catalog.pg_extension_config_dump('loyalty.subscription_plan', '');
+SELECT pg_catalog.pg_extension_config_dump('loyalty.subscription', '');
+
+REVOKE ALL ON loyalty.coupon, loyalty.coupon_use, loyalty.subscription_plan, loyalty.subscription FROM PUBLIC;
+REVOKE ALL ON FUNCTION loyalty.new_coupon_code(), loyalty.coupon_code(text),
+    loyalty.issue_coupons(text, int, int, timestamptz, text),
+    loyalty.issue_certificate(numeric, timestamptz, text),
+    loyalty.subscription_plan_validate(), loyalty.tier_window(timestamptz),
+    loyalty.recalculate_tiers(timestamptz, bigint), loyalty.customer_initial_tier()
+    FROM PUBLIC;
+GRANT EXECUTE ON FUNCTION loyalty.coupon_code(text) TO loyalty_cashier, loyalty_marketer, loyalty_admin;
+GRANT EXECUTE ON FUNCTION loyalty.issue_coupons(text, int, int, timestamptz, text),
+    loyalty.issue_certificate(numeric, timestamptz, text), loyalty.new_coupon_code()
+    TO loyalty_marketer, loyalty_admin;
+GRANT EXECUTE ON FUNCTION loyalty.issue_certificate(numeric, timestamptz, text) TO loyalty_cashier;
+GRANT SELECT, INSERT, UPDATE, DELETE ON loyalty.subscription_plan TO loyalty_marketer;
+GRANT SELECT ON loyalty.coupon, loyalty.subscription_plan TO loyalty_marketer;
+GRANT SELECT ON loyalty.coupon_use, loyalty.subscription_plan, loyalty.subscription TO loyalty_analyst;
+GRANT EXECUTE ON FUNCTION loyalty.tier_window(timestamptz), loyalty.recalculate_tiers(timestamptz, bigint)
+    TO loyalty_admin;
+GRANT ALL ON loyalty.coupon, loyalty.coupon_use, loyalty.subscription_plan, loyalty.subscription
+    TO loyalty_admin;

@@ -36,6 +36,7 @@ PG_FUNCTION_INFO_V1(promotion_validate);
 /* Where the parser is: the promotion's code and the JSON path being read. */
 typedef struct ParseCtx
 {
+	const char *what;			/* "promotion", "subscription plan" */
 	const char *code;
 	StringInfoData path;
 } ParseCtx;
@@ -182,6 +183,7 @@ static const MechanicInfo MECHANICS[MECHANIC_COUNT] = {
 static void
 ctx_init(ParseCtx *ctx, const char *code, const char *root)
 {
+	ctx->what = "promotion";
 	ctx->code = code;
 	initStringInfo(&ctx->path);
 	appendStringInfoString(&ctx->path, root);
@@ -243,7 +245,7 @@ field_error(ParseCtx *ctx, const char *hint, const char *fmt,...)
 
 	ereport(ERROR,
 			(errcode(ERRCODE_LOYALTY_INVALID_CONFIGURATION),
-			 errmsg("invalid promotion \"%s\"", ctx->code),
+			 errmsg("invalid %s \"%s\"", ctx->what, ctx->code),
 			 errdetail("Field \"%s\" %s", ctx->path.data, sentence.data),
 			 hint ? errhint("%s", hint) : 0));
 }
@@ -1067,6 +1069,29 @@ rule_parse(const char *code, Mechanic m, Jsonb *rule)
 	info->parse(&ctx, obj, result);
 	pfree(ctx.path.data);
 	return result;
+}
+
+
+/*
+ * selector_parse reads a product selector standing on its own (a
+ * subscription plan's products): errors name "what" and "code", and the
+ * JSON path starts at "root".
+ */
+ProductSelector *
+selector_parse(const char *what, const char *code, const char *root, Jsonb *jb)
+{
+	ParseCtx	ctx;
+	JsonbValue	v;
+	ProductSelector *sel;
+
+	ctx_init(&ctx, code, root);
+	ctx.what = what;
+	v.type = jbvBinary;
+	v.val.binary.data = &jb->root;
+	v.val.binary.len = VARSIZE(jb) - VARHDRSZ;
+	sel = parse_selector(&ctx, &v);
+	pfree(ctx.path.data);
+	return sel;
 }
 
 

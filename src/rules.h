@@ -326,6 +326,14 @@ extern PromotionRule *rule_parse(const char *code, Mechanic m, Jsonb *rule);
 extern Schedule *schedule_parse(const char *code, Jsonb *schedule);
 
 /*
+ * selector_parse reads a product selector outside a promotion (a
+ * subscription plan's products); errors say "invalid <what> "<code>"" and
+ * name the path from root.
+ */
+extern ProductSelector *selector_parse(const char *what, const char *code,
+									   const char *root, Jsonb *jb);
+
+/*
  * Matching, for the engine; pure functions.
  *
  * schedule_matches: does the schedule (NULL = none) allow this local date,
