@@ -107,6 +107,25 @@ points_text(int64 points)
 }
 
 /*
+ * movement_args fills the parameters every movement statement shares: $1
+ * customer, $2 account, $3 points (hundredths), $4 at, $5 operation_id and,
+ * when ref is given, $6 the operation being reversed or returned.
+ */
+static void
+movement_args(Datum *values, int64 customer_id, const char *account,
+			  int64 points, TimestampTz at, const char *operation_id,
+			  const char *ref)
+{
+	values[0] = Int64GetDatum(customer_id);
+	values[1] = CStringGetTextDatum(account);
+	values[2] = Int64GetDatum(points);
+	values[3] = TimestampTzGetDatum(at);
+	values[4] = CStringGetTextDatum(operation_id);
+	if (ref != NULL)
+		values[5] = CStringGetTextDatum(ref);
+}
+
+/*
  * ledger_lock_customer locks the customer's row until the end of the
  * transaction; LY001 when there is no such customer.
  */
@@ -228,12 +247,7 @@ ledger_spend_kind(int64 customer_id, const char *account, int64 points,
 					   "  RETURNING points"
 					   ") SELECT " PTS_OUT("coalesce(-sum(points), 0)") " FROM ins",
 					   6, types);
-	values[0] = Int64GetDatum(customer_id);
-	values[1] = CStringGetTextDatum(account);
-	values[2] = Int64GetDatum(points);
-	values[3] = TimestampTzGetDatum(at);
-	values[4] = CStringGetTextDatum(operation_id);
-	values[5] = CStringGetTextDatum(kind);
+	movement_args(values, customer_id, account, points, at, operation_id, kind);
 	ledger_exec(plan, values, NULL);
 
 	taken = first_int8();
@@ -311,11 +325,7 @@ ledger_accrue_kind(int64 customer_id, const char *account, int64 points,
 					   "    'account', $2, 'points', " PTS_IN("$3") ", 'operation_id', $5,"
 					   "    'available_at', $6, 'expires_at', $7))",
 					   8, types);
-	values[0] = Int64GetDatum(customer_id);
-	values[1] = CStringGetTextDatum(account);
-	values[2] = Int64GetDatum(points);
-	values[3] = TimestampTzGetDatum(at);
-	values[4] = CStringGetTextDatum(operation_id);
+	movement_args(values, customer_id, account, points, at, operation_id, NULL);
 	values[5] = TimestampTzGetDatum(available_at);
 	values[6] = TimestampTzGetDatum(expires_at);
 	if (TIMESTAMP_IS_NOEND(expires_at))
@@ -342,12 +352,8 @@ ledger_reverse_accrual(int64 customer_id, const char *account, int64 points,
 
 	if (points <= 0)
 		return;
-	values[0] = Int64GetDatum(customer_id);
-	values[1] = CStringGetTextDatum(account);
-	values[2] = Int64GetDatum(points);
-	values[3] = TimestampTzGetDatum(at);
-	values[4] = CStringGetTextDatum(operation_id);
-	values[5] = CStringGetTextDatum(purchase_operation_id);
+	movement_args(values, customer_id, account, points, at, operation_id,
+				  purchase_operation_id);
 
 	plan = ledger_plan(&reverse_plan,
 					   "WITH c AS ("
@@ -434,12 +440,8 @@ ledger_return_spent(int64 customer_id, const char *account, int64 points,
 					   "  RETURNING points"
 					   ") SELECT " PTS_OUT("coalesce(sum(points), 0)") " FROM ins",
 					   6, types);
-	values[0] = Int64GetDatum(customer_id);
-	values[1] = CStringGetTextDatum(account);
-	values[2] = Int64GetDatum(points);
-	values[3] = TimestampTzGetDatum(at);
-	values[4] = CStringGetTextDatum(operation_id);
-	values[5] = CStringGetTextDatum(purchase_operation_id);
+	movement_args(values, customer_id, account, points, at, operation_id,
+				  purchase_operation_id);
 	ledger_exec(plan, values, NULL);
 
 	returned = first_int8();
