@@ -520,3 +520,36 @@ GRANT EXECUTE ON FUNCTION loyalty.tier_window(timestamptz), loyalty.recalculate_
     TO loyalty_admin;
 GRANT ALL ON loyalty.coupon, loyalty.coupon_use, loyalty.subscription_plan, loyalty.subscription
     TO loyalty_admin;
+
+-- ---------------------------------------------------------------------------
+-- Virtual cards on restore.  A restore (or a migration) loads customers with
+-- their historic created_at and brings their cards along: issuing a card
+-- then would give every restored customer a second one.  A customer gets a
+-- card automatically when created_at is the current transaction's time,
+-- which is the column's default; issue_missing_cards covers the rest.
+-- ---------------------------------------------------------------------------
+DROP TRIGGER customer_issue_virtual_card ON loyalty.customer;
+CREATE TRIGGER customer_issue_virtual_card AFTER INSERT ON loyalty.customer
+    FOR EACH ROW WHEN (NEW.status <> 'merged' AND NEW.created_at = pg_catalog.now())
+    EXECUTE FUNCTION loyalty.customer_issue_virtual_card();
+
+CREATE FUNCTION loyalty.issue_missing_cards() RETURNS bigint
+    LANGUAGE sql VOLATILE PARALLEL UNSAFE
+    SECURITY DEFINER
+    SET search_path = pg_catalog, pg_temp
+    AS $$
+    WITH issued AS (
+        INSERT INTO loyalty.card (number, customer_id, kind, issued_at)
+        SELECT loyalty.next_card_number(), c.id, 'virtual', now()
+          FROM loyalty.customer c
+         WHERE c.status <> 'merged'
+           AND NOT EXISTS (SELECT 1 FROM loyalty.card k WHERE k.customer_id = c.id)
+         ORDER BY c.id
+        RETURNING 1
+    )
+    SELECT count(*) FROM issued
+$$;
+COMMENT ON FUNCTION loyalty.issue_missing_cards() IS
+    'Issues a virtual card to every customer without any card (after a migration that loaded customers with their own created_at); returns how many';
+REVOKE ALL ON FUNCTION loyalty.issue_missing_cards() FROM PUBLIC;
+GRANT EXECUTE ON FUNCTION loyalty.issue_missing_cards() TO loyalty_admin;
