@@ -1,0 +1,299 @@
+/*-------------------------------------------------------------------------
+ *
+ * check_api.c
+ *	  The SQL-callable check API (SPEC section 7): loyalty.calculate,
+ *	  loyalty.purchase and loyalty.catalog_prices.  loyalty.refund is in
+ *	  refund.c.
+ *
+ * Each call does all its SPI work inside one SPI connection: the
+ * configuration cache (rebuilt only after a configuration change), the
+ * customer (one query), the usage counters of limited promotions (one
+ * query, only when some promotion is limited), the balances (one query,
+ * identified customers only); purchase then writes through saved plans.
+ *
+ *-------------------------------------------------------------------------
+ */
+#include "loyalty.h"
+
+#include "access/htup_details.h"
+#include "catalog/pg_type.h"
+#include "executor/spi.h"
+#include "fmgr.h"
+#include "funcapi.h"
+#include "utils/array.h"
+#include "utils/builtins.h"
+#include "utils/jsonb.h"
+#include "utils/timestamp.h"
+
+#include "check_db.h"
+#include "config_cache.h"
+#include "coupons.h"
+#include "engine.h"
+#include "operations.h"
+#include "request.h"
+#include "response.h"
+
+PG_FUNCTION_INFO_V1(loyalty_calculate);
+PG_FUNCTION_INFO_V1(loyalty_purchase);
+PG_FUNCTION_INFO_V1(loyalty_catalog_prices);
+
+/* copy_out copies a jsonb into the given (outer) context. */
+static Jsonb *
+copy_out(Jsonb *jb, MemoryContext cxt)
+{
+	Jsonb	   *copy = MemoryContextAlloc(cxt, VARSIZE(jb));
+
+	memcpy(copy, jb, VARSIZE(jb));
+	return copy;
+}
+
+/*
+ * loyalty_calculate implements loyalty.calculate(request jsonb): the
+ * priced check, without side effects.
+ */
+Datum
+loyalty_calculate(PG_FUNCTION_ARGS)
+{
+	Jsonb	   *request = PG_GETARG_JSONB_P(0);
+	MemoryContext outer = CurrentMemoryContext;
+	ConfigCache *cfg;
+	CheckRequest *req;
+	CustomerInfo *cust;
+	CheckResult *r;
+	Jsonb	   *response;
+
+	if (SPI_connect() != SPI_OK_CONNECT)
+		elog(ERROR, "SPI_connect failed");
+	cfg = config_cache_get();
+	req = request_parse_check(request, false, cfg->points_precision);
+	cust = check_customer(cfg, req);
+	r = engine_run(cfg, req, cust, NULL, check_usage(cfg), ENGINE_CHECK);
+	response = copy_out(response_build(r, NULL), outer);
+	SPI_finish();
+	PG_RETURN_JSONB_P(response);
+}
+
+/* points_text prints points (hundredths) at the points precision. */
+static char *
+points_text(ConfigCache *cfg, int64 points)
+{
+	if (cfg->points_precision == 0)
+		return psprintf(INT64_FORMAT, points / 100);
+	return scaled_to_cstring(points, 2);
+}
+
+/* accrue_points credits what the check earned, per account and expiry. */
+static void
+accrue_points(CheckResult *r, const char *operation_id)
+{
+	ConfigCache *cfg = r->cfg;
+	ListCell   *lc;
+	int			a;
+
+	for (a = 0; a < cfg->naccounts; a++)
+	{
+		CachedAccountType *acc = &cfg->accounts[a];
+		TimestampTz available = engine_add_interval(r->at, &acc->activation_delay, r->tz);
+		TimestampTz expires = acc->has_lifetime ?
+			engine_add_interval(r->at, &acc->lifetime, r->tz) : DT_NOEND;
+
+		if (r->rate_points[a] > 0)
+			ledger_accrue(r->cust->id, acc->code, r->rate_points[a], operation_id,
+						  r->at, available, expires);
+		foreach(lc, r->grants)
+		{
+			PointsGrant *g = lfirst(lc);
+
+			if (g->account != a)
+				continue;
+			ledger_accrue(r->cust->id, acc->code, g->points, operation_id, r->at,
+						  available, g->has_expiry ? g->expires_at : expires);
+		}
+	}
+}
+
+/*
+ * loyalty_purchase implements loyalty.purchase(request jsonb): calculate
+ * and commit in one transaction, idempotent by operation_id.
+ *
+ * Order: claim the operation (a replay returns the stored response), lock
+ * the identified customer (so their balance cannot be spent twice), price
+ * the check exactly as calculate does, count uses of limited promotions
+ * (a promotion whose last use a concurrent purchase took is dropped and
+ * the check priced again), write the facts, spend and earn points, record
+ * coupons, store the response.
+ */
+Datum
+loyalty_purchase(PG_FUNCTION_ARGS)
+{
+	Jsonb	   *request = PG_GETARG_JSONB_P(0);
+	MemoryContext outer = CurrentMemoryContext;
+	ConfigCache *cfg;
+	CheckRequest *req;
+	CustomerInfo *cust;
+	CheckResult *r;
+	Jsonb	   *stored;
+	Jsonb	   *response;
+	bool	   *excluded;
+	int			a;
+
+	if (SPI_connect() != SPI_OK_CONNECT)
+		elog(ERROR, "SPI_connect failed");
+	cfg = config_cache_get();
+	req = request_parse_check(request, true, cfg->points_precision);
+	stored = operation_begin(req->operation_id, "purchase", request);
+	if (stored != NULL)
+	{
+		response = copy_out(stored, outer);
+		SPI_finish();
+		PG_RETURN_JSONB_P(response);
+	}
+
+	cust = check_customer(cfg, req);
+	if (cust->identified)
+	{
+		ledger_lock_customer(cust->id);
+		check_customer_reload(cfg, cust);
+	}
+
+	excluded = palloc0(sizeof(bool) * Max(cfg->npromotions, 1));
+	for (;;)
+	{
+		int			failed;
+
+		r = engine_run(cfg, req, cust, excluded, check_usage(cfg), ENGINE_CHECK);
+		if (req->redeem == REDEEM_POINTS && r->redeem_applied < req->redeem_points)
+			ereport(ERROR,
+					(errcode(ERRCODE_LOYALTY_INSUFFICIENT_POINTS),
+					 errmsg("requested points exceed what may be spent"),
+					 errdetail("Requested %s points, at most %s may be spent on this check.",
+							   points_text(cfg, req->redeem_points),
+							   points_text(cfg, r->redeem_max)),
+					 errhint("Send \"redeem\": \"max\" to spend as much as possible.")));
+		failed = check_claim_uses(r);
+		if (failed < 0)
+			break;
+		excluded[failed] = true;
+	}
+
+	coupons_commit(r, req->operation_id);
+	response = response_build(r, req->operation_id);
+	check_write_purchase(r, req->operation_id, response);
+	if (cust->identified)
+	{
+		for (a = 0; r->redeem != NULL && a < cfg->naccounts; a++)
+			if (r->redeem[a].points > 0)
+				ledger_spend(cust->id, cfg->accounts[a].code, r->redeem[a].points,
+							 req->operation_id, r->at);
+		accrue_points(r, req->operation_id);
+	}
+	operation_finish(req->operation_id, cust->identified ? cust->id : 0, response);
+
+	response = copy_out(response, outer);
+	SPI_finish();
+	PG_RETURN_JSONB_P(response);
+}
+
+
+/* ---------------------------------------------------------------------
+ * catalog_prices
+ * ---------------------------------------------------------------------
+ */
+
+/*
+ * loyalty_catalog_prices implements loyalty.catalog_prices(customer,
+ * store, channel, skus, at): for each SKU (in the order given) its
+ * catalog price, the personal price after single-item promotions
+ * (percent_off, amount_off, tier_discount, subscription_price) for one
+ * unit, and the codes of those promotions.  An unknown SKU, or one without
+ * a catalog price, gives NULL prices.
+ */
+Datum
+loyalty_catalog_prices(PG_FUNCTION_ARGS)
+{
+	ReturnSetInfo *rsinfo = (ReturnSetInfo *) fcinfo->resultinfo;
+	char	   *customer = PG_ARGISNULL(0) ? NULL : text_to_cstring(PG_GETARG_TEXT_PP(0));
+	char	   *store = PG_ARGISNULL(1) ? NULL : text_to_cstring(PG_GETARG_TEXT_PP(1));
+	char	   *channel = PG_ARGISNULL(2) ? NULL : text_to_cstring(PG_GETARG_TEXT_PP(2));
+	TimestampTz at = PG_ARGISNULL(4) ? GetCurrentTransactionStartTimestamp()
+		: PG_GETARG_TIMESTAMPTZ(4);
+	Datum	   *skus;
+	bool	   *sku_nulls;
+	int			nskus;
+	ConfigCache *cfg;
+	CheckRequest req;
+	CustomerInfo *cust;
+	int			i;
+
+	SetSingleFuncCall(fcinfo, 0);
+	if (PG_ARGISNULL(3))
+		return (Datum) 0;
+	deconstruct_array(PG_GETARG_ARRAYTYPE_P(3), TEXTOID, -1, false, TYPALIGN_INT,
+					  &skus, &sku_nulls, &nskus);
+	if (nskus > REQUEST_MAX_LINES)
+		request_error("skus", "must have at most %d SKUs.", REQUEST_MAX_LINES);
+	if (channel != NULL && strcmp(channel, "pos") != 0 &&
+		strcmp(channel, "web") != 0 && strcmp(channel, "app") != 0)
+		request_error("channel", "must be one of \"pos\", \"web\", \"app\".");
+
+	if (SPI_connect() != SPI_OK_CONNECT)
+		elog(ERROR, "SPI_connect failed");
+	cfg = config_cache_get();
+	memset(&req, 0, sizeof(req));
+	req.store = store;
+	req.channel = channel;
+	req.has_at = true;
+	req.at = at;
+	req.nlines = 1;
+	if (customer != NULL)
+	{
+		req.customer_kind = CUSTOMER_TEXT;
+		req.customer_text = customer;
+	}
+	cust = check_customer(cfg, &req);
+
+	for (i = 0; i < nskus; i++)
+	{
+		Datum		values[4];
+		bool		nulls[4] = {false, false, false, false};
+		CachedProduct *p;
+		MemoryContext old;
+
+		if (sku_nulls[i])
+			continue;
+		values[0] = skus[i];
+		p = config_product(cfg, TextDatumGetCString(skus[i]));
+		if (p == NULL || p->price < 0)
+		{
+			nulls[1] = nulls[2] = nulls[3] = true;
+		}
+		else
+		{
+			RequestLine line;
+			CheckResult *r;
+			Datum	   *codes;
+			int			k;
+
+			line.sku = p->sku;
+			line.qty = QTY_ONE;
+			line.price = p->price;
+			req.lines = &line;
+			r = engine_run(cfg, &req, cust, NULL, NULL, ENGINE_CATALOG);
+			codes = palloc(sizeof(Datum) * Max(r->lines[0].npromos, 1));
+			for (k = 0; k < r->lines[0].npromos; k++)
+				codes[k] = CStringGetTextDatum(r->lines[0].promos[k].promo->code);
+			old = MemoryContextSwitchTo(rsinfo->econtext->ecxt_per_query_memory);
+			values[1] = NumericGetDatum(scaled_to_numeric(p->price, MONEY_SCALE));
+			values[2] = NumericGetDatum(scaled_to_numeric(r->lines[0].total, MONEY_SCALE));
+			values[3] = PointerGetDatum(construct_array(codes, r->lines[0].npromos,
+														TEXTOID, -1, false, TYPALIGN_INT));
+			MemoryContextSwitchTo(old);
+		}
+		old = MemoryContextSwitchTo(rsinfo->econtext->ecxt_per_query_memory);
+		values[0] = PointerGetDatum(PG_DETOAST_DATUM_COPY(skus[i]));
+		tuplestore_putvalues(rsinfo->setResult, rsinfo->setDesc, values, nulls);
+		MemoryContextSwitchTo(old);
+	}
+	SPI_finish();
+	return (Datum) 0;
+}

@@ -1,0 +1,610 @@
+/*-------------------------------------------------------------------------
+ *
+ * check_db.c
+ *	  The check API's reads and writes besides the ledger (see
+ *	  check_db.h): customer resolution, usage counters, purchase facts.
+ *
+ * Customer identifiers follow loyalty.find_customer: "id:N", a card
+ * number, or a phone in any spelling (parsed by the phone type's own input
+ * function); a merged customer resolves to the survivor.  The identifier is
+ * resolved and the customer loaded in a single query.
+ *
+ * Usage limits hold under concurrency: a use is counted by
+ * INSERT ... ON CONFLICT DO UPDATE ... WHERE uses < limit, which locks the
+ * counter row and re-checks the limit on its latest version, so of two
+ * concurrent purchases only one can take the last use; the other sees no
+ * row come back and the purchase is priced again without that promotion.
+ * Only promotions with a limit are counted (an unlimited promotion's uses
+ * are in the purchase facts), so popular promotions are no hot rows.
+ *
+ *-------------------------------------------------------------------------
+ */
+#include "loyalty.h"
+
+#include <ctype.h>
+
+#include "catalog/pg_type.h"
+#include "executor/spi.h"
+#include "fmgr.h"
+#include "utils/array.h"
+#include "utils/builtins.h"
+#include "utils/timestamp.h"
+#include "utils/jsonb.h"
+
+#include "check_db.h"
+#include "response.h"
+
+/* the phone type's input function (phone.c) */
+extern Datum phone_in(PG_FUNCTION_ARGS);
+
+static SPIPlanPtr customer_by_id_plan = NULL;
+static SPIPlanPtr customer_by_text_plan = NULL;
+static SPIPlanPtr usage_plan = NULL;
+static SPIPlanPtr claim_plan = NULL;
+static SPIPlanPtr claim_customer_plan = NULL;
+static SPIPlanPtr unclaim_plan = NULL;
+static SPIPlanPtr unclaim_customer_plan = NULL;
+static SPIPlanPtr purchase_plan = NULL;
+static SPIPlanPtr purchase_lines_plan = NULL;
+static SPIPlanPtr purchase_points_plan = NULL;
+
+/* what every customer query returns, after "FROM ... c" resolves c */
+#define CUSTOMER_SELECT \
+	"SELECT s.id, s.tier, s.status," \
+	" ARRAY(SELECT m.segment FROM loyalty.segment_member m WHERE m.customer_id = s.id)," \
+	" ARRAY(SELECT u.promotion FROM loyalty.promotion_customer_usage u" \
+	"        WHERE u.customer_id = s.id ORDER BY u.promotion)," \
+	" ARRAY(SELECT u.uses FROM loyalty.promotion_customer_usage u" \
+	"        WHERE u.customer_id = s.id ORDER BY u.promotion)" \
+	" FROM loyalty.customer c" \
+	" JOIN loyalty.customer s ON s.id = coalesce(c.merged_into, c.id)"
+
+/* db_plan returns the saved plan in *slot, preparing it on first use. */
+static SPIPlanPtr
+db_plan(SPIPlanPtr *slot, const char *sql, int nargs, Oid *argtypes)
+{
+	if (*slot == NULL)
+	{
+		SPIPlanPtr	plan = SPI_prepare(sql, nargs, argtypes);
+
+		if (plan == NULL)
+			elog(ERROR, "SPI_prepare failed: %s", SPI_result_code_string(SPI_result));
+		SPI_keepplan(plan);
+		*slot = plan;
+	}
+	return *slot;
+}
+
+/* db_exec runs a saved plan and checks it succeeded. */
+static void
+db_exec(SPIPlanPtr plan, Datum *values, const char *nulls, bool read_only)
+{
+	int			rc = SPI_execute_plan(plan, values, nulls, read_only, 0);
+
+	if (rc < 0)
+		elog(ERROR, "check statement failed: %s", SPI_result_code_string(rc));
+}
+
+
+/* ---------------------------------------------------------------------
+ * Customers
+ * ---------------------------------------------------------------------
+ */
+
+/* parse_id_form reads "id:N" (case-insensitive, blanks allowed). */
+static bool
+parse_id_form(const char *s, int64 *id)
+{
+	const char *p;
+	int64		v = 0;
+	int			digits = 0;
+
+	if (pg_strncasecmp(s, "id:", 3) != 0)
+		return false;
+	for (p = s + 3; *p == ' '; p++)
+		;
+	for (; *p >= '0' && *p <= '9'; p++)
+	{
+		if (++digits > 18)
+			return false;
+		v = v * 10 + (*p - '0');
+	}
+	if (*p != '\0' || digits == 0)
+		return false;
+	*id = v;
+	return true;
+}
+
+/*
+ * looks_like_phone mirrors find_customer's test: an optional "+" or "00",
+ * then 5 to 30 digits, blanks, parentheses, dashes or dots.
+ */
+static bool
+looks_like_phone(const char *s)
+{
+	const char *p = s;
+	int			n = 0;
+
+	if (*p == '+')
+		p++;
+	for (; *p; p++, n++)
+		if (!isdigit((unsigned char) *p) && !strchr(" ()-.", *p))
+			return false;
+	return n >= 5 && n <= 30;
+}
+
+/*
+ * normalized_phone returns the phone number's canonical text, or NULL when
+ * the text is not a valid phone number.  The phone type's input function
+ * only raises a syntax error (22P02) from pure string processing, with no
+ * resources held, so catching exactly that error here is safe.
+ */
+static char *
+normalized_phone(const char *s)
+{
+	MemoryContext cxt = CurrentMemoryContext;
+	Datum		value = (Datum) 0;
+	bool		ok = true;
+
+	if (!looks_like_phone(s))
+		return NULL;
+	PG_TRY();
+	{
+		value = DirectFunctionCall1(phone_in, CStringGetDatum(s));
+	}
+	PG_CATCH();
+	{
+		ErrorData  *edata;
+
+		MemoryContextSwitchTo(cxt);
+		edata = CopyErrorData();
+		if (edata->sqlerrcode != ERRCODE_INVALID_TEXT_REPRESENTATION)
+			PG_RE_THROW();
+		FlushErrorState();
+		FreeErrorData(edata);
+		ok = false;
+	}
+	PG_END_TRY();
+	if (!ok)
+		return NULL;
+	/* the canonical spelling: "+" and the E.164 digits */
+	return psprintf("+" INT64_FORMAT, DatumGetInt64(value));
+}
+
+/* text_array_col returns a text[] column's elements as C strings. */
+static int
+text_array_col(int col, char ***result)
+{
+	bool		isnull;
+	Datum		d = SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, col, &isnull);
+	Datum	   *elems;
+	bool	   *nulls;
+	int			n,
+				i;
+
+	*result = NULL;
+	if (isnull)
+		return 0;
+	deconstruct_array(DatumGetArrayTypeP(d), TEXTOID, -1, false, TYPALIGN_INT,
+					  &elems, &nulls, &n);
+	*result = palloc(sizeof(char *) * Max(n, 1));
+	for (i = 0; i < n; i++)
+		(*result)[i] = nulls[i] ? "" : TextDatumGetCString(elems[i]);
+	return n;
+}
+
+/* fill_customer reads the customer query's row into cust. */
+static void
+fill_customer(ConfigCache *cfg, CustomerInfo *cust)
+{
+	bool		isnull;
+	Datum		d;
+	char	   *tier;
+	char	   *status;
+	int			n,
+				i;
+
+	d = SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull);
+	cust->id = DatumGetInt64(d);
+	tier = SPI_getvalue(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 2);
+	status = SPI_getvalue(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 3);
+	cust->blocked = status != NULL && strcmp(status, "blocked") == 0;
+	cust->identified = !cust->blocked;
+	/* no tier yet: the lowest rank (SPEC section 3); none when no tiers */
+	cust->tier = config_tier(cfg, tier);
+	if (cust->tier == NULL && cfg->ntiers > 0)
+		cust->tier = &cfg->tiers[0];
+	cust->nsegments = text_array_col(4, &cust->segments);
+	cust->nusage = text_array_col(5, &cust->usage_promotion);
+	d = SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 6, &isnull);
+	n = 0;
+	if (!isnull)
+	{
+		Datum	   *elems;
+		bool	   *nulls;
+
+		deconstruct_array(DatumGetArrayTypeP(d), INT8OID, 8, FLOAT8PASSBYVAL,
+						  TYPALIGN_DOUBLE, &elems, &nulls, &n);
+		cust->usage_count = palloc(sizeof(int64) * Max(n, 1));
+		for (i = 0; i < n; i++)
+			cust->usage_count[i] = nulls[i] ? 0 : DatumGetInt64(elems[i]);
+	}
+	if (n != cust->nusage)
+		elog(ERROR, "customer usage arrays differ in length");
+}
+
+/* load_by_id runs the customer query for an id; false when not found. */
+static bool
+load_by_id(ConfigCache *cfg, CustomerInfo *cust, int64 id)
+{
+	Oid			types[1] = {INT8OID};
+	Datum		values[1] = {Int64GetDatum(id)};
+
+	db_exec(db_plan(&customer_by_id_plan, CUSTOMER_SELECT " WHERE c.id = $1",
+					1, types),
+			values, NULL, true);
+	if (SPI_processed == 0)
+		return false;
+	fill_customer(cfg, cust);
+	return true;
+}
+
+/*
+ * check_customer resolves and loads the request's customer (see
+ * check_db.h).
+ */
+CustomerInfo *
+check_customer(ConfigCache *cfg, CheckRequest *req)
+{
+	CustomerInfo *cust = palloc0(sizeof(CustomerInfo));
+	int64		id;
+	bool		found;
+
+	if (req->customer_kind == CUSTOMER_NONE)
+		return cust;
+	if (req->customer_kind == CUSTOMER_ID)
+		found = load_by_id(cfg, cust, req->customer_id);
+	else if (parse_id_form(req->customer_text, &id))
+		found = load_by_id(cfg, cust, id);
+	else
+	{
+		Oid			types[2] = {TEXTOID, TEXTOID};
+		Datum		values[2];
+		char		nulls[2] = {' ', ' '};
+		char	   *phone = normalized_phone(req->customer_text);
+
+		values[0] = CStringGetTextDatum(req->customer_text);
+		if (phone)
+			values[1] = CStringGetTextDatum(phone);
+		else
+			nulls[1] = 'n';
+		db_exec(db_plan(&customer_by_text_plan,
+						CUSTOMER_SELECT
+						" WHERE c.id = coalesce("
+						"   (SELECT k.customer_id FROM loyalty.card k WHERE k.number = $1),"
+						"   (SELECT p.id FROM loyalty.customer p"
+						"     WHERE p.phone OPERATOR(loyalty.=) $2::loyalty.phone))",
+						2, types),
+				values, nulls, true);
+		found = SPI_processed > 0;
+		if (found)
+			fill_customer(cfg, cust);
+	}
+	if (!found)
+		ereport(ERROR,
+				(errcode(ERRCODE_LOYALTY_CUSTOMER_NOT_FOUND),
+				 errmsg("customer not found"),
+				 req->customer_kind == CUSTOMER_ID ?
+				 errdetail("No customer has id " INT64_FORMAT ".", req->customer_id) :
+				 errdetail("No customer has the phone, card or id \"%s\".",
+						   req->customer_text)));
+	return cust;
+}
+
+/* check_customer_reload re-reads an identified customer after its lock. */
+void
+check_customer_reload(ConfigCache *cfg, CustomerInfo *cust)
+{
+	if (!load_by_id(cfg, cust, cust->id))
+		ereport(ERROR,
+				(errcode(ERRCODE_LOYALTY_CUSTOMER_NOT_FOUND),
+				 errmsg("customer not found")));
+}
+
+
+/* ---------------------------------------------------------------------
+ * Usage limits
+ * ---------------------------------------------------------------------
+ */
+
+/* check_usage reads the global uses of limited promotions (see header). */
+int64 *
+check_usage(ConfigCache *cfg)
+{
+	Oid			types[1] = {TEXTARRAYOID};
+	Datum	   *codes;
+	Datum		values[1];
+	int64	   *usage;
+	int			n = 0;
+	int			i;
+	uint64		r;
+
+	if (!cfg->any_usage_limit)
+		return NULL;
+	usage = palloc(sizeof(int64) * cfg->npromotions);
+	codes = palloc(sizeof(Datum) * cfg->npromotions);
+	for (i = 0; i < cfg->npromotions; i++)
+	{
+		usage[i] = -1;
+		if (cfg->promotions[i].usage_limit > 0)
+		{
+			usage[i] = 0;
+			codes[n++] = CStringGetTextDatum(cfg->promotions[i].code);
+		}
+	}
+	if (n == 0)
+		return usage;
+	values[0] = PointerGetDatum(construct_array(codes, n, TEXTOID, -1, false, TYPALIGN_INT));
+	db_exec(db_plan(&usage_plan,
+					"SELECT promotion, uses FROM loyalty.promotion_usage"
+					" WHERE promotion = ANY ($1)", 1, types),
+			values, NULL, true);
+	for (r = 0; r < SPI_processed; r++)
+	{
+		char	   *code = SPI_getvalue(SPI_tuptable->vals[r], SPI_tuptable->tupdesc, 1);
+		bool		isnull;
+		int64		uses = DatumGetInt64(SPI_getbinval(SPI_tuptable->vals[r],
+													   SPI_tuptable->tupdesc, 2, &isnull));
+
+		for (i = 0; i < cfg->npromotions; i++)
+			if (strcmp(cfg->promotions[i].code, code) == 0)
+				usage[i] = uses;
+	}
+	return usage;
+}
+
+/*
+ * claim_one counts a use of promotion p (globally when global, else for
+ * the customer) unless that reaches past the limit; false when refused.
+ */
+static bool
+claim_one(CheckResult *r, const CachedPromotion *p, bool global)
+{
+	if (global)
+	{
+		Oid			types[2] = {TEXTOID, INT4OID};
+		Datum		values[2] = {CStringGetTextDatum(p->code), Int32GetDatum(p->usage_limit)};
+
+		db_exec(db_plan(&claim_plan,
+						"INSERT INTO loyalty.promotion_usage AS u (promotion, uses)"
+						" VALUES ($1, 1) ON CONFLICT (promotion)"
+						" DO UPDATE SET uses = u.uses + 1 WHERE u.uses < $2"
+						" RETURNING u.uses", 2, types),
+				values, NULL, false);
+	}
+	else
+	{
+		Oid			types[3] = {TEXTOID, INT8OID, INT4OID};
+		Datum		values[3] = {CStringGetTextDatum(p->code), Int64GetDatum(r->cust->id),
+		Int32GetDatum(p->per_customer_limit)};
+
+		db_exec(db_plan(&claim_customer_plan,
+						"INSERT INTO loyalty.promotion_customer_usage AS u"
+						" (promotion, customer_id, uses) VALUES ($1, $2, 1)"
+						" ON CONFLICT (promotion, customer_id)"
+						" DO UPDATE SET uses = u.uses + 1 WHERE u.uses < $3"
+						" RETURNING u.uses", 3, types),
+				values, NULL, false);
+	}
+	return SPI_processed == 1;
+}
+
+/* unclaim_one takes back a use counted by claim_one. */
+static void
+unclaim_one(CheckResult *r, const CachedPromotion *p, bool global)
+{
+	Oid			types[2] = {TEXTOID, INT8OID};
+	Datum		values[2] = {CStringGetTextDatum(p->code),
+	Int64GetDatum(r->cust->identified ? r->cust->id : 0)};
+
+	if (global)
+		db_exec(db_plan(&unclaim_plan,
+						"UPDATE loyalty.promotion_usage SET uses = uses - 1"
+						" WHERE promotion = $1", 1, types),
+				values, NULL, false);
+	else
+		db_exec(db_plan(&unclaim_customer_plan,
+						"UPDATE loyalty.promotion_customer_usage SET uses = uses - 1"
+						" WHERE promotion = $1 AND customer_id = $2", 2, types),
+				values, NULL, false);
+}
+
+/*
+ * check_claim_uses counts the uses of the limited promotions the check
+ * applied, in code order (so concurrent purchases lock counters in one
+ * order); see check_db.h.
+ */
+int
+check_claim_uses(CheckResult *r)
+{
+	List	   *claimed = NIL;	/* ints: index * 2 + global */
+	ListCell   *lc;
+	int			i;
+	int			failed = -1;
+
+	/* r->applied is in (priority, code) order: walk promotions by code */
+	for (i = 0; i < r->cfg->npromotions && failed < 0; i++)
+	{
+		const CachedPromotion *p = NULL;
+		ListCell   *ac;
+
+		/* the i-th applied promotion in cache order is fine: any fixed order */
+		foreach(ac, r->applied)
+		{
+			AppliedPromotion *ap = lfirst(ac);
+
+			if (ap->promo->index == i)
+				p = ap->promo;
+		}
+		if (p == NULL)
+			continue;
+		if (p->usage_limit > 0)
+		{
+			if (!claim_one(r, p, true))
+				failed = i;
+			else
+				claimed = lappend_int(claimed, i * 2 + 1);
+		}
+		if (failed < 0 && p->per_customer_limit > 0 && r->cust->identified)
+		{
+			if (!claim_one(r, p, false))
+				failed = i;
+			else
+				claimed = lappend_int(claimed, i * 2);
+		}
+	}
+	if (failed >= 0)
+		foreach(lc, claimed)
+			unclaim_one(r, &r->cfg->promotions[lfirst_int(lc) / 2],
+						lfirst_int(lc) % 2 == 1);
+	return failed;
+}
+
+
+/* ---------------------------------------------------------------------
+ * Purchase facts
+ * ---------------------------------------------------------------------
+ */
+
+/* points_numeric is hundredths of a point as a numeric datum. */
+static Datum
+points_numeric(int64 points)
+{
+	return NumericGetDatum(scaled_to_numeric(points, POINTS_SCALE));
+}
+
+/* money_datum is money as a numeric datum with two decimals. */
+static Datum
+money_datum(int64 money)
+{
+	return NumericGetDatum(scaled_to_numeric(money, MONEY_SCALE));
+}
+
+/*
+ * points_rows builds [{"index", "account", "earned", "spent"}] (points in
+ * hundredths) for the lines' non-zero points.
+ */
+static Jsonb *
+points_rows(CheckResult *r, int64 *earned, int64 *spent)
+{
+	JsonBuilder b = {0};
+	int			i,
+				a;
+
+	*earned = *spent = 0;
+	jb_begin_array(&b);
+	for (i = 0; i < r->nlines; i++)
+		for (a = 0; a < r->cfg->naccounts; a++)
+		{
+			CheckLine  *l = &r->lines[i];
+
+			if (l->accrual[a] == 0 && l->redeem_points[a] == 0)
+				continue;
+			jb_begin_object(&b);
+			jb_key(&b, "index");
+			jb_int(&b, false, i);
+			jb_key(&b, "account");
+			jb_string(&b, false, r->cfg->accounts[a].code);
+			jb_key(&b, "earned");
+			jb_int(&b, false, l->accrual[a]);
+			jb_key(&b, "spent");
+			jb_int(&b, false, l->redeem_points[a]);
+			jb_end_object(&b);
+			*earned += l->accrual[a];
+			*spent += l->redeem_points[a];
+		}
+	jb_end_array(&b);
+	return jb_finish(&b);
+}
+
+/*
+ * check_write_purchase writes the purchase, its lines (from the response's
+ * "lines") and its points per line and account, in three statements.
+ */
+void
+check_write_purchase(CheckResult *r, const char *operation_id, Jsonb *response)
+{
+	Oid			ptypes[13] = {TEXTOID, INT8OID, TEXTOID, TEXTOID, TIMESTAMPTZOID,
+		NUMERICOID, NUMERICOID, NUMERICOID, NUMERICOID, NUMERICOID, NUMERICOID,
+	INT4OID, TEXTARRAYOID};
+	Datum		pvalues[13];
+	char		pnulls[13];
+	Oid			ltypes[2] = {TEXTOID, JSONBOID};
+	Datum		lvalues[2];
+	Jsonb	   *points;
+	int64		earned,
+				spent;
+	Datum	   *codes;
+	int			ncodes = 0;
+	ListCell   *lc;
+
+	memset(pnulls, ' ', sizeof(pnulls));
+	points = points_rows(r, &earned, &spent);
+	codes = palloc(sizeof(Datum) * Max(list_length(r->applied), 1));
+	foreach(lc, r->applied)
+		codes[ncodes++] = CStringGetTextDatum(((AppliedPromotion *) lfirst(lc))->promo->code);
+
+	pvalues[0] = CStringGetTextDatum(operation_id);
+	pvalues[1] = Int64GetDatum(r->cust->id);
+	if (!r->cust->identified)
+		pnulls[1] = 'n';
+	if (r->store)
+		pvalues[2] = CStringGetTextDatum(r->store->code);
+	else
+		pnulls[2] = 'n';
+	pvalues[3] = CStringGetTextDatum(r->channel);
+	pvalues[4] = TimestampTzGetDatum(r->at);
+	pvalues[5] = money_datum(r->amount);
+	pvalues[6] = money_datum(r->discount);
+	pvalues[7] = money_datum(r->redeemed);
+	pvalues[8] = money_datum(r->total);
+	pvalues[9] = points_numeric(earned);
+	pvalues[10] = points_numeric(spent);
+	pvalues[11] = Int32GetDatum(r->nlines);
+	pvalues[12] = PointerGetDatum(construct_array(codes, ncodes, TEXTOID, -1, false, TYPALIGN_INT));
+	db_exec(db_plan(&purchase_plan,
+					"INSERT INTO loyalty.purchase (operation_id, customer_id, store,"
+					" channel, at, amount, discount, redeemed, total, points_earned,"
+					" points_spent, lines, promotions)"
+					" VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9,"
+					" pg_catalog.trim_scale($10), pg_catalog.trim_scale($11), $12, $13)",
+					13, ptypes),
+			pvalues, pnulls, false);
+
+	lvalues[0] = CStringGetTextDatum(operation_id);
+	lvalues[1] = JsonbPGetDatum(response);
+	db_exec(db_plan(&purchase_lines_plan,
+					"INSERT INTO loyalty.purchase_line (operation_id, line_index, sku,"
+					" qty, price, amount, discount, redeemed, total, promotions)"
+					" SELECT $1, x.index, x.sku, x.qty, x.price, x.amount, x.discount,"
+					"        x.redeemed, x.total, x.promotions"
+					"   FROM pg_catalog.jsonb_to_recordset($2 -> 'lines') AS x(index int,"
+					"        sku text, qty numeric, price numeric, amount numeric,"
+					"        discount numeric, redeemed numeric, total numeric,"
+					"        promotions jsonb)", 2, ltypes),
+			lvalues, NULL, false);
+
+	if (earned != 0 || spent != 0)
+	{
+		lvalues[1] = JsonbPGetDatum(points);
+		db_exec(db_plan(&purchase_points_plan,
+						"INSERT INTO loyalty.purchase_line_points (operation_id,"
+						" line_index, account, earned, spent)"
+						" SELECT $1, x.index, x.account,"
+						"        pg_catalog.trim_scale(x.earned::numeric / 100),"
+						"        pg_catalog.trim_scale(x.spent::numeric / 100)"
+						"   FROM pg_catalog.jsonb_to_recordset($2) AS x(index int,"
+						"        account text, earned int8, spent int8)", 2, ltypes),
+				lvalues, NULL, false);
+	}
+}

@@ -1,0 +1,800 @@
+/*-------------------------------------------------------------------------
+ *
+ * config_cache.c
+ *	  Loading, caching and invalidating the program configuration for the
+ *	  check engine (see config_cache.h), and the trigger function
+ *	  loyalty.config_changed() that tells every backend to reload it.
+ *
+ * A rebuild reads each configuration table with one query, in the caller's
+ * SPI connection, into a fresh memory context that only becomes the cache
+ * (re-parented under CacheMemoryContext) when the whole build succeeded; an
+ * error during the build leaves nothing behind.
+ *
+ * Invalidation rides on the relcache invalidation machinery, as pg_cron and
+ * Citus do: config_changed() calls CacheInvalidateRelcacheByRelid on the oid
+ * of loyalty.promotion.  The message is transactional: it reaches the
+ * changing backend at its next command and every other backend when the
+ * change commits; an aborted change is replayed locally on abort, so a
+ * cache built from uncommitted rows is thrown away too.
+ *
+ *-------------------------------------------------------------------------
+ */
+#include "loyalty.h"
+
+#include "access/htup_details.h"
+#include "catalog/namespace.h"
+#include "catalog/pg_type.h"
+#include "commands/trigger.h"
+#include "common/hashfn.h"
+#include "executor/spi.h"
+#include "fmgr.h"
+#include "utils/array.h"
+#include "utils/builtins.h"
+#include "utils/inval.h"
+#include "utils/jsonb.h"
+#include "utils/lsyscache.h"
+#include "utils/memutils.h"
+#include "utils/numeric.h"
+#include "utils/timestamp.h"
+
+#include "config_cache.h"
+#include "money.h"
+
+PG_FUNCTION_INFO_V1(config_changed);
+
+static ConfigCache *cache = NULL;
+static bool cache_stale = true;
+static bool callback_registered = false;
+static Oid	promotion_relid = InvalidOid;
+
+/* An entry of the store and product hash tables: the key is a C string. */
+typedef struct NameEntry
+{
+	const char *key;			/* points into the cache context */
+	void	   *value;
+} NameEntry;
+
+
+/* ---------------------------------------------------------------------
+ * Invalidation
+ * ---------------------------------------------------------------------
+ */
+
+/*
+ * promotion_oid returns the oid of loyalty.promotion (InvalidOid if none),
+ * remembered until the callback sees that relation invalidated (so that a
+ * dropped and re-created extension is looked up again).
+ */
+static Oid
+promotion_oid(void)
+{
+	config_cache_register_callback();
+	if (!OidIsValid(promotion_relid))
+	{
+		Oid			nsp = get_namespace_oid("loyalty", true);
+
+		if (OidIsValid(nsp))
+			promotion_relid = get_relname_relid("promotion", nsp);
+	}
+	return promotion_relid;
+}
+
+/*
+ * config_relcache_callback marks the cache stale when loyalty.promotion's
+ * relcache entry is invalidated (a configuration change, or the table being
+ * dropped) or when every entry is (relid InvalidOid: a cache reset).
+ */
+static void
+config_relcache_callback(Datum arg, Oid relid)
+{
+	if (!OidIsValid(relid) || relid == promotion_relid)
+	{
+		cache_stale = true;
+		promotion_relid = InvalidOid;
+	}
+}
+
+/* config_cache_register_callback registers the callback once per backend. */
+void
+config_cache_register_callback(void)
+{
+	if (!callback_registered)
+	{
+		CacheRegisterRelcacheCallback(config_relcache_callback, (Datum) 0);
+		callback_registered = true;
+	}
+}
+
+/*
+ * config_changed is the statement-level AFTER trigger on every
+ * configuration table: it invalidates the engine's cache in every backend
+ * (transactionally, see the file header).
+ */
+Datum
+config_changed(PG_FUNCTION_ARGS)
+{
+	Oid			relid;
+
+	if (!CALLED_AS_TRIGGER(fcinfo))
+		elog(ERROR, "config_changed: not called by trigger manager");
+	relid = promotion_oid();
+	if (OidIsValid(relid))
+		CacheInvalidateRelcacheByRelid(relid);
+	cache_stale = true;
+	PG_RETURN_POINTER(NULL);
+}
+
+
+/* ---------------------------------------------------------------------
+ * Hash tables keyed by C strings
+ * ---------------------------------------------------------------------
+ */
+
+/* name_hash hashes the string a key points to. */
+static uint32
+name_hash(const void *key, Size keysize)
+{
+	const char *s = *(const char *const *) key;
+
+	return hash_bytes((const unsigned char *) s, strlen(s));
+}
+
+/* name_match compares the strings two keys point to (0 when equal). */
+static int
+name_match(const void *key1, const void *key2, Size keysize)
+{
+	return strcmp(*(const char *const *) key1, *(const char *const *) key2);
+}
+
+/* name_table creates a hash table of NameEntry in the cache context. */
+static HTAB *
+name_table(MemoryContext cxt, const char *what, long size)
+{
+	HASHCTL		ctl;
+
+	ctl.keysize = sizeof(const char *);
+	ctl.entrysize = sizeof(NameEntry);
+	ctl.hash = name_hash;
+	ctl.match = name_match;
+	ctl.hcxt = cxt;
+	return hash_create(what, Max(size, 16), &ctl,
+					   HASH_ELEM | HASH_FUNCTION | HASH_COMPARE | HASH_CONTEXT);
+}
+
+/* name_put adds key -> value (the key must live in the cache context). */
+static void
+name_put(HTAB *table, const char *key, void *value)
+{
+	bool		found;
+	NameEntry  *e = hash_search(table, &key, HASH_ENTER, &found);
+
+	e->value = value;
+}
+
+/* name_get returns the value of key, or NULL. */
+static void *
+name_get(HTAB *table, const char *key)
+{
+	NameEntry  *e;
+
+	if (table == NULL || key == NULL)
+		return NULL;
+	e = hash_search(table, &key, HASH_FIND, NULL);
+	return e ? e->value : NULL;
+}
+
+
+/* ---------------------------------------------------------------------
+ * Column access
+ * ---------------------------------------------------------------------
+ */
+
+/* col_text returns column i (1-based) of row r as a C string, or NULL. */
+static char *
+col_text(int r, int i)
+{
+	bool		isnull;
+	Datum		d = SPI_getbinval(SPI_tuptable->vals[r], SPI_tuptable->tupdesc,
+								  i, &isnull);
+
+	return isnull ? NULL : TextDatumGetCString(d);
+}
+
+/* col_datum returns column i of row r, setting *isnull. */
+static Datum
+col_datum(int r, int i, bool *isnull)
+{
+	return SPI_getbinval(SPI_tuptable->vals[r], SPI_tuptable->tupdesc, i,
+						 isnull);
+}
+
+/* col_bool returns a boolean column (false when NULL). */
+static bool
+col_bool(int r, int i)
+{
+	bool		isnull;
+	Datum		d = col_datum(r, i, &isnull);
+
+	return !isnull && DatumGetBool(d);
+}
+
+/* col_int returns an int4 column (dflt when NULL). */
+static int
+col_int(int r, int i, int dflt)
+{
+	bool		isnull;
+	Datum		d = col_datum(r, i, &isnull);
+
+	return isnull ? dflt : DatumGetInt32(d);
+}
+
+/* numeric_scaled converts a numeric to 10^-scale units, rounding half up. */
+static int64
+numeric_scaled(Datum num, int scale)
+{
+	Datum		rounded = DirectFunctionCall2(numeric_round, num, Int32GetDatum(scale));
+	int64		result;
+
+	if (!numeric_to_scaled(DatumGetNumeric(rounded), scale, &result))
+		elog(ERROR, "configuration value out of range");
+	return result;
+}
+
+/* col_scaled returns a numeric column in 10^-scale units (dflt when NULL). */
+static int64
+col_scaled(int r, int i, int scale, int64 dflt)
+{
+	bool		isnull;
+	Datum		d = col_datum(r, i, &isnull);
+
+	return isnull ? dflt : numeric_scaled(d, scale);
+}
+
+/* cstring_cmp orders C string pointers by strcmp, for qsort. */
+static int
+cstring_cmp(const void *a, const void *b)
+{
+	return strcmp(*(char *const *) a, *(char *const *) b);
+}
+
+/* col_namelist returns a text[] column as a sorted NameList (NULL when NULL). */
+static NameList *
+col_namelist(int r, int i)
+{
+	bool		isnull;
+	Datum		d = col_datum(r, i, &isnull);
+	Datum	   *elems;
+	bool	   *nulls;
+	int			n,
+				k;
+	NameList   *list;
+
+	if (isnull)
+		return NULL;
+	deconstruct_array(DatumGetArrayTypeP(d), TEXTOID, -1, false, TYPALIGN_INT,
+					  &elems, &nulls, &n);
+	list = palloc(sizeof(NameList));
+	list->items = palloc(sizeof(char *) * Max(n, 1));
+	list->count = 0;
+	for (k = 0; k < n; k++)
+		if (!nulls[k])
+			list->items[list->count++] = TextDatumGetCString(elems[k]);
+	qsort(list->items, list->count, sizeof(char *), cstring_cmp);
+	return list;
+}
+
+/* namelist_has tells whether name is in the list. */
+bool
+namelist_has(const NameList *list, const char *name)
+{
+	if (list == NULL || name == NULL || list->count == 0)
+		return false;
+	return bsearch(&name, list->items, list->count, sizeof(char *),
+				   cstring_cmp) != NULL;
+}
+
+/* namelist_intersects tells whether any of names[0 .. n-1] is in the list. */
+bool
+namelist_intersects(const NameList *list, char *const *names, int n)
+{
+	int			i;
+
+	for (i = 0; i < n; i++)
+		if (namelist_has(list, names[i]))
+			return true;
+	return false;
+}
+
+
+/* ---------------------------------------------------------------------
+ * Loading
+ * ---------------------------------------------------------------------
+ */
+
+/*
+ * run_query runs a read-only query, erroring on failure.  SPI returns in
+ * its procedure context: switch back to the context being built.
+ */
+static void
+run_query(const char *sql)
+{
+	MemoryContext cxt = CurrentMemoryContext;
+	int			rc = SPI_execute(sql, true, 0);
+
+	MemoryContextSwitchTo(cxt);
+	if (rc != SPI_OK_SELECT)
+		elog(ERROR, "config cache query failed: %s", SPI_result_code_string(rc));
+}
+
+/* load_settings reads the effective program settings. */
+static void
+load_settings(ConfigCache *c)
+{
+	uint64		r;
+
+	run_query("SELECT key, value FROM loyalty.settings");
+	c->program_tz_name = "Europe/Moscow";
+	c->points_precision = 0;
+	c->point_value = 100;
+	c->accrual_percent = 0;
+	c->currency = "RUB";
+	for (r = 0; r < SPI_processed; r++)
+	{
+		char	   *key = col_text(r, 1);
+		char	   *value = col_text(r, 2);
+
+		if (value == NULL)
+			continue;
+		if (strcmp(key, "timezone") == 0)
+			c->program_tz_name = value;
+		else if (strcmp(key, "points_precision") == 0)
+			c->points_precision = atoi(value) == 2 ? 2 : 0;
+		else if (strcmp(key, "point_value") == 0)
+			c->point_value = numeric_scaled(DirectFunctionCall3(numeric_in, CStringGetDatum(value),
+																ObjectIdGetDatum(InvalidOid),
+																Int32GetDatum(-1)), 2);
+		else if (strcmp(key, "accrual_percent") == 0)
+			c->accrual_percent = (int32) numeric_scaled(DirectFunctionCall3(numeric_in, CStringGetDatum(value),
+																			ObjectIdGetDatum(InvalidOid),
+																			Int32GetDatum(-1)), 2);
+		else if (strcmp(key, "currency") == 0)
+			c->currency = value;
+	}
+	c->program_tz = pg_tzset(c->program_tz_name);
+	if (c->program_tz == NULL)
+		ereport(ERROR,
+				(errcode(ERRCODE_LOYALTY_INVALID_CONFIGURATION),
+				 errmsg("invalid program time zone \"%s\"", c->program_tz_name)));
+	if (c->point_value <= 0)
+		c->point_value = 100;
+}
+
+/* load_stores reads the stores with their time zones. */
+static void
+load_stores(ConfigCache *c)
+{
+	uint64		r;
+
+	run_query("SELECT code, region, timezone, channel FROM loyalty.store");
+	c->stores = name_table(c->cxt, "loyalty stores", (long) SPI_processed);
+	for (r = 0; r < SPI_processed; r++)
+	{
+		CachedStore *s = palloc0(sizeof(CachedStore));
+		char	   *tzname = col_text(r, 3);
+
+		s->code = col_text(r, 1);
+		s->region = col_text(r, 2);
+		s->channel = col_text(r, 4);
+		s->tz = tzname ? pg_tzset(tzname) : NULL;
+		if (s->tz == NULL)
+			s->tz = c->program_tz;
+		name_put(c->stores, s->code, s);
+	}
+}
+
+/* A category while the tree is being resolved. */
+typedef struct CatNode
+{
+	char	   *code;
+	char	   *parent;
+	const char **path;			/* itself, then ancestors */
+	int			npath;
+} CatNode;
+
+/*
+ * resolve_category fills node->path with the category and its ancestors
+ * (the tree has no cycles: a trigger refuses them; depth is bounded anyway).
+ */
+static void
+resolve_category(HTAB *cats, CatNode *node, int ncats)
+{
+	CatNode    *p = node;
+	int			n = 0;
+
+	if (node->path != NULL)
+		return;
+	node->path = palloc(sizeof(char *) * (ncats + 1));
+	while (p != NULL && n <= ncats)
+	{
+		node->path[n++] = p->code;
+		p = p->parent ? name_get(cats, p->parent) : NULL;
+	}
+	node->npath = n;
+}
+
+/* load_products reads the category tree and every product. */
+static void
+load_products(ConfigCache *c)
+{
+	HTAB	   *cats;
+	uint64		r;
+	int			ncats;
+
+	run_query("SELECT code, parent FROM loyalty.category");
+	ncats = (int) SPI_processed;
+	cats = name_table(c->cxt, "loyalty categories", ncats);
+	for (r = 0; r < SPI_processed; r++)
+	{
+		CatNode    *n = palloc0(sizeof(CatNode));
+
+		n->code = col_text(r, 1);
+		n->parent = col_text(r, 2);
+		name_put(cats, n->code, n);
+	}
+
+	run_query("SELECT sku, name, category, brand, tags, price, min_price, "
+			  "no_discount, no_points, no_redeem FROM loyalty.product");
+	c->nproducts = (int) SPI_processed;
+	c->products = name_table(c->cxt, "loyalty products", (long) SPI_processed);
+	for (r = 0; r < SPI_processed; r++)
+	{
+		CachedProduct *p = palloc0(sizeof(CachedProduct));
+		char	   *cat = col_text(r, 3);
+		NameList   *tags = col_namelist(r, 5);
+
+		p->sku = col_text(r, 1);
+		p->name = col_text(r, 2);
+		p->brand = col_text(r, 4);
+		if (cat != NULL)
+		{
+			CatNode    *node = name_get(cats, cat);
+
+			if (node != NULL)
+			{
+				resolve_category(cats, node, ncats);
+				p->categories = node->path;
+				p->ncategories = node->npath;
+			}
+		}
+		if (tags != NULL)
+		{
+			p->tags = tags->items;
+			p->ntags = tags->count;
+		}
+		p->price = col_scaled(r, 6, MONEY_SCALE, -1);
+		p->min_price = col_scaled(r, 7, MONEY_SCALE, -1);
+		p->no_discount = col_bool(r, 8);
+		p->no_points = col_bool(r, 9);
+		p->no_redeem = col_bool(r, 10);
+		name_put(c->products, p->sku, p);
+	}
+}
+
+/* interval_col copies an interval column (false when NULL). */
+static bool
+interval_col(int r, int i, Interval *result)
+{
+	bool		isnull;
+	Datum		d = col_datum(r, i, &isnull);
+
+	if (isnull)
+		return false;
+	*result = *DatumGetIntervalP(d);
+	return true;
+}
+
+/* load_accounts_and_tiers reads account types and tiers. */
+static void
+load_accounts_and_tiers(ConfigCache *c)
+{
+	uint64		r;
+
+	run_query("SELECT code, redeem_share, min_check, lifetime, activation_delay, "
+			  "redeem_order FROM loyalty.account_type "
+			  "ORDER BY redeem_order, code COLLATE \"C\"");
+	c->naccounts = (int) SPI_processed;
+	c->accounts = palloc0(sizeof(CachedAccountType) * Max(c->naccounts, 1));
+	c->main_account = -1;
+	for (r = 0; r < SPI_processed; r++)
+	{
+		CachedAccountType *a = &c->accounts[r];
+
+		a->code = col_text(r, 1);
+		a->share = (int32) col_scaled(r, 2, 4, 0);
+		a->min_check = col_scaled(r, 3, MONEY_SCALE, 0);
+		a->has_lifetime = interval_col(r, 4, &a->lifetime);
+		if (!interval_col(r, 5, &a->activation_delay))
+			memset(&a->activation_delay, 0, sizeof(Interval));
+		a->redeem_order = col_int(r, 6, 100);
+		if (strcmp(a->code, "main") == 0)
+			c->main_account = (int) r;
+	}
+
+	run_query("SELECT code, rank, threshold, accrual_percent, discount_percent "
+			  "FROM loyalty.tier ORDER BY rank");
+	c->ntiers = (int) SPI_processed;
+	c->tiers = palloc0(sizeof(CachedTier) * Max(c->ntiers, 1));
+	for (r = 0; r < SPI_processed; r++)
+	{
+		CachedTier *t = &c->tiers[r];
+
+		t->code = col_text(r, 1);
+		t->rank = col_int(r, 2, 0);
+		t->threshold = col_scaled(r, 3, MONEY_SCALE, 0);
+		t->accrual_percent = (int32) col_scaled(r, 4, 2, 0);
+		t->discount_percent = (int32) col_scaled(r, 5, 2, 0);
+	}
+}
+
+/* add_selector gives a selector its index (-1 for NULL). */
+static int
+add_selector(ConfigCache *c, const ProductSelector *sel, int *capacity)
+{
+	if (sel == NULL)
+		return -1;
+	if (c->nselectors == *capacity)
+	{
+		*capacity *= 2;
+		c->selectors = repalloc(c->selectors, sizeof(ProductSelector *) * *capacity);
+	}
+	c->selectors[c->nselectors] = sel;
+	return c->nselectors++;
+}
+
+/* A group name while groups are being numbered. */
+typedef struct GroupEntry
+{
+	const char *key;
+	int			id;
+} GroupEntry;
+
+/* load_promotions reads and parses the enabled promotions, in order. */
+static void
+load_promotions(ConfigCache *c)
+{
+	uint64		r;
+	int			capacity = 16;
+	HTAB	   *groups;
+	HASHCTL		ctl;
+
+	run_query("SELECT code, name, mechanic, rule, priority, grp, exclusive, "
+			  "starts_at, ends_at, schedule, channels, stores, regions, tiers, "
+			  "segments, identified_only, requires_coupon, usage_limit, "
+			  "per_customer_limit FROM loyalty.promotion WHERE enabled "
+			  "ORDER BY priority, code COLLATE \"C\"");
+	c->npromotions = (int) SPI_processed;
+	c->promotions = palloc0(sizeof(CachedPromotion) * Max(c->npromotions, 1));
+	c->selectors = palloc(sizeof(ProductSelector *) * capacity);
+	c->nselectors = 0;
+	c->ngroups = 0;
+
+	ctl.keysize = sizeof(const char *);
+	ctl.entrysize = sizeof(GroupEntry);
+	ctl.hash = name_hash;
+	ctl.match = name_match;
+	ctl.hcxt = CurrentMemoryContext;
+	groups = hash_create("loyalty promotion groups", 16, &ctl,
+						 HASH_ELEM | HASH_FUNCTION | HASH_COMPARE | HASH_CONTEXT);
+
+	for (r = 0; r < SPI_processed; r++)
+	{
+		CachedPromotion *p = &c->promotions[r];
+		bool		isnull;
+		Datum		d;
+		PromotionRule *rule;
+
+		p->index = (int) r;
+		p->code = col_text(r, 1);
+		p->name = col_text(r, 2);
+		p->mechanic = mechanic_parse(p->code, col_text(r, 3));
+		d = col_datum(r, 4, &isnull);
+		p->rule = rule = rule_parse(p->code, p->mechanic,
+									isnull ? NULL : DatumGetJsonbP(d));
+		p->priority = col_int(r, 5, 100);
+		p->grp = col_text(r, 6);
+		p->grp_id = -1;
+		if (p->grp != NULL)
+		{
+			bool		found;
+			GroupEntry *g = hash_search(groups, &p->grp, HASH_ENTER, &found);
+
+			if (!found)
+				g->id = c->ngroups++;
+			p->grp_id = g->id;
+		}
+		p->exclusive = col_bool(r, 7);
+		d = col_datum(r, 8, &isnull);
+		p->has_start = !isnull;
+		p->starts_at = isnull ? 0 : DatumGetTimestampTz(d);
+		d = col_datum(r, 9, &isnull);
+		p->has_end = !isnull;
+		p->ends_at = isnull ? 0 : DatumGetTimestampTz(d);
+		d = col_datum(r, 10, &isnull);
+		p->schedule = isnull ? NULL : schedule_parse(p->code, DatumGetJsonbP(d));
+		p->channels = col_namelist(r, 11);
+		p->stores = col_namelist(r, 12);
+		p->regions = col_namelist(r, 13);
+		p->tiers = col_namelist(r, 14);
+		p->segments = col_namelist(r, 15);
+		p->identified_only = col_bool(r, 16);
+		p->requires_coupon = col_bool(r, 17);
+		p->usage_limit = col_int(r, 18, 0);
+		p->per_customer_limit = col_int(r, 19, 0);
+		if (p->usage_limit > 0 || p->per_customer_limit > 0)
+			c->any_usage_limit = true;
+
+		p->sel_products = p->sel_trigger = p->sel_target = -1;
+		switch (p->mechanic)
+		{
+			case MECH_PERCENT_OFF:
+				p->sel_products = add_selector(c, rule->u.percent_off.products, &capacity);
+				break;
+			case MECH_AMOUNT_OFF:
+				p->sel_products = add_selector(c, rule->u.amount_off.products, &capacity);
+				break;
+			case MECH_NTH_ITEM:
+				p->sel_products = add_selector(c, rule->u.nth_item.products, &capacity);
+				break;
+			case MECH_BUNDLE:
+				p->sel_trigger = add_selector(c, rule->u.bundle.trigger, &capacity);
+				p->sel_target = add_selector(c, rule->u.bundle.target, &capacity);
+				break;
+			case MECH_GIFT:
+				p->sel_trigger = add_selector(c, rule->u.gift.trigger, &capacity);
+				break;
+			case MECH_TIER_DISCOUNT:
+				p->sel_products = add_selector(c, rule->u.tier_discount.products, &capacity);
+				break;
+			case MECH_POINTS_PERCENT:
+				p->sel_products = add_selector(c, rule->u.points_percent.products, &capacity);
+				break;
+			default:
+				break;
+		}
+	}
+	hash_destroy(groups);
+}
+
+/* config_cache_build builds a new cache (in a new context) and returns it. */
+static ConfigCache *
+config_cache_build(void)
+{
+	MemoryContext cxt;
+	MemoryContext old;
+	ConfigCache *c;
+
+	/* a child of the caller's context until complete: an error frees it */
+	cxt = AllocSetContextCreate(CurrentMemoryContext, "loyalty config cache",
+								ALLOCSET_DEFAULT_SIZES);
+	old = MemoryContextSwitchTo(cxt);
+	c = palloc0(sizeof(ConfigCache));
+	c->cxt = cxt;
+	load_settings(c);
+	load_stores(c);
+	load_products(c);
+	load_accounts_and_tiers(c);
+	load_promotions(c);
+	MemoryContextSwitchTo(old);
+	/* SPI result tuples live in the SPI context; everything we keep is copied */
+	return c;
+}
+
+/*
+ * config_cache_get returns the configuration cache, rebuilding it first
+ * when a configuration change (or none loaded yet) made it stale.  Must be
+ * called inside an SPI connection.
+ */
+ConfigCache *
+config_cache_get(void)
+{
+	ConfigCache *fresh;
+
+	config_cache_register_callback();
+	if (cache != NULL && !cache_stale)
+		return cache;
+
+	/*
+	 * Drop the old cache first: if the build fails, "cache" stays NULL and
+	 * the next call tries again.  The relid is looked up before the build so
+	 * that an invalidation arriving during it marks the new cache stale.
+	 */
+	if (cache != NULL)
+	{
+		MemoryContextDelete(cache->cxt);
+		cache = NULL;
+	}
+	promotion_relid = InvalidOid;
+	(void) promotion_oid();
+	cache_stale = false;
+	fresh = config_cache_build();
+	MemoryContextSetParent(fresh->cxt, CacheMemoryContext);
+	cache = fresh;
+	return cache;
+}
+
+
+/* ---------------------------------------------------------------------
+ * Look-ups
+ * ---------------------------------------------------------------------
+ */
+
+/* config_store returns the store with this code, or NULL. */
+CachedStore *
+config_store(ConfigCache *cfg, const char *code)
+{
+	return name_get(cfg->stores, code);
+}
+
+/* config_product returns the product with this SKU, or NULL. */
+CachedProduct *
+config_product(ConfigCache *cfg, const char *sku)
+{
+	return name_get(cfg->products, sku);
+}
+
+/* config_tier returns the tier with this code, or NULL. */
+const CachedTier *
+config_tier(ConfigCache *cfg, const char *code)
+{
+	int			i;
+
+	if (code == NULL)
+		return NULL;
+	for (i = 0; i < cfg->ntiers; i++)
+		if (strcmp(cfg->tiers[i].code, code) == 0)
+			return &cfg->tiers[i];
+	return NULL;
+}
+
+/* config_account_index returns the index of an account type, or -1. */
+int
+config_account_index(ConfigCache *cfg, const char *code)
+{
+	int			i;
+
+	for (i = 0; i < cfg->naccounts; i++)
+		if (strcmp(cfg->accounts[i].code, code) == 0)
+			return i;
+	return -1;
+}
+
+/*
+ * config_product_matches tells whether product p matches selector
+ * sel_index, computing it with selector_matches the first time and
+ * remembering the answer on the product.
+ */
+bool
+config_product_matches(ConfigCache *cfg, CachedProduct *p, int sel_index)
+{
+	int			byte = sel_index >> 3;
+	uint8		bit = (uint8) (1 << (sel_index & 7));
+
+	if (sel_index < 0)
+		return false;
+	if (p->sel_known == NULL)
+	{
+		Size		n = (cfg->nselectors + 7) / 8;
+
+		p->sel_known = MemoryContextAllocZero(cfg->cxt, n * 2);
+		p->sel_match = p->sel_known + n;
+	}
+	if (!(p->sel_known[byte] & bit))
+	{
+		if (selector_matches(cfg->selectors[sel_index], p->sku, p->brand,
+							 p->categories, p->ncategories,
+							 (const char *const *) p->tags, p->ntags))
+			p->sel_match[byte] |= bit;
+		p->sel_known[byte] |= bit;
+	}
+	return (p->sel_match[byte] & bit) != 0;
+}

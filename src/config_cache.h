@@ -1,0 +1,165 @@
+/*-------------------------------------------------------------------------
+ *
+ * config_cache.h
+ *	  The program's configuration as the check engine sees it: settings,
+ *	  stores with their time zones, the category tree, products hashed by
+ *	  SKU, account types, tiers and the enabled promotions parsed once with
+ *	  rules.h.
+ *
+ * The cache lives in backend memory (a context under CacheMemoryContext)
+ * and is built lazily by config_cache_get, inside the caller's SPI
+ * connection.  Statement-level triggers on every configuration table call
+ * loyalty.config_changed(), which sends a relcache invalidation for
+ * loyalty.promotion; a relcache callback marks the cache stale, so a
+ * configuration change is seen by the next call in every session (and by
+ * the next command of the changing session itself).
+ *
+ * Per-product matches of promotion selectors are computed lazily, once per
+ * product and selector, and kept in two bitsets on the product.
+ *
+ *-------------------------------------------------------------------------
+ */
+#ifndef LOYALTY_CONFIG_CACHE_H
+#define LOYALTY_CONFIG_CACHE_H
+
+#include "pgtime.h"
+#include "utils/hsearch.h"
+
+#include "rules.h"
+
+/* A sorted list of names (promotion scopes, segments). */
+typedef struct NameList
+{
+	int			count;
+	char	  **items;			/* sorted by strcmp */
+} NameList;
+
+typedef struct CachedStore
+{
+	char	   *code;
+	char	   *region;			/* NULL when none */
+	char	   *channel;		/* pos, web or app */
+	pg_tz	   *tz;				/* store's zone, else the program's */
+} CachedStore;
+
+typedef struct CachedProduct
+{
+	char	   *sku;
+	char	   *name;
+	char	   *brand;			/* NULL when none */
+	const char *const *categories;	/* own category first, then ancestors */
+	int			ncategories;
+	char	  **tags;
+	int			ntags;
+	int64		price;			/* catalog price, minor units; -1 when none */
+	int64		min_price;		/* floor per unit, minor units; -1 when none */
+	bool		no_discount;
+	bool		no_points;
+	bool		no_redeem;
+	uint8	   *sel_known;		/* selector bitsets, NULL until first needed */
+	uint8	   *sel_match;
+} CachedProduct;
+
+typedef struct CachedAccountType
+{
+	char	   *code;
+	int32		share;			/* redeem_share in hundredths of a percent */
+	int64		min_check;		/* minor units */
+	bool		has_lifetime;
+	Interval	lifetime;
+	Interval	activation_delay;
+	int			redeem_order;
+} CachedAccountType;
+
+typedef struct CachedTier
+{
+	char	   *code;
+	int			rank;
+	int64		threshold;		/* minor units */
+	int32		accrual_percent;	/* hundredths of a percent */
+	int32		discount_percent;	/* hundredths of a percent */
+} CachedTier;
+
+typedef struct CachedPromotion
+{
+	int			index;			/* position in ConfigCache.promotions */
+	char	   *code;
+	char	   *name;
+	Mechanic	mechanic;
+	PromotionRule *rule;
+	int			priority;
+	char	   *grp;			/* NULL when none */
+	int			grp_id;			/* -1 when none */
+	bool		exclusive;
+	bool		has_start;
+	TimestampTz starts_at;
+	bool		has_end;
+	TimestampTz ends_at;
+	Schedule   *schedule;		/* NULL when none */
+	NameList   *channels;		/* NULL = any */
+	NameList   *stores;
+	NameList   *regions;
+	NameList   *tiers;
+	NameList   *segments;
+	bool		identified_only;
+	bool		requires_coupon;
+	int			usage_limit;	/* 0 = none */
+	int			per_customer_limit; /* 0 = none */
+	/* selector indexes for config_product_matches; -1 when unused */
+	int			sel_products;
+	int			sel_trigger;
+	int			sel_target;
+} CachedPromotion;
+
+typedef struct ConfigCache
+{
+	MemoryContext cxt;
+	/* settings */
+	pg_tz	   *program_tz;
+	char	   *program_tz_name;
+	int			points_precision;	/* 0 or 2 */
+	int64		point_value;	/* minor units */
+	int32		accrual_percent;	/* hundredths of a percent */
+	char	   *currency;
+	/* stores, by code */
+	HTAB	   *stores;
+	/* products, by SKU */
+	HTAB	   *products;
+	int			nproducts;
+	/* account types in redeem_order, then code */
+	int			naccounts;
+	CachedAccountType *accounts;
+	int			main_account;	/* index of "main", -1 when none */
+	/* tiers by rank ascending */
+	int			ntiers;
+	CachedTier *tiers;
+	/* enabled promotions by priority, then code (bytewise) */
+	int			npromotions;
+	CachedPromotion *promotions;
+	int			ngroups;
+	int			nselectors;
+	const ProductSelector **selectors;	/* by selector index */
+	bool		any_usage_limit;	/* some promotion has a usage limit */
+} ConfigCache;
+
+/* the cache, built when missing or stale; call inside SPI_connect */
+extern ConfigCache *config_cache_get(void);
+
+/* look-ups; NULL when unknown */
+extern CachedStore *config_store(ConfigCache *cfg, const char *code);
+extern CachedProduct *config_product(ConfigCache *cfg, const char *sku);
+extern const CachedTier *config_tier(ConfigCache *cfg, const char *code);
+extern int	config_account_index(ConfigCache *cfg, const char *code);
+
+/* does product p match selector sel_index?  Memoized per product. */
+extern bool config_product_matches(ConfigCache *cfg, CachedProduct *p,
+								   int sel_index);
+
+/* sorted name lists */
+extern bool namelist_has(const NameList *list, const char *name);
+extern bool namelist_intersects(const NameList *list, char *const *names, int n);
+
+/* the relcache callback's registration (called from _PG_init-like code) */
+extern void config_cache_register_callback(void);
+
+#endif							/* LOYALTY_CONFIG_CACHE_H */

@@ -1,0 +1,36 @@
+/*-------------------------------------------------------------------------
+ *
+ * coupons.h
+ *	  The check engine's boundary with coupons, certificates and
+ *	  subscriptions (SPEC section 6; implemented by issue 5).
+ *
+ * The engine calls these at fixed points of the pipeline:
+ *	  coupons_check			before promotions: the status of every coupon
+ *							code of the request, and which requires_coupon
+ *							promotions the codes unlock;
+ *	  coupons_apply_certificates
+ *							after promotions, before points: certificates
+ *							pay a check-level amount (line.certificate);
+ *	  coupons_commit		in purchase, after the facts are written: uses
+ *							of coupons, certificate balances, codes of the
+ *							coupons and certificates issued;
+ *	  coupons_refund		in refund: on a full refund restore used coupons
+ *							and void unused issued ones.
+ *
+ * Until the coupon table exists every code is rejected with reason
+ * "unknown" and nothing is unlocked, spent or issued with a code.
+ *
+ *-------------------------------------------------------------------------
+ */
+#ifndef LOYALTY_COUPONS_H
+#define LOYALTY_COUPONS_H
+
+#include "engine.h"
+
+extern void coupons_check(CheckResult *r, bool *unlocked);
+extern void coupons_apply_certificates(CheckResult *r);
+extern void coupons_commit(CheckResult *r, const char *operation_id);
+extern void coupons_refund(const char *purchase_operation_id,
+						   const char *operation_id, bool full);
+
+#endif							/* LOYALTY_COUPONS_H */

@@ -1,0 +1,857 @@
+/*-------------------------------------------------------------------------
+ *
+ * engine.c
+ *	  The check engine's pipeline (see engine.h): lines, promotions in
+ *	  order with groups and exclusivity, certificates, redemption, accrual
+ *	  and fiscal parts.
+ *
+ * Costs: per check, one pass over the lines per promotion in scope at most
+ * (selector matches are memoized on the cached product), no SPI call per
+ * line; the only queries are the balances (ledger_balances, one query)
+ * when the customer is identified.
+ *
+ *-------------------------------------------------------------------------
+ */
+#include "loyalty.h"
+
+#include "access/xact.h"
+#include "utils/builtins.h"
+#include "utils/datetime.h"
+#include "utils/timestamp.h"
+
+#include "coupons.h"
+#include "engine.h"
+#include "mechanics/mechanics.h"
+
+/* the denominator of exact accrual numerators (see compute_accrual) */
+#define ACCRUAL_DENOM	INT64CONST(1000000)
+
+
+/* ---------------------------------------------------------------------
+ * Time
+ * ---------------------------------------------------------------------
+ */
+
+/* set_local_time computes the check's local date, weekday and minute. */
+static void
+set_local_time(CheckResult *r)
+{
+	struct pg_tm tm;
+	fsec_t		fsec;
+	int			tzoff;
+	int			julian;
+	int			dow;
+
+	if (timestamp2tm(r->at, &tzoff, &tm, &fsec, NULL, r->tz) != 0)
+		ereport(ERROR,
+				(errcode(ERRCODE_DATETIME_VALUE_OUT_OF_RANGE),
+				 errmsg("timestamp out of range")));
+	julian = date2j(tm.tm_year, tm.tm_mon, tm.tm_mday);
+	r->local_date = julian - POSTGRES_EPOCH_JDATE;
+	dow = j2day(julian);		/* 0 = Sunday */
+	r->iso_weekday = dow == 0 ? 7 : dow;
+	r->minute_of_day = tm.tm_hour * 60 + tm.tm_min;
+}
+
+/*
+ * engine_add_interval adds an interval to a moment the way PostgreSQL does
+ * (months, then days, then time), with calendar arithmetic in time zone tz
+ * rather than the session's.
+ */
+TimestampTz
+engine_add_interval(TimestampTz t, const Interval *iv, pg_tz *tz)
+{
+	if (iv->month != 0 || iv->day != 0)
+	{
+		struct pg_tm tm;
+		fsec_t		fsec;
+		int			tzoff;
+		int			julian;
+
+		if (timestamp2tm(t, &tzoff, &tm, &fsec, NULL, tz) != 0)
+			ereport(ERROR,
+					(errcode(ERRCODE_DATETIME_VALUE_OUT_OF_RANGE),
+					 errmsg("timestamp out of range")));
+		if (iv->month != 0)
+		{
+			int			months = tm.tm_year * 12 + (tm.tm_mon - 1) + iv->month;
+
+			tm.tm_year = months / 12;
+			tm.tm_mon = months % 12 + 1;
+			if (tm.tm_mday > day_tab[isleap(tm.tm_year)][tm.tm_mon - 1])
+				tm.tm_mday = day_tab[isleap(tm.tm_year)][tm.tm_mon - 1];
+		}
+		julian = date2j(tm.tm_year, tm.tm_mon, tm.tm_mday) + iv->day;
+		j2date(julian, &tm.tm_year, &tm.tm_mon, &tm.tm_mday);
+		tzoff = DetermineTimeZoneOffset(&tm, tz);
+		if (tm2timestamp(&tm, fsec, &tzoff, &t) != 0)
+			ereport(ERROR,
+					(errcode(ERRCODE_DATETIME_VALUE_OUT_OF_RANGE),
+					 errmsg("timestamp out of range")));
+	}
+	return t + iv->time;
+}
+
+/*
+ * engine_validity_end returns when something issued now with validity v
+ * stops being valid (exclusive): now + interval, or the first moment of
+ * the next month in the store's time zone for "end_of_month".  *has_end is
+ * false when it never expires (VALIDITY_DEFAULT).
+ */
+TimestampTz
+engine_validity_end(CheckResult *r, const Validity *v, bool *has_end)
+{
+	struct pg_tm tm;
+	fsec_t		fsec;
+	int			tzoff;
+	TimestampTz result;
+
+	*has_end = true;
+	switch (v->kind)
+	{
+		case VALIDITY_INTERVAL:
+			return engine_add_interval(r->at, &v->interval, r->tz);
+		case VALIDITY_END_OF_MONTH:
+			if (timestamp2tm(r->at, &tzoff, &tm, &fsec, NULL, r->tz) != 0)
+				elog(ERROR, "timestamp out of range");
+			tm.tm_mday = 1;
+			tm.tm_hour = tm.tm_min = tm.tm_sec = 0;
+			if (++tm.tm_mon > 12)
+			{
+				tm.tm_mon = 1;
+				tm.tm_year++;
+			}
+			tzoff = DetermineTimeZoneOffset(&tm, r->tz);
+			if (tm2timestamp(&tm, 0, &tzoff, &result) != 0)
+				elog(ERROR, "timestamp out of range");
+			return result;
+		case VALIDITY_DEFAULT:
+			break;
+	}
+	*has_end = false;
+	return DT_NOEND;
+}
+
+/* engine_money_text prints money for messages: "150.00". */
+char *
+engine_money_text(int64 money)
+{
+	return scaled_to_cstring(money, MONEY_SCALE);
+}
+
+
+/* ---------------------------------------------------------------------
+ * Helpers for the mechanics
+ * ---------------------------------------------------------------------
+ */
+
+/* engine_line_matches: is line i a known product matching selector sel? */
+bool
+engine_line_matches(CheckResult *r, int i, int sel)
+{
+	CachedProduct *p = r->lines[i].product;
+
+	return p != NULL && sel >= 0 && config_product_matches(r->cfg, p, sel);
+}
+
+/*
+ * engine_line_discountable: may promotion p discount line i?  Not a
+ * no_discount product, not locked by an exclusive promotion, not at its
+ * floor, and, for an exclusive p, not discounted before.
+ */
+bool
+engine_line_discountable(CheckResult *r, int i, const CachedPromotion *p)
+{
+	CheckLine  *l = &r->lines[i];
+
+	if (l->no_discount || l->locked || LINE_CURRENT(l) <= l->floor)
+		return false;
+	if (p->exclusive && l->discount > 0)
+		return false;
+	return true;
+}
+
+/* engine_line_cap: the most line i may still be discounted. */
+int64
+engine_line_cap(CheckResult *r, int i)
+{
+	CheckLine  *l = &r->lines[i];
+	int64		cap = LINE_CURRENT(l) - l->floor;
+
+	return cap > 0 ? cap : 0;
+}
+
+/* engine_check_total: the check's money as it stands. */
+int64
+engine_check_total(CheckResult *r)
+{
+	return r->amount - r->discount;
+}
+
+/*
+ * engine_spread spreads amount over the eligible lines in proportion to
+ * their current amounts, by largest remainder, without passing any line's
+ * cap: a line that would pass it gets its cap and the rest is spread again
+ * over the others.  Writes delta (zeroed by the caller); what no line can
+ * take is not given.
+ */
+void
+engine_spread(CheckResult *r, int64 amount, const bool *eligible, int64 *delta)
+{
+	int			n = r->nlines;
+	int64	   *weights = palloc(sizeof(int64) * n);
+	int64	   *alloc = palloc(sizeof(int64) * n);
+	bool	   *active = palloc(sizeof(bool) * n);
+	int64		remaining = amount;
+	int			i;
+
+	for (i = 0; i < n; i++)
+		active[i] = eligible[i] && engine_line_cap(r, i) > 0;
+
+	while (remaining > 0)
+	{
+		int64		sum = 0;
+		bool		over = false;
+
+		for (i = 0; i < n; i++)
+		{
+			weights[i] = active[i] ? LINE_CURRENT(&r->lines[i]) : 0;
+			sum += weights[i];
+		}
+		if (sum == 0)
+			break;
+		allocate_largest_remainder(remaining, weights, n, alloc);
+		for (i = 0; i < n; i++)
+		{
+			if (active[i] && alloc[i] >= engine_line_cap(r, i))
+			{
+				/* at or past its cap: the line takes its cap, and is done */
+				delta[i] = engine_line_cap(r, i);
+				remaining -= delta[i];
+				active[i] = false;
+				over = over || alloc[i] > delta[i];
+			}
+		}
+		if (!over)
+		{
+			for (i = 0; i < n; i++)
+				if (active[i])
+				{
+					delta[i] = alloc[i];
+					remaining -= alloc[i];
+				}
+			break;
+		}
+	}
+	pfree(weights);
+	pfree(alloc);
+	pfree(active);
+}
+
+/*
+ * engine_units_value is what "units" whole units of a line cost now:
+ * round_half_up(current * units / qty).
+ */
+int64
+engine_units_value(const CheckLine *l, int64 units)
+{
+	int128		num = (int128) LINE_CURRENT(l) * units * QTY_ONE;
+
+	if (units * QTY_ONE >= l->qty)
+		return LINE_CURRENT(l);
+	return (int64) ((num + l->qty / 2) / l->qty);
+}
+
+/* A line while units are being chosen. */
+typedef struct UnitLine
+{
+	int			line;
+	int64		current;
+	int64		qty;
+} UnitLine;
+
+/* unit_line_cmp orders lines by current unit price, then index. */
+static int
+unit_line_cmp(const void *a, const void *b)
+{
+	const UnitLine *x = a;
+	const UnitLine *y = b;
+	int128		lx = (int128) x->current * y->qty;
+	int128		ly = (int128) y->current * x->qty;
+
+	if (lx != ly)
+		return lx < ly ? -1 : 1;
+	return x->line - y->line;
+}
+
+/*
+ * engine_cheapest_units chooses "take" whole units among the eligible
+ * lines, cheapest unit price first (ties: lower index), and writes how many
+ * of each line's units were taken.
+ */
+void
+engine_cheapest_units(CheckResult *r, const bool *eligible, int64 take,
+					  int64 *taken)
+{
+	UnitLine   *ul = palloc(sizeof(UnitLine) * r->nlines);
+	int			n = 0;
+	int			i;
+
+	for (i = 0; i < r->nlines; i++)
+	{
+		CheckLine  *l = &r->lines[i];
+
+		taken[i] = 0;
+		if (!eligible[i] || l->qty < QTY_ONE)
+			continue;
+		ul[n].line = i;
+		ul[n].current = LINE_CURRENT(l);
+		ul[n].qty = l->qty;
+		n++;
+	}
+	qsort(ul, n, sizeof(UnitLine), unit_line_cmp);
+	for (i = 0; i < n && take > 0; i++)
+	{
+		int64		units = ul[i].qty / QTY_ONE;
+		int64		t = Min(units, take);
+
+		taken[ul[i].line] = t;
+		take -= t;
+	}
+	pfree(ul);
+}
+
+
+/* ---------------------------------------------------------------------
+ * Lines
+ * ---------------------------------------------------------------------
+ */
+
+/* setup_lines builds the check's lines from the request. */
+static void
+setup_lines(CheckResult *r)
+{
+	CheckRequest *req = r->req;
+	int			i;
+
+	r->nlines = req->nlines;
+	r->lines = palloc0(sizeof(CheckLine) * r->nlines);
+	for (i = 0; i < r->nlines; i++)
+	{
+		RequestLine *rl = &req->lines[i];
+		CheckLine  *l = &r->lines[i];
+		CachedProduct *p = config_product(r->cfg, rl->sku);
+
+		l->index = i;
+		l->sku = rl->sku;
+		l->product = p;
+		l->qty = rl->qty;
+		l->price = rl->price;
+		if (l->price < 0)
+		{
+			if (p == NULL || p->price < 0)
+				request_error(psprintf("lines[%d].price", i),
+							  "is required: SKU \"%s\" has no catalog price.", rl->sku);
+			l->price = p->price;
+		}
+		l->amount = money_times_qty(l->price, l->qty);
+		if (p != NULL)
+		{
+			l->no_discount = p->no_discount;
+			l->no_points = p->no_points;
+			l->no_redeem = p->no_redeem;
+			if (p->min_price >= 0)
+				l->floor = Min(money_times_qty(p->min_price, l->qty), l->amount);
+		}
+		else
+			r->warnings = lappend(r->warnings,
+								  psprintf("Unknown SKU \"%s\" at lines[%d]: priced as sent, no product promotions.",
+										   rl->sku, i));
+		r->amount += l->amount;
+		if (r->amount >= REQUEST_MAX_CHECK)
+			request_error("lines", "must add up to less than 10000000000.");
+		l->redeem_points = palloc0(sizeof(int64) * Max(r->cfg->naccounts, 1));
+		l->accrual = palloc0(sizeof(int64) * Max(r->cfg->naccounts, 1));
+	}
+}
+
+
+/* ---------------------------------------------------------------------
+ * Promotions
+ * ---------------------------------------------------------------------
+ */
+
+/* customer_uses is how often the customer used promotion p. */
+static int64
+customer_uses(CustomerInfo *cust, const CachedPromotion *p)
+{
+	int			i;
+
+	for (i = 0; i < cust->nusage; i++)
+		if (strcmp(cust->usage_promotion[i], p->code) == 0)
+			return cust->usage_count[i];
+	return 0;
+}
+
+/*
+ * in_scope tells whether promotion p applies to this check at all: period,
+ * channel, store, region, customer (identified, tier, segment, limits),
+ * coupon, usage limit and schedule.
+ */
+static bool
+in_scope(CheckResult *r, const CachedPromotion *p, const bool *unlocked,
+		 const int64 *usage)
+{
+	CustomerInfo *cust = r->cust;
+
+	if (r->mode == ENGINE_CATALOG && !mechanic_is_single_item(p->mechanic))
+		return false;
+	if (p->has_start && r->at < p->starts_at)
+		return false;
+	if (p->has_end && r->at >= p->ends_at)
+		return false;
+	if (p->channels && !namelist_has(p->channels, r->channel))
+		return false;
+	if (p->stores && (r->store == NULL || !namelist_has(p->stores, r->store->code)))
+		return false;
+	if (p->regions && (r->store == NULL || !namelist_has(p->regions, r->store->region)))
+		return false;
+	if ((p->identified_only || p->tiers || p->segments || p->per_customer_limit > 0) &&
+		!cust->identified)
+		return false;
+	if (p->tiers && (cust->tier == NULL || !namelist_has(p->tiers, cust->tier->code)))
+		return false;
+	if (p->segments && !namelist_intersects(p->segments, cust->segments, cust->nsegments))
+		return false;
+	if (p->requires_coupon && !unlocked[p->index])
+		return false;
+	if (p->usage_limit > 0 && usage != NULL && usage[p->index] >= p->usage_limit)
+		return false;
+	if (p->per_customer_limit > 0 && customer_uses(cust, p) >= p->per_customer_limit)
+		return false;
+	if (!schedule_matches(p->schedule, r->local_date, r->iso_weekday, r->minute_of_day))
+		return false;
+	return true;
+}
+
+/* effect_reset clears an effect for the next evaluation. */
+static void
+effect_reset(Effect *eff, int nlines)
+{
+	int64	   *delta = eff->delta;
+
+	memset(delta, 0, sizeof(int64) * nlines);
+	memset(eff, 0, sizeof(Effect));
+	eff->delta = delta;
+}
+
+/* effect_is_empty: did the mechanic do anything? */
+static bool
+effect_is_empty(const Effect *eff)
+{
+	return eff->total == 0 && eff->issued == NULL && eff->grant == NULL &&
+		eff->rate == NULL && eff->suggestion == NULL;
+}
+
+/* apply_effect applies what promotion p does to the check. */
+static void
+apply_effect(CheckResult *r, const CachedPromotion *p, const Effect *eff)
+{
+	AppliedPromotion *ap;
+	int			i;
+
+	if (effect_is_empty(eff))
+		return;
+	for (i = 0; i < r->nlines && eff->total > 0; i++)
+	{
+		CheckLine  *l = &r->lines[i];
+		int64		d = eff->delta[i];
+
+		if (d <= 0)
+			continue;
+		Assert(d <= engine_line_cap(r, i));
+		l->discount += d;
+		r->discount += d;
+		if (p->exclusive)
+			l->locked = true;
+		if (l->npromos == l->maxpromos)
+		{
+			l->maxpromos = l->maxpromos ? l->maxpromos * 2 : 4;
+			l->promos = l->promos ? repalloc(l->promos, sizeof(LinePromotion) * l->maxpromos)
+				: palloc(sizeof(LinePromotion) * l->maxpromos);
+		}
+		l->promos[l->npromos].promo = p;
+		l->promos[l->npromos].discount = d;
+		l->npromos++;
+	}
+	ap = palloc0(sizeof(AppliedPromotion));
+	ap->promo = p;
+	ap->discount = eff->total;
+	r->applied = lappend(r->applied, ap);
+	if (eff->issued)
+		r->issued = lappend(r->issued, eff->issued);
+	if (eff->grant)
+		r->grants = lappend(r->grants, eff->grant);
+	if (eff->rate)
+		r->rates = lappend(r->rates, eff->rate);
+	if (eff->suggestion)
+		r->suggestions = lappend(r->suggestions, eff->suggestion);
+	if (eff->message)
+		r->messages = lappend(r->messages, eff->message);
+}
+
+/*
+ * run_promotions applies the promotions in scope in (priority, code) order.
+ * A group is decided at its first member's turn: every member in scope is
+ * evaluated on the check as it stands and only the one giving the largest
+ * discount is applied (ties: the earlier in order).
+ */
+static void
+run_promotions(CheckResult *r, const bool *excluded, const int64 *usage)
+{
+	ConfigCache *cfg = r->cfg;
+	bool	   *unlocked = palloc0(sizeof(bool) * Max(cfg->npromotions, 1));
+	bool	   *scope = palloc0(sizeof(bool) * Max(cfg->npromotions, 1));
+	bool	   *group_done = palloc0(sizeof(bool) * Max(cfg->ngroups, 1));
+	Effect		eff;
+	Effect		best;
+	int			i,
+				j;
+
+	coupons_check(r, unlocked);
+	for (i = 0; i < cfg->npromotions; i++)
+		scope[i] = (excluded == NULL || !excluded[i]) &&
+			in_scope(r, &cfg->promotions[i], unlocked, usage);
+
+	eff.delta = palloc0(sizeof(int64) * r->nlines);
+	best.delta = palloc0(sizeof(int64) * r->nlines);
+	for (i = 0; i < cfg->npromotions; i++)
+	{
+		const CachedPromotion *p = &cfg->promotions[i];
+		const CachedPromotion *winner = NULL;
+
+		if (!scope[i])
+			continue;
+		if (p->grp_id < 0)
+		{
+			effect_reset(&eff, r->nlines);
+			mechanic_function(p->mechanic) (r, p, &eff);
+			apply_effect(r, p, &eff);
+			continue;
+		}
+		if (group_done[p->grp_id])
+			continue;
+		group_done[p->grp_id] = true;
+		effect_reset(&best, r->nlines);
+		for (j = i; j < cfg->npromotions; j++)
+		{
+			const CachedPromotion *q = &cfg->promotions[j];
+
+			if (!scope[j] || q->grp_id != p->grp_id)
+				continue;
+			effect_reset(&eff, r->nlines);
+			mechanic_function(q->mechanic) (r, q, &eff);
+			if (winner == NULL || eff.total > best.total)
+			{
+				int64	   *tmp = best.delta;
+
+				best = eff;
+				eff.delta = tmp;
+				winner = q;
+			}
+		}
+		if (winner != NULL)
+			apply_effect(r, winner, &best);
+	}
+	pfree(eff.delta);
+	pfree(best.delta);
+	pfree(unlocked);
+	pfree(scope);
+	pfree(group_done);
+}
+
+
+/* ---------------------------------------------------------------------
+ * Redemption and accrual
+ * ---------------------------------------------------------------------
+ */
+
+/* line_due is what a line still costs before points. */
+static int64
+line_due(const CheckLine *l)
+{
+	return l->amount - l->discount - l->certificate;
+}
+
+/*
+ * spread_points spreads points (hundredths) over the lines by largest
+ * remainder in units of the points precision (whole points at precision
+ * 0), so that every line's share is itself a whole number of points.
+ */
+static void
+spread_points(CheckResult *r, int64 points, const int64 *weights, int64 *out)
+{
+	int64		unit = r->cfg->points_precision == 0 ? 100 : 1;
+	int			i;
+
+	allocate_largest_remainder(points / unit, weights, r->nlines, out);
+	for (i = 0; i < r->nlines; i++)
+		out[i] *= unit;
+}
+
+/*
+ * run_redemption reads the customer's balances and spends points as the
+ * request asks (min(requested, max)), through redeem_plan.
+ */
+static void
+run_redemption(CheckResult *r)
+{
+	ConfigCache *cfg = r->cfg;
+	int			na = cfg->naccounts;
+	const char **codes;
+	RedeemLine *rl;
+	RedeemAccount *ra;
+	int64		due = 0;
+	int64	   *weights;
+	int			a,
+				i;
+
+	r->redeem_requested = r->req->redeem == REDEEM_MAX ? -1 :
+		r->req->redeem == REDEEM_POINTS ? r->req->redeem_points : 0;
+	if (!r->cust->identified || na == 0 || r->mode != ENGINE_CHECK)
+		return;
+
+	codes = palloc(sizeof(char *) * na);
+	for (a = 0; a < na; a++)
+		codes[a] = cfg->accounts[a].code;
+	r->balances = palloc0(sizeof(LedgerBalance) * na);
+	ledger_balances(r->cust->id, r->at, na, codes, r->balances);
+	r->has_balances = true;
+
+	rl = palloc(sizeof(RedeemLine) * r->nlines);
+	for (i = 0; i < r->nlines; i++)
+	{
+		rl[i].amount = line_due(&r->lines[i]);
+		rl[i].no_redeem = r->lines[i].no_redeem;
+		due += rl[i].amount;
+	}
+	ra = palloc(sizeof(RedeemAccount) * na);
+	for (a = 0; a < na; a++)
+	{
+		ra[a].available = Max(r->balances[a].available, 0);
+		ra[a].share = cfg->accounts[a].share;
+		ra[a].min_check = cfg->accounts[a].min_check;
+	}
+	r->redeem = palloc0(sizeof(RedeemResult) * na);
+	r->redeem_applied = redeem_plan(rl, r->nlines, ra, na, due,
+									r->redeem_requested, cfg->point_value,
+									cfg->points_precision, r->redeem);
+
+	/* money per line, and the points behind it per line and account */
+	weights = palloc(sizeof(int64) * r->nlines);
+	for (a = 0; a < na; a++)
+	{
+		RedeemResult *res = &r->redeem[a];
+		int64	   *pts = palloc0(sizeof(int64) * r->nlines);
+
+		r->redeem_max += res->max_points;
+		if (res->points <= 0)
+			continue;
+		for (i = 0; i < r->nlines; i++)
+		{
+			r->lines[i].redeemed += res->line_money[i];
+			r->redeemed += res->line_money[i];
+			weights[i] = res->line_money[i];
+		}
+		spread_points(r, res->points, weights, pts);
+		for (i = 0; i < r->nlines; i++)
+			r->lines[i].redeem_points[a] = pts[i];
+	}
+}
+
+/* round_points rounds hundredths of a point down to the points precision. */
+static int64
+round_points(CheckResult *r, int64 points)
+{
+	if (r->cfg->points_precision == 0)
+		return points - points % 100;
+	return points;
+}
+
+/*
+ * compute_accrual computes the points the check earns: the base accrual
+ * (tier accrual_percent, else the setting) on each line's paid money into
+ * "main", points_percent rates, and points_fixed grants.  Percent points
+ * are summed exactly per account (numerators over ACCRUAL_DENOM), rounded
+ * down to the points precision once per check and account, and spread back
+ * over the lines by largest remainder; a grant is spread over the lines in
+ * proportion to their paid money.
+ */
+static void
+compute_accrual(CheckResult *r)
+{
+	ConfigCache *cfg = r->cfg;
+	int			na = cfg->naccounts;
+	int			n = r->nlines;
+	int32		base;
+	int128	  **num;
+	int64	   *paid;
+	int64	   *weights;
+	int64	   *spread;
+	ListCell   *lc;
+	int			a,
+				i;
+
+	r->accrual = palloc0(sizeof(int64) * Max(na, 1));
+	r->rate_points = palloc0(sizeof(int64) * Max(na, 1));
+	if (!r->cust->identified || na == 0 || r->mode != ENGINE_CHECK)
+		return;
+
+	base = r->cust->tier ? r->cust->tier->accrual_percent : cfg->accrual_percent;
+	paid = palloc(sizeof(int64) * n);
+	weights = palloc(sizeof(int64) * n);
+	spread = palloc(sizeof(int64) * n);
+	num = palloc(sizeof(int128 *) * na);
+	for (a = 0; a < na; a++)
+		num[a] = palloc0(sizeof(int128) * n);
+	for (i = 0; i < n; i++)
+	{
+		CheckLine  *l = &r->lines[i];
+
+		paid[i] = l->no_points ? 0 : l->amount - l->discount - l->certificate - l->redeemed;
+		if (cfg->main_account >= 0)
+			num[cfg->main_account][i] += (int128) paid[i] * base * 100;
+	}
+	foreach(lc, r->rates)
+	{
+		PointsRate *pr = lfirst(lc);
+
+		for (i = 0; i < n; i++)
+		{
+			if (!pr->lines[i])
+				continue;
+			if (pr->percent > 0)
+				num[pr->account][i] += (int128) paid[i] * pr->percent * 100;
+			else
+				num[pr->account][i] += (int128) paid[i] * base * (pr->multiplier - 100);
+		}
+	}
+
+	for (a = 0; a < na; a++)
+	{
+		int128		sum = 0;
+		int128		maxnum = 0;
+		int128		div = 1;
+		int64		pts;
+
+		for (i = 0; i < n; i++)
+		{
+			sum += num[a][i];
+			if (num[a][i] > maxnum)
+				maxnum = num[a][i];
+		}
+		pts = round_points(r, (int64) (sum / ACCRUAL_DENOM));
+		if (pts <= 0)
+			continue;
+		/* weights must fit int64 and their sum too: scale them down */
+		while (maxnum / div > (int128) (PG_INT64_MAX / 2) / (n + 1))
+			div *= 10;
+		for (i = 0; i < n; i++)
+			weights[i] = (int64) (num[a][i] / div);
+		spread_points(r, pts, weights, spread);
+		for (i = 0; i < n; i++)
+			r->lines[i].accrual[a] += spread[i];
+		r->rate_points[a] = pts;
+		r->accrual[a] += pts;
+	}
+
+	foreach(lc, r->grants)
+	{
+		PointsGrant *g = lfirst(lc);
+		ListCell   *lc2;
+		int64		sum = 0;
+
+		for (i = 0; i < n; i++)
+			sum += paid[i];
+		if (sum == 0)
+		{
+			/* nothing paid with points eligibility: the first line carries it */
+			memset(spread, 0, sizeof(int64) * n);
+			spread[0] = g->points;
+		}
+		else
+			spread_points(r, g->points, paid, spread);
+		for (i = 0; i < n; i++)
+			r->lines[i].accrual[g->account] += spread[i];
+		r->accrual[g->account] += g->points;
+		foreach(lc2, r->applied)
+		{
+			AppliedPromotion *ap = lfirst(lc2);
+
+			if (ap->promo == g->promo)
+				ap->points += g->points;
+		}
+	}
+}
+
+/* finish_lines computes line totals, fiscal parts and check totals. */
+static void
+finish_lines(CheckResult *r)
+{
+	int			i;
+
+	r->total = 0;
+	for (i = 0; i < r->nlines; i++)
+	{
+		CheckLine  *l = &r->lines[i];
+
+		l->total = l->amount - l->discount - l->certificate - l->redeemed;
+		Assert(l->total >= 0);
+		l->nparts = money_split_parts(l->total, l->qty, l->parts);
+		r->total += l->total;
+		r->certificate += l->certificate;
+	}
+}
+
+
+/* ---------------------------------------------------------------------
+ * The pipeline
+ * ---------------------------------------------------------------------
+ */
+
+/*
+ * engine_run prices a check (see engine.h).  The store and channel are
+ * checked here: an unknown store is 22023 naming "store".
+ */
+CheckResult *
+engine_run(ConfigCache *cfg, CheckRequest *req, CustomerInfo *cust,
+		   const bool *excluded, const int64 *usage, EngineMode mode)
+{
+	CheckResult *r = palloc0(sizeof(CheckResult));
+
+	r->cfg = cfg;
+	r->req = req;
+	r->cust = cust;
+	r->mode = mode;
+	r->at = req->has_at ? req->at : GetCurrentTransactionStartTimestamp();
+	if (req->store != NULL)
+	{
+		r->store = config_store(cfg, req->store);
+		if (r->store == NULL)
+			request_error("store", "names an unknown store \"%s\".", req->store);
+	}
+	r->channel = req->channel ? req->channel : r->store ? r->store->channel : "pos";
+	r->tz = r->store ? r->store->tz : cfg->program_tz;
+	set_local_time(r);
+
+	if (cust->blocked)
+		r->warnings = lappend(r->warnings,
+							  pstrdup("The customer's account is blocked: priced as anonymous, no points."));
+	setup_lines(r);
+	run_promotions(r, excluded, usage);
+	coupons_apply_certificates(r);
+	run_redemption(r);
+	compute_accrual(r);
+	finish_lines(r);
+	return r;
+}

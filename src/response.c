@@ -1,0 +1,513 @@
+/*-------------------------------------------------------------------------
+ *
+ * response.c
+ *	  Building the check API's JSON responses (see response.h).
+ *
+ * Response of calculate and purchase (SPEC section 7), with these extra
+ * keys: "at" (the check's moment in the store's time zone), "store",
+ * "channel", "promotions" (each promotion that took effect, with its name,
+ * discount and points) and, per line, "name" of known products.
+ *
+ *-------------------------------------------------------------------------
+ */
+#include "loyalty.h"
+
+#include "miscadmin.h"
+#include "utils/datetime.h"
+#include "utils/numeric.h"
+
+#include "response.h"
+
+/* ---------------------------------------------------------------------
+ * The builder
+ * ---------------------------------------------------------------------
+ */
+
+/* push pushes a value as an object member value or an array element. */
+static void
+push(JsonBuilder *b, bool elem, JsonbValue *v)
+{
+	b->result = pushJsonbValue(&b->state, elem ? WJB_ELEM : WJB_VALUE, v);
+}
+
+/* jb_begin_object opens an object. */
+void
+jb_begin_object(JsonBuilder *b)
+{
+	b->result = pushJsonbValue(&b->state, WJB_BEGIN_OBJECT, NULL);
+}
+
+/* jb_end_object closes an object. */
+void
+jb_end_object(JsonBuilder *b)
+{
+	b->result = pushJsonbValue(&b->state, WJB_END_OBJECT, NULL);
+}
+
+/* jb_begin_array opens an array. */
+void
+jb_begin_array(JsonBuilder *b)
+{
+	b->result = pushJsonbValue(&b->state, WJB_BEGIN_ARRAY, NULL);
+}
+
+/* jb_end_array closes an array. */
+void
+jb_end_array(JsonBuilder *b)
+{
+	b->result = pushJsonbValue(&b->state, WJB_END_ARRAY, NULL);
+}
+
+/* jb_key adds an object key. */
+void
+jb_key(JsonBuilder *b, const char *key)
+{
+	JsonbValue	v;
+
+	v.type = jbvString;
+	v.val.string.val = (char *) key;
+	v.val.string.len = strlen(key);
+	b->result = pushJsonbValue(&b->state, WJB_KEY, &v);
+}
+
+/* jb_string adds a string. */
+void
+jb_string(JsonBuilder *b, bool elem, const char *s)
+{
+	JsonbValue	v;
+
+	if (s == NULL)
+	{
+		jb_null(b, elem);
+		return;
+	}
+	v.type = jbvString;
+	v.val.string.val = (char *) s;
+	v.val.string.len = strlen(s);
+	push(b, elem, &v);
+}
+
+/* jb_null adds a null. */
+void
+jb_null(JsonBuilder *b, bool elem)
+{
+	JsonbValue	v;
+
+	v.type = jbvNull;
+	push(b, elem, &v);
+}
+
+/* jb_bool adds a boolean. */
+void
+jb_bool(JsonBuilder *b, bool elem, bool value)
+{
+	JsonbValue	v;
+
+	v.type = jbvBool;
+	v.val.boolean = value;
+	push(b, elem, &v);
+}
+
+/* jb_scaled adds a number given in 10^-scale units, with "scale" decimals. */
+void
+jb_scaled(JsonBuilder *b, bool elem, int64 value, int scale)
+{
+	JsonbValue	v;
+
+	v.type = jbvNumeric;
+	v.val.numeric = scaled_to_numeric(value, scale);
+	push(b, elem, &v);
+}
+
+/* jb_int adds a whole number. */
+void
+jb_int(JsonBuilder *b, bool elem, int64 value)
+{
+	jb_scaled(b, elem, value, 0);
+}
+
+/* jb_money adds money with exactly two decimals. */
+void
+jb_money(JsonBuilder *b, bool elem, int64 value)
+{
+	jb_scaled(b, elem, value, MONEY_SCALE);
+}
+
+/* jb_qty adds a quantity with the decimals it needs (2, 0.75, 1.125). */
+void
+jb_qty(JsonBuilder *b, bool elem, int64 qty)
+{
+	int			scale = QTY_SCALE;
+
+	while (scale > 0 && qty % 10 == 0)
+	{
+		qty /= 10;
+		scale--;
+	}
+	jb_scaled(b, elem, qty, scale);
+}
+
+/* jb_points adds points (hundredths inside) at the points precision. */
+void
+jb_points(JsonBuilder *b, bool elem, int64 points, int precision)
+{
+	if (precision == 0)
+		jb_scaled(b, elem, points / 100, 0);
+	else
+		jb_scaled(b, elem, points, POINTS_SCALE);
+}
+
+/* jb_finish returns the built document. */
+Jsonb *
+jb_finish(JsonBuilder *b)
+{
+	return JsonbValueToJsonb(b->result);
+}
+
+/* response_timestamp prints t in ISO 8601 with tz's offset. */
+char *
+response_timestamp(TimestampTz t, pg_tz *tz)
+{
+	struct pg_tm tm;
+	fsec_t		fsec;
+	int			tzoff;
+	const char *tzn;
+	char		buf[MAXDATELEN + 1];
+
+	if (TIMESTAMP_NOT_FINITE(t) || timestamp2tm(t, &tzoff, &tm, &fsec, &tzn, tz) != 0)
+		return NULL;
+	EncodeDateTime(&tm, fsec, true, tzoff, NULL, USE_XSD_DATES, buf);
+	return pstrdup(buf);
+}
+
+
+/* ---------------------------------------------------------------------
+ * The check response
+ * ---------------------------------------------------------------------
+ */
+
+/* accrual_object adds {"account": points, ...} for the non-zero entries. */
+static void
+accrual_object(JsonBuilder *b, CheckResult *r, const int64 *points)
+{
+	int			a;
+
+	jb_begin_object(b);
+	for (a = 0; a < r->cfg->naccounts && points != NULL; a++)
+	{
+		if (points[a] == 0)
+			continue;
+		jb_key(b, r->cfg->accounts[a].code);
+		jb_points(b, false, points[a], r->cfg->points_precision);
+	}
+	jb_end_object(b);
+}
+
+/* build_line adds one line. */
+static void
+build_line(JsonBuilder *b, CheckResult *r, CheckLine *l)
+{
+	int			k;
+
+	jb_begin_object(b);
+	jb_key(b, "index");
+	jb_int(b, false, l->index);
+	jb_key(b, "sku");
+	jb_string(b, false, l->sku);
+	if (l->product)
+	{
+		jb_key(b, "name");
+		jb_string(b, false, l->product->name);
+	}
+	jb_key(b, "qty");
+	jb_qty(b, false, l->qty);
+	jb_key(b, "price");
+	jb_money(b, false, l->price);
+	jb_key(b, "amount");
+	jb_money(b, false, l->amount);
+	jb_key(b, "discount");
+	jb_money(b, false, l->discount);
+	if (l->certificate > 0)
+	{
+		jb_key(b, "certificate");
+		jb_money(b, false, l->certificate);
+	}
+	jb_key(b, "redeemed");
+	jb_money(b, false, l->redeemed);
+	jb_key(b, "total");
+	jb_money(b, false, l->total);
+	jb_key(b, "parts");
+	jb_begin_array(b);
+	for (k = 0; k < l->nparts; k++)
+	{
+		jb_begin_object(b);
+		jb_key(b, "qty");
+		jb_qty(b, false, l->parts[k].qty);
+		jb_key(b, "price");
+		jb_money(b, false, l->parts[k].price);
+		jb_end_object(b);
+	}
+	jb_end_array(b);
+	jb_key(b, "promotions");
+	jb_begin_array(b);
+	for (k = 0; k < l->npromos; k++)
+	{
+		jb_begin_object(b);
+		jb_key(b, "code");
+		jb_string(b, false, l->promos[k].promo->code);
+		jb_key(b, "discount");
+		jb_money(b, false, l->promos[k].discount);
+		jb_end_object(b);
+	}
+	jb_end_array(b);
+	jb_key(b, "accrual");
+	accrual_object(b, r, l->accrual);
+	jb_end_object(b);
+}
+
+/* build_redeem adds the "redeem" object. */
+static void
+build_redeem(JsonBuilder *b, CheckResult *r)
+{
+	int			prec = r->cfg->points_precision;
+	int			a;
+
+	jb_begin_object(b);
+	jb_key(b, "requested");
+	if (r->redeem_requested < 0)
+		jb_string(b, false, "max");
+	else
+		jb_points(b, false, r->redeem_requested, prec);
+	jb_key(b, "applied");
+	jb_points(b, false, r->redeem_applied, prec);
+	jb_key(b, "max");
+	jb_points(b, false, r->redeem_max, prec);
+	jb_key(b, "money");
+	jb_money(b, false, r->redeemed);
+	jb_key(b, "by_account");
+	jb_begin_object(b);
+	for (a = 0; r->redeem != NULL && a < r->cfg->naccounts; a++)
+	{
+		if (r->redeem[a].points == 0)
+			continue;
+		jb_key(b, r->cfg->accounts[a].code);
+		jb_points(b, false, r->redeem[a].points, prec);
+	}
+	jb_end_object(b);
+	jb_end_object(b);
+}
+
+/* build_issued adds one issued coupon or certificate. */
+static void
+build_issued(JsonBuilder *b, CheckResult *r, IssuedItem *it)
+{
+	char	   *until;
+
+	jb_begin_object(b);
+	jb_key(b, "kind");
+	jb_string(b, false, it->kind == ISSUED_COUPON ? "coupon" : "certificate");
+	jb_key(b, "promotion");
+	jb_string(b, false, it->promo->code);
+	if (it->value.kind == DISCOUNT_PERCENT)
+	{
+		jb_key(b, "percent");
+		jb_scaled(b, false, it->value.percent, 2);
+	}
+	else
+	{
+		jb_key(b, "value");
+		jb_money(b, false, it->value.amount);
+	}
+	if (it->kind == ISSUED_COUPON)
+	{
+		jb_key(b, "min_total_to_use");
+		jb_money(b, false, it->min_total_to_use);
+	}
+	else
+	{
+		jb_key(b, "count");
+		jb_int(b, false, it->count);
+	}
+	jb_key(b, "valid_until");
+	until = it->has_valid_until ? response_timestamp(it->valid_until, r->tz) : NULL;
+	jb_string(b, false, until);
+	if (it->codes != NIL)
+	{
+		ListCell   *lc;
+
+		jb_key(b, "codes");
+		jb_begin_array(b);
+		foreach(lc, it->codes)
+			jb_string(b, true, lfirst(lc));
+		jb_end_array(b);
+	}
+	jb_end_object(b);
+}
+
+/* string_array adds an array of the C strings of a list. */
+static void
+string_array(JsonBuilder *b, List *list)
+{
+	ListCell   *lc;
+
+	jb_begin_array(b);
+	foreach(lc, list)
+		jb_string(b, true, lfirst(lc));
+	jb_end_array(b);
+}
+
+/*
+ * response_build makes the response of calculate and purchase (see the
+ * file header for the keys beyond SPEC section 7).
+ */
+Jsonb *
+response_build(CheckResult *r, const char *operation_id)
+{
+	JsonBuilder b = {0};
+	int			prec = r->cfg->points_precision;
+	ListCell   *lc;
+	int			i;
+
+	jb_begin_object(&b);
+	if (operation_id)
+	{
+		jb_key(&b, "operation_id");
+		jb_string(&b, false, operation_id);
+	}
+	jb_key(&b, "at");
+	jb_string(&b, false, response_timestamp(r->at, r->tz));
+	jb_key(&b, "store");
+	jb_string(&b, false, r->store ? r->store->code : NULL);
+	jb_key(&b, "channel");
+	jb_string(&b, false, r->channel);
+
+	jb_key(&b, "customer");
+	if (r->cust->identified)
+	{
+		jb_begin_object(&b);
+		jb_key(&b, "id");
+		jb_int(&b, false, r->cust->id);
+		jb_key(&b, "tier");
+		jb_string(&b, false, r->cust->tier ? r->cust->tier->code : NULL);
+		jb_end_object(&b);
+	}
+	else
+		jb_null(&b, false);
+
+	jb_key(&b, "lines");
+	jb_begin_array(&b);
+	for (i = 0; i < r->nlines; i++)
+		build_line(&b, r, &r->lines[i]);
+	jb_end_array(&b);
+
+	jb_key(&b, "totals");
+	jb_begin_object(&b);
+	jb_key(&b, "amount");
+	jb_money(&b, false, r->amount);
+	jb_key(&b, "discount");
+	jb_money(&b, false, r->discount);
+	if (r->certificate > 0)
+	{
+		jb_key(&b, "certificate");
+		jb_money(&b, false, r->certificate);
+	}
+	jb_key(&b, "redeemed");
+	jb_money(&b, false, r->redeemed);
+	jb_key(&b, "total");
+	jb_money(&b, false, r->total);
+	jb_key(&b, "accrual");
+	accrual_object(&b, r, r->accrual);
+	jb_end_object(&b);
+
+	jb_key(&b, "redeem");
+	build_redeem(&b, r);
+
+	jb_key(&b, "promotions");
+	jb_begin_array(&b);
+	foreach(lc, r->applied)
+	{
+		AppliedPromotion *ap = lfirst(lc);
+
+		jb_begin_object(&b);
+		jb_key(&b, "code");
+		jb_string(&b, false, ap->promo->code);
+		jb_key(&b, "name");
+		jb_string(&b, false, ap->promo->name);
+		jb_key(&b, "mechanic");
+		jb_string(&b, false, mechanic_name(ap->promo->mechanic));
+		jb_key(&b, "discount");
+		jb_money(&b, false, ap->discount);
+		if (ap->points > 0)
+		{
+			jb_key(&b, "points");
+			jb_points(&b, false, ap->points, prec);
+		}
+		jb_end_object(&b);
+	}
+	jb_end_array(&b);
+
+	jb_key(&b, "coupons");
+	jb_begin_array(&b);
+	for (i = 0; i < r->ncoupons; i++)
+	{
+		jb_begin_object(&b);
+		jb_key(&b, "code");
+		jb_string(&b, false, r->coupons[i].code);
+		jb_key(&b, "status");
+		jb_string(&b, false, r->coupons[i].applied ? "applied" : "rejected");
+		if (!r->coupons[i].applied)
+		{
+			jb_key(&b, "reason");
+			jb_string(&b, false, r->coupons[i].reason);
+		}
+		jb_end_object(&b);
+	}
+	jb_end_array(&b);
+
+	jb_key(&b, "issued");
+	jb_begin_array(&b);
+	foreach(lc, r->issued)
+		build_issued(&b, r, lfirst(lc));
+	jb_end_array(&b);
+
+	jb_key(&b, "suggestions");
+	jb_begin_array(&b);
+	foreach(lc, r->suggestions)
+	{
+		Suggestion *s = lfirst(lc);
+
+		jb_begin_object(&b);
+		jb_key(&b, "promotion");
+		jb_string(&b, false, s->promo->code);
+		jb_key(&b, "text");
+		jb_string(&b, false, s->text);
+		jb_key(&b, "sku");
+		jb_string(&b, false, s->sku);
+		jb_key(&b, "qty");
+		jb_int(&b, false, s->qty);
+		jb_end_object(&b);
+	}
+	jb_end_array(&b);
+
+	jb_key(&b, "messages");
+	string_array(&b, r->messages);
+	jb_key(&b, "warnings");
+	string_array(&b, r->warnings);
+
+	jb_key(&b, "balance");
+	jb_begin_object(&b);
+	for (i = 0; r->has_balances && i < r->cfg->naccounts; i++)
+	{
+		jb_key(&b, r->cfg->accounts[i].code);
+		jb_begin_object(&b);
+		jb_key(&b, "available");
+		jb_points(&b, false, r->balances[i].available, prec);
+		jb_key(&b, "pending");
+		jb_points(&b, false, r->balances[i].pending, prec);
+		jb_end_object(&b);
+	}
+	jb_end_object(&b);
+
+	jb_end_object(&b);
+	return jb_finish(&b);
+}
