@@ -350,4 +350,8 @@ extern bool selector_matches(const ProductSelector *sel, const char *sku,
 							 const char *const *categories, int ncategories,
 							 const char *const *tags, int ntags);
 
+/* comparators the parser sorts lists with and matching searches them by */
+extern int	cstring_ptr_cmp(const void *a, const void *b);
+extern int	dateadt_qsort_cmp(const void *a, const void *b);
+
 #endif							/* LOYALTY_RULES_H */
