@@ -36,6 +36,10 @@ PG_CONFIG ?= pg_config
 PGXS := $(shell $(PG_CONFIG) --pgxs)
 include $(PGXS)
 
+# PGXS tracks no header dependencies: rebuild every object when any header
+# changes, so a changed struct can never meet a stale object
+$(OBJS): $(wildcard src/*.h src/*/*.h)
+
 pg_isolation_regress = $(dir $(PGXS))../../src/test/isolation/pg_isolation_regress
 
 .PHONY: isolationcheck

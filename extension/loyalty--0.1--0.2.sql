@@ -156,14 +156,14 @@ COMMENT ON FUNCTION loyalty.adjust(jsonb) IS
 CREATE FUNCTION loyalty.expire_batch(
         as_of timestamptz, max_lots int,
         after_expires_at timestamptz DEFAULT NULL, after_id bigint DEFAULT NULL,
-        OUT lots_seen int, OUT customers_skipped int, OUT points bigint,
+        OUT lots_seen int, OUT points bigint,
         OUT last_expires_at timestamptz, OUT last_id bigint)
     AS 'MODULE_PATHNAME', 'loyalty_expire_batch'
     LANGUAGE C VOLATILE PARALLEL UNSAFE
     SECURITY DEFINER
     SET search_path = pg_catalog, pg_temp;
 COMMENT ON FUNCTION loyalty.expire_batch(timestamptz, int, timestamptz, bigint) IS
-    'One expiry batch after the keyset (after_expires_at, after_id): points in hundredths; customers busy in a check are skipped';
+    'One expiry batch after the keyset (after_expires_at, after_id): points in hundredths; lots a check is spending from are left for the next run';
 
 CREATE FUNCTION loyalty.expire_points(as_of timestamptz DEFAULT pg_catalog.now()) RETURNS bigint
     LANGUAGE plpgsql VOLATILE STRICT PARALLEL UNSAFE
@@ -187,7 +187,7 @@ BEGIN
 END
 $$;
 COMMENT ON FUNCTION loyalty.expire_points(timestamptz) IS
-    'Expires every lot due at as_of in one transaction (customers busy in a check are skipped, never waited for); returns whole points expired';
+    'Expires every lot due at as_of in one transaction (lots a check is spending from are left, never waited for); returns whole points expired';
 
 -- balance as of a moment: lots count while available_at <= at < expires_at
 CREATE FUNCTION loyalty.balance(customer text, at timestamptz DEFAULT pg_catalog.now())
@@ -356,7 +356,6 @@ DECLARE
     after_at timestamptz;
     after_id bigint;
     expired  bigint := 0;
-    skipped  bigint := 0;
     summary  jsonb;
 BEGIN
     IF pg_catalog.pg_is_in_recovery() THEN
@@ -372,7 +371,6 @@ BEGIN
         SELECT * INTO b FROM loyalty.expire_batch(t, batch_lots, after_at, after_id);
         EXIT WHEN b.lots_seen = 0;
         expired := expired + b.points;
-        skipped := skipped + b.customers_skipped;
         after_at := b.last_expires_at;
         after_id := b.last_id;
         COMMIT;
@@ -380,8 +378,7 @@ BEGIN
     summary := loyalty.announce_lots(t);
     COMMIT;
     PERFORM pg_catalog.pg_advisory_unlock(19545, 1);
-    RAISE NOTICE 'loyalty maintenance: expired % points (% lots of busy customers left for the next run), %',
-        expired / 100, skipped, summary;
+    RAISE NOTICE 'loyalty maintenance: expired % points, %', expired / 100, summary;
 END
 $$;
 COMMENT ON PROCEDURE loyalty.run_maintenance_proc(timestamptz, int) IS
@@ -483,7 +480,9 @@ BEGIN
     INSERT INTO loyalty.operation (operation_id, kind, customer_id, request, response)
     VALUES (op, 'merge', keep, jsonb_build_object('keep', keep, 'absorb', absorb), '{}')
     ON CONFLICT (operation_id) DO NOTHING;
-    FOR l IN SELECT * FROM loyalty.lot WHERE customer_id = absorb AND remaining <> 0 ORDER BY id LOOP
+    -- locked: the expiry job does not lock customers, only the lots it expires
+    FOR l IN SELECT * FROM loyalty.lot WHERE customer_id = absorb AND remaining <> 0 ORDER BY id
+             FOR UPDATE LOOP
         UPDATE loyalty.lot SET remaining = 0 WHERE id = l.id;
         INSERT INTO loyalty.ledger_entry (customer_id, account, lot_id, operation_id, kind, points, at)
         VALUES (absorb, l.account, l.id, op, 'merge', -l.remaining, now());

@@ -39,7 +39,7 @@ static SPIPlanPtr accrue_plan = NULL;
 static SPIPlanPtr reverse_plan = NULL;
 static SPIPlanPtr debt_plan = NULL;
 static SPIPlanPtr return_plan = NULL;
-static SPIPlanPtr expire_pick_plan = NULL;
+static SPIPlanPtr settle_plan = NULL;
 static SPIPlanPtr expire_plan = NULL;
 static SPIPlanPtr expire_operation_plan = NULL;
 
@@ -222,10 +222,18 @@ ledger_spend_kind(int64 customer_id, const char *account, int64 points,
 	Oid			types[6] = {INT8OID, TEXTOID, INT8OID, TIMESTAMPTZOID, TEXTOID, TEXTOID};
 	Datum		values[6];
 	SPIPlanPtr	plan;
-	int64		taken;
+	int64		taken = 0;
+	int			attempt;
 
 	if (points <= 0)
 		return;
+
+	/*
+	 * The update takes from a lot only what it still holds: the expiry job
+	 * does not lock customers, so it may have emptied a lot since this
+	 * statement's snapshot.  What such a race leaves untaken is asked of the
+	 * next lots, with a new snapshot; with nothing left, LY004.
+	 */
 	plan = ledger_plan(&spend_plan,
 					   "WITH c AS ("
 					   "  SELECT l.id, " PTS_OUT("l.remaining") " AS rem,"
@@ -239,7 +247,8 @@ ledger_spend_kind(int64 customer_id, const char *account, int64 points,
 					   "    FROM c WHERE c.running - c.rem < $3"
 					   "), upd AS ("
 					   "  UPDATE loyalty.lot l SET remaining = l.remaining - " PTS_IN("t.x")
-					   "    FROM take t WHERE l.id = t.id RETURNING l.id, t.x"
+					   "    FROM take t WHERE l.id = t.id AND " PTS_OUT("l.remaining") " >= t.x"
+					   "  RETURNING l.id, t.x"
 					   "), ins AS ("
 					   "  INSERT INTO loyalty.ledger_entry"
 					   "         (customer_id, account, lot_id, operation_id, kind, points, at)"
@@ -247,10 +256,19 @@ ledger_spend_kind(int64 customer_id, const char *account, int64 points,
 					   "  RETURNING points"
 					   ") SELECT " PTS_OUT("coalesce(-sum(points), 0)") " FROM ins",
 					   6, types);
-	movement_args(values, customer_id, account, points, at, operation_id, kind);
-	ledger_exec(plan, values, NULL);
+	for (attempt = 0; attempt < 3 && taken < points; attempt++)
+	{
+		int64		got;
 
-	taken = first_int8();
+		movement_args(values, customer_id, account, points - taken, at,
+					  operation_id, kind);
+		ledger_exec(plan, values, NULL);
+		got = first_int8();
+		if (got == 0)
+			break;
+		taken += got;
+	}
+
 	if (taken < points)
 		ereport(ERROR,
 				(errcode(ERRCODE_LOYALTY_INSUFFICIENT_POINTS),
@@ -349,6 +367,7 @@ ledger_reverse_accrual(int64 customer_id, const char *account, int64 points,
 	Datum		values[6];
 	SPIPlanPtr	plan;
 	int64		taken;
+	int			attempt;
 
 	if (points <= 0)
 		return;
@@ -368,7 +387,8 @@ ledger_reverse_accrual(int64 customer_id, const char *account, int64 points,
 					   "    FROM c WHERE c.running - c.rem < $3"
 					   "), upd AS ("
 					   "  UPDATE loyalty.lot l SET remaining = l.remaining - " PTS_IN("t.x")
-					   "    FROM take t WHERE l.id = t.id RETURNING l.id, t.x"
+					   "    FROM take t WHERE l.id = t.id AND " PTS_OUT("l.remaining") " >= t.x"
+					   "  RETURNING l.id, t.x"
 					   "), ins AS ("
 					   "  INSERT INTO loyalty.ledger_entry (customer_id, account, lot_id,"
 					   "         operation_id, ref_operation_id, kind, points, at)"
@@ -376,8 +396,19 @@ ledger_reverse_accrual(int64 customer_id, const char *account, int64 points,
 					   "  RETURNING points"
 					   ") SELECT " PTS_OUT("coalesce(-sum(points), 0)") " FROM ins",
 					   6, types);
-	ledger_exec(plan, values, NULL);
-	taken = first_int8();
+	/* as in spending, a lot emptied by a concurrent expiry is retried */
+	taken = 0;
+	for (attempt = 0; attempt < 3 && taken < points; attempt++)
+	{
+		int64		got;
+
+		values[2] = Int64GetDatum(points - taken);
+		ledger_exec(plan, values, NULL);
+		got = first_int8();
+		if (got == 0)
+			break;
+		taken += got;
+	}
 	if (taken >= points)
 		return;
 
@@ -392,6 +423,54 @@ ledger_reverse_accrual(int64 customer_id, const char *account, int64 points,
 					   ") INSERT INTO loyalty.ledger_entry (customer_id, account, lot_id,"
 					   "         operation_id, ref_operation_id, kind, points, at)"
 					   "  SELECT $1, $2, d.id, $5, $6, 'debt', d.amount, $4 FROM debt d",
+					   6, types);
+	ledger_exec(plan, values, NULL);
+}
+
+/*
+ * settle_debt pays an account's debt from its positive lots (first expiring
+ * first), so that a debt is never held next to points: what refunds gave
+ * back while a debt was open pays it at once.  values are the movement
+ * arguments ($1 customer, $2 account, $4 at, $5 operation_id).  One
+ * statement; nothing happens when there is no debt.
+ */
+static void
+settle_debt(Datum *values)
+{
+	Oid			types[6] = {INT8OID, TEXTOID, INT8OID, TIMESTAMPTZOID, TEXTOID, TEXTOID};
+	SPIPlanPtr	plan;
+
+	plan = ledger_plan(&settle_plan,
+					   "WITH debt AS ("
+					   "  SELECT l.id, " PTS_OUT("-l.remaining") " AS owed,"
+					   "         sum(" PTS_OUT("-l.remaining") ") OVER (ORDER BY l.id) AS running"
+					   "    FROM loyalty.lot l"
+					   "   WHERE l.customer_id = $1 AND l.account = $2 AND l.remaining < 0"
+					   "), owed AS (SELECT coalesce(sum(d.owed), 0) AS total FROM debt d"
+					   "), pos AS ("
+					   "  SELECT l.id, " PTS_OUT("l.remaining") " AS rem,"
+					   "         sum(" PTS_OUT("l.remaining") ") OVER"
+					   "           (ORDER BY l.expires_at NULLS LAST, l.earned_at, l.id) AS running"
+					   "    FROM loyalty.lot l"
+					   "   WHERE l.customer_id = $1 AND l.account = $2 AND l.remaining > 0"
+					   "     AND EXISTS (SELECT 1 FROM debt)"
+					   "), takes AS ("
+					   "  SELECT p.id, least(p.rem, o.total - (p.running - p.rem)) AS x"
+					   "    FROM pos p, owed o WHERE p.running - p.rem < o.total"
+					   "), paid AS (SELECT coalesce(sum(t.x), 0) AS total FROM takes t"
+					   "), pays AS ("
+					   "  SELECT d.id, least(d.owed, p.total - (d.running - d.owed)) AS x"
+					   "    FROM debt d, paid p WHERE d.running - d.owed < p.total"
+					   "), from_points AS ("
+					   "  UPDATE loyalty.lot l SET remaining = l.remaining - " PTS_IN("t.x")
+					   "    FROM takes t WHERE l.id = t.id RETURNING l.id, -t.x AS x"
+					   "), to_debt AS ("
+					   "  UPDATE loyalty.lot l SET remaining = l.remaining + " PTS_IN("p.x")
+					   "    FROM pays p WHERE l.id = p.id RETURNING l.id, p.x"
+					   ") INSERT INTO loyalty.ledger_entry"
+					   "         (customer_id, account, lot_id, operation_id, kind, points, at)"
+					   "  SELECT $1, $2, m.id, $5, 'repay', " PTS_IN("m.x") ", $4"
+					   "    FROM (SELECT * FROM from_points UNION ALL SELECT * FROM to_debt) m",
 					   6, types);
 	ledger_exec(plan, values, NULL);
 }
@@ -445,6 +524,8 @@ ledger_return_spent(int64 customer_id, const char *account, int64 points,
 	ledger_exec(plan, values, NULL);
 
 	returned = first_int8();
+	if (returned == points)
+		settle_debt(values);
 	if (returned != points)
 		ereport(ERROR,
 				(errcode(ERRCODE_INTERNAL_ERROR),
@@ -456,72 +537,32 @@ ledger_return_spent(int64 customer_id, const char *account, int64 points,
 }
 
 /*
- * ledger_expire_batch expires one batch of due lots.
+ * ledger_expire_batch expires one batch of due lots in one statement.
  *
- * The first statement picks the next max_lots due lots in (expires_at, id)
- * order and locks their customers with SKIP LOCKED: a customer inside a
- * check is skipped, never waited for, and caught by the next run.  The
- * second statement, with a snapshot taken after the locks, expires what is
- * left of the picked lots of the locked customers and writes the entries
- * and one event per customer and account.
+ * It takes the next max_lots due lots in (expires_at, id) order, locking
+ * them with SKIP LOCKED: a lot a check is spending from right now is left
+ * for the next run, and the job never waits for a check.  Customers are
+ * not locked (that would write every customer's row); a check that read a
+ * lot before the job emptied it takes its points elsewhere (ledger_spend).
+ * The locked rows are read at their latest version, so the entries write
+ * exactly what was left; one event per customer and account.
  */
 void
 ledger_expire_batch(TimestampTz as_of, int max_lots,
 					TimestampTz after_expires_at, int64 after_id,
 					ExpireBatch *result)
 {
-	Oid			pick_types[4] = {TIMESTAMPTZOID, INT4OID, TIMESTAMPTZOID, INT8OID};
-	Datum		pick_values[4];
-	Oid			types[3] = {INT8ARRAYOID, TIMESTAMPTZOID, TEXTOID};
-	Datum		values[3];
+	Oid			types[5] = {TIMESTAMPTZOID, INT4OID, TIMESTAMPTZOID, INT8OID, TEXTOID};
+	Datum		values[5];
 	SPIPlanPtr	plan;
-	Datum	   *ids;
-	int			nids = 0;
-	uint64		row;
 	char	   *operation_id;
+	HeapTuple	tuple;
+	TupleDesc	desc;
+	bool		isnull;
 
 	memset(result, 0, sizeof(*result));
 	result->last_expires_at = after_expires_at;
 	result->last_id = after_id;
-
-	plan = ledger_plan(&expire_pick_plan,
-					   "SELECT b.id, b.expires_at, c.id IS NOT NULL AS locked"
-					   "  FROM (SELECT l.id, l.customer_id, l.expires_at FROM loyalty.lot l"
-					   "         WHERE l.remaining > 0 AND l.expires_at <= $1"
-					   "           AND (l.expires_at, l.id) > ($3, $4)"
-					   "         ORDER BY l.expires_at, l.id LIMIT $2) b"
-					   "  LEFT JOIN LATERAL (SELECT c.id FROM loyalty.customer c"
-					   "                      WHERE c.id = b.customer_id"
-					   "                      FOR NO KEY UPDATE SKIP LOCKED) c ON true"
-					   " ORDER BY b.expires_at, b.id",
-					   4, pick_types);
-	pick_values[0] = TimestampTzGetDatum(as_of);
-	pick_values[1] = Int32GetDatum(max_lots);
-	pick_values[2] = TimestampTzGetDatum(after_expires_at);
-	pick_values[3] = Int64GetDatum(after_id);
-	ledger_exec(plan, pick_values, NULL);
-	if (SPI_processed == 0)
-		return;
-
-	result->lots_seen = (int) SPI_processed;
-	ids = palloc(sizeof(Datum) * SPI_processed);
-	for (row = 0; row < SPI_processed; row++)
-	{
-		HeapTuple	tuple = SPI_tuptable->vals[row];
-		TupleDesc	desc = SPI_tuptable->tupdesc;
-		bool		isnull;
-		Datum		id = SPI_getbinval(tuple, desc, 1, &isnull);
-
-		result->last_id = DatumGetInt64(id);
-		result->last_expires_at =
-			DatumGetTimestampTz(SPI_getbinval(tuple, desc, 2, &isnull));
-		if (DatumGetBool(SPI_getbinval(tuple, desc, 3, &isnull)))
-			ids[nids++] = id;
-		else
-			result->customers_skipped++;
-	}
-	if (nids == 0)
-		return;
 
 	/* one expiry operation per transaction, for the entries to reference */
 	operation_id = psprintf("expire-%u", GetTopTransactionId());
@@ -541,27 +582,44 @@ ledger_expire_batch(TimestampTz as_of, int max_lots,
 
 	plan = ledger_plan(&expire_plan,
 					   "WITH due AS ("
-					   "  SELECT l.id, l.customer_id, l.account, l.remaining FROM loyalty.lot l"
-					   "   WHERE l.id = ANY ($1) AND l.remaining > 0 AND l.expires_at <= $2"
+					   "  SELECT l.id, l.customer_id, l.account, l.remaining, l.expires_at"
+					   "    FROM loyalty.lot l"
+					   "   WHERE l.remaining > 0 AND l.expires_at <= $1"
+					   "     AND (l.expires_at, l.id) > ($3, $4)"
+					   "   ORDER BY l.expires_at, l.id LIMIT $2"
+					   "   FOR UPDATE SKIP LOCKED"
 					   "), upd AS ("
 					   "  UPDATE loyalty.lot l SET remaining = 0 FROM due d WHERE l.id = d.id"
 					   "  RETURNING d.id, d.customer_id, d.account, d.remaining"
 					   "), ins AS ("
 					   "  INSERT INTO loyalty.ledger_entry"
 					   "         (customer_id, account, lot_id, operation_id, kind, points, at)"
-					   "  SELECT u.customer_id, u.account, u.id, $3, 'expire', -u.remaining, $2"
+					   "  SELECT u.customer_id, u.account, u.id, $5, 'expire', -u.remaining, $1"
 					   "    FROM upd u RETURNING customer_id, account, points"
 					   "), ev AS ("
 					   "  INSERT INTO loyalty.event (customer_id, kind, payload)"
 					   "  SELECT i.customer_id, 'points_expired', pg_catalog.jsonb_build_object("
-					   "         'account', i.account, 'points', -sum(i.points), 'at', $2)"
+					   "         'account', i.account, 'points', -sum(i.points), 'at', $1)"
 					   "    FROM ins i GROUP BY i.customer_id, i.account"
-					   ") SELECT " PTS_OUT("coalesce(-sum(points), 0)") " FROM ins",
-					   3, types);
-	values[0] = PointerGetDatum(construct_array(ids, nids, INT8OID, 8,
-												FLOAT8PASSBYVAL, TYPALIGN_DOUBLE));
-	values[1] = TimestampTzGetDatum(as_of);
-	values[2] = CStringGetTextDatum(operation_id);
+					   "), last AS ("
+					   "  SELECT d.expires_at, d.id FROM due d ORDER BY d.expires_at DESC, d.id DESC LIMIT 1"
+					   ") SELECT (SELECT count(*) FROM due)::int4,"
+					   "         (SELECT " PTS_OUT("coalesce(-sum(points), 0)") " FROM ins),"
+					   "         (SELECT expires_at FROM last), (SELECT id FROM last)",
+					   5, types);
+	values[0] = TimestampTzGetDatum(as_of);
+	values[1] = Int32GetDatum(max_lots);
+	values[2] = TimestampTzGetDatum(after_expires_at);
+	values[3] = Int64GetDatum(after_id);
+	values[4] = CStringGetTextDatum(operation_id);
 	ledger_exec(plan, values, NULL);
-	result->points = first_int8();
+
+	tuple = SPI_tuptable->vals[0];
+	desc = SPI_tuptable->tupdesc;
+	result->lots_seen = DatumGetInt32(SPI_getbinval(tuple, desc, 1, &isnull));
+	if (result->lots_seen == 0)
+		return;
+	result->points = DatumGetInt64(SPI_getbinval(tuple, desc, 2, &isnull));
+	result->last_expires_at = DatumGetTimestampTz(SPI_getbinval(tuple, desc, 3, &isnull));
+	result->last_id = DatumGetInt64(SPI_getbinval(tuple, desc, 4, &isnull));
 }

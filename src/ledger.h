@@ -28,7 +28,8 @@ typedef struct LedgerBalance
 
 /*
  * ledger_lock_customer takes the customer's row lock (FOR NO KEY UPDATE),
- * serializing every writer of that customer's points until commit.  Raises
+ * serializing every writer of that customer's points until commit (the
+ * expiry job excepted: it locks the lots it expires, see ledger.c).  Raises
  * LY001 when the customer does not exist.
  */
 extern void ledger_lock_customer(int64 customer_id);
@@ -91,8 +92,7 @@ extern void ledger_return_spent(int64 customer_id, const char *account,
 /* what one expiry batch did */
 typedef struct ExpireBatch
 {
-	int			lots_seen;		/* due lots looked at (0: nothing left) */
-	int			customers_skipped;	/* busy in a check: left for the next run */
+	int			lots_seen;		/* due lots expired (0: nothing left) */
 	int64		points;			/* hundredths of a point expired */
 	TimestampTz last_expires_at;	/* keyset for the next batch */
 	int64		last_id;
@@ -101,7 +101,7 @@ typedef struct ExpireBatch
 /*
  * ledger_expire_batch expires up to max_lots due lots (expires_at <= as_of)
  * after the keyset (after_expires_at, after_id) (DT_NOBEGIN, 0 for the
- * start), skipping customers that a check holds locked.
+ * start), skipping lots that a check holds locked.
  */
 extern void ledger_expire_batch(TimestampTz as_of, int max_lots,
 								TimestampTz after_expires_at, int64 after_id,

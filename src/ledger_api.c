@@ -342,8 +342,8 @@ loyalty_adjust(PG_FUNCTION_ARGS)
 
 /*
  * loyalty_expire_batch runs one expiry batch: (as_of, max_lots,
- * after_expires_at, after_id) -> (lots_seen, customers_skipped, points,
- * last_expires_at, last_id).  NULL keyset arguments start from the
+ * after_expires_at, after_id) -> (lots_seen, points, last_expires_at,
+ * last_id).  NULL keyset arguments start from the
  * beginning.
  */
 Datum
@@ -355,8 +355,8 @@ loyalty_expire_batch(PG_FUNCTION_ARGS)
 	int64		after_id = 0;
 	ExpireBatch batch;
 	TupleDesc	desc;
-	Datum		values[5];
-	bool		nulls[5] = {false, false, false, false, false};
+	Datum		values[4];
+	bool		nulls[4] = {false, false, false, false};
 
 	if (PG_ARGISNULL(0) || PG_ARGISNULL(1))
 		ereport(ERROR,
@@ -381,9 +381,8 @@ loyalty_expire_batch(PG_FUNCTION_ARGS)
 	SPI_finish();
 
 	values[0] = Int32GetDatum(batch.lots_seen);
-	values[1] = Int32GetDatum(batch.customers_skipped);
-	values[2] = Int64GetDatum(batch.points);
-	values[3] = TimestampTzGetDatum(batch.last_expires_at);
-	values[4] = Int64GetDatum(batch.last_id);
+	values[1] = Int64GetDatum(batch.points);
+	values[2] = TimestampTzGetDatum(batch.last_expires_at);
+	values[3] = Int64GetDatum(batch.last_id);
 	PG_RETURN_DATUM(HeapTupleGetDatum(heap_form_tuple(BlessTupleDesc(desc), values, nulls)));
 }

@@ -229,8 +229,8 @@ allocate_largest_remainder(int64 total, const int64 *weights, int n,
  * units) covers qty (thousandths): one part when a single price works, two
  * otherwise, so that round(qty * price) summed over the parts is total.
  *
- * Whole units: the r units left over by total / units each cost one minor
- * unit more (7 packs for 2502.00: 6 at 357.43 and 1 at 357.44).  A weighed
+ * Whole units: the r minor units left over by total / units go one each to
+ * r of the units (7 packs for 2502.00: 1 at 357.42 and 6 at 357.43).  A weighed
  * quantity takes the price that gives total when one exists; otherwise the
  * last 0.001 of the quantity carries the difference.
  */
