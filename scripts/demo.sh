@@ -40,5 +40,8 @@ say "a marketer's typo is refused with the field named"
 "${PSQL[@]}" -v ON_ERROR_STOP=0 -c "INSERT INTO loyalty.promotion (code, name, mechanic, rule)
 VALUES ('BAD', 'typo', 'percent_off', '{\"products\": {\"categories\": [\"face\"]}, \"percnet\": 30}')" 2>&1 || true
 
+say "a day of checks: priced, committed, two receipts and the summary (demo/checks.sql)"
+"${PSQL[@]}" -f demo/checks.sql
+
 cluster_stop
 say "done: the cluster is stopped and removed"

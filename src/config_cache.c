@@ -476,6 +476,7 @@ load_products(ConfigCache *c)
 		p->no_discount = col_bool(r, 8);
 		p->no_points = col_bool(r, 9);
 		p->no_redeem = col_bool(r, 10);
+		p->npromos = -1;
 		name_put(c->products, p->sku, p);
 	}
 }
@@ -574,6 +575,7 @@ load_promotions(ConfigCache *c)
 			  "ORDER BY priority, code COLLATE \"C\"");
 	c->npromotions = (int) SPI_processed;
 	c->promotions = palloc0(sizeof(CachedPromotion) * Max(c->npromotions, 1));
+	c->check_level = palloc0(sizeof(bool) * Max(c->npromotions, 1));
 	c->selectors = palloc(sizeof(ProductSelector *) * capacity);
 	c->nselectors = 0;
 	c->ngroups = 0;
@@ -661,6 +663,11 @@ load_promotions(ConfigCache *c)
 			default:
 				break;
 		}
+		/* what a line must match for the promotion to matter */
+		p->key_sel = p->sel_trigger >= 0 ? p->sel_trigger : p->sel_products;
+		if (p->mechanic == MECH_SUBSCRIPTION_PRICE)
+			p->key_sel = -1;
+		c->check_level[r] = p->key_sel < 0;
 	}
 	hash_destroy(groups);
 }
@@ -797,4 +804,36 @@ config_product_matches(ConfigCache *cfg, CachedProduct *p, int sel_index)
 		p->sel_known[byte] |= bit;
 	}
 	return (p->sel_match[byte] & bit) != 0;
+}
+
+/*
+ * config_product_promotions returns the indexes of the promotions whose key
+ * selector (products, or trigger) product p matches, computing the list
+ * the first time: a check then only evaluates the promotions some line can
+ * trigger, plus the check-level ones, whatever the number of promotions.
+ */
+const int *
+config_product_promotions(ConfigCache *cfg, CachedProduct *p, int *n)
+{
+	if (p->npromos < 0)
+	{
+		int		   *tmp = palloc(sizeof(int) * Max(cfg->npromotions, 1));
+		int			count = 0;
+		int			i;
+
+		for (i = 0; i < cfg->npromotions; i++)
+		{
+			int			sel = cfg->promotions[i].key_sel;
+
+			if (sel >= 0 && config_product_matches(cfg, p, sel))
+				tmp[count++] = i;
+		}
+		/* kept for the cache's life: exactly as long as needed */
+		p->promos = MemoryContextAlloc(cfg->cxt, sizeof(int) * Max(count, 1));
+		memcpy(p->promos, tmp, sizeof(int) * count);
+		pfree(tmp);
+		p->npromos = count;
+	}
+	*n = p->npromos;
+	return p->promos;
 }

@@ -58,6 +58,8 @@ typedef struct CachedProduct
 	bool		no_redeem;
 	uint8	   *sel_known;		/* selector bitsets, NULL until first needed */
 	uint8	   *sel_match;
+	int		   *promos;			/* promotions whose key selector matches */
+	int			npromos;		/* -1 until first needed */
 } CachedProduct;
 
 typedef struct CachedAccountType
@@ -109,6 +111,11 @@ typedef struct CachedPromotion
 	int			sel_products;
 	int			sel_trigger;
 	int			sel_target;
+	/*
+	 * The selector a line must match for the promotion to do anything on a
+	 * check (products, or the trigger); -1 for check-level mechanics.
+	 */
+	int			key_sel;
 } CachedPromotion;
 
 typedef struct ConfigCache
@@ -140,6 +147,7 @@ typedef struct ConfigCache
 	int			nselectors;
 	const ProductSelector **selectors;	/* by selector index */
 	bool		any_usage_limit;	/* some promotion has a usage limit */
+	bool	   *check_level;	/* by promotion index: key_sel < 0 */
 } ConfigCache;
 
 /* the cache, built when missing or stale; call inside SPI_connect */
@@ -154,6 +162,13 @@ extern int	config_account_index(ConfigCache *cfg, const char *code);
 /* does product p match selector sel_index?  Memoized per product. */
 extern bool config_product_matches(ConfigCache *cfg, CachedProduct *p,
 								   int sel_index);
+
+/*
+ * the promotions (indexes, ascending) whose key selector product p matches;
+ * computed once per product and configuration
+ */
+extern const int *config_product_promotions(ConfigCache *cfg, CachedProduct *p,
+											int *n);
 
 /* sorted name lists */
 extern bool namelist_has(const NameList *list, const char *name);

@@ -519,8 +519,27 @@ run_promotions(CheckResult *r, const bool *excluded, const int64 *usage)
 				j;
 
 	coupons_check(r, unlocked);
+
+	/*
+	 * Candidates: check-level promotions, and those whose key selector some
+	 * line's product matches (a promotion no line can trigger does nothing,
+	 * so it need not be looked at: the cost follows the lines, not the
+	 * number of promotions).
+	 */
+	memcpy(scope, cfg->check_level, sizeof(bool) * cfg->npromotions);
+	for (i = 0; i < r->nlines; i++)
+	{
+		const int  *promos;
+		int			n;
+
+		if (r->lines[i].product == NULL)
+			continue;
+		promos = config_product_promotions(cfg, r->lines[i].product, &n);
+		for (j = 0; j < n; j++)
+			scope[promos[j]] = true;
+	}
 	for (i = 0; i < cfg->npromotions; i++)
-		scope[i] = (excluded == NULL || !excluded[i]) &&
+		scope[i] = scope[i] && (excluded == NULL || !excluded[i]) &&
 			in_scope(r, &cfg->promotions[i], unlocked, usage);
 
 	eff.delta = palloc0(sizeof(int64) * r->nlines);
@@ -678,6 +697,21 @@ round_points(CheckResult *r, int64 points)
 	return points;
 }
 
+/* credit_promotion records points earned through promotion p. */
+static void
+credit_promotion(CheckResult *r, const CachedPromotion *p, int64 points)
+{
+	ListCell   *lc;
+
+	foreach(lc, r->applied)
+	{
+		AppliedPromotion *ap = lfirst(lc);
+
+		if (ap->promo == p)
+			ap->points += points;
+	}
+}
+
 /*
  * compute_accrual computes the points the check earns: the base accrual
  * (tier accrual_percent, else the setting) on each line's paid money into
@@ -725,16 +759,23 @@ compute_accrual(CheckResult *r)
 	foreach(lc, r->rates)
 	{
 		PointsRate *pr = lfirst(lc);
+		int128		extra = 0;
 
 		for (i = 0; i < n; i++)
 		{
+			int128		x;
+
 			if (!pr->lines[i])
 				continue;
 			if (pr->percent > 0)
-				num[pr->account][i] += (int128) paid[i] * pr->percent * 100;
+				x = (int128) paid[i] * pr->percent * 100;
 			else
-				num[pr->account][i] += (int128) paid[i] * base * (pr->multiplier - 100);
+				x = (int128) paid[i] * base * (pr->multiplier - 100);
+			num[pr->account][i] += x;
+			extra += x;
 		}
+		/* what the promotion adds, for the response (rounded down) */
+		credit_promotion(r, pr->promo, round_points(r, (int64) (extra / ACCRUAL_DENOM)));
 	}
 
 	for (a = 0; a < na; a++)
@@ -768,7 +809,6 @@ compute_accrual(CheckResult *r)
 	foreach(lc, r->grants)
 	{
 		PointsGrant *g = lfirst(lc);
-		ListCell   *lc2;
 		int64		sum = 0;
 
 		for (i = 0; i < n; i++)
@@ -784,13 +824,7 @@ compute_accrual(CheckResult *r)
 		for (i = 0; i < n; i++)
 			r->lines[i].accrual[g->account] += spread[i];
 		r->accrual[g->account] += g->points;
-		foreach(lc2, r->applied)
-		{
-			AppliedPromotion *ap = lfirst(lc2);
-
-			if (ap->promo == g->promo)
-				ap->points += g->points;
-		}
+		credit_promotion(r, g->promo, g->points);
 	}
 }
 

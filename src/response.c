@@ -203,15 +203,19 @@ accrual_object(JsonBuilder *b, CheckResult *r, const int64 *points)
 	jb_end_object(b);
 }
 
-/* build_line adds one line. */
+/*
+ * build_line adds one line.  Keys are pushed in jsonb's own key order
+ * (shorter first, then bytewise), so that sorting the object when it is
+ * closed finds it already sorted: a measurable saving on every line.
+ */
 static void
 build_line(JsonBuilder *b, CheckResult *r, CheckLine *l)
 {
 	int			k;
 
 	jb_begin_object(b);
-	jb_key(b, "index");
-	jb_int(b, false, l->index);
+	jb_key(b, "qty");
+	jb_qty(b, false, l->qty);
 	jb_key(b, "sku");
 	jb_string(b, false, l->sku);
 	if (l->product)
@@ -219,23 +223,8 @@ build_line(JsonBuilder *b, CheckResult *r, CheckLine *l)
 		jb_key(b, "name");
 		jb_string(b, false, l->product->name);
 	}
-	jb_key(b, "qty");
-	jb_qty(b, false, l->qty);
-	jb_key(b, "price");
-	jb_money(b, false, l->price);
-	jb_key(b, "amount");
-	jb_money(b, false, l->amount);
-	jb_key(b, "discount");
-	jb_money(b, false, l->discount);
-	if (l->certificate > 0)
-	{
-		jb_key(b, "certificate");
-		jb_money(b, false, l->certificate);
-	}
-	jb_key(b, "redeemed");
-	jb_money(b, false, l->redeemed);
-	jb_key(b, "total");
-	jb_money(b, false, l->total);
+	jb_key(b, "index");
+	jb_int(b, false, l->index);
 	jb_key(b, "parts");
 	jb_begin_array(b);
 	for (k = 0; k < l->nparts; k++)
@@ -248,6 +237,18 @@ build_line(JsonBuilder *b, CheckResult *r, CheckLine *l)
 		jb_end_object(b);
 	}
 	jb_end_array(b);
+	jb_key(b, "price");
+	jb_money(b, false, l->price);
+	jb_key(b, "total");
+	jb_money(b, false, l->total);
+	jb_key(b, "amount");
+	jb_money(b, false, l->amount);
+	jb_key(b, "accrual");
+	accrual_object(b, r, l->accrual);
+	jb_key(b, "discount");
+	jb_money(b, false, l->discount);
+	jb_key(b, "redeemed");
+	jb_money(b, false, l->redeemed);
 	jb_key(b, "promotions");
 	jb_begin_array(b);
 	for (k = 0; k < l->npromos; k++)
@@ -260,12 +261,15 @@ build_line(JsonBuilder *b, CheckResult *r, CheckLine *l)
 		jb_end_object(b);
 	}
 	jb_end_array(b);
-	jb_key(b, "accrual");
-	accrual_object(b, r, l->accrual);
+	if (l->certificate > 0)
+	{
+		jb_key(b, "certificate");
+		jb_money(b, false, l->certificate);
+	}
 	jb_end_object(b);
 }
 
-/* build_redeem adds the "redeem" object. */
+/* build_redeem adds the "redeem" object (keys in jsonb order). */
 static void
 build_redeem(JsonBuilder *b, CheckResult *r)
 {
@@ -273,17 +277,17 @@ build_redeem(JsonBuilder *b, CheckResult *r)
 	int			a;
 
 	jb_begin_object(b);
+	jb_key(b, "max");
+	jb_points(b, false, r->redeem_max, prec);
+	jb_key(b, "money");
+	jb_money(b, false, r->redeemed);
+	jb_key(b, "applied");
+	jb_points(b, false, r->redeem_applied, prec);
 	jb_key(b, "requested");
 	if (r->redeem_requested < 0)
 		jb_string(b, false, "max");
 	else
 		jb_points(b, false, r->redeem_requested, prec);
-	jb_key(b, "applied");
-	jb_points(b, false, r->redeem_applied, prec);
-	jb_key(b, "max");
-	jb_points(b, false, r->redeem_max, prec);
-	jb_key(b, "money");
-	jb_money(b, false, r->redeemed);
 	jb_key(b, "by_account");
 	jb_begin_object(b);
 	for (a = 0; r->redeem != NULL && a < r->cfg->naccounts; a++)
@@ -358,7 +362,9 @@ string_array(JsonBuilder *b, List *list)
 
 /*
  * response_build makes the response of calculate and purchase (see the
- * file header for the keys beyond SPEC section 7).
+ * file header for the keys beyond SPEC section 7).  Keys are pushed in
+ * jsonb's key order (shorter first, then bytewise), which makes closing
+ * each object cheap.
  */
 Jsonb *
 response_build(CheckResult *r, const char *operation_id)
@@ -369,17 +375,80 @@ response_build(CheckResult *r, const char *operation_id)
 	int			i;
 
 	jb_begin_object(&b);
-	if (operation_id)
-	{
-		jb_key(&b, "operation_id");
-		jb_string(&b, false, operation_id);
-	}
 	jb_key(&b, "at");
 	jb_string(&b, false, response_timestamp(r->at, r->tz));
+
+	jb_key(&b, "lines");
+	jb_begin_array(&b);
+	for (i = 0; i < r->nlines; i++)
+		build_line(&b, r, &r->lines[i]);
+	jb_end_array(&b);
+
 	jb_key(&b, "store");
 	jb_string(&b, false, r->store ? r->store->code : NULL);
+
+	jb_key(&b, "issued");
+	jb_begin_array(&b);
+	foreach(lc, r->issued)
+		build_issued(&b, r, lfirst(lc));
+	jb_end_array(&b);
+
+	jb_key(&b, "redeem");
+	build_redeem(&b, r);
+
+	jb_key(&b, "totals");
+	jb_begin_object(&b);
+	jb_key(&b, "total");
+	jb_money(&b, false, r->total);
+	jb_key(&b, "amount");
+	jb_money(&b, false, r->amount);
+	jb_key(&b, "accrual");
+	accrual_object(&b, r, r->accrual);
+	jb_key(&b, "discount");
+	jb_money(&b, false, r->discount);
+	jb_key(&b, "redeemed");
+	jb_money(&b, false, r->redeemed);
+	if (r->certificate > 0)
+	{
+		jb_key(&b, "certificate");
+		jb_money(&b, false, r->certificate);
+	}
+	jb_end_object(&b);
+
+	jb_key(&b, "balance");
+	jb_begin_object(&b);
+	for (i = 0; r->has_balances && i < r->cfg->naccounts; i++)
+	{
+		jb_key(&b, r->cfg->accounts[i].code);
+		jb_begin_object(&b);
+		jb_key(&b, "pending");
+		jb_points(&b, false, r->balances[i].pending, prec);
+		jb_key(&b, "available");
+		jb_points(&b, false, r->balances[i].available, prec);
+		jb_end_object(&b);
+	}
+	jb_end_object(&b);
+
 	jb_key(&b, "channel");
 	jb_string(&b, false, r->channel);
+
+	jb_key(&b, "coupons");
+	jb_begin_array(&b);
+	for (i = 0; i < r->ncoupons; i++)
+	{
+		jb_begin_object(&b);
+		jb_key(&b, "code");
+		jb_string(&b, false, r->coupons[i].code);
+		if (!r->coupons[i].applied)
+		{
+			jb_key(&b, "reason");
+			jb_string(&b, false, r->coupons[i].reason);
+		}
+		jb_key(&b, "status");
+		jb_string(&b, false, r->coupons[i].applied ? "applied" : "rejected");
+		jb_end_object(&b);
+	}
+	jb_end_array(&b);
 
 	jb_key(&b, "customer");
 	if (r->cust->identified)
@@ -394,33 +463,10 @@ response_build(CheckResult *r, const char *operation_id)
 	else
 		jb_null(&b, false);
 
-	jb_key(&b, "lines");
-	jb_begin_array(&b);
-	for (i = 0; i < r->nlines; i++)
-		build_line(&b, r, &r->lines[i]);
-	jb_end_array(&b);
-
-	jb_key(&b, "totals");
-	jb_begin_object(&b);
-	jb_key(&b, "amount");
-	jb_money(&b, false, r->amount);
-	jb_key(&b, "discount");
-	jb_money(&b, false, r->discount);
-	if (r->certificate > 0)
-	{
-		jb_key(&b, "certificate");
-		jb_money(&b, false, r->certificate);
-	}
-	jb_key(&b, "redeemed");
-	jb_money(&b, false, r->redeemed);
-	jb_key(&b, "total");
-	jb_money(&b, false, r->total);
-	jb_key(&b, "accrual");
-	accrual_object(&b, r, r->accrual);
-	jb_end_object(&b);
-
-	jb_key(&b, "redeem");
-	build_redeem(&b, r);
+	jb_key(&b, "messages");
+	string_array(&b, r->messages);
+	jb_key(&b, "warnings");
+	string_array(&b, r->warnings);
 
 	jb_key(&b, "promotions");
 	jb_begin_array(&b);
@@ -433,41 +479,17 @@ response_build(CheckResult *r, const char *operation_id)
 		jb_string(&b, false, ap->promo->code);
 		jb_key(&b, "name");
 		jb_string(&b, false, ap->promo->name);
-		jb_key(&b, "mechanic");
-		jb_string(&b, false, mechanic_name(ap->promo->mechanic));
-		jb_key(&b, "discount");
-		jb_money(&b, false, ap->discount);
 		if (ap->points > 0)
 		{
 			jb_key(&b, "points");
 			jb_points(&b, false, ap->points, prec);
 		}
+		jb_key(&b, "discount");
+		jb_money(&b, false, ap->discount);
+		jb_key(&b, "mechanic");
+		jb_string(&b, false, mechanic_name(ap->promo->mechanic));
 		jb_end_object(&b);
 	}
-	jb_end_array(&b);
-
-	jb_key(&b, "coupons");
-	jb_begin_array(&b);
-	for (i = 0; i < r->ncoupons; i++)
-	{
-		jb_begin_object(&b);
-		jb_key(&b, "code");
-		jb_string(&b, false, r->coupons[i].code);
-		jb_key(&b, "status");
-		jb_string(&b, false, r->coupons[i].applied ? "applied" : "rejected");
-		if (!r->coupons[i].applied)
-		{
-			jb_key(&b, "reason");
-			jb_string(&b, false, r->coupons[i].reason);
-		}
-		jb_end_object(&b);
-	}
-	jb_end_array(&b);
-
-	jb_key(&b, "issued");
-	jb_begin_array(&b);
-	foreach(lc, r->issued)
-		build_issued(&b, r, lfirst(lc));
 	jb_end_array(&b);
 
 	jb_key(&b, "suggestions");
@@ -477,37 +499,23 @@ response_build(CheckResult *r, const char *operation_id)
 		Suggestion *s = lfirst(lc);
 
 		jb_begin_object(&b);
-		jb_key(&b, "promotion");
-		jb_string(&b, false, s->promo->code);
-		jb_key(&b, "text");
-		jb_string(&b, false, s->text);
-		jb_key(&b, "sku");
-		jb_string(&b, false, s->sku);
 		jb_key(&b, "qty");
 		jb_int(&b, false, s->qty);
+		jb_key(&b, "sku");
+		jb_string(&b, false, s->sku);
+		jb_key(&b, "text");
+		jb_string(&b, false, s->text);
+		jb_key(&b, "promotion");
+		jb_string(&b, false, s->promo->code);
 		jb_end_object(&b);
 	}
 	jb_end_array(&b);
 
-	jb_key(&b, "messages");
-	string_array(&b, r->messages);
-	jb_key(&b, "warnings");
-	string_array(&b, r->warnings);
-
-	jb_key(&b, "balance");
-	jb_begin_object(&b);
-	for (i = 0; r->has_balances && i < r->cfg->naccounts; i++)
+	if (operation_id)
 	{
-		jb_key(&b, r->cfg->accounts[i].code);
-		jb_begin_object(&b);
-		jb_key(&b, "available");
-		jb_points(&b, false, r->balances[i].available, prec);
-		jb_key(&b, "pending");
-		jb_points(&b, false, r->balances[i].pending, prec);
-		jb_end_object(&b);
+		jb_key(&b, "operation_id");
+		jb_string(&b, false, operation_id);
 	}
-	jb_end_object(&b);
-
 	jb_end_object(&b);
 	return jb_finish(&b);
 }

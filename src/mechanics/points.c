@@ -84,4 +84,9 @@ mech_points_fixed(CheckResult *r, const CachedPromotion *p, Effect *eff)
 	if (rule->expires.kind != VALIDITY_DEFAULT)
 		g->expires_at = engine_validity_end(r, &rule->expires, &g->has_expiry);
 	eff->grant = g;
+	eff->message = psprintf("Bonus: %s points to the \"%s\" account (%s)",
+							r->cfg->points_precision == 0 ?
+							psprintf(INT64_FORMAT, points / 100) :
+							scaled_to_cstring(points, 2),
+							rule->account, p->name);
 }

@@ -1,0 +1,171 @@
+-- demo/checks.sql: a day of checks for the demo program.
+--
+-- Forty more customers join (some with a welcome bonus, some in the gold
+-- tier); then 400 checks of tomorrow, across the five stores and their time
+-- zones, are priced and committed with loyalty.purchase in the order they
+-- happen.  Two receipts are printed in full, then the day's summary, and
+-- one check is partly refunded.  Run after demo/program.sql and
+-- demo/identity.sql (scripts/demo.sh does).
+\pset footer off
+SELECT setseed(0.2026) AS seeded \gset
+
+\echo
+\echo '--- forty more customers; welcome bonuses; some are gold ---'
+SELECT count(loyalty.register('+7912' || lpad((1000000 + i)::text, 7, '0'))) AS registered
+  FROM generate_series(1, 40) AS i;
+SELECT count(loyalty.adjust(jsonb_build_object(
+           'operation_id', 'welcome-' || c.id, 'customer', 'id:' || c.id,
+           'account', 'main', 'points', 300, 'reason', 'welcome bonus'))) AS welcome_bonuses
+  FROM loyalty.customer c WHERE c.status = 'active' AND c.id % 3 = 0;
+UPDATE loyalty.customer SET tier = 'gold' WHERE id % 5 = 0 AND status = 'active';
+
+-- ---------------------------------------------------------------------------
+-- The day: 400 checks between 08:00 and 22:00 store time, tomorrow
+-- ---------------------------------------------------------------------------
+CREATE TEMP TABLE day AS
+WITH store AS (
+    SELECT code, coalesce(timezone, loyalty.setting_value('timezone')) AS tz,
+           row_number() OVER (ORDER BY code) - 1 AS k
+      FROM loyalty.store
+), checks AS (
+    SELECT n, s.code AS store, s.tz,
+           ((current_date + 1)::timestamp + interval '8 hours'
+             + (random() * 14 * 3600) * interval '1 second') AT TIME ZONE s.tz AS at,
+           random() AS who, random() AS pay
+      FROM generate_series(1, 400) AS n
+      JOIN store s ON s.k = (n * 7) % 5
+), members AS (
+    SELECT array_agg(c.id ORDER BY c.id) AS ids FROM loyalty.customer c WHERE c.status = 'active'
+)
+SELECT c.n, c.at, c.store,
+       jsonb_strip_nulls(jsonb_build_object(
+           'operation_id', format('%s-%s', c.store, lpad(c.n::text, 5, '0')),
+           'store', c.store,
+           'at', to_char(c.at AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS"Z"'),
+           -- two checks in three come with a card or a phone
+           'customer', CASE WHEN c.who < 0.67 THEN
+                           'id:' || m.ids[1 + (c.who * 1000)::int % array_length(m.ids, 1)] END,
+           'redeem', CASE WHEN c.who < 0.67 AND c.pay < 0.25 THEN 'max' END,
+           'lines', (SELECT jsonb_agg(jsonb_build_object('sku', p.sku, 'qty', q.qty))
+                       FROM (SELECT DISTINCT ON (sku) sku, qty FROM (
+                               SELECT (ARRAY['A1', 'A1', 'A2', 'MASK1', 'SH1', 'SH1', 'DET1', 'DET1',
+                                             'AV1', 'LZ1', 'LZ1', 'CARD1', 'CIG1', 'BAG', 'BAG'])
+                                          [1 + (random() * 14)::int] AS sku,
+                                      CASE WHEN random() < 0.15 THEN 3 + (random() * 4)::int
+                                           ELSE 1 + (random() * 1.4)::int END AS qty
+                                 FROM generate_series(1, 1 + (c.n * 31) % 6) AS i
+                                WHERE c.n > 0) AS r) AS q
+                       JOIN loyalty.product p ON p.sku = q.sku)
+       )) AS req
+  FROM checks c, members m;
+
+\echo
+\echo '--- the day: 400 checks priced and committed in the order they happen ---'
+SELECT clock_timestamp() AS started \gset
+SELECT count(loyalty.purchase(req)) AS committed FROM (SELECT req FROM day ORDER BY at) AS d;
+SELECT count(*) AS checks,
+       round(count(*) / extract(epoch FROM clock_timestamp() - :'started'::timestamptz)) AS checks_per_second
+  FROM loyalty.purchase;
+
+-- ---------------------------------------------------------------------------
+-- Two receipts in full
+-- ---------------------------------------------------------------------------
+CREATE TEMP TABLE receipt_of AS
+SELECT o.operation_id, o.response AS r
+  FROM loyalty.operation o WHERE o.kind = 'purchase';
+
+CREATE FUNCTION pg_temp.receipt(r jsonb) RETURNS SETOF text LANGUAGE sql AS $$
+    SELECT format('%-44s %s', 'Check ' || (r ->> 'operation_id'), r ->> 'at')
+    UNION ALL
+    SELECT format('Customer %s, tier %s', r -> 'customer' ->> 'id', r -> 'customer' ->> 'tier')
+     WHERE r -> 'customer' <> 'null'
+    UNION ALL
+    SELECT line FROM (
+        SELECT (l ->> 'index')::int AS i, 0 AS k,
+               format('%-28s %6s x %9s = %9s', coalesce(l ->> 'name', l ->> 'sku'),
+                      l ->> 'qty', l ->> 'price', l ->> 'amount') AS line
+          FROM jsonb_array_elements(r -> 'lines') l
+        UNION ALL
+        SELECT (l ->> 'index')::int, 1, format('    %-40s %9s', p ->> 'code', '-' || (p ->> 'discount'))
+          FROM jsonb_array_elements(r -> 'lines') l, jsonb_array_elements(l -> 'promotions') p
+        UNION ALL
+        SELECT (l ->> 'index')::int, 2, format('    %-40s %9s', 'paid with points', '-' || (l ->> 'redeemed'))
+          FROM jsonb_array_elements(r -> 'lines') l WHERE (l ->> 'redeemed')::numeric > 0
+        UNION ALL
+        SELECT (l ->> 'index')::int, 3, format('    fiscal: %s', string_agg(
+                   format('%s x %s', p ->> 'qty', p ->> 'price'), ' + '))
+          FROM jsonb_array_elements(r -> 'lines') l, jsonb_array_elements(l -> 'parts') p
+         GROUP BY l
+        ORDER BY 1, 2) AS lines
+    UNION ALL
+    SELECT format('%-44s %9s', 'Amount', r -> 'totals' ->> 'amount')
+    UNION ALL
+    SELECT format('%-44s %9s', 'Discount', '-' || (r -> 'totals' ->> 'discount'))
+    UNION ALL
+    SELECT format('%-44s %9s', 'Paid with points', '-' || (r -> 'totals' ->> 'redeemed'))
+     WHERE (r -> 'totals' ->> 'redeemed')::numeric > 0
+    UNION ALL
+    SELECT format('%-44s %9s', 'TOTAL', r -> 'totals' ->> 'total')
+    UNION ALL
+    SELECT format('Points earned: %s (%s)', a.value, a.key) FROM jsonb_each(r -> 'totals' -> 'accrual') a
+    UNION ALL
+    SELECT format('Coupon to print: %s%% off from %s, valid until %s',
+                  i ->> 'percent', i ->> 'min_total_to_use', i ->> 'valid_until')
+      FROM jsonb_array_elements(r -> 'issued') i
+    UNION ALL
+    SELECT '>> ' || m FROM jsonb_array_elements_text(r -> 'messages') m
+$$;
+
+\echo
+\echo '--- receipt: the check with the most promotions ---'
+SELECT pg_temp.receipt(r) AS receipt
+  FROM (SELECT r FROM receipt_of
+         ORDER BY jsonb_array_length(r -> 'promotions') DESC, (r -> 'totals' ->> 'discount')::numeric DESC,
+                  operation_id LIMIT 1) AS t;
+
+\echo
+\echo '--- receipt: a member paying with points ---'
+SELECT pg_temp.receipt(r) AS receipt
+  FROM (SELECT r FROM receipt_of WHERE (r -> 'totals' ->> 'redeemed')::numeric > 0
+         ORDER BY jsonb_array_length(r -> 'lines') DESC, operation_id LIMIT 1) AS t;
+
+-- ---------------------------------------------------------------------------
+-- The day's summary
+-- ---------------------------------------------------------------------------
+\echo
+\echo '--- the day by store (local time) ---'
+SELECT p.store, count(*) AS checks,
+       round(100.0 * count(p.customer_id) / count(*)) AS identified_pct,
+       sum(p.amount) AS amount, sum(p.discount) AS discount, sum(p.redeemed) AS redeemed,
+       sum(p.total) AS revenue, round(avg(p.total), 2) AS average_check
+  FROM loyalty.purchase p GROUP BY ROLLUP (p.store) ORDER BY p.store NULLS LAST;
+
+\echo
+\echo '--- average check: members and anonymous buyers ---'
+SELECT CASE WHEN customer_id IS NULL THEN 'anonymous' ELSE 'member' END AS buyer,
+       count(*) AS checks, round(avg(total), 2) AS average_check
+  FROM loyalty.purchase GROUP BY 1 ORDER BY 1;
+
+\echo
+\echo '--- what each promotion gave ---'
+SELECT p ->> 'code' AS promotion, count(DISTINCT l.operation_id) AS checks,
+       sum((p ->> 'discount')::numeric) AS discount
+  FROM loyalty.purchase_line l, jsonb_array_elements(l.promotions) p
+ GROUP BY 1 ORDER BY 3 DESC;
+
+\echo
+\echo '--- points: earned and spent per account ---'
+SELECT account, sum(earned) AS earned, sum(spent) AS spent
+  FROM loyalty.purchase_line_points GROUP BY account ORDER BY account;
+
+\echo
+\echo '--- a customer brings back one item of a check: a partial refund ---'
+SELECT r -> 'lines' AS refunded_lines, r -> 'totals' ->> 'amount' AS money_back,
+       r -> 'points' AS points, r ->> 'full' AS full
+  FROM (SELECT loyalty.refund(jsonb_build_object('operation_id', 'R-' || p.operation_id,
+                  'purchase', p.operation_id,
+                  'lines', jsonb_build_array(jsonb_build_object('index', 0, 'qty', 1)))) AS r
+          FROM loyalty.purchase p
+         WHERE p.customer_id IS NOT NULL AND p.points_earned > 0
+         ORDER BY p.total DESC, p.operation_id LIMIT 1) AS t;
+SELECT count(*) AS ledger_problems FROM loyalty.verify_ledger();
