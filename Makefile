@@ -4,6 +4,7 @@
 #   make installcheck              pg_regress against a running server
 #   make isolationcheck            isolation specs against a running server
 #   make WERROR=1                  warnings are errors (CI does this)
+#   sudo make bench BENCH_ARGS="--scale chain"   the benchmarks (bench/run)
 #
 # scripts/test.sh runs the whole suite on throwaway clusters; use that.
 
@@ -41,6 +42,11 @@ include $(PGXS)
 $(OBJS): $(wildcard src/*.h src/*/*.h)
 
 pg_isolation_regress = $(dir $(PGXS))../../src/test/isolation/pg_isolation_regress
+
+# the benchmarks on a throwaway cluster (bench/run --help for options)
+.PHONY: bench
+bench:
+	bench/run $(BENCH_ARGS)
 
 .PHONY: isolationcheck
 isolationcheck:

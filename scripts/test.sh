@@ -1,9 +1,10 @@
 #!/usr/bin/env bash
 # scripts/test.sh: the whole test suite, each part on a fresh throwaway cluster:
-# pg_regress, pgTAP, isolation specs, and a pg_dump/pg_restore round trip.
+# pg_regress, pgTAP, isolation specs, a pg_dump/pg_restore round trip, and a
+# smoke run of the benchmark harness.
 #
 #   sudo scripts/test.sh            everything: pg_regress, pgTAP, isolation
-#   sudo scripts/test.sh regress    only pg_regress (also: tap, isolation, dump)
+#   sudo scripts/test.sh regress    only pg_regress (also: tap, isolation, dump, bench)
 #   REGRESS="ledger phone" sudo -E scripts/test.sh regress   only those files
 #
 # Installs what it needs, builds with -Werror, prints the regression diffs and
@@ -142,13 +143,25 @@ run_dump() {
     cluster_stop
 }
 
+# run_bench runs the benchmark harness at its smallest scale: proof that it
+# works (figures at this scale mean nothing; see docs/bench.md).
+run_bench() {
+    say "benchmark harness smoke run (bench/run --scale tiny)"
+    if ! env LOYALTY_SKIP_BUILD=1 "$ROOT/bench/run" --scale tiny --duration 3 --no-build; then
+        echo "not ok - bench/run --scale tiny"; FAILED=$((FAILED + 1)); BROKEN+=(bench)
+    else
+        echo "ok - bench/run --scale tiny"; PASSED=$((PASSED + 1))
+    fi
+}
+
 case $PARTS in
-    all)       run_regress; run_tap; run_isolation; run_dump ;;
+    all)       run_regress; run_tap; run_isolation; run_dump; run_bench ;;
     regress)   run_regress ;;
     tap)       run_tap ;;
     isolation) run_isolation ;;
     dump)      run_dump ;;
-    *) echo "usage: $0 [all|regress|tap|isolation|dump]" >&2; exit 2 ;;
+    bench)     run_bench ;;
+    *) echo "usage: $0 [all|regress|tap|isolation|dump|bench]" >&2; exit 2 ;;
 esac
 
 say "done in $(( $(date +%s) - START )) s"

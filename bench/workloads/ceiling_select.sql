@@ -1,0 +1,2 @@
+-- ceiling for reads: an empty round trip (what no function call can beat)
+SELECT 1;
