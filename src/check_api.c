@@ -32,6 +32,7 @@
 #include "operations.h"
 #include "request.h"
 #include "response.h"
+#include "spi_util.h"
 
 PG_FUNCTION_INFO_V1(loyalty_calculate);
 PG_FUNCTION_INFO_V1(loyalty_purchase);
@@ -82,13 +83,26 @@ points_text(ConfigCache *cfg, int64 points)
 	return scaled_to_cstring(points, 2);
 }
 
-/* accrue_points credits what the check earned, per account and expiry. */
+/* AccrualLot: the points of one account that expire at the same moment. */
+typedef struct AccrualLot
+{
+	TimestampTz expires;
+	int64		points;
+} AccrualLot;
+
+/*
+ * accrue_points credits what the check earned: per account, one lot for all
+ * the points that expire together (the percent accrual and the grants that
+ * follow the account's lifetime share one), so a purchase writes one ledger
+ * statement per account, not one per promotion.
+ */
 static void
 accrue_points(CheckResult *r, const char *operation_id)
 {
 	ConfigCache *cfg = r->cfg;
 	ListCell   *lc;
 	int			a;
+	AccrualLot *lots = palloc(sizeof(AccrualLot) * (list_length(r->grants) + 1));
 
 	for (a = 0; a < cfg->naccounts; a++)
 	{
@@ -96,20 +110,55 @@ accrue_points(CheckResult *r, const char *operation_id)
 		TimestampTz available = engine_add_interval(r->at, &acc->activation_delay, r->tz);
 		TimestampTz expires = acc->has_lifetime ?
 			engine_add_interval(r->at, &acc->lifetime, r->tz) : DT_NOEND;
+		int			nlots = 1;
+		int			i;
 
-		if (r->rate_points[a] > 0)
-			ledger_accrue(r->cust->id, acc->code, r->rate_points[a], operation_id,
-						  r->at, available, expires);
+		lots[0].expires = expires;
+		lots[0].points = r->rate_points[a];
 		foreach(lc, r->grants)
 		{
 			PointsGrant *g = lfirst(lc);
+			TimestampTz e = g->has_expiry ? g->expires_at : expires;
 
 			if (g->account != a)
 				continue;
-			ledger_accrue(r->cust->id, acc->code, g->points, operation_id, r->at,
-						  available, g->has_expiry ? g->expires_at : expires);
+			for (i = 0; i < nlots && lots[i].expires != e; i++)
+				;
+			if (i == nlots)
+			{
+				lots[nlots].expires = e;
+				lots[nlots].points = 0;
+				nlots++;
+			}
+			lots[i].points += g->points;
 		}
+		for (i = 0; i < nlots; i++)
+			if (lots[i].points > 0)
+				ledger_accrue(r->cust->id, acc->code, lots[i].points, operation_id,
+							  r->at, available, lots[i].expires);
 	}
+	pfree(lots);
+}
+
+/*
+ * refresh_tier moves the customer to the tier the spend now reaches: the
+ * tier held at the start of the check earned on it, an upgrade follows it
+ * at once (loyalty.recalculate_tiers for this one customer; a tier_changed
+ * event when it moves).
+ */
+static void
+refresh_tier(CheckResult *r)
+{
+	static SPIPlanPtr plan = NULL;
+	Oid			types[2] = {TIMESTAMPTZOID, INT8OID};
+	Datum		values[2] = {TimestampTzGetDatum(r->at), Int64GetDatum(r->cust->id)};
+
+	if (r->cfg->ntiers == 0)
+		return;
+	if (SPI_execute_plan(saved_plan(&plan, "SELECT loyalty.recalculate_tiers($1, $2)",
+									2, types),
+						 values, NULL, false, 1) != SPI_OK_SELECT)
+		elog(ERROR, "recalculating the tier failed");
 }
 
 /*
@@ -186,6 +235,7 @@ loyalty_purchase(PG_FUNCTION_ARGS)
 				ledger_spend(cust->id, cfg->accounts[a].code, r->redeem[a].points,
 							 req->operation_id, r->at);
 		accrue_points(r, req->operation_id);
+		refresh_tier(r);
 	}
 	operation_finish(req->operation_id, cust->identified ? cust->id : 0, response);
 

@@ -33,6 +33,7 @@
 
 #include "check_db.h"
 #include "response.h"
+#include "spi_util.h"
 
 /* the phone type's input function (phone.c) */
 extern Datum phone_in(PG_FUNCTION_ARGS);
@@ -52,28 +53,13 @@ static SPIPlanPtr purchase_points_plan = NULL;
 #define CUSTOMER_SELECT \
 	"SELECT s.id, s.tier, s.status," \
 	" ARRAY(SELECT m.segment FROM loyalty.segment_member m WHERE m.customer_id = s.id)," \
-	" ARRAY(SELECT u.promotion FROM loyalty.promotion_customer_usage u" \
-	"        WHERE u.customer_id = s.id ORDER BY u.promotion)," \
-	" ARRAY(SELECT u.uses FROM loyalty.promotion_customer_usage u" \
-	"        WHERE u.customer_id = s.id ORDER BY u.promotion)" \
+	" u.promotions, u.uses" \
 	" FROM loyalty.customer c" \
-	" JOIN loyalty.customer s ON s.id = coalesce(c.merged_into, c.id)"
-
-/* db_plan returns the saved plan in *slot, preparing it on first use. */
-static SPIPlanPtr
-db_plan(SPIPlanPtr *slot, const char *sql, int nargs, Oid *argtypes)
-{
-	if (*slot == NULL)
-	{
-		SPIPlanPtr	plan = SPI_prepare(sql, nargs, argtypes);
-
-		if (plan == NULL)
-			elog(ERROR, "SPI_prepare failed: %s", SPI_result_code_string(SPI_result));
-		SPI_keepplan(plan);
-		*slot = plan;
-	}
-	return *slot;
-}
+	" JOIN loyalty.customer s ON s.id = coalesce(c.merged_into, c.id)" \
+	" CROSS JOIN LATERAL (SELECT array_agg(x.promotion ORDER BY x.promotion) AS promotions," \
+	"                            array_agg(x.uses ORDER BY x.promotion) AS uses" \
+	"                       FROM loyalty.promotion_customer_usage x" \
+	"                      WHERE x.customer_id = s.id) u"
 
 /* db_exec runs a saved plan and checks it succeeded. */
 static void
@@ -240,7 +226,7 @@ load_by_id(ConfigCache *cfg, CustomerInfo *cust, int64 id)
 	Oid			types[1] = {INT8OID};
 	Datum		values[1] = {Int64GetDatum(id)};
 
-	db_exec(db_plan(&customer_by_id_plan, CUSTOMER_SELECT " WHERE c.id = $1",
+	db_exec(saved_plan(&customer_by_id_plan, CUSTOMER_SELECT " WHERE c.id = $1",
 					1, types),
 			values, NULL, true);
 	if (SPI_processed == 0)
@@ -278,7 +264,7 @@ check_customer(ConfigCache *cfg, CheckRequest *req)
 			values[1] = CStringGetTextDatum(phone);
 		else
 			nulls[1] = 'n';
-		db_exec(db_plan(&customer_by_text_plan,
+		db_exec(saved_plan(&customer_by_text_plan,
 						CUSTOMER_SELECT
 						" WHERE c.id = coalesce("
 						"   (SELECT k.customer_id FROM loyalty.card k WHERE k.number = $1),"
@@ -345,7 +331,7 @@ check_usage(ConfigCache *cfg)
 	if (n == 0)
 		return usage;
 	values[0] = PointerGetDatum(construct_array(codes, n, TEXTOID, -1, false, TYPALIGN_INT));
-	db_exec(db_plan(&usage_plan,
+	db_exec(saved_plan(&usage_plan,
 					"SELECT promotion, uses FROM loyalty.promotion_usage"
 					" WHERE promotion = ANY ($1)", 1, types),
 			values, NULL, true);
@@ -375,7 +361,7 @@ claim_one(CheckResult *r, const CachedPromotion *p, bool global)
 		Oid			types[2] = {TEXTOID, INT4OID};
 		Datum		values[2] = {CStringGetTextDatum(p->code), Int32GetDatum(p->usage_limit)};
 
-		db_exec(db_plan(&claim_plan,
+		db_exec(saved_plan(&claim_plan,
 						"INSERT INTO loyalty.promotion_usage AS u (promotion, uses)"
 						" VALUES ($1, 1) ON CONFLICT (promotion)"
 						" DO UPDATE SET uses = u.uses + 1 WHERE u.uses < $2"
@@ -388,7 +374,7 @@ claim_one(CheckResult *r, const CachedPromotion *p, bool global)
 		Datum		values[3] = {CStringGetTextDatum(p->code), Int64GetDatum(r->cust->id),
 		Int32GetDatum(p->per_customer_limit)};
 
-		db_exec(db_plan(&claim_customer_plan,
+		db_exec(saved_plan(&claim_customer_plan,
 						"INSERT INTO loyalty.promotion_customer_usage AS u"
 						" (promotion, customer_id, uses) VALUES ($1, $2, 1)"
 						" ON CONFLICT (promotion, customer_id)"
@@ -408,12 +394,12 @@ unclaim_one(CheckResult *r, const CachedPromotion *p, bool global)
 	Int64GetDatum(r->cust->identified ? r->cust->id : 0)};
 
 	if (global)
-		db_exec(db_plan(&unclaim_plan,
+		db_exec(saved_plan(&unclaim_plan,
 						"UPDATE loyalty.promotion_usage SET uses = uses - 1"
 						" WHERE promotion = $1", 1, types),
 				values, NULL, false);
 	else
-		db_exec(db_plan(&unclaim_customer_plan,
+		db_exec(saved_plan(&unclaim_customer_plan,
 						"UPDATE loyalty.promotion_customer_usage SET uses = uses - 1"
 						" WHERE promotion = $1 AND customer_id = $2", 2, types),
 				values, NULL, false);
@@ -572,7 +558,7 @@ check_write_purchase(CheckResult *r, const char *operation_id, Jsonb *response)
 	pvalues[10] = points_numeric(spent);
 	pvalues[11] = Int32GetDatum(r->nlines);
 	pvalues[12] = PointerGetDatum(construct_array(codes, ncodes, TEXTOID, -1, false, TYPALIGN_INT));
-	db_exec(db_plan(&purchase_plan,
+	db_exec(saved_plan(&purchase_plan,
 					"INSERT INTO loyalty.purchase (operation_id, customer_id, store,"
 					" channel, at, amount, discount, redeemed, total, points_earned,"
 					" points_spent, lines, promotions)"
@@ -583,7 +569,7 @@ check_write_purchase(CheckResult *r, const char *operation_id, Jsonb *response)
 
 	lvalues[0] = CStringGetTextDatum(operation_id);
 	lvalues[1] = JsonbPGetDatum(response);
-	db_exec(db_plan(&purchase_lines_plan,
+	db_exec(saved_plan(&purchase_lines_plan,
 					"INSERT INTO loyalty.purchase_line (operation_id, line_index, sku,"
 					" qty, price, amount, discount, redeemed, total, promotions)"
 					" SELECT $1, x.index, x.sku, x.qty, x.price, x.amount, x.discount,"
@@ -597,7 +583,7 @@ check_write_purchase(CheckResult *r, const char *operation_id, Jsonb *response)
 	if (earned != 0 || spent != 0)
 	{
 		lvalues[1] = JsonbPGetDatum(points);
-		db_exec(db_plan(&purchase_points_plan,
+		db_exec(saved_plan(&purchase_points_plan,
 						"INSERT INTO loyalty.purchase_line_points (operation_id,"
 						" line_index, account, earned, spent)"
 						" SELECT $1, x.index, x.account,"

@@ -22,6 +22,7 @@
 
 #include "ledger.h"
 #include "money.h"
+#include "spi_util.h"
 
 #include "catalog/pg_type.h"
 #include "executor/spi.h"
@@ -46,25 +47,6 @@ static SPIPlanPtr expire_operation_plan = NULL;
 /* points (hundredths) -> numeric points, and back */
 #define PTS_IN(p)	"pg_catalog.trim_scale(" p "::numeric / 100)"
 #define PTS_OUT(p)	"((" p ") * 100)::int8"
-
-/*
- * ledger_plan returns the saved plan in *slot, preparing it on first use.
- */
-static SPIPlanPtr
-ledger_plan(SPIPlanPtr *slot, const char *sql, int nargs, Oid *argtypes)
-{
-	if (*slot == NULL)
-	{
-		SPIPlanPtr	plan = SPI_prepare(sql, nargs, argtypes);
-
-		if (plan == NULL)
-			elog(ERROR, "SPI_prepare failed for ledger statement: %s",
-				 SPI_result_code_string(SPI_result));
-		SPI_keepplan(plan);
-		*slot = plan;
-	}
-	return *slot;
-}
 
 /*
  * ledger_exec runs a saved plan and checks that it succeeded.
@@ -136,7 +118,7 @@ ledger_lock_customer(int64 customer_id)
 	Datum		values[1] = {Int64GetDatum(customer_id)};
 	SPIPlanPtr	plan;
 
-	plan = ledger_plan(&lock_plan,
+	plan = saved_plan(&lock_plan,
 					   "SELECT 1 FROM loyalty.customer WHERE id = $1 FOR NO KEY UPDATE",
 					   1, types);
 	ledger_exec(plan, values, NULL);
@@ -165,7 +147,7 @@ ledger_balances(int64 customer_id, TimestampTz at, int naccounts,
 	if (naccounts == 0)
 		return;
 
-	plan = ledger_plan(&balances_plan,
+	plan = saved_plan(&balances_plan,
 					   "SELECT l.account,"
 					   " " PTS_OUT("coalesce(sum(l.remaining) FILTER (WHERE l.available_at <= $2"
 								   " AND (l.expires_at IS NULL OR l.expires_at > $2)), 0)") ","
@@ -234,7 +216,7 @@ ledger_spend_kind(int64 customer_id, const char *account, int64 points,
 	 * statement's snapshot.  What such a race leaves untaken is asked of the
 	 * next lots, with a new snapshot; with nothing left, LY004.
 	 */
-	plan = ledger_plan(&spend_plan,
+	plan = saved_plan(&spend_plan,
 					   "WITH c AS ("
 					   "  SELECT l.id, " PTS_OUT("l.remaining") " AS rem,"
 					   "         sum(" PTS_OUT("l.remaining") ") OVER"
@@ -310,7 +292,7 @@ ledger_accrue_kind(int64 customer_id, const char *account, int64 points,
 
 	if (points <= 0)
 		return;
-	plan = ledger_plan(&accrue_plan,
+	plan = saved_plan(&accrue_plan,
 					   "WITH debt AS ("
 					   "  SELECT l.id, " PTS_OUT("-l.remaining") " AS owed,"
 					   "         sum(" PTS_OUT("-l.remaining") ") OVER (ORDER BY l.id) AS running"
@@ -374,7 +356,7 @@ ledger_reverse_accrual(int64 customer_id, const char *account, int64 points,
 	movement_args(values, customer_id, account, points, at, operation_id,
 				  purchase_operation_id);
 
-	plan = ledger_plan(&reverse_plan,
+	plan = saved_plan(&reverse_plan,
 					   "WITH c AS ("
 					   "  SELECT l.id, " PTS_OUT("l.remaining") " AS rem,"
 					   "         sum(" PTS_OUT("l.remaining") ") OVER"
@@ -414,7 +396,7 @@ ledger_reverse_accrual(int64 customer_id, const char *account, int64 points,
 
 	/* the customer already spent them: the rest is owed */
 	values[2] = Int64GetDatum(points - taken);
-	plan = ledger_plan(&debt_plan,
+	plan = saved_plan(&debt_plan,
 					   "WITH debt AS ("
 					   "  INSERT INTO loyalty.lot (customer_id, account, amount, remaining,"
 					   "         earned_at, available_at, expires_at, operation_id)"
@@ -440,7 +422,7 @@ settle_debt(Datum *values)
 	Oid			types[6] = {INT8OID, TEXTOID, INT8OID, TIMESTAMPTZOID, TEXTOID, TEXTOID};
 	SPIPlanPtr	plan;
 
-	plan = ledger_plan(&settle_plan,
+	plan = saved_plan(&settle_plan,
 					   "WITH debt AS ("
 					   "  SELECT l.id, " PTS_OUT("-l.remaining") " AS owed,"
 					   "         sum(" PTS_OUT("-l.remaining") ") OVER (ORDER BY l.id) AS running"
@@ -493,7 +475,7 @@ ledger_return_spent(int64 customer_id, const char *account, int64 points,
 
 	if (points <= 0)
 		return;
-	plan = ledger_plan(&return_plan,
+	plan = saved_plan(&return_plan,
 					   "WITH spent AS ("
 					   "  SELECT e.lot_id, " PTS_OUT("-sum(e.points)") " AS open"
 					   "    FROM loyalty.ledger_entry e"
@@ -570,7 +552,7 @@ ledger_expire_batch(TimestampTz as_of, int max_lots,
 		Oid			op_types[2] = {TEXTOID, TIMESTAMPTZOID};
 		Datum		op_values[2];
 
-		plan = ledger_plan(&expire_operation_plan,
+		plan = saved_plan(&expire_operation_plan,
 						   "INSERT INTO loyalty.operation (operation_id, kind, request, response)"
 						   " VALUES ($1, 'expire', pg_catalog.jsonb_build_object('as_of', $2), '{}')"
 						   " ON CONFLICT (operation_id) DO NOTHING",
@@ -580,7 +562,7 @@ ledger_expire_batch(TimestampTz as_of, int max_lots,
 		ledger_exec(plan, op_values, NULL);
 	}
 
-	plan = ledger_plan(&expire_plan,
+	plan = saved_plan(&expire_plan,
 					   "WITH due AS ("
 					   "  SELECT l.id, l.customer_id, l.account, l.remaining, l.expires_at"
 					   "    FROM loyalty.lot l"

@@ -16,6 +16,7 @@
 #include "loyalty.h"
 
 #include "operations.h"
+#include "spi_util.h"
 
 #include "catalog/pg_type.h"
 #include "executor/spi.h"
@@ -25,25 +26,6 @@
 static SPIPlanPtr claim_plan = NULL;
 static SPIPlanPtr stored_plan = NULL;
 static SPIPlanPtr finish_plan = NULL;
-
-/*
- * operation_plan returns the saved plan in *slot, preparing it on first use.
- */
-static SPIPlanPtr
-operation_plan(SPIPlanPtr *slot, const char *sql, int nargs, Oid *argtypes)
-{
-	if (*slot == NULL)
-	{
-		SPIPlanPtr	plan = SPI_prepare(sql, nargs, argtypes);
-
-		if (plan == NULL)
-			elog(ERROR, "SPI_prepare failed for operation statement: %s",
-				 SPI_result_code_string(SPI_result));
-		SPI_keepplan(plan);
-		*slot = plan;
-	}
-	return *slot;
-}
 
 /*
  * operation_begin claims operation_id for a request of the given kind.
@@ -65,7 +47,7 @@ operation_begin(const char *operation_id, const char *kind, Jsonb *request)
 	values[1] = CStringGetTextDatum(kind);
 	values[2] = JsonbPGetDatum(request);
 
-	plan = operation_plan(&claim_plan,
+	plan = saved_plan(&claim_plan,
 						  "INSERT INTO loyalty.operation (operation_id, kind, request)"
 						  " VALUES ($1, $2, $3) ON CONFLICT (operation_id) DO NOTHING",
 						  3, types);
@@ -75,7 +57,7 @@ operation_begin(const char *operation_id, const char *kind, Jsonb *request)
 	if (SPI_processed == 1)
 		return NULL;
 
-	plan = operation_plan(&stored_plan,
+	plan = saved_plan(&stored_plan,
 						  "SELECT response, kind = $2 AND request = $3"
 						  "  FROM loyalty.operation WHERE operation_id = $1",
 						  3, types);
@@ -120,7 +102,7 @@ operation_finish(const char *operation_id, int64 customer_id, Jsonb *response)
 		nulls[1] = 'n';
 	values[2] = JsonbPGetDatum(response);
 
-	plan = operation_plan(&finish_plan,
+	plan = saved_plan(&finish_plan,
 						  "UPDATE loyalty.operation SET customer_id = $2, response = $3"
 						  " WHERE operation_id = $1",
 						  3, types);

@@ -40,6 +40,7 @@
 #include "operations.h"
 #include "request.h"
 #include "response.h"
+#include "spi_util.h"
 
 PG_FUNCTION_INFO_V1(loyalty_refund);
 
@@ -76,22 +77,6 @@ typedef struct RefundPoints
 	int64		earned_now;
 	int64		spent_now;
 } RefundPoints;
-
-/* refund_plan returns the saved plan in *slot, preparing it on first use. */
-static SPIPlanPtr
-refund_plan(SPIPlanPtr *slot, const char *sql, int nargs, Oid *argtypes)
-{
-	if (*slot == NULL)
-	{
-		SPIPlanPtr	plan = SPI_prepare(sql, nargs, argtypes);
-
-		if (plan == NULL)
-			elog(ERROR, "SPI_prepare failed: %s", SPI_result_code_string(SPI_result));
-		SPI_keepplan(plan);
-		*slot = plan;
-	}
-	return *slot;
-}
 
 /* run runs a saved plan with one text argument and more. */
 static void
@@ -193,7 +178,7 @@ loyalty_refund(PG_FUNCTION_ARGS)
 
 	/* the purchase, locked: refunds of one purchase serialize */
 	v[0] = CStringGetTextDatum(req->purchase);
-	run(refund_plan(&purchase_plan,
+	run(saved_plan(&purchase_plan,
 					"SELECT customer_id, at, store FROM loyalty.purchase"
 					" WHERE operation_id = $1 FOR UPDATE", 1, t1), v, false);
 	if (SPI_processed == 0)
@@ -221,7 +206,7 @@ loyalty_refund(PG_FUNCTION_ARGS)
 		ledger_lock_customer(customer_id);
 
 	/* its lines */
-	run(refund_plan(&lines_plan,
+	run(saved_plan(&lines_plan,
 					"SELECT line_index, sku, qty, total, refunded_qty, refunded_total"
 					"  FROM loyalty.purchase_line WHERE operation_id = $1"
 					" ORDER BY line_index", 1, t1), v, true);
@@ -292,7 +277,7 @@ loyalty_refund(PG_FUNCTION_ARGS)
 	}
 
 	/* points per line and account */
-	run(refund_plan(&points_plan,
+	run(saved_plan(&points_plan,
 					"SELECT line_index, account, earned, spent, earned_refunded, spent_refunded"
 					"  FROM loyalty.purchase_line_points WHERE operation_id = $1"
 					" ORDER BY line_index, account", 1, t1), v, true);
@@ -389,14 +374,14 @@ loyalty_refund(PG_FUNCTION_ARGS)
 		Jsonb	   *ljb = jb_finish(&lb);
 
 		v[1] = JsonbPGetDatum(ljb);
-		run(refund_plan(&update_lines_plan,
+		run(saved_plan(&update_lines_plan,
 						"UPDATE loyalty.purchase_line l"
 						"   SET refunded_qty = l.refunded_qty + x.qty,"
 						"       refunded_total = l.refunded_total + x.amount"
 						"  FROM pg_catalog.jsonb_to_recordset($2) AS x(index int, qty numeric, amount numeric)"
 						" WHERE l.operation_id = $1 AND l.line_index = x.index", 2, t2), v, false);
 		v[1] = JsonbPGetDatum(jb_finish(&pb));
-		run(refund_plan(&update_points_plan,
+		run(saved_plan(&update_points_plan,
 						"UPDATE loyalty.purchase_line_points p"
 						"   SET earned_refunded = pg_catalog.trim_scale(p.earned_refunded + x.earned),"
 						"       spent_refunded = pg_catalog.trim_scale(p.spent_refunded + x.spent)"
@@ -408,7 +393,7 @@ loyalty_refund(PG_FUNCTION_ARGS)
 		{
 			Oid			tn[2] = {TEXTOID, NUMERICOID};
 
-			run(refund_plan(&update_purchase_plan,
+			run(saved_plan(&update_purchase_plan,
 							"UPDATE loyalty.purchase SET refunded = refunded + $2"
 							" WHERE operation_id = $1", 2, tn), v, false);
 		}
@@ -479,7 +464,7 @@ loyalty_refund(PG_FUNCTION_ARGS)
 		v[0] = CStringGetTextDatum(req->operation_id);
 		v[1] = CStringGetTextDatum(req->purchase);
 		v[2] = JsonbPGetDatum(response);
-		run(refund_plan(&insert_refund_plan,
+		run(saved_plan(&insert_refund_plan,
 						"INSERT INTO loyalty.refund (operation_id, purchase, customer_id, at,"
 						" amount, lines, points_reversed, points_returned, full_refund)"
 						" SELECT $1, $2, (r ->> 'customer')::int8, (r ->> 'at')::timestamptz,"

@@ -1,0 +1,38 @@
+/*-------------------------------------------------------------------------
+ *
+ * spi_util.c
+ *	  Saved SPI plans for the extension's hot paths.
+ *
+ * Every statement the check and the ledger run is prepared once per backend
+ * and kept.  Plans are forced generic: their shape does not depend on the
+ * parameters (a customer, a lot, an operation), and the plan cache would
+ * otherwise plan many of them anew on every call, which costs more than
+ * running them.
+ *
+ *-------------------------------------------------------------------------
+ */
+#include "loyalty.h"
+
+#include "spi_util.h"
+
+#include "nodes/parsenodes.h"
+
+/*
+ * saved_plan returns the plan in *slot, preparing and keeping it on first
+ * use (a generic plan, see above).  Must run inside an SPI connection.
+ */
+SPIPlanPtr
+saved_plan(SPIPlanPtr *slot, const char *sql, int nargs, Oid *argtypes)
+{
+	if (*slot == NULL)
+	{
+		SPIPlanPtr	plan = SPI_prepare_cursor(sql, nargs, argtypes,
+											  CURSOR_OPT_GENERIC_PLAN);
+
+		if (plan == NULL)
+			elog(ERROR, "SPI_prepare failed: %s", SPI_result_code_string(SPI_result));
+		SPI_keepplan(plan);
+		*slot = plan;
+	}
+	return *slot;
+}
