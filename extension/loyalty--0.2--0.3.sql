@@ -45,6 +45,7 @@ CREATE TABLE loyalty.purchase (
     at            timestamptz NOT NULL,
     amount        numeric(14,2) NOT NULL,
     discount      numeric(14,2) NOT NULL,
+    certificate   numeric(14,2) NOT NULL DEFAULT 0,
     redeemed      numeric(14,2) NOT NULL,
     total         numeric(14,2) NOT NULL,
     points_earned numeric NOT NULL DEFAULT 0,
@@ -52,13 +53,13 @@ CREATE TABLE loyalty.purchase (
     lines         int NOT NULL,
     promotions    text[] NOT NULL DEFAULT '{}',
     refunded      numeric(14,2) NOT NULL DEFAULT 0,
-    CONSTRAINT purchase_total_adds_up CHECK (total = amount - discount - redeemed),
+    CONSTRAINT purchase_total_adds_up CHECK (total = amount - discount - certificate - redeemed),
     CONSTRAINT purchase_refunded_within_total CHECK (refunded >= 0 AND refunded <= total)
 );
 CREATE INDEX purchase_customer_at_idx ON loyalty.purchase (customer_id, at);
 CREATE INDEX purchase_at_idx ON loyalty.purchase (at);
 COMMENT ON TABLE loyalty.purchase IS
-    'Committed checks: money (amount - discount - redeemed = total), points, promotions, refunded money';
+    'Committed checks: money (amount - discount - certificate - redeemed = total), points, promotions, refunded money';
 
 CREATE TABLE loyalty.purchase_line (
     operation_id   text NOT NULL REFERENCES loyalty.purchase (operation_id) ON DELETE CASCADE,
@@ -68,6 +69,7 @@ CREATE TABLE loyalty.purchase_line (
     price          numeric(14,2) NOT NULL,
     amount         numeric(14,2) NOT NULL,
     discount       numeric(14,2) NOT NULL,
+    certificate    numeric(14,2) NOT NULL DEFAULT 0,
     redeemed       numeric(14,2) NOT NULL,
     total          numeric(14,2) NOT NULL,
     promotions     jsonb NOT NULL DEFAULT '[]',

@@ -45,8 +45,8 @@ INSERT INTO loyalty.message_template_default (kind, locale, template) VALUES
     ('points_expired', 'en', '{points, plural, one {# point has} other {# points have}} expired'),
     ('tier_changed', 'ru', 'Ваш уровень теперь: {tier}'),
     ('tier_changed', 'en', 'Your level is now {tier}'),
-    ('coupon_issued', 'ru', 'Купон {code} на следующую покупку, действует до {date}'),
-    ('coupon_issued', 'en', 'Coupon {code} for your next purchase, valid until {date}');
+    ('coupon_issued', 'ru', '{kind, select, certificate {Сертификат {code} на {value, number} ₽} other {Купон {code} на следующую покупку}}{date, select, none {} other {, действует до {date}}}'),
+    ('coupon_issued', 'en', '{kind, select, certificate {Gift certificate {code} worth {value, number}} other {Coupon {code} for your next purchase}}{date, select, none {} other {, valid until {date}}}');
 
 CREATE TABLE loyalty.message_template (
     kind     text NOT NULL,
@@ -91,11 +91,12 @@ CREATE FUNCTION loyalty.event_message(kind text, payload jsonb, locale text DEFA
                               WHERE a.code = payload ->> 'account'), payload ->> 'account'),
         'available_date', to_char((payload ->> 'available_at')::timestamptz AT TIME ZONE s.tz, 'DD.MM.YYYY'),
         'expires_date', to_char((payload ->> 'expires_at')::timestamptz AT TIME ZONE s.tz, 'DD.MM.YYYY'),
-        'date', to_char(coalesce(payload ->> 'expires_at', payload ->> 'valid_until')::timestamptz
-                        AT TIME ZONE s.tz, 'DD.MM.YYYY'),
+        'date', coalesce(to_char(coalesce(payload ->> 'expires_at', payload ->> 'valid_until')::timestamptz
+                                 AT TIME ZONE s.tz, 'DD.MM.YYYY'), 'none'),
         'tier', payload -> 'tier_name',
         'old_tier', payload -> 'old_tier_name',
         'code', payload -> 'code',
+        'kind', payload -> 'kind',
         'percent', payload -> 'percent',
         'value', payload -> 'value')))
       FROM s, t

@@ -190,6 +190,7 @@ loyalty_purchase(PG_FUNCTION_ARGS)
 		elog(ERROR, "SPI_connect failed");
 	cfg = config_cache_get();
 	req = request_parse_check(request, true, cfg->points_precision);
+	req->for_purchase = true;
 	stored = operation_begin(req->operation_id, "purchase", request);
 	if (stored != NULL)
 	{

@@ -520,11 +520,11 @@ points_rows(CheckResult *r, int64 *earned, int64 *spent)
 void
 check_write_purchase(CheckResult *r, const char *operation_id, Jsonb *response)
 {
-	Oid			ptypes[13] = {TEXTOID, INT8OID, TEXTOID, TEXTOID, TIMESTAMPTZOID,
+	Oid			ptypes[14] = {TEXTOID, INT8OID, TEXTOID, TEXTOID, TIMESTAMPTZOID,
 		NUMERICOID, NUMERICOID, NUMERICOID, NUMERICOID, NUMERICOID, NUMERICOID,
-	INT4OID, TEXTARRAYOID};
-	Datum		pvalues[13];
-	char		pnulls[13];
+	INT4OID, TEXTARRAYOID, NUMERICOID};
+	Datum		pvalues[14];
+	char		pnulls[14];
 	Oid			ltypes[2] = {TEXTOID, JSONBOID};
 	Datum		lvalues[2];
 	Jsonb	   *points;
@@ -558,26 +558,27 @@ check_write_purchase(CheckResult *r, const char *operation_id, Jsonb *response)
 	pvalues[10] = points_numeric(spent);
 	pvalues[11] = Int32GetDatum(r->nlines);
 	pvalues[12] = PointerGetDatum(construct_array(codes, ncodes, TEXTOID, -1, false, TYPALIGN_INT));
+	pvalues[13] = money_datum(r->certificate);
 	db_exec(saved_plan(&purchase_plan,
 					"INSERT INTO loyalty.purchase (operation_id, customer_id, store,"
 					" channel, at, amount, discount, redeemed, total, points_earned,"
-					" points_spent, lines, promotions)"
+					" points_spent, lines, promotions, certificate)"
 					" VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9,"
-					" pg_catalog.trim_scale($10), pg_catalog.trim_scale($11), $12, $13)",
-					13, ptypes),
+					" pg_catalog.trim_scale($10), pg_catalog.trim_scale($11), $12, $13, $14)",
+					14, ptypes),
 			pvalues, pnulls, false);
 
 	lvalues[0] = CStringGetTextDatum(operation_id);
 	lvalues[1] = JsonbPGetDatum(response);
 	db_exec(saved_plan(&purchase_lines_plan,
 					"INSERT INTO loyalty.purchase_line (operation_id, line_index, sku,"
-					" qty, price, amount, discount, redeemed, total, promotions)"
+					" qty, price, amount, discount, certificate, redeemed, total, promotions)"
 					" SELECT $1, x.index, x.sku, x.qty, x.price, x.amount, x.discount,"
-					"        x.redeemed, x.total, x.promotions"
+					"        coalesce(x.certificate, 0), x.redeemed, x.total, x.promotions"
 					"   FROM pg_catalog.jsonb_to_recordset($2 -> 'lines') AS x(index int,"
 					"        sku text, qty numeric, price numeric, amount numeric,"
-					"        discount numeric, redeemed numeric, total numeric,"
-					"        promotions jsonb)", 2, ltypes),
+					"        discount numeric, certificate numeric, redeemed numeric,"
+					"        total numeric, promotions jsonb)", 2, ltypes),
 			lvalues, NULL, false);
 
 	if (earned != 0 || spent != 0)

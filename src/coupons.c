@@ -1,59 +1,489 @@
 /*-------------------------------------------------------------------------
  *
  * coupons.c
- *	  Coupons and certificates in a check: the boundary issue 5 fills in
- *	  (see coupons.h).  For now every code is rejected as unknown.
+ *	  Coupons and gift certificates in a check (SPEC section 6): reading the
+ *	  codes a request brings, applying them, using them up when a purchase
+ *	  commits, issuing new ones, and giving them back on a full refund.
+ *
+ * Three kinds of code reach a check:
+ *	  - an unlocking coupon (a promotion's code, mass or personal): it lets a
+ *		requires_coupon promotion apply; it counts as used only if that
+ *		promotion did apply;
+ *	  - a discount coupon (a bounce-back coupon printed by coupon_issue): its
+ *		own percent or amount off the check, after promotions, attributed to
+ *		the promotion that issued it, from its min_total up;
+ *	  - a gift certificate: a check-level payment after promotions and
+ *		before points, spent partially, the balance kept.
+ * A code that cannot be used is reported "rejected" with its reason
+ * (unknown, void, used up, not yet valid, expired, not yours, check too
+ * small, ...), never an error.  purchase locks the rows it reads, so two
+ * concurrent purchases can never both use a single-use code.
  *
  *-------------------------------------------------------------------------
  */
 #include "loyalty.h"
 
+#include "coupon_code.h"
 #include "coupons.h"
+#include "money.h"
+#include "spi_util.h"
+
+#include "catalog/pg_type.h"
+#include "executor/spi.h"
+#include "utils/array.h"
+#include "utils/builtins.h"
+#include "utils/timestamp.h"
+
+static SPIPlanPtr read_plan = NULL;
+static SPIPlanPtr read_locked_plan = NULL;
+static SPIPlanPtr use_plan = NULL;
+static SPIPlanPtr use_log_plan = NULL;
+static SPIPlanPtr issue_plan = NULL;
+static SPIPlanPtr issue_event_plan = NULL;
+static SPIPlanPtr refund_plan = NULL;
+
+#define COUPON_COLUMNS \
+	"SELECT c.code, c.promotion, c.kind, (c.value * 100)::int8," \
+	" (c.balance * 100)::int8, (c.percent * 100)::int4, (c.min_total * 100)::int8," \
+	" c.valid_from, c.valid_until, c.uses >= c.max_uses OR c.status = 'used'" \
+	"   OR (c.kind = 'certificate' AND c.balance <= 0)," \
+	" c.status = 'void'," \
+	" (SELECT coalesce(m.merged_into, m.id) FROM loyalty.customer m WHERE m.id = c.customer_id)" \
+	" FROM loyalty.coupon c WHERE c.code = ANY ($1)"
+
+/* find_promotion returns the cached promotion with this code, or NULL. */
+static const CachedPromotion *
+find_promotion(ConfigCache *cfg, const char *code)
+{
+	for (int i = 0; i < cfg->npromotions; i++)
+		if (strcmp(cfg->promotions[i].code, code) == 0)
+			return &cfg->promotions[i];
+	return NULL;
+}
+
+/* canonical_code is the code as stored: a generated code's canonical form, else upper case. */
+static char *
+canonical_code(const char *input)
+{
+	char		code[COUPON_CODE_LEN + 1];
+	const char *why;
+	char	   *s;
+
+	if (coupon_code_normalize(input, code, &why))
+		return pstrdup(code);
+	s = pstrdup(input);
+	for (char *p = s; *p; p++)
+		if (*p >= 'a' && *p <= 'z')
+			*p = *p - 'a' + 'A';
+	return s;
+}
+
+/* reject marks a coupon rejected with a reason. */
+static void
+reject(CouponStatus *c, const char *reason)
+{
+	c->applied = false;
+	c->reason = (char *) reason;
+}
 
 /*
- * coupons_check fills r->coupons with the status of each code of the
- * request and sets unlocked[promotion index] for the requires_coupon
- * promotions a valid code unlocks.  No coupon table yet: all "unknown".
+ * coupons_check reads every code of the request in one query (locking the
+ * rows when the check is a purchase), decides what each can do, and sets
+ * unlocked[] for the requires_coupon promotions that valid codes unlock.
+ * Discount coupons and certificates wait for coupons_apply_certificates.
  */
 void
 coupons_check(CheckResult *r, bool *unlocked)
 {
-	int			i;
+	int			n = r->req->ncoupons;
+	Datum	   *codes;
+	Datum		values[1];
+	Oid			types[1] = {TEXTARRAYOID};
+	uint64		row;
 
-	r->ncoupons = r->req->ncoupons;
-	r->coupons = palloc0(sizeof(CouponStatus) * Max(r->ncoupons, 1));
-	for (i = 0; i < r->ncoupons; i++)
+	r->ncoupons = n;
+	r->coupons = palloc0(sizeof(CouponStatus) * Max(n, 1));
+	if (n == 0)
+		return;
+
+	codes = palloc(sizeof(Datum) * n);
+	for (int i = 0; i < n; i++)
 	{
-		r->coupons[i].code = r->req->coupons[i];
-		r->coupons[i].applied = false;
-		r->coupons[i].reason = "unknown";
+		r->coupons[i].code = canonical_code(r->req->coupons[i]);
+		reject(&r->coupons[i], "unknown");
+		codes[i] = CStringGetTextDatum(r->coupons[i].code);
+	}
+	values[0] = PointerGetDatum(construct_array(codes, n, TEXTOID, -1, false, TYPALIGN_INT));
+	if (r->req->for_purchase)
+		SPI_execute_plan(saved_plan(&read_locked_plan, COUPON_COLUMNS " FOR NO KEY UPDATE OF c",
+									1, types), values, NULL, false, 0);
+	else
+		SPI_execute_plan(saved_plan(&read_plan, COUPON_COLUMNS, 1, types),
+						 values, NULL, true, 0);
+
+	for (row = 0; row < SPI_processed; row++)
+	{
+		HeapTuple	tup = SPI_tuptable->vals[row];
+		TupleDesc	desc = SPI_tuptable->tupdesc;
+		char	   *code = SPI_getvalue(tup, desc, 1);
+		char	   *promotion = SPI_getvalue(tup, desc, 2);
+		char	   *kind = SPI_getvalue(tup, desc, 3);
+		bool		isnull;
+		bool		seen = false;
+		int64		value = DatumGetInt64(SPI_getbinval(tup, desc, 4, &isnull));
+		bool		no_value = isnull;
+		int64		balance = DatumGetInt64(SPI_getbinval(tup, desc, 5, &isnull));
+		int32		percent = DatumGetInt32(SPI_getbinval(tup, desc, 6, &isnull));
+		bool		no_percent = isnull;
+		int64		min_total = DatumGetInt64(SPI_getbinval(tup, desc, 7, &isnull));
+		TimestampTz valid_from = DatumGetTimestampTz(SPI_getbinval(tup, desc, 8, &isnull));
+		TimestampTz valid_until = DatumGetTimestampTz(SPI_getbinval(tup, desc, 9, &isnull));
+		bool		no_until = isnull;
+		bool		used_up = DatumGetBool(SPI_getbinval(tup, desc, 10, &isnull));
+		bool		is_void = DatumGetBool(SPI_getbinval(tup, desc, 11, &isnull));
+		int64		owner = DatumGetInt64(SPI_getbinval(tup, desc, 12, &isnull));
+		bool		no_owner = isnull;
+
+		for (int i = 0; i < n; i++)
+		{
+			CouponStatus *c = &r->coupons[i];
+
+			if (strcmp(c->code, code) != 0)
+				continue;
+			if (seen)
+			{
+				reject(c, "sent twice");
+				continue;
+			}
+			seen = true;
+			c->kind = strcmp(kind, "certificate") == 0 ? 'c'
+				: strcmp(kind, "personal") == 0 ? 'u' : 'p';
+			c->value = no_value ? 0 : value;
+			c->balance = c->kind == 'c' ? balance : 0;
+			c->percent = no_percent ? 0 : percent;
+			c->min_total = min_total;
+			c->promo = promotion ? find_promotion(r->cfg, promotion) : NULL;
+
+			if (is_void)
+				reject(c, "void");
+			else if (used_up)
+				reject(c, "used up");
+			else if (r->at < valid_from)
+				reject(c, "not yet valid");
+			else if (!no_until && r->at >= valid_until)
+				reject(c, "expired");
+			else if (!no_owner && (!r->cust->identified || r->cust->id != owner))
+				reject(c, "not yours");
+			else if (c->kind != 'c' && c->percent == 0 && c->value == 0)
+			{
+				/* an unlocking coupon: settled once the promotions have run */
+				if (c->promo == NULL)
+					reject(c, "its promotion no longer exists");
+				else
+				{
+					unlocked[c->promo->index] = true;
+					c->applied = true;
+					c->reason = NULL;
+				}
+			}
+			else
+				c->reason = NULL;	/* applied or rejected after promotions */
+		}
 	}
 }
 
 /*
- * coupons_apply_certificates spends the request's certificates over the
- * lines (line.certificate, r->certificate).  No certificates yet.
+ * apply_discount_coupon takes a discount coupon's percent or amount off the
+ * lines its promotion may discount, within their floors, attributed to the
+ * promotion that issued it.
+ */
+static void
+apply_discount_coupon(CheckResult *r, CouponStatus *c)
+{
+	Effect		eff;
+	bool	   *eligible = palloc0(sizeof(bool) * r->nlines);
+	int64		base = 0;
+	int64		amount;
+
+	if (c->promo == NULL)
+	{
+		reject(c, "its promotion no longer exists");
+		return;
+	}
+	if (engine_check_total(r) < c->min_total)
+	{
+		reject(c, "check too small");
+		return;
+	}
+	for (int i = 0; i < r->nlines; i++)
+	{
+		eligible[i] = engine_line_discountable(r, i, c->promo);
+		if (eligible[i])
+			base += engine_line_cap(r, i);
+	}
+	amount = c->percent > 0 ? money_percent(engine_check_total(r), c->percent) : c->value;
+	amount = Min(amount, base);
+
+	memset(&eff, 0, sizeof(eff));
+	eff.delta = palloc0(sizeof(int64) * r->nlines);
+	if (amount > 0)
+		engine_spread(r, amount, eligible, eff.delta);
+	for (int i = 0; i < r->nlines; i++)
+		eff.total += eff.delta[i];
+	if (eff.total == 0)
+	{
+		reject(c, "nothing on the check it can discount");
+		return;
+	}
+	engine_apply_effect(r, c->promo, &eff);
+	c->applied = true;
+	c->amount = eff.total;
+}
+
+/*
+ * apply_certificate pays with a certificate: as much of the check as its
+ * balance covers, spread over the lines in proportion to what each still
+ * costs (largest remainder), so the parts add up exactly.
+ */
+static void
+apply_certificate(CheckResult *r, CouponStatus *c)
+{
+	int64	   *due = palloc(sizeof(int64) * r->nlines);
+	int64	   *part = palloc(sizeof(int64) * r->nlines);
+	int64		total = 0;
+	int64		pay;
+
+	for (int i = 0; i < r->nlines; i++)
+	{
+		CheckLine  *l = &r->lines[i];
+
+		due[i] = l->amount - l->discount - l->certificate;
+		total += due[i];
+	}
+	pay = Min(c->balance, total);
+	if (pay <= 0)
+	{
+		reject(c, "nothing left to pay");
+		return;
+	}
+	allocate_largest_remainder(pay, due, r->nlines, part);
+	for (int i = 0; i < r->nlines; i++)
+		r->lines[i].certificate += part[i];
+	c->applied = true;
+	c->amount = pay;
+}
+
+/*
+ * coupons_apply_certificates runs after the promotions: an unlocking
+ * coupon counts only if its promotion applied; then discount coupons, then
+ * certificates, in the order the request sends them.
  */
 void
 coupons_apply_certificates(CheckResult *r)
 {
+	for (int i = 0; i < r->ncoupons; i++)
+	{
+		CouponStatus *c = &r->coupons[i];
+		bool		applied = false;
+		ListCell   *lc;
+
+		if (!c->applied || c->kind == 'c' || c->percent > 0 || c->value > 0)
+			continue;
+		foreach(lc, r->applied)
+		{
+			AppliedPromotion *ap = lfirst(lc);
+
+			if (ap->promo == c->promo)
+			{
+				applied = true;
+				c->amount = ap->discount;
+			}
+		}
+		if (!applied)
+			reject(c, "its promotion does not apply to this check");
+	}
+	for (int i = 0; i < r->ncoupons; i++)
+	{
+		CouponStatus *c = &r->coupons[i];
+
+		if (c->kind != 0 && c->kind != 'c' && c->reason == NULL && !c->applied)
+			apply_discount_coupon(r, c);
+	}
+	for (int i = 0; i < r->ncoupons; i++)
+	{
+		CouponStatus *c = &r->coupons[i];
+
+		if (c->kind == 'c' && c->reason == NULL && !c->applied)
+			apply_certificate(r, c);
+	}
 }
 
 /*
- * coupons_commit records, for a committed purchase, the uses of its coupons
- * and certificates and the codes of what it issued (IssuedItem.codes).
+ * issue_one inserts one coupon or certificate issued by a purchase and
+ * returns its code.
+ */
+static char *
+issue_one(CheckResult *r, const IssuedItem *it, const char *operation_id)
+{
+	Oid			types[10] = {TEXTOID, TEXTOID, INT8OID, TEXTOID, INT4OID, INT8OID,
+	INT8OID, TIMESTAMPTZOID, TEXTOID, TIMESTAMPTZOID};
+	Datum		values[10];
+	char		nulls[10] = {' ', ' ', ' ', ' ', ' ', ' ', ' ', ' ', ' ', ' '};
+	char		code[COUPON_CODE_LEN + 1];
+	bool		certificate = it->kind == ISSUED_CERTIFICATE;
+
+	values[1] = CStringGetTextDatum(it->promo->code);
+	values[2] = Int64GetDatum(r->cust->id);
+	if (!r->cust->identified)
+		nulls[2] = 'n';
+	values[3] = CStringGetTextDatum(certificate ? "certificate"
+									: r->cust->identified ? "personal" : "promo");
+	values[4] = Int32GetDatum(it->value.kind == DISCOUNT_PERCENT ? it->value.percent : 0);
+	if (it->value.kind != DISCOUNT_PERCENT)
+		nulls[4] = 'n';
+	values[5] = Int64GetDatum(it->value.amount);
+	if (it->value.kind == DISCOUNT_PERCENT)
+		nulls[5] = 'n';
+	values[6] = Int64GetDatum(it->min_total_to_use);
+	values[7] = TimestampTzGetDatum(it->valid_until);
+	if (!it->has_valid_until)
+		nulls[7] = 'n';
+	values[8] = CStringGetTextDatum(operation_id);
+	/* valid from the purchase's moment (a check sent late is still on time) */
+	values[9] = TimestampTzGetDatum(r->at);
+
+	/* 55 random bits: a collision is vanishingly rare, and simply retried */
+	do
+	{
+		coupon_code_generate(code);
+		values[0] = CStringGetTextDatum(code);
+		SPI_execute_plan(saved_plan(&issue_plan,
+									"INSERT INTO loyalty.coupon (code, promotion, customer_id, kind,"
+									" percent, value, balance, min_total, valid_from, valid_until,"
+									" max_uses, issued_by)"
+									" VALUES ($1, $2, $3, $4, round($5::numeric / 100, 2),"
+									"  round($6::numeric / 100, 2),"
+									"  CASE WHEN $4 = 'certificate' THEN round($6::numeric / 100, 2) END,"
+									"  round($7::numeric / 100, 2), $10, $8,"
+									"  CASE WHEN $4 = 'certificate' THEN 1000000 ELSE 1 END, $9)"
+									" ON CONFLICT (code) DO NOTHING",
+									10, types),
+						 values, nulls, false, 0);
+	} while (SPI_processed == 0);
+
+	if (r->cust->identified)
+	{
+		Oid			etypes[3] = {INT8OID, TEXTOID, TEXTOID};
+		Datum		evalues[3] = {Int64GetDatum(r->cust->id), values[0],
+		CStringGetTextDatum(it->promo->code)};
+
+		SPI_execute_plan(saved_plan(&issue_event_plan,
+									"INSERT INTO loyalty.event (customer_id, kind, payload)"
+									" SELECT $1, 'coupon_issued', pg_catalog.jsonb_build_object("
+									"   'code', c.code, 'kind', c.kind, 'promotion', $3,"
+									"   'percent', c.percent, 'value', c.value, 'valid_until', c.valid_until)"
+									" FROM loyalty.coupon c WHERE c.code = $2",
+									3, etypes),
+						 evalues, NULL, false, 0);
+	}
+	return pstrdup(code);
+}
+
+/*
+ * coupons_commit, in a purchase: uses up the coupons and certificates the
+ * check applied (rows locked since coupons_check) and issues what the
+ * promotions print, filling in their codes.
  */
 void
 coupons_commit(CheckResult *r, const char *operation_id)
 {
+	ListCell   *lc;
+
+	for (int i = 0; i < r->ncoupons; i++)
+	{
+		CouponStatus *c = &r->coupons[i];
+		Oid			types[2] = {TEXTOID, INT8OID};
+		Datum		values[2] = {CStringGetTextDatum(c->code), Int64GetDatum(c->amount)};
+		Oid			ltypes[5] = {TEXTOID, TEXTOID, INT8OID, INT8OID, TIMESTAMPTZOID};
+		Datum		lvalues[5];
+		char		lnulls[5] = {' ', ' ', ' ', ' ', ' '};
+
+		if (!c->applied)
+			continue;
+		SPI_execute_plan(saved_plan(&use_plan,
+									"UPDATE loyalty.coupon SET uses = uses + 1,"
+									" balance = CASE WHEN kind = 'certificate'"
+									"                THEN round(balance - $2::numeric / 100, 2) ELSE balance END,"
+									" status = CASE WHEN kind = 'certificate' AND balance * 100 - $2 <= 0"
+									"                 OR kind <> 'certificate' AND uses + 1 >= max_uses"
+									"               THEN 'used' ELSE status END"
+									" WHERE code = $1 AND status = 'active' AND uses < max_uses"
+									"   AND (kind <> 'certificate' OR balance * 100 >= $2)",
+									2, types),
+						 values, NULL, false, 0);
+		if (SPI_processed != 1)
+			ereport(ERROR,
+					(errcode(ERRCODE_T_R_SERIALIZATION_FAILURE),
+					 errmsg("coupon \"%s\" was used by another purchase", c->code),
+					 errhint("Send the purchase again.")));
+
+		lvalues[0] = values[0];
+		lvalues[1] = CStringGetTextDatum(operation_id);
+		lvalues[2] = Int64GetDatum(r->cust->id);
+		if (!r->cust->identified)
+			lnulls[2] = 'n';
+		lvalues[3] = Int64GetDatum(c->amount);
+		lvalues[4] = TimestampTzGetDatum(r->at);
+		SPI_execute_plan(saved_plan(&use_log_plan,
+									"INSERT INTO loyalty.coupon_use (code, operation_id, customer_id,"
+									" amount, at) VALUES ($1, $2, $3, $4::numeric / 100, $5)",
+									5, ltypes),
+						 lvalues, lnulls, false, 0);
+	}
+
+	foreach(lc, r->issued)
+	{
+		IssuedItem *it = lfirst(lc);
+		int			count = it->kind == ISSUED_CERTIFICATE ? it->count : 1;
+
+		for (int k = 0; k < count; k++)
+			it->codes = lappend(it->codes, issue_one(r, it, operation_id));
+	}
 }
 
 /*
- * coupons_refund restores a used single-use coupon and voids unused issued
- * coupons when a purchase is refunded in full.
+ * coupons_refund, on a full refund: the coupons the purchase used come back
+ * if still valid (a certificate gets its money back), and what the purchase
+ * issued is voided if nobody used it yet.
  */
 void
 coupons_refund(const char *purchase_operation_id, const char *operation_id,
 			   bool full)
 {
+	Oid			types[2] = {TEXTOID, TEXTOID};
+	Datum		values[2];
+
+	if (!full)
+		return;
+	values[0] = CStringGetTextDatum(purchase_operation_id);
+	values[1] = CStringGetTextDatum(operation_id);
+	SPI_execute_plan(saved_plan(&refund_plan,
+								"WITH used AS ("
+								"  SELECT u.code, u.amount, u.customer_id FROM loyalty.coupon_use u"
+								"   WHERE u.operation_id = $1"
+								"), restored AS ("
+								"  UPDATE loyalty.coupon c SET uses = c.uses - 1, status = 'active',"
+								"         balance = CASE WHEN c.kind = 'certificate'"
+								"                        THEN c.balance + u.amount ELSE c.balance END"
+								"    FROM used u"
+								"   WHERE c.code = u.code AND c.status <> 'void'"
+								"     AND (c.valid_until IS NULL OR c.valid_until > pg_catalog.now())"
+								"  RETURNING c.code, u.amount, u.customer_id"
+								"), logged AS ("
+								"  INSERT INTO loyalty.coupon_use (code, operation_id, customer_id, amount, at)"
+								"  SELECT code, $2, customer_id, -amount, pg_catalog.now() FROM restored"
+								") UPDATE loyalty.coupon SET status = 'void'"
+								"   WHERE issued_by = $1 AND uses = 0 AND status = 'active'",
+								2, types),
+					 values, NULL, false, 0);
 }

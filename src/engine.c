@@ -453,9 +453,9 @@ effect_is_empty(const Effect *eff)
 		eff->rate == NULL && eff->suggestion == NULL;
 }
 
-/* apply_effect applies what promotion p does to the check. */
-static void
-apply_effect(CheckResult *r, const CachedPromotion *p, const Effect *eff)
+/* engine_apply_effect applies what promotion p does to the check. */
+void
+engine_apply_effect(CheckResult *r, const CachedPromotion *p, const Effect *eff)
 {
 	AppliedPromotion *ap;
 	int			i;
@@ -555,7 +555,7 @@ run_promotions(CheckResult *r, const bool *excluded, const int64 *usage)
 		{
 			effect_reset(&eff, r->nlines);
 			mechanic_function(p->mechanic) (r, p, &eff);
-			apply_effect(r, p, &eff);
+			engine_apply_effect(r, p, &eff);
 			continue;
 		}
 		if (group_done[p->grp_id])
@@ -580,7 +580,7 @@ run_promotions(CheckResult *r, const bool *excluded, const int64 *usage)
 			}
 		}
 		if (winner != NULL)
-			apply_effect(r, winner, &best);
+			engine_apply_effect(r, winner, &best);
 	}
 	pfree(eff.delta);
 	pfree(best.delta);

@@ -152,6 +152,12 @@ typedef struct CouponStatus
 	bool		applied;
 	char	   *reason;			/* when rejected */
 	const CachedPromotion *promo;	/* the promotion it unlocks, if any */
+	char		kind;			/* 'p' promo, 'u' personal, 'c' certificate, 0 unknown */
+	int32		percent;		/* a coupon that is a discount: percent off the check */
+	int64		value;			/* ... or money off; a certificate: its face value */
+	int64		balance;		/* a certificate: what is left before this check */
+	int64		min_total;		/* the check total needed to use it */
+	int64		amount;			/* money it gave this check (discount or payment) */
 } CouponStatus;
 
 /* A promotion that took effect on this check. */
@@ -230,6 +236,10 @@ typedef struct CheckResult
 extern CheckResult *engine_run(ConfigCache *cfg, CheckRequest *req,
 							   CustomerInfo *cust, const bool *excluded,
 							   const int64 *usage, EngineMode mode);
+
+/* applies an effect attributed to promotion p (mechanics, coupons) */
+extern void engine_apply_effect(CheckResult *r, const CachedPromotion *p,
+								const Effect *eff);
 
 /* helpers for the mechanics */
 extern bool engine_line_matches(CheckResult *r, int i, int sel);

@@ -41,7 +41,7 @@ static const EventKindArgs event_kind_args[] = {
 	{"points_expiring", 3, {"points", "account", "date"}},
 	{"points_expired", 2, {"points", "account"}},
 	{"tier_changed", 2, {"tier", "old_tier"}},
-	{"coupon_issued", 4, {"code", "percent", "value", "date"}},
+	{"coupon_issued", 5, {"code", "kind", "percent", "value", "date"}},
 };
 
 /*

@@ -66,6 +66,7 @@ typedef struct CheckRequest
 	char	  **coupons;
 	RedeemMode	redeem;
 	int64		redeem_points;	/* hundredths, REDEEM_POINTS */
+	bool		for_purchase;	/* set by purchase: coupons are locked and used */
 } CheckRequest;
 
 typedef struct RefundLineRequest

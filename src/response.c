@@ -439,13 +439,24 @@ response_build(CheckResult *r, const char *operation_id)
 		jb_begin_object(&b);
 		jb_key(&b, "code");
 		jb_string(&b, false, r->coupons[i].code);
-		if (!r->coupons[i].applied)
+		if (r->coupons[i].applied)
+		{
+			jb_key(&b, "amount");
+			jb_money(&b, false, r->coupons[i].amount);
+		}
+		else
 		{
 			jb_key(&b, "reason");
 			jb_string(&b, false, r->coupons[i].reason);
 		}
 		jb_key(&b, "status");
 		jb_string(&b, false, r->coupons[i].applied ? "applied" : "rejected");
+		if (r->coupons[i].applied && r->coupons[i].kind == 'c')
+		{
+			/* a certificate: what is left on it after this check */
+			jb_key(&b, "balance");
+			jb_money(&b, false, r->coupons[i].balance - r->coupons[i].amount);
+		}
 		jb_end_object(&b);
 	}
 	jb_end_array(&b);

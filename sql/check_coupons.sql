@@ -1,0 +1,160 @@
+--
+-- Coupons, gift certificates, bounce-back coupons and tier upgrades in
+-- checks (issue 5).  Codes are random: the test passes them along with
+-- \gset and never prints them.
+--
+SET client_min_messages = warning;
+DROP EXTENSION IF EXISTS loyalty CASCADE;
+CREATE EXTENSION loyalty;
+RESET client_min_messages;
+SET timezone = 'Europe/Moscow';
+SET datestyle = 'ISO, YMD';
+
+INSERT INTO loyalty.store (code, name, timezone, channel) VALUES
+    ('S1', 'Store', 'Europe/Moscow', 'pos'), ('WEB', 'Online', NULL, 'web');
+INSERT INTO loyalty.category (code, name) VALUES ('all', 'All');
+INSERT INTO loyalty.product (sku, name, category, price) VALUES
+    ('GUM', 'Chewing gum', 'all', 5.75), ('CREAM', 'Cream', 'all', 400.00),
+    ('DRUG', 'Drug', 'all', 1000.00);
+INSERT INTO loyalty.account_type (code, name, redeem_share, lifetime) VALUES ('main', 'Bonus', 0.9, '1 year');
+INSERT INTO loyalty.tier (code, name, rank, threshold, accrual_percent) VALUES
+    ('standard', 'Standart', 1, 0, 5), ('gold', 'Gold', 2, 15000, 10), ('platinum', 'Platinum', 3, 50000, 15);
+SELECT loyalty.register('+79123456789') AS anna, loyalty.register('+79221234567') AS boris;
+
+-- the check as a POS sees it: totals, coupons, certificate balance
+CREATE FUNCTION pg_temp.show(response jsonb) RETURNS TABLE (total numeric, discount numeric,
+        certificate numeric, coupons text) LANGUAGE sql AS $$
+    SELECT (response #>> '{totals,total}')::numeric, (response #>> '{totals,discount}')::numeric,
+           coalesce((response #>> '{totals,certificate}')::numeric, 0),
+           (SELECT string_agg(c ->> 'status' || coalesce(' (' || (c ->> 'reason') || ')', '')
+                              || coalesce(' amount ' || (c ->> 'amount'), '')
+                              || coalesce(' balance ' || (c ->> 'balance'), ''), '; ')
+              FROM jsonb_array_elements(response -> 'coupons') c)
+$$;
+
+-- a gift certificate of 100 pays a 5.75 basket and keeps 94.25
+SELECT loyalty.issue_certificate(100) AS cert \gset
+-- (issued now; the checks below are dated 2026-11-20, so start its validity earlier)
+UPDATE loyalty.coupon SET valid_from = '2026-01-01' WHERE code = :'cert';
+SELECT * FROM pg_temp.show(loyalty.calculate(jsonb_build_object(
+    'store', 'S1', 'at', '2026-11-20T12:00:00+03:00',
+    'lines', jsonb_build_array(jsonb_build_object('sku', 'GUM', 'qty', 1)),
+    'coupons', jsonb_build_array(:'cert'))));
+SELECT * FROM pg_temp.show(loyalty.purchase(jsonb_build_object(
+    'operation_id', 'C1', 'store', 'S1', 'at', '2026-11-20T12:00:00+03:00',
+    'lines', jsonb_build_array(jsonb_build_object('sku', 'GUM', 'qty', 1)),
+    'coupons', jsonb_build_array(lower(replace(:'cert', '-', ''))))));
+SELECT value, balance, uses, status FROM loyalty.coupon WHERE code = :'cert';
+-- spent partially again, online this time, next to money
+SELECT * FROM pg_temp.show(loyalty.purchase(jsonb_build_object(
+    'operation_id', 'C2', 'store', 'WEB', 'at', '2026-11-20T12:05:00+03:00',
+    'lines', jsonb_build_array(jsonb_build_object('sku', 'CREAM', 'qty', 1)),
+    'coupons', jsonb_build_array(:'cert'))));
+SELECT balance, status FROM loyalty.coupon WHERE code = :'cert';
+SELECT certificate, total FROM loyalty.purchase WHERE operation_id = 'C2';
+
+-- codes that cannot be used are reported, never an error
+SELECT * FROM pg_temp.show(loyalty.calculate(jsonb_build_object(
+    'at', '2026-11-20T12:00:00+03:00',
+    'lines', jsonb_build_array(jsonb_build_object('sku', 'GUM', 'qty', 1)),
+    'coupons', jsonb_build_array('NO-SUCH-CODE', :'cert', :'cert'))));
+
+-- a promo code unlocks a requires_coupon promotion; single use
+INSERT INTO loyalty.promotion (code, name, mechanic, rule, requires_coupon)
+VALUES ('SPRING', 'Spring code: 10% off', 'percent_off', '{"products": {"all": true}, "percent": 10}', true);
+SELECT code AS spring FROM loyalty.issue_coupons('SPRING', 1) AS code \gset
+UPDATE loyalty.coupon SET valid_from = '2026-01-01' WHERE code = :'spring';
+SELECT * FROM pg_temp.show(loyalty.calculate(jsonb_build_object(
+    'at', '2026-11-20T12:00:00+03:00',
+    'lines', jsonb_build_array(jsonb_build_object('sku', 'CREAM', 'qty', 1)))));
+SELECT * FROM pg_temp.show(loyalty.purchase(jsonb_build_object(
+    'operation_id', 'C3', 'at', '2026-11-20T12:00:00+03:00',
+    'lines', jsonb_build_array(jsonb_build_object('sku', 'CREAM', 'qty', 1)),
+    'coupons', jsonb_build_array(:'spring'))));
+SELECT * FROM pg_temp.show(loyalty.calculate(jsonb_build_object(
+    'at', '2026-11-20T12:10:00+03:00',
+    'lines', jsonb_build_array(jsonb_build_object('sku', 'CREAM', 'qty', 1)),
+    'coupons', jsonb_build_array(:'spring'))));
+-- a full refund gives the coupon back
+SELECT loyalty.refund('{"operation_id": "R3", "purchase": "C3"}') ->> 'full' AS full_refund;
+SELECT uses, status FROM loyalty.coupon WHERE code = :'spring';
+
+-- a personal coupon is for its customer only
+SELECT code AS personal FROM loyalty.issue_coupons('SPRING', 1, 1, NULL, '+79123456789') AS code \gset
+UPDATE loyalty.coupon SET valid_from = '2026-01-01' WHERE code = :'personal';
+SELECT who, (SELECT coupons FROM pg_temp.show(loyalty.calculate(jsonb_build_object(
+           'customer', who, 'at', '2026-11-20T12:00:00+03:00',
+           'lines', jsonb_build_array(jsonb_build_object('sku', 'CREAM', 'qty', 1)),
+           'coupons', jsonb_build_array(:'personal'))))) AS coupon
+  FROM unnest(ARRAY['+79123456789', '+79221234567', NULL]) AS who;
+-- validity windows
+UPDATE loyalty.coupon SET valid_from = '2026-12-01 00:00+03' WHERE code = :'personal';
+SELECT coupons FROM pg_temp.show(loyalty.calculate(jsonb_build_object(
+    'customer', '+79123456789', 'at', '2026-11-20T12:00:00+03:00',
+    'lines', jsonb_build_array(jsonb_build_object('sku', 'CREAM', 'qty', 1)),
+    'coupons', jsonb_build_array(:'personal'))));
+UPDATE loyalty.coupon SET valid_from = '2026-01-01 00:00+03', valid_until = '2026-11-01 00:00+03'
+ WHERE code = :'personal';
+SELECT coupons FROM pg_temp.show(loyalty.calculate(jsonb_build_object(
+    'customer', '+79123456789', 'at', '2026-11-20T12:00:00+03:00',
+    'lines', jsonb_build_array(jsonb_build_object('sku', 'CREAM', 'qty', 1)),
+    'coupons', jsonb_build_array(:'personal'))));
+
+-- "skidochek": from 1000 a 10% coupon, from 1500 15%, from 2000 20%, for the
+-- next purchase from 1000 until the end of the month
+INSERT INTO loyalty.promotion (code, name, mechanic, rule) VALUES ('BOUNCE', 'Skidochek', 'coupon_issue',
+    '{"steps": [{"min_total": 1000, "percent": 10}, {"min_total": 1500, "percent": 15},
+                {"min_total": 2000, "percent": 20}], "min_total_to_use": 1000, "valid": "end_of_month"}');
+SELECT loyalty.purchase(jsonb_build_object(
+    'operation_id', 'B1', 'customer', '+79123456789', 'store', 'S1', 'at', '2026-11-20T12:00:00+03:00',
+    'lines', jsonb_build_array(jsonb_build_object('sku', 'CREAM', 'qty', 4)))) #> '{issued,0}' AS issued \gset
+SELECT (:'issued'::jsonb) - 'codes' AS issued, jsonb_array_length((:'issued'::jsonb) -> 'codes') AS codes;
+SELECT (:'issued'::jsonb) #>> '{codes,0}' AS bounce \gset
+SELECT kind, percent, min_total, valid_until, customer_id, issued_by FROM loyalty.coupon WHERE code = :'bounce';
+-- too small a check, then a check from 1000: 15% off
+SELECT * FROM pg_temp.show(loyalty.calculate(jsonb_build_object(
+    'customer', '+79123456789', 'at', '2026-11-25T12:00:00+03:00',
+    'lines', jsonb_build_array(jsonb_build_object('sku', 'CREAM', 'qty', 2)),
+    'coupons', jsonb_build_array(:'bounce'))));
+SELECT * FROM pg_temp.show(loyalty.purchase(jsonb_build_object(
+    'operation_id', 'B2', 'customer', '+79123456789', 'at', '2026-11-25T12:00:00+03:00',
+    'lines', jsonb_build_array(jsonb_build_object('sku', 'CREAM', 'qty', 3)),
+    'coupons', jsonb_build_array(:'bounce'))));
+SELECT uses, status FROM loyalty.coupon WHERE code = :'bounce';
+-- in December it would have expired
+SELECT coupons FROM pg_temp.show(loyalty.calculate(jsonb_build_object(
+    'customer', '+79123456789', 'at', '2026-12-01T00:00:00+03:00',
+    'lines', jsonb_build_array(jsonb_build_object('sku', 'CREAM', 'qty', 3)),
+    'coupons', jsonb_build_array(:'bounce'))));
+
+-- every 500 spent: a 150 certificate for the next purchase
+INSERT INTO loyalty.promotion (code, name, mechanic, rule) VALUES
+    ('CERT500', 'Every 500: 150', 'certificate_per_amount', '{"step": 500, "value": 150, "valid": "30 days"}');
+UPDATE loyalty.promotion SET enabled = false WHERE code = 'BOUNCE';
+SELECT (r #> '{issued,0}') - 'codes' AS issued, jsonb_array_length(r #> '{issued,0,codes}') AS codes
+  FROM loyalty.purchase(jsonb_build_object(
+    'operation_id', 'P1', 'customer', '+79221234567', 'at', '2026-11-20T12:00:00+03:00',
+    'lines', jsonb_build_array(jsonb_build_object('sku', 'DRUG', 'qty', 1),
+                               jsonb_build_object('sku', 'CREAM', 'qty', 1)))) AS r;
+SELECT kind, value, balance, valid_until FROM loyalty.coupon WHERE issued_by = 'P1';
+-- a full refund voids what the purchase issued and nobody used
+SELECT loyalty.refund('{"operation_id": "R1", "purchase": "P1"}') ->> 'full' AS full_refund;
+SELECT status, count(*) FROM loyalty.coupon WHERE issued_by = 'P1' GROUP BY 1;
+
+-- a customer moves up a tier with the purchase that reaches it: this check
+-- earns at the old tier, the next at the new one
+UPDATE loyalty.promotion SET enabled = false WHERE code = 'CERT500';
+SELECT tier FROM loyalty.customer WHERE id = 2;
+SELECT r #>> '{totals,accrual,main}' AS earned, r #>> '{customer,tier}' AS tier_during
+  FROM loyalty.purchase(jsonb_build_object('operation_id', 'T1', 'customer', '+79221234567',
+        'at', '2026-11-21T12:00:00+03:00',
+        'lines', jsonb_build_array(jsonb_build_object('sku', 'DRUG', 'qty', 16)))) AS r;
+SELECT tier FROM loyalty.customer WHERE id = 2;
+SELECT r #>> '{totals,accrual,main}' AS earned, r #>> '{customer,tier}' AS tier_during
+  FROM loyalty.calculate(jsonb_build_object('customer', '+79221234567',
+        'at', '2026-11-21T13:00:00+03:00',
+        'lines', jsonb_build_array(jsonb_build_object('sku', 'DRUG', 'qty', 1)))) AS r;
+SELECT kind, regexp_replace(message, '[0-9A-Z]{4}-[0-9A-Z]{4}-[0-9A-Z]{4}', 'XXXX-XXXX-XXXX') AS message
+  FROM loyalty.take_events(100) WHERE kind IN ('tier_changed', 'coupon_issued') ORDER BY id;
+
+SELECT count(*) AS ledger_problems FROM loyalty.verify_ledger();
