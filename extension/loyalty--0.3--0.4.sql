@@ -565,3 +565,7 @@ EXCEPTION WHEN feature_not_supported THEN
     NULL;
 END
 $$;
+
+-- the engine caches subscription plans with the rest of the configuration
+CREATE TRIGGER config_changed AFTER INSERT OR UPDATE OR DELETE OR TRUNCATE ON loyalty.subscription_plan
+    FOR EACH STATEMENT EXECUTE FUNCTION loyalty.config_changed();

@@ -158,3 +158,34 @@ SELECT kind, regexp_replace(message, '[0-9A-Z]{4}-[0-9A-Z]{4}-[0-9A-Z]{4}', 'XXX
   FROM loyalty.take_events(100) WHERE kind IN ('tier_changed', 'coupon_issued') ORDER BY id;
 
 SELECT count(*) AS ledger_problems FROM loyalty.verify_ledger();
+
+-- 90-day subscriptions to chronic-disease drugs at a reduced price: buying
+-- the plan's SKU starts (or extends) the subscription, during which the
+-- plan's products cost 20% less
+INSERT INTO loyalty.category (code, name) VALUES ('cardio', 'Cardiology');
+INSERT INTO loyalty.product (sku, name, category, price) VALUES
+    ('BISO', 'Bisoprolol N30', 'cardio', 287.40), ('SUB-CARDIO', 'Cardio subscription, 90 days', 'all', 99.00);
+INSERT INTO loyalty.subscription_plan VALUES ('CARDIO', 'Cardio, 90 days', 'SUB-CARDIO', '{"categories": ["cardio"]}', '90 days');
+INSERT INTO loyalty.promotion (code, name, mechanic, rule) VALUES
+    ('CARDIO20', 'Cardio subscription price', 'subscription_price', '{"plan": "CARDIO", "percent": 20}');
+SELECT r #>> '{totals,total}' AS total FROM loyalty.calculate(jsonb_build_object(
+    'customer', '+79123456789', 'at', '2026-11-20T12:00:00+03:00',
+    'lines', jsonb_build_array(jsonb_build_object('sku', 'BISO', 'qty', 1)))) AS r;
+SELECT r #>> '{totals,total}' AS total FROM loyalty.purchase(jsonb_build_object(
+    'operation_id', 'SUB1', 'customer', '+79123456789', 'at', '2026-11-20T12:00:00+03:00',
+    'lines', jsonb_build_array(jsonb_build_object('sku', 'SUB-CARDIO', 'qty', 1)))) AS r;
+SELECT plan, starts_at, ends_at FROM loyalty.subscription;
+SELECT r #>> '{totals,total}' AS total, r #>> '{lines,0,promotions,0,code}' AS promotion
+  FROM loyalty.calculate(jsonb_build_object(
+    'customer', '+79123456789', 'at', '2026-11-21T12:00:00+03:00',
+    'lines', jsonb_build_array(jsonb_build_object('sku', 'BISO', 'qty', 1)))) AS r;
+-- a second purchase of the plan extends it by another 90 days
+SELECT r #>> '{totals,total}' AS total FROM loyalty.purchase(jsonb_build_object(
+    'operation_id', 'SUB2', 'customer', '+79123456789', 'at', '2026-12-01T12:00:00+03:00',
+    'lines', jsonb_build_array(jsonb_build_object('sku', 'SUB-CARDIO', 'qty', 1)))) AS r;
+SELECT plan, starts_at, ends_at FROM loyalty.subscription;
+-- after it ends, the full price again
+SELECT r #>> '{totals,total}' AS total FROM loyalty.calculate(jsonb_build_object(
+    'customer', '+79123456789', 'at', '2027-06-01T12:00:00+03:00',
+    'lines', jsonb_build_array(jsonb_build_object('sku', 'BISO', 'qty', 1)))) AS r;
+SELECT count(*) AS ledger_problems FROM loyalty.verify_ledger();

@@ -53,13 +53,16 @@ static SPIPlanPtr purchase_points_plan = NULL;
 #define CUSTOMER_SELECT \
 	"SELECT s.id, s.tier, s.status," \
 	" ARRAY(SELECT m.segment FROM loyalty.segment_member m WHERE m.customer_id = s.id)," \
-	" u.promotions, u.uses" \
+	" u.promotions, u.uses, v.plans, v.starts, v.ends" \
 	" FROM loyalty.customer c" \
 	" JOIN loyalty.customer s ON s.id = coalesce(c.merged_into, c.id)" \
 	" CROSS JOIN LATERAL (SELECT array_agg(x.promotion ORDER BY x.promotion) AS promotions," \
 	"                            array_agg(x.uses ORDER BY x.promotion) AS uses" \
 	"                       FROM loyalty.promotion_customer_usage x" \
-	"                      WHERE x.customer_id = s.id) u"
+	"                      WHERE x.customer_id = s.id) u" \
+	" CROSS JOIN LATERAL (SELECT array_agg(y.plan) AS plans, array_agg(y.starts_at) AS starts," \
+	"                            array_agg(y.ends_at) AS ends" \
+	"                       FROM loyalty.subscription y WHERE y.customer_id = s.id) v"
 
 /* db_exec runs a saved plan and checks it succeeded. */
 static void
@@ -179,6 +182,28 @@ text_array_col(int col, char ***result)
 	return n;
 }
 
+/* timestamp_array_col reads a timestamptz[] column of n elements (0 when NULL). */
+static TimestampTz *
+timestamp_array_col(int col, int n)
+{
+	bool		isnull;
+	Datum		d = SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, col, &isnull);
+	TimestampTz *result = palloc0(sizeof(TimestampTz) * Max(n, 1));
+	Datum	   *elems;
+	bool	   *nulls;
+	int			m;
+
+	if (isnull)
+		return result;
+	deconstruct_array(DatumGetArrayTypeP(d), TIMESTAMPTZOID, 8, FLOAT8PASSBYVAL,
+					  TYPALIGN_DOUBLE, &elems, &nulls, &m);
+	if (m != n)
+		elog(ERROR, "customer subscription arrays differ in length");
+	for (int i = 0; i < m; i++)
+		result[i] = DatumGetTimestampTz(elems[i]);
+	return result;
+}
+
 /* fill_customer reads the customer query's row into cust. */
 static void
 fill_customer(ConfigCache *cfg, CustomerInfo *cust)
@@ -217,6 +242,10 @@ fill_customer(ConfigCache *cfg, CustomerInfo *cust)
 	}
 	if (n != cust->nusage)
 		elog(ERROR, "customer usage arrays differ in length");
+
+	cust->nsubs = text_array_col(7, &cust->sub_plan);
+	cust->sub_starts = timestamp_array_col(8, cust->nsubs);
+	cust->sub_ends = timestamp_array_col(9, cust->nsubs);
 }
 
 /* load_by_id runs the customer query for an id; false when not found. */

@@ -672,6 +672,38 @@ load_promotions(ConfigCache *c)
 	hash_destroy(groups);
 }
 
+/*
+ * load_plans reads the subscription plans; their product selectors join the
+ * promotions' (parsed by the same parser, matched through the same cache).
+ */
+static void
+load_plans(ConfigCache *c)
+{
+	uint64		r;
+
+	run_query("SELECT code, sku, products, duration FROM loyalty.subscription_plan"
+			  " ORDER BY code COLLATE \"C\"");
+	c->nplans = (int) SPI_processed;
+	c->plans = palloc0(sizeof(CachedSubscriptionPlan) * Max(c->nplans, 1));
+	c->selectors = repalloc(c->selectors,
+							sizeof(ProductSelector *) * (c->nselectors + c->nplans + 1));
+	for (r = 0; r < SPI_processed; r++)
+	{
+		HeapTuple	tup = SPI_tuptable->vals[r];
+		TupleDesc	desc = SPI_tuptable->tupdesc;
+		CachedSubscriptionPlan *plan = &c->plans[r];
+		bool		isnull;
+
+		plan->code = SPI_getvalue(tup, desc, 1);
+		plan->sku = SPI_getvalue(tup, desc, 2);
+		c->selectors[c->nselectors] =
+			selector_parse("subscription plan", plan->code, "products",
+						   DatumGetJsonbP(SPI_getbinval(tup, desc, 3, &isnull)));
+		plan->sel = c->nselectors++;
+		plan->duration = *DatumGetIntervalP(SPI_getbinval(tup, desc, 4, &isnull));
+	}
+}
+
 /* config_cache_build builds a new cache (in a new context) and returns it. */
 static ConfigCache *
 config_cache_build(void)
@@ -691,6 +723,7 @@ config_cache_build(void)
 	load_products(c);
 	load_accounts_and_tiers(c);
 	load_promotions(c);
+	load_plans(c);
 	MemoryContextSwitchTo(old);
 	/* SPI result tuples live in the SPI context; everything we keep is copied */
 	return c;
@@ -804,6 +837,16 @@ config_product_matches(ConfigCache *cfg, CachedProduct *p, int sel_index)
 		p->sel_known[byte] |= bit;
 	}
 	return (p->sel_match[byte] & bit) != 0;
+}
+
+/* config_plan returns the subscription plan with this code, or NULL. */
+const CachedSubscriptionPlan *
+config_plan(ConfigCache *cfg, const char *code)
+{
+	for (int i = 0; i < cfg->nplans; i++)
+		if (strcmp(cfg->plans[i].code, code) == 0)
+			return &cfg->plans[i];
+	return NULL;
 }
 
 /*

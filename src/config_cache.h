@@ -118,6 +118,15 @@ typedef struct CachedPromotion
 	int			key_sel;
 } CachedPromotion;
 
+/* A subscription plan: buying sku starts or extends it on products (sel). */
+typedef struct CachedSubscriptionPlan
+{
+	char	   *code;
+	char	   *sku;
+	int			sel;			/* selector index of its products */
+	Interval	duration;
+} CachedSubscriptionPlan;
+
 typedef struct ConfigCache
 {
 	MemoryContext cxt;
@@ -147,6 +156,9 @@ typedef struct ConfigCache
 	int			nselectors;
 	const ProductSelector **selectors;	/* by selector index */
 	bool		any_usage_limit;	/* some promotion has a usage limit */
+	/* subscription plans by code */
+	int			nplans;
+	CachedSubscriptionPlan *plans;
 	bool	   *check_level;	/* by promotion index: key_sel < 0 */
 } ConfigCache;
 
@@ -157,6 +169,7 @@ extern ConfigCache *config_cache_get(void);
 extern CachedStore *config_store(ConfigCache *cfg, const char *code);
 extern CachedProduct *config_product(ConfigCache *cfg, const char *sku);
 extern const CachedTier *config_tier(ConfigCache *cfg, const char *code);
+extern const CachedSubscriptionPlan *config_plan(ConfigCache *cfg, const char *code);
 extern int	config_account_index(ConfigCache *cfg, const char *code);
 
 /* does product p match selector sel_index?  Memoized per product. */

@@ -58,6 +58,11 @@ typedef struct CustomerInfo
 	int			nusage;
 	char	  **usage_promotion;
 	int64	   *usage_count;
+	/* subscriptions: plan code and period [starts, ends) */
+	int			nsubs;
+	char	  **sub_plan;
+	TimestampTz *sub_starts;
+	TimestampTz *sub_ends;
 } CustomerInfo;
 
 /* A promotion that changed a line, and by how much. */

@@ -65,13 +65,28 @@ mech_tier_discount(CheckResult *r, const CachedPromotion *p, Effect *eff)
 }
 
 /*
- * mech_subscription_price: the plan's percent off its products for a
- * customer with an active subscription.  Subscriptions arrive with issue 5;
- * until then no customer has one and the mechanic never applies.
+ * mech_subscription_price: {"plan": P, "percent": X}: X percent off the
+ * plan's products for a customer whose subscription to the plan runs at the
+ * check's moment (starts_at <= at < ends_at).
  */
 void
 mech_subscription_price(CheckResult *r, const CachedPromotion *p, Effect *eff)
 {
+	const SubscriptionPriceRule *rule = &p->rule->u.subscription_price;
+	const CachedSubscriptionPlan *plan = config_plan(r->cfg, rule->plan);
+	CustomerInfo *cust = r->cust;
+
+	if (plan == NULL || !cust->identified)
+		return;
+	for (int i = 0; i < cust->nsubs; i++)
+	{
+		if (strcmp(cust->sub_plan[i], plan->code) == 0 &&
+			cust->sub_starts[i] <= r->at && r->at < cust->sub_ends[i])
+		{
+			percent_lines(r, p, plan->sel, rule->percent, eff);
+			return;
+		}
+	}
 }
 
 /*
