@@ -102,15 +102,22 @@ CREATE FUNCTION pg_temp.receipt(r jsonb) RETURNS SETOF text LANGUAGE sql AS $$
     UNION ALL
     SELECT format('%-44s %9s', 'Discount', '-' || (r -> 'totals' ->> 'discount'))
     UNION ALL
+    SELECT format('%-44s %9s', 'Paid with a gift certificate', '-' || (r -> 'totals' ->> 'certificate'))
+     WHERE (r -> 'totals' ->> 'certificate')::numeric > 0
+    UNION ALL
     SELECT format('%-44s %9s', 'Paid with points', '-' || (r -> 'totals' ->> 'redeemed'))
      WHERE (r -> 'totals' ->> 'redeemed')::numeric > 0
+    UNION ALL
+    SELECT format('Code %s: %s', c ->> 'code', coalesce(c ->> 'reason', c ->> 'status')
+                  || coalesce(', left on it ' || (c ->> 'balance'), ''))
+      FROM jsonb_array_elements(r -> 'coupons') c
     UNION ALL
     SELECT format('%-44s %9s', 'TOTAL', r -> 'totals' ->> 'total')
     UNION ALL
     SELECT format('Points earned: %s (%s)', a.value, a.key) FROM jsonb_each(r -> 'totals' -> 'accrual') a
     UNION ALL
-    SELECT format('Coupon to print: %s%% off from %s, valid until %s',
-                  i ->> 'percent', i ->> 'min_total_to_use', i ->> 'valid_until')
+    SELECT format('Coupon to print: %s, %s%% off from %s, valid until %s',
+                  i #>> '{codes,0}', i ->> 'percent', i ->> 'min_total_to_use', i ->> 'valid_until')
       FROM jsonb_array_elements(r -> 'issued') i
     UNION ALL
     SELECT '>> ' || m FROM jsonb_array_elements_text(r -> 'messages') m
@@ -169,3 +176,39 @@ SELECT r -> 'lines' AS refunded_lines, r -> 'totals' ->> 'amount' AS money_back,
          WHERE p.customer_id IS NOT NULL AND p.points_earned > 0
          ORDER BY p.total DESC, p.operation_id LIMIT 1) AS t;
 SELECT count(*) AS ledger_problems FROM loyalty.verify_ledger();
+
+-- ---------------------------------------------------------------------------
+-- Tiers, coupons and certificates
+-- ---------------------------------------------------------------------------
+SELECT to_char(((current_date + 1)::timestamp + interval '21 hours 30 minutes') AT TIME ZONE 'Europe/Moscow'
+               AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS"Z"') AS late \gset
+\echo
+\echo '--- Boris crosses into Gold: this check earns at his old tier, the next ones at Gold ---'
+SELECT c.tier AS tier_before FROM loyalty.customer c WHERE c.id = 2;
+SELECT pg_temp.receipt(r) AS receipt
+  FROM loyalty.purchase(jsonb_build_object('operation_id', 'S042-GOLD', 'customer', 'id:2',
+       'store', 'S042', 'at', :'late',
+       'lines', jsonb_build_array(jsonb_build_object('sku', 'AV1', 'qty', 30)))) AS r;
+SELECT c.tier AS tier_after FROM loyalty.customer c WHERE c.id = 2;
+
+\echo
+\echo '--- the coupon printed on that receipt, on his next purchase ---'
+SELECT response #>> '{issued,0,codes,0}' AS bounce FROM loyalty.operation WHERE operation_id = 'S042-GOLD' \gset
+SELECT pg_temp.receipt(r) AS receipt
+  FROM loyalty.purchase(jsonb_build_object('operation_id', 'S042-NEXT', 'customer', 'id:2',
+       'store', 'S042', 'at', :'late', 'coupons', jsonb_build_array(:'bounce'),
+       'lines', jsonb_build_array(jsonb_build_object('sku', 'SH1', 'qty', 6)))) AS r;
+
+\echo
+\echo '--- a gift certificate of 1000 pays part of a check; the rest stays on it ---'
+SELECT loyalty.issue_certificate(1000) AS cert \gset
+SELECT pg_temp.receipt(r) AS receipt
+  FROM loyalty.purchase(jsonb_build_object('operation_id', 'WEB-CERT', 'store', 'WEB', 'at', :'late',
+       'coupons', jsonb_build_array(:'cert'),
+       'lines', jsonb_build_array(jsonb_build_object('sku', 'A2', 'qty', 1)))) AS r;
+
+\echo
+\echo '--- what the customers are told (ICU messages, Russian plurals) ---'
+SELECT kind, message FROM loyalty.take_events(1000)
+ WHERE customer_id = 2 AND kind IN ('points_earned', 'tier_changed', 'coupon_issued')
+ ORDER BY id DESC LIMIT 6;

@@ -63,4 +63,8 @@ INSERT INTO loyalty.promotion (code, name, mechanic, rule, priority, schedule, c
     ('DET3', 'Third laundry gel for 1 rub', 'nth_item',
      '{"products": {"skus": ["DET1"]}, "n": 3, "price": 1.00}', 50, NULL, NULL),
     ('CHECK10', 'From 3000: 10% off the check', 'check_discount',
-     '{"steps": [{"min_total": 3000, "percent": 10}]}', 90, NULL, NULL);
+     '{"steps": [{"min_total": 3000, "percent": 10}]}', 90, NULL, NULL),
+    ('BOUNCE', 'Skidochek: a coupon for the next purchase', 'coupon_issue',
+     '{"steps": [{"min_total": 1000, "percent": 10}, {"min_total": 1500, "percent": 15},
+                 {"min_total": 2000, "percent": 20}], "min_total_to_use": 1000, "valid": "end_of_month"}',
+     95, NULL, NULL);
