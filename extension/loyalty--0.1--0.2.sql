@@ -223,31 +223,6 @@ $$;
 COMMENT ON FUNCTION loyalty.balance(text, timestamptz) IS
     'Per account: points available at "at", pending (not yet available), expiring within 30 days, next expiry';
 
-CREATE FUNCTION loyalty.history(customer text, lim int DEFAULT 100)
-    RETURNS TABLE (id bigint, at timestamptz, kind text, account text, points numeric,
-                   operation_id text, ref_operation_id text, lot_expires_at timestamptz)
-    LANGUAGE plpgsql STABLE STRICT PARALLEL UNSAFE
-    SECURITY DEFINER
-    SET search_path = pg_catalog, pg_temp
-    AS $$
-DECLARE
-    cid bigint := loyalty.find_customer(customer);
-BEGIN
-    IF cid IS NULL THEN
-        RAISE EXCEPTION 'customer "%" not found', customer USING ERRCODE = 'LY001';
-    END IF;
-    RETURN QUERY
-    SELECT e.id, e.at, e.kind, e.account, e.points, e.operation_id, e.ref_operation_id, l.expires_at
-      FROM loyalty.ledger_entry e
-      JOIN loyalty.lot l ON l.id = e.lot_id
-     WHERE e.customer_id = cid
-     ORDER BY e.id DESC
-     LIMIT lim;
-END
-$$;
-COMMENT ON FUNCTION loyalty.history(text, int) IS
-    'A customer''s latest ledger entries, newest first';
-
 CREATE FUNCTION loyalty.verify_ledger()
     RETURNS TABLE (customer_id bigint, account text, lot_id bigint, problem text)
     LANGUAGE sql STABLE PARALLEL SAFE
@@ -538,8 +513,8 @@ $$;
 COMMENT ON FUNCTION loyalty.merge_customers(bigint, bigint) IS
     'Merges customer absorb into keep: cards, open point lots (with their expiry) and profile gaps move; absorb still resolves to keep';
 
--- history now includes the entries of customers merged into this one
-CREATE OR REPLACE FUNCTION loyalty.history(customer text, lim int DEFAULT 100)
+-- a customer's history includes the entries of customers merged into them
+CREATE FUNCTION loyalty.history(customer text, lim int DEFAULT 100)
     RETURNS TABLE (id bigint, at timestamptz, kind text, account text, points numeric,
                    operation_id text, ref_operation_id text, lot_expires_at timestamptz)
     LANGUAGE plpgsql STABLE STRICT PARALLEL UNSAFE
@@ -562,6 +537,8 @@ BEGIN
      LIMIT lim;
 END
 $$;
+COMMENT ON FUNCTION loyalty.history(text, int) IS
+    'A customer''s latest ledger entries (those of customers merged into them too), newest first';
 
 -- ---------------------------------------------------------------------------
 -- pg_dump keeps the ledger

@@ -108,6 +108,31 @@ movement_args(Datum *values, int64 customer_id, const char *account,
 }
 
 /*
+ * take_with_retry runs a statement that takes points from lots (spending,
+ * reversing) for "points", then again for whatever a lot emptied by a
+ * concurrent expiry left untaken, with a new snapshot each time; returns
+ * what was taken.  values[2] ($3) is the number of points asked.
+ */
+static int64
+take_with_retry(SPIPlanPtr plan, Datum *values, int64 points)
+{
+	int64		taken = 0;
+
+	for (int attempt = 0; attempt < 3 && taken < points; attempt++)
+	{
+		int64		got;
+
+		values[2] = Int64GetDatum(points - taken);
+		ledger_exec(plan, values, NULL);
+		got = first_int8();
+		if (got == 0)
+			break;
+		taken += got;
+	}
+	return taken;
+}
+
+/*
  * ledger_lock_customer locks the customer's row until the end of the
  * transaction; LY001 when there is no such customer.
  */
@@ -204,8 +229,7 @@ ledger_spend_kind(int64 customer_id, const char *account, int64 points,
 	Oid			types[6] = {INT8OID, TEXTOID, INT8OID, TIMESTAMPTZOID, TEXTOID, TEXTOID};
 	Datum		values[6];
 	SPIPlanPtr	plan;
-	int64		taken = 0;
-	int			attempt;
+	int64		taken;
 
 	if (points <= 0)
 		return;
@@ -238,18 +262,8 @@ ledger_spend_kind(int64 customer_id, const char *account, int64 points,
 					   "  RETURNING points"
 					   ") SELECT " PTS_OUT("coalesce(-sum(points), 0)") " FROM ins",
 					   6, types);
-	for (attempt = 0; attempt < 3 && taken < points; attempt++)
-	{
-		int64		got;
-
-		movement_args(values, customer_id, account, points - taken, at,
-					  operation_id, kind);
-		ledger_exec(plan, values, NULL);
-		got = first_int8();
-		if (got == 0)
-			break;
-		taken += got;
-	}
+	movement_args(values, customer_id, account, points, at, operation_id, kind);
+	taken = take_with_retry(plan, values, points);
 
 	if (taken < points)
 		ereport(ERROR,
@@ -349,7 +363,6 @@ ledger_reverse_accrual(int64 customer_id, const char *account, int64 points,
 	Datum		values[6];
 	SPIPlanPtr	plan;
 	int64		taken;
-	int			attempt;
 
 	if (points <= 0)
 		return;
@@ -379,18 +392,7 @@ ledger_reverse_accrual(int64 customer_id, const char *account, int64 points,
 					   ") SELECT " PTS_OUT("coalesce(-sum(points), 0)") " FROM ins",
 					   6, types);
 	/* as in spending, a lot emptied by a concurrent expiry is retried */
-	taken = 0;
-	for (attempt = 0; attempt < 3 && taken < points; attempt++)
-	{
-		int64		got;
-
-		values[2] = Int64GetDatum(points - taken);
-		ledger_exec(plan, values, NULL);
-		got = first_int8();
-		if (got == 0)
-			break;
-		taken += got;
-	}
+	taken = take_with_retry(plan, values, points);
 	if (taken >= points)
 		return;
 
