@@ -121,6 +121,15 @@ SELECT * FROM pg_temp.show(loyalty.purchase(jsonb_build_object(
     'lines', jsonb_build_array(jsonb_build_object('sku', 'CREAM', 'qty', 3)),
     'coupons', jsonb_build_array(:'bounce'))));
 SELECT uses, status FROM loyalty.coupon WHERE code = :'bounce';
+-- a coupon's percent is of what it may discount: never of no_discount items
+INSERT INTO loyalty.product (sku, name, category, price, no_discount) VALUES ('PATCH', 'Patches', 'all', 500.00, true);
+INSERT INTO loyalty.coupon (code, promotion, customer_id, kind, percent, valid_from)
+VALUES ('TEN-PERCENT', 'BOUNCE', 1, 'personal', 10, '2026-01-01');
+SELECT * FROM pg_temp.show(loyalty.calculate(jsonb_build_object(
+    'customer', '+79123456789', 'at', '2026-11-25T12:00:00+03:00',
+    'lines', jsonb_build_array(jsonb_build_object('sku', 'CREAM', 'qty', 1),
+                               jsonb_build_object('sku', 'PATCH', 'qty', 1)),
+    'coupons', jsonb_build_array('TEN-PERCENT'))));
 -- in December it would have expired
 SELECT coupons FROM pg_temp.show(loyalty.calculate(jsonb_build_object(
     'customer', '+79123456789', 'at', '2026-12-01T00:00:00+03:00',

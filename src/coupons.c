@@ -204,6 +204,7 @@ apply_discount_coupon(CheckResult *r, CouponStatus *c)
 	Effect		eff;
 	bool	   *eligible = palloc0(sizeof(bool) * r->nlines);
 	int64		base = 0;
+	int64		current = 0;	/* what the eligible lines cost now */
 	int64		amount;
 
 	if (c->promo == NULL)
@@ -220,9 +221,13 @@ apply_discount_coupon(CheckResult *r, CouponStatus *c)
 	{
 		eligible[i] = engine_line_discountable(r, i, c->promo);
 		if (eligible[i])
+		{
 			base += engine_line_cap(r, i);
+			current += LINE_CURRENT(&r->lines[i]);
+		}
 	}
-	amount = c->percent > 0 ? money_percent(engine_check_total(r), c->percent) : c->value;
+	/* a percent of the lines it may discount, never of no_discount items */
+	amount = c->percent > 0 ? money_percent(current, c->percent) : c->value;
 	amount = Min(amount, base);
 
 	memset(&eff, 0, sizeof(eff));
