@@ -52,11 +52,14 @@ ensure_packages() {
 build_install() {
     # LOYALTY_SKIP_BUILD=1: test what is installed already (the caller built it)
     [ -n "${LOYALTY_SKIP_BUILD:-}" ] && return 0
-    exec 9>/tmp/loyalty-build.lock
-    flock 9
     say "building and installing the extension"
-    make -C "$ROOT" -s PG_CONFIG="$PG_CONFIG" WERROR=1
-    make -C "$ROOT" -s PG_CONFIG="$PG_CONFIG" install
+    # one build at a time; the lock is held only while building, so a
+    # long-running bench or demo does not block another run's build
+    (
+        flock 9
+        make -C "$ROOT" -s PG_CONFIG="$PG_CONFIG" WERROR=1 &&
+            make -C "$ROOT" -s PG_CONFIG="$PG_CONFIG" install
+    ) 9>/tmp/loyalty-build.lock
 }
 
 # cluster_start DB starts a fresh cluster whose pg_cron uses database DB and

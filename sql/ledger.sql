@@ -136,3 +136,17 @@ SELECT count(*) AS taken FROM loyalty.take_events(100);
 
 -- every balance equals its entries
 SELECT * FROM loyalty.verify_ledger();
+
+-- the ledger's references are checked by verify_ledger (entries carry no
+-- foreign keys: they are written only with their lot and operation)
+BEGIN;
+INSERT INTO loyalty.ledger_entry (customer_id, account, lot_id, operation_id, kind, points, at)
+SELECT customer_id, account, 999999, operation_id, 'adjust', 1, now()
+  FROM loyalty.ledger_entry ORDER BY id LIMIT 1;
+INSERT INTO loyalty.ledger_entry (customer_id, account, lot_id, operation_id, kind, points, at)
+SELECT customer_id, account, lot_id, 'no-such-operation', 'adjust', 1, now()
+  FROM loyalty.ledger_entry ORDER BY id LIMIT 1;
+SELECT account, lot_id, regexp_replace(problem, 'entry [0-9]+', 'entry N') AS problem
+  FROM loyalty.verify_ledger() ORDER BY problem;
+ROLLBACK;
+SELECT count(*) AS problems FROM loyalty.verify_ledger();

@@ -141,21 +141,62 @@ accrue_points(CheckResult *r, const char *operation_id)
 }
 
 /*
- * refresh_tier moves the customer to the tier the spend now reaches: the
+ * refresh_tier moves the customer up to the tier the spend now reaches: the
  * tier held at the start of the check earned on it, an upgrade follows it
- * at once (loyalty.recalculate_tiers for this one customer; a tier_changed
- * event when it moves).
+ * at once; moving down is maintenance's job (loyalty.recalculate_tiers).
+ *
+ * Most purchases move nobody, so the common case costs at most one index
+ * range scan: nothing at all when the customer already holds the top tier
+ * or the window is the previous calendar month (which this purchase is not
+ * in); otherwise the spend over the rolling window, compared with the
+ * cached thresholds.  Only an actual upgrade runs recalculate_tiers for the
+ * customer, which writes the tier and its tier_changed event.
  */
 static void
 refresh_tier(CheckResult *r)
 {
-	static SPIPlanPtr plan = NULL;
-	Oid			types[2] = {TIMESTAMPTZOID, INT8OID};
-	Datum		values[2] = {TimestampTzGetDatum(r->at), Int64GetDatum(r->cust->id)};
+	static SPIPlanPtr spend_plan = NULL;
+	static SPIPlanPtr move_plan = NULL;
+	ConfigCache *cfg = r->cfg;
+	Oid			types[3] = {INT8OID, TIMESTAMPTZOID, TIMESTAMPTZOID};
+	Datum		values[3];
+	bool		isnull;
+	int64		spend;
+	int			t;
 
-	if (r->cfg->ntiers == 0)
+	if (cfg->ntiers == 0 || cfg->tier_previous_month)
 		return;
-	if (SPI_execute_plan(saved_plan(&plan, "SELECT loyalty.recalculate_tiers($1, $2)",
+	if (r->cust->tier != NULL && r->cust->tier->rank >= cfg->tiers[cfg->ntiers - 1].rank)
+		return;
+
+	/*
+	 * the window of loyalty.tier_window(at): (at - tier_window, at]; not a
+	 * read-only execution, which would not see the purchase just written
+	 */
+	values[0] = Int64GetDatum(r->cust->id);
+	values[1] = DirectFunctionCall2(timestamptz_mi_interval, TimestampTzGetDatum(r->at),
+									IntervalPGetDatum(&cfg->tier_window));
+	values[2] = TimestampTzGetDatum(r->at);
+	if (SPI_execute_plan(saved_plan(&spend_plan,
+									"SELECT (coalesce(sum(p.total - p.refunded), 0) * 100)::int8"
+									"  FROM loyalty.purchase p"
+									" WHERE p.customer_id = $1 AND p.at > $2 AND p.at <= $3",
+									3, types),
+						 values, NULL, false, 1) != SPI_OK_SELECT || SPI_processed != 1)
+		elog(ERROR, "reading the customer's spend failed");
+	spend = DatumGetInt64(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull));
+
+	/* tiers are by rank ascending: the highest whose threshold is reached */
+	for (t = cfg->ntiers - 1; t > 0 && cfg->tiers[t].threshold > spend; t--)
+		;
+	if (r->cust->tier != NULL && cfg->tiers[t].rank <= r->cust->tier->rank)
+		return;
+
+	types[0] = TIMESTAMPTZOID;
+	types[1] = INT8OID;
+	values[0] = TimestampTzGetDatum(r->at);
+	values[1] = Int64GetDatum(r->cust->id);
+	if (SPI_execute_plan(saved_plan(&move_plan, "SELECT loyalty.recalculate_tiers($1, $2)",
 									2, types),
 						 values, NULL, false, 1) != SPI_OK_SELECT)
 		elog(ERROR, "recalculating the tier failed");

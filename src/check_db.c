@@ -379,109 +379,152 @@ check_usage(ConfigCache *cfg)
 }
 
 /*
- * claim_one counts a use of promotion p (globally when global, else for
- * the customer) unless that reaches past the limit; false when refused.
+ * claim_global counts a use of promotion p unless that reaches past its
+ * usage limit; false when refused.  These counters are shared by every
+ * purchase, so each is one short statement taking its row lock last.
  */
 static bool
-claim_one(CheckResult *r, const CachedPromotion *p, bool global)
+claim_global(const CachedPromotion *p)
 {
-	if (global)
-	{
-		Oid			types[2] = {TEXTOID, INT4OID};
-		Datum		values[2] = {CStringGetTextDatum(p->code), Int32GetDatum(p->usage_limit)};
+	Oid			types[2] = {TEXTOID, INT4OID};
+	Datum		values[2] = {CStringGetTextDatum(p->code), Int32GetDatum(p->usage_limit)};
 
-		db_exec(saved_plan(&claim_plan,
-						"INSERT INTO loyalty.promotion_usage AS u (promotion, uses)"
-						" VALUES ($1, 1) ON CONFLICT (promotion)"
-						" DO UPDATE SET uses = u.uses + 1 WHERE u.uses < $2"
-						" RETURNING u.uses", 2, types),
-				values, NULL, false);
-	}
-	else
-	{
-		Oid			types[3] = {TEXTOID, INT8OID, INT4OID};
-		Datum		values[3] = {CStringGetTextDatum(p->code), Int64GetDatum(r->cust->id),
-		Int32GetDatum(p->per_customer_limit)};
-
-		db_exec(saved_plan(&claim_customer_plan,
-						"INSERT INTO loyalty.promotion_customer_usage AS u"
-						" (promotion, customer_id, uses) VALUES ($1, $2, 1)"
-						" ON CONFLICT (promotion, customer_id)"
-						" DO UPDATE SET uses = u.uses + 1 WHERE u.uses < $3"
-						" RETURNING u.uses", 3, types),
-				values, NULL, false);
-	}
+	db_exec(saved_plan(&claim_plan,
+					"INSERT INTO loyalty.promotion_usage AS u (promotion, uses)"
+					" VALUES ($1, 1) ON CONFLICT (promotion)"
+					" DO UPDATE SET uses = u.uses + 1 WHERE u.uses < $2"
+					" RETURNING u.uses", 2, types),
+			values, NULL, false);
 	return SPI_processed == 1;
 }
 
-/* unclaim_one takes back a use counted by claim_one. */
+/* unclaim_global takes back a use counted by claim_global. */
 static void
-unclaim_one(CheckResult *r, const CachedPromotion *p, bool global)
+unclaim_global(const CachedPromotion *p)
 {
-	Oid			types[2] = {TEXTOID, INT8OID};
-	Datum		values[2] = {CStringGetTextDatum(p->code),
-	Int64GetDatum(r->cust->identified ? r->cust->id : 0)};
+	Oid			types[1] = {TEXTOID};
+	Datum		values[1] = {CStringGetTextDatum(p->code)};
 
-	if (global)
-		db_exec(saved_plan(&unclaim_plan,
-						"UPDATE loyalty.promotion_usage SET uses = uses - 1"
-						" WHERE promotion = $1", 1, types),
-				values, NULL, false);
-	else
-		db_exec(saved_plan(&unclaim_customer_plan,
-						"UPDATE loyalty.promotion_customer_usage SET uses = uses - 1"
-						" WHERE promotion = $1 AND customer_id = $2", 2, types),
-				values, NULL, false);
+	db_exec(saved_plan(&unclaim_plan,
+					"UPDATE loyalty.promotion_usage SET uses = uses - 1"
+					" WHERE promotion = $1", 1, types),
+			values, NULL, false);
+}
+
+/*
+ * claim_customer counts, in one statement, a use by the customer of each
+ * of the n promotions (codes, with their per-customer limits).  The
+ * purchase holds the customer's row lock and priced the check with the
+ * counts read under it, so no limit can be passed here; should one be
+ * (a bug, or a writer that does not lock the customer), every count is
+ * taken back and the index of that promotion returned, else -1.
+ */
+static int
+claim_customer(CheckResult *r, Datum *codes, Datum *limits, int *index, int n)
+{
+	Oid			types[3] = {TEXTARRAYOID, INT8OID, INT4ARRAYOID};
+	Datum		values[3];
+	char	   *over;
+	int			i;
+
+	values[0] = PointerGetDatum(construct_array(codes, n, TEXTOID, -1, false, TYPALIGN_INT));
+	values[1] = Int64GetDatum(r->cust->id);
+	values[2] = PointerGetDatum(construct_array(limits, n, INT4OID, 4, true, TYPALIGN_INT));
+	db_exec(saved_plan(&claim_customer_plan,
+					"WITH claimed AS ("
+					"  INSERT INTO loyalty.promotion_customer_usage AS u"
+					"         (promotion, customer_id, uses)"
+					"  SELECT c, $2, 1 FROM pg_catalog.unnest($1) AS c"
+					"  ON CONFLICT (promotion, customer_id) DO UPDATE SET uses = u.uses + 1"
+					"  RETURNING u.promotion, u.uses)"
+					" SELECT c.promotion FROM claimed c"
+					"  JOIN ROWS FROM (pg_catalog.unnest($1), pg_catalog.unnest($3)) AS l(promotion, lim)"
+					"       USING (promotion)"
+					" WHERE c.uses > l.lim LIMIT 1", 3, types),
+			values, NULL, false);
+	if (SPI_processed == 0)
+		return -1;
+	over = SPI_getvalue(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1);
+	db_exec(saved_plan(&unclaim_customer_plan,
+					"UPDATE loyalty.promotion_customer_usage SET uses = uses - 1"
+					" WHERE promotion = ANY ($1) AND customer_id = $2", 2, types),
+			values, NULL, false);
+	for (i = 0; i < n; i++)
+		if (strcmp(TextDatumGetCString(codes[i]), over) == 0)
+			return index[i];
+	elog(ERROR, "promotion \"%s\" was not claimed", over);
+	return -1;					/* keep compiler quiet */
 }
 
 /*
  * check_claim_uses counts the uses of the limited promotions the check
- * applied, in code order (so concurrent purchases lock counters in one
- * order); see check_db.h.
+ * applied: the global counters one by one in cache order (so concurrent
+ * purchases lock them in one order), then the customer's in one
+ * statement; see check_db.h.
  */
 int
 check_claim_uses(CheckResult *r)
 {
-	List	   *claimed = NIL;	/* ints: index * 2 + global */
-	ListCell   *lc;
+	ConfigCache *cfg = r->cfg;
+	const CachedPromotion **applied;
+	Datum	   *codes;
+	Datum	   *limits;
+	int		   *index;
+	int			nclaimed = 0;
+	int			n = 0;
 	int			i;
 	int			failed = -1;
+	ListCell   *ac;
 
-	/* r->applied is in (priority, code) order: walk promotions by code */
-	for (i = 0; i < r->cfg->npromotions && failed < 0; i++)
+	if (!cfg->any_usage_limit || r->applied == NIL)
+		return -1;
+
+	/* the applied promotions by cache index */
+	applied = palloc0(sizeof(CachedPromotion *) * cfg->npromotions);
+	foreach(ac, r->applied)
 	{
-		const CachedPromotion *p = NULL;
-		ListCell   *ac;
+		AppliedPromotion *ap = lfirst(ac);
 
-		/* the i-th applied promotion in cache order is fine: any fixed order */
-		foreach(ac, r->applied)
-		{
-			AppliedPromotion *ap = lfirst(ac);
-
-			if (ap->promo->index == i)
-				p = ap->promo;
-		}
-		if (p == NULL)
-			continue;
-		if (p->usage_limit > 0)
-		{
-			if (!claim_one(r, p, true))
-				failed = i;
-			else
-				claimed = lappend_int(claimed, i * 2 + 1);
-		}
-		if (failed < 0 && p->per_customer_limit > 0 && r->cust->identified)
-		{
-			if (!claim_one(r, p, false))
-				failed = i;
-			else
-				claimed = lappend_int(claimed, i * 2);
-		}
+		applied[ap->promo->index] = ap->promo;
 	}
+
+	for (i = 0; i < cfg->npromotions; i++)
+	{
+		if (applied[i] == NULL || applied[i]->usage_limit <= 0)
+			continue;
+		if (!claim_global(applied[i]))
+		{
+			failed = i;
+			break;
+		}
+		nclaimed++;
+	}
+
+	if (failed < 0 && r->cust->identified)
+	{
+		codes = palloc(sizeof(Datum) * cfg->npromotions);
+		limits = palloc(sizeof(Datum) * cfg->npromotions);
+		index = palloc(sizeof(int) * cfg->npromotions);
+		for (i = 0; i < cfg->npromotions; i++)
+		{
+			if (applied[i] == NULL || applied[i]->per_customer_limit <= 0)
+				continue;
+			codes[n] = CStringGetTextDatum(applied[i]->code);
+			limits[n] = Int32GetDatum(applied[i]->per_customer_limit);
+			index[n++] = i;
+		}
+		if (n > 0)
+			failed = claim_customer(r, codes, limits, index, n);
+	}
+
+	/* a refused claim: take back the global uses counted before it */
 	if (failed >= 0)
-		foreach(lc, claimed)
-			unclaim_one(r, &r->cfg->promotions[lfirst_int(lc) / 2],
-						lfirst_int(lc) % 2 == 1);
+		for (i = 0; i < cfg->npromotions && nclaimed > 0; i++)
+			if (applied[i] != NULL && applied[i]->usage_limit > 0)
+			{
+				unclaim_global(applied[i]);
+				nclaimed--;
+			}
 	return failed;
 }
 

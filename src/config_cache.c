@@ -338,6 +338,9 @@ load_settings(ConfigCache *c)
 	c->point_value = 100;
 	c->accrual_percent = 0;
 	c->currency = "RUB";
+	c->tier_previous_month = false;
+	memset(&c->tier_window, 0, sizeof(Interval));
+	c->tier_window.day = 365;
 	for (r = 0; r < SPI_processed; r++)
 	{
 		char	   *key = col_text(r, 1);
@@ -359,6 +362,12 @@ load_settings(ConfigCache *c)
 																			Int32GetDatum(-1)), 2);
 		else if (strcmp(key, "currency") == 0)
 			c->currency = value;
+		else if (strcmp(key, "tier_window") == 0 && strcmp(value, "previous_month") == 0)
+			c->tier_previous_month = true;
+		else if (strcmp(key, "tier_window") == 0)
+			c->tier_window = *DatumGetIntervalP(DirectFunctionCall3(interval_in, CStringGetDatum(value),
+																	ObjectIdGetDatum(InvalidOid),
+																	Int32GetDatum(-1)));
 	}
 	c->program_tz = pg_tzset(c->program_tz_name);
 	if (c->program_tz == NULL)

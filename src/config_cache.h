@@ -137,6 +137,9 @@ typedef struct ConfigCache
 	int64		point_value;	/* minor units */
 	int32		accrual_percent;	/* hundredths of a percent */
 	char	   *currency;
+	/* tier_window: the previous calendar month, or a rolling interval */
+	bool		tier_previous_month;
+	Interval	tier_window;
 	/* stores, by code */
 	HTAB	   *stores;
 	/* products, by SKU */

@@ -39,7 +39,6 @@ static SPIPlanPtr read_locked_plan = NULL;
 static SPIPlanPtr use_plan = NULL;
 static SPIPlanPtr use_log_plan = NULL;
 static SPIPlanPtr issue_plan = NULL;
-static SPIPlanPtr issue_event_plan = NULL;
 static SPIPlanPtr refund_plan = NULL;
 static SPIPlanPtr subscribe_plan = NULL;
 
@@ -363,8 +362,10 @@ issue_one(CheckResult *r, const IssuedItem *it, const char *operation_id)
 	{
 		coupon_code_generate(code);
 		values[0] = CStringGetTextDatum(code);
+		/* the coupon and, for a known customer, its coupon_issued event */
 		SPI_execute_plan(saved_plan(&issue_plan,
-									"INSERT INTO loyalty.coupon (code, promotion, customer_id, kind,"
+									"WITH c AS ("
+									" INSERT INTO loyalty.coupon (code, promotion, customer_id, kind,"
 									" percent, value, balance, min_total, valid_from, valid_until,"
 									" max_uses, issued_by)"
 									" VALUES ($1, $2, $3, $4, round($5::numeric / 100, 2),"
@@ -372,26 +373,19 @@ issue_one(CheckResult *r, const IssuedItem *it, const char *operation_id)
 									"  CASE WHEN $4 = 'certificate' THEN round($6::numeric / 100, 2) END,"
 									"  round($7::numeric / 100, 2), $10, $8,"
 									"  CASE WHEN $4 = 'certificate' THEN 1000000 ELSE 1 END, $9)"
-									" ON CONFLICT (code) DO NOTHING",
+									" ON CONFLICT (code) DO NOTHING"
+									" RETURNING code, kind, percent, value, valid_until),"
+									" e AS ("
+									" INSERT INTO loyalty.event (customer_id, kind, payload)"
+									" SELECT $3, 'coupon_issued', pg_catalog.jsonb_build_object("
+									"   'code', c.code, 'kind', c.kind, 'promotion', $2,"
+									"   'percent', c.percent, 'value', c.value, 'valid_until', c.valid_until)"
+									"  FROM c WHERE $3 IS NOT NULL)"
+									" SELECT code FROM c",
 									10, types),
 						 values, nulls, false, 0);
 	} while (SPI_processed == 0);
 
-	if (r->cust->identified)
-	{
-		Oid			etypes[3] = {INT8OID, TEXTOID, TEXTOID};
-		Datum		evalues[3] = {Int64GetDatum(r->cust->id), values[0],
-		CStringGetTextDatum(it->promo->code)};
-
-		SPI_execute_plan(saved_plan(&issue_event_plan,
-									"INSERT INTO loyalty.event (customer_id, kind, payload)"
-									" SELECT $1, 'coupon_issued', pg_catalog.jsonb_build_object("
-									"   'code', c.code, 'kind', c.kind, 'promotion', $3,"
-									"   'percent', c.percent, 'value', c.value, 'valid_until', c.valid_until)"
-									" FROM loyalty.coupon c WHERE c.code = $2",
-									3, etypes),
-						 evalues, NULL, false, 0);
-	}
 	return pstrdup(code);
 }
 
