@@ -27,10 +27,34 @@ ALTER TABLE loyalty.event DROP CONSTRAINT event_customer_id_fkey;
 ALTER TABLE loyalty.purchase_line DROP CONSTRAINT purchase_line_operation_id_fkey;
 ALTER TABLE loyalty.purchase_line_points
     DROP CONSTRAINT purchase_line_points_operation_id_line_index_fkey;
--- per-customer usage counters: written under the customer's row lock
--- (the key to the promotion stays: renaming or deleting one cascades)
+-- per-customer usage counters: written under the customer's row lock, for
+-- promotions of the configuration cache; a first use of a promotion by a
+-- customer inserts a row, so a purchase inserted about one per limited
+-- promotion and checked both keys of each.  A rename or deletion of a
+-- promotion still carries over to its counters, by the trigger below.
 ALTER TABLE loyalty.promotion_customer_usage
-    DROP CONSTRAINT promotion_customer_usage_customer_id_fkey;
+    DROP CONSTRAINT promotion_customer_usage_customer_id_fkey,
+    DROP CONSTRAINT promotion_customer_usage_promotion_fkey;
+
+CREATE FUNCTION loyalty.promotion_usage_follow() RETURNS trigger
+    LANGUAGE plpgsql
+    SECURITY DEFINER
+    SET search_path = pg_catalog, pg_temp
+    AS $$
+BEGIN
+    IF TG_OP = 'DELETE' THEN
+        DELETE FROM loyalty.promotion_customer_usage u WHERE u.promotion = OLD.code;
+    ELSIF NEW.code IS DISTINCT FROM OLD.code THEN
+        UPDATE loyalty.promotion_customer_usage u SET promotion = NEW.code WHERE u.promotion = OLD.code;
+    END IF;
+    RETURN NULL;
+END
+$$;
+COMMENT ON FUNCTION loyalty.promotion_usage_follow() IS
+    'Carries a promotion''s rename or deletion over to its per-customer usage counters';
+CREATE TRIGGER promotion_usage_follow AFTER UPDATE OF code OR DELETE ON loyalty.promotion
+    FOR EACH ROW EXECUTE FUNCTION loyalty.promotion_usage_follow();
+REVOKE ALL ON FUNCTION loyalty.promotion_usage_follow() FROM PUBLIC;
 
 -- verify_ledger also reports entries whose lot or operation is missing
 CREATE OR REPLACE FUNCTION loyalty.verify_ledger()

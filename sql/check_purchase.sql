@@ -97,3 +97,13 @@ SELECT n, loyalty.purchase(jsonb_build_object('operation_id', 'ONCE-' || n, 'cus
            'lines', '[{"sku": "B", "qty": 1}]'::jsonb)) -> 'promotions' AS promotions
   FROM generate_series(1, 2) AS n;
 SELECT * FROM loyalty.promotion_customer_usage;
+-- the counters follow a promotion's rename, and go with its deletion
+UPDATE loyalty.promotion SET code = 'ONCE-RENAMED' WHERE code = 'ONCE';
+SELECT * FROM loyalty.promotion_customer_usage;
+SELECT loyalty.purchase(jsonb_build_object('operation_id', 'ONCE-3', 'customer', 2,
+           'lines', '[{"sku": "B", "qty": 1}]'::jsonb)) -> 'promotions' AS still_used_up;
+UPDATE loyalty.promotion SET code = 'ONCE' WHERE code = 'ONCE-RENAMED';
+BEGIN;
+DELETE FROM loyalty.promotion WHERE code = 'ONCE';
+SELECT count(*) AS counters_left FROM loyalty.promotion_customer_usage WHERE promotion = 'ONCE';
+ROLLBACK;

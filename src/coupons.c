@@ -323,70 +323,162 @@ coupons_apply_certificates(CheckResult *r)
 	}
 }
 
-/*
- * issue_one inserts one coupon or certificate issued by a purchase and
- * returns its code.
- */
-static char *
-issue_one(CheckResult *r, const IssuedItem *it, const char *operation_id)
+/* One coupon or certificate a purchase issues. */
+typedef struct IssueRow
 {
-	Oid			types[10] = {TEXTOID, TEXTOID, INT8OID, TEXTOID, INT4OID, INT8OID,
-	INT8OID, TIMESTAMPTZOID, TEXTOID, TIMESTAMPTZOID};
+	IssuedItem *item;
+	char		code[COUPON_CODE_LEN + 1];
+	bool		written;
+} IssueRow;
+
+/*
+ * issue_all writes every coupon and certificate the purchase issues, with
+ * a coupon_issued event each for a known customer, in one statement (the
+ * coupon table's constraints are prepared once per statement, not once per
+ * code), and fills in each item's codes in order.  Codes carry 55 random
+ * bits: a collision is vanishingly rare, and only the colliding rows are
+ * written again with new codes.
+ */
+static void
+issue_all(CheckResult *r, const char *operation_id)
+{
+	Oid			types[10] = {INT8OID, TIMESTAMPTZOID, TEXTOID, TEXTARRAYOID, TEXTARRAYOID,
+		TEXTARRAYOID, INT4ARRAYOID, INT8ARRAYOID, INT8ARRAYOID, TIMESTAMPTZARRAYOID};
 	Datum		values[10];
 	char		nulls[10] = {' ', ' ', ' ', ' ', ' ', ' ', ' ', ' ', ' ', ' '};
-	char		code[COUPON_CODE_LEN + 1];
-	bool		certificate = it->kind == ISSUED_CERTIFICATE;
+	IssueRow   *rows;
+	int			nrows = 0;
+	int			pending;
+	ListCell   *lc;
 
-	values[1] = CStringGetTextDatum(it->promo->code);
-	values[2] = Int64GetDatum(r->cust->id);
-	if (!r->cust->identified)
-		nulls[2] = 'n';
-	values[3] = CStringGetTextDatum(certificate ? "certificate"
-									: r->cust->identified ? "personal" : "promo");
-	values[4] = Int32GetDatum(it->value.kind == DISCOUNT_PERCENT ? it->value.percent : 0);
-	if (it->value.kind != DISCOUNT_PERCENT)
-		nulls[4] = 'n';
-	values[5] = Int64GetDatum(it->value.amount);
-	if (it->value.kind == DISCOUNT_PERCENT)
-		nulls[5] = 'n';
-	values[6] = Int64GetDatum(it->min_total_to_use);
-	values[7] = TimestampTzGetDatum(it->valid_until);
-	if (!it->has_valid_until)
-		nulls[7] = 'n';
-	values[8] = CStringGetTextDatum(operation_id);
-	/* valid from the purchase's moment (a check sent late is still on time) */
-	values[9] = TimestampTzGetDatum(r->at);
-
-	/* 55 random bits: a collision is vanishingly rare, and simply retried */
-	do
+	foreach(lc, r->issued)
 	{
-		coupon_code_generate(code);
-		values[0] = CStringGetTextDatum(code);
-		/* the coupon and, for a known customer, its coupon_issued event */
-		SPI_execute_plan(saved_plan(&issue_plan,
-									"WITH c AS ("
-									" INSERT INTO loyalty.coupon (code, promotion, customer_id, kind,"
-									" percent, value, balance, min_total, valid_from, valid_until,"
-									" max_uses, issued_by)"
-									" VALUES ($1, $2, $3, $4, round($5::numeric / 100, 2),"
-									"  round($6::numeric / 100, 2),"
-									"  CASE WHEN $4 = 'certificate' THEN round($6::numeric / 100, 2) END,"
-									"  round($7::numeric / 100, 2), $10, $8,"
-									"  CASE WHEN $4 = 'certificate' THEN 1000000 ELSE 1 END, $9)"
-									" ON CONFLICT (code) DO NOTHING"
-									" RETURNING code, kind, percent, value, valid_until),"
-									" e AS ("
-									" INSERT INTO loyalty.event (customer_id, kind, payload)"
-									" SELECT $3, 'coupon_issued', pg_catalog.jsonb_build_object("
-									"   'code', c.code, 'kind', c.kind, 'promotion', $2,"
-									"   'percent', c.percent, 'value', c.value, 'valid_until', c.valid_until)"
-									"  FROM c WHERE $3 IS NOT NULL)"
-									" SELECT code FROM c",
-									10, types),
-						 values, nulls, false, 0);
-	} while (SPI_processed == 0);
+		IssuedItem *it = lfirst(lc);
 
-	return pstrdup(code);
+		nrows += it->kind == ISSUED_CERTIFICATE ? it->count : 1;
+	}
+	if (nrows == 0)
+		return;
+	rows = palloc0(sizeof(IssueRow) * nrows);
+	nrows = 0;
+	foreach(lc, r->issued)
+	{
+		IssuedItem *it = lfirst(lc);
+		int			count = it->kind == ISSUED_CERTIFICATE ? it->count : 1;
+
+		for (int k = 0; k < count; k++)
+			rows[nrows++].item = it;
+	}
+
+	values[0] = Int64GetDatum(r->cust->id);
+	if (!r->cust->identified)
+		nulls[0] = 'n';
+	/* valid from the purchase's moment (a check sent late is still on time) */
+	values[1] = TimestampTzGetDatum(r->at);
+	values[2] = CStringGetTextDatum(operation_id);
+
+	for (pending = nrows; pending > 0;)
+	{
+		Datum	   *code = palloc(sizeof(Datum) * pending);
+		Datum	   *promo = palloc(sizeof(Datum) * pending);
+		Datum	   *kind = palloc(sizeof(Datum) * pending);
+		Datum	   *percent = palloc(sizeof(Datum) * pending);
+		Datum	   *value = palloc(sizeof(Datum) * pending);
+		Datum	   *min_total = palloc(sizeof(Datum) * pending);
+		Datum	   *until = palloc(sizeof(Datum) * pending);
+		bool	   *percent_null = palloc(sizeof(bool) * pending);
+		bool	   *value_null = palloc(sizeof(bool) * pending);
+		bool	   *until_null = palloc(sizeof(bool) * pending);
+		int			dims[1];
+		int			lbs[1] = {1};
+		int			n = 0;
+
+		for (int i = 0; i < nrows; i++)
+		{
+			const IssuedItem *it = rows[i].item;
+			bool		certificate = it->kind == ISSUED_CERTIFICATE;
+			bool		is_percent = it->value.kind == DISCOUNT_PERCENT;
+
+			if (rows[i].written)
+				continue;
+			coupon_code_generate(rows[i].code);
+			code[n] = CStringGetTextDatum(rows[i].code);
+			promo[n] = CStringGetTextDatum(it->promo->code);
+			kind[n] = CStringGetTextDatum(certificate ? "certificate"
+										  : r->cust->identified ? "personal" : "promo");
+			percent[n] = Int32GetDatum(is_percent ? it->value.percent : 0);
+			percent_null[n] = !is_percent;
+			value[n] = Int64GetDatum(it->value.amount);
+			value_null[n] = is_percent;
+			min_total[n] = Int64GetDatum(it->min_total_to_use);
+			until[n] = TimestampTzGetDatum(it->valid_until);
+			until_null[n] = !it->has_valid_until;
+			n++;
+		}
+		dims[0] = n;
+		values[3] = PointerGetDatum(construct_array(code, n, TEXTOID, -1, false, TYPALIGN_INT));
+		values[4] = PointerGetDatum(construct_array(promo, n, TEXTOID, -1, false, TYPALIGN_INT));
+		values[5] = PointerGetDatum(construct_array(kind, n, TEXTOID, -1, false, TYPALIGN_INT));
+		values[6] = PointerGetDatum(construct_md_array(percent, percent_null, 1, dims, lbs,
+													   INT4OID, 4, true, TYPALIGN_INT));
+		values[7] = PointerGetDatum(construct_md_array(value, value_null, 1, dims, lbs,
+													   INT8OID, 8, FLOAT8PASSBYVAL, TYPALIGN_DOUBLE));
+		values[8] = PointerGetDatum(construct_array(min_total, n, INT8OID, 8, FLOAT8PASSBYVAL,
+													TYPALIGN_DOUBLE));
+		values[9] = PointerGetDatum(construct_md_array(until, until_null, 1, dims, lbs,
+													   TIMESTAMPTZOID, 8, FLOAT8PASSBYVAL,
+													   TYPALIGN_DOUBLE));
+
+		if (SPI_execute_plan(saved_plan(&issue_plan,
+										"WITH c AS ("
+										" INSERT INTO loyalty.coupon (code, promotion, customer_id, kind,"
+										" percent, value, balance, min_total, valid_from, valid_until,"
+										" max_uses, issued_by)"
+										" SELECT x.code, x.promotion, $1, x.kind, round(x.percent::numeric / 100, 2),"
+										"  round(x.value::numeric / 100, 2),"
+										"  CASE WHEN x.kind = 'certificate' THEN round(x.value::numeric / 100, 2) END,"
+										"  round(x.min_total::numeric / 100, 2), $2, x.valid_until,"
+										"  CASE WHEN x.kind = 'certificate' THEN 1000000 ELSE 1 END, $3"
+										" FROM ROWS FROM (pg_catalog.unnest($4), pg_catalog.unnest($5),"
+										"   pg_catalog.unnest($6), pg_catalog.unnest($7), pg_catalog.unnest($8),"
+										"   pg_catalog.unnest($9), pg_catalog.unnest($10)) WITH ORDINALITY"
+										"   AS x(code, promotion, kind, percent, value, min_total, valid_until, n)"
+										" ORDER BY x.n"
+										" ON CONFLICT (code) DO NOTHING"
+										" RETURNING code, kind, percent, value, valid_until, promotion),"
+										" e AS ("
+										" INSERT INTO loyalty.event (customer_id, kind, payload)"
+										" SELECT $1, 'coupon_issued', pg_catalog.jsonb_build_object("
+										"   'code', c.code, 'kind', c.kind, 'promotion', c.promotion,"
+										"   'percent', c.percent, 'value', c.value, 'valid_until', c.valid_until)"
+										"  FROM c WHERE $1 IS NOT NULL"
+										"  ORDER BY pg_catalog.array_position($4, c.code))"
+										" SELECT code FROM c",
+										10, types),
+							 values, nulls, false, 0) != SPI_OK_SELECT)
+			elog(ERROR, "issuing coupons failed");
+
+		/* the codes written; the others collided and get new codes */
+		for (uint64 k = 0; k < SPI_processed; k++)
+		{
+			char	   *written = SPI_getvalue(SPI_tuptable->vals[k], SPI_tuptable->tupdesc, 1);
+
+			for (int i = 0; i < nrows; i++)
+				if (!rows[i].written && strcmp(rows[i].code, written) == 0)
+				{
+					rows[i].written = true;
+					pending--;
+					break;
+				}
+		}
+	}
+
+	for (int i = 0; i < nrows; i++)
+	{
+		IssuedItem *it = rows[i].item;
+
+		it->codes = lappend(it->codes, pstrdup(rows[i].code));
+	}
 }
 
 /*
@@ -441,8 +533,6 @@ subscriptions_commit(CheckResult *r, const char *operation_id)
 void
 coupons_commit(CheckResult *r, const char *operation_id)
 {
-	ListCell   *lc;
-
 	for (int i = 0; i < r->ncoupons; i++)
 	{
 		CouponStatus *c = &r->coupons[i];
@@ -485,14 +575,7 @@ coupons_commit(CheckResult *r, const char *operation_id)
 						 lvalues, lnulls, false, 0);
 	}
 
-	foreach(lc, r->issued)
-	{
-		IssuedItem *it = lfirst(lc);
-		int			count = it->kind == ISSUED_CERTIFICATE ? it->count : 1;
-
-		for (int k = 0; k < count; k++)
-			it->codes = lappend(it->codes, issue_one(r, it, operation_id));
-	}
+	issue_all(r, operation_id);
 	subscriptions_commit(r, operation_id);
 }
 
