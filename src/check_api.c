@@ -83,18 +83,12 @@ points_text(ConfigCache *cfg, int64 points)
 	return scaled_to_cstring(points, 2);
 }
 
-/* AccrualLot: the points of one account that expire at the same moment. */
-typedef struct AccrualLot
-{
-	TimestampTz expires;
-	int64		points;
-} AccrualLot;
-
 /*
  * accrue_points credits what the check earned: per account, one lot for all
  * the points that expire together (the percent accrual and the grants that
- * follow the account's lifetime share one), so a purchase writes one ledger
- * statement per account, not one per promotion.
+ * follow the account's lifetime share one).  The lots of accounts without
+ * debt (the usual case) are written by one statement; an account in debt
+ * goes through ledger_accrue, which pays the debt first.
  */
 static void
 accrue_points(CheckResult *r, const char *operation_id)
@@ -102,7 +96,8 @@ accrue_points(CheckResult *r, const char *operation_id)
 	ConfigCache *cfg = r->cfg;
 	ListCell   *lc;
 	int			a;
-	AccrualLot *lots = palloc(sizeof(AccrualLot) * (list_length(r->grants) + 1));
+	int			nlots = 0;
+	AccrualLot *lots = palloc(sizeof(AccrualLot) * cfg->naccounts * (list_length(r->grants) + 1));
 
 	for (a = 0; a < cfg->naccounts; a++)
 	{
@@ -110,11 +105,15 @@ accrue_points(CheckResult *r, const char *operation_id)
 		TimestampTz available = engine_add_interval(r->at, &acc->activation_delay, r->tz);
 		TimestampTz expires = acc->has_lifetime ?
 			engine_add_interval(r->at, &acc->lifetime, r->tz) : DT_NOEND;
-		int			nlots = 1;
+		bool		in_debt = !r->has_balances || r->balances[a].in_debt;
+		AccrualLot *mine = &lots[nlots];
+		int			n = 1;
 		int			i;
 
-		lots[0].expires = expires;
-		lots[0].points = r->rate_points[a];
+		mine[0].account = acc->code;
+		mine[0].points = r->rate_points[a];
+		mine[0].available_at = available;
+		mine[0].expires_at = expires;
 		foreach(lc, r->grants)
 		{
 			PointsGrant *g = lfirst(lc);
@@ -122,21 +121,31 @@ accrue_points(CheckResult *r, const char *operation_id)
 
 			if (g->account != a)
 				continue;
-			for (i = 0; i < nlots && lots[i].expires != e; i++)
+			for (i = 0; i < n && mine[i].expires_at != e; i++)
 				;
-			if (i == nlots)
+			if (i == n)
 			{
-				lots[nlots].expires = e;
-				lots[nlots].points = 0;
-				nlots++;
+				mine[n].account = acc->code;
+				mine[n].points = 0;
+				mine[n].available_at = available;
+				mine[n].expires_at = e;
+				n++;
 			}
-			lots[i].points += g->points;
+			mine[i].points += g->points;
 		}
-		for (i = 0; i < nlots; i++)
-			if (lots[i].points > 0)
-				ledger_accrue(r->cust->id, acc->code, lots[i].points, operation_id,
-							  r->at, available, lots[i].expires);
+		/* keep the lots with points; an account in debt pays it first */
+		for (i = 0; i < n; i++)
+		{
+			if (mine[i].points <= 0)
+				continue;
+			if (in_debt)
+				ledger_accrue(r->cust->id, acc->code, mine[i].points, operation_id,
+							  r->at, available, mine[i].expires_at);
+			else
+				lots[nlots++] = mine[i];
+		}
 	}
+	ledger_accrue_lots(r->cust->id, lots, nlots, operation_id, r->at);
 	pfree(lots);
 }
 
@@ -149,8 +158,8 @@ accrue_points(CheckResult *r, const char *operation_id)
  * range scan: nothing at all when the customer already holds the top tier
  * or the window is the previous calendar month (which this purchase is not
  * in); otherwise the spend over the rolling window, compared with the
- * cached thresholds.  Only an actual upgrade runs recalculate_tiers for the
- * customer, which writes the tier and its tier_changed event.
+ * cached thresholds.  Only an actual upgrade writes: the customer's tier
+ * and a tier_changed event (the payload recalculate_tiers writes).
  */
 static void
 refresh_tier(CheckResult *r)
@@ -160,6 +169,9 @@ refresh_tier(CheckResult *r)
 	ConfigCache *cfg = r->cfg;
 	Oid			types[3] = {INT8OID, TIMESTAMPTZOID, TIMESTAMPTZOID};
 	Datum		values[3];
+	Oid			mtypes[4];
+	Datum		mvalues[4];
+	char		mnulls[4] = {' ', ' ', ' ', ' '};
 	bool		isnull;
 	int64		spend;
 	int			t;
@@ -192,14 +204,30 @@ refresh_tier(CheckResult *r)
 	if (r->cust->tier != NULL && cfg->tiers[t].rank <= r->cust->tier->rank)
 		return;
 
-	types[0] = TIMESTAMPTZOID;
-	types[1] = INT8OID;
-	values[0] = TimestampTzGetDatum(r->at);
-	values[1] = Int64GetDatum(r->cust->id);
-	if (SPI_execute_plan(saved_plan(&move_plan, "SELECT loyalty.recalculate_tiers($1, $2)",
-									2, types),
-						 values, NULL, false, 1) != SPI_OK_SELECT)
-		elog(ERROR, "recalculating the tier failed");
+	/* up: the tier, and its tier_changed event as recalculate_tiers writes it */
+	mtypes[0] = INT8OID;
+	mtypes[1] = TEXTOID;
+	mtypes[2] = TEXTOID;
+	mtypes[3] = TIMESTAMPTZOID;
+	mvalues[0] = Int64GetDatum(r->cust->id);
+	mvalues[1] = CStringGetTextDatum(cfg->tiers[t].code);
+	mvalues[2] = r->cust->tier ? CStringGetTextDatum(r->cust->tier->code) : (Datum) 0;
+	mvalues[3] = TimestampTzGetDatum(r->at);
+	mnulls[2] = r->cust->tier ? ' ' : 'n';
+	if (SPI_execute_plan(saved_plan(&move_plan,
+									"WITH moved AS ("
+									" UPDATE loyalty.customer c SET tier = $2"
+									"  WHERE c.id = $1 AND c.tier IS DISTINCT FROM $2 RETURNING c.id)"
+									" INSERT INTO loyalty.event (customer_id, kind, payload)"
+									" SELECT m.id, 'tier_changed', pg_catalog.jsonb_build_object("
+									"   'tier', nt.code, 'tier_name', nt.name,"
+									"   'old_tier', ot.code, 'old_tier_name', ot.name,"
+									"   'direction', 'up', 'as_of', $4)"
+									"  FROM moved m JOIN loyalty.tier nt ON nt.code = $2"
+									"  LEFT JOIN loyalty.tier ot ON ot.code = $3",
+									4, mtypes),
+						 mvalues, mnulls, false, 0) != SPI_OK_INSERT)
+		elog(ERROR, "moving the customer up a tier failed");
 }
 
 /*

@@ -168,7 +168,10 @@ ledger_balances(int64 customer_id, TimestampTz at, int naccounts,
 	int			i;
 
 	for (i = 0; i < naccounts; i++)
+	{
 		balances[i].available = balances[i].pending = 0;
+		balances[i].in_debt = false;
+	}
 	if (naccounts == 0)
 		return;
 
@@ -176,7 +179,8 @@ ledger_balances(int64 customer_id, TimestampTz at, int naccounts,
 					   "SELECT l.account,"
 					   " " PTS_OUT("coalesce(sum(l.remaining) FILTER (WHERE l.available_at <= $2"
 								   " AND (l.expires_at IS NULL OR l.expires_at > $2)), 0)") ","
-					   " " PTS_OUT("coalesce(sum(l.remaining) FILTER (WHERE l.available_at > $2), 0)")
+					   " " PTS_OUT("coalesce(sum(l.remaining) FILTER (WHERE l.available_at > $2), 0)") ","
+					   " bool_or(l.remaining < 0)"
 					   " FROM loyalty.lot l"
 					   " WHERE l.customer_id = $1 AND l.remaining <> 0"
 					   " GROUP BY l.account",
@@ -200,6 +204,8 @@ ledger_balances(int64 customer_id, TimestampTz at, int naccounts,
 					DatumGetInt64(SPI_getbinval(tuple, desc, 2, &isnull));
 				balances[i].pending =
 					DatumGetInt64(SPI_getbinval(tuple, desc, 3, &isnull));
+				balances[i].in_debt =
+					DatumGetBool(SPI_getbinval(tuple, desc, 4, &isnull));
 				break;
 			}
 		}
@@ -346,6 +352,71 @@ ledger_accrue_kind(int64 customer_id, const char *account, int64 points,
 		nulls[6] = 'n';
 	values[7] = CStringGetTextDatum(kind);
 	ledger_exec(plan, values, nulls);
+}
+
+/* ledger_accrue_lots: see ledger.h. */
+void
+ledger_accrue_lots(int64 customer_id, const AccrualLot *lots, int n,
+				   const char *operation_id, TimestampTz at)
+{
+	static SPIPlanPtr plan = NULL;
+	Oid			types[7] = {INT8OID, TIMESTAMPTZOID, TEXTOID, TEXTARRAYOID, INT8ARRAYOID,
+	TIMESTAMPTZARRAYOID, TIMESTAMPTZARRAYOID};
+	Datum		values[7];
+	Datum	   *account = palloc(sizeof(Datum) * n);
+	Datum	   *points = palloc(sizeof(Datum) * n);
+	Datum	   *available = palloc(sizeof(Datum) * n);
+	Datum	   *expires = palloc(sizeof(Datum) * n);
+	bool	   *expires_null = palloc(sizeof(bool) * n);
+	int			dims[1] = {n};
+	int			lbs[1] = {1};
+	int			i;
+
+	if (n <= 0)
+		return;
+	for (i = 0; i < n; i++)
+	{
+		Assert(lots[i].points > 0);
+		account[i] = CStringGetTextDatum(lots[i].account);
+		points[i] = Int64GetDatum(lots[i].points);
+		available[i] = TimestampTzGetDatum(lots[i].available_at);
+		expires[i] = TimestampTzGetDatum(lots[i].expires_at);
+		expires_null[i] = TIMESTAMP_IS_NOEND(lots[i].expires_at);
+	}
+	values[0] = Int64GetDatum(customer_id);
+	values[1] = TimestampTzGetDatum(at);
+	values[2] = CStringGetTextDatum(operation_id);
+	values[3] = PointerGetDatum(construct_array(account, n, TEXTOID, -1, false, TYPALIGN_INT));
+	values[4] = PointerGetDatum(construct_array(points, n, INT8OID, 8, FLOAT8PASSBYVAL,
+												TYPALIGN_DOUBLE));
+	values[5] = PointerGetDatum(construct_array(available, n, TIMESTAMPTZOID, 8,
+												FLOAT8PASSBYVAL, TYPALIGN_DOUBLE));
+	values[6] = PointerGetDatum(construct_md_array(expires, expires_null, 1, dims, lbs,
+												   TIMESTAMPTZOID, 8, FLOAT8PASSBYVAL,
+												   TYPALIGN_DOUBLE));
+	ledger_exec(saved_plan(&plan,
+						   "WITH new_lot AS ("
+						   "  INSERT INTO loyalty.lot (customer_id, account, amount, remaining,"
+						   "         earned_at, available_at, expires_at, operation_id, announced_at)"
+						   "  SELECT $1, x.account, " PTS_IN("x.points") ", " PTS_IN("x.points") ","
+						   "         $2, x.available_at, x.expires_at, $3,"
+						   "         CASE WHEN x.available_at <= $2 THEN $2 END"
+						   "    FROM ROWS FROM (pg_catalog.unnest($4), pg_catalog.unnest($5),"
+						   "         pg_catalog.unnest($6), pg_catalog.unnest($7)) WITH ORDINALITY"
+						   "         AS x(account, points, available_at, expires_at, n)"
+						   "   ORDER BY x.n"
+						   "  RETURNING id, account, amount, available_at, expires_at"
+						   "), earn_entry AS ("
+						   "  INSERT INTO loyalty.ledger_entry"
+						   "         (customer_id, account, lot_id, operation_id, kind, points, at)"
+						   "  SELECT $1, n.account, n.id, $3, 'earn', n.amount, $2 FROM new_lot n ORDER BY n.id"
+						   ") INSERT INTO loyalty.event (customer_id, kind, payload)"
+						   "  SELECT $1, 'points_earned', pg_catalog.jsonb_build_object("
+						   "    'account', n.account, 'points', n.amount, 'operation_id', $3,"
+						   "    'available_at', n.available_at, 'expires_at', n.expires_at)"
+						   "    FROM new_lot n ORDER BY n.id",
+						   7, types),
+				values, NULL);
 }
 
 /*

@@ -24,7 +24,17 @@ typedef struct LedgerBalance
 {
 	int64		available;		/* available and unexpired, minus debt */
 	int64		pending;		/* earned, not yet available */
+	bool		in_debt;		/* holds a debt lot (negative remaining) */
 } LedgerBalance;
+
+/* One lot an accrual creates (ledger_accrue_lots). */
+typedef struct AccrualLot
+{
+	const char *account;
+	int64		points;			/* hundredths, > 0 */
+	TimestampTz available_at;
+	TimestampTz expires_at;		/* DT_NOEND: never */
+} AccrualLot;
 
 /*
  * ledger_lock_customer takes the customer's row lock (FOR NO KEY UPDATE),
@@ -41,6 +51,15 @@ extern void ledger_lock_customer(int64 customer_id);
 extern void ledger_balances(int64 customer_id, TimestampTz at, int naccounts,
 							const char *const *accounts,
 							LedgerBalance *balances);
+
+/*
+ * ledger_accrue_lots credits, for operation_id, the n lots of accounts that
+ * hold no debt (the caller read that under the customer's lock; an account
+ * in debt goes through ledger_accrue, which pays the debt first): the lots,
+ * their "earn" entries and a points_earned event each, in one statement.
+ */
+extern void ledger_accrue_lots(int64 customer_id, const AccrualLot *lots, int n,
+							   const char *operation_id, TimestampTz at);
 
 /*
  * ledger_spend takes points from the account's lots available at "at":
