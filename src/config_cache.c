@@ -727,6 +727,8 @@ config_cache_build(void)
 	old = MemoryContextSwitchTo(cxt);
 	c = palloc0(sizeof(ConfigCache));
 	c->cxt = cxt;
+	c->memo_cxt = AllocSetContextCreate(cxt, "loyalty product memo",
+										0, 8 * 1024, 64 * 1024);
 	load_settings(c);
 	load_stores(c);
 	load_products(c);
@@ -834,7 +836,7 @@ config_product_matches(ConfigCache *cfg, CachedProduct *p, int sel_index)
 	{
 		Size		n = (cfg->nselectors + 7) / 8;
 
-		p->sel_known = MemoryContextAllocZero(cfg->cxt, n * 2);
+		p->sel_known = MemoryContextAllocZero(cfg->memo_cxt, n * 2);
 		p->sel_match = p->sel_known + n;
 	}
 	if (!(p->sel_known[byte] & bit))
@@ -881,7 +883,7 @@ config_product_promotions(ConfigCache *cfg, CachedProduct *p, int *n)
 				tmp[count++] = i;
 		}
 		/* kept for the cache's life: exactly as long as needed */
-		p->promos = MemoryContextAlloc(cfg->cxt, sizeof(int) * Max(count, 1));
+		p->promos = MemoryContextAlloc(cfg->memo_cxt, sizeof(int) * Max(count, 1));
 		memcpy(p->promos, tmp, sizeof(int) * count);
 		pfree(tmp);
 		p->npromos = count;

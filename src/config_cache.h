@@ -130,6 +130,12 @@ typedef struct CachedSubscriptionPlan
 typedef struct ConfigCache
 {
 	MemoryContext cxt;
+	/*
+	 * per-product memo (selector matches, candidate promotions), filled
+	 * lazily as products are priced: bounded by the catalog, in small
+	 * blocks so that filling its tail does not reserve megabytes
+	 */
+	MemoryContext memo_cxt;
 	/* settings */
 	pg_tz	   *program_tz;
 	char	   *program_tz_name;
