@@ -56,6 +56,13 @@ CREATE TRIGGER promotion_usage_follow AFTER UPDATE OF code OR DELETE ON loyalty.
     FOR EACH ROW EXECUTE FUNCTION loyalty.promotion_usage_follow();
 REVOKE ALL ON FUNCTION loyalty.promotion_usage_follow() FROM PUBLIC;
 
+-- indexes no query of the extension uses, paid for by every lot and entry
+-- written (and by every lot an expiry or a spend empties: those updates
+-- cannot be HOT).  A lot's operation is reached through its entries
+-- (ledger_entry_operation_idx), and verify_ledger reads every entry.
+DROP INDEX loyalty.lot_operation_idx;
+DROP INDEX loyalty.ledger_entry_lot_idx;
+
 -- verify_ledger also reports entries whose lot or operation is missing
 CREATE OR REPLACE FUNCTION loyalty.verify_ledger()
     RETURNS TABLE (customer_id bigint, account text, lot_id bigint, problem text)
