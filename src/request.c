@@ -21,6 +21,7 @@
 #include "utils/numeric.h"
 
 #include "money.h"
+#include "json_path.h"
 #include "request.h"
 
 #define REQUIRED	true
@@ -74,34 +75,6 @@ request_error(const char *path, const char *fmt,...)
 			 errdetail("Field \"%s\" %s", path, sentence.data)));
 }
 
-/* push_key appends ".key" (or "key" at the root) and returns the old length. */
-static int
-push_key(Path *p, const char *key)
-{
-	int			saved = p->buf.len;
-
-	appendStringInfo(&p->buf, saved == 0 ? "%s" : ".%s", key);
-	return saved;
-}
-
-/* push_index appends "[i]" and returns the old length. */
-static int
-push_index(Path *p, int i)
-{
-	int			saved = p->buf.len;
-
-	appendStringInfo(&p->buf, "[%d]", i);
-	return saved;
-}
-
-/* pop cuts the path back. */
-static void
-pop(Path *p, int saved)
-{
-	p->buf.len = saved;
-	p->buf.data[saved] = '\0';
-}
-
 /* key_list formats the known keys as "a, b, c". */
 static char *
 key_list(const char *const *keys)
@@ -142,7 +115,7 @@ check_keys(Path *p, JsonbContainer *obj, const char *const *keys,
 			char	   *key = pnstrdup(v.val.string.val,
 									   Min(v.val.string.len, REQUEST_MAX_NAME));
 
-			push_key(p, key);
+			json_path_push_key(&p->buf, key);
 			ereport(ERROR,
 					(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
 					 errmsg("malformed request"),
@@ -220,16 +193,16 @@ string_field(Path *p, JsonbContainer *obj, const char *key, bool required)
 	int			saved;
 	char	   *s;
 
-	saved = push_key(p, key);
+	saved = json_path_push_key(&p->buf, key);
 	if (v == NULL)
 	{
 		if (required)
 			request_error(p->buf.data, "is required.");
-		pop(p, saved);
+		json_path_pop(&p->buf, saved);
 		return NULL;
 	}
 	s = read_string(p, v);
-	pop(p, saved);
+	json_path_pop(&p->buf, saved);
 	return s;
 }
 
@@ -274,7 +247,7 @@ number_field(Path *p, JsonbContainer *obj, const char *key, bool required,
 			 int64 dflt, int scale, int64 min, int64 max_excl, const char *range)
 {
 	JsonbValue *v = get_field(obj, key);
-	int			saved = push_key(p, key);
+	int			saved = json_path_push_key(&p->buf, key);
 	int64		result = dflt;
 
 	if (v == NULL)
@@ -284,7 +257,7 @@ number_field(Path *p, JsonbContainer *obj, const char *key, bool required,
 	}
 	else
 		result = read_number(p, v, scale, min, max_excl, range);
-	pop(p, saved);
+	json_path_pop(&p->buf, saved);
 	return result;
 }
 
@@ -348,9 +321,9 @@ at_field(Path *p, JsonbContainer *obj, TimestampTz *result)
 
 	if (s == NULL)
 		return false;
-	saved = push_key(p, "at");
+	saved = json_path_push_key(&p->buf, "at");
 	*result = request_parse_at(p->buf.data, s);
-	pop(p, saved);
+	json_path_pop(&p->buf, saved);
 	return true;
 }
 
@@ -372,14 +345,14 @@ array_field(Path *p, JsonbContainer *obj, const char *key, bool required,
 			int max, const char *items)
 {
 	JsonbValue *v = get_field(obj, key);
-	int			saved = push_key(p, key);
+	int			saved = json_path_push_key(&p->buf, key);
 	JsonbContainer *arr;
 
 	if (v == NULL)
 	{
 		if (required)
 			request_error(p->buf.data, "is required.");
-		pop(p, saved);
+		json_path_pop(&p->buf, saved);
 		return NULL;
 	}
 	if (!is_array(v))
@@ -387,7 +360,7 @@ array_field(Path *p, JsonbContainer *obj, const char *key, bool required,
 	arr = v->val.binary.data;
 	if (JsonContainerSize(arr) > (uint32) max)
 		request_error(p->buf.data, "must have at most %d %s.", max, items);
-	pop(p, saved);
+	json_path_pop(&p->buf, saved);
 	return arr;
 }
 
@@ -402,7 +375,7 @@ static void
 parse_customer(Path *p, JsonbContainer *obj, CheckRequest *req)
 {
 	JsonbValue *v = get_field(obj, "customer");
-	int			saved = push_key(p, "customer");
+	int			saved = json_path_push_key(&p->buf, "customer");
 
 	req->customer_kind = CUSTOMER_NONE;
 	if (v == NULL)
@@ -420,7 +393,7 @@ parse_customer(Path *p, JsonbContainer *obj, CheckRequest *req)
 	}
 	else
 		request_error(p->buf.data, "must be a string (phone or card number), a number (customer id) or null.");
-	pop(p, saved);
+	json_path_pop(&p->buf, saved);
 }
 
 /* parse_line reads lines[i]. */
@@ -448,7 +421,7 @@ parse_redeem(Path *p, JsonbContainer *obj, CheckRequest *req,
 			 int points_precision)
 {
 	JsonbValue *v = get_field(obj, "redeem");
-	int			saved = push_key(p, "redeem");
+	int			saved = json_path_push_key(&p->buf, "redeem");
 
 	req->redeem = REDEEM_NONE;
 	if (v == NULL)
@@ -472,7 +445,7 @@ parse_redeem(Path *p, JsonbContainer *obj, CheckRequest *req,
 	}
 	else
 		request_error(p->buf.data, "must be \"max\", a number of points or null.");
-	pop(p, saved);
+	json_path_pop(&p->buf, saved);
 }
 
 /*
@@ -505,32 +478,32 @@ request_parse_check(Jsonb *jb, bool need_operation_id, int points_precision)
 	if (req->nlines == 0)
 		request_error("lines", "must have at least one line.");
 	req->lines = palloc0(sizeof(RequestLine) * req->nlines);
-	push_key(&p, "lines");
+	json_path_push_key(&p.buf, "lines");
 	for (i = 0; i < req->nlines; i++)
 	{
 		JsonbValue *v = getIthJsonbValueFromContainer(arr, i);
-		int			saved = push_index(&p, i);
+		int			saved = json_path_push_index(&p.buf, i);
 
 		parse_line(&p, v, &req->lines[i]);
-		pop(&p, saved);
+		json_path_pop(&p.buf, saved);
 	}
-	pop(&p, 0);
+	json_path_pop(&p.buf, 0);
 
 	arr = array_field(&p, obj, "coupons", OPTIONAL, REQUEST_MAX_COUPONS, "coupons");
 	if (arr != NULL)
 	{
 		req->ncoupons = (int) JsonContainerSize(arr);
 		req->coupons = palloc0(sizeof(char *) * Max(req->ncoupons, 1));
-		push_key(&p, "coupons");
+		json_path_push_key(&p.buf, "coupons");
 		for (i = 0; i < req->ncoupons; i++)
 		{
 			JsonbValue *v = getIthJsonbValueFromContainer(arr, i);
-			int			saved = push_index(&p, i);
+			int			saved = json_path_push_index(&p.buf, i);
 
 			req->coupons[i] = read_string(&p, v);
-			pop(&p, saved);
+			json_path_pop(&p.buf, saved);
 		}
-		pop(&p, 0);
+		json_path_pop(&p.buf, 0);
 	}
 	parse_redeem(&p, obj, req, points_precision);
 	return req;
@@ -570,11 +543,11 @@ request_parse_refund(Jsonb *jb)
 	if (req->nlines == 0)
 		request_error("lines", "must have at least one line (leave it out to refund everything).");
 	req->lines = palloc0(sizeof(RefundLineRequest) * req->nlines);
-	push_key(&p, "lines");
+	json_path_push_key(&p.buf, "lines");
 	for (i = 0; i < req->nlines; i++)
 	{
 		JsonbValue *v = getIthJsonbValueFromContainer(arr, i);
-		int			saved = push_index(&p, i);
+		int			saved = json_path_push_index(&p.buf, i);
 		JsonbContainer *line;
 
 		if (!is_object(v))
@@ -590,7 +563,7 @@ request_parse_refund(Jsonb *jb)
 		for (j = 0; j < i; j++)
 			if (req->lines[j].index == req->lines[i].index)
 				request_error(p.buf.data, "repeats line index %d.", req->lines[i].index);
-		pop(&p, saved);
+		json_path_pop(&p.buf, saved);
 	}
 	return req;
 }

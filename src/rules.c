@@ -29,6 +29,7 @@
 #include "utils/numeric.h"
 #include "utils/timestamp.h"
 
+#include "json_path.h"
 #include "rules.h"
 
 PG_FUNCTION_INFO_V1(promotion_validate);
@@ -189,34 +190,6 @@ ctx_init(ParseCtx *ctx, const char *code, const char *root)
 	appendStringInfoString(&ctx->path, root);
 }
 
-/* path_push_key appends ".key" to the path and returns the old length. */
-static int
-path_push_key(ParseCtx *ctx, const char *key)
-{
-	int			saved = ctx->path.len;
-
-	appendStringInfo(&ctx->path, ".%s", key);
-	return saved;
-}
-
-/* path_push_index appends "[i]" to the path and returns the old length. */
-static int
-path_push_index(ParseCtx *ctx, int i)
-{
-	int			saved = ctx->path.len;
-
-	appendStringInfo(&ctx->path, "[%d]", i);
-	return saved;
-}
-
-/* path_pop cuts the path back to a length returned by a push. */
-static void
-path_pop(ParseCtx *ctx, int saved)
-{
-	ctx->path.len = saved;
-	ctx->path.data[saved] = '\0';
-}
-
 /*
  * field_error raises LY006 for the promotion being parsed, with an errdetail
  * "Field "<path>" <sentence>" and an optional hint.
@@ -339,7 +312,7 @@ check_keys(ParseCtx *ctx, JsonbContainer *obj, const char *what,
 				break;
 		if (keys[i] == NULL)
 		{
-			path_push_key(ctx, key);
+			json_path_push_key(&ctx->path, key);
 			field_error(ctx,
 						psprintf("%s takes the fields: %s.", what,
 								 key_list(keys, false, ", ")),
@@ -370,7 +343,7 @@ field_get(ParseCtx *ctx, JsonbContainer *obj, const char *key, bool required,
 
 	if (v == NULL && !required)
 		return NULL;
-	*saved = path_push_key(ctx, key);
+	*saved = json_path_push_key(&ctx->path, key);
 	if (v == NULL)
 		field_error(ctx, NULL, "is required.");
 	return v;
@@ -384,7 +357,7 @@ element_get(ParseCtx *ctx, JsonbContainer *arr, int i, int *saved)
 
 	if (v == NULL)
 		elog(ERROR, "jsonb array element %d not found", i);
-	*saved = path_push_index(ctx, i);
+	*saved = json_path_push_index(&ctx->path, i);
 	return v;
 }
 
@@ -457,7 +430,7 @@ number_field(ParseCtx *ctx, JsonbContainer *obj, const char *key,
 	if (v == NULL)
 		return dflt;
 	result = json_number(ctx, v, kind);
-	path_pop(ctx, saved);
+	json_path_pop(&ctx->path, saved);
 	return result;
 }
 
@@ -473,7 +446,7 @@ string_field(ParseCtx *ctx, JsonbContainer *obj, const char *key,
 	if (v == NULL)
 		return dflt ? pstrdup(dflt) : NULL;
 	result = json_string(ctx, v);
-	path_pop(ctx, saved);
+	json_path_pop(&ctx->path, saved);
 	return result;
 }
 
@@ -490,7 +463,7 @@ bool_field(ParseCtx *ctx, JsonbContainer *obj, const char *key, bool dflt)
 	if (v->type != jbvBool)
 		field_error(ctx, NULL, "must be true or false.");
 	result = v->val.boolean;
-	path_pop(ctx, saved);
+	json_path_pop(&ctx->path, saved);
 	return result;
 }
 
@@ -515,7 +488,7 @@ enum_field(ParseCtx *ctx, JsonbContainer *obj, const char *key,
 			break;
 	if (values[i] == NULL)
 		field_error(ctx, NULL, "must be %s.", key_list(values, true, " or "));
-	path_pop(ctx, saved);
+	json_path_pop(&ctx->path, saved);
 	return i;
 }
 
@@ -585,10 +558,10 @@ string_list_field(ParseCtx *ctx, JsonbContainer *obj, const char *key,
 		JsonbValue *elem = element_get(ctx, arr, i, &saved_elem);
 
 		list->items[i] = json_string(ctx, elem);
-		path_pop(ctx, saved_elem);
+		json_path_pop(&ctx->path, saved_elem);
 	}
 	qsort(list->items, list->count, sizeof(char *), cstring_ptr_cmp);
-	path_pop(ctx, saved);
+	json_path_pop(&ctx->path, saved);
 }
 
 /* selector_all returns the selector {"all": true}. */
@@ -636,7 +609,7 @@ parse_selector(ParseCtx *ctx, JsonbValue *v)
 	if (exclude != NULL)
 	{
 		sel->exclude = parse_selector(ctx, exclude);
-		path_pop(ctx, saved);
+		json_path_pop(&ctx->path, saved);
 	}
 	return sel;
 }
@@ -656,7 +629,7 @@ selector_field(ParseCtx *ctx, JsonbContainer *obj, const char *key,
 	if (v == NULL)
 		return selector_all();
 	sel = parse_selector(ctx, v);
-	path_pop(ctx, saved);
+	json_path_pop(&ctx->path, saved);
 	return sel;
 }
 
@@ -741,7 +714,7 @@ validity_field(ParseCtx *ctx, JsonbContainer *obj, const char *key)
 		field_error(ctx,
 					"An interval needs a unit: \"30 days\", \"2 weeks\", \"1 month\".",
 					"must be \"end_of_month\" or a positive interval such as \"30 days\".");
-	path_pop(ctx, saved);
+	json_path_pop(&ctx->path, saved);
 	return result;
 }
 
@@ -810,15 +783,15 @@ steps_field(ParseCtx *ctx, JsonbContainer *obj, const char *key)
 			{
 				char	   *steps_path = pnstrdup(ctx->path.data, saved_elem);
 
-				path_push_key(ctx, "min_total");
+				json_path_push_key(&ctx->path, "min_total");
 				field_error(ctx, "Each step needs its own min_total.",
 							"has the same value as \"%s[%d].min_total\".",
 							steps_path, j);
 			}
-		path_pop(ctx, saved_elem);
+		json_path_pop(&ctx->path, saved_elem);
 	}
 	qsort(list.steps, list.count, sizeof(RuleStep), step_cmp);
-	path_pop(ctx, saved);
+	json_path_pop(&ctx->path, saved);
 	return list;
 }
 
@@ -1150,9 +1123,9 @@ parse_window(ParseCtx *ctx, JsonbContainer *arr)
 		field_error(ctx, NULL,
 					"must be a window of two times, [\"HH:MM\", \"HH:MM\"].");
 	w.from = (int16) time_value(ctx, element_get(ctx, arr, 0, &saved));
-	path_pop(ctx, saved);
+	json_path_pop(&ctx->path, saved);
 	w.to = (int16) time_value(ctx, element_get(ctx, arr, 1, &saved));
-	path_pop(ctx, saved);
+	json_path_pop(&ctx->path, saved);
 	if (w.from >= w.to)
 		field_error(ctx,
 					"A window across midnight is written as two windows: [[\"22:00\", \"24:00\"], [\"00:00\", \"02:00\"]].",
@@ -1196,10 +1169,10 @@ hours_field(ParseCtx *ctx, JsonbContainer *obj, Schedule *s)
 				field_error(ctx, NULL,
 							"must be a window of two times, [\"HH:MM\", \"HH:MM\"].");
 			s->hours[i] = parse_window(ctx, elem->val.binary.data);
-			path_pop(ctx, saved_elem);
+			json_path_pop(&ctx->path, saved_elem);
 		}
 	}
-	path_pop(ctx, saved);
+	json_path_pop(&ctx->path, saved);
 }
 
 /*
@@ -1249,10 +1222,10 @@ dates_field(ParseCtx *ctx, JsonbContainer *obj, Schedule *s)
 			!parse_date(pnstrdup(elem->val.string.val, elem->val.string.len),
 						&s->dates[i]))
 			field_error(ctx, NULL, "must be a date \"YYYY-MM-DD\".");
-		path_pop(ctx, saved_elem);
+		json_path_pop(&ctx->path, saved_elem);
 	}
 	qsort(s->dates, s->ndates, sizeof(DateADT), dateadt_qsort_cmp);
-	path_pop(ctx, saved);
+	json_path_pop(&ctx->path, saved);
 }
 
 /*
@@ -1278,9 +1251,9 @@ bitmask_field(ParseCtx *ctx, JsonbContainer *obj, const char *key,
 		JsonbValue *elem = element_get(ctx, arr, i, &saved_elem);
 
 		mask |= ((uint32) 1) << json_number(ctx, elem, kind);
-		path_pop(ctx, saved_elem);
+		json_path_pop(&ctx->path, saved_elem);
 	}
-	path_pop(ctx, saved);
+	json_path_pop(&ctx->path, saved);
 	return mask;
 }
 
