@@ -234,12 +234,14 @@ refresh_tier(CheckResult *r)
  * loyalty_purchase implements loyalty.purchase(request jsonb): calculate
  * and commit in one transaction, idempotent by operation_id.
  *
- * Order: claim the operation (a replay returns the stored response), lock
- * the identified customer (so their balance cannot be spent twice), price
- * the check exactly as calculate does, count uses of limited promotions
- * (a promotion whose last use a concurrent purchase took is dropped and
- * the check priced again), write the facts, spend and earn points, record
- * coupons, store the response.
+ * Order: look the operation up (a replay returns the stored response; a
+ * concurrent request with the same id is waited for), lock the identified
+ * customer (so their balance cannot be spent twice), price the check
+ * exactly as calculate does, count uses of limited promotions (a promotion
+ * whose last use a concurrent purchase took is dropped and the check priced
+ * again), give issued coupons their codes, build the response and record
+ * the operation with it (one row version), then use and issue coupons,
+ * write the facts, spend and earn points.
  */
 Datum
 loyalty_purchase(PG_FUNCTION_ARGS)
@@ -260,7 +262,7 @@ loyalty_purchase(PG_FUNCTION_ARGS)
 	cfg = config_cache_get();
 	req = request_parse_check(request, true, cfg->points_precision);
 	req->for_purchase = true;
-	stored = operation_begin(req->operation_id, "purchase", request);
+	stored = operation_lookup(req->operation_id, "purchase", request);
 	if (stored != NULL)
 	{
 		response = copy_out(stored, outer);
@@ -295,8 +297,16 @@ loyalty_purchase(PG_FUNCTION_ARGS)
 		excluded[failed] = true;
 	}
 
-	coupons_commit(r, req->operation_id);
+	coupons_assign_codes(r);
 	response = response_build(r, req->operation_id);
+	operation_record(req->operation_id, "purchase", request,
+					 cust->identified ? cust->id : 0, response);
+	if (coupons_commit(r, req->operation_id))
+	{
+		/* an issued code collided and was replaced: store the new receipt */
+		response = response_build(r, req->operation_id);
+		operation_finish(req->operation_id, cust->identified ? cust->id : 0, response);
+	}
 	check_write_purchase(r, req->operation_id, response);
 	if (cust->identified)
 	{
@@ -307,7 +317,6 @@ loyalty_purchase(PG_FUNCTION_ARGS)
 		accrue_points(r, req->operation_id);
 		refresh_tier(r);
 	}
-	operation_finish(req->operation_id, cust->identified ? cust->id : 0, response);
 
 	response = copy_out(response, outer);
 	SPI_finish();

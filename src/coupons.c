@@ -323,23 +323,50 @@ coupons_apply_certificates(CheckResult *r)
 	}
 }
 
+/*
+ * coupons_assign_codes gives every coupon and certificate the check issues
+ * its code(s), before the response is built: the response names them, and
+ * it is stored with the operation before the coupons are written.
+ */
+void
+coupons_assign_codes(CheckResult *r)
+{
+	ListCell   *lc;
+
+	foreach(lc, r->issued)
+	{
+		IssuedItem *it = lfirst(lc);
+		int			count = it->kind == ISSUED_CERTIFICATE ? it->count : 1;
+
+		it->codes = NIL;
+		for (int k = 0; k < count; k++)
+		{
+			char	   *code = palloc(COUPON_CODE_LEN + 1);
+
+			coupon_code_generate(code);
+			it->codes = lappend(it->codes, code);
+		}
+	}
+}
+
 /* One coupon or certificate a purchase issues. */
 typedef struct IssueRow
 {
 	IssuedItem *item;
-	char		code[COUPON_CODE_LEN + 1];
+	char	   *code;			/* the string in item->codes */
 	bool		written;
 } IssueRow;
 
 /*
  * issue_all writes every coupon and certificate the purchase issues, with
- * a coupon_issued event each for a known customer, in one statement (the
- * coupon table's constraints are prepared once per statement, not once per
- * code), and fills in each item's codes in order.  Codes carry 55 random
- * bits: a collision is vanishingly rare, and only the colliding rows are
- * written again with new codes.
+ * the codes coupons_assign_codes gave them, and a coupon_issued event each
+ * for a known customer, in one statement (the coupon table's constraints
+ * are prepared once per statement, not once per code).  Codes carry 55
+ * random bits: a collision with an existing code is vanishingly rare, and
+ * only the colliding rows get new codes (in place) and are written again.
+ * Returns whether any code changed.
  */
-static void
+static bool
 issue_all(CheckResult *r, const char *operation_id)
 {
 	Oid			types[10] = {INT8OID, TIMESTAMPTZOID, TEXTOID, TEXTARRAYOID, TEXTARRAYOID,
@@ -349,25 +376,25 @@ issue_all(CheckResult *r, const char *operation_id)
 	IssueRow   *rows;
 	int			nrows = 0;
 	int			pending;
+	bool		changed = false;
 	ListCell   *lc;
 
 	foreach(lc, r->issued)
-	{
-		IssuedItem *it = lfirst(lc);
-
-		nrows += it->kind == ISSUED_CERTIFICATE ? it->count : 1;
-	}
+		nrows += list_length(((IssuedItem *) lfirst(lc))->codes);
 	if (nrows == 0)
-		return;
+		return false;
 	rows = palloc0(sizeof(IssueRow) * nrows);
 	nrows = 0;
 	foreach(lc, r->issued)
 	{
 		IssuedItem *it = lfirst(lc);
-		int			count = it->kind == ISSUED_CERTIFICATE ? it->count : 1;
+		ListCell   *cc;
 
-		for (int k = 0; k < count; k++)
-			rows[nrows++].item = it;
+		foreach(cc, it->codes)
+		{
+			rows[nrows].item = it;
+			rows[nrows++].code = lfirst(cc);
+		}
 	}
 
 	values[0] = Int64GetDatum(r->cust->id);
@@ -393,6 +420,14 @@ issue_all(CheckResult *r, const char *operation_id)
 		int			lbs[1] = {1};
 		int			n = 0;
 
+		if (pending < nrows)
+		{
+			/* a retry: the rows not written collided, new codes for them */
+			changed = true;
+			for (int i = 0; i < nrows; i++)
+				if (!rows[i].written)
+					coupon_code_generate(rows[i].code);
+		}
 		for (int i = 0; i < nrows; i++)
 		{
 			const IssuedItem *it = rows[i].item;
@@ -401,7 +436,6 @@ issue_all(CheckResult *r, const char *operation_id)
 
 			if (rows[i].written)
 				continue;
-			coupon_code_generate(rows[i].code);
 			code[n] = CStringGetTextDatum(rows[i].code);
 			promo[n] = CStringGetTextDatum(it->promo->code);
 			kind[n] = CStringGetTextDatum(certificate ? "certificate"
@@ -473,12 +507,7 @@ issue_all(CheckResult *r, const char *operation_id)
 		}
 	}
 
-	for (int i = 0; i < nrows; i++)
-	{
-		IssuedItem *it = rows[i].item;
-
-		it->codes = lappend(it->codes, pstrdup(rows[i].code));
-	}
+	return changed;
 }
 
 /*
@@ -528,11 +557,15 @@ subscriptions_commit(CheckResult *r, const char *operation_id)
 /*
  * coupons_commit, in a purchase: uses up the coupons and certificates the
  * check applied (rows locked since coupons_check) and issues what the
- * promotions print, filling in their codes.
+ * promotions print, with the codes coupons_assign_codes gave them.  Returns
+ * true when a code collided and was replaced (the response must be built
+ * again).
  */
-void
+bool
 coupons_commit(CheckResult *r, const char *operation_id)
 {
+	bool		changed;
+
 	for (int i = 0; i < r->ncoupons; i++)
 	{
 		CouponStatus *c = &r->coupons[i];
@@ -575,8 +608,9 @@ coupons_commit(CheckResult *r, const char *operation_id)
 						 lvalues, lnulls, false, 0);
 	}
 
-	issue_all(r, operation_id);
+	changed = issue_all(r, operation_id);
 	subscriptions_commit(r, operation_id);
+	return changed;
 }
 
 /*

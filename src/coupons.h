@@ -11,14 +11,13 @@
  *	  coupons_apply_certificates
  *							after promotions, before points: certificates
  *							pay a check-level amount (line.certificate);
- *	  coupons_commit		in purchase, after the facts are written: uses
- *							of coupons, certificate balances, codes of the
- *							coupons and certificates issued;
+ *	  coupons_assign_codes	in purchase, before the response: the codes
+ *							of the coupons and certificates it issues;
+ *	  coupons_commit		in purchase, once the operation is recorded:
+ *							uses of coupons, certificate balances, the
+ *							issued coupons and certificates;
  *	  coupons_refund		in refund: on a full refund restore used coupons
  *							and void unused issued ones.
- *
- * Until the coupon table exists every code is rejected with reason
- * "unknown" and nothing is unlocked, spent or issued with a code.
  *
  *-------------------------------------------------------------------------
  */
@@ -29,7 +28,8 @@
 
 extern void coupons_check(CheckResult *r, bool *unlocked);
 extern void coupons_apply_certificates(CheckResult *r);
-extern void coupons_commit(CheckResult *r, const char *operation_id);
+extern void coupons_assign_codes(CheckResult *r);
+extern bool coupons_commit(CheckResult *r, const char *operation_id);
 extern void coupons_refund(const char *purchase_operation_id,
 						   const char *operation_id, bool full);
 

@@ -4,12 +4,24 @@
  *	  Idempotent operations: claim an operation_id, replay a stored
  *	  response, refuse an id reused for a different request (LY003).
  *
- * The claim is an INSERT ... ON CONFLICT DO NOTHING into loyalty.operation.
- * A concurrent transaction claiming the same id waits on the primary key
- * until the first one ends: if it committed, the second sees its row and
- * returns the stored response; if it rolled back, the second proceeds.
- * The response is written at the end of the same transaction, so nobody
- * ever sees a claimed operation without its response.
+ * Every writer first takes a transaction-level advisory lock on the id's
+ * 64-bit hash (class LOYALTY_OPERATION_LOCK in the lock tag's fourth field,
+ * so it never meets a lock taken with pg_advisory_lock).  A concurrent
+ * request with the same id waits there until the first one ends: if it
+ * committed, the second finds its row and returns the stored response; if
+ * it rolled back, the second proceeds.
+ *
+ * Two ways to write the row:
+ *	- operation_begin inserts it at once (the claim) and operation_finish
+ *	  stores the response at the end: for writers whose rows reference the
+ *	  operation before the response is known (refund, adjust);
+ *	- operation_lookup only looks, and operation_record inserts the row
+ *	  with its customer and response in one go, before anything that
+ *	  references it: purchase, whose response is complete before it writes.
+ *	  One row version instead of two, and no update of an indexed column.
+ *
+ * Either way the response is written in the same transaction, so nobody
+ * ever sees an operation without its response.
  *
  *-------------------------------------------------------------------------
  */
@@ -19,51 +31,60 @@
 #include "spi_util.h"
 
 #include "catalog/pg_type.h"
+#include "common/hashfn.h"
 #include "executor/spi.h"
+#include "miscadmin.h"
+#include "storage/lmgr.h"
+#include "storage/lock.h"
 #include "utils/builtins.h"
 #include "utils/jsonb.h"
+
+/* advisory lock class of operation ids (0x4C59, "LY"), see pg_locks.objsubid */
+#define LOYALTY_OPERATION_LOCK 19545
 
 static SPIPlanPtr claim_plan = NULL;
 static SPIPlanPtr stored_plan = NULL;
 static SPIPlanPtr finish_plan = NULL;
+static SPIPlanPtr record_plan = NULL;
 
 /*
- * operation_begin claims operation_id for a request of the given kind.
- * Returns NULL when the operation is new (go ahead), or the stored response
- * when the same request was done before (a replay: change nothing).  The
- * same id with another kind or request is LY003.
+ * lock_operation_id takes the transaction-level advisory lock of an
+ * operation id, waiting for a concurrent request with the same id.
  */
-Jsonb *
-operation_begin(const char *operation_id, const char *kind, Jsonb *request)
+static void
+lock_operation_id(const char *operation_id)
+{
+	LOCKTAG		tag;
+	uint64		h = hash_bytes_extended((const unsigned char *) operation_id,
+										strlen(operation_id), 0);
+
+	SET_LOCKTAG_ADVISORY(tag, MyDatabaseId, (uint32) (h >> 32), (uint32) h,
+						 LOYALTY_OPERATION_LOCK);
+	(void) LockAcquire(&tag, ExclusiveLock, false, false);
+}
+
+/*
+ * stored_response returns the response stored for operation_id, or NULL
+ * when there is no such operation; LY003 when it was another request.
+ */
+static Jsonb *
+stored_response(Datum *values, const char *operation_id)
 {
 	Oid			types[3] = {TEXTOID, TEXTOID, JSONBOID};
-	Datum		values[3];
 	SPIPlanPtr	plan;
 	int			rc;
 	bool		isnull;
 	Datum		response;
 
-	values[0] = CStringGetTextDatum(operation_id);
-	values[1] = CStringGetTextDatum(kind);
-	values[2] = JsonbPGetDatum(request);
-
-	plan = saved_plan(&claim_plan,
-						  "INSERT INTO loyalty.operation (operation_id, kind, request)"
-						  " VALUES ($1, $2, $3) ON CONFLICT (operation_id) DO NOTHING",
-						  3, types);
-	rc = SPI_execute_plan(plan, values, NULL, false, 0);
-	if (rc != SPI_OK_INSERT)
-		elog(ERROR, "claiming operation failed: %s", SPI_result_code_string(rc));
-	if (SPI_processed == 1)
-		return NULL;
-
 	plan = saved_plan(&stored_plan,
-						  "SELECT response, kind = $2 AND request = $3"
-						  "  FROM loyalty.operation WHERE operation_id = $1",
-						  3, types);
+					  "SELECT response, kind = $2 AND request = $3"
+					  "  FROM loyalty.operation WHERE operation_id = $1",
+					  3, types);
 	rc = SPI_execute_plan(plan, values, NULL, false, 1);
-	if (rc != SPI_OK_SELECT || SPI_processed != 1)
-		elog(ERROR, "operation \"%s\" vanished", operation_id);
+	if (rc != SPI_OK_SELECT)
+		elog(ERROR, "reading operation \"%s\" failed", operation_id);
+	if (SPI_processed == 0)
+		return NULL;
 
 	if (!DatumGetBool(SPI_getbinval(SPI_tuptable->vals[0],
 									SPI_tuptable->tupdesc, 2, &isnull)))
@@ -81,6 +102,94 @@ operation_begin(const char *operation_id, const char *kind, Jsonb *request)
 	/* detoast here, then copy out of SPI memory into the caller's context */
 	response = PointerGetDatum(DatumGetJsonbP(response));
 	return DatumGetJsonbP(SPI_datumTransfer(response, false, -1));
+}
+
+/*
+ * operation_begin claims operation_id for a request of the given kind by
+ * inserting its row.  Returns NULL when the operation is new (go ahead), or
+ * the stored response when the same request was done before (a replay:
+ * change nothing).  The same id with another kind or request is LY003.
+ */
+Jsonb *
+operation_begin(const char *operation_id, const char *kind, Jsonb *request)
+{
+	Oid			types[3] = {TEXTOID, TEXTOID, JSONBOID};
+	Datum		values[3];
+	int			rc;
+
+	values[0] = CStringGetTextDatum(operation_id);
+	values[1] = CStringGetTextDatum(kind);
+	values[2] = JsonbPGetDatum(request);
+
+	lock_operation_id(operation_id);
+	rc = SPI_execute_plan(saved_plan(&claim_plan,
+									 "INSERT INTO loyalty.operation (operation_id, kind, request)"
+									 " VALUES ($1, $2, $3) ON CONFLICT (operation_id) DO NOTHING",
+									 3, types),
+						  values, NULL, false, 0);
+	if (rc != SPI_OK_INSERT)
+		elog(ERROR, "claiming operation failed: %s", SPI_result_code_string(rc));
+	if (SPI_processed == 1)
+		return NULL;
+	return stored_response(values, operation_id);
+}
+
+/*
+ * operation_lookup is operation_begin without the claim: it returns the
+ * stored response of a replay (LY003 for another request with this id), or
+ * NULL for a new operation, which the caller then writes with
+ * operation_record before any row that references it.
+ */
+Jsonb *
+operation_lookup(const char *operation_id, const char *kind, Jsonb *request)
+{
+	Datum		values[3];
+
+	values[0] = CStringGetTextDatum(operation_id);
+	values[1] = CStringGetTextDatum(kind);
+	values[2] = JsonbPGetDatum(request);
+	lock_operation_id(operation_id);
+	return stored_response(values, operation_id);
+}
+
+/*
+ * operation_record writes the row of an operation that operation_lookup
+ * found new, with its customer and response.  The advisory lock makes a
+ * conflict impossible under READ COMMITTED; under REPEATABLE READ a
+ * concurrent request with the same id may have committed after this
+ * transaction's snapshot, which is a serialization failure: sent again,
+ * the request finds that operation.
+ */
+void
+operation_record(const char *operation_id, const char *kind, Jsonb *request,
+				 int64 customer_id, Jsonb *response)
+{
+	Oid			types[5] = {TEXTOID, TEXTOID, JSONBOID, INT8OID, JSONBOID};
+	Datum		values[5];
+	char		nulls[5] = {' ', ' ', ' ', ' ', ' '};
+	int			rc;
+
+	values[0] = CStringGetTextDatum(operation_id);
+	values[1] = CStringGetTextDatum(kind);
+	values[2] = JsonbPGetDatum(request);
+	values[3] = Int64GetDatum(customer_id);
+	if (customer_id <= 0)
+		nulls[3] = 'n';
+	values[4] = JsonbPGetDatum(response);
+	rc = SPI_execute_plan(saved_plan(&record_plan,
+									 "INSERT INTO loyalty.operation (operation_id, kind, request,"
+									 " customer_id, response) VALUES ($1, $2, $3, $4, $5)"
+									 " ON CONFLICT (operation_id) DO NOTHING",
+									 5, types),
+						  values, nulls, false, 0);
+	if (rc != SPI_OK_INSERT)
+		elog(ERROR, "recording operation failed: %s", SPI_result_code_string(rc));
+	if (SPI_processed != 1)
+		ereport(ERROR,
+				(errcode(ERRCODE_T_R_SERIALIZATION_FAILURE),
+				 errmsg("operation_id \"%s\" was written by a concurrent transaction",
+						operation_id),
+				 errhint("Send the request again: it returns that operation's response.")));
 }
 
 /*

@@ -11,6 +11,10 @@
  * nothing else.  Otherwise do the work and call operation_finish with the
  * response.  Requests are compared as jsonb (key order does not matter).
  *
+ * A writer that knows its response before writing anything that references
+ * the operation calls operation_lookup instead (same waiting, same replay),
+ * then operation_record once with the customer and response.
+ *
  *-------------------------------------------------------------------------
  */
 #ifndef LOYALTY_OPERATIONS_H
@@ -20,6 +24,10 @@
 
 extern Jsonb *operation_begin(const char *operation_id, const char *kind,
 							  Jsonb *request);
+extern Jsonb *operation_lookup(const char *operation_id, const char *kind,
+							   Jsonb *request);
+extern void operation_record(const char *operation_id, const char *kind,
+							 Jsonb *request, int64 customer_id, Jsonb *response);
 extern void operation_finish(const char *operation_id, int64 customer_id,
 							 Jsonb *response);
 
