@@ -47,7 +47,6 @@ static SPIPlanPtr unclaim_plan = NULL;
 static SPIPlanPtr unclaim_customer_plan = NULL;
 static SPIPlanPtr purchase_plan = NULL;
 static SPIPlanPtr purchase_lines_plan = NULL;
-static SPIPlanPtr purchase_points_plan = NULL;
 
 /* what every customer query returns, after "FROM ... c" resolves c */
 #define CUSTOMER_SELECT \
@@ -586,8 +585,8 @@ points_rows(CheckResult *r, int64 *earned, int64 *spent)
 }
 
 /*
- * check_write_purchase writes the purchase, its lines (from the response's
- * "lines") and its points per line and account, in three statements.
+ * check_write_purchase writes the purchase, then its lines (from the
+ * response's "lines") with their points per line and account.
  */
 void
 check_write_purchase(CheckResult *r, const char *operation_id, Jsonb *response)
@@ -597,8 +596,8 @@ check_write_purchase(CheckResult *r, const char *operation_id, Jsonb *response)
 	INT4OID, TEXTARRAYOID, NUMERICOID};
 	Datum		pvalues[14];
 	char		pnulls[14];
-	Oid			ltypes[2] = {TEXTOID, JSONBOID};
-	Datum		lvalues[2];
+	Oid			ltypes[3] = {TEXTOID, JSONBOID, JSONBOID};
+	Datum		lvalues[3];
 	Jsonb	   *points;
 	int64		earned,
 				spent;
@@ -640,30 +639,26 @@ check_write_purchase(CheckResult *r, const char *operation_id, Jsonb *response)
 					14, ptypes),
 			pvalues, pnulls, false);
 
+	/* the lines (from the response) and their points, in one statement */
 	lvalues[0] = CStringGetTextDatum(operation_id);
 	lvalues[1] = JsonbPGetDatum(response);
+	lvalues[2] = JsonbPGetDatum(points);
 	db_exec(saved_plan(&purchase_lines_plan,
-					"INSERT INTO loyalty.purchase_line (operation_id, line_index, sku,"
+					"WITH l AS ("
+					" INSERT INTO loyalty.purchase_line (operation_id, line_index, sku,"
 					" qty, price, amount, discount, certificate, redeemed, total, promotions)"
 					" SELECT $1, x.index, x.sku, x.qty, x.price, x.amount, x.discount,"
 					"        coalesce(x.certificate, 0), x.redeemed, x.total, x.promotions"
 					"   FROM pg_catalog.jsonb_to_recordset($2 -> 'lines') AS x(index int,"
 					"        sku text, qty numeric, price numeric, amount numeric,"
 					"        discount numeric, certificate numeric, redeemed numeric,"
-					"        total numeric, promotions jsonb)", 2, ltypes),
+					"        total numeric, promotions jsonb))"
+					" INSERT INTO loyalty.purchase_line_points (operation_id,"
+					" line_index, account, earned, spent)"
+					" SELECT $1, x.index, x.account,"
+					"        pg_catalog.trim_scale(x.earned::numeric / 100),"
+					"        pg_catalog.trim_scale(x.spent::numeric / 100)"
+					"   FROM pg_catalog.jsonb_to_recordset($3) AS x(index int,"
+					"        account text, earned int8, spent int8)", 3, ltypes),
 			lvalues, NULL, false);
-
-	if (earned != 0 || spent != 0)
-	{
-		lvalues[1] = JsonbPGetDatum(points);
-		db_exec(saved_plan(&purchase_points_plan,
-						"INSERT INTO loyalty.purchase_line_points (operation_id,"
-						" line_index, account, earned, spent)"
-						" SELECT $1, x.index, x.account,"
-						"        pg_catalog.trim_scale(x.earned::numeric / 100),"
-						"        pg_catalog.trim_scale(x.spent::numeric / 100)"
-						"   FROM pg_catalog.jsonb_to_recordset($2) AS x(index int,"
-						"        account text, earned int8, spent int8)", 2, ltypes),
-				lvalues, NULL, false);
-	}
 }

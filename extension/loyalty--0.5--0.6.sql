@@ -1,0 +1,26 @@
+/*
+ * loyalty--0.5--0.6.sql: a purchase writes less.
+ *
+ * - The event outbox's NOTIFY trigger is in C and reads loyalty.notify
+ *   itself: it fires on every statement that writes events, a few times per
+ *   purchase, and a PL/pgSQL call plus a WHEN clause cost more than the
+ *   notification.
+ * - purchase_line loses its index on sku.  No query of the extension uses
+ *   it, and every purchase paid for it once per line, at random places in
+ *   a large index.  Reports by product scan a period of purchases and join
+ *   their lines by the primary key; a chain that looks lines up by SKU
+ *   often can create it again (README, "Reporting").
+ */
+
+-- complain if script is sourced in psql, rather than via ALTER EXTENSION
+\echo Use "ALTER EXTENSION loyalty UPDATE TO '0.6'" to load this file. \quit
+
+DROP TRIGGER event_notify ON loyalty.event;
+CREATE OR REPLACE FUNCTION loyalty.event_notify() RETURNS trigger
+    LANGUAGE C
+    AS 'MODULE_PATHNAME', 'event_notify';
+COMMENT ON FUNCTION loyalty.event_notify() IS 'Sends NOTIFY loyalty_event (when loyalty.notify is on)';
+CREATE TRIGGER event_notify AFTER INSERT ON loyalty.event
+    FOR EACH STATEMENT EXECUTE FUNCTION loyalty.event_notify();
+
+DROP INDEX loyalty.purchase_line_sku_idx;
