@@ -270,12 +270,7 @@ loyalty_purchase(PG_FUNCTION_ARGS)
 		PG_RETURN_JSONB_P(response);
 	}
 
-	cust = check_customer(cfg, req);
-	if (cust->identified)
-	{
-		ledger_lock_customer(cust->id);
-		check_customer_reload(cfg, cust);
-	}
+	cust = check_customer_locked(cfg, req);
 
 	excluded = palloc0(sizeof(bool) * Max(cfg->npromotions, 1));
 	for (;;)

@@ -263,6 +263,46 @@ load_by_id(ConfigCache *cfg, CustomerInfo *cust, int64 id)
 	return true;
 }
 
+/* customer_not_found raises LY001 for the request's customer. */
+static void
+customer_not_found(CheckRequest *req)
+{
+	ereport(ERROR,
+			(errcode(ERRCODE_LOYALTY_CUSTOMER_NOT_FOUND),
+			 errmsg("customer not found"),
+			 req->customer_kind == CUSTOMER_ID ?
+			 errdetail("No customer has id " INT64_FORMAT ".", req->customer_id) :
+			 errdetail("No customer has the phone, card or id \"%s\".",
+					   req->customer_text)));
+}
+
+/*
+ * text_args fills the card number and the normalized phone (NULL when the
+ * text is no phone) that the by-text customer queries take.
+ */
+static void
+text_args(CheckRequest *req, Datum *values, char *nulls)
+{
+	char	   *phone = normalized_phone(req->customer_text);
+
+	values[0] = CStringGetTextDatum(req->customer_text);
+	nulls[0] = ' ';
+	if (phone)
+	{
+		values[1] = CStringGetTextDatum(phone);
+		nulls[1] = ' ';
+	}
+	else
+		nulls[1] = 'n';
+}
+
+/* how the by-text queries find c: a card number, else a phone */
+#define CUSTOMER_BY_TEXT \
+	" WHERE c.id = coalesce(" \
+	"   (SELECT k.customer_id FROM loyalty.card k WHERE k.number = $1)," \
+	"   (SELECT p.id FROM loyalty.customer p" \
+	"     WHERE p.phone OPERATOR(loyalty.=) $2::loyalty.phone))"
+
 /*
  * check_customer resolves and loads the request's customer (see
  * check_db.h).
@@ -284,45 +324,70 @@ check_customer(ConfigCache *cfg, CheckRequest *req)
 	{
 		Oid			types[2] = {TEXTOID, TEXTOID};
 		Datum		values[2];
-		char		nulls[2] = {' ', ' '};
-		char	   *phone = normalized_phone(req->customer_text);
+		char		nulls[2];
 
-		values[0] = CStringGetTextDatum(req->customer_text);
-		if (phone)
-			values[1] = CStringGetTextDatum(phone);
-		else
-			nulls[1] = 'n';
+		text_args(req, values, nulls);
 		db_exec(saved_plan(&customer_by_text_plan,
-						CUSTOMER_SELECT
-						" WHERE c.id = coalesce("
-						"   (SELECT k.customer_id FROM loyalty.card k WHERE k.number = $1),"
-						"   (SELECT p.id FROM loyalty.customer p"
-						"     WHERE p.phone OPERATOR(loyalty.=) $2::loyalty.phone))",
-						2, types),
+						   CUSTOMER_SELECT CUSTOMER_BY_TEXT, 2, types),
 				values, nulls, true);
 		found = SPI_processed > 0;
 		if (found)
 			fill_customer(cfg, cust);
 	}
 	if (!found)
-		ereport(ERROR,
-				(errcode(ERRCODE_LOYALTY_CUSTOMER_NOT_FOUND),
-				 errmsg("customer not found"),
-				 req->customer_kind == CUSTOMER_ID ?
-				 errdetail("No customer has id " INT64_FORMAT ".", req->customer_id) :
-				 errdetail("No customer has the phone, card or id \"%s\".",
-						   req->customer_text)));
+		customer_not_found(req);
 	return cust;
 }
 
-/* check_customer_reload re-reads an identified customer after its lock. */
-void
-check_customer_reload(ConfigCache *cfg, CustomerInfo *cust)
+/*
+ * check_customer_locked is check_customer for a purchase: it resolves the
+ * customer and locks the row that holds their points (the survivor of a
+ * merge) until the end of the transaction, then loads them.  Two queries:
+ * the load must come after the lock, so that it sees what a concurrent
+ * purchase of the same customer committed (uses of limited promotions,
+ * subscriptions, tier); a locking query sees only the locked row anew.
+ */
+CustomerInfo *
+check_customer_locked(ConfigCache *cfg, CheckRequest *req)
 {
-	if (!load_by_id(cfg, cust, cust->id))
-		ereport(ERROR,
-				(errcode(ERRCODE_LOYALTY_CUSTOMER_NOT_FOUND),
-				 errmsg("customer not found")));
+	static SPIPlanPtr lock_by_id_plan = NULL;
+	static SPIPlanPtr lock_by_text_plan = NULL;
+	CustomerInfo *cust = palloc0(sizeof(CustomerInfo));
+	Datum		values[2];
+	char		nulls[2];
+	int64		id;
+	bool		isnull;
+
+	if (req->customer_kind == CUSTOMER_NONE)
+		return cust;
+	if (req->customer_kind == CUSTOMER_ID || parse_id_form(req->customer_text, &id))
+	{
+		Oid			types[1] = {INT8OID};
+
+		values[0] = Int64GetDatum(req->customer_kind == CUSTOMER_ID ? req->customer_id : id);
+		db_exec(saved_plan(&lock_by_id_plan,
+						   "SELECT s.id FROM loyalty.customer c"
+						   "  JOIN loyalty.customer s ON s.id = coalesce(c.merged_into, c.id)"
+						   " WHERE c.id = $1 FOR NO KEY UPDATE OF s", 1, types),
+				values, NULL, false);
+	}
+	else
+	{
+		Oid			types[2] = {TEXTOID, TEXTOID};
+
+		text_args(req, values, nulls);
+		db_exec(saved_plan(&lock_by_text_plan,
+						   "SELECT s.id FROM loyalty.customer c"
+						   "  JOIN loyalty.customer s ON s.id = coalesce(c.merged_into, c.id)"
+						   CUSTOMER_BY_TEXT " FOR NO KEY UPDATE OF s", 2, types),
+				values, nulls, false);
+	}
+	if (SPI_processed == 0)
+		customer_not_found(req);
+	id = DatumGetInt64(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull));
+	if (!load_by_id(cfg, cust, id))
+		customer_not_found(req);
+	return cust;
 }
 
 

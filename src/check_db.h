@@ -21,8 +21,12 @@
  */
 extern CustomerInfo *check_customer(ConfigCache *cfg, CheckRequest *req);
 
-/* check_customer_reload re-reads an identified customer (after locking). */
-extern void check_customer_reload(ConfigCache *cfg, CustomerInfo *cust);
+/*
+ * check_customer_locked is check_customer for a purchase: the customer's
+ * row is locked (FOR NO KEY UPDATE) until the end of the transaction before
+ * the customer is loaded, so their points cannot be spent twice.
+ */
+extern CustomerInfo *check_customer_locked(ConfigCache *cfg, CheckRequest *req);
 
 /*
  * check_usage returns the global uses of every promotion with a usage
