@@ -9,7 +9,7 @@
  *   it, and every purchase paid for it once per line, at random places in
  *   a large index.  Reports by product scan a period of purchases and join
  *   their lines by the primary key; a chain that looks lines up by SKU
- *   often can create it again (README, "Reporting").
+ *   often can create it again (README, "Reporting on purchases").
  * - An operation's request and response stay in the operation's row
  *   (compressed) instead of going out to its TOAST table: a purchase's
  *   response is about 5 kB of JSON, 2.5 kB compressed, which with the

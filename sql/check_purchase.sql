@@ -76,6 +76,20 @@ SELECT loyalty.purchase('{"operation_id": "S1-0003", "customer": 1,
 SELECT pg_temp.err($$SELECT loyalty.purchase('{"operation_id": "S1-0004", "redeem": 1, "lines": [{"sku": "B", "qty": 1}]}')$$);
 -- an anonymous purchase
 SELECT loyalty.purchase('{"operation_id": "S1-0005", "store": "S1", "lines": [{"sku": "A", "qty": 1}]}') -> 'customer' AS customer;
+-- the operation row is written once, with its customer and response (no
+-- update), and its id is held by an advisory lock of class 19545 until the
+-- transaction ends, so a retry sent meanwhile waits for this one
+BEGIN;
+CREATE TEMP TABLE op_stats AS
+    SELECT n_tup_ins, n_tup_upd FROM pg_stat_xact_user_tables WHERE relid = 'loyalty.operation'::regclass;
+SELECT loyalty.purchase('{"operation_id": "S1-0006", "customer": 1, "lines": [{"sku": "B", "qty": 1}]}') -> 'totals' ->> 'total' AS total;
+SELECT x.n_tup_ins - s.n_tup_ins AS operation_rows_inserted, x.n_tup_upd - s.n_tup_upd AS operation_rows_updated
+  FROM pg_stat_xact_user_tables x, op_stats s WHERE x.relid = 'loyalty.operation'::regclass;
+SELECT customer_id, response ->> 'operation_id' AS response_of FROM loyalty.operation WHERE operation_id = 'S1-0006';
+SELECT count(*) AS operation_locks FROM pg_locks
+ WHERE locktype = 'advisory' AND objsubid = 19545 AND pid = pg_backend_pid() AND granted;
+COMMIT;
+SELECT count(*) AS operation_locks_after FROM pg_locks WHERE locktype = 'advisory' AND objsubid = 19545;
 SELECT operation_id, customer_id, total FROM loyalty.purchase ORDER BY operation_id;
 
 -- usage limits: the promotion applies to its first two purchases only
