@@ -198,6 +198,14 @@ run_valgrind() {
     others=$(cat "$dir"/valgrind.*.log | grep -c 'VALGRIND-ERROR-BEGIN' || true)
     others=$((others - ours))
     echo "valgrind: $ours error report(s) through loyalty.so, $others elsewhere in PostgreSQL"
+    if [ "$others" -gt 0 ]; then
+        # what the others are: their kind and innermost PostgreSQL frame
+        awk '/VALGRIND-ERROR-BEGIN/ { kind = ""; frame = ""; n = 0 }
+             /== [A-Z].*(uninitialised|Invalid|Mismatched|overlap)/ && kind == "" { sub(/^==[0-9]+== /, ""); kind = $0 }
+             /(at|by) 0x/ && n < 2 { n++; f = $0; sub(/^.*: /, "", f); frame = frame (n > 1 ? " < " : "") f }
+             /VALGRIND-ERROR-END/ { print kind " | " frame }' "$dir"/valgrind.*.log |
+            sort | uniq -c | sort -rn | head -n 10
+    fi
     if [ "$ours" -gt 0 ]; then
         head -n 200 "$dir/ours.txt"
         echo "not ok - valgrind found errors in loyalty.so"; FAILED=$((FAILED + 1)); BROKEN+=(valgrind)
