@@ -43,3 +43,42 @@ INSERT INTO loyalty.account_type (code, name, redeem_share) VALUES ('main', 'Bon
 SELECT loyalty.adjust('{"operation_id": "U1", "customer": "+79123456789", "account": "main",
                         "points": 10, "reason": "after upgrade"}') -> 'balance' AS balance;
 SELECT count(*) AS problems FROM loyalty.verify_ledger();
+
+-- 0.7 moved a line's points from purchase_line_points rows into
+-- purchase_line.points; purchase_line_points is now a view of them.  A
+-- 0.6 installation with a partly refunded two-account purchase keeps every
+-- number, refunds go on from them, and the dump configuration names only
+-- tables that exist.
+SET client_min_messages = warning;
+DROP EXTENSION loyalty CASCADE;
+CREATE EXTENSION loyalty VERSION '0.6';
+RESET client_min_messages;
+INSERT INTO loyalty.store (code, name) VALUES ('S1', 'Store');
+INSERT INTO loyalty.purchase (operation_id, store, channel, at, amount, discount, redeemed,
+                              total, lines, refunded)
+VALUES ('P6', 'S1', 'pos', '2026-10-01 12:00+00', 300, 0, 0, 300, 2, 100);
+INSERT INTO loyalty.purchase_line (operation_id, line_index, sku, qty, price, amount, discount,
+                                   redeemed, total, refunded_qty, refunded_total)
+VALUES ('P6', 0, 'A', 2, 100, 200, 0, 0, 200, 1, 100),
+       ('P6', 1, 'B', 1, 100, 100, 0, 0, 100, 0, 0);
+INSERT INTO loyalty.purchase_line_points (operation_id, line_index, account, earned, spent,
+                                          earned_refunded, spent_refunded)
+VALUES ('P6', 0, 'main', 20, 10.5, 10, 5.25),
+       ('P6', 0, 'promo', 4, 0, 2, 0),
+       ('P6', 1, 'main', 10, 0, 0, 0);
+CREATE TEMP TABLE points_before AS SELECT * FROM loyalty.purchase_line_points;
+ALTER EXTENSION loyalty UPDATE;
+SELECT line_index, points FROM loyalty.purchase_line ORDER BY line_index;
+(SELECT * FROM points_before EXCEPT SELECT * FROM loyalty.purchase_line_points)
+UNION ALL
+(SELECT * FROM loyalty.purchase_line_points EXCEPT SELECT * FROM points_before);
+SELECT count(*) AS view_rows FROM loyalty.purchase_line_points;
+SELECT c::regclass AS config_table_missing
+  FROM pg_extension e, unnest(e.extconfig) AS c
+ WHERE e.extname = 'loyalty' AND NOT EXISTS (SELECT FROM pg_class WHERE oid = c);
+SELECT has_table_privilege('loyalty_analyst', 'loyalty.purchase_line_points', 'SELECT') AS analyst_reads;
+INSERT INTO loyalty.account_type (code, name, redeem_share) VALUES ('main', 'Bonus', 0.9), ('promo', 'Promo', 0.3);
+SELECT loyalty.refund('{"operation_id": "R6", "purchase": "P6", "lines": [{"index": 0, "qty": 1}]}')
+       -> 'totals' AS refunded;
+SELECT line_index, account, earned, spent, earned_refunded, spent_refunded
+  FROM loyalty.purchase_line_points ORDER BY line_index, account;

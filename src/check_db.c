@@ -613,11 +613,13 @@ money_datum(int64 money)
 }
 
 /*
- * points_rows builds [{"index", "account", "earned", "spent"}] (points in
- * hundredths) for the lines' non-zero points.
+ * line_points builds the lines' points: an array with one object per line,
+ * {"account": {"earned": e, "spent": s}} for the accounts the line earned
+ * or spent on (points as decimals, trailing zeros dropped), and the
+ * check's totals in hundredths.
  */
 static Jsonb *
-points_rows(CheckResult *r, int64 *earned, int64 *spent)
+line_points(CheckResult *r, int64 *earned, int64 *spent)
 {
 	JsonBuilder b = {0};
 	int			i,
@@ -626,32 +628,33 @@ points_rows(CheckResult *r, int64 *earned, int64 *spent)
 	*earned = *spent = 0;
 	jb_begin_array(&b);
 	for (i = 0; i < r->nlines; i++)
+	{
+		CheckLine  *l = &r->lines[i];
+
+		jb_begin_object(&b);
 		for (a = 0; a < r->cfg->naccounts; a++)
 		{
-			CheckLine  *l = &r->lines[i];
-
 			if (l->accrual[a] == 0 && l->redeem_points[a] == 0)
 				continue;
+			jb_key(&b, r->cfg->accounts[a].code);
 			jb_begin_object(&b);
-			jb_key(&b, "index");
-			jb_int(&b, false, i);
-			jb_key(&b, "account");
-			jb_string(&b, false, r->cfg->accounts[a].code);
 			jb_key(&b, "earned");
-			jb_int(&b, false, l->accrual[a]);
+			jb_trimmed(&b, false, l->accrual[a], POINTS_SCALE);
 			jb_key(&b, "spent");
-			jb_int(&b, false, l->redeem_points[a]);
+			jb_trimmed(&b, false, l->redeem_points[a], POINTS_SCALE);
 			jb_end_object(&b);
 			*earned += l->accrual[a];
 			*spent += l->redeem_points[a];
 		}
+		jb_end_object(&b);
+	}
 	jb_end_array(&b);
 	return jb_finish(&b);
 }
 
 /*
  * check_write_purchase writes the purchase, then its lines (from the
- * response's "lines") with their points per line and account.
+ * response's "lines"), each with its points per account.
  */
 void
 check_write_purchase(CheckResult *r, const char *operation_id, Jsonb *response)
@@ -671,7 +674,7 @@ check_write_purchase(CheckResult *r, const char *operation_id, Jsonb *response)
 	ListCell   *lc;
 
 	memset(pnulls, ' ', sizeof(pnulls));
-	points = points_rows(r, &earned, &spent);
+	points = line_points(r, &earned, &spent);
 	codes = palloc(sizeof(Datum) * Max(list_length(r->applied), 1));
 	foreach(lc, r->applied)
 		codes[ncodes++] = CStringGetTextDatum(((AppliedPromotion *) lfirst(lc))->promo->code);
@@ -704,26 +707,20 @@ check_write_purchase(CheckResult *r, const char *operation_id, Jsonb *response)
 					14, ptypes),
 			pvalues, pnulls, false);
 
-	/* the lines (from the response) and their points, in one statement */
+	/* the lines (from the response) with their points, in one statement */
 	lvalues[0] = CStringGetTextDatum(operation_id);
 	lvalues[1] = JsonbPGetDatum(response);
 	lvalues[2] = JsonbPGetDatum(points);
 	db_exec(saved_plan(&purchase_lines_plan,
-					"WITH l AS ("
-					" INSERT INTO loyalty.purchase_line (operation_id, line_index, sku,"
-					" qty, price, amount, discount, certificate, redeemed, total, promotions)"
+					"INSERT INTO loyalty.purchase_line (operation_id, line_index, sku,"
+					" qty, price, amount, discount, certificate, redeemed, total, promotions,"
+					" points)"
 					" SELECT $1, x.index, x.sku, x.qty, x.price, x.amount, x.discount,"
-					"        coalesce(x.certificate, 0), x.redeemed, x.total, x.promotions"
+					"        coalesce(x.certificate, 0), x.redeemed, x.total, x.promotions,"
+					"        $3 -> x.index"
 					"   FROM pg_catalog.jsonb_to_recordset($2 -> 'lines') AS x(index int,"
 					"        sku text, qty numeric, price numeric, amount numeric,"
 					"        discount numeric, certificate numeric, redeemed numeric,"
-					"        total numeric, promotions jsonb))"
-					" INSERT INTO loyalty.purchase_line_points (operation_id,"
-					" line_index, account, earned, spent)"
-					" SELECT $1, x.index, x.account,"
-					"        pg_catalog.trim_scale(x.earned::numeric / 100),"
-					"        pg_catalog.trim_scale(x.spent::numeric / 100)"
-					"   FROM pg_catalog.jsonb_to_recordset($3) AS x(index int,"
-					"        account text, earned int8, spent int8)", 3, ltypes),
+					"        total numeric, promotions jsonb)", 3, ltypes),
 			lvalues, NULL, false);
 }

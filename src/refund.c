@@ -48,7 +48,6 @@ static SPIPlanPtr purchase_plan = NULL;
 static SPIPlanPtr lines_plan = NULL;
 static SPIPlanPtr points_plan = NULL;
 static SPIPlanPtr update_lines_plan = NULL;
-static SPIPlanPtr update_points_plan = NULL;
 static SPIPlanPtr update_purchase_plan = NULL;
 static SPIPlanPtr insert_refund_plan = NULL;
 
@@ -154,7 +153,6 @@ loyalty_refund(PG_FUNCTION_ARGS)
 	bool		full = true;
 	JsonBuilder b = {0};
 	JsonBuilder lb = {0};
-	JsonBuilder pb = {0};
 	int64		unit;
 	uint64		r;
 	int			i,
@@ -335,7 +333,11 @@ loyalty_refund(PG_FUNCTION_ARGS)
 								   req->operation_id, at);
 	}
 
-	/* the facts: lines, points, purchase, refund */
+	/*
+	 * the facts: lines (money and points), purchase, refund.  A line's
+	 * points object is written whole, from what was read under the
+	 * purchase's lock, with this refund's points added to its refunded ones.
+	 */
 	jb_begin_array(&lb);
 	for (i = 0; i < nlines; i++)
 	{
@@ -348,26 +350,37 @@ loyalty_refund(PG_FUNCTION_ARGS)
 		jb_scaled(&lb, false, lines[i].qty_now, QTY_SCALE);
 		jb_key(&lb, "amount");
 		jb_money(&lb, false, lines[i].money_now);
+		jb_key(&lb, "points");
+		jb_begin_object(&lb);
+		for (k = 0; k < npts; k++)
+		{
+			int64		earned_refunded = pts[k].earned_refunded + pts[k].earned_now;
+			int64		spent_refunded = pts[k].spent_refunded + pts[k].spent_now;
+
+			if (pts[k].line != i)
+				continue;
+			jb_key(&lb, pts[k].account);
+			jb_begin_object(&lb);
+			jb_key(&lb, "earned");
+			jb_trimmed(&lb, false, pts[k].earned, POINTS_SCALE);
+			jb_key(&lb, "spent");
+			jb_trimmed(&lb, false, pts[k].spent, POINTS_SCALE);
+			if (earned_refunded != 0)
+			{
+				jb_key(&lb, "earned_refunded");
+				jb_trimmed(&lb, false, earned_refunded, POINTS_SCALE);
+			}
+			if (spent_refunded != 0)
+			{
+				jb_key(&lb, "spent_refunded");
+				jb_trimmed(&lb, false, spent_refunded, POINTS_SCALE);
+			}
+			jb_end_object(&lb);
+		}
+		jb_end_object(&lb);
 		jb_end_object(&lb);
 	}
 	jb_end_array(&lb);
-	jb_begin_array(&pb);
-	for (k = 0; k < npts; k++)
-	{
-		if (pts[k].earned_now == 0 && pts[k].spent_now == 0)
-			continue;
-		jb_begin_object(&pb);
-		jb_key(&pb, "index");
-		jb_int(&pb, false, lines[pts[k].line].index);
-		jb_key(&pb, "account");
-		jb_string(&pb, false, pts[k].account);
-		jb_key(&pb, "earned");
-		jb_scaled(&pb, false, pts[k].earned_now, POINTS_SCALE);
-		jb_key(&pb, "spent");
-		jb_scaled(&pb, false, pts[k].spent_now, POINTS_SCALE);
-		jb_end_object(&pb);
-	}
-	jb_end_array(&pb);
 	{
 		Oid			t2[2] = {TEXTOID, JSONBOID};
 		Oid			t3[3] = {TEXTOID, TEXTOID, JSONBOID};
@@ -377,18 +390,11 @@ loyalty_refund(PG_FUNCTION_ARGS)
 		run(saved_plan(&update_lines_plan,
 						"UPDATE loyalty.purchase_line l"
 						"   SET refunded_qty = l.refunded_qty + x.qty,"
-						"       refunded_total = l.refunded_total + x.amount"
-						"  FROM pg_catalog.jsonb_to_recordset($2) AS x(index int, qty numeric, amount numeric)"
+						"       refunded_total = l.refunded_total + x.amount,"
+						"       points = x.points"
+						"  FROM pg_catalog.jsonb_to_recordset($2) AS x(index int, qty numeric,"
+						"       amount numeric, points jsonb)"
 						" WHERE l.operation_id = $1 AND l.line_index = x.index", 2, t2), v, false);
-		v[1] = JsonbPGetDatum(jb_finish(&pb));
-		run(saved_plan(&update_points_plan,
-						"UPDATE loyalty.purchase_line_points p"
-						"   SET earned_refunded = pg_catalog.trim_scale(p.earned_refunded + x.earned),"
-						"       spent_refunded = pg_catalog.trim_scale(p.spent_refunded + x.spent)"
-						"  FROM pg_catalog.jsonb_to_recordset($2) AS x(index int, account text,"
-						"       earned numeric, spent numeric)"
-						" WHERE p.operation_id = $1 AND p.line_index = x.index"
-						"   AND p.account = x.account", 2, t2), v, false);
 		v[1] = NumericGetDatum(scaled_to_numeric(money, MONEY_SCALE));
 		{
 			Oid			tn[2] = {TEXTOID, NUMERICOID};

@@ -133,18 +133,26 @@ jb_money(JsonBuilder *b, bool elem, int64 value)
 	jb_scaled(b, elem, value, MONEY_SCALE);
 }
 
+/*
+ * jb_trimmed adds a number given in 10^-scale units with the decimals it
+ * needs (2, 0.75, 12.5).
+ */
+void
+jb_trimmed(JsonBuilder *b, bool elem, int64 value, int scale)
+{
+	while (scale > 0 && value % 10 == 0)
+	{
+		value /= 10;
+		scale--;
+	}
+	jb_scaled(b, elem, value, scale);
+}
+
 /* jb_qty adds a quantity with the decimals it needs (2, 0.75, 1.125). */
 void
 jb_qty(JsonBuilder *b, bool elem, int64 qty)
 {
-	int			scale = QTY_SCALE;
-
-	while (scale > 0 && qty % 10 == 0)
-	{
-		qty /= 10;
-		scale--;
-	}
-	jb_scaled(b, elem, qty, scale);
+	jb_trimmed(b, elem, qty, QTY_SCALE);
 }
 
 /* jb_points adds points (hundredths inside) at the points precision. */

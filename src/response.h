@@ -34,6 +34,7 @@ extern void jb_bool(JsonBuilder *b, bool elem, bool v);
 extern void jb_int(JsonBuilder *b, bool elem, int64 v);
 extern void jb_scaled(JsonBuilder *b, bool elem, int64 v, int scale);
 extern void jb_money(JsonBuilder *b, bool elem, int64 v);
+extern void jb_trimmed(JsonBuilder *b, bool elem, int64 v, int scale);
 extern void jb_qty(JsonBuilder *b, bool elem, int64 qty);
 extern void jb_points(JsonBuilder *b, bool elem, int64 points, int precision);
 extern Jsonb *jb_finish(JsonBuilder *b);
