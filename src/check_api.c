@@ -88,10 +88,11 @@ points_text(ConfigCache *cfg, int64 points)
  * the points that expire together (the percent accrual and the grants that
  * follow the account's lifetime share one).  The lots of accounts without
  * debt (the usual case) are written by one statement; an account in debt
- * goes through ledger_accrue, which pays the debt first.
+ * goes through ledger_accrue, which pays the debt first.  The new lots'
+ * points_earned events go to the batch.
  */
 static void
-accrue_points(CheckResult *r, const char *operation_id)
+accrue_points(CheckResult *r, const char *operation_id, EventBatch *events)
 {
 	ConfigCache *cfg = r->cfg;
 	ListCell   *lc;
@@ -145,7 +146,7 @@ accrue_points(CheckResult *r, const char *operation_id)
 				lots[nlots++] = mine[i];
 		}
 	}
-	ledger_accrue_lots(r->cust->id, lots, nlots, operation_id, r->at);
+	ledger_accrue_lots(r->cust->id, lots, nlots, operation_id, r->at, events);
 	pfree(lots);
 }
 
@@ -241,7 +242,8 @@ refresh_tier(CheckResult *r)
  * whose last use a concurrent purchase took is dropped and the check priced
  * again), give issued coupons their codes, build the response and record
  * the operation with it (one row version), then use and issue coupons,
- * write the facts, spend and earn points.
+ * write the facts, spend and earn points, and write the events of coupons
+ * issued and points earned in one statement.
  */
 Datum
 loyalty_purchase(PG_FUNCTION_ARGS)
@@ -255,6 +257,7 @@ loyalty_purchase(PG_FUNCTION_ARGS)
 	Jsonb	   *stored;
 	Jsonb	   *response;
 	bool	   *excluded;
+	EventBatch	events = {0};
 	int			a;
 
 	if (SPI_connect() != SPI_OK_CONNECT)
@@ -296,7 +299,7 @@ loyalty_purchase(PG_FUNCTION_ARGS)
 	response = response_build(r, req->operation_id);
 	operation_record(req->operation_id, "purchase", request,
 					 cust->identified ? cust->id : 0, response);
-	if (coupons_commit(r, req->operation_id))
+	if (coupons_commit(r, req->operation_id, &events))
 	{
 		/* an issued code collided and was replaced: store the new receipt */
 		response = response_build(r, req->operation_id);
@@ -309,7 +312,8 @@ loyalty_purchase(PG_FUNCTION_ARGS)
 			if (r->redeem[a].points > 0)
 				ledger_spend(cust->id, cfg->accounts[a].code, r->redeem[a].points,
 							 req->operation_id, r->at);
-		accrue_points(r, req->operation_id);
+		accrue_points(r, req->operation_id, &events);
+		event_batch_write(&events, cust->id);
 		refresh_tier(r);
 	}
 

@@ -359,15 +359,15 @@ typedef struct IssueRow
 
 /*
  * issue_all writes every coupon and certificate the purchase issues, with
- * the codes coupons_assign_codes gave them, and a coupon_issued event each
- * for a known customer, in one statement (the coupon table's constraints
- * are prepared once per statement, not once per code).  Codes carry 55
- * random bits: a collision with an existing code is vanishingly rare, and
- * only the colliding rows get new codes (in place) and are written again.
- * Returns whether any code changed.
+ * the codes coupons_assign_codes gave them, in one statement (the coupon
+ * table's constraints are prepared once per statement, not once per code),
+ * and adds a coupon_issued event each for a known customer to the batch.
+ * Codes carry 55 random bits: a collision with an existing code is
+ * vanishingly rare, and only the colliding rows get new codes (in place)
+ * and are written again.  Returns whether any code changed.
  */
 static bool
-issue_all(CheckResult *r, const char *operation_id)
+issue_all(CheckResult *r, const char *operation_id, EventBatch *events)
 {
 	Oid			types[10] = {INT8OID, TIMESTAMPTZOID, TEXTOID, TEXTARRAYOID, TEXTARRAYOID,
 		TEXTARRAYOID, INT4ARRAYOID, INT8ARRAYOID, INT8ARRAYOID, TIMESTAMPTZARRAYOID};
@@ -479,14 +479,7 @@ issue_all(CheckResult *r, const char *operation_id)
 										"   AS x(code, promotion, kind, percent, value, min_total, valid_until, n)"
 										" ORDER BY x.n"
 										" ON CONFLICT (code) DO NOTHING"
-										" RETURNING code, kind, percent, value, valid_until, promotion),"
-										" e AS ("
-										" INSERT INTO loyalty.event (customer_id, kind, payload)"
-										" SELECT $1, 'coupon_issued', pg_catalog.jsonb_build_object("
-										"   'code', c.code, 'kind', c.kind, 'promotion', c.promotion,"
-										"   'percent', c.percent, 'value', c.value, 'valid_until', c.valid_until)"
-										"  FROM c WHERE $1 IS NOT NULL"
-										"  ORDER BY pg_catalog.array_position($4, c.code))"
+										" RETURNING code)"
 										" SELECT code FROM c",
 										10, types),
 							 values, nulls, false, 0) != SPI_OK_SELECT)
@@ -507,6 +500,39 @@ issue_all(CheckResult *r, const char *operation_id)
 		}
 	}
 
+	/* the events, in the order of the rows (coupon_issued as SQL renders it) */
+	for (int i = 0; i < nrows && r->cust->identified; i++)
+	{
+		const IssuedItem *it = rows[i].item;
+		bool		certificate = it->kind == ISSUED_CERTIFICATE;
+		bool		is_percent = it->value.kind == DISCOUNT_PERCENT;
+		JsonBuilder b = {0};
+
+		jb_begin_object(&b);
+		jb_key(&b, "code");
+		jb_string(&b, false, rows[i].code);
+		jb_key(&b, "kind");
+		jb_string(&b, false, certificate ? "certificate" : "personal");
+		jb_key(&b, "promotion");
+		jb_string(&b, false, it->promo->code);
+		jb_key(&b, "percent");
+		if (is_percent)
+			jb_scaled(&b, false, it->value.percent, 2);
+		else
+			jb_null(&b, false);
+		jb_key(&b, "value");
+		if (is_percent)
+			jb_null(&b, false);
+		else
+			jb_money(&b, false, it->value.amount);
+		jb_key(&b, "valid_until");
+		if (it->has_valid_until)
+			jb_timestamptz(&b, false, it->valid_until);
+		else
+			jb_null(&b, false);
+		jb_end_object(&b);
+		event_batch_add(events, "coupon_issued", jb_finish(&b));
+	}
 	return changed;
 }
 
@@ -557,12 +583,12 @@ subscriptions_commit(CheckResult *r, const char *operation_id)
 /*
  * coupons_commit, in a purchase: uses up the coupons and certificates the
  * check applied (rows locked since coupons_check) and issues what the
- * promotions print, with the codes coupons_assign_codes gave them.  Returns
- * true when a code collided and was replaced (the response must be built
- * again).
+ * promotions print, with the codes coupons_assign_codes gave them (their
+ * coupon_issued events go to the batch).  Returns true when a code collided
+ * and was replaced (the response must be built again).
  */
 bool
-coupons_commit(CheckResult *r, const char *operation_id)
+coupons_commit(CheckResult *r, const char *operation_id, EventBatch *events)
 {
 	bool		changed;
 
@@ -608,7 +634,7 @@ coupons_commit(CheckResult *r, const char *operation_id)
 						 lvalues, lnulls, false, 0);
 	}
 
-	changed = issue_all(r, operation_id);
+	changed = issue_all(r, operation_id, events);
 	subscriptions_commit(r, operation_id);
 	return changed;
 }

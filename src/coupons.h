@@ -25,11 +25,13 @@
 #define LOYALTY_COUPONS_H
 
 #include "engine.h"
+#include "events.h"
 
 extern void coupons_check(CheckResult *r, bool *unlocked);
 extern void coupons_apply_certificates(CheckResult *r);
 extern void coupons_assign_codes(CheckResult *r);
-extern bool coupons_commit(CheckResult *r, const char *operation_id);
+extern bool coupons_commit(CheckResult *r, const char *operation_id,
+						   EventBatch *events);
 extern void coupons_refund(const char *purchase_operation_id,
 						   const char *operation_id, bool full);
 

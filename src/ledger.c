@@ -20,6 +20,7 @@
  */
 #include "loyalty.h"
 
+#include "events.h"
 #include "ledger.h"
 #include "money.h"
 #include "spi_util.h"
@@ -357,7 +358,7 @@ ledger_accrue_kind(int64 customer_id, const char *account, int64 points,
 /* ledger_accrue_lots: see ledger.h. */
 void
 ledger_accrue_lots(int64 customer_id, const AccrualLot *lots, int n,
-				   const char *operation_id, TimestampTz at)
+				   const char *operation_id, TimestampTz at, EventBatch *events)
 {
 	static SPIPlanPtr plan = NULL;
 	Oid			types[7] = {INT8OID, TIMESTAMPTZOID, TEXTOID, TEXTARRAYOID, INT8ARRAYOID,
@@ -405,18 +406,32 @@ ledger_accrue_lots(int64 customer_id, const AccrualLot *lots, int n,
 						   "         pg_catalog.unnest($6), pg_catalog.unnest($7)) WITH ORDINALITY"
 						   "         AS x(account, points, available_at, expires_at, n)"
 						   "   ORDER BY x.n"
-						   "  RETURNING id, account, amount, available_at, expires_at"
-						   "), earn_entry AS ("
-						   "  INSERT INTO loyalty.ledger_entry"
+						   "  RETURNING id, account, amount"
+						   ") INSERT INTO loyalty.ledger_entry"
 						   "         (customer_id, account, lot_id, operation_id, kind, points, at)"
-						   "  SELECT $1, n.account, n.id, $3, 'earn', n.amount, $2 FROM new_lot n ORDER BY n.id"
-						   ") INSERT INTO loyalty.event (customer_id, kind, payload)"
-						   "  SELECT $1, 'points_earned', pg_catalog.jsonb_build_object("
-						   "    'account', n.account, 'points', n.amount, 'operation_id', $3,"
-						   "    'available_at', n.available_at, 'expires_at', n.expires_at)"
-						   "    FROM new_lot n ORDER BY n.id",
+						   "  SELECT $1, n.account, n.id, $3, 'earn', n.amount, $2 FROM new_lot n ORDER BY n.id",
 						   7, types),
 				values, NULL);
+
+	/* a points_earned event per lot, as ledger_accrue writes it */
+	for (i = 0; i < n; i++)
+	{
+		JsonBuilder b = {0};
+
+		jb_begin_object(&b);
+		jb_key(&b, "account");
+		jb_string(&b, false, lots[i].account);
+		jb_key(&b, "points");
+		jb_trimmed(&b, false, lots[i].points, POINTS_SCALE);
+		jb_key(&b, "operation_id");
+		jb_string(&b, false, operation_id);
+		jb_key(&b, "available_at");
+		jb_timestamptz(&b, false, lots[i].available_at);
+		jb_key(&b, "expires_at");
+		jb_timestamptz(&b, false, lots[i].expires_at);
+		jb_end_object(&b);
+		event_batch_add(events, "points_earned", jb_finish(&b));
+	}
 }
 
 /*

@@ -19,6 +19,8 @@
 
 #include "datatype/timestamp.h"
 
+struct EventBatch;				/* events.h */
+
 /* Balance of one account as of a moment. */
 typedef struct LedgerBalance
 {
@@ -55,11 +57,13 @@ extern void ledger_balances(int64 customer_id, TimestampTz at, int naccounts,
 /*
  * ledger_accrue_lots credits, for operation_id, the n lots of accounts that
  * hold no debt (the caller read that under the customer's lock; an account
- * in debt goes through ledger_accrue, which pays the debt first): the lots,
- * their "earn" entries and a points_earned event each, in one statement.
+ * in debt goes through ledger_accrue, which pays the debt first): the lots
+ * and their "earn" entries in one statement.  Their points_earned events,
+ * one per lot, are added to the batch for the caller to write.
  */
 extern void ledger_accrue_lots(int64 customer_id, const AccrualLot *lots, int n,
-							   const char *operation_id, TimestampTz at);
+							   const char *operation_id, TimestampTz at,
+							   struct EventBatch *events);
 
 /*
  * ledger_spend takes points from the account's lots available at "at":

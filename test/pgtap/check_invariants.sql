@@ -21,7 +21,7 @@ CREATE EXTENSION loyalty;
 RESET client_min_messages;
 SELECT setseed(0.4242);
 
-SELECT plan(24);
+SELECT plan(27);
 
 -- ---------------------------------------------------------------------------
 -- A program: categories, 300 products, accounts, tiers, a promotion of every
@@ -157,6 +157,24 @@ SELECT is((SELECT count(*) FROM res WHERE loyalty.calculate(req) - 'at' <> r - '
 SELECT count(loyalty.purchase(req || jsonb_build_object('operation_id', 'P-' || n) ||
                               CASE WHEN req ? 'redeem' THEN '{"redeem": "max"}'::jsonb ELSE '{}'::jsonb END))
   FROM req WHERE n <= 300;
+-- a purchase writes its events from C in one statement: each must be, to
+-- the character, the row SQL would render from its lot or coupon
+SELECT ok((SELECT count(*) FROM loyalty.event WHERE kind = 'points_earned') > 100
+          AND (SELECT count(*) FROM loyalty.event WHERE kind = 'coupon_issued') > 0,
+          'purchases earned points and issued coupons');
+SELECT bag_eq(
+    $$SELECT customer_id, payload::text FROM loyalty.event
+       WHERE kind = 'points_earned' AND payload ->> 'operation_id' LIKE 'P-%'$$,
+    $$SELECT customer_id, jsonb_build_object('account', account, 'points', amount,
+                 'operation_id', operation_id, 'available_at', available_at, 'expires_at', expires_at)::text
+        FROM loyalty.lot WHERE operation_id LIKE 'P-%'$$,
+    'every points_earned event of a purchase renders its lot');
+SELECT bag_eq(
+    $$SELECT customer_id, payload::text FROM loyalty.event WHERE kind = 'coupon_issued'$$,
+    $$SELECT customer_id, jsonb_build_object('code', code, 'kind', kind, 'promotion', promotion,
+                 'percent', percent, 'value', value, 'valid_until', valid_until)::text
+        FROM loyalty.coupon WHERE issued_by LIKE 'P-%' AND customer_id IS NOT NULL$$,
+    'every coupon_issued event of a purchase renders its coupon');
 SELECT count(loyalty.refund(jsonb_build_object('operation_id', 'R1-' || p.operation_id, 'purchase', p.operation_id,
                   'lines', jsonb_build_array(jsonb_build_object('index', 0,
                            'qty', CASE WHEN l.qty >= 2 THEN floor(l.qty / 2) ELSE l.qty END)))))
