@@ -14,6 +14,8 @@
  * counter row and re-checks the limit on its latest version, so of two
  * concurrent purchases only one can take the last use; the other sees no
  * row come back and the purchase is priced again without that promotion.
+ * Per-customer counters are written under the customer's row lock, so a
+ * purchase knows which exist and inserts or increments them directly.
  * Only promotions with a limit are counted (an unlimited promotion's uses
  * are in the purchase facts), so popular promotions are no hot rows.
  *
@@ -42,7 +44,8 @@ static SPIPlanPtr customer_by_id_plan = NULL;
 static SPIPlanPtr customer_by_text_plan = NULL;
 static SPIPlanPtr usage_plan = NULL;
 static SPIPlanPtr claim_plan = NULL;
-static SPIPlanPtr claim_customer_plan = NULL;
+static SPIPlanPtr claim_fresh_plan = NULL;
+static SPIPlanPtr claim_known_plan = NULL;
 static SPIPlanPtr unclaim_plan = NULL;
 static SPIPlanPtr unclaim_customer_plan = NULL;
 static SPIPlanPtr purchase_plan = NULL;
@@ -247,16 +250,22 @@ fill_customer(ConfigCache *cfg, CustomerInfo *cust)
 	cust->sub_ends = timestamp_array_col(9, cust->nsubs);
 }
 
-/* load_by_id runs the customer query for an id; false when not found. */
+/*
+ * load_by_id runs the customer query for an id; false when not found.
+ * latest: read with a new snapshot, as a purchase must once it holds the
+ * customer's lock (in READ COMMITTED the statement's own snapshot predates
+ * the lock wait, and would miss what the purchase waited for: usage
+ * counters, a tier, segments); calculate reads with the statement's.
+ */
 static bool
-load_by_id(ConfigCache *cfg, CustomerInfo *cust, int64 id)
+load_by_id(ConfigCache *cfg, CustomerInfo *cust, int64 id, bool latest)
 {
 	Oid			types[1] = {INT8OID};
 	Datum		values[1] = {Int64GetDatum(id)};
 
 	db_exec(saved_plan(&customer_by_id_plan, CUSTOMER_SELECT " WHERE c.id = $1",
 					1, types),
-			values, NULL, true);
+			values, NULL, !latest);
 	if (SPI_processed == 0)
 		return false;
 	fill_customer(cfg, cust);
@@ -317,9 +326,9 @@ check_customer(ConfigCache *cfg, CheckRequest *req)
 	if (req->customer_kind == CUSTOMER_NONE)
 		return cust;
 	if (req->customer_kind == CUSTOMER_ID)
-		found = load_by_id(cfg, cust, req->customer_id);
+		found = load_by_id(cfg, cust, req->customer_id, false);
 	else if (parse_id_form(req->customer_text, &id))
-		found = load_by_id(cfg, cust, id);
+		found = load_by_id(cfg, cust, id, false);
 	else
 	{
 		Oid			types[2] = {TEXTOID, TEXTOID};
@@ -385,7 +394,7 @@ check_customer_locked(ConfigCache *cfg, CheckRequest *req)
 	if (SPI_processed == 0)
 		customer_not_found(req);
 	id = DatumGetInt64(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull));
-	if (!load_by_id(cfg, cust, id))
+	if (!load_by_id(cfg, cust, id, true))
 		customer_not_found(req);
 	return cust;
 }
@@ -476,39 +485,87 @@ unclaim_global(const CachedPromotion *p)
 }
 
 /*
- * claim_customer counts, in one statement, a use by the customer of each
- * of the n promotions (codes, with their per-customer limits).  The
- * purchase holds the customer's row lock and priced the check with the
- * counts read under it, so no limit can be passed here; should one be
- * (a bug, or a writer that does not lock the customer), every count is
- * taken back and the index of that promotion returned, else -1.
+ * claim_customer counts a use by the customer of each of the n promotions
+ * (codes, with their per-customer limits).  The purchase holds the
+ * customer's row lock and priced the check with the counters read under
+ * it, so it knows which counters exist: the new ones are inserted and the
+ * others incremented, each kind by one plain statement (an upsert would
+ * pay for a speculative insertion on every use).  No limit can be passed
+ * here; should one be (a bug, or a writer that does not lock the
+ * customer), every count is taken back and the index of that promotion
+ * returned, else -1.  A counter that vanished meanwhile (an administrator
+ * deleting it) fails the purchase with 40001, to be sent again.
  */
 static int
 claim_customer(CheckResult *r, Datum *codes, Datum *limits, int *index, int n)
 {
-	Oid			types[3] = {TEXTARRAYOID, INT8OID, INT4ARRAYOID};
-	Datum		values[3];
-	char	   *over;
-	int			i;
+	Oid			types[2] = {TEXTARRAYOID, INT8OID};
+	Datum		values[2];
+	Datum	   *fresh = palloc(sizeof(Datum) * n);
+	Datum	   *known = palloc(sizeof(Datum) * n);
+	int			nfresh = 0;
+	int			nknown = 0;
+	char	   *over = NULL;
+	int			i,
+				k;
+
+	for (i = 0; i < n; i++)
+	{
+		char	   *code = TextDatumGetCString(codes[i]);
+
+		for (k = 0; k < r->cust->nusage; k++)
+			if (strcmp(r->cust->usage_promotion[k], code) == 0)
+				break;
+		if (k < r->cust->nusage)
+			known[nknown++] = codes[i];
+		else
+			fresh[nfresh++] = codes[i];
+	}
+	values[1] = Int64GetDatum(r->cust->id);
+
+	if (nfresh > 0)
+	{
+		values[0] = PointerGetDatum(construct_array(fresh, nfresh, TEXTOID, -1, false,
+													TYPALIGN_INT));
+		db_exec(saved_plan(&claim_fresh_plan,
+						"INSERT INTO loyalty.promotion_customer_usage (promotion, customer_id, uses)"
+						" SELECT c, $2, 1 FROM pg_catalog.unnest($1) AS c", 2, types),
+				values, NULL, false);
+	}
+	if (nknown > 0)
+	{
+		uint64		row;
+
+		values[0] = PointerGetDatum(construct_array(known, nknown, TEXTOID, -1, false,
+													TYPALIGN_INT));
+		db_exec(saved_plan(&claim_known_plan,
+						"UPDATE loyalty.promotion_customer_usage u SET uses = u.uses + 1"
+						" WHERE u.customer_id = $2 AND u.promotion = ANY ($1)"
+						" RETURNING u.promotion, u.uses", 2, types),
+				values, NULL, false);
+		if (SPI_processed != (uint64) nknown)
+			ereport(ERROR,
+					(errcode(ERRCODE_T_R_SERIALIZATION_FAILURE),
+					 errmsg("a promotion usage counter of customer " INT64_FORMAT " changed during the purchase",
+							r->cust->id),
+					 errhint("Send the purchase again.")));
+		for (row = 0; row < SPI_processed && over == NULL; row++)
+		{
+			char	   *code = SPI_getvalue(SPI_tuptable->vals[row], SPI_tuptable->tupdesc, 1);
+			bool		isnull;
+			int64		uses = DatumGetInt64(SPI_getbinval(SPI_tuptable->vals[row],
+														   SPI_tuptable->tupdesc, 2, &isnull));
+
+			for (i = 0; i < n; i++)
+				if (strcmp(TextDatumGetCString(codes[i]), code) == 0 &&
+					uses > DatumGetInt32(limits[i]))
+					over = code;
+		}
+	}
+	if (over == NULL)
+		return -1;
 
 	values[0] = PointerGetDatum(construct_array(codes, n, TEXTOID, -1, false, TYPALIGN_INT));
-	values[1] = Int64GetDatum(r->cust->id);
-	values[2] = PointerGetDatum(construct_array(limits, n, INT4OID, 4, true, TYPALIGN_INT));
-	db_exec(saved_plan(&claim_customer_plan,
-					"WITH claimed AS ("
-					"  INSERT INTO loyalty.promotion_customer_usage AS u"
-					"         (promotion, customer_id, uses)"
-					"  SELECT c, $2, 1 FROM pg_catalog.unnest($1) AS c"
-					"  ON CONFLICT (promotion, customer_id) DO UPDATE SET uses = u.uses + 1"
-					"  RETURNING u.promotion, u.uses)"
-					" SELECT c.promotion FROM claimed c"
-					"  JOIN ROWS FROM (pg_catalog.unnest($1), pg_catalog.unnest($3)) AS l(promotion, lim)"
-					"       USING (promotion)"
-					" WHERE c.uses > l.lim LIMIT 1", 3, types),
-			values, NULL, false);
-	if (SPI_processed == 0)
-		return -1;
-	over = SPI_getvalue(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1);
 	db_exec(saved_plan(&unclaim_customer_plan,
 					"UPDATE loyalty.promotion_customer_usage SET uses = uses - 1"
 					" WHERE promotion = ANY ($1) AND customer_id = $2", 2, types),
