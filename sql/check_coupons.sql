@@ -136,6 +136,41 @@ SELECT coupons FROM pg_temp.show(loyalty.calculate(jsonb_build_object(
     'lines', jsonb_build_array(jsonb_build_object('sku', 'CREAM', 'qty', 3)),
     'coupons', jsonb_build_array(:'bounce'))));
 
+-- an issued code that collides with an existing coupon's is replaced: the
+-- coupon, its event, the response, the stored response and a replay all
+-- carry the new code.  (The developer option loyalty.debug_coupon_codes
+-- hands out the taken code first; random codes collide once in 2^55.)
+SELECT loyalty.new_coupon_code() AS taken, loyalty.new_coupon_code() AS fresh \gset
+INSERT INTO loyalty.coupon (code, promotion, customer_id, kind, percent, valid_from)
+VALUES (:'taken', 'BOUNCE', 1, 'personal', 5, '2026-01-01');
+SET loyalty.debug_coupon_codes = :'taken', :'fresh';
+SELECT r #>> '{issued,0,codes,0}' = :'fresh' AS response_has_new_code,
+       jsonb_array_length(r #> '{issued,0,codes}') AS codes
+  FROM loyalty.purchase(jsonb_build_object(
+    'operation_id', 'B3', 'customer', '+79123456789', 'at', '2026-11-26T12:00:00+03:00',
+    'lines', jsonb_build_array(jsonb_build_object('sku', 'CREAM', 'qty', 4)))) AS r;
+RESET loyalty.debug_coupon_codes;
+SELECT code = :'fresh' AS coupon_has_new_code, kind, percent FROM loyalty.coupon WHERE issued_by = 'B3';
+SELECT percent, issued_by FROM loyalty.coupon WHERE code = :'taken';
+SELECT response #>> '{issued,0,codes,0}' = :'fresh' AS stored_response_has_new_code
+  FROM loyalty.operation WHERE operation_id = 'B3';
+SELECT payload ->> 'code' = :'fresh' AS event_has_new_code
+  FROM loyalty.event WHERE kind = 'coupon_issued' AND payload ->> 'code' IN (:'taken', :'fresh');
+SELECT r #>> '{issued,0,codes,0}' = :'fresh' AS replay_has_new_code
+  FROM loyalty.purchase(jsonb_build_object(
+    'operation_id', 'B3', 'customer', '+79123456789', 'at', '2026-11-26T12:00:00+03:00',
+    'lines', jsonb_build_array(jsonb_build_object('sku', 'CREAM', 'qty', 4)))) AS r;
+-- a purchase gives up after eight colliding codes in a row, writing nothing
+SELECT string_agg(:'taken', ',') AS taken8 FROM generate_series(1, 8) \gset
+SET loyalty.debug_coupon_codes = :'taken8';
+SELECT loyalty.purchase(jsonb_build_object(
+    'operation_id', 'B4', 'customer', '+79123456789', 'at', '2026-11-26T13:00:00+03:00',
+    'lines', jsonb_build_array(jsonb_build_object('sku', 'CREAM', 'qty', 4))));
+RESET loyalty.debug_coupon_codes;
+SELECT count(*) AS b4_rows FROM loyalty.operation WHERE operation_id = 'B4';
+-- the option takes well-formed codes only
+SET loyalty.debug_coupon_codes = 'K7QX-9M2P-4RTA';
+
 -- every 500 spent: a 150 certificate for the next purchase
 INSERT INTO loyalty.promotion (code, name, mechanic, rule) VALUES
     ('CERT500', 'Every 500: 150', 'certificate_per_amount', '{"step": 500, "value": 150, "valid": "30 days"}');

@@ -12,6 +12,9 @@
  * case, spaces and dashes, and the look-alikes I and L (read as 1) and O
  * (read as 0).
  *
+ * The developer option loyalty.debug_coupon_codes hands out given codes,
+ * in order, before random ones, so tests can make an issued code collide.
+ *
  *-------------------------------------------------------------------------
  */
 #include "loyalty.h"
@@ -19,6 +22,7 @@
 #include "coupon_code.h"
 
 #include "utils/builtins.h"
+#include "utils/guc.h"
 
 PG_FUNCTION_INFO_V1(loyalty_new_coupon_code);
 PG_FUNCTION_INFO_V1(loyalty_coupon_code);
@@ -26,6 +30,9 @@ PG_FUNCTION_INFO_V1(loyalty_coupon_code);
 static const char alphabet[] = "0123456789ABCDEFGHJKMNPQRSTVWXYZ";
 
 #define CODE_BASE		32
+
+/* how many codes of loyalty.debug_coupon_codes were handed out */
+static int	debug_codes_used = 0;
 
 /*
  * symbol_value returns the value (0..31) of a code symbol, reading look-alikes
@@ -88,14 +95,93 @@ coupon_code_format(const int *values, char *out)
 }
 
 /*
+ * debug_code writes the n-th code of loyalty.debug_coupon_codes (checked
+ * well-formed by its check hook) into out; false when there are fewer.
+ */
+static bool
+debug_code(int n, char *out)
+{
+	const char *p = loyalty_debug_coupon_codes;
+
+	for (;;)
+	{
+		const char *end = strchr(p, ',');
+		size_t		len = end ? (size_t) (end - p) : strlen(p);
+
+		if (n-- == 0)
+		{
+			char	   *item = pnstrdup(p, len);
+			const char *why;
+
+			if (!coupon_code_normalize(item, out, &why))
+				elog(ERROR, "loyalty.debug_coupon_codes holds a malformed code");
+			pfree(item);
+			return true;
+		}
+		if (end == NULL)
+			return false;
+		p = end + 1;
+	}
+}
+
+/* coupon_code_debug_check: every item of the list is a well-formed code. */
+bool
+coupon_code_debug_check(char **newval, void **extra, GucSource source)
+{
+	const char *p = *newval;
+
+	if (p == NULL || *p == '\0')
+		return true;
+	for (;;)
+	{
+		const char *end = strchr(p, ',');
+		size_t		len = end ? (size_t) (end - p) : strlen(p);
+		char		item[64];
+		char		code[COUPON_CODE_LEN + 1];
+		const char *why = NULL;
+
+		if (len >= sizeof(item))
+		{
+			GUC_check_errdetail("A code has 12 symbols.");
+			return false;
+		}
+		memcpy(item, p, len);
+		item[len] = '\0';
+		if (!coupon_code_normalize(item, code, &why))
+		{
+			GUC_check_errdetail("\"%s\" is not a coupon code: %s.", item, why);
+			return false;
+		}
+		if (end == NULL)
+			return true;
+		p = end + 1;
+	}
+}
+
+/* coupon_code_debug_assign: a new list is handed out from its start. */
+void
+coupon_code_debug_assign(const char *newval, void *extra)
+{
+	debug_codes_used = 0;
+}
+
+/*
  * coupon_code_generate writes a new random code into out
- * (COUPON_CODE_LEN + 1 bytes).
+ * (COUPON_CODE_LEN + 1 bytes); the next of loyalty.debug_coupon_codes
+ * first, while it has any left.
  */
 void
 coupon_code_generate(char *out)
 {
 	uint8		bytes[COUPON_CODE_SYMBOLS - 1];
 	int			values[COUPON_CODE_SYMBOLS];
+
+	if (loyalty_debug_coupon_codes != NULL && loyalty_debug_coupon_codes[0] != '\0' &&
+		debug_code(debug_codes_used, out))
+	{
+		debug_codes_used++;
+		return;
+	}
 
 	if (!pg_strong_random(bytes, sizeof(bytes)))
 		ereport(ERROR,

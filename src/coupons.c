@@ -357,6 +357,9 @@ typedef struct IssueRow
 	bool		written;
 } IssueRow;
 
+/* passes issue_all makes before giving up on colliding codes */
+#define ISSUE_ATTEMPTS	8
+
 /*
  * issue_all writes every coupon and certificate the purchase issues, with
  * the codes coupons_assign_codes gave them, in one statement (the coupon
@@ -376,6 +379,7 @@ issue_all(CheckResult *r, const char *operation_id, EventBatch *events)
 	IssueRow   *rows;
 	int			nrows = 0;
 	int			pending;
+	int			attempt;
 	bool		changed = false;
 	ListCell   *lc;
 
@@ -404,7 +408,7 @@ issue_all(CheckResult *r, const char *operation_id, EventBatch *events)
 	values[1] = TimestampTzGetDatum(r->at);
 	values[2] = CStringGetTextDatum(operation_id);
 
-	for (pending = nrows; pending > 0;)
+	for (pending = nrows, attempt = 0; pending > 0; attempt++)
 	{
 		Datum	   *code = palloc(sizeof(Datum) * pending);
 		Datum	   *promo = palloc(sizeof(Datum) * pending);
@@ -420,9 +424,17 @@ issue_all(CheckResult *r, const char *operation_id, EventBatch *events)
 		int			lbs[1] = {1};
 		int			n = 0;
 
-		if (pending < nrows)
+		if (attempt > 0)
 		{
-			/* a retry: the rows not written collided, new codes for them */
+			/*
+			 * a retry: the rows not written collided, new codes for them
+			 * (every pass after the first, even when every row collided)
+			 */
+			if (attempt == ISSUE_ATTEMPTS)
+				ereport(ERROR,
+						(errcode(ERRCODE_INTERNAL_ERROR),
+						 errmsg("could not find unused codes for the coupons a purchase issues"),
+						 errdetail("%d attempts collided with existing codes.", ISSUE_ATTEMPTS)));
 			changed = true;
 			for (int i = 0; i < nrows; i++)
 				if (!rows[i].written)

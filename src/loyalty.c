@@ -15,6 +15,8 @@
 #include "fmgr.h"
 #include "utils/guc.h"
 
+#include "coupon_code.h"
+
 PG_MODULE_MAGIC;
 
 /* country calling code used when a phone number is written nationally */
@@ -22,6 +24,9 @@ int			loyalty_default_country = 7;
 
 /* whether new events send NOTIFY loyalty_event */
 bool		loyalty_notify = true;
+
+/* developer option: codes handed out before random ones (coupon_code.c) */
+char	   *loyalty_debug_coupon_codes = NULL;
 
 void		_PG_init(void);
 
@@ -51,6 +56,16 @@ _PG_init(void)
 							 PGC_USERSET,
 							 0,
 							 NULL, NULL, NULL);
+
+	DefineCustomStringVariable("loyalty.debug_coupon_codes",
+							   "Developer option: coupon codes to hand out, in order, before random ones.",
+							   "A comma-separated list of well-formed codes.  Tests use it to make an "
+							   "issued code collide with an existing one; never set it in production.",
+							   &loyalty_debug_coupon_codes,
+							   "",
+							   PGC_SUSET,
+							   GUC_NOT_IN_SAMPLE | GUC_LIST_INPUT,
+							   coupon_code_debug_check, coupon_code_debug_assign, NULL);
 
 	MarkGUCPrefixReserved("loyalty");
 }

@@ -25,5 +25,6 @@
 /* settings, defined in loyalty.c */
 extern int	loyalty_default_country;
 extern bool loyalty_notify;
+extern char *loyalty_debug_coupon_codes;
 
 #endif							/* LOYALTY_H */
