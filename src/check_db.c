@@ -49,7 +49,6 @@ static SPIPlanPtr claim_known_plan = NULL;
 static SPIPlanPtr unclaim_plan = NULL;
 static SPIPlanPtr unclaim_customer_plan = NULL;
 static SPIPlanPtr purchase_plan = NULL;
-static SPIPlanPtr purchase_lines_plan = NULL;
 
 /* what every customer query returns, after "FROM ... c" resolves c */
 #define CUSTOMER_SELECT \
@@ -710,74 +709,66 @@ line_points(CheckResult *r, int64 *earned, int64 *spent)
 }
 
 /*
- * check_write_purchase writes the purchase, then its lines (from the
- * response's "lines"), each with its points per account.
+ * check_write_purchase writes the purchase and its lines (from the
+ * response's "lines"), each with its points per account, in one statement.
  */
 void
 check_write_purchase(CheckResult *r, const char *operation_id, Jsonb *response)
 {
-	Oid			ptypes[14] = {TEXTOID, INT8OID, TEXTOID, TEXTOID, TIMESTAMPTZOID,
+	Oid			types[16] = {TEXTOID, INT8OID, TEXTOID, TEXTOID, TIMESTAMPTZOID,
 		NUMERICOID, NUMERICOID, NUMERICOID, NUMERICOID, NUMERICOID, NUMERICOID,
-	INT4OID, TEXTARRAYOID, NUMERICOID};
-	Datum		pvalues[14];
-	char		pnulls[14];
-	Oid			ltypes[3] = {TEXTOID, JSONBOID, JSONBOID};
-	Datum		lvalues[3];
-	Jsonb	   *points;
+	INT4OID, TEXTARRAYOID, NUMERICOID, JSONBOID, JSONBOID};
+	Datum		values[16];
+	char		nulls[16];
 	int64		earned,
 				spent;
 	Datum	   *codes;
 	int			ncodes = 0;
 	ListCell   *lc;
 
-	memset(pnulls, ' ', sizeof(pnulls));
-	points = line_points(r, &earned, &spent);
+	memset(nulls, ' ', sizeof(nulls));
 	codes = palloc(sizeof(Datum) * Max(list_length(r->applied), 1));
 	foreach(lc, r->applied)
 		codes[ncodes++] = CStringGetTextDatum(((AppliedPromotion *) lfirst(lc))->promo->code);
 
-	pvalues[0] = CStringGetTextDatum(operation_id);
-	pvalues[1] = Int64GetDatum(r->cust->id);
+	values[14] = JsonbPGetDatum(response);
+	values[15] = JsonbPGetDatum(line_points(r, &earned, &spent));
+	values[0] = CStringGetTextDatum(operation_id);
+	values[1] = Int64GetDatum(r->cust->id);
 	if (!r->cust->identified)
-		pnulls[1] = 'n';
+		nulls[1] = 'n';
 	if (r->store)
-		pvalues[2] = CStringGetTextDatum(r->store->code);
+		values[2] = CStringGetTextDatum(r->store->code);
 	else
-		pnulls[2] = 'n';
-	pvalues[3] = CStringGetTextDatum(r->channel);
-	pvalues[4] = TimestampTzGetDatum(r->at);
-	pvalues[5] = money_datum(r->amount);
-	pvalues[6] = money_datum(r->discount);
-	pvalues[7] = money_datum(r->redeemed);
-	pvalues[8] = money_datum(r->total);
-	pvalues[9] = points_numeric(earned);
-	pvalues[10] = points_numeric(spent);
-	pvalues[11] = Int32GetDatum(r->nlines);
-	pvalues[12] = PointerGetDatum(construct_array(codes, ncodes, TEXTOID, -1, false, TYPALIGN_INT));
-	pvalues[13] = money_datum(r->certificate);
+		nulls[2] = 'n';
+	values[3] = CStringGetTextDatum(r->channel);
+	values[4] = TimestampTzGetDatum(r->at);
+	values[5] = money_datum(r->amount);
+	values[6] = money_datum(r->discount);
+	values[7] = money_datum(r->redeemed);
+	values[8] = money_datum(r->total);
+	values[9] = points_numeric(earned);
+	values[10] = points_numeric(spent);
+	values[11] = Int32GetDatum(r->nlines);
+	values[12] = PointerGetDatum(construct_array(codes, ncodes, TEXTOID, -1, false, TYPALIGN_INT));
+	values[13] = money_datum(r->certificate);
 	db_exec(saved_plan(&purchase_plan,
-					"INSERT INTO loyalty.purchase (operation_id, customer_id, store,"
+					"WITH p AS ("
+					" INSERT INTO loyalty.purchase (operation_id, customer_id, store,"
 					" channel, at, amount, discount, redeemed, total, points_earned,"
 					" points_spent, lines, promotions, certificate)"
 					" VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9,"
-					" pg_catalog.trim_scale($10), pg_catalog.trim_scale($11), $12, $13, $14)",
-					14, ptypes),
-			pvalues, pnulls, false);
-
-	/* the lines (from the response) with their points, in one statement */
-	lvalues[0] = CStringGetTextDatum(operation_id);
-	lvalues[1] = JsonbPGetDatum(response);
-	lvalues[2] = JsonbPGetDatum(points);
-	db_exec(saved_plan(&purchase_lines_plan,
-					"INSERT INTO loyalty.purchase_line (operation_id, line_index, sku,"
+					" pg_catalog.trim_scale($10), pg_catalog.trim_scale($11), $12, $13, $14))"
+					" INSERT INTO loyalty.purchase_line (operation_id, line_index, sku,"
 					" qty, price, amount, discount, certificate, redeemed, total, promotions,"
 					" points)"
 					" SELECT $1, x.index, x.sku, x.qty, x.price, x.amount, x.discount,"
 					"        coalesce(x.certificate, 0), x.redeemed, x.total, x.promotions,"
-					"        $3 -> x.index"
-					"   FROM pg_catalog.jsonb_to_recordset($2 -> 'lines') AS x(index int,"
+					"        $16 -> x.index"
+					"   FROM pg_catalog.jsonb_to_recordset($15 -> 'lines') AS x(index int,"
 					"        sku text, qty numeric, price numeric, amount numeric,"
 					"        discount numeric, certificate numeric, redeemed numeric,"
-					"        total numeric, promotions jsonb)", 3, ltypes),
-			lvalues, NULL, false);
+					"        total numeric, promotions jsonb)",
+					16, types),
+			values, nulls, false);
 }
