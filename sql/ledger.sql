@@ -138,7 +138,8 @@ SELECT count(*) AS taken FROM loyalty.take_events(100);
 SELECT * FROM loyalty.verify_ledger();
 
 -- the ledger's references are checked by verify_ledger (entries carry no
--- foreign keys: they are written only with their lot and operation)
+-- foreign keys: they are written only with their lot and operation; lots
+-- none to their operation)
 BEGIN;
 INSERT INTO loyalty.ledger_entry (customer_id, account, lot_id, operation_id, kind, points, at)
 SELECT customer_id, account, 999999, operation_id, 'adjust', 1, now()
@@ -146,6 +147,8 @@ SELECT customer_id, account, 999999, operation_id, 'adjust', 1, now()
 INSERT INTO loyalty.ledger_entry (customer_id, account, lot_id, operation_id, kind, points, at)
 SELECT customer_id, account, lot_id, 'no-such-operation', 'adjust', 1, now()
   FROM loyalty.ledger_entry ORDER BY id LIMIT 1;
+UPDATE loyalty.lot SET operation_id = 'no-such-lot-operation'
+ WHERE id = (SELECT min(id) FROM loyalty.lot);
 SELECT account, lot_id, regexp_replace(problem, 'entry [0-9]+', 'entry N') AS problem
   FROM loyalty.verify_ledger() ORDER BY problem;
 ROLLBACK;
