@@ -88,8 +88,9 @@ points_text(ConfigCache *cfg, int64 points)
  * the points that expire together (the percent accrual and the grants that
  * follow the account's lifetime share one).  The lots of accounts without
  * debt (the usual case) are written by one statement; an account in debt
- * goes through ledger_accrue, which pays the debt first.  The new lots'
- * points_earned events go to the batch.
+ * goes through ledger_accrue, which pays the debt first and writes its own
+ * event (after the batch's, written first).  The new lots' points_earned
+ * events go to the batch.
  */
 static void
 accrue_points(CheckResult *r, const char *operation_id, EventBatch *events)
@@ -140,8 +141,12 @@ accrue_points(CheckResult *r, const char *operation_id, EventBatch *events)
 			if (mine[i].points <= 0)
 				continue;
 			if (in_debt)
+			{
+				/* its event follows those gathered so far, as it always did */
+				event_batch_write(events, r->cust->id);
 				ledger_accrue(r->cust->id, acc->code, mine[i].points, operation_id,
 							  r->at, available, mine[i].expires_at);
+			}
 			else
 				lots[nlots++] = mine[i];
 		}
