@@ -502,6 +502,7 @@ claim_customer(CheckResult *r, Datum *codes, Datum *limits, int *index, int n)
 	Datum		values[2];
 	Datum	   *fresh = palloc(sizeof(Datum) * n);
 	Datum	   *known = palloc(sizeof(Datum) * n);
+	char	  **names = palloc(sizeof(char *) * n);
 	int			nfresh = 0;
 	int			nknown = 0;
 	char	   *over = NULL;
@@ -510,10 +511,9 @@ claim_customer(CheckResult *r, Datum *codes, Datum *limits, int *index, int n)
 
 	for (i = 0; i < n; i++)
 	{
-		char	   *code = TextDatumGetCString(codes[i]);
-
+		names[i] = TextDatumGetCString(codes[i]);
 		for (k = 0; k < r->cust->nusage; k++)
-			if (strcmp(r->cust->usage_promotion[k], code) == 0)
+			if (strcmp(r->cust->usage_promotion[k], names[i]) == 0)
 				break;
 		if (k < r->cust->nusage)
 			known[nknown++] = codes[i];
@@ -556,8 +556,7 @@ claim_customer(CheckResult *r, Datum *codes, Datum *limits, int *index, int n)
 														   SPI_tuptable->tupdesc, 2, &isnull));
 
 			for (i = 0; i < n; i++)
-				if (strcmp(TextDatumGetCString(codes[i]), code) == 0 &&
-					uses > DatumGetInt32(limits[i]))
+				if (strcmp(names[i], code) == 0 && uses > DatumGetInt32(limits[i]))
 					over = code;
 		}
 	}
@@ -570,7 +569,7 @@ claim_customer(CheckResult *r, Datum *codes, Datum *limits, int *index, int n)
 					" WHERE promotion = ANY ($1) AND customer_id = $2", 2, types),
 			values, NULL, false);
 	for (i = 0; i < n; i++)
-		if (strcmp(TextDatumGetCString(codes[i]), over) == 0)
+		if (strcmp(names[i], over) == 0)
 			return index[i];
 	elog(ERROR, "promotion \"%s\" was not claimed", over);
 	return -1;					/* keep compiler quiet */

@@ -95,27 +95,22 @@ coupon_code_format(const int *values, char *out)
 }
 
 /*
- * debug_code writes the n-th code of loyalty.debug_coupon_codes (checked
- * well-formed by its check hook) into out; false when there are fewer.
+ * list_item finds the n-th comma-separated item of list: its start and
+ * length; false when the list has fewer items.
  */
 static bool
-debug_code(int n, char *out)
+list_item(const char *list, int n, const char **start, size_t *len)
 {
-	const char *p = loyalty_debug_coupon_codes;
+	const char *p = list;
 
 	for (;;)
 	{
 		const char *end = strchr(p, ',');
-		size_t		len = end ? (size_t) (end - p) : strlen(p);
 
 		if (n-- == 0)
 		{
-			char	   *item = pnstrdup(p, len);
-			const char *why;
-
-			if (!coupon_code_normalize(item, out, &why))
-				elog(ERROR, "loyalty.debug_coupon_codes holds a malformed code");
-			pfree(item);
+			*start = p;
+			*len = end ? (size_t) (end - p) : strlen(p);
 			return true;
 		}
 		if (end == NULL)
@@ -124,18 +119,38 @@ debug_code(int n, char *out)
 	}
 }
 
+/*
+ * debug_code writes the n-th code of loyalty.debug_coupon_codes (checked
+ * well-formed by its check hook) into out; false when there are fewer.
+ */
+static bool
+debug_code(int n, char *out)
+{
+	const char *start;
+	size_t		len;
+	char	   *item;
+	const char *why;
+
+	if (!list_item(loyalty_debug_coupon_codes, n, &start, &len))
+		return false;
+	item = pnstrdup(start, len);
+	if (!coupon_code_normalize(item, out, &why))
+		elog(ERROR, "loyalty.debug_coupon_codes holds a malformed code");
+	pfree(item);
+	return true;
+}
+
 /* coupon_code_debug_check: every item of the list is a well-formed code. */
 bool
 coupon_code_debug_check(char **newval, void **extra, GucSource source)
 {
-	const char *p = *newval;
+	const char *start;
+	size_t		len;
 
-	if (p == NULL || *p == '\0')
+	if (*newval == NULL || **newval == '\0')
 		return true;
-	for (;;)
+	for (int n = 0; list_item(*newval, n, &start, &len); n++)
 	{
-		const char *end = strchr(p, ',');
-		size_t		len = end ? (size_t) (end - p) : strlen(p);
 		char		item[64];
 		char		code[COUPON_CODE_LEN + 1];
 		const char *why = NULL;
@@ -145,17 +160,15 @@ coupon_code_debug_check(char **newval, void **extra, GucSource source)
 			GUC_check_errdetail("A code has 12 symbols.");
 			return false;
 		}
-		memcpy(item, p, len);
+		memcpy(item, start, len);
 		item[len] = '\0';
 		if (!coupon_code_normalize(item, code, &why))
 		{
 			GUC_check_errdetail("\"%s\" is not a coupon code: %s.", item, why);
 			return false;
 		}
-		if (end == NULL)
-			return true;
-		p = end + 1;
 	}
+	return true;
 }
 
 /* coupon_code_debug_assign: a new list is handed out from its start. */
