@@ -153,3 +153,21 @@ SELECT account, lot_id, regexp_replace(problem, 'entry [0-9]+', 'entry N') AS pr
   FROM loyalty.verify_ledger() ORDER BY problem;
 ROLLBACK;
 SELECT count(*) AS problems FROM loyalty.verify_ledger();
+
+-- expiry walks due lots in (expires_at, id) order, a batch of 5,000 at a
+-- time: 25,000 lots sharing one expiry moment (a promotion's end) are
+-- each read by one batch, not by every batch until theirs (which the
+-- index on expires_at alone did: every batch sorted all the tied lots
+-- still due)
+BEGIN;
+INSERT INTO loyalty.lot (customer_id, account, amount, remaining, earned_at, available_at,
+                         expires_at, operation_id)
+SELECT (SELECT min(id) FROM loyalty.customer), 'main', 1, 1, '2030-01-01', '2030-01-01',
+       '2030-02-01', 'promo-grant'
+  FROM generate_series(1, 25000);
+SELECT loyalty.expire_points('2030-03-01') >= 25000 AS expired_them;
+-- (a lot is fetched through an index twice: by its batch, then by its
+-- update; with the index on expires_at alone it was four times here)
+SELECT idx_tup_fetch < 3 * 25000 AS each_fetched_once
+  FROM pg_stat_xact_user_tables WHERE relid = 'loyalty.lot'::regclass;
+ROLLBACK;
