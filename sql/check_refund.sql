@@ -65,3 +65,24 @@ SELECT available FROM loyalty.balance('id:1') WHERE account = 'main';
 SELECT count(*) AS problems FROM loyalty.verify_ledger();
 -- nothing is left
 SELECT pg_temp.err($$SELECT loyalty.refund('{"operation_id": "R-4", "purchase": "P-1"}')$$);
+
+-- a refund that takes back points already spent leaves a debt, which the
+-- next purchase's points pay first; that purchase's events keep their
+-- order: the coupon it issues, then the points it earned
+SELECT loyalty.register('+79120000002') AS boris;
+SELECT r #>> '{totals,accrual,main}' AS earned
+  FROM loyalty.purchase('{"operation_id": "D-1", "customer": 2, "lines": [{"sku": "A", "qty": 2}]}') r;
+SELECT r #>> '{totals,redeemed}' AS redeemed
+  FROM loyalty.purchase('{"operation_id": "D-2", "customer": 2, "redeem": "max", "lines": [{"sku": "A", "qty": 1}]}') r;
+SELECT loyalty.refund('{"operation_id": "D-R", "purchase": "D-1"}') -> 'points' AS points;
+SELECT available FROM loyalty.balance('id:2') WHERE account = 'main';
+INSERT INTO loyalty.promotion (code, name, mechanic, rule) VALUES
+    ('BACK5', 'A 5% coupon for the next purchase', 'coupon_issue',
+     '{"steps": [{"min_total": 1, "percent": 5}], "valid": "30 days"}');
+SELECT max(id) AS before FROM loyalty.event \gset
+SELECT r #>> '{totals,accrual,main}' AS earned
+  FROM loyalty.purchase('{"operation_id": "D-3", "customer": 2, "lines": [{"sku": "A", "qty": 3}]}') r;
+SELECT kind, payload ->> 'points' AS points, payload ->> 'percent' AS percent FROM loyalty.event
+ WHERE customer_id = 2 AND id > :before ORDER BY id;
+SELECT available FROM loyalty.balance('id:2') WHERE account = 'main';
+SELECT count(*) AS problems FROM loyalty.verify_ledger();
