@@ -111,6 +111,25 @@ UPDATE loyalty.ledger_entry SET points = 1000 WHERE id = 1;
 DELETE FROM loyalty.ledger_entry;
 TRUNCATE loyalty.ledger_entry;
 
+-- kinds and statuses are domains (checked with rules prepared once per
+-- session, not per statement): an unknown one is refused, naming the rule
+INSERT INTO loyalty.ledger_entry (customer_id, account, lot_id, operation_id, kind, points, at)
+SELECT customer_id, account, lot_id, operation_id, 'gift', 1, now()
+  FROM loyalty.ledger_entry ORDER BY id LIMIT 1;
+INSERT INTO loyalty.event (customer_id, kind) VALUES (1, 'points_gifted');
+UPDATE loyalty.operation SET kind = 'gift' WHERE operation_id = 'A-1';
+INSERT INTO loyalty.coupon (code, kind, percent) VALUES ('ABCD', 'bogus', 10);
+INSERT INTO loyalty.coupon (code, kind, percent, status) VALUES ('ABCD', 'promo', 10, 'lost');
+SELECT c.relname AS "table", a.attname AS "column", format_type(a.atttypid, NULL) AS type,
+       k.conname AS rule
+  FROM pg_attribute a JOIN pg_class c ON c.oid = a.attrelid
+  JOIN pg_constraint k ON k.contypid = a.atttypid
+ WHERE c.relnamespace = 'loyalty'::regnamespace AND c.relkind = 'r'
+   AND a.atttypid IN ('loyalty.entry_kind'::regtype, 'loyalty.event_kind'::regtype,
+                      'loyalty.operation_kind'::regtype, 'loyalty.coupon_kind'::regtype,
+                      'loyalty.coupon_status'::regtype)
+ ORDER BY 1, 2;
+
 -- history, newest first
 -- (an expiry's operation id names its transaction: shown as expire-<xid>)
 SELECT kind, account, points, regexp_replace(operation_id, '^expire-[0-9]+$', 'expire-<xid>') AS operation_id

@@ -82,3 +82,30 @@ SELECT loyalty.refund('{"operation_id": "R6", "purchase": "P6", "lines": [{"inde
        -> 'totals' AS refunded;
 SELECT line_index, account, earned, spent, earned_refunded, spent_refunded
   FROM loyalty.purchase_line_points ORDER BY line_index, account;
+
+-- 0.8 made the kinds and statuses a purchase writes domains (prepared once
+-- per session).  A 0.7 installation with entries, events, an operation and a coupon keeps
+-- them, and the rules still hold.
+SET client_min_messages = warning;
+DROP EXTENSION loyalty CASCADE;
+CREATE EXTENSION loyalty VERSION '0.7';
+RESET client_min_messages;
+INSERT INTO loyalty.account_type (code, name, redeem_share) VALUES ('main', 'Bonus', 0.9);
+SELECT loyalty.register('+79123456789', '{"name": "Anna"}');
+SELECT loyalty.adjust('{"operation_id": "U7", "customer": "+79123456789", "account": "main",
+                        "points": 25, "reason": "before 0.8"}') -> 'balance' AS balance;
+INSERT INTO loyalty.coupon (code, kind, percent) VALUES ('SPRING-7', 'promo', 10);
+INSERT INTO loyalty.event (customer_id, kind) VALUES (1, 'tier_changed');
+ALTER EXTENSION loyalty UPDATE;
+SELECT extversion FROM pg_extension WHERE extname = 'loyalty';
+SELECT (SELECT kind FROM loyalty.ledger_entry) AS entry, (SELECT kind FROM loyalty.operation) AS operation,
+       (SELECT kind || '/' || status FROM loyalty.coupon) AS coupon,
+       (SELECT string_agg(kind, ',' ORDER BY id) FROM loyalty.event) AS events;
+SELECT format_type(atttypid, NULL) AS type, count(*) AS columns
+  FROM pg_attribute WHERE attrelid IN ('loyalty.ledger_entry'::regclass, 'loyalty.event'::regclass,
+                                       'loyalty.operation'::regclass, 'loyalty.coupon'::regclass)
+   AND atttypid IN (SELECT oid FROM pg_type WHERE typtype = 'd' AND typnamespace = 'loyalty'::regnamespace)
+ GROUP BY 1 ORDER BY 1;
+UPDATE loyalty.coupon SET status = 'gone';
+SELECT kind, points FROM loyalty.history('+79123456789');
+SELECT count(*) AS problems FROM loyalty.verify_ledger();
