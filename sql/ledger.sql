@@ -130,6 +130,17 @@ SELECT c.relname AS "table", a.attname AS "column", format_type(a.atttypid, NULL
                       'loyalty.coupon_status'::regtype)
  ORDER BY 1, 2;
 
+-- an account's code names it in the ledger, purchases and events: it cannot
+-- change while lots hold it (its display name can); an unused one can
+UPDATE loyalty.account_type SET code = 'bonus' WHERE code = 'main';
+UPDATE loyalty.account_type SET name = 'Bonus points' WHERE code = 'main';
+BEGIN;
+INSERT INTO loyalty.account_type (code, name, redeem_share) VALUES ('spare', 'Spare', 0.5);
+UPDATE loyalty.account_type SET code = 'reserve' WHERE code = 'spare';
+SELECT code, name FROM loyalty.account_type ORDER BY code;
+ROLLBACK;
+SELECT count(*) AS problems FROM loyalty.verify_ledger();
+
 -- history, newest first
 -- (an expiry's operation id names its transaction: shown as expire-<xid>)
 SELECT kind, account, points, regexp_replace(operation_id, '^expire-[0-9]+$', 'expire-<xid>') AS operation_id

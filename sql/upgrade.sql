@@ -84,7 +84,8 @@ SELECT line_index, account, earned, spent, earned_refunded, spent_refunded
   FROM loyalty.purchase_line_points ORDER BY line_index, account;
 
 -- 0.8 made the kinds and statuses a purchase writes domains (prepared once
--- per session).  A 0.7 installation with entries, events, an operation and a coupon keeps
+-- per session) and stopped account-type renames from following into lots.
+-- A 0.7 installation with entries, events, an operation and a coupon keeps
 -- them, and the rules still hold.
 SET client_min_messages = warning;
 DROP EXTENSION loyalty CASCADE;
@@ -107,5 +108,6 @@ SELECT format_type(atttypid, NULL) AS type, count(*) AS columns
    AND atttypid IN (SELECT oid FROM pg_type WHERE typtype = 'd' AND typnamespace = 'loyalty'::regnamespace)
  GROUP BY 1 ORDER BY 1;
 UPDATE loyalty.coupon SET status = 'gone';
+UPDATE loyalty.account_type SET code = 'bonus' WHERE code = 'main';
 SELECT kind, points FROM loyalty.history('+79123456789');
 SELECT count(*) AS problems FROM loyalty.verify_ledger();
