@@ -1,10 +1,10 @@
 #!/usr/bin/env bash
 # scripts/test.sh: the whole test suite, each part on a fresh throwaway cluster:
-# pg_regress, pgTAP, isolation specs, a pg_dump/pg_restore round trip, and a
-# smoke run of the benchmark harness.
+# pg_regress, pgTAP, isolation specs, a pg_dump/pg_restore round trip, a
+# streaming standby, and a smoke run of the benchmark harness.
 #
 #   sudo scripts/test.sh            everything: pg_regress, pgTAP, isolation
-#   sudo scripts/test.sh regress    only pg_regress (also: tap, isolation, dump, bench)
+#   sudo scripts/test.sh regress    only pg_regress (also: tap, isolation, dump, standby, bench)
 #   REGRESS="ledger phone" sudo -E scripts/test.sh regress   only those files
 #   sudo scripts/test.sh valgrind   pg_regress of the check API and ledger with
 #                                   the server under valgrind (memcheck); not
@@ -101,7 +101,7 @@ check() {
     if "$@"; then
         echo "ok - $name"; PASSED=$((PASSED + 1))
     else
-        echo "not ok - $name"; FAILED=$((FAILED + 1)); DUMP_FAILED=1
+        echo "not ok - $name"; FAILED=$((FAILED + 1)); PART_FAILED=1
     fi
 }
 
@@ -111,7 +111,7 @@ check() {
 run_dump() {
     say "pg_dump and restore"
     cluster_start loyalty_src
-    DUMP_FAILED=
+    PART_FAILED=
     local q=(psql -X -q -A -t -v ON_ERROR_STOP=1) t a b
     createdb loyalty_src
     "${q[@]}" -d loyalty_src -c 'CREATE EXTENSION loyalty' -f demo/program.sql -f test/dump/data.sql >/dev/null
@@ -143,7 +143,61 @@ run_dump() {
     check "restored program registers the next customer ($b)" [ "$a" = "$b" ]
     check "the new customer has one card" [ "$("${q[@]}" -d loyalty_dst -c \
         "SELECT count(*) FROM loyalty.card WHERE customer_id = $b")" = 1 ]
-    [ -z "$DUMP_FAILED" ] || { BROKEN+=(dump); cluster_log_tail; }
+    [ -z "$PART_FAILED" ] || { BROKEN+=(dump); cluster_log_tail; }
+    cluster_stop
+}
+
+# run_standby makes a streaming standby of a program in use: maintenance
+# does nothing there (the primary's expiry reaches it by replication), the
+# reading API answers from it exactly as on the primary, and a writing call
+# is refused by the server as read-only.
+run_standby() {
+    say "a streaming standby"
+    cluster_start loyalty_primary
+    PART_FAILED=
+    local q=(psql -X -q -A -t -v ON_ERROR_STOP=1) bindir sb lsn out a b i
+    local calc='{"customer": "+79120000003", "store": "S017", "lines": [{"sku": "A1", "qty": 2}]}'
+    createdb loyalty_primary
+    "${q[@]}" -d loyalty_primary -c 'CREATE EXTENSION loyalty' -f demo/program.sql >/dev/null
+    "${q[@]}" -d loyalty_primary >/dev/null -c "
+        SELECT loyalty.register('+7912000000' || i) FROM generate_series(1, 3) AS i;
+        SELECT loyalty.adjust(jsonb_build_object('operation_id', 'SB' || i, 'customer', '+79120000003',
+                              'account', 'main', 'points', 100 * i, 'reason', 'standby test',
+                              'expires_at', now() + i * interval '10 days'))
+          FROM generate_series(1, 3) AS i;"
+    bindir=$("$PG_CONFIG" --bindir)
+    sb=$CLUSTER_DIR/standby
+    runuser -u postgres -- "$bindir/pg_basebackup" -h "$CLUSTER_DIR" -p 5432 -U postgres \
+        -D "$sb" -R -X stream -c fast
+    echo "port = 5433" >> "$sb/postgresql.conf"
+    runuser -u postgres -- "$bindir/pg_ctl" -D "$sb" -l "$CLUSTER_DIR/standby.log" -w start >/dev/null
+    local s=("${q[@]}" -p 5433 -d loyalty_primary)
+    check "the standby is in recovery" [ "$("${s[@]}" -c 'SELECT pg_is_in_recovery()')" = t ]
+    a=$("${s[@]}" -c "SELECT loyalty.run_maintenance(now() + interval '15 days')")
+    check "run_maintenance does nothing on the standby ($a)" [ "$a" = '{"skipped": "standby"}' ]
+    out=$("${s[@]}" -c "CALL loyalty.run_maintenance_proc(now() + interval '15 days')" 2>&1)
+    check "run_maintenance_proc does nothing on the standby" grep -q "standby, nothing to do" <<<"$out"
+    # (the response's "at" is the moment of pricing)
+    a=$("${q[@]}" -d loyalty_primary -c "SELECT loyalty.calculate('$calc') - 'at'")
+    b=$("${s[@]}" -c "SELECT loyalty.calculate('$calc') - 'at'")
+    check "the standby prices a check as the primary does" [ -n "$a" -a "$a" = "$b" ]
+    out=$("${s[@]}" -v VERBOSITY=verbose -c "SELECT loyalty.purchase('{\"operation_id\": \"SB-P\", ${calc:1}')" 2>&1 || true)
+    check "a purchase on the standby is refused as read-only (25006)" grep -q 25006 <<<"$out"
+    # the primary's maintenance expires the first grant; the standby replays it
+    "${q[@]}" -d loyalty_primary -c "SELECT loyalty.run_maintenance(now() + interval '15 days')" >/dev/null
+    lsn=$("${q[@]}" -d loyalty_primary -c 'SELECT pg_current_wal_lsn()')
+    for i in $(seq 1 100); do
+        [ "$("${s[@]}" -c "SELECT pg_last_wal_replay_lsn() >= '$lsn'")" = t ] && break
+        sleep 0.1
+    done
+    a=$("${q[@]}" -d loyalty_primary -c "SELECT available FROM loyalty.balance('+79120000003') WHERE account = 'main'")
+    b=$("${s[@]}" -c "SELECT available FROM loyalty.balance('+79120000003') WHERE account = 'main'")
+    check "after the primary's expiry the standby shows the same balance ($a = $b)" [ "$a" = 500 -a "$a" = "$b" ]
+    a=$("${q[@]}" -d loyalty_primary -c "SELECT string_agg(kind || ' ' || points, ', ' ORDER BY id) FROM loyalty.history('+79120000003')")
+    b=$("${s[@]}" -c "SELECT string_agg(kind || ' ' || points, ', ' ORDER BY id) FROM loyalty.history('+79120000003')")
+    check "and the same history ($b)" [ "$a" = "$b" ]
+    runuser -u postgres -- "$bindir/pg_ctl" -D "$sb" -m fast -w stop >/dev/null 2>&1 || true
+    [ -z "$PART_FAILED" ] || { BROKEN+=(standby); cluster_log_tail; tail -n 20 "$CLUSTER_DIR/standby.log"; }
     cluster_stop
 }
 
@@ -217,14 +271,15 @@ run_valgrind() {
 }
 
 case $PARTS in
-    all)       run_regress; run_tap; run_isolation; run_dump; run_bench ;;
+    all)       run_regress; run_tap; run_isolation; run_dump; run_standby; run_bench ;;
     regress)   run_regress ;;
     tap)       run_tap ;;
     isolation) run_isolation ;;
     dump)      run_dump ;;
+    standby)   run_standby ;;
     bench)     run_bench ;;
     valgrind)  run_valgrind ;;
-    *) echo "usage: $0 [all|regress|tap|isolation|dump|bench|valgrind]" >&2; exit 2 ;;
+    *) echo "usage: $0 [all|regress|tap|isolation|dump|standby|bench|valgrind]" >&2; exit 2 ;;
 esac
 
 say "done in $(( $(date +%s) - START )) s"
