@@ -23,6 +23,16 @@ SELECT pg_describe_object(classid, objid, 0) AS object
 -- the four roles exist and cannot log in
 SELECT rolname, rolcanlogin FROM pg_roles WHERE rolname LIKE 'loyalty\_%' ORDER BY 1;
 
+-- identifiers compare by bytes whatever the database's collation: operation
+-- ids, account type, coupon and promotion codes (with the columns that
+-- refer to them) and card numbers; every other text column keeps the
+-- database's collation
+SELECT c.relname AS "table", string_agg(a.attname, ', ' ORDER BY a.attnum) AS collate_c
+  FROM pg_attribute a JOIN pg_class c ON c.oid = a.attrelid
+ WHERE c.relnamespace = 'loyalty'::regnamespace AND c.relkind = 'r'
+   AND a.attnum > 0 AND NOT a.attisdropped AND a.attcollation = 'pg_catalog."C"'::regcollation
+ GROUP BY 1 ORDER BY 1;
+
 -- every function and table is commented
 SELECT p.oid::regprocedure AS function_without_comment
   FROM pg_proc p WHERE p.pronamespace = 'loyalty'::regnamespace
