@@ -45,7 +45,7 @@
  * points disagreed.  The code names the account in the ledger, the
  * purchases and the events; a new display name goes in account_type.name.
  *
- * Identifiers compare byte by byte.  A purchase inserts dozens of index
+ * Identifiers compare byte by byte.  A ten-line purchase inserts dozens of index
  * entries keyed by text identifiers (operation ids, account, coupon and
  * promotion codes), and each insertion compares keys in the column's
  * collation.  In a database created with glibc's ru_RU.UTF-8, a Russian
