@@ -84,9 +84,11 @@ SELECT line_index, account, earned, spent, earned_refunded, spent_refunded
   FROM loyalty.purchase_line_points ORDER BY line_index, account;
 
 -- 0.8 made the kinds and statuses a purchase writes domains (prepared once
--- per session) and stopped account-type renames from following into lots.
--- A 0.7 installation with entries, events, an operation and a coupon keeps
--- them, and the rules still hold.
+-- per session), put identifiers in the C collation (rebuilding their
+-- indexes, the view purchase_line_points created again) and stopped
+-- account-type renames from following into lots.  A 0.7 installation with
+-- entries, events, an operation and a coupon keeps them, and the rules
+-- still hold.
 SET client_min_messages = warning;
 DROP EXTENSION loyalty CASCADE;
 CREATE EXTENSION loyalty VERSION '0.7';
@@ -107,6 +109,11 @@ SELECT format_type(atttypid, NULL) AS type, count(*) AS columns
                                        'loyalty.operation'::regclass, 'loyalty.coupon'::regclass)
    AND atttypid IN (SELECT oid FROM pg_type WHERE typtype = 'd' AND typnamespace = 'loyalty'::regnamespace)
  GROUP BY 1 ORDER BY 1;
+SELECT count(*) AS columns_in_c FROM pg_attribute
+ WHERE attrelid IN ('loyalty.operation'::regclass, 'loyalty.ledger_entry'::regclass, 'loyalty.coupon'::regclass)
+   AND attcollation = 'pg_catalog."C"'::regcollation;
+SELECT operation_id FROM loyalty.operation WHERE operation_id = 'U7';
+SELECT has_table_privilege('loyalty_analyst', 'loyalty.purchase_line_points', 'SELECT') AS analyst_reads_view;
 UPDATE loyalty.coupon SET status = 'gone';
 UPDATE loyalty.account_type SET code = 'bonus' WHERE code = 'main';
 SELECT kind, points FROM loyalty.history('+79123456789');
