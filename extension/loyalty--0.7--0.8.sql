@@ -112,14 +112,12 @@ ALTER DOMAIN loyalty.coupon_kind ADD CONSTRAINT coupon_kind_known
 ALTER DOMAIN loyalty.coupon_status ADD CONSTRAINT coupon_status_known
     CHECK (VALUE IN ('active', 'used', 'void'));
 
--- a lot's account keeps its code: renaming it is refused while lots hold it
-ALTER TABLE loyalty.lot
-    DROP CONSTRAINT lot_account_fkey,
-    ADD CONSTRAINT lot_account_fkey FOREIGN KEY (account) REFERENCES loyalty.account_type (code);
-
 -- identifiers in C: their index entries compare by bytes, not by a locale
+-- (the lots' key to their account is added again once both sides are in C,
+-- so that its rows are checked once)
 ALTER EXTENSION loyalty DROP VIEW loyalty.purchase_line_points;
 DROP VIEW loyalty.purchase_line_points;
+ALTER TABLE loyalty.lot DROP CONSTRAINT lot_account_fkey;
 
 ALTER TABLE loyalty.operation ALTER COLUMN operation_id TYPE text COLLATE "C";
 ALTER TABLE loyalty.purchase ALTER COLUMN operation_id TYPE text COLLATE "C";
@@ -129,9 +127,12 @@ ALTER TABLE loyalty.refund
     ALTER COLUMN purchase TYPE text COLLATE "C";
 ALTER TABLE loyalty.subscription ALTER COLUMN operation_id TYPE text COLLATE "C";
 ALTER TABLE loyalty.account_type ALTER COLUMN code TYPE text COLLATE "C";
+-- a lot's account keeps its code: renaming it is refused while lots hold it
+-- (no more ON UPDATE CASCADE)
 ALTER TABLE loyalty.lot
     ALTER COLUMN operation_id TYPE text COLLATE "C",
-    ALTER COLUMN account TYPE text COLLATE "C";
+    ALTER COLUMN account TYPE text COLLATE "C",
+    ADD CONSTRAINT lot_account_fkey FOREIGN KEY (account) REFERENCES loyalty.account_type (code);
 ALTER TABLE loyalty.ledger_entry
     ALTER COLUMN operation_id TYPE text COLLATE "C",
     ALTER COLUMN ref_operation_id TYPE text COLLATE "C",
