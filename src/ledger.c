@@ -42,6 +42,7 @@ static SPIPlanPtr reverse_plan = NULL;
 static SPIPlanPtr debt_plan = NULL;
 static SPIPlanPtr return_plan = NULL;
 static SPIPlanPtr settle_plan = NULL;
+static SPIPlanPtr expire_due_plan = NULL;
 static SPIPlanPtr expire_plan = NULL;
 static SPIPlanPtr expire_operation_plan = NULL;
 
@@ -607,32 +608,87 @@ ledger_return_spent(int64 customer_id, const char *account, int64 points,
 }
 
 /*
- * ledger_expire_batch expires one batch of due lots in one statement.
+ * ledger_expire_batch expires one batch of due lots.
  *
- * It takes the next max_lots due lots in (expires_at, id) order, locking
- * them with SKIP LOCKED: a lot a check is spending from right now is left
- * for the next run, and the job never waits for a check.  Customers are
- * not locked (that would write every customer's row); a check that read a
- * lot before the job emptied it takes its points elsewhere (ledger_spend).
- * The locked rows are read at their latest version, so the entries write
- * exactly what was left; one event per customer and account.
+ * The first statement takes the next max_lots due lots in (expires_at, id)
+ * order, locking them with SKIP LOCKED: a lot a check is spending from
+ * right now is left for the next run, and the job never waits for a check.
+ * Customers are not locked (that would write every customer's row); a
+ * check that read a lot before the job emptied it takes its points
+ * elsewhere (ledger_spend).  The locked rows are read at their latest
+ * version, so the entries write exactly what was left.
+ *
+ * The second statement empties those lots by id, writes their entries and
+ * one event per customer and account, with the batch passed as arrays.  It
+ * is planned for each batch (saved_batch_plan), knowing the batch's size
+ * and the lot table's; a generic plan made while the table was small would
+ * go on scanning all of it, once for every id of every batch.  (One
+ * statement that locked the batch and joined it back to the lots had a
+ * generic plan that guessed 10% of the due lots for "LIMIT $2" and chose
+ * a merge join over the whole primary key: every batch of a chain's expiry
+ * read all 3 million lots.)
  */
 void
 ledger_expire_batch(TimestampTz as_of, int max_lots,
 					TimestampTz after_expires_at, int64 after_id,
 					ExpireBatch *result)
 {
-	Oid			types[5] = {TIMESTAMPTZOID, INT4OID, TIMESTAMPTZOID, INT8OID, TEXTOID};
-	Datum		values[5];
+	Oid			due_types[4] = {TIMESTAMPTZOID, INT4OID, TIMESTAMPTZOID, INT8OID};
+	Oid			write_types[6] = {INT8ARRAYOID, INT8ARRAYOID, TEXTARRAYOID,
+								  NUMERICARRAYOID, TIMESTAMPTZOID, TEXTOID};
+	Datum		values[6];
 	SPIPlanPtr	plan;
-	char	   *operation_id;
-	HeapTuple	tuple;
+	SPITupleTable *due;
 	TupleDesc	desc;
+	Datum	   *ids;
+	Datum	   *customers;
+	Datum	   *accounts;
+	Datum	   *remaining;
+	char	   *operation_id;
 	bool		isnull;
+	int			n;
+	int			i;
 
 	memset(result, 0, sizeof(*result));
 	result->last_expires_at = after_expires_at;
 	result->last_id = after_id;
+
+	plan = saved_plan(&expire_due_plan,
+					  "SELECT l.id, l.customer_id, l.account, l.remaining, l.expires_at"
+					  "  FROM loyalty.lot l"
+					  " WHERE l.remaining > 0 AND l.expires_at <= $1"
+					  "   AND (l.expires_at, l.id) > ($3, $4)"
+					  " ORDER BY l.expires_at, l.id LIMIT $2"
+					  "   FOR UPDATE SKIP LOCKED",
+					  4, due_types);
+	values[0] = TimestampTzGetDatum(as_of);
+	values[1] = Int32GetDatum(max_lots);
+	values[2] = TimestampTzGetDatum(after_expires_at);
+	values[3] = Int64GetDatum(after_id);
+	ledger_exec(plan, values, NULL);
+	n = (int) SPI_processed;
+	if (n == 0)
+		return;
+	due = SPI_tuptable;
+	desc = due->tupdesc;
+
+	ids = palloc(sizeof(Datum) * n);
+	customers = palloc(sizeof(Datum) * n);
+	accounts = palloc(sizeof(Datum) * n);
+	remaining = palloc(sizeof(Datum) * n);
+	for (i = 0; i < n; i++)
+	{
+		HeapTuple	tuple = due->vals[i];
+
+		ids[i] = SPI_getbinval(tuple, desc, 1, &isnull);
+		customers[i] = SPI_getbinval(tuple, desc, 2, &isnull);
+		accounts[i] = SPI_getbinval(tuple, desc, 3, &isnull);
+		remaining[i] = SPI_getbinval(tuple, desc, 4, &isnull);
+	}
+	result->lots_seen = n;
+	result->last_expires_at =
+		DatumGetTimestampTz(SPI_getbinval(due->vals[n - 1], desc, 5, &isnull));
+	result->last_id = DatumGetInt64(ids[n - 1]);
 
 	/* one expiry operation per transaction, for the entries to reference */
 	operation_id = psprintf("expire-%u", GetTopTransactionId());
@@ -641,55 +697,51 @@ ledger_expire_batch(TimestampTz as_of, int max_lots,
 		Datum		op_values[2];
 
 		plan = saved_plan(&expire_operation_plan,
-						   "INSERT INTO loyalty.operation (operation_id, kind, request, response)"
-						   " VALUES ($1, 'expire', pg_catalog.jsonb_build_object('as_of', $2), '{}')"
-						   " ON CONFLICT (operation_id) DO NOTHING",
-						   2, op_types);
+						  "INSERT INTO loyalty.operation (operation_id, kind, request, response)"
+						  " VALUES ($1, 'expire', pg_catalog.jsonb_build_object('as_of', $2), '{}')"
+						  " ON CONFLICT (operation_id) DO NOTHING",
+						  2, op_types);
 		op_values[0] = CStringGetTextDatum(operation_id);
 		op_values[1] = TimestampTzGetDatum(as_of);
 		ledger_exec(plan, op_values, NULL);
 	}
 
-	plan = saved_plan(&expire_plan,
-					   "WITH due AS ("
-					   "  SELECT l.id, l.customer_id, l.account, l.remaining, l.expires_at"
-					   "    FROM loyalty.lot l"
-					   "   WHERE l.remaining > 0 AND l.expires_at <= $1"
-					   "     AND (l.expires_at, l.id) > ($3, $4)"
-					   "   ORDER BY l.expires_at, l.id LIMIT $2"
-					   "   FOR UPDATE SKIP LOCKED"
-					   "), upd AS ("
-					   "  UPDATE loyalty.lot l SET remaining = 0 FROM due d WHERE l.id = d.id"
-					   "  RETURNING d.id, d.customer_id, d.account, d.remaining"
-					   "), ins AS ("
-					   "  INSERT INTO loyalty.ledger_entry"
-					   "         (customer_id, account, lot_id, operation_id, kind, points, at)"
-					   "  SELECT u.customer_id, u.account, u.id, $5, 'expire', -u.remaining, $1"
-					   "    FROM upd u RETURNING customer_id, account, points"
-					   "), ev AS ("
-					   "  INSERT INTO loyalty.event (customer_id, kind, payload)"
-					   "  SELECT i.customer_id, 'points_expired', pg_catalog.jsonb_build_object("
-					   "         'account', i.account, 'points', -sum(i.points), 'at', $1)"
-					   "    FROM ins i GROUP BY i.customer_id, i.account"
-					   "), last AS ("
-					   "  SELECT d.expires_at, d.id FROM due d ORDER BY d.expires_at DESC, d.id DESC LIMIT 1"
-					   ") SELECT (SELECT count(*) FROM due)::int4,"
-					   "         (SELECT " PTS_OUT("coalesce(-sum(points), 0)") " FROM ins),"
-					   "         (SELECT expires_at FROM last), (SELECT id FROM last)",
-					   5, types);
-	values[0] = TimestampTzGetDatum(as_of);
-	values[1] = Int32GetDatum(max_lots);
-	values[2] = TimestampTzGetDatum(after_expires_at);
-	values[3] = Int64GetDatum(after_id);
-	values[4] = CStringGetTextDatum(operation_id);
+	plan = saved_batch_plan(&expire_plan,
+							"WITH x AS ("
+							"  SELECT * FROM ROWS FROM (pg_catalog.unnest($1), pg_catalog.unnest($2),"
+							"                          pg_catalog.unnest($3), pg_catalog.unnest($4))"
+							"         AS x (id, customer_id, account, remaining)"
+							"), upd AS ("
+							"  UPDATE loyalty.lot l SET remaining = 0 WHERE l.id = ANY ($1)"
+							"  RETURNING l.id"
+							"), ins AS ("
+							"  INSERT INTO loyalty.ledger_entry"
+							"         (customer_id, account, lot_id, operation_id, kind, points, at)"
+							"  SELECT x.customer_id, x.account, x.id, $6, 'expire', -x.remaining, $5"
+							"    FROM x"
+							"), ev AS ("
+							"  INSERT INTO loyalty.event (customer_id, kind, payload)"
+							"  SELECT x.customer_id, 'points_expired', pg_catalog.jsonb_build_object("
+							"         'account', x.account, 'points', sum(x.remaining), 'at', $5)"
+							"    FROM x GROUP BY x.customer_id, x.account"
+							") SELECT (SELECT count(*) FROM upd)::int4,"
+							"         (SELECT " PTS_OUT("coalesce(sum(remaining), 0)") " FROM x)",
+							6, write_types);
+	values[0] = PointerGetDatum(construct_array(ids, n, INT8OID, 8, FLOAT8PASSBYVAL,
+												TYPALIGN_DOUBLE));
+	values[1] = PointerGetDatum(construct_array(customers, n, INT8OID, 8, FLOAT8PASSBYVAL,
+												TYPALIGN_DOUBLE));
+	values[2] = PointerGetDatum(construct_array(accounts, n, TEXTOID, -1, false,
+												TYPALIGN_INT));
+	values[3] = PointerGetDatum(construct_array(remaining, n, NUMERICOID, -1, false,
+												TYPALIGN_INT));
+	values[4] = TimestampTzGetDatum(as_of);
+	values[5] = CStringGetTextDatum(operation_id);
 	ledger_exec(plan, values, NULL);
 
-	tuple = SPI_tuptable->vals[0];
-	desc = SPI_tuptable->tupdesc;
-	result->lots_seen = DatumGetInt32(SPI_getbinval(tuple, desc, 1, &isnull));
-	if (result->lots_seen == 0)
-		return;
-	result->points = DatumGetInt64(SPI_getbinval(tuple, desc, 2, &isnull));
-	result->last_expires_at = DatumGetTimestampTz(SPI_getbinval(tuple, desc, 3, &isnull));
-	result->last_id = DatumGetInt64(SPI_getbinval(tuple, desc, 4, &isnull));
+	if (DatumGetInt32(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1,
+									&isnull)) != n)
+		elog(ERROR, "expiry batch emptied a different number of lots than it locked");
+	result->points = DatumGetInt64(SPI_getbinval(SPI_tuptable->vals[0],
+												 SPI_tuptable->tupdesc, 2, &isnull));
 }

@@ -7,7 +7,8 @@
  * and kept.  Plans are forced generic: their shape does not depend on the
  * parameters (a customer, a lot, an operation), and the plan cache would
  * otherwise plan many of them anew on every call, which costs more than
- * running them.
+ * running them.  Statements over a batch of rows are the exception
+ * (saved_batch_plan).
  *
  *-------------------------------------------------------------------------
  */
@@ -28,6 +29,30 @@ saved_plan(SPIPlanPtr *slot, const char *sql, int nargs, Oid *argtypes)
 	{
 		SPIPlanPtr	plan = SPI_prepare_cursor(sql, nargs, argtypes,
 											  CURSOR_OPT_GENERIC_PLAN);
+
+		if (plan == NULL)
+			elog(ERROR, "SPI_prepare failed: %s", SPI_result_code_string(SPI_result));
+		SPI_keepplan(plan);
+		*slot = plan;
+	}
+	return *slot;
+}
+
+/*
+ * saved_batch_plan is saved_plan for a statement over a batch of rows
+ * passed as arrays: the statement is parsed once, but every execution is
+ * planned for its own parameters (a custom plan).  The planner then knows
+ * how many rows the batch holds and how large its tables are now; a
+ * generic plan made while a table was small keeps scanning all of it for
+ * every batch after it has grown.  Planning costs little next to a batch.
+ */
+SPIPlanPtr
+saved_batch_plan(SPIPlanPtr *slot, const char *sql, int nargs, Oid *argtypes)
+{
+	if (*slot == NULL)
+	{
+		SPIPlanPtr	plan = SPI_prepare_cursor(sql, nargs, argtypes,
+											  CURSOR_OPT_CUSTOM_PLAN);
 
 		if (plan == NULL)
 			elog(ERROR, "SPI_prepare failed: %s", SPI_result_code_string(SPI_result));

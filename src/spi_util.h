@@ -12,5 +12,7 @@
 
 extern SPIPlanPtr saved_plan(SPIPlanPtr *slot, const char *sql, int nargs,
 							 Oid *argtypes);
+extern SPIPlanPtr saved_batch_plan(SPIPlanPtr *slot, const char *sql,
+								   int nargs, Oid *argtypes);
 
 #endif							/* LOYALTY_SPI_UTIL_H */
