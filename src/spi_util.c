@@ -19,16 +19,16 @@
 #include "nodes/parsenodes.h"
 
 /*
- * saved_plan returns the plan in *slot, preparing and keeping it on first
- * use (a generic plan, see above).  Must run inside an SPI connection.
+ * keep_plan returns the plan in *slot, preparing it with cursor_options and
+ * keeping it on first use.  Must run inside an SPI connection.
  */
-SPIPlanPtr
-saved_plan(SPIPlanPtr *slot, const char *sql, int nargs, Oid *argtypes)
+static SPIPlanPtr
+keep_plan(SPIPlanPtr *slot, const char *sql, int nargs, Oid *argtypes,
+		  int cursor_options)
 {
 	if (*slot == NULL)
 	{
-		SPIPlanPtr	plan = SPI_prepare_cursor(sql, nargs, argtypes,
-											  CURSOR_OPT_GENERIC_PLAN);
+		SPIPlanPtr	plan = SPI_prepare_cursor(sql, nargs, argtypes, cursor_options);
 
 		if (plan == NULL)
 			elog(ERROR, "SPI_prepare failed: %s", SPI_result_code_string(SPI_result));
@@ -36,6 +36,16 @@ saved_plan(SPIPlanPtr *slot, const char *sql, int nargs, Oid *argtypes)
 		*slot = plan;
 	}
 	return *slot;
+}
+
+/*
+ * saved_plan returns the plan in *slot, preparing and keeping it on first
+ * use (a generic plan, see above).  Must run inside an SPI connection.
+ */
+SPIPlanPtr
+saved_plan(SPIPlanPtr *slot, const char *sql, int nargs, Oid *argtypes)
+{
+	return keep_plan(slot, sql, nargs, argtypes, CURSOR_OPT_GENERIC_PLAN);
 }
 
 /*
@@ -49,15 +59,5 @@ saved_plan(SPIPlanPtr *slot, const char *sql, int nargs, Oid *argtypes)
 SPIPlanPtr
 saved_batch_plan(SPIPlanPtr *slot, const char *sql, int nargs, Oid *argtypes)
 {
-	if (*slot == NULL)
-	{
-		SPIPlanPtr	plan = SPI_prepare_cursor(sql, nargs, argtypes,
-											  CURSOR_OPT_CUSTOM_PLAN);
-
-		if (plan == NULL)
-			elog(ERROR, "SPI_prepare failed: %s", SPI_result_code_string(SPI_result));
-		SPI_keepplan(plan);
-		*slot = plan;
-	}
-	return *slot;
+	return keep_plan(slot, sql, nargs, argtypes, CURSOR_OPT_CUSTOM_PLAN);
 }
