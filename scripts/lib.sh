@@ -11,7 +11,10 @@ set -euo pipefail
 
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 PG_MAJOR=15
-PG_CONFIG=/usr/lib/postgresql/$PG_MAJOR/bin/pg_config
+# LOYALTY_PG_CONFIG points at another (relocated copy of the) PostgreSQL tree,
+# so that several developers on one machine can each install and test their
+# own build without replacing each other's loyalty.so
+PG_CONFIG=${LOYALTY_PG_CONFIG:-/usr/lib/postgresql/$PG_MAJOR/bin/pg_config}
 PACKAGES=(build-essential pkg-config libicu-dev
           postgresql-$PG_MAJOR postgresql-server-dev-$PG_MAJOR
           postgresql-$PG_MAJOR-cron postgresql-$PG_MAJOR-pgtap
@@ -27,7 +30,7 @@ say() { printf '\n== %s\n' "$*"; }
 need_root() {
     if [ "$(id -u)" -ne 0 ]; then
         command -v sudo >/dev/null || { echo "run this as root (no sudo here)" >&2; exit 1; }
-        exec sudo --preserve-env=CI "$0" "$@"
+        exec sudo --preserve-env=CI,REGRESS,LOYALTY_PG_CONFIG,LOYALTY_SKIP_BUILD "$0" "$@"
     fi
 }
 
@@ -59,7 +62,7 @@ build_install() {
         flock 9
         make -C "$ROOT" -s PG_CONFIG="$PG_CONFIG" WERROR=1 &&
             make -C "$ROOT" -s PG_CONFIG="$PG_CONFIG" install
-    ) 9>/tmp/loyalty-build.lock
+    ) 9>"/tmp/loyalty-build$(echo "$PG_CONFIG" | tr / _).lock"
 }
 
 # cluster_start DB starts a fresh cluster whose pg_cron uses database DB and
