@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # scripts/demo.sh: the main job on a throwaway cluster.
 #
-#   sudo scripts/demo.sh
+#   scripts/demo.sh        (as root, or as a user with sudo)
 #
 # Installs what it needs, builds and installs the extension, starts a private
 # cluster (pg_cron preloaded), loads the demo program (demo/program.sql) and
