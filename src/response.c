@@ -339,6 +339,12 @@ build_issued(JsonBuilder *b, CheckResult *r, IssuedItem *it)
 	{
 		jb_key(b, "count");
 		jb_int(b, false, it->count);
+		/* only when the rule's max_per_check held the count back */
+		if (it->capped)
+		{
+			jb_key(b, "capped");
+			jb_bool(b, false, true);
+		}
 	}
 	jb_key(b, "valid_until");
 	until = it->has_valid_until ? response_timestamp(it->valid_until, r->tz) : NULL;

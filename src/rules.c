@@ -68,6 +68,8 @@ static const NumberKind COUNT_N = {0, 2, RULE_MAX_COUNT,
 "must be a whole number from 2 to 1000000"};
 static const NumberKind QUANTITY = {0, 1, RULE_MAX_COUNT,
 "must be a whole number from 1 to 1000000"};
+static const NumberKind PER_CHECK = {0, 1, CERTIFICATE_MAX_PER_CHECK,
+"must be a whole number from 1 to " CppAsString2(CERTIFICATE_MAX_PER_CHECK)};
 static const NumberKind WEEKDAY = {0, 1, 7,
 "must be a whole number from 1 (Monday) to 7 (Sunday)"};
 static const NumberKind DAY_OF_MONTH = {0, 1, 31,
@@ -153,7 +155,8 @@ static const char *const POINTS_FIXED_KEYS[] =
 {"min_total", "points", "account", "expires", NULL};
 static const char *const COUPON_ISSUE_KEYS[] =
 {"steps", "min_total_to_use", "valid", NULL};
-static const char *const CERTIFICATE_KEYS[] = {"step", "value", "valid", NULL};
+static const char *const CERTIFICATE_KEYS[] =
+{"step", "value", "valid", "max_per_check", NULL};
 static const char *const SUBSCRIPTION_PRICE_KEYS[] = {"plan", "percent", NULL};
 
 static const MechanicInfo MECHANICS[MECHANIC_COUNT] = {
@@ -935,7 +938,10 @@ parse_coupon_issue(ParseCtx *ctx, JsonbContainer *obj, PromotionRule *rule)
 	r->valid = validity_field(ctx, obj, "valid");
 }
 
-/* parse_certificate reads a rule {"step": S, "value": V, "valid": V}. */
+/*
+ * parse_certificate reads a rule {"step": S, "value": V, "valid": V,
+ * "max_per_check": N}.
+ */
 static void
 parse_certificate(ParseCtx *ctx, JsonbContainer *obj, PromotionRule *rule)
 {
@@ -944,6 +950,8 @@ parse_certificate(ParseCtx *ctx, JsonbContainer *obj, PromotionRule *rule)
 	r->step = number_field(ctx, obj, "step", &MONEY_POSITIVE, REQUIRED, 0);
 	r->value = number_field(ctx, obj, "value", &MONEY_POSITIVE, REQUIRED, 0);
 	r->valid = validity_field(ctx, obj, "valid");
+	r->max_per_check = (int32) number_field(ctx, obj, "max_per_check", &PER_CHECK,
+											OPTIONAL, CERTIFICATE_DEFAULT_PER_CHECK);
 }
 
 /* parse_subscription_price reads a rule {"plan": "CODE", "percent": P}. */
