@@ -14,6 +14,7 @@
 #include "money.h"
 
 #include "common/int.h"
+#include "miscadmin.h"
 #include "utils/builtins.h"
 
 static const int64 pow10_table[] = {
@@ -209,6 +210,7 @@ allocate_largest_remainder(int64 total, const int64 *weights, int n,
 	{
 		int			best = -1;
 
+		CHECK_FOR_INTERRUPTS();
 		for (i = 0; i < n; i++)
 		{
 			if (weights[i] == 0 || remainders[i] < 0)

@@ -395,7 +395,10 @@ response_build(CheckResult *r, const char *operation_id)
 	jb_key(&b, "lines");
 	jb_begin_array(&b);
 	for (i = 0; i < r->nlines; i++)
+	{
+		CHECK_FOR_INTERRUPTS();
 		build_line(&b, r, &r->lines[i]);
+	}
 	jb_end_array(&b);
 
 	jb_key(&b, "store");
@@ -499,6 +502,7 @@ response_build(CheckResult *r, const char *operation_id)
 	{
 		AppliedPromotion *ap = lfirst(lc);
 
+		CHECK_FOR_INTERRUPTS();
 		jb_begin_object(&b);
 		jb_key(&b, "code");
 		jb_string(&b, false, ap->promo->code);

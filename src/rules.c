@@ -23,6 +23,7 @@
 #include "executor/spi.h"
 #include "fmgr.h"
 #include "lib/stringinfo.h"
+#include "miscadmin.h"
 #include "utils/builtins.h"
 #include "utils/datetime.h"
 #include "utils/fmgrprotos.h"
@@ -307,6 +308,7 @@ check_keys(ParseCtx *ctx, JsonbContainer *obj, const char *what,
 		char	   *key;
 		int			i;
 
+		CHECK_FOR_INTERRUPTS();
 		if (tok != WJB_KEY)
 			continue;
 		key = pnstrdup(v.val.string.val, v.val.string.len);
@@ -560,6 +562,7 @@ string_list_field(ParseCtx *ctx, JsonbContainer *obj, const char *key,
 		int			saved_elem;
 		JsonbValue *elem = element_get(ctx, arr, i, &saved_elem);
 
+		CHECK_FOR_INTERRUPTS();
 		list->items[i] = json_string(ctx, elem);
 		json_path_pop(&ctx->path, saved_elem);
 	}
@@ -780,6 +783,7 @@ steps_field(ParseCtx *ctx, JsonbContainer *obj, const char *key)
 		JsonbValue *elem = element_get(ctx, arr, i, &saved_elem);
 		int			j;
 
+		CHECK_FOR_INTERRUPTS();
 		list.steps[i] = parse_step(ctx, elem);
 		for (j = 0; j < i; j++)
 			if (list.steps[j].min_total == list.steps[i].min_total)
@@ -1173,6 +1177,7 @@ hours_field(ParseCtx *ctx, JsonbContainer *obj, Schedule *s)
 			int			saved_elem;
 			JsonbValue *elem = element_get(ctx, arr, i, &saved_elem);
 
+			CHECK_FOR_INTERRUPTS();
 			if (elem->type != jbvBinary || !JsonContainerIsArray(elem->val.binary.data))
 				field_error(ctx, NULL,
 							"must be a window of two times, [\"HH:MM\", \"HH:MM\"].");
@@ -1226,6 +1231,7 @@ dates_field(ParseCtx *ctx, JsonbContainer *obj, Schedule *s)
 		int			saved_elem;
 		JsonbValue *elem = element_get(ctx, arr, i, &saved_elem);
 
+		CHECK_FOR_INTERRUPTS();
 		if (elem->type != jbvString ||
 			!parse_date(pnstrdup(elem->val.string.val, elem->val.string.len),
 						&s->dates[i]))
@@ -1258,6 +1264,7 @@ bitmask_field(ParseCtx *ctx, JsonbContainer *obj, const char *key,
 		int			saved_elem;
 		JsonbValue *elem = element_get(ctx, arr, i, &saved_elem);
 
+		CHECK_FOR_INTERRUPTS();
 		mask |= ((uint32) 1) << json_number(ctx, elem, kind);
 		json_path_pop(&ctx->path, saved_elem);
 	}
