@@ -20,6 +20,7 @@
 #include "executor/spi.h"
 #include "fmgr.h"
 #include "funcapi.h"
+#include "miscadmin.h"
 #include "utils/array.h"
 #include "utils/builtins.h"
 #include "utils/jsonb.h"
@@ -285,6 +286,7 @@ loyalty_purchase(PG_FUNCTION_ARGS)
 	{
 		int			failed;
 
+		CHECK_FOR_INTERRUPTS();
 		r = engine_run(cfg, req, cust, excluded, check_usage(cfg), ENGINE_CHECK);
 		if (req->redeem == REDEEM_POINTS && r->redeem_applied < req->redeem_points)
 			ereport(ERROR,
@@ -392,6 +394,7 @@ loyalty_catalog_prices(PG_FUNCTION_ARGS)
 		CachedProduct *p;
 		MemoryContext old;
 
+		CHECK_FOR_INTERRUPTS();
 		if (sku_nulls[i])
 			continue;
 		values[0] = skus[i];

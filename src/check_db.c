@@ -28,6 +28,7 @@
 #include "catalog/pg_type.h"
 #include "executor/spi.h"
 #include "fmgr.h"
+#include "miscadmin.h"
 #include "utils/array.h"
 #include "utils/builtins.h"
 #include "utils/timestamp.h"
@@ -179,7 +180,10 @@ text_array_col(int col, char ***result)
 					  &elems, &nulls, &n);
 	*result = palloc(sizeof(char *) * Max(n, 1));
 	for (i = 0; i < n; i++)
+	{
+		CHECK_FOR_INTERRUPTS();
 		(*result)[i] = nulls[i] ? "" : TextDatumGetCString(elems[i]);
+	}
 	return n;
 }
 
@@ -443,6 +447,7 @@ check_usage(ConfigCache *cfg)
 		int64		uses = DatumGetInt64(SPI_getbinval(SPI_tuptable->vals[r],
 													   SPI_tuptable->tupdesc, 2, &isnull));
 
+		CHECK_FOR_INTERRUPTS();
 		for (i = 0; i < cfg->npromotions; i++)
 			if (strcmp(cfg->promotions[i].code, code) == 0)
 				usage[i] = uses;
@@ -511,6 +516,7 @@ claim_customer(CheckResult *r, Datum *codes, Datum *limits, int *index, int n)
 
 	for (i = 0; i < n; i++)
 	{
+		CHECK_FOR_INTERRUPTS();
 		names[i] = TextDatumGetCString(codes[i]);
 		for (k = 0; k < r->cust->nusage; k++)
 			if (strcmp(r->cust->usage_promotion[k], names[i]) == 0)
@@ -555,6 +561,7 @@ claim_customer(CheckResult *r, Datum *codes, Datum *limits, int *index, int n)
 			int64		uses = DatumGetInt64(SPI_getbinval(SPI_tuptable->vals[row],
 														   SPI_tuptable->tupdesc, 2, &isnull));
 
+			CHECK_FOR_INTERRUPTS();
 			for (i = 0; i < n; i++)
 				if (strcmp(names[i], code) == 0 && uses > DatumGetInt32(limits[i]))
 					over = code;
@@ -609,6 +616,7 @@ check_claim_uses(CheckResult *r)
 
 	for (i = 0; i < cfg->npromotions; i++)
 	{
+		CHECK_FOR_INTERRUPTS();
 		if (applied[i] == NULL || applied[i]->usage_limit <= 0)
 			continue;
 		if (!claim_global(applied[i]))
@@ -641,6 +649,7 @@ check_claim_uses(CheckResult *r)
 		for (i = 0; i < cfg->npromotions && nclaimed > 0; i++)
 			if (applied[i] != NULL && applied[i]->usage_limit > 0)
 			{
+				CHECK_FOR_INTERRUPTS();
 				unclaim_global(applied[i]);
 				nclaimed--;
 			}
@@ -686,6 +695,7 @@ line_points(CheckResult *r, int64 *earned, int64 *spent)
 	{
 		CheckLine  *l = &r->lines[i];
 
+		CHECK_FOR_INTERRUPTS();
 		jb_begin_object(&b);
 		for (a = 0; a < r->cfg->naccounts; a++)
 		{

@@ -28,6 +28,7 @@
 #include "common/hashfn.h"
 #include "executor/spi.h"
 #include "fmgr.h"
+#include "miscadmin.h"
 #include "utils/array.h"
 #include "utils/builtins.h"
 #include "utils/inval.h"
@@ -346,6 +347,7 @@ load_settings(ConfigCache *c)
 		char	   *key = col_text(r, 1);
 		char	   *value = col_text(r, 2);
 
+		CHECK_FOR_INTERRUPTS();
 		if (value == NULL)
 			continue;
 		if (strcmp(key, "timezone") == 0)
@@ -391,6 +393,7 @@ load_stores(ConfigCache *c)
 		CachedStore *s = palloc0(sizeof(CachedStore));
 		char	   *tzname = col_text(r, 3);
 
+		CHECK_FOR_INTERRUPTS();
 		s->code = col_text(r, 1);
 		s->region = col_text(r, 2);
 		s->channel = col_text(r, 4);
@@ -446,6 +449,7 @@ load_products(ConfigCache *c)
 	{
 		CatNode    *n = palloc0(sizeof(CatNode));
 
+		CHECK_FOR_INTERRUPTS();
 		n->code = col_text(r, 1);
 		n->parent = col_text(r, 2);
 		name_put(cats, n->code, n);
@@ -461,6 +465,7 @@ load_products(ConfigCache *c)
 		char	   *cat = col_text(r, 3);
 		NameList   *tags = col_namelist(r, 5);
 
+		CHECK_FOR_INTERRUPTS();
 		p->sku = col_text(r, 1);
 		p->name = col_text(r, 2);
 		p->brand = col_text(r, 4);
@@ -519,6 +524,7 @@ load_accounts_and_tiers(ConfigCache *c)
 	{
 		CachedAccountType *a = &c->accounts[r];
 
+		CHECK_FOR_INTERRUPTS();
 		a->code = col_text(r, 1);
 		a->share = (int32) col_scaled(r, 2, 4, 0);
 		a->min_check = col_scaled(r, 3, MONEY_SCALE, 0);
@@ -538,6 +544,7 @@ load_accounts_and_tiers(ConfigCache *c)
 	{
 		CachedTier *t = &c->tiers[r];
 
+		CHECK_FOR_INTERRUPTS();
 		t->code = col_text(r, 1);
 		t->rank = col_int(r, 2, 0);
 		t->threshold = col_scaled(r, 3, MONEY_SCALE, 0);
@@ -604,6 +611,7 @@ load_promotions(ConfigCache *c)
 		Datum		d;
 		PromotionRule *rule;
 
+		CHECK_FOR_INTERRUPTS();
 		p->index = (int) r;
 		p->code = col_text(r, 1);
 		p->name = col_text(r, 2);
@@ -703,6 +711,7 @@ load_plans(ConfigCache *c)
 		CachedSubscriptionPlan *plan = &c->plans[r];
 		bool		isnull;
 
+		CHECK_FOR_INTERRUPTS();
 		plan->code = SPI_getvalue(tup, desc, 1);
 		plan->sku = SPI_getvalue(tup, desc, 2);
 		c->selectors[c->nselectors] =
@@ -879,6 +888,7 @@ config_product_promotions(ConfigCache *cfg, CachedProduct *p, int *n)
 		{
 			int			sel = cfg->promotions[i].key_sel;
 
+			CHECK_FOR_INTERRUPTS();
 			if (sel >= 0 && config_product_matches(cfg, p, sel))
 				tmp[count++] = i;
 		}

@@ -10,11 +10,19 @@
  * line; the only queries are the balances (ledger_balances, one query)
  * when the customer is identified.
  *
+ * Interrupts (issue 14): the loops over the lines, over the promotions and
+ * a group's members, over points rates and grants, and the rounds of
+ * engine_spread call CHECK_FOR_INTERRUPTS, so a cancel or statement_timeout
+ * stops a check within one line's or one promotion's work.  A mechanic's
+ * own pass over the lines (at most REQUEST_MAX_LINES, constant work per
+ * line) runs between two of those checks and does not repeat it.
+ *
  *-------------------------------------------------------------------------
  */
 #include "loyalty.h"
 
 #include "access/xact.h"
+#include "miscadmin.h"
 #include "utils/builtins.h"
 #include "utils/datetime.h"
 #include "utils/timestamp.h"
@@ -213,6 +221,7 @@ engine_spread(CheckResult *r, int64 amount, const bool *eligible, int64 *delta)
 		int64		sum = 0;
 		bool		over = false;
 
+		CHECK_FOR_INTERRUPTS();
 		for (i = 0; i < n; i++)
 		{
 			weights[i] = active[i] ? LINE_CURRENT(&r->lines[i]) : 0;
@@ -301,6 +310,7 @@ engine_cheapest_units(CheckResult *r, const bool *eligible, int64 take,
 	{
 		CheckLine  *l = &r->lines[i];
 
+		CHECK_FOR_INTERRUPTS();
 		taken[i] = 0;
 		if (!eligible[i] || l->qty < QTY_ONE)
 			continue;
@@ -342,6 +352,7 @@ setup_lines(CheckResult *r)
 		CheckLine  *l = &r->lines[i];
 		CachedProduct *p = config_product(r->cfg, rl->sku);
 
+		CHECK_FOR_INTERRUPTS();
 		l->index = i;
 		l->sku = rl->sku;
 		l->product = p;
@@ -532,6 +543,7 @@ run_promotions(CheckResult *r, const bool *excluded, const int64 *usage)
 		const int  *promos;
 		int			n;
 
+		CHECK_FOR_INTERRUPTS();
 		if (r->lines[i].product == NULL)
 			continue;
 		promos = config_product_promotions(cfg, r->lines[i].product, &n);
@@ -539,8 +551,11 @@ run_promotions(CheckResult *r, const bool *excluded, const int64 *usage)
 			scope[promos[j]] = true;
 	}
 	for (i = 0; i < cfg->npromotions; i++)
+	{
+		CHECK_FOR_INTERRUPTS();
 		scope[i] = scope[i] && (excluded == NULL || !excluded[i]) &&
 			in_scope(r, &cfg->promotions[i], unlocked, usage);
+	}
 
 	eff.delta = palloc0(sizeof(int64) * r->nlines);
 	best.delta = palloc0(sizeof(int64) * r->nlines);
@@ -549,6 +564,7 @@ run_promotions(CheckResult *r, const bool *excluded, const int64 *usage)
 		const CachedPromotion *p = &cfg->promotions[i];
 		const CachedPromotion *winner = NULL;
 
+		CHECK_FOR_INTERRUPTS();
 		if (!scope[i])
 			continue;
 		if (p->grp_id < 0)
@@ -566,6 +582,7 @@ run_promotions(CheckResult *r, const bool *excluded, const int64 *usage)
 		{
 			const CachedPromotion *q = &cfg->promotions[j];
 
+			CHECK_FOR_INTERRUPTS();
 			if (!scope[j] || q->grp_id != p->grp_id)
 				continue;
 			effect_reset(&eff, r->nlines);
@@ -761,6 +778,7 @@ compute_accrual(CheckResult *r)
 		PointsRate *pr = lfirst(lc);
 		int128		extra = 0;
 
+		CHECK_FOR_INTERRUPTS();
 		for (i = 0; i < n; i++)
 		{
 			int128		x;
@@ -811,6 +829,7 @@ compute_accrual(CheckResult *r)
 		PointsGrant *g = lfirst(lc);
 		int64		sum = 0;
 
+		CHECK_FOR_INTERRUPTS();
 		for (i = 0; i < n; i++)
 			sum += paid[i];
 		if (sum == 0)
@@ -839,6 +858,7 @@ finish_lines(CheckResult *r)
 	{
 		CheckLine  *l = &r->lines[i];
 
+		CHECK_FOR_INTERRUPTS();
 		l->total = l->amount - l->discount - l->certificate - l->redeemed;
 		Assert(l->total >= 0);
 		l->nparts = money_split_parts(l->total, l->qty, l->parts);

@@ -116,6 +116,7 @@ typedef struct IssuedItem
 	Discount	value;			/* percent or amount */
 	int64		min_total_to_use;	/* coupons */
 	int			count;			/* certificates: how many */
+	bool		capped;			/* certificates: the check earned more than count */
 	bool		has_valid_until;
 	TimestampTz valid_until;
 	List	   *codes;			/* char *, filled when issued (issue 5) */

@@ -29,6 +29,7 @@
 #include "executor/spi.h"
 #include "access/xact.h"
 #include "funcapi.h"
+#include "miscadmin.h"
 #include "utils/array.h"
 #include "utils/builtins.h"
 #include "utils/timestamp.h"
@@ -198,6 +199,7 @@ ledger_balances(int64 customer_id, TimestampTz at, int naccounts,
 		char	   *account = SPI_getvalue(tuple, desc, 1);
 		bool		isnull;
 
+		CHECK_FOR_INTERRUPTS();
 		for (i = 0; i < naccounts; i++)
 		{
 			if (strcmp(accounts[i], account) == 0)
@@ -419,6 +421,7 @@ ledger_accrue_lots(int64 customer_id, const AccrualLot *lots, int n,
 	{
 		JsonBuilder b = {0};
 
+		CHECK_FOR_INTERRUPTS();
 		jb_begin_object(&b);
 		jb_key(&b, "account");
 		jb_string(&b, false, lots[i].account);
@@ -680,6 +683,7 @@ ledger_expire_batch(TimestampTz as_of, int max_lots,
 	{
 		HeapTuple	tuple = due->vals[i];
 
+		CHECK_FOR_INTERRUPTS();
 		ids[i] = SPI_getbinval(tuple, desc, 1, &isnull);
 		customers[i] = SPI_getbinval(tuple, desc, 2, &isnull);
 		accounts[i] = SPI_getbinval(tuple, desc, 3, &isnull);

@@ -18,6 +18,7 @@
 
 #include "commands/trigger.h"
 #include "executor/spi.h"
+#include "miscadmin.h"
 #include "utils/builtins.h"
 #include "utils/jsonb.h"
 #include "utils/rel.h"
@@ -87,6 +88,7 @@ loyalty_format_message(PG_FUNCTION_ARGS)
 	{
 		IcuArg	   *a;
 
+		CHECK_FOR_INTERRUPTS();
 		if (tok != WJB_KEY)
 			continue;
 		if (nargs == MAX_MESSAGE_ARGS)

@@ -155,6 +155,25 @@ money_percent(int64 amount, int32 percent)
 	return (int64) -((-product + PERCENT_100 / 2) / PERCENT_100);
 }
 
+/* A part's rank for the units left over: its remainder, then its index. */
+typedef struct RemainderRank
+{
+	int64		remainder;
+	int			index;
+} RemainderRank;
+
+/* remainder_rank_cmp orders parts by remainder descending, then index. */
+static int
+remainder_rank_cmp(const void *a, const void *b)
+{
+	const RemainderRank *x = a;
+	const RemainderRank *y = b;
+
+	if (x->remainder != y->remainder)
+		return x->remainder > y->remainder ? -1 : 1;
+	return (x->index > y->index) - (x->index < y->index);
+}
+
 /*
  * allocate_largest_remainder spreads total over n parts in proportion to
  * weights (each >= 0) and writes the parts to result.
@@ -164,6 +183,11 @@ money_percent(int64 amount, int32 percent)
  * The parts always add up to total exactly; a part whose weight is 0 gets 0
  * unless every weight is 0, in which case everything goes to part 0 (the
  * caller should not ask for that).  total must be >= 0.
+ *
+ * O(n log n): the parts are sorted by remainder once (0.8 looked for the
+ * largest remainder once per unit left over, O(n^2), and engine_spread
+ * calls this once per line that reaches its cap: O(n^3) for a check of
+ * many lines, issue 14).
  */
 void
 allocate_largest_remainder(int64 total, const int64 *weights, int n,
@@ -171,7 +195,8 @@ allocate_largest_remainder(int64 total, const int64 *weights, int n,
 {
 	int128		sum = 0;
 	int64		given = 0;
-	int64	   *remainders;
+	RemainderRank *rank;
+	int			nrank = 0;
 	int			i;
 
 	Assert(total >= 0 && n > 0);
@@ -188,40 +213,33 @@ allocate_largest_remainder(int64 total, const int64 *weights, int n,
 		return;
 	}
 
-	remainders = palloc(sizeof(int64) * n);
+	rank = palloc(sizeof(RemainderRank) * n);
 	for (i = 0; i < n; i++)
 	{
 		int128		share = (int128) total * weights[i];
 
 		result[i] = (int64) (share / sum);
-		/* the remainder is below sum, which fits int128; keep it as int64 rank */
-		remainders[i] = (int64) ((share % sum) * INT64CONST(1000000000) / sum);
 		given += result[i];
+		if (weights[i] == 0)
+			continue;
+		/* the remainder is below sum, which fits int128; keep it as int64 rank */
+		rank[nrank].remainder = (int64) ((share % sum) * INT64CONST(1000000000) / sum);
+		rank[nrank++].index = i;
 	}
 
 	/*
-	 * total - given < n: hand out one unit at a time to the largest remainder
-	 * not served yet.  n is a check's line count, so O(n^2) in the worst
-	 * case is fine; exact ties in the scaled remainder fall back to the
-	 * lower index, as the spec wants.
+	 * total - given < nrank: one unit each to the largest remainders; exact
+	 * ties in the scaled remainder fall back to the lower index, as the spec
+	 * wants.
 	 */
-	while (given < total)
+	if (given < total)
 	{
-		int			best = -1;
-
-		for (i = 0; i < n; i++)
-		{
-			if (weights[i] == 0 || remainders[i] < 0)
-				continue;
-			if (best < 0 || remainders[i] > remainders[best])
-				best = i;
-		}
-		Assert(best >= 0);
-		result[best]++;
-		remainders[best] = -1;	/* served */
-		given++;
+		qsort(rank, nrank, sizeof(RemainderRank), remainder_rank_cmp);
+		Assert(total - given <= nrank);
+		for (i = 0; given < total; i++, given++)
+			result[rank[i].index]++;
 	}
-	pfree(remainders);
+	pfree(rank);
 }
 
 /*

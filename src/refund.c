@@ -29,6 +29,7 @@
 #include "catalog/pg_type.h"
 #include "executor/spi.h"
 #include "fmgr.h"
+#include "miscadmin.h"
 #include "utils/builtins.h"
 #include "utils/jsonb.h"
 #include "utils/timestamp.h"
@@ -212,6 +213,7 @@ loyalty_refund(PG_FUNCTION_ARGS)
 	lines = palloc0(sizeof(RefundLine) * Max(nlines, 1));
 	for (r = 0; r < SPI_processed; r++)
 	{
+		CHECK_FOR_INTERRUPTS();
 		lines[r].index = DatumGetInt32(SPI_getbinval(SPI_tuptable->vals[r],
 													 SPI_tuptable->tupdesc, 1, &isnull));
 		lines[r].sku = SPI_getvalue(SPI_tuptable->vals[r], SPI_tuptable->tupdesc, 2);
@@ -234,6 +236,7 @@ loyalty_refund(PG_FUNCTION_ARGS)
 			RefundLineRequest *rl = &req->lines[k];
 			RefundLine *l = NULL;
 
+			CHECK_FOR_INTERRUPTS();
 			for (i = 0; i < nlines; i++)
 				if (lines[i].index == rl->index)
 					l = &lines[i];
@@ -286,6 +289,7 @@ loyalty_refund(PG_FUNCTION_ARGS)
 		int			idx = DatumGetInt32(SPI_getbinval(SPI_tuptable->vals[r],
 													  SPI_tuptable->tupdesc, 1, &isnull));
 
+		CHECK_FOR_INTERRUPTS();
 		pts[r].line = -1;
 		for (i = 0; i < nlines; i++)
 			if (lines[i].index == idx)
@@ -341,6 +345,7 @@ loyalty_refund(PG_FUNCTION_ARGS)
 	jb_begin_array(&lb);
 	for (i = 0; i < nlines; i++)
 	{
+		CHECK_FOR_INTERRUPTS();
 		if (lines[i].qty_now == 0)
 			continue;
 		jb_begin_object(&lb);
@@ -421,6 +426,7 @@ loyalty_refund(PG_FUNCTION_ARGS)
 		jb_begin_array(&b);
 		for (i = 0; i < nlines; i++)
 		{
+			CHECK_FOR_INTERRUPTS();
 			if (lines[i].qty_now == 0)
 				continue;
 			jb_begin_object(&b);

@@ -16,6 +16,7 @@
 
 #include "lib/stringinfo.h"
 #include "mb/pg_wchar.h"
+#include "miscadmin.h"
 #include "utils/builtins.h"
 #include "utils/datetime.h"
 #include "utils/numeric.h"
@@ -104,6 +105,7 @@ check_keys(Path *p, JsonbContainer *obj, const char *const *keys,
 	{
 		int			i;
 
+		CHECK_FOR_INTERRUPTS();
 		if (tok != WJB_KEY)
 			continue;
 		for (i = 0; keys[i] != NULL; i++)
@@ -484,6 +486,7 @@ request_parse_check(Jsonb *jb, bool need_operation_id, int points_precision)
 		JsonbValue *v = getIthJsonbValueFromContainer(arr, i);
 		int			saved = json_path_push_index(&p.buf, i);
 
+		CHECK_FOR_INTERRUPTS();
 		parse_line(&p, v, &req->lines[i]);
 		json_path_pop(&p.buf, saved);
 	}
@@ -550,6 +553,7 @@ request_parse_refund(Jsonb *jb)
 		int			saved = json_path_push_index(&p.buf, i);
 		JsonbContainer *line;
 
+		CHECK_FOR_INTERRUPTS();
 		if (!is_object(v))
 			request_error(p.buf.data, "must be a JSON object.");
 		line = v->val.binary.data;

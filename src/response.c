@@ -339,6 +339,12 @@ build_issued(JsonBuilder *b, CheckResult *r, IssuedItem *it)
 	{
 		jb_key(b, "count");
 		jb_int(b, false, it->count);
+		/* only when the rule's max_per_check held the count back */
+		if (it->capped)
+		{
+			jb_key(b, "capped");
+			jb_bool(b, false, true);
+		}
 	}
 	jb_key(b, "valid_until");
 	until = it->has_valid_until ? response_timestamp(it->valid_until, r->tz) : NULL;
@@ -389,7 +395,10 @@ response_build(CheckResult *r, const char *operation_id)
 	jb_key(&b, "lines");
 	jb_begin_array(&b);
 	for (i = 0; i < r->nlines; i++)
+	{
+		CHECK_FOR_INTERRUPTS();
 		build_line(&b, r, &r->lines[i]);
+	}
 	jb_end_array(&b);
 
 	jb_key(&b, "store");
@@ -493,6 +502,7 @@ response_build(CheckResult *r, const char *operation_id)
 	{
 		AppliedPromotion *ap = lfirst(lc);
 
+		CHECK_FOR_INTERRUPTS();
 		jb_begin_object(&b);
 		jb_key(&b, "code");
 		jb_string(&b, false, ap->promo->code);

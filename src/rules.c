@@ -23,6 +23,7 @@
 #include "executor/spi.h"
 #include "fmgr.h"
 #include "lib/stringinfo.h"
+#include "miscadmin.h"
 #include "utils/builtins.h"
 #include "utils/datetime.h"
 #include "utils/fmgrprotos.h"
@@ -68,6 +69,8 @@ static const NumberKind COUNT_N = {0, 2, RULE_MAX_COUNT,
 "must be a whole number from 2 to 1000000"};
 static const NumberKind QUANTITY = {0, 1, RULE_MAX_COUNT,
 "must be a whole number from 1 to 1000000"};
+static const NumberKind PER_CHECK = {0, 1, CERTIFICATE_MAX_PER_CHECK,
+"must be a whole number from 1 to " CppAsString2(CERTIFICATE_MAX_PER_CHECK)};
 static const NumberKind WEEKDAY = {0, 1, 7,
 "must be a whole number from 1 (Monday) to 7 (Sunday)"};
 static const NumberKind DAY_OF_MONTH = {0, 1, 31,
@@ -153,7 +156,8 @@ static const char *const POINTS_FIXED_KEYS[] =
 {"min_total", "points", "account", "expires", NULL};
 static const char *const COUPON_ISSUE_KEYS[] =
 {"steps", "min_total_to_use", "valid", NULL};
-static const char *const CERTIFICATE_KEYS[] = {"step", "value", "valid", NULL};
+static const char *const CERTIFICATE_KEYS[] =
+{"step", "value", "valid", "max_per_check", NULL};
 static const char *const SUBSCRIPTION_PRICE_KEYS[] = {"plan", "percent", NULL};
 
 static const MechanicInfo MECHANICS[MECHANIC_COUNT] = {
@@ -304,6 +308,7 @@ check_keys(ParseCtx *ctx, JsonbContainer *obj, const char *what,
 		char	   *key;
 		int			i;
 
+		CHECK_FOR_INTERRUPTS();
 		if (tok != WJB_KEY)
 			continue;
 		key = pnstrdup(v.val.string.val, v.val.string.len);
@@ -557,6 +562,7 @@ string_list_field(ParseCtx *ctx, JsonbContainer *obj, const char *key,
 		int			saved_elem;
 		JsonbValue *elem = element_get(ctx, arr, i, &saved_elem);
 
+		CHECK_FOR_INTERRUPTS();
 		list->items[i] = json_string(ctx, elem);
 		json_path_pop(&ctx->path, saved_elem);
 	}
@@ -777,6 +783,7 @@ steps_field(ParseCtx *ctx, JsonbContainer *obj, const char *key)
 		JsonbValue *elem = element_get(ctx, arr, i, &saved_elem);
 		int			j;
 
+		CHECK_FOR_INTERRUPTS();
 		list.steps[i] = parse_step(ctx, elem);
 		for (j = 0; j < i; j++)
 			if (list.steps[j].min_total == list.steps[i].min_total)
@@ -935,7 +942,10 @@ parse_coupon_issue(ParseCtx *ctx, JsonbContainer *obj, PromotionRule *rule)
 	r->valid = validity_field(ctx, obj, "valid");
 }
 
-/* parse_certificate reads a rule {"step": S, "value": V, "valid": V}. */
+/*
+ * parse_certificate reads a rule {"step": S, "value": V, "valid": V,
+ * "max_per_check": N}.
+ */
 static void
 parse_certificate(ParseCtx *ctx, JsonbContainer *obj, PromotionRule *rule)
 {
@@ -944,6 +954,8 @@ parse_certificate(ParseCtx *ctx, JsonbContainer *obj, PromotionRule *rule)
 	r->step = number_field(ctx, obj, "step", &MONEY_POSITIVE, REQUIRED, 0);
 	r->value = number_field(ctx, obj, "value", &MONEY_POSITIVE, REQUIRED, 0);
 	r->valid = validity_field(ctx, obj, "valid");
+	r->max_per_check = (int32) number_field(ctx, obj, "max_per_check", &PER_CHECK,
+											OPTIONAL, CERTIFICATE_DEFAULT_PER_CHECK);
 }
 
 /* parse_subscription_price reads a rule {"plan": "CODE", "percent": P}. */
@@ -1165,6 +1177,7 @@ hours_field(ParseCtx *ctx, JsonbContainer *obj, Schedule *s)
 			int			saved_elem;
 			JsonbValue *elem = element_get(ctx, arr, i, &saved_elem);
 
+			CHECK_FOR_INTERRUPTS();
 			if (elem->type != jbvBinary || !JsonContainerIsArray(elem->val.binary.data))
 				field_error(ctx, NULL,
 							"must be a window of two times, [\"HH:MM\", \"HH:MM\"].");
@@ -1218,6 +1231,7 @@ dates_field(ParseCtx *ctx, JsonbContainer *obj, Schedule *s)
 		int			saved_elem;
 		JsonbValue *elem = element_get(ctx, arr, i, &saved_elem);
 
+		CHECK_FOR_INTERRUPTS();
 		if (elem->type != jbvString ||
 			!parse_date(pnstrdup(elem->val.string.val, elem->val.string.len),
 						&s->dates[i]))
@@ -1250,6 +1264,7 @@ bitmask_field(ParseCtx *ctx, JsonbContainer *obj, const char *key,
 		int			saved_elem;
 		JsonbValue *elem = element_get(ctx, arr, i, &saved_elem);
 
+		CHECK_FOR_INTERRUPTS();
 		mask |= ((uint32) 1) << json_number(ctx, elem, kind);
 		json_path_pop(&ctx->path, saved_elem);
 	}

@@ -67,7 +67,12 @@
  *		engine applies the last step whose min_total the check reaches.
  *	  - coupon_issue: "min_total_to_use" defaults to 0; "valid" absent means
  *		the coupon does not expire.  certificate_per_amount: "step" and
- *		"value" are required, "valid" absent means no expiry.
+ *		"value" are required, "valid" absent means no expiry, and
+ *		"max_per_check" (a whole number from 1 to CERTIFICATE_MAX_PER_CHECK,
+ *		default CERTIFICATE_DEFAULT_PER_CHECK) caps the certificates one
+ *		check earns: a check worth more steps gets exactly the cap (issue 14:
+ *		a single request could otherwise make a backend write a million
+ *		certificates).
  *	  - Validity ("expires", "valid") is "end_of_month" (until the end of the
  *		month of issue, store local time) or a positive interval in
  *		PostgreSQL syntax ("30 days", "1 month", "P2W"); a bare number such
@@ -92,6 +97,9 @@
 #define RULE_POINTS_LIMIT	INT64CONST(100000000000000)	/* 10^12 points */
 /* upper bound (inclusive) of counts such as n, trigger_qty, gift_qty */
 #define RULE_MAX_COUNT		1000000
+/* certificate_per_amount "max_per_check": its default and its upper bound */
+#define CERTIFICATE_DEFAULT_PER_CHECK	10
+#define CERTIFICATE_MAX_PER_CHECK		1000
 
 /* The mechanics of SPEC section 5, in the order of its table. */
 typedef enum Mechanic
@@ -256,12 +264,13 @@ typedef struct CouponIssueRule
 	Validity	valid;			/* default: no expiry */
 } CouponIssueRule;
 
-/* certificate_per_amount: {"step": S, "value": V, "valid": V} */
+/* certificate_per_amount: {"step": S, "value": V, "valid": V, "max_per_check": N} */
 typedef struct CertificateRule
 {
 	int64		step;			/* every this much spent ... */
 	int64		value;			/* ... gives a certificate of this value */
 	Validity	valid;			/* default: no expiry */
+	int32		max_per_check;	/* at most this many per check, 1 .. 1000 */
 } CertificateRule;
 
 /* subscription_price: {"plan": "CODE", "percent": P} */

@@ -11,6 +11,14 @@
  * count, and valid_until computed from the rule's validity in the store's
  * local time.  Codes are generated when a purchase commits (issue 5).
  *
+ * certificate_per_amount gives a certificate per "step" of the check, but
+ * never more than the rule's "max_per_check" (default 10, at most 1000):
+ * the number of rows, codes and events a purchase writes must not follow
+ * the check's total, which a request controls (issue 14: a price of
+ * 600,000,000 once asked for a million certificates).  A check worth more
+ * gets exactly the cap, and its issued item says "capped".  coupon_issue
+ * prints one coupon per promotion whatever the total.
+ *
  *-------------------------------------------------------------------------
  */
 #include "loyalty.h"
@@ -48,7 +56,10 @@ mech_coupon_issue(CheckResult *r, const CachedPromotion *p, Effect *eff)
 								engine_money_text(step->discount.amount), p->name);
 }
 
-/* mech_certificate_per_amount: a certificate for every "step" spent */
+/*
+ * mech_certificate_per_amount: a certificate for every "step" spent, at
+ * most max_per_check of them
+ */
 void
 mech_certificate_per_amount(CheckResult *r, const CachedPromotion *p, Effect *eff)
 {
@@ -63,10 +74,12 @@ mech_certificate_per_amount(CheckResult *r, const CachedPromotion *p, Effect *ef
 	it->promo = p;
 	it->value.kind = DISCOUNT_AMOUNT;
 	it->value.amount = rule->value;
-	it->count = (int) Min(count, 1000000);
+	it->capped = count > rule->max_per_check;
+	it->count = (int) Min(count, rule->max_per_check);
 	it->valid_until = engine_validity_end(r, &rule->valid, &it->has_valid_until);
 	eff->issued = it;
-	eff->message = psprintf("Print %d certificate%s of %s (%s)", it->count,
+	eff->message = psprintf("Print %d certificate%s of %s (%s%s)", it->count,
 							it->count == 1 ? "" : "s",
-							engine_money_text(rule->value), p->name);
+							engine_money_text(rule->value), p->name,
+							it->capped ? "; the most one check earns" : "");
 }
