@@ -859,7 +859,9 @@ finish_lines(CheckResult *r)
 
 /*
  * engine_run prices a check (see engine.h).  The store and channel are
- * checked here: an unknown store is 22023 naming "store".
+ * checked here: an unknown store is 22023 naming "store"; so is "at"'s
+ * window around the server's time (clock_check_at), after a purchase's
+ * replay was looked up, so a check sent again late still gets its receipt.
  */
 CheckResult *
 engine_run(ConfigCache *cfg, CheckRequest *req, CustomerInfo *cust,
