@@ -10,6 +10,8 @@ CREATE EXTENSION loyalty;
 RESET client_min_messages;
 SET timezone = 'UTC';
 SET datestyle = 'ISO, YMD';
+-- the checks' dates are the server's time (loyalty.test_now, issue 14 item 4)
+SET loyalty.test_now = 'at';
 
 INSERT INTO loyalty.store (code, name, region, timezone, channel) VALUES ('S1', 'Store one', 'north', 'Europe/Moscow', 'pos');
 INSERT INTO loyalty.category (code, parent, name) VALUES ('all', NULL, 'Everything'), ('face', 'all', 'Face');

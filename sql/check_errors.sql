@@ -9,6 +9,8 @@ CREATE EXTENSION loyalty;
 RESET client_min_messages;
 SET timezone = 'UTC';
 SET datestyle = 'ISO, YMD';
+-- the checks' dates are the server's time (loyalty.test_now, issue 14 item 4)
+SET loyalty.test_now = 'at';
 
 CREATE FUNCTION pg_temp.err(req text)
 RETURNS text LANGUAGE plpgsql AS $$

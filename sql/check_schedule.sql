@@ -10,6 +10,8 @@ CREATE EXTENSION loyalty;
 RESET client_min_messages;
 SET timezone = 'UTC';
 SET datestyle = 'ISO, YMD';
+-- the checks' dates are the server's time (loyalty.test_now, issue 14 item 4)
+SET loyalty.test_now = 'at';
 
 -- which promotions applied to a one-line check, given the request's extras
 CREATE FUNCTION pg_temp.applied(extra jsonb)

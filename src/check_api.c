@@ -105,9 +105,10 @@ accrue_points(CheckResult *r, const char *operation_id, EventBatch *events)
 	for (a = 0; a < cfg->naccounts; a++)
 	{
 		CachedAccountType *acc = &cfg->accounts[a];
-		TimestampTz available = engine_add_interval(r->at, &acc->activation_delay, r->tz);
+		/* from issue_at: a register's clock running fast moves nothing later */
+		TimestampTz available = engine_add_interval(r->issue_at, &acc->activation_delay, r->tz);
 		TimestampTz expires = acc->has_lifetime ?
-			engine_add_interval(r->at, &acc->lifetime, r->tz) : DT_NOEND;
+			engine_add_interval(r->issue_at, &acc->lifetime, r->tz) : DT_NOEND;
 		bool		in_debt = !r->has_balances || r->balances[a].in_debt;
 		AccrualLot *mine = &lots[nlots];
 		int			n = 1;
@@ -318,7 +319,7 @@ loyalty_purchase(PG_FUNCTION_ARGS)
 		for (a = 0; r->redeem != NULL && a < cfg->naccounts; a++)
 			if (r->redeem[a].points > 0)
 				ledger_spend(cust->id, cfg->accounts[a].code, r->redeem[a].points,
-							 req->operation_id, r->at);
+							 req->operation_id, r->at, r->server_now);
 		accrue_points(r, req->operation_id, &events);
 		event_batch_write(&events, cust->id);
 		refresh_tier(r);
@@ -350,8 +351,6 @@ loyalty_catalog_prices(PG_FUNCTION_ARGS)
 	char	   *customer = PG_ARGISNULL(0) ? NULL : text_to_cstring(PG_GETARG_TEXT_PP(0));
 	char	   *store = PG_ARGISNULL(1) ? NULL : text_to_cstring(PG_GETARG_TEXT_PP(1));
 	char	   *channel = PG_ARGISNULL(2) ? NULL : text_to_cstring(PG_GETARG_TEXT_PP(2));
-	TimestampTz at = PG_ARGISNULL(4) ? GetCurrentTransactionStartTimestamp()
-		: PG_GETARG_TIMESTAMPTZ(4);
 	Datum	   *skus;
 	bool	   *sku_nulls;
 	int			nskus;
@@ -377,8 +376,9 @@ loyalty_catalog_prices(PG_FUNCTION_ARGS)
 	memset(&req, 0, sizeof(req));
 	req.store = store;
 	req.channel = channel;
-	req.has_at = true;
-	req.at = at;
+	/* "at" defaults to the server's time; engine_run checks its window */
+	req.has_at = !PG_ARGISNULL(4);
+	req.at = req.has_at ? PG_GETARG_TIMESTAMPTZ(4) : 0;
 	req.nlines = 1;
 	if (customer != NULL)
 	{

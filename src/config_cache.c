@@ -342,6 +342,8 @@ load_settings(ConfigCache *c)
 	c->tier_previous_month = false;
 	memset(&c->tier_window, 0, sizeof(Interval));
 	c->tier_window.day = 365;
+	c->max_backdate_text = "72 hours";
+	c->max_clock_skew_text = "5 minutes";
 	for (r = 0; r < SPI_processed; r++)
 	{
 		char	   *key = col_text(r, 1);
@@ -370,7 +372,19 @@ load_settings(ConfigCache *c)
 			c->tier_window = *DatumGetIntervalP(DirectFunctionCall3(interval_in, CStringGetDatum(value),
 																	ObjectIdGetDatum(InvalidOid),
 																	Int32GetDatum(-1)));
+		else if (strcmp(key, "max_backdate") == 0)
+			c->max_backdate_text = value;
+		else if (strcmp(key, "max_clock_skew") == 0)
+			c->max_clock_skew_text = value;
 	}
+	c->max_backdate = *DatumGetIntervalP(DirectFunctionCall3(interval_in,
+															 CStringGetDatum(c->max_backdate_text),
+															 ObjectIdGetDatum(InvalidOid),
+															 Int32GetDatum(-1)));
+	c->max_clock_skew = *DatumGetIntervalP(DirectFunctionCall3(interval_in,
+															   CStringGetDatum(c->max_clock_skew_text),
+															   ObjectIdGetDatum(InvalidOid),
+															   Int32GetDatum(-1)));
 	c->program_tz = pg_tzset(c->program_tz_name);
 	if (c->program_tz == NULL)
 		ereport(ERROR,

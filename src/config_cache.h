@@ -146,6 +146,11 @@ typedef struct ConfigCache
 	/* tier_window: the previous calendar month, or a rolling interval */
 	bool		tier_previous_month;
 	Interval	tier_window;
+	/* how far a request's "at" may lie behind / ahead of the server's time */
+	Interval	max_backdate;
+	char	   *max_backdate_text;
+	Interval	max_clock_skew;
+	char	   *max_clock_skew_text;
 	/* stores, by code */
 	HTAB	   *stores;
 	/* products, by SKU */

@@ -179,9 +179,14 @@ coupons_check(CheckResult *r, bool *unlocked)
 				reject(c, "void");
 			else if (used_up)
 				reject(c, "used up");
-			else if (r->at < valid_from)
+			/*
+			 * valid both at the check's moment (it existed when the customer
+			 * showed it) and at the server's time (a late or misdated check
+			 * cannot bring back an expired coupon)
+			 */
+			else if (r->at < valid_from || r->server_now < valid_from)
 				reject(c, "not yet valid");
-			else if (!no_until && r->at >= valid_until)
+			else if (!no_until && (r->at >= valid_until || r->server_now >= valid_until))
 				reject(c, "expired");
 			else if (!no_owner && (!r->cust->identified || r->cust->id != owner))
 				reject(c, "not yours");
@@ -720,20 +725,21 @@ coupons_commit(CheckResult *r, const char *operation_id, EventBatch *events)
 
 /*
  * coupons_refund, on a full refund: the coupons the purchase used come back
- * if still valid (a certificate gets its money back), and what the purchase
- * issued is voided if nobody used it yet.
+ * if still valid at the server's time (a certificate gets its money back),
+ * and what the purchase issued is voided if nobody used it yet.
  */
 void
 coupons_refund(const char *purchase_operation_id, const char *operation_id,
-			   bool full)
+			   bool full, TimestampTz server_now)
 {
-	Oid			types[2] = {TEXTOID, TEXTOID};
-	Datum		values[2];
+	Oid			types[3] = {TEXTOID, TEXTOID, TIMESTAMPTZOID};
+	Datum		values[3];
 
 	if (!full)
 		return;
 	values[0] = CStringGetTextDatum(purchase_operation_id);
 	values[1] = CStringGetTextDatum(operation_id);
+	values[2] = TimestampTzGetDatum(server_now);
 	SPI_execute_plan(saved_plan(&refund_plan,
 								"WITH used AS ("
 								"  SELECT u.code, u.amount, u.customer_id FROM loyalty.coupon_use u"
@@ -744,13 +750,13 @@ coupons_refund(const char *purchase_operation_id, const char *operation_id,
 								"                        THEN c.balance + u.amount ELSE c.balance END"
 								"    FROM used u"
 								"   WHERE c.code = u.code AND c.status <> 'void'"
-								"     AND (c.valid_until IS NULL OR c.valid_until > pg_catalog.now())"
+								"     AND (c.valid_until IS NULL OR c.valid_until > $3)"
 								"  RETURNING c.code, u.amount, u.customer_id"
 								"), logged AS ("
 								"  INSERT INTO loyalty.coupon_use (code, operation_id, customer_id, amount, at)"
-								"  SELECT code, $2, customer_id, -amount, pg_catalog.now() FROM restored"
+								"  SELECT code, $2, customer_id, -amount, $3 FROM restored"
 								") UPDATE loyalty.coupon SET status = 'void'"
 								"   WHERE issued_by = $1 AND uses = 0 AND status = 'active'",
-								2, types),
+								3, types),
 					 values, NULL, false, 0);
 }

@@ -27,6 +27,7 @@
 #include "utils/datetime.h"
 #include "utils/timestamp.h"
 
+#include "clock.h"
 #include "coupons.h"
 #include "engine.h"
 #include "mechanics/mechanics.h"
@@ -104,7 +105,9 @@ engine_add_interval(TimestampTz t, const Interval *iv, pg_tz *tz)
  * engine_validity_end returns when something issued now with validity v
  * stops being valid (exclusive): now + interval, or the first moment of
  * the next month in the store's time zone for "end_of_month".  *has_end is
- * false when it never expires (VALIDITY_DEFAULT).
+ * false when it never expires (VALIDITY_DEFAULT).  "Now" is the check's
+ * issue_at: its "at", or the server's time when "at" is ahead of it, so a
+ * register's clock running fast never lengthens a validity.
  */
 TimestampTz
 engine_validity_end(CheckResult *r, const Validity *v, bool *has_end)
@@ -118,9 +121,9 @@ engine_validity_end(CheckResult *r, const Validity *v, bool *has_end)
 	switch (v->kind)
 	{
 		case VALIDITY_INTERVAL:
-			return engine_add_interval(r->at, &v->interval, r->tz);
+			return engine_add_interval(r->issue_at, &v->interval, r->tz);
 		case VALIDITY_END_OF_MONTH:
-			if (timestamp2tm(r->at, &tzoff, &tm, &fsec, NULL, r->tz) != 0)
+			if (timestamp2tm(r->issue_at, &tzoff, &tm, &fsec, NULL, r->tz) != 0)
 				elog(ERROR, "timestamp out of range");
 			tm.tm_mday = 1;
 			tm.tm_hour = tm.tm_min = tm.tm_sec = 0;
@@ -661,7 +664,8 @@ run_redemption(CheckResult *r)
 	for (a = 0; a < na; a++)
 		codes[a] = cfg->accounts[a].code;
 	r->balances = palloc0(sizeof(LedgerBalance) * na);
-	ledger_balances(r->cust->id, r->at, na, codes, r->balances);
+	/* what may be spent is judged at the server's time, not the check's */
+	ledger_balances(r->cust->id, r->server_now, na, codes, r->balances);
 	r->has_balances = true;
 
 	rl = palloc(sizeof(RedeemLine) * r->nlines);
@@ -875,7 +879,9 @@ finish_lines(CheckResult *r)
 
 /*
  * engine_run prices a check (see engine.h).  The store and channel are
- * checked here: an unknown store is 22023 naming "store".
+ * checked here: an unknown store is 22023 naming "store"; so is "at"'s
+ * window around the server's time (clock_check_at), after a purchase's
+ * replay was looked up, so a check sent again late still gets its receipt.
  */
 CheckResult *
 engine_run(ConfigCache *cfg, CheckRequest *req, CustomerInfo *cust,
@@ -887,7 +893,10 @@ engine_run(ConfigCache *cfg, CheckRequest *req, CustomerInfo *cust,
 	r->req = req;
 	r->cust = cust;
 	r->mode = mode;
-	r->at = req->has_at ? req->at : GetCurrentTransactionStartTimestamp();
+	r->server_now = clock_server_now(req->has_at, req->at);
+	r->at = req->has_at ? req->at : r->server_now;
+	clock_check_at(cfg, "at", r->at, r->server_now);
+	r->issue_at = Min(r->at, r->server_now);
 	if (req->store != NULL)
 	{
 		r->store = config_store(cfg, req->store);

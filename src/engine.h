@@ -195,7 +195,9 @@ typedef struct CheckResult
 	EngineMode	mode;
 	CachedStore *store;			/* NULL when the request names none */
 	const char *channel;
-	TimestampTz at;
+	TimestampTz at;				/* the check's moment: promotions' time */
+	TimestampTz server_now;		/* spending, pending, coupon validity */
+	TimestampTz issue_at;		/* min(at, server_now): periods a check starts */
 	pg_tz	   *tz;
 	DateADT		local_date;
 	int			iso_weekday;	/* 1 = Monday */

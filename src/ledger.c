@@ -217,15 +217,16 @@ ledger_balances(int64 customer_id, TimestampTz at, int naccounts,
 }
 
 /*
- * ledger_spend takes points from the account's available lots, first
- * expiring first (no expiry last), then oldest, in one statement; LY004
- * when they hold fewer than asked.
+ * ledger_spend takes points from the account's lots available at as_of,
+ * first expiring first (no expiry last), then oldest, in one statement;
+ * LY004 when they hold fewer than asked.
  */
 void
 ledger_spend(int64 customer_id, const char *account, int64 points,
-			 const char *operation_id, TimestampTz at)
+			 const char *operation_id, TimestampTz at, TimestampTz as_of)
 {
-	ledger_spend_kind(customer_id, account, points, operation_id, at, "spend");
+	ledger_spend_kind(customer_id, account, points, operation_id, at, as_of,
+					  "spend");
 }
 
 /*
@@ -234,10 +235,12 @@ ledger_spend(int64 customer_id, const char *account, int64 points,
  */
 void
 ledger_spend_kind(int64 customer_id, const char *account, int64 points,
-				  const char *operation_id, TimestampTz at, const char *kind)
+				  const char *operation_id, TimestampTz at, TimestampTz as_of,
+				  const char *kind)
 {
-	Oid			types[6] = {INT8OID, TEXTOID, INT8OID, TIMESTAMPTZOID, TEXTOID, TEXTOID};
-	Datum		values[6];
+	Oid			types[7] = {INT8OID, TEXTOID, INT8OID, TIMESTAMPTZOID, TEXTOID, TEXTOID,
+	TIMESTAMPTZOID};
+	Datum		values[7];
 	SPIPlanPtr	plan;
 	int64		taken;
 
@@ -257,7 +260,7 @@ ledger_spend_kind(int64 customer_id, const char *account, int64 points,
 					   "           (ORDER BY l.expires_at NULLS LAST, l.earned_at, l.id) AS running"
 					   "    FROM loyalty.lot l"
 					   "   WHERE l.customer_id = $1 AND l.account = $2 AND l.remaining > 0"
-					   "     AND l.available_at <= $4 AND (l.expires_at IS NULL OR l.expires_at > $4)"
+					   "     AND l.available_at <= $7 AND (l.expires_at IS NULL OR l.expires_at > $7)"
 					   "), take AS ("
 					   "  SELECT c.id, least(c.rem, $3 - (c.running - c.rem)) AS x"
 					   "    FROM c WHERE c.running - c.rem < $3"
@@ -271,8 +274,9 @@ ledger_spend_kind(int64 customer_id, const char *account, int64 points,
 					   "  SELECT $1, $2, u.id, $5, $6, -" PTS_IN("u.x") ", $4 FROM upd u"
 					   "  RETURNING points"
 					   ") SELECT " PTS_OUT("coalesce(-sum(points), 0)") " FROM ins",
-					   6, types);
+					   7, types);
 	movement_args(values, customer_id, account, points, at, operation_id, kind);
+	values[6] = TimestampTzGetDatum(as_of);
 	taken = take_with_retry(plan, values, points);
 
 	if (taken < points)

@@ -66,17 +66,20 @@ extern void ledger_accrue_lots(int64 customer_id, const AccrualLot *lots, int n,
 							   struct EventBatch *events);
 
 /*
- * ledger_spend takes points from the account's lots available at "at":
- * first-expiring first (no expiry last), then oldest.  Raises LY004 when
- * the account holds fewer.  Entries reference operation_id.
+ * ledger_spend takes points from the account's lots available and not
+ * expired at as_of (the server's time, never a client's "at"): first-
+ * expiring first (no expiry last), then oldest.  Raises LY004 when the
+ * account holds fewer.  Entries reference operation_id and are dated at.
  */
 extern void ledger_spend(int64 customer_id, const char *account, int64 points,
-						 const char *operation_id, TimestampTz at);
+						 const char *operation_id, TimestampTz at,
+						 TimestampTz as_of);
 
 /* ledger_spend with the kind of the entries ("spend", "adjust") */
 extern void ledger_spend_kind(int64 customer_id, const char *account,
 							  int64 points, const char *operation_id,
-							  TimestampTz at, const char *kind);
+							  TimestampTz at, TimestampTz as_of,
+							  const char *kind);
 
 /*
  * ledger_accrue credits points earned by operation_id: they first pay off

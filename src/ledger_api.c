@@ -9,6 +9,7 @@
  */
 #include "loyalty.h"
 
+#include "clock.h"
 #include "ledger.h"
 #include "money.h"
 #include "operations.h"
@@ -214,7 +215,7 @@ loyalty_adjust(PG_FUNCTION_ARGS)
 	int64		customer_id;
 	int64		points;
 	int			precision;
-	TimestampTz now = GetCurrentTransactionStartTimestamp();
+	TimestampTz now = clock_server_now(false, 0);
 	TimestampTz expires_at = DT_NOEND;
 	TimestampTz available_at;
 	LedgerBalance balance;
@@ -251,10 +252,11 @@ loyalty_adjust(PG_FUNCTION_ARGS)
 
 	/* the account and its lifetime */
 	if (SPI_execute_with_args("SELECT lifetime IS NOT NULL,"
-							  "       pg_catalog.now() + coalesce(lifetime, '0')"
+							  "       $2 + coalesce(lifetime, '0')"
 							  "  FROM loyalty.account_type WHERE code = $1",
-							  1, (Oid[]) {TEXTOID},
-							  (Datum[]) {CStringGetTextDatum(req.account)},
+							  2, (Oid[]) {TEXTOID, TIMESTAMPTZOID},
+							  (Datum[]) {CStringGetTextDatum(req.account),
+							  TimestampTzGetDatum(now)},
 							  NULL, true, 1) != SPI_OK_SELECT)
 		elog(ERROR, "reading account type failed");
 	if (SPI_processed == 0)
@@ -312,7 +314,7 @@ loyalty_adjust(PG_FUNCTION_ARGS)
 						   now, available_at, expires_at, "adjust");
 	else
 		ledger_spend_kind(customer_id, req.account, -points, req.operation_id,
-						  now, "adjust");
+						  now, now, "adjust");
 
 	accounts[0] = req.account;
 	ledger_balances(customer_id, now, 1, accounts, &balance);

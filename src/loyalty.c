@@ -15,6 +15,7 @@
 #include "fmgr.h"
 #include "utils/guc.h"
 
+#include "clock.h"
 #include "coupon_code.h"
 
 PG_MODULE_MAGIC;
@@ -27,6 +28,9 @@ bool		loyalty_notify = true;
 
 /* developer option: codes handed out before random ones (coupon_code.c) */
 char	   *loyalty_debug_coupon_codes = NULL;
+
+/* tests and replays: the server's time the rules see (clock.c) */
+char	   *loyalty_test_now = NULL;
 
 void		_PG_init(void);
 
@@ -66,6 +70,18 @@ _PG_init(void)
 							   PGC_SUSET,
 							   GUC_NOT_IN_SAMPLE | GUC_LIST_INPUT,
 							   coupon_code_debug_check, coupon_code_debug_assign, NULL);
+
+	DefineCustomStringVariable("loyalty.test_now",
+							   "For tests and replays only: the server's time the loyalty rules see.",
+							   "Empty (the default) is the server's clock, now().  A timestamp with a "
+							   "UTC offset fixes it; 'at' takes each request's own \"at\" as the "
+							   "server's time, which turns off the window of max_backdate and "
+							   "max_clock_skew.  Never set it in production.",
+							   &loyalty_test_now,
+							   "",
+							   PGC_SUSET,
+							   GUC_NOT_IN_SAMPLE,
+							   clock_test_now_check, clock_test_now_assign, NULL);
 
 	MarkGUCPrefixReserved("loyalty");
 }

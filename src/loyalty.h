@@ -26,5 +26,6 @@
 extern int	loyalty_default_country;
 extern bool loyalty_notify;
 extern char *loyalty_debug_coupon_codes;
+extern char *loyalty_test_now;
 
 #endif							/* LOYALTY_H */

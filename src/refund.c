@@ -34,6 +34,7 @@
 #include "utils/jsonb.h"
 #include "utils/timestamp.h"
 
+#include "clock.h"
 #include "config_cache.h"
 #include "coupons.h"
 #include "ledger.h"
@@ -144,6 +145,7 @@ loyalty_refund(PG_FUNCTION_ARGS)
 	int64		customer_id = 0;
 	TimestampTz purchase_at;
 	TimestampTz at;
+	TimestampTz server_now;
 	char	   *store;
 	pg_tz	   *tz;
 	RefundLine *lines;
@@ -173,7 +175,9 @@ loyalty_refund(PG_FUNCTION_ARGS)
 		PG_RETURN_JSONB_P(response);
 	}
 	unit = cfg->points_precision == 0 ? 100 : 1;
-	at = req->has_at ? req->at : GetCurrentTransactionStartTimestamp();
+	server_now = clock_server_now(req->has_at, req->at);
+	at = req->has_at ? req->at : server_now;
+	clock_check_at(cfg, "at", at, server_now);
 
 	/* the purchase, locked: refunds of one purchase serialize */
 	v[0] = CStringGetTextDatum(req->purchase);
@@ -485,7 +489,7 @@ loyalty_refund(PG_FUNCTION_ARGS)
 						"        (r ->> 'full')::boolean"
 						"   FROM (SELECT $3 AS r) AS x", 3, t3), v, false);
 	}
-	coupons_refund(req->purchase, req->operation_id, full);
+	coupons_refund(req->purchase, req->operation_id, full, server_now);
 	operation_finish(req->operation_id, customer_id, response);
 
 	stored = MemoryContextAlloc(outer, VARSIZE(response));

@@ -1,0 +1,28 @@
+/*-------------------------------------------------------------------------
+ *
+ * clock.h
+ *	  The server's time as the loyalty rules see it, and the window a
+ *	  request's "at" must lie in (see clock.c).
+ *
+ *-------------------------------------------------------------------------
+ */
+#ifndef LOYALTY_CLOCK_H
+#define LOYALTY_CLOCK_H
+
+#include "utils/guc.h"
+#include "utils/timestamp.h"
+
+#include "config_cache.h"
+
+/* clock_server_now returns the server's time for a request (see clock.c) */
+extern TimestampTz clock_server_now(bool has_at, TimestampTz at);
+
+/* clock_check_at errors (22023) when "at" lies outside the allowed window */
+extern void clock_check_at(const ConfigCache *cfg, const char *path,
+						   TimestampTz at, TimestampTz server_now);
+
+/* the GUC loyalty.test_now */
+extern bool clock_test_now_check(char **newval, void **extra, GucSource source);
+extern void clock_test_now_assign(const char *newval, void *extra);
+
+#endif							/* LOYALTY_CLOCK_H */
