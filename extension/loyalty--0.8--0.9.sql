@@ -22,8 +22,8 @@
 -- as before, rather than a use they may never have counted.
 -- ---------------------------------------------------------------------------
 ALTER TABLE loyalty.purchase
-    ADD COLUMN usage_counted text[] COLLATE "C" NOT NULL DEFAULT '{}',
-    ADD COLUMN customer_usage_counted text[] COLLATE "C" NOT NULL DEFAULT '{}';
+    ADD COLUMN usage_counted text[] NOT NULL DEFAULT '{}',
+    ADD COLUMN customer_usage_counted text[] NOT NULL DEFAULT '{}';
 COMMENT ON COLUMN loyalty.purchase.usage_counted IS
     'Promotions whose promotion_usage counter this purchase incremented; its full refund decrements them';
 COMMENT ON COLUMN loyalty.purchase.customer_usage_counted IS
