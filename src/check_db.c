@@ -17,7 +17,11 @@
  * Per-customer counters are written under the customer's row lock, so a
  * purchase knows which exist and inserts or increments them directly.
  * Only promotions with a limit are counted (an unlimited promotion's uses
- * are in the purchase facts), so popular promotions are no hot rows.
+ * are in the purchase facts), so popular promotions are no hot rows.  The
+ * purchase records which counters it incremented (usage_counted,
+ * customer_usage_counted), and the full refund of the purchase takes
+ * exactly those uses back (check_release_uses), so the limits count only
+ * purchases that stand.
  *
  *-------------------------------------------------------------------------
  */
@@ -49,6 +53,8 @@ static SPIPlanPtr claim_fresh_plan = NULL;
 static SPIPlanPtr claim_known_plan = NULL;
 static SPIPlanPtr unclaim_plan = NULL;
 static SPIPlanPtr unclaim_customer_plan = NULL;
+static SPIPlanPtr release_plan = NULL;
+static SPIPlanPtr release_customer_plan = NULL;
 static SPIPlanPtr purchase_plan = NULL;
 
 /* what every customer query returns, after "FROM ... c" resolves c */
@@ -456,6 +462,27 @@ check_usage(ConfigCache *cfg)
 }
 
 /*
+ * counts_global says whether a purchase that applied promotion p counts a
+ * use of it on the promotion's own counter (p has a usage limit).
+ */
+static bool
+counts_global(const CachedPromotion *p)
+{
+	return p->usage_limit > 0;
+}
+
+/*
+ * counts_customer says whether a purchase of customer cust that applied
+ * promotion p counts a use of it on the customer's counter (p has a
+ * per-customer limit and the customer is identified).
+ */
+static bool
+counts_customer(const CachedPromotion *p, const CustomerInfo *cust)
+{
+	return p->per_customer_limit > 0 && cust->identified;
+}
+
+/*
  * claim_global counts a use of promotion p unless that reaches past its
  * usage limit; false when refused.  These counters are shared by every
  * purchase, so each is one short statement taking its row lock last.
@@ -617,7 +644,7 @@ check_claim_uses(CheckResult *r)
 	for (i = 0; i < cfg->npromotions; i++)
 	{
 		CHECK_FOR_INTERRUPTS();
-		if (applied[i] == NULL || applied[i]->usage_limit <= 0)
+		if (applied[i] == NULL || !counts_global(applied[i]))
 			continue;
 		if (!claim_global(applied[i]))
 		{
@@ -634,7 +661,7 @@ check_claim_uses(CheckResult *r)
 		index = palloc(sizeof(int) * cfg->npromotions);
 		for (i = 0; i < cfg->npromotions; i++)
 		{
-			if (applied[i] == NULL || applied[i]->per_customer_limit <= 0)
+			if (applied[i] == NULL || !counts_customer(applied[i], r->cust))
 				continue;
 			codes[n] = CStringGetTextDatum(applied[i]->code);
 			limits[n] = Int32GetDatum(applied[i]->per_customer_limit);
@@ -647,7 +674,7 @@ check_claim_uses(CheckResult *r)
 	/* a refused claim: take back the global uses counted before it */
 	if (failed >= 0)
 		for (i = 0; i < cfg->npromotions && nclaimed > 0; i++)
-			if (applied[i] != NULL && applied[i]->usage_limit > 0)
+			if (applied[i] != NULL && counts_global(applied[i]))
 			{
 				CHECK_FOR_INTERRUPTS();
 				unclaim_global(applied[i]);
@@ -656,6 +683,68 @@ check_claim_uses(CheckResult *r)
 	return failed;
 }
 
+
+/*
+ * release_global takes back a use of promotion code counted by a purchase
+ * now refunded in full; a counter at zero (reset, or renamed since) is
+ * left alone.
+ */
+static void
+release_global(const char *code)
+{
+	Oid			types[1] = {TEXTOID};
+	Datum		values[1] = {CStringGetTextDatum(code)};
+
+	db_exec(saved_plan(&release_plan,
+					"UPDATE loyalty.promotion_usage SET uses = uses - 1"
+					" WHERE promotion = $1 AND uses > 0", 1, types),
+			values, NULL, false);
+}
+
+/*
+ * check_release_uses gives back the uses a purchase counted, on its full
+ * refund (see check_db.h).  The global counters are taken in the
+ * configuration cache's order, the order purchases claim them in (codes
+ * the cache does not know, of promotions disabled since, after them), so a
+ * refund and a purchase never wait for each other crosswise.  The
+ * customer's counters are guarded by the customer's row lock.  A counter
+ * never goes below zero.
+ */
+void
+check_release_uses(ConfigCache *cfg, int64 customer_id,
+				   char **global, int nglobal, char **customer, int ncustomer)
+{
+	bool	   *done = palloc0(sizeof(bool) * Max(nglobal, 1));
+	Oid			types[2] = {TEXTARRAYOID, INT8OID};
+	Datum		values[2];
+	Datum	   *codes;
+	int			i,
+				k;
+
+	/* i == npromotions: the codes the cache does not know */
+	for (i = 0; i <= cfg->npromotions; i++)
+		for (k = 0; k < nglobal; k++)
+		{
+			if (done[k] ||
+				(i < cfg->npromotions && strcmp(cfg->promotions[i].code, global[k]) != 0))
+				continue;
+			done[k] = true;
+			release_global(global[k]);
+		}
+
+	if (ncustomer == 0 || customer_id <= 0)
+		return;
+	codes = palloc(sizeof(Datum) * ncustomer);
+	for (k = 0; k < ncustomer; k++)
+		codes[k] = CStringGetTextDatum(customer[k]);
+	values[0] = PointerGetDatum(construct_array(codes, ncustomer, TEXTOID, -1, false,
+												TYPALIGN_INT));
+	values[1] = Int64GetDatum(customer_id);
+	db_exec(saved_plan(&release_customer_plan,
+					"UPDATE loyalty.promotion_customer_usage SET uses = uses - 1"
+					" WHERE customer_id = $2 AND promotion = ANY ($1) AND uses > 0", 2, types),
+			values, NULL, false);
+}
 
 /* ---------------------------------------------------------------------
  * Purchase facts
@@ -720,25 +809,42 @@ line_points(CheckResult *r, int64 *earned, int64 *spent)
 /*
  * check_write_purchase writes the purchase and its lines (from the
  * response's "lines"), each with its points per account, in one statement.
+ * The purchase records which usage counters check_claim_uses incremented
+ * for it, for its full refund to take back.
  */
 void
 check_write_purchase(CheckResult *r, const char *operation_id, Jsonb *response)
 {
-	Oid			types[16] = {TEXTOID, INT8OID, TEXTOID, TEXTOID, TIMESTAMPTZOID,
+	Oid			types[18] = {TEXTOID, INT8OID, TEXTOID, TEXTOID, TIMESTAMPTZOID,
 		NUMERICOID, NUMERICOID, NUMERICOID, NUMERICOID, NUMERICOID, NUMERICOID,
-	INT4OID, TEXTARRAYOID, NUMERICOID, JSONBOID, JSONBOID};
-	Datum		values[16];
-	char		nulls[16];
+	INT4OID, TEXTARRAYOID, NUMERICOID, JSONBOID, JSONBOID, TEXTARRAYOID, TEXTARRAYOID};
+	Datum		values[18];
+	char		nulls[18];
 	int64		earned,
 				spent;
 	Datum	   *codes;
+	Datum	   *counted;
+	Datum	   *customer_counted;
 	int			ncodes = 0;
+	int			ncounted = 0;
+	int			ncustomer_counted = 0;
 	ListCell   *lc;
 
 	memset(nulls, ' ', sizeof(nulls));
 	codes = palloc(sizeof(Datum) * Max(list_length(r->applied), 1));
+	counted = palloc(sizeof(Datum) * Max(list_length(r->applied), 1));
+	customer_counted = palloc(sizeof(Datum) * Max(list_length(r->applied), 1));
 	foreach(lc, r->applied)
-		codes[ncodes++] = CStringGetTextDatum(((AppliedPromotion *) lfirst(lc))->promo->code);
+	{
+		const CachedPromotion *p = ((AppliedPromotion *) lfirst(lc))->promo;
+		Datum		code = CStringGetTextDatum(p->code);
+
+		codes[ncodes++] = code;
+		if (counts_global(p))
+			counted[ncounted++] = code;
+		if (counts_customer(p, r->cust))
+			customer_counted[ncustomer_counted++] = code;
+	}
 
 	values[14] = JsonbPGetDatum(response);
 	values[15] = JsonbPGetDatum(line_points(r, &earned, &spent));
@@ -761,13 +867,19 @@ check_write_purchase(CheckResult *r, const char *operation_id, Jsonb *response)
 	values[11] = Int32GetDatum(r->nlines);
 	values[12] = PointerGetDatum(construct_array(codes, ncodes, TEXTOID, -1, false, TYPALIGN_INT));
 	values[13] = money_datum(r->certificate);
+	values[16] = PointerGetDatum(construct_array(counted, ncounted, TEXTOID, -1, false,
+												 TYPALIGN_INT));
+	values[17] = PointerGetDatum(construct_array(customer_counted, ncustomer_counted, TEXTOID,
+												 -1, false, TYPALIGN_INT));
 	db_exec(saved_plan(&purchase_plan,
 					"WITH p AS ("
 					" INSERT INTO loyalty.purchase (operation_id, customer_id, store,"
 					" channel, at, amount, discount, redeemed, total, points_earned,"
-					" points_spent, lines, promotions, certificate)"
+					" points_spent, lines, promotions, certificate, usage_counted,"
+					" customer_usage_counted)"
 					" VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9,"
-					" pg_catalog.trim_scale($10), pg_catalog.trim_scale($11), $12, $13, $14))"
+					" pg_catalog.trim_scale($10), pg_catalog.trim_scale($11), $12, $13, $14,"
+					" $17, $18))"
 					" INSERT INTO loyalty.purchase_line (operation_id, line_index, sku,"
 					" qty, price, amount, discount, certificate, redeemed, total, promotions,"
 					" points)"
@@ -778,6 +890,6 @@ check_write_purchase(CheckResult *r, const char *operation_id, Jsonb *response)
 					"        sku text, qty numeric, price numeric, amount numeric,"
 					"        discount numeric, certificate numeric, redeemed numeric,"
 					"        total numeric, promotions jsonb)",
-					16, types),
+					18, types),
 			values, nulls, false);
 }

@@ -43,6 +43,17 @@ extern int64 *check_usage(ConfigCache *cfg);
  */
 extern int	check_claim_uses(CheckResult *r);
 
+/*
+ * check_release_uses, on the full refund of a purchase, gives back the uses
+ * it counted: one of each global counter named in global (the purchase's
+ * usage_counted) and one of each of customer customer_id's counters named
+ * in customer (its customer_usage_counted).  The caller holds the purchase's
+ * and the customer's row locks.
+ */
+extern void check_release_uses(ConfigCache *cfg, int64 customer_id,
+							   char **global, int nglobal,
+							   char **customer, int ncustomer);
+
 /* check_write_purchase writes loyalty.purchase and its lines and points. */
 extern void check_write_purchase(CheckResult *r, const char *operation_id,
 								 Jsonb *response);

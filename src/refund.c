@@ -14,7 +14,16 @@
  * Earned points are reversed through ledger_reverse_accrual (the
  * purchase's own lots first, a shortfall becomes debt), spent points come
  * back through ledger_return_spent with their original expiry.  The
- * purchase row is locked first, so refunds of one purchase serialize.
+ * purchase row is locked first, so refunds of one purchase serialize, and
+ * only then are its lines and points read, each with a snapshot taken
+ * after the lock: a refund that waited for another sees what that one
+ * took, so asking for more than is left fails with LY005.
+ *
+ * The refund that leaves nothing of the purchase (full) gives back the
+ * coupons it used, voids the unused coupons it issued, and gives back the
+ * promotion uses it counted (loyalty.purchase.usage_counted and
+ * customer_usage_counted), so usage_limit and per_customer_limit count only
+ * purchases that stand.  A partial refund keeps them.
  *
  * Response: {"operation_id", "purchase", "customer", "at",
  * "lines": [{"index", "sku", "qty", "amount"}], "totals": {"amount"},
@@ -30,10 +39,12 @@
 #include "executor/spi.h"
 #include "fmgr.h"
 #include "miscadmin.h"
+#include "utils/array.h"
 #include "utils/builtins.h"
 #include "utils/jsonb.h"
 #include "utils/timestamp.h"
 
+#include "check_db.h"
 #include "clock.h"
 #include "config_cache.h"
 #include "coupons.h"
@@ -105,6 +116,31 @@ col_scaled(uint64 r, int col, int scale)
 }
 
 /*
+ * col_codes reads a text[] column of the first row as C strings; *n gets
+ * their number.
+ */
+static char **
+col_codes(int col, int *n)
+{
+	bool		isnull;
+	Datum		d = SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, col, &isnull);
+	Datum	   *elems;
+	bool	   *nulls;
+	char	  **codes;
+	int			i;
+
+	*n = 0;
+	if (isnull)
+		return NULL;
+	deconstruct_array(DatumGetArrayTypeP(d), TEXTOID, -1, false, TYPALIGN_INT,
+					  &elems, &nulls, n);
+	codes = palloc(sizeof(char *) * Max(*n, 1));
+	for (i = 0; i < *n; i++)
+		codes[i] = nulls[i] ? "" : TextDatumGetCString(elems[i]);
+	return codes;
+}
+
+/*
  * cumulative returns what refunding "now" more of "qty" (of which "before"
  * were refunded) gives back of "whole", given that "given" already went
  * back: round(whole * (before + now) / qty) - given, rounded to multiples
@@ -147,6 +183,10 @@ loyalty_refund(PG_FUNCTION_ARGS)
 	TimestampTz at;
 	TimestampTz server_now;
 	char	   *store;
+	char	  **counted;
+	char	  **customer_counted;
+	int			ncounted;
+	int			ncustomer_counted;
 	pg_tz	   *tz;
 	RefundLine *lines;
 	int			nlines;
@@ -182,8 +222,8 @@ loyalty_refund(PG_FUNCTION_ARGS)
 	/* the purchase, locked: refunds of one purchase serialize */
 	v[0] = CStringGetTextDatum(req->purchase);
 	run(saved_plan(&purchase_plan,
-					"SELECT customer_id, at, store FROM loyalty.purchase"
-					" WHERE operation_id = $1 FOR UPDATE", 1, t1), v, false);
+					"SELECT customer_id, at, store, usage_counted, customer_usage_counted"
+					"  FROM loyalty.purchase WHERE operation_id = $1 FOR UPDATE", 1, t1), v, false);
 	if (SPI_processed == 0)
 		ereport(ERROR,
 				(errcode(ERRCODE_LOYALTY_OPERATION_NOT_FOUND),
@@ -197,6 +237,8 @@ loyalty_refund(PG_FUNCTION_ARGS)
 		purchase_at = DatumGetTimestampTz(SPI_getbinval(SPI_tuptable->vals[0],
 														SPI_tuptable->tupdesc, 2, &isnull));
 		store = SPI_getvalue(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 3);
+		counted = col_codes(4, &ncounted);
+		customer_counted = col_codes(5, &ncustomer_counted);
 	}
 	{
 		CachedStore *s = store ? config_store(cfg, store) : NULL;
@@ -208,11 +250,15 @@ loyalty_refund(PG_FUNCTION_ARGS)
 	if (customer_id > 0)
 		ledger_lock_customer(customer_id);
 
-	/* its lines */
+	/*
+	 * its lines, read (not read-only) with a snapshot taken now that the
+	 * purchase is locked: the statement's own snapshot predates the lock
+	 * and misses a concurrent refund this one waited for
+	 */
 	run(saved_plan(&lines_plan,
 					"SELECT line_index, sku, qty, total, refunded_qty, refunded_total"
 					"  FROM loyalty.purchase_line WHERE operation_id = $1"
-					" ORDER BY line_index", 1, t1), v, true);
+					" ORDER BY line_index", 1, t1), v, false);
 	nlines = (int) SPI_processed;
 	lines = palloc0(sizeof(RefundLine) * Max(nlines, 1));
 	for (r = 0; r < SPI_processed; r++)
@@ -281,11 +327,11 @@ loyalty_refund(PG_FUNCTION_ARGS)
 					 errdetail("Purchase \"%s\" was already refunded in full.", req->purchase)));
 	}
 
-	/* points per line and account */
+	/* points per line and account, read as the lines are */
 	run(saved_plan(&points_plan,
 					"SELECT line_index, account, earned, spent, earned_refunded, spent_refunded"
 					"  FROM loyalty.purchase_line_points WHERE operation_id = $1"
-					" ORDER BY line_index, account", 1, t1), v, true);
+					" ORDER BY line_index, account", 1, t1), v, false);
 	npts = (int) SPI_processed;
 	pts = palloc0(sizeof(RefundPoints) * Max(npts, 1));
 	for (r = 0; r < SPI_processed; r++)
@@ -490,6 +536,9 @@ loyalty_refund(PG_FUNCTION_ARGS)
 						"   FROM (SELECT $3 AS r) AS x", 3, t3), v, false);
 	}
 	coupons_refund(req->purchase, req->operation_id, full, server_now);
+	if (full)
+		check_release_uses(cfg, customer_id, counted, ncounted,
+						   customer_counted, ncustomer_counted);
 	operation_finish(req->operation_id, customer_id, response);
 
 	stored = MemoryContextAlloc(outer, VARSIZE(response));

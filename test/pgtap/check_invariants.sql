@@ -11,7 +11,8 @@
 --   no_discount products; accrual per account adds up; redeem applied <= max;
 --   the same request gives the same response.
 -- Random purchases refunded in random pieces give back exactly what they
--- took, and the ledger stays consistent.
+-- took, and the ledger stays consistent; promotion usage counters always
+-- equal the number of standing purchases that applied the promotion.
 -- Malformed requests of every kind fail with 22023 or LY001, never worse.
 --
 BEGIN;
@@ -23,7 +24,7 @@ RESET client_min_messages;
 SET LOCAL loyalty.test_now = 'at';
 SELECT setseed(0.4242);
 
-SELECT plan(27);
+SELECT plan(30);
 
 -- ---------------------------------------------------------------------------
 -- A program: categories, 300 products, accounts, tiers, a promotion of every
@@ -155,6 +156,31 @@ SELECT is((SELECT count(*) FROM res WHERE loyalty.calculate(req) - 'at' <> r - '
 -- 300 random purchases, each refunded in random pieces: money and points
 -- come back exactly, the ledger stays consistent
 -- ---------------------------------------------------------------------------
+-- two promotions get limits that bind: usage counters are checked below
+UPDATE loyalty.promotion SET usage_limit = 150 WHERE code = 'PCT2';
+UPDATE loyalty.promotion SET usage_limit = 100000, per_customer_limit = 3 WHERE code = 'CHK1';
+CREATE FUNCTION pg_temp.usage_off() RETURNS bigint LANGUAGE sql AS $$
+    -- counters that differ from the standing purchases that applied the
+    -- promotion (globally, and per customer), or exceed the limit
+    SELECT count(*) FROM (
+        SELECT p.code, NULL::bigint AS customer_id, coalesce(u.uses, 0) AS uses, p.usage_limit AS lim,
+               (SELECT count(*) FROM loyalty.purchase x
+                 WHERE p.code = ANY (x.promotions)
+                   AND NOT EXISTS (SELECT 1 FROM loyalty.refund f
+                                    WHERE f.purchase = x.operation_id AND f.full_refund)) AS standing
+          FROM loyalty.promotion p LEFT JOIN loyalty.promotion_usage u ON u.promotion = p.code
+         WHERE p.usage_limit IS NOT NULL
+        UNION ALL
+        SELECT p.code, c.id, coalesce(u.uses, 0), p.per_customer_limit,
+               (SELECT count(*) FROM loyalty.purchase x
+                 WHERE p.code = ANY (x.promotions) AND x.customer_id = c.id
+                   AND NOT EXISTS (SELECT 1 FROM loyalty.refund f
+                                    WHERE f.purchase = x.operation_id AND f.full_refund))
+          FROM loyalty.promotion p CROSS JOIN loyalty.customer c
+          LEFT JOIN loyalty.promotion_customer_usage u ON u.promotion = p.code AND u.customer_id = c.id
+         WHERE p.per_customer_limit IS NOT NULL) s
+     WHERE uses <> standing OR uses > lim
+$$;
 -- (a purchase asking for more points than it may spend fails: ask for "max")
 SELECT count(loyalty.purchase(req || jsonb_build_object('operation_id', 'P-' || n) ||
                               CASE WHEN req ? 'redeem' THEN '{"redeem": "max"}'::jsonb ELSE '{}'::jsonb END))
@@ -177,17 +203,24 @@ SELECT bag_eq(
                  'percent', percent, 'value', value, 'valid_until', valid_until)::text
         FROM loyalty.coupon WHERE issued_by LIKE 'P-%' AND customer_id IS NOT NULL$$,
     'every coupon_issued event of a purchase renders its coupon');
+SELECT is(pg_temp.usage_off(), 0::bigint,
+          'usage counters equal the purchases that applied the promotion, within its limits');
 SELECT count(loyalty.refund(jsonb_build_object('operation_id', 'R1-' || p.operation_id, 'purchase', p.operation_id,
                   'lines', jsonb_build_array(jsonb_build_object('index', 0,
                            'qty', CASE WHEN l.qty >= 2 THEN floor(l.qty / 2) ELSE l.qty END)))))
   FROM loyalty.purchase p JOIN loyalty.purchase_line l ON l.operation_id = p.operation_id AND l.line_index = 0
  WHERE random() < 0.7;
+SELECT is(pg_temp.usage_off(), 0::bigint,
+          'after partial refunds usage counters equal the standing purchases that applied the promotion');
 SELECT count(loyalty.refund(jsonb_build_object('operation_id', 'R2-' || p.operation_id, 'purchase', p.operation_id)))
   FROM loyalty.purchase p WHERE p.refunded < p.total OR EXISTS (
       SELECT 1 FROM loyalty.purchase_line l WHERE l.operation_id = p.operation_id AND l.refunded_qty < l.qty);
 SELECT is((SELECT count(*) FROM loyalty.purchase p WHERE p.refunded <> p.total
               OR p.refunded <> (SELECT coalesce(sum(r.amount), 0) FROM loyalty.refund r WHERE r.purchase = p.operation_id)),
           0::bigint, 'refunds give back exactly the purchase total');
+SELECT is((SELECT coalesce(sum(uses), 0) FROM loyalty.promotion_usage)
+          + (SELECT coalesce(sum(uses), 0) FROM loyalty.promotion_customer_usage), 0::numeric,
+          'after full refunds no promotion use is counted');
 SELECT is((SELECT count(*) FROM loyalty.purchase_line_points
             WHERE earned_refunded <> earned OR spent_refunded <> spent), 0::bigint,
           'refunds reverse exactly the points earned and return exactly the points spent');
