@@ -58,6 +58,7 @@ GRANT EXECUTE ON FUNCTION loyalty.setting_validate_time_window() TO loyalty_admi
 CREATE TRIGGER setting_validate_time_window BEFORE INSERT OR UPDATE ON loyalty.setting
     FOR EACH ROW EXECUTE FUNCTION loyalty.setting_validate_time_window();
 
+-- ---------------------------------------------------------------------------
 -- Issue 14 item 8: a full refund gives the purchase's promotion uses back
 --
 -- usage_limit and per_customer_limit count only purchases that stand (SPEC
@@ -78,3 +79,166 @@ COMMENT ON COLUMN loyalty.purchase.usage_counted IS
     'Promotions whose promotion_usage counter this purchase incremented; its full refund decrements them';
 COMMENT ON COLUMN loyalty.purchase.customer_usage_counted IS
     'Promotions whose promotion_customer_usage counter (of customer_id) this purchase incremented; its full refund decrements them';
+
+-- ---------------------------------------------------------------------------
+-- Issue 14 item 3: money minted by a cashier.
+--
+-- In 0.8 loyalty_cashier could call issue_certificate with any value up to
+-- 10^12: a cashier printed a 1,000,000,000 certificate, and a 50,000 one
+-- paid a 49,999.99 check, with no money recorded anywhere.  Selling a gift
+-- certificate is a sale, so it becomes a line of a purchase:
+--   - a product flagged gift_certificate sells one certificate per whole
+--     unit, worth the line's unit price; the money is a normal purchase
+--     line (revenue, refunds), the codes come back in the purchase's
+--     "issued", and a refund of the line voids its unused certificates;
+--   - issue_certificate is for the marketer and the admin only (grants,
+--     campaigns, compensation), no longer for the cashier;
+--   - setting certificate_max_value (50000.00) caps the value of one
+--     certificate, from issue_certificate and from a certificate line.
+-- A bearer code is cash (SPEC section 13): only the admin (and the API's
+-- own SECURITY DEFINER functions, which print and accept codes) reads
+-- loyalty.coupon and loyalty.coupon_use in clear.  Everyone else reads
+-- coupon_masked / coupon_use_masked / event_masked, where a code keeps its
+-- last characters only (loyalty.code_masked).  The cashier gets codes only
+-- in the responses of the calls that issue them; the marketer gets them
+-- when issue_coupons / issue_certificate returns them, the moment they
+-- are printed.
+-- ---------------------------------------------------------------------------
+INSERT INTO loyalty.setting_definition VALUES
+    ('certificate_max_value', '50000.00',
+     'The largest value of one gift certificate (issue_certificate and certificate products)');
+
+CREATE FUNCTION loyalty.certificate_max_value_validate() RETURNS trigger
+    LANGUAGE plpgsql
+    SET search_path = pg_catalog, pg_temp
+    AS $$
+BEGIN
+    IF NOT (NEW.value ~ '^[0-9]{1,9}(\.[0-9]{1,2})?$' AND NEW.value::numeric > 0) THEN
+        RAISE EXCEPTION 'invalid value for setting "%": "%"', NEW.key, NEW.value
+            USING ERRCODE = 'LY006',
+                  DETAIL = format('Field "value" of setting "%s" must be a positive amount below 1000000000 with at most 2 decimals.', NEW.key);
+    END IF;
+    RETURN NEW;
+END
+$$;
+COMMENT ON FUNCTION loyalty.certificate_max_value_validate() IS
+    'Refuses a malformed certificate_max_value setting (LY006)';
+CREATE TRIGGER setting_validate_certificate_max_value BEFORE INSERT OR UPDATE ON loyalty.setting
+    FOR EACH ROW WHEN (NEW.key = 'certificate_max_value')
+    EXECUTE FUNCTION loyalty.certificate_max_value_validate();
+
+-- a certificate product: no floor (it takes no discount anyway), a positive
+-- price when it has one; the engine treats it as no_discount, no_points,
+-- no_redeem whatever those flags say
+ALTER TABLE loyalty.product
+    ADD COLUMN gift_certificate boolean NOT NULL DEFAULT false,
+    ADD CONSTRAINT product_gift_certificate_plain
+        CHECK (NOT gift_certificate OR (min_price IS NULL AND (price IS NULL OR price > 0)));
+COMMENT ON COLUMN loyalty.product.gift_certificate IS
+    'A gift certificate for sale: each whole unit of a line issues a certificate worth the unit price; no discount, no points, not paid with points or certificates';
+
+ALTER TABLE loyalty.coupon
+    ADD COLUMN sold_line int,
+    ADD CONSTRAINT coupon_sold_line_of_purchase
+        CHECK (sold_line IS NULL OR (sold_line >= 0 AND issued_by IS NOT NULL AND kind = 'certificate'));
+COMMENT ON COLUMN loyalty.coupon.sold_line IS
+    'The line of purchase issued_by that sold this certificate (a certificate product); NULL when a promotion or issue_certificate issued it';
+
+CREATE OR REPLACE FUNCTION loyalty.issue_certificate(value numeric, valid_until timestamptz DEFAULT NULL,
+                                                     customer text DEFAULT NULL)
+    RETURNS text
+    LANGUAGE plpgsql VOLATILE PARALLEL UNSAFE
+    SECURITY DEFINER
+    SET search_path = pg_catalog, pg_temp
+    AS $$
+DECLARE
+    cid bigint;
+    new_code text;
+BEGIN
+    IF value IS NULL OR value <= 0 OR value <> round(value, 2) OR value >= 1000000000000 THEN
+        RAISE EXCEPTION 'invalid certificate value: %', value
+            USING ERRCODE = 'invalid_parameter_value',
+                  DETAIL = 'A certificate is worth a positive amount with at most 2 decimals.';
+    END IF;
+    -- (the line numbers of the RAISEs above are those of 0.4: tests show them)
+    IF value > loyalty.setting_value('certificate_max_value')::numeric THEN
+        RAISE EXCEPTION 'certificate value % is above the maximum %', value,
+                        loyalty.setting_value('certificate_max_value')
+            USING ERRCODE = 'invalid_parameter_value',
+                  DETAIL = format('Setting certificate_max_value allows at most %s for one certificate.',
+                                  loyalty.setting_value('certificate_max_value')),
+                  HINT = 'Issue several certificates, or raise the setting.';
+    END IF;
+    IF valid_until IS NOT NULL AND valid_until <= now() THEN
+        RAISE EXCEPTION 'valid_until must be in the future' USING ERRCODE = 'invalid_parameter_value';
+    END IF;
+    IF customer IS NOT NULL THEN
+        cid := loyalty.find_customer(customer);
+        IF cid IS NULL THEN
+            RAISE EXCEPTION 'customer "%" not found', customer USING ERRCODE = 'LY001';
+        END IF;
+    END IF;
+    LOOP
+        INSERT INTO loyalty.coupon AS k (code, customer_id, kind, value, balance, valid_until, max_uses)
+        VALUES (loyalty.new_coupon_code(), cid, 'certificate', round(value, 2), round(value, 2),
+                valid_until, 1000000)
+        ON CONFLICT ON CONSTRAINT coupon_pkey DO NOTHING
+        RETURNING k.code INTO new_code;
+        EXIT WHEN new_code IS NOT NULL;
+    END LOOP;
+    RETURN new_code;
+END
+$$;
+COMMENT ON FUNCTION loyalty.issue_certificate(numeric, timestamptz, text) IS
+    'Issues a gift certificate (marketer, admin) up to setting certificate_max_value: usable in any channel, spent partially, the balance kept; a cashier sells one as a purchase line instead';
+REVOKE EXECUTE ON FUNCTION loyalty.issue_certificate(numeric, timestamptz, text) FROM loyalty_cashier;
+
+-- masking bearer codes
+CREATE FUNCTION loyalty.code_masked(code text) RETURNS text
+    LANGUAGE sql IMMUTABLE STRICT PARALLEL SAFE
+    AS $$
+    SELECT pg_catalog.regexp_replace(pg_catalog.left(code, -k), '[^-]', '*', 'g')
+           || pg_catalog.right(code, k)
+      FROM (SELECT least(4, pg_catalog.length(code) / 3) AS k) AS shown
+$$;
+COMMENT ON FUNCTION loyalty.code_masked(text) IS
+    'A coupon or certificate code as roles that may not read it see it: the last 4 characters (a third of a short code), the rest as *';
+
+CREATE VIEW loyalty.coupon_masked AS
+    SELECT loyalty.code_masked(c.code) AS code, c.promotion, c.customer_id, c.kind, c.value,
+           c.balance, c.percent, c.min_total, c.valid_from, c.valid_until, c.max_uses, c.uses,
+           c.status, c.issued_by, c.sold_line, c.created_at
+      FROM loyalty.coupon c;
+COMMENT ON VIEW loyalty.coupon_masked IS
+    'Coupons and certificates with masked codes, for every role that must not read a bearer code in clear';
+
+CREATE VIEW loyalty.coupon_use_masked AS
+    SELECT loyalty.code_masked(u.code) AS code, u.operation_id, u.customer_id, u.amount, u.at
+      FROM loyalty.coupon_use u;
+COMMENT ON VIEW loyalty.coupon_use_masked IS
+    'Uses of coupons and certificates with masked codes (amount: certificate money spent)';
+
+CREATE VIEW loyalty.event_masked AS
+    SELECT e.id, e.customer_id, e.kind,
+           CASE WHEN e.payload ? 'code'
+                THEN pg_catalog.jsonb_set(e.payload, '{code}',
+                                          pg_catalog.to_jsonb(loyalty.code_masked(e.payload ->> 'code')))
+                ELSE e.payload END AS payload,
+           CASE WHEN e.payload ? 'code'
+                THEN pg_catalog.replace(e.message, e.payload ->> 'code',
+                                        loyalty.code_masked(e.payload ->> 'code'))
+                ELSE e.message END AS message,
+           e.created_at, e.taken_at
+      FROM loyalty.event e;
+COMMENT ON VIEW loyalty.event_masked IS
+    'The event outbox with coupon codes masked in payload and message, for analysts';
+
+REVOKE ALL ON FUNCTION loyalty.certificate_max_value_validate(), loyalty.code_masked(text) FROM PUBLIC;
+REVOKE ALL ON loyalty.coupon_masked, loyalty.coupon_use_masked, loyalty.event_masked FROM PUBLIC;
+REVOKE SELECT ON loyalty.coupon FROM loyalty_marketer;
+REVOKE SELECT ON loyalty.coupon_use, loyalty.event FROM loyalty_analyst;
+GRANT EXECUTE ON FUNCTION loyalty.code_masked(text) TO loyalty_marketer, loyalty_analyst, loyalty_admin;
+GRANT SELECT ON loyalty.coupon_masked, loyalty.coupon_use_masked
+    TO loyalty_marketer, loyalty_analyst, loyalty_admin;
+GRANT SELECT ON loyalty.event_masked TO loyalty_analyst, loyalty_admin;
+GRANT EXECUTE ON FUNCTION loyalty.certificate_max_value_validate() TO loyalty_admin;

@@ -337,6 +337,7 @@ load_settings(ConfigCache *c)
 	c->program_tz_name = "Europe/Moscow";
 	c->points_precision = 0;
 	c->point_value = 100;
+	c->certificate_max_value = INT64CONST(5000000);
 	c->accrual_percent = 0;
 	c->currency = "RUB";
 	c->tier_previous_month = false;
@@ -360,6 +361,10 @@ load_settings(ConfigCache *c)
 			c->point_value = numeric_scaled(DirectFunctionCall3(numeric_in, CStringGetDatum(value),
 																ObjectIdGetDatum(InvalidOid),
 																Int32GetDatum(-1)), 2);
+		else if (strcmp(key, "certificate_max_value") == 0)
+			c->certificate_max_value = numeric_scaled(DirectFunctionCall3(numeric_in, CStringGetDatum(value),
+																		  ObjectIdGetDatum(InvalidOid),
+																		  Int32GetDatum(-1)), 2);
 		else if (strcmp(key, "accrual_percent") == 0)
 			c->accrual_percent = (int32) numeric_scaled(DirectFunctionCall3(numeric_in, CStringGetDatum(value),
 																			ObjectIdGetDatum(InvalidOid),
@@ -470,7 +475,7 @@ load_products(ConfigCache *c)
 	}
 
 	run_query("SELECT sku, name, category, brand, tags, price, min_price, "
-			  "no_discount, no_points, no_redeem FROM loyalty.product");
+			  "no_discount, no_points, no_redeem, gift_certificate FROM loyalty.product");
 	c->nproducts = (int) SPI_processed;
 	c->products = name_table(c->cxt, "loyalty products", (long) SPI_processed);
 	for (r = 0; r < SPI_processed; r++)
@@ -504,6 +509,7 @@ load_products(ConfigCache *c)
 		p->no_discount = col_bool(r, 8);
 		p->no_points = col_bool(r, 9);
 		p->no_redeem = col_bool(r, 10);
+		p->gift_certificate = col_bool(r, 11);
 		p->npromos = -1;
 		name_put(c->products, p->sku, p);
 	}

@@ -56,6 +56,7 @@ typedef struct CachedProduct
 	bool		no_discount;
 	bool		no_points;
 	bool		no_redeem;
+	bool		gift_certificate;	/* sells gift certificates (issue 14 item 3) */
 	uint8	   *sel_known;		/* selector bitsets, NULL until first needed */
 	uint8	   *sel_match;
 	int		   *promos;			/* promotions whose key selector matches */
@@ -141,6 +142,7 @@ typedef struct ConfigCache
 	char	   *program_tz_name;
 	int			points_precision;	/* 0 or 2 */
 	int64		point_value;	/* minor units */
+	int64		certificate_max_value;	/* minor units: one certificate's cap */
 	int32		accrual_percent;	/* hundredths of a percent */
 	char	   *currency;
 	/* tier_window: the previous calendar month, or a rolling interval */

@@ -50,6 +50,7 @@ static SPIPlanPtr use_plan = NULL;
 static SPIPlanPtr use_log_plan = NULL;
 static SPIPlanPtr issue_plan = NULL;
 static SPIPlanPtr refund_plan = NULL;
+static SPIPlanPtr refund_sold_plan = NULL;
 static SPIPlanPtr subscribe_plan = NULL;
 
 #define COUPON_COLUMNS \
@@ -278,7 +279,8 @@ apply_certificate(CheckResult *r, CouponStatus *c)
 	{
 		CheckLine  *l = &r->lines[i];
 
-		due[i] = l->amount - l->discount - l->certificate;
+		/* a certificate never pays for certificates sold */
+		due[i] = l->gift_certificate ? 0 : l->amount - l->discount - l->certificate;
 		total += due[i];
 	}
 	pay = Min(c->balance, total);
@@ -430,10 +432,11 @@ pending_codes(IssueRow *rows, int nrows, int pending)
 static bool
 issue_all(CheckResult *r, const char *operation_id, EventBatch *events)
 {
-	Oid			types[10] = {INT8OID, TIMESTAMPTZOID, TEXTOID, TEXTARRAYOID, TEXTARRAYOID,
-		TEXTARRAYOID, INT4ARRAYOID, INT8ARRAYOID, INT8ARRAYOID, TIMESTAMPTZARRAYOID};
-	Datum		values[10];
-	char		nulls[10] = {' ', ' ', ' ', ' ', ' ', ' ', ' ', ' ', ' ', ' '};
+	Oid			types[11] = {INT8OID, TIMESTAMPTZOID, TEXTOID, TEXTARRAYOID, TEXTARRAYOID,
+		TEXTARRAYOID, INT4ARRAYOID, INT8ARRAYOID, INT8ARRAYOID, TIMESTAMPTZARRAYOID,
+	INT4ARRAYOID};
+	Datum		values[11];
+	char		nulls[11] = {' ', ' ', ' ', ' ', ' ', ' ', ' ', ' ', ' ', ' ', ' '};
 	IssueRow   *rows;
 	int			nrows = 0;
 	int			pending;
@@ -476,6 +479,9 @@ issue_all(CheckResult *r, const char *operation_id, EventBatch *events)
 		Datum	   *value = palloc(sizeof(Datum) * pending);
 		Datum	   *min_total = palloc(sizeof(Datum) * pending);
 		Datum	   *until = palloc(sizeof(Datum) * pending);
+		Datum	   *line = palloc(sizeof(Datum) * pending);
+		bool	   *promo_null = palloc(sizeof(bool) * pending);
+		bool	   *line_null = palloc(sizeof(bool) * pending);
 		bool	   *percent_null = palloc(sizeof(bool) * pending);
 		bool	   *value_null = palloc(sizeof(bool) * pending);
 		bool	   *until_null = palloc(sizeof(bool) * pending);
@@ -513,7 +519,11 @@ issue_all(CheckResult *r, const char *operation_id, EventBatch *events)
 			if (rows[i].written)
 				continue;
 			code[n] = CStringGetTextDatum(rows[i].code);
-			promo[n] = CStringGetTextDatum(it->promo->code);
+			/* sold by a line (no promotion): bound to no customer */
+			promo_null[n] = it->promo == NULL;
+			promo[n] = promo_null[n] ? (Datum) 0 : CStringGetTextDatum(it->promo->code);
+			line_null[n] = it->promo != NULL;
+			line[n] = Int32GetDatum(line_null[n] ? 0 : it->line);
 			kind[n] = CStringGetTextDatum(certificate ? "certificate"
 										  : r->cust->identified ? "personal" : "promo");
 			percent[n] = Int32GetDatum(is_percent ? it->value.percent : 0);
@@ -527,7 +537,8 @@ issue_all(CheckResult *r, const char *operation_id, EventBatch *events)
 		}
 		dims[0] = n;
 		values[3] = PointerGetDatum(construct_array(code, n, TEXTOID, -1, false, TYPALIGN_INT));
-		values[4] = PointerGetDatum(construct_array(promo, n, TEXTOID, -1, false, TYPALIGN_INT));
+		values[4] = PointerGetDatum(construct_md_array(promo, promo_null, 1, dims, lbs,
+													   TEXTOID, -1, false, TYPALIGN_INT));
 		values[5] = PointerGetDatum(construct_array(kind, n, TEXTOID, -1, false, TYPALIGN_INT));
 		values[6] = PointerGetDatum(construct_md_array(percent, percent_null, 1, dims, lbs,
 													   INT4OID, 4, true, TYPALIGN_INT));
@@ -538,26 +549,30 @@ issue_all(CheckResult *r, const char *operation_id, EventBatch *events)
 		values[9] = PointerGetDatum(construct_md_array(until, until_null, 1, dims, lbs,
 													   TIMESTAMPTZOID, 8, FLOAT8PASSBYVAL,
 													   TYPALIGN_DOUBLE));
+		values[10] = PointerGetDatum(construct_md_array(line, line_null, 1, dims, lbs,
+														INT4OID, 4, true, TYPALIGN_INT));
 
 		if (SPI_execute_plan(saved_plan(&issue_plan,
 										"WITH c AS ("
 										" INSERT INTO loyalty.coupon (code, promotion, customer_id, kind,"
 										" percent, value, balance, min_total, valid_from, valid_until,"
-										" max_uses, issued_by)"
-										" SELECT x.code, x.promotion, $1, x.kind, round(x.percent::numeric / 100, 2),"
+										" max_uses, issued_by, sold_line)"
+										" SELECT x.code, x.promotion, CASE WHEN x.sold_line IS NULL THEN $1 END,"
+										"  x.kind, round(x.percent::numeric / 100, 2),"
 										"  round(x.value::numeric / 100, 2),"
 										"  CASE WHEN x.kind = 'certificate' THEN round(x.value::numeric / 100, 2) END,"
 										"  round(x.min_total::numeric / 100, 2), $2, x.valid_until,"
-										"  CASE WHEN x.kind = 'certificate' THEN 1000000 ELSE 1 END, $3"
+										"  CASE WHEN x.kind = 'certificate' THEN 1000000 ELSE 1 END, $3, x.sold_line"
 										" FROM ROWS FROM (pg_catalog.unnest($4), pg_catalog.unnest($5),"
 										"   pg_catalog.unnest($6), pg_catalog.unnest($7), pg_catalog.unnest($8),"
-										"   pg_catalog.unnest($9), pg_catalog.unnest($10)) WITH ORDINALITY"
-										"   AS x(code, promotion, kind, percent, value, min_total, valid_until, n)"
+										"   pg_catalog.unnest($9), pg_catalog.unnest($10), pg_catalog.unnest($11))"
+										"   WITH ORDINALITY AS x(code, promotion, kind, percent, value, min_total,"
+										"   valid_until, sold_line, n)"
 										" ORDER BY x.n"
 										" ON CONFLICT (code) DO NOTHING"
 										" RETURNING code)"
 										" SELECT code FROM c",
-										10, types),
+										11, types),
 							 values, nulls, false, 0) != SPI_OK_SELECT)
 			elog(ERROR, "issuing coupons failed");
 
@@ -581,7 +596,10 @@ issue_all(CheckResult *r, const char *operation_id, EventBatch *events)
 		hash_destroy(unwritten);
 	}
 
-	/* the events, in the order of the rows (coupon_issued as SQL renders it) */
+	/*
+	 * the events, in the order of the rows (coupon_issued as SQL renders
+	 * it); a certificate sold is handed over on the receipt, not announced
+	 */
 	for (int i = 0; i < nrows && r->cust->identified; i++)
 	{
 		const IssuedItem *it = rows[i].item;
@@ -590,6 +608,8 @@ issue_all(CheckResult *r, const char *operation_id, EventBatch *events)
 		JsonBuilder b = {0};
 
 		CHECK_FOR_INTERRUPTS();
+		if (it->promo == NULL)
+			continue;
 		jb_begin_object(&b);
 		jb_key(&b, "code");
 		jb_string(&b, false, rows[i].code);
@@ -759,4 +779,99 @@ coupons_refund(const char *purchase_operation_id, const char *operation_id,
 								"   WHERE issued_by = $1 AND uses = 0 AND status = 'active'",
 								3, types),
 					 values, NULL, false, 0);
+}
+
+/*
+ * coupons_refund_sold voids, for each refunded line (line_index[k], qty[k]
+ * thousandths refunded now), one unused certificate per unit that the
+ * line sold (a line of a certificate product), the lowest codes first, and
+ * returns the voided codes (the cashier takes those certificates back).
+ * A certificate already spent, even in part, is money gone: when a line
+ * has fewer unused certificates than units to refund, the refund fails
+ * with LY005.  The UPDATE re-checks "unused" on the row's latest version,
+ * so a certificate spent by a concurrent purchase is never voided.
+ */
+List *
+coupons_refund_sold(const char *purchase_operation_id, int n,
+					const int *line_index, const int64 *qty)
+{
+	Oid			types[3] = {TEXTOID, INT4ARRAYOID, INT8ARRAYOID};
+	Datum		values[3];
+	Datum	   *lines = palloc(sizeof(Datum) * Max(n, 1));
+	Datum	   *units = palloc(sizeof(Datum) * Max(n, 1));
+	List	   *voided = NIL;
+	uint64		row;
+
+	if (n == 0)
+		return NIL;
+	for (int k = 0; k < n; k++)
+	{
+		lines[k] = Int32GetDatum(line_index[k]);
+		units[k] = Int64GetDatum(qty[k] / QTY_ONE);
+	}
+	values[0] = CStringGetTextDatum(purchase_operation_id);
+	values[1] = PointerGetDatum(construct_array(lines, n, INT4OID, 4, true, TYPALIGN_INT));
+	values[2] = PointerGetDatum(construct_array(units, n, INT8OID, 8, FLOAT8PASSBYVAL,
+												TYPALIGN_DOUBLE));
+	if (SPI_execute_plan(saved_plan(&refund_sold_plan,
+									"WITH want AS ("
+									"  SELECT x.line, x.units"
+									"    FROM ROWS FROM (pg_catalog.unnest($2), pg_catalog.unnest($3))"
+									"         AS x(line, units)"
+									"), sold AS ("
+									"  SELECT c.code, c.sold_line, c.status = 'active' AND c.uses = 0 AS unused,"
+									"         pg_catalog.row_number() OVER (PARTITION BY c.sold_line,"
+									"           c.status = 'active' AND c.uses = 0 ORDER BY c.code) AS n"
+									"    FROM loyalty.coupon c JOIN want w ON w.line = c.sold_line"
+									"   WHERE c.issued_by = $1"
+									"), voided AS ("
+									"  UPDATE loyalty.coupon c SET status = 'void'"
+									"    FROM sold s JOIN want w ON w.line = s.sold_line"
+									"   WHERE c.code = s.code AND s.unused AND s.n <= w.units"
+									"     AND c.status = 'active' AND c.uses = 0"
+									"  RETURNING c.code, c.sold_line"
+									")"
+									" SELECT w.line, w.units,"
+									"        (SELECT count(*) FROM sold s WHERE s.sold_line = w.line),"
+									"        (SELECT count(*) FROM voided v WHERE v.sold_line = w.line),"
+									"        ARRAY(SELECT v.code FROM voided v WHERE v.sold_line = w.line"
+									"               ORDER BY v.code)"
+									"   FROM want w ORDER BY w.line",
+									3, types),
+						 values, NULL, false, 0) != SPI_OK_SELECT)
+		elog(ERROR, "voiding the certificates of a refund failed");
+
+	for (row = 0; row < SPI_processed; row++)
+	{
+		HeapTuple	tup = SPI_tuptable->vals[row];
+		TupleDesc	desc = SPI_tuptable->tupdesc;
+		bool		isnull;
+		int32		line = DatumGetInt32(SPI_getbinval(tup, desc, 1, &isnull));
+		int64		want = DatumGetInt64(SPI_getbinval(tup, desc, 2, &isnull));
+		int64		sold = DatumGetInt64(SPI_getbinval(tup, desc, 3, &isnull));
+		int64		done = DatumGetInt64(SPI_getbinval(tup, desc, 4, &isnull));
+		ArrayType  *codes = DatumGetArrayTypeP(SPI_getbinval(tup, desc, 5, &isnull));
+		Datum	   *elems;
+		int			nelems;
+
+		CHECK_FOR_INTERRUPTS();
+		if (sold == 0)
+			continue;			/* goods, not certificates */
+		for (int k = 0; k < n; k++)
+			if (line_index[k] == line && qty[k] % QTY_ONE != 0)
+				request_error("lines",
+							  "must refund whole units of line %d: each unit is a gift certificate.",
+							  line);
+		if (done < want)
+			ereport(ERROR,
+					(errcode(ERRCODE_LOYALTY_REFUND_EXCEEDS),
+					 errmsg("refund exceeds what is left of the purchase"),
+					 errdetail("Line %d sold " INT64_FORMAT " gift certificate(s); the refund asks for " INT64_FORMAT ", but only " INT64_FORMAT " are unused.",
+							   line, sold, want, done),
+					 errhint("A certificate already spent, even in part, is not refunded; refund the other lines by index.")));
+		deconstruct_array(codes, TEXTOID, -1, false, TYPALIGN_INT, &elems, NULL, &nelems);
+		for (int k = 0; k < nelems; k++)
+			voided = lappend(voided, TextDatumGetCString(elems[k]));
+	}
+	return voided;
 }

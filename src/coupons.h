@@ -17,7 +17,10 @@
  *							uses of coupons, certificate balances, the
  *							issued coupons and certificates;
  *	  coupons_refund		in refund: on a full refund restore used coupons
- *							and void unused issued ones.
+ *							and void unused issued ones;
+ *	  coupons_refund_sold	in refund: void the certificates that refunded
+ *							units of certificate products sold (LY005 when
+ *							some were spent).
  *
  *-------------------------------------------------------------------------
  */
@@ -35,5 +38,7 @@ extern bool coupons_commit(CheckResult *r, const char *operation_id,
 extern void coupons_refund(const char *purchase_operation_id,
 						   const char *operation_id, bool full,
 						   TimestampTz server_now);
+extern List *coupons_refund_sold(const char *purchase_operation_id, int n,
+								 const int *line_index, const int64 *qty);
 
 #endif							/* LOYALTY_COUPONS_H */

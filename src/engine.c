@@ -156,13 +156,18 @@ engine_money_text(int64 money)
  * ---------------------------------------------------------------------
  */
 
-/* engine_line_matches: is line i a known product matching selector sel? */
+/*
+ * engine_line_matches: is line i a known product matching selector sel?
+ * A line selling gift certificates matches no selector: it is money, not
+ * goods, and neither triggers nor receives any promotion.
+ */
 bool
 engine_line_matches(CheckResult *r, int i, int sel)
 {
 	CachedProduct *p = r->lines[i].product;
 
-	return p != NULL && sel >= 0 && config_product_matches(r->cfg, p, sel);
+	return p != NULL && sel >= 0 && !r->lines[i].gift_certificate &&
+		config_product_matches(r->cfg, p, sel);
 }
 
 /*
@@ -192,11 +197,14 @@ engine_line_cap(CheckResult *r, int i)
 	return cap > 0 ? cap : 0;
 }
 
-/* engine_check_total: the check's money as it stands. */
+/*
+ * engine_check_total: the check's money as it stands, for thresholds
+ * (min_total, steps): certificates sold on the check do not count.
+ */
 int64
 engine_check_total(CheckResult *r)
 {
-	return r->amount - r->discount;
+	return r->amount - r->gift_amount - r->discount;
 }
 
 /*
@@ -340,11 +348,45 @@ engine_cheapest_units(CheckResult *r, const bool *eligible, int64 take,
  * ---------------------------------------------------------------------
  */
 
+/*
+ * setup_certificate_line sets up a line of a certificate product: whole
+ * units, each a certificate worth the unit price, positive and at most
+ * setting certificate_max_value; no discount, no points, not paid with
+ * points or certificates (whatever the product's flags say), and not
+ * counted in the check's thresholds (engine_check_total).  *sold counts
+ * the certificates of the lines before it.
+ */
+static void
+setup_certificate_line(CheckResult *r, CheckLine *l, int64 *sold)
+{
+	int64		units = l->qty / QTY_ONE;
+
+	l->gift_certificate = true;
+	l->no_discount = l->no_points = l->no_redeem = true;
+	r->gift_amount += l->amount;
+	if (r->mode != ENGINE_CHECK)
+		return;
+	if (l->qty % QTY_ONE != 0)
+		request_error(psprintf("lines[%d].qty", l->index),
+					  "must be a whole number: SKU \"%s\" sells gift certificates, one a unit.",
+					  l->sku);
+	if (l->price <= 0 || l->price > r->cfg->certificate_max_value)
+		request_error(psprintf("lines[%d].price", l->index),
+					  "must be greater than 0 and at most %s (setting certificate_max_value): it is the value of each gift certificate SKU \"%s\" sells.",
+					  engine_money_text(r->cfg->certificate_max_value), l->sku);
+	*sold += units;
+	if (*sold > CHECK_MAX_CERTIFICATES)
+		request_error(psprintf("lines[%d].qty", l->index),
+					  "must keep the check's gift certificates at %d at most.",
+					  CHECK_MAX_CERTIFICATES);
+}
+
 /* setup_lines builds the check's lines from the request. */
 static void
 setup_lines(CheckResult *r)
 {
 	CheckRequest *req = r->req;
+	int64		sold = 0;		/* gift certificates */
 	int			i;
 
 	r->nlines = req->nlines;
@@ -369,7 +411,9 @@ setup_lines(CheckResult *r)
 			l->price = p->price;
 		}
 		l->amount = money_times_qty(l->price, l->qty);
-		if (p != NULL)
+		if (p != NULL && p->gift_certificate)
+			setup_certificate_line(r, l, &sold);
+		else if (p != NULL)
 		{
 			l->no_discount = p->no_discount;
 			l->no_points = p->no_points;
@@ -671,7 +715,8 @@ run_redemption(CheckResult *r)
 	rl = palloc(sizeof(RedeemLine) * r->nlines);
 	for (i = 0; i < r->nlines; i++)
 	{
-		rl[i].amount = line_due(&r->lines[i]);
+		/* certificates sold are neither paid with points nor count for min_check */
+		rl[i].amount = r->lines[i].gift_certificate ? 0 : line_due(&r->lines[i]);
 		rl[i].no_redeem = r->lines[i].no_redeem;
 		due += rl[i].amount;
 	}
@@ -851,6 +896,34 @@ compute_accrual(CheckResult *r)
 	}
 }
 
+/*
+ * sell_certificates lists what the lines of certificate products sell: per
+ * line, one issued item of "units" certificates worth the unit price,
+ * without expiry; purchase gives them codes (coupons_assign_codes) and
+ * writes them bound to no customer: a bought certificate is a gift.
+ */
+static void
+sell_certificates(CheckResult *r)
+{
+	for (int i = 0; i < r->nlines && r->mode == ENGINE_CHECK; i++)
+	{
+		CheckLine  *l = &r->lines[i];
+		IssuedItem *it;
+
+		if (!l->gift_certificate)
+			continue;
+		it = palloc0(sizeof(IssuedItem));
+		it->kind = ISSUED_CERTIFICATE;
+		it->promo = NULL;
+		it->line = l->index;
+		it->value.kind = DISCOUNT_AMOUNT;
+		it->value.amount = l->price;
+		it->count = (int) (l->qty / QTY_ONE);
+		it->has_valid_until = false;
+		r->issued = lappend(r->issued, it);
+	}
+}
+
 /* finish_lines computes line totals, fiscal parts and check totals. */
 static void
 finish_lines(CheckResult *r)
@@ -915,6 +988,7 @@ engine_run(ConfigCache *cfg, CheckRequest *req, CustomerInfo *cust,
 	coupons_apply_certificates(r);
 	run_redemption(r);
 	compute_accrual(r);
+	sell_certificates(r);
 	finish_lines(r);
 	return r;
 }

@@ -89,6 +89,7 @@ typedef struct CheckLine
 	bool		no_discount;
 	bool		no_points;
 	bool		no_redeem;
+	bool		gift_certificate;	/* sells gift certificates: see sell_certificates */
 	bool		locked;			/* discounted by an exclusive promotion */
 	int			npromos;
 	int			maxpromos;
@@ -99,6 +100,9 @@ typedef struct CheckLine
 	MoneyPart	parts[2];
 } CheckLine;
 
+/* the most gift certificates one check may sell */
+#define CHECK_MAX_CERTIFICATES	1000
+
 /* the money a line still costs at this point of the pipeline */
 #define LINE_CURRENT(l)	((l)->amount - (l)->discount)
 
@@ -108,11 +112,15 @@ typedef enum IssuedKind
 	ISSUED_CERTIFICATE
 } IssuedKind;
 
-/* A coupon or certificate the receipt should carry. */
+/*
+ * A coupon or certificate the receipt should carry: printed by a promotion,
+ * or sold by a certificate product's line (promo NULL, line its index).
+ */
 typedef struct IssuedItem
 {
 	IssuedKind	kind;
-	const CachedPromotion *promo;
+	const CachedPromotion *promo;	/* NULL when sold */
+	int			line;			/* promo NULL: the line that sold it */
 	Discount	value;			/* percent or amount */
 	int64		min_total_to_use;	/* coupons */
 	int			count;			/* certificates: how many */
@@ -210,6 +218,7 @@ typedef struct CheckResult
 	int64		certificate;
 	int64		redeemed;
 	int64		total;
+	int64		gift_amount;	/* of it, certificates sold (gift_certificate lines) */
 	/* promotions */
 	List	   *applied;		/* AppliedPromotion * */
 	List	   *issued;			/* IssuedItem * */

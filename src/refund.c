@@ -28,6 +28,7 @@
  * Response: {"operation_id", "purchase", "customer", "at",
  * "lines": [{"index", "sku", "qty", "amount"}], "totals": {"amount"},
  * "points": {"reversed": {account: points}, "returned": {...}},
+ * "certificates_voided": [codes] when refunded lines sold gift certificates,
  * "full": true when nothing of the purchase is left}.
  *
  *-------------------------------------------------------------------------
@@ -194,6 +195,7 @@ loyalty_refund(PG_FUNCTION_ARGS)
 	int			npts;
 	int64		money = 0;
 	bool		full = true;
+	List	   *voided;
 	JsonBuilder b = {0};
 	JsonBuilder lb = {0};
 	int64		unit;
@@ -325,6 +327,21 @@ loyalty_refund(PG_FUNCTION_ARGS)
 					(errcode(ERRCODE_LOYALTY_REFUND_EXCEEDS),
 					 errmsg("refund exceeds what is left of the purchase"),
 					 errdetail("Purchase \"%s\" was already refunded in full.", req->purchase)));
+	}
+
+	/* gift certificates sold by the refunded units are voided (issue 14 item 3) */
+	{
+		int		   *idx = palloc(sizeof(int) * Max(nlines, 1));
+		int64	   *qty = palloc(sizeof(int64) * Max(nlines, 1));
+		int			m = 0;
+
+		for (i = 0; i < nlines; i++)
+			if (lines[i].qty_now > 0)
+			{
+				idx[m] = lines[i].index;
+				qty[m++] = lines[i].qty_now;
+			}
+		voided = coupons_refund_sold(req->purchase, m, idx, qty);
 	}
 
 	/* points per line and account, read as the lines are */
@@ -518,6 +535,17 @@ loyalty_refund(PG_FUNCTION_ARGS)
 			jb_end_object(&b);
 		}
 		jb_end_object(&b);
+		if (voided != NIL)
+		{
+			ListCell   *lc;
+
+			/* the certificates the cashier takes back (not in loyalty.refund) */
+			jb_key(&b, "certificates_voided");
+			jb_begin_array(&b);
+			foreach(lc, voided)
+				jb_string(&b, true, lfirst(lc));
+			jb_end_array(&b);
+		}
 		jb_key(&b, "full");
 		jb_bool(&b, false, full);
 		jb_end_object(&b);

@@ -309,7 +309,10 @@ build_redeem(JsonBuilder *b, CheckResult *r)
 	jb_end_object(b);
 }
 
-/* build_issued adds one issued coupon or certificate. */
+/*
+ * build_issued adds one issued coupon or certificate: a certificate sold
+ * by a line has no promotion ("promotion": null) and names its "line".
+ */
 static void
 build_issued(JsonBuilder *b, CheckResult *r, IssuedItem *it)
 {
@@ -319,7 +322,14 @@ build_issued(JsonBuilder *b, CheckResult *r, IssuedItem *it)
 	jb_key(b, "kind");
 	jb_string(b, false, it->kind == ISSUED_COUPON ? "coupon" : "certificate");
 	jb_key(b, "promotion");
-	jb_string(b, false, it->promo->code);
+	if (it->promo != NULL)
+		jb_string(b, false, it->promo->code);
+	else
+	{
+		jb_null(b, false);
+		jb_key(b, "line");
+		jb_int(b, false, it->line);
+	}
 	if (it->value.kind == DISCOUNT_PERCENT)
 	{
 		jb_key(b, "percent");

@@ -7,7 +7,7 @@ DROP EXTENSION IF EXISTS loyalty CASCADE;
 CREATE EXTENSION loyalty;
 RESET client_min_messages;
 
-SELECT plan(32);
+SELECT plan(48);
 
 -- the roles
 SELECT has_role('loyalty_cashier');
@@ -24,6 +24,14 @@ CREATE ROLE tap_admin LOGIN IN ROLE loyalty_admin;
 
 INSERT INTO loyalty.store (code, name) VALUES ('S1', 'Store');
 SELECT loyalty.register('+79123456789', '{"name": "Anna", "email": "anna@example.ru"}');
+
+-- bearer codes (issue 14 item 3): a certificate, a coupon_use and a
+-- coupon_issued event carrying its code
+CREATE TEMP TABLE tap_code AS SELECT loyalty.issue_certificate(100, NULL, '+79123456789') AS code;
+GRANT SELECT ON tap_code TO PUBLIC;
+INSERT INTO loyalty.event (customer_id, kind, payload, message)
+SELECT 1, 'coupon_issued', jsonb_build_object('code', code, 'kind', 'certificate'),
+       'Gift certificate ' || code || ' worth 100' FROM tap_code;
 
 -- PUBLIC is refused
 SET ROLE tap_nobody;
@@ -51,6 +59,12 @@ SELECT throws_ok($$UPDATE loyalty.promotion SET enabled = false$$, '42501', NULL
                  'a cashier cannot change promotions');
 SELECT throws_ok($$SELECT loyalty.merge_customers(1, 2)$$, '42501', NULL,
                  'a cashier cannot merge customers');
+SELECT throws_ok($$SELECT loyalty.issue_certificate(1000000000)$$, '42501', NULL,
+                 'a cashier cannot mint a certificate (it sells one as a purchase line)');
+SELECT throws_ok($$SELECT code FROM loyalty.coupon$$, '42501', NULL,
+                 'a cashier cannot read coupon codes');
+SELECT throws_ok($$SELECT code FROM loyalty.coupon_masked$$, '42501', NULL,
+                 'a cashier reads no coupon table at all: codes come in API responses');
 RESET ROLE;
 
 -- the marketer: configuration, not customers
@@ -67,6 +81,11 @@ SELECT throws_ok($$SELECT * FROM loyalty.customer$$, '42501', NULL,
                  'a marketer cannot read customers');
 SELECT throws_ok($$SELECT loyalty.register('+79000000003')$$, '42501', NULL,
                  'a marketer cannot register customers');
+SELECT lives_ok($$SELECT loyalty.issue_certificate(100)$$, 'a marketer issues a certificate');
+SELECT throws_ok($$SELECT code FROM loyalty.coupon$$, '42501', NULL,
+                 'a marketer cannot read codes in clear after issuing them');
+SELECT is((SELECT count(*) FROM loyalty.coupon_masked WHERE code ~ '^\*{4}-\*{4}-[0-9A-Z]{4}$'), 2::bigint,
+          'a marketer reads coupons with masked codes');
 RESET ROLE;
 
 -- the analyst: reads configuration and masked customers only
@@ -82,6 +101,23 @@ SELECT throws_ok($$SELECT * FROM loyalty.card$$, '42501', NULL,
 SELECT lives_ok($$SELECT count(*) FROM loyalty.store$$, 'an analyst reads configuration');
 SELECT throws_ok($$DELETE FROM loyalty.store$$, '42501', NULL,
                  'an analyst cannot change configuration');
+SELECT throws_ok($$SELECT code FROM loyalty.coupon$$, '42501', NULL,
+                 'an analyst cannot read coupon codes');
+SELECT throws_ok($$SELECT code FROM loyalty.coupon_use$$, '42501', NULL,
+                 'an analyst cannot read codes of coupon uses');
+SELECT throws_ok($$SELECT payload FROM loyalty.event$$, '42501', NULL,
+                 'an analyst cannot read raw events (they carry codes)');
+SELECT is((SELECT code FROM loyalty.coupon_masked WHERE customer_id = 1),
+          '****-****-' || right((SELECT code FROM tap_code), 4),
+          'an analyst sees the last 4 characters of a code');
+SELECT lives_ok($$SELECT code, amount FROM loyalty.coupon_use_masked$$,
+                'an analyst reads coupon uses with masked codes');
+SELECT is((SELECT count(*) FROM loyalty.event_masked
+            WHERE position((SELECT code FROM tap_code) IN payload::text || message) > 0), 0::bigint,
+          'an analyst never sees a raw code in an event');
+SELECT is((SELECT message FROM loyalty.event_masked WHERE kind = 'coupon_issued'),
+          'Gift certificate ****-****-' || right((SELECT code FROM tap_code), 4) || ' worth 100',
+          'an event message keeps its text with the code masked');
 RESET ROLE;
 
 -- the admin: everything
@@ -90,7 +126,22 @@ SELECT lives_ok($$SELECT phone FROM loyalty.customer$$, 'an admin reads customer
 SELECT lives_ok($$SELECT loyalty.merge_customers(1, 2)$$, 'an admin merges customers');
 SELECT lives_ok($$UPDATE loyalty.setting SET value = 'Europe/Moscow' WHERE key = 'timezone'$$,
                 'an admin changes settings');
+SELECT is((SELECT count(*) FROM loyalty.coupon c JOIN tap_code t USING (code)), 1::bigint,
+          'an admin reads codes in clear');
 RESET ROLE;
+
+-- the matrix: only the admin reads bearer codes in clear
+SELECT is(ARRAY(SELECT r FROM unnest(ARRAY['loyalty_cashier', 'loyalty_marketer', 'loyalty_analyst',
+                                           'loyalty_admin']) r
+                 WHERE has_table_privilege(r, 'loyalty.coupon', 'SELECT')
+                    OR has_table_privilege(r, 'loyalty.coupon_use', 'SELECT')
+                    OR has_table_privilege(r, 'loyalty.event', 'SELECT')),
+          ARRAY['loyalty_admin'], 'only the admin may select tables holding codes in clear');
+SELECT is(ARRAY(SELECT r FROM unnest(ARRAY['loyalty_cashier', 'loyalty_marketer', 'loyalty_analyst',
+                                           'loyalty_admin']) r
+                 WHERE has_function_privilege(r, 'loyalty.issue_certificate(numeric, timestamptz, text)',
+                                              'EXECUTE')),
+          ARRAY['loyalty_marketer', 'loyalty_admin'], 'only the marketer and the admin issue certificates');
 
 -- SECURITY DEFINER functions pin search_path
 SELECT is_empty($$SELECT p.oid::regprocedure FROM pg_proc p
