@@ -15,6 +15,8 @@ RESET client_min_messages;
 \set VERBOSITY default
 SET timezone = 'Europe/Moscow';
 SET datestyle = 'ISO, YMD';
+-- the checks' dates are the server's time (loyalty.test_now, issue 14 item 4)
+SET loyalty.test_now = 'at';
 
 INSERT INTO loyalty.store (code, name, timezone, channel) VALUES ('S1', 'Store', 'Europe/Moscow', 'pos');
 INSERT INTO loyalty.category (code, name) VALUES ('all', 'All');
