@@ -29,6 +29,7 @@
 
 #include <unicode/fmtable.h>
 #include <unicode/locid.h>
+#include <unicode/messagepattern.h>
 #include <unicode/msgfmt.h>
 #include <unicode/strenum.h>
 #include <unicode/uchar.h>
@@ -60,12 +61,15 @@ enum ScanArg
 	SCAN_CHOICE
 };
 
-/* scan_fail writes "what at character N" into errbuf and returns ICU_BAD_TEMPLATE. */
+/* What scan_nesting returns for a template it finds malformed. */
+#define SCAN_MALFORMED	(-10)
+
+/* scan_fail writes "what at character N" into errbuf and returns SCAN_MALFORMED. */
 static int
 scan_fail(char *errbuf, int errlen, const char *what, int32_t at)
 {
 	snprintf(errbuf, errlen, "%s at character %d", what, (int) at + 1);
-	return ICU_BAD_TEMPLATE;
+	return SCAN_MALFORMED;
 }
 
 /* is_type says whether m[start, end) is name, ignoring case and white space around it. */
@@ -288,7 +292,25 @@ icu_check_bounds(const char *pattern, char *errbuf, int errlen)
 					 bytes, ICU_MAX_TEMPLATE_BYTES);
 			return ICU_BAD_TEMPLATE;
 		}
-		return scan_nesting(icu::UnicodeString::fromUTF8(pattern), errbuf, errlen);
+		icu::UnicodeString m = icu::UnicodeString::fromUTF8(pattern);
+		int			rc = scan_nesting(m, errbuf, errlen);
+
+		if (rc == SCAN_MALFORMED)
+		{
+			UErrorCode	status = U_ZERO_ERROR;
+			UParseError pe;
+
+			/*
+			 * ICU refuses it too, no later than where the scan stopped, so no
+			 * deeper than the scan saw: let ICU say what is wrong, as before.
+			 */
+			icu::MessagePattern mp(m, &pe, status);
+
+			if (U_FAILURE(status))
+				set_error(errbuf, errlen, "malformed message template", status, &pe);
+			rc = ICU_BAD_TEMPLATE;
+		}
+		return rc;
 	}
 	catch (...)
 	{
