@@ -4,7 +4,7 @@
 # streaming standby, and a smoke run of the benchmark harness.
 #
 #   sudo scripts/test.sh            everything: pg_regress, pgTAP, isolation
-#   sudo scripts/test.sh regress    only pg_regress (also: tap, isolation, dump, standby, bench)
+#   sudo scripts/test.sh regress    only pg_regress (also: tap, isolation, dump, standby, fuzz, bench)
 #   REGRESS="ledger phone" sudo -E scripts/test.sh regress   only those files
 #   sudo scripts/test.sh valgrind   pg_regress of the check API and ledger with
 #                                   the server under valgrind (memcheck); not
@@ -13,6 +13,7 @@
 #
 # Installs what it needs, builds with -Werror, prints the regression diffs and
 # the server log tail of a failing part, leaves no server running.
+# FUZZ_SEED=N picks the fuzz part's seed (a failing run prints its own).
 # .ci/run calls exactly this.
 
 source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
@@ -201,6 +202,45 @@ run_standby() {
     cluster_stop
 }
 
+# run_fuzz sends generated input through the C library, in the server
+# (test/fuzz/fuzz.sql, seeded, one subtransaction a call): tens of
+# thousands of message patterns and locales through format_message, the
+# template trigger and event_message, and of malformed API requests through
+# calculate, purchase, refund, adjust, register and find_customer.  Errors
+# are outcomes, counted by SQLSTATE; a crash (the server log) or an internal
+# error (XX000) fails the part.  Bounded: each batch stops at its deadline.
+run_fuzz() {
+    say "fuzz (test/fuzz/fuzz.sql)"
+    cluster_start loyalty_fuzz
+    PART_FAILED=
+    local q=(psql -X -q -A -t -v ON_ERROR_STOP=1 -d loyalty_fuzz) seed=${FUZZ_SEED:-14} b fn n
+    local start=$SECONDS crashes internal calls
+    createdb loyalty_fuzz
+    "${q[@]}" -c 'CREATE EXTENSION loyalty' -f demo/program.sql -f test/fuzz/fuzz.sql >/dev/null
+    "${q[@]}" -c "SELECT loyalty.register('+7912000000' || i) FROM generate_series(1, 3) AS i" >/dev/null
+    # batches in sessions of their own, so that a crash costs one batch and
+    # the rest still run; 8 s a batch at most
+    for b in 1 2 3 4 5 6 7 8; do
+        if [ $((b % 2)) = 1 ]; then fn=messages n=10000; else fn=requests n=10000; fi
+        "${q[@]}" -c "SET client_min_messages = error" \
+            -c "SELECT fuzz.$fn($n, $seed.$b / 100.0, clock_timestamp() + interval '8 s')" >/dev/null 2>&1 ||
+            echo "fuzz batch $b ($fn, seed $seed.$b) broke off"
+        for i in $(seq 1 30); do pg_isready -q && break; sleep 1; done
+    done
+    "${q[@]}" -F ' ' -c "SELECT rpad(area, 17) || sqlstate, n FROM fuzz.result ORDER BY area, sqlstate" |
+        sed 's/^/    /'
+    calls=$("${q[@]}" -c "SELECT coalesce(sum(n), 0) FROM fuzz.result WHERE area LIKE 'calls:%'")
+    internal=$("${q[@]}" -c "SELECT coalesce(sum(n), 0) FROM fuzz.result WHERE sqlstate = 'XX000'")
+    crashes=$(grep -cE 'terminated by signal|server process .* (was terminated|exited with exit code)' \
+        "$CLUSTER_DIR/server.log" || true)
+    echo "fuzz: $calls generated inputs in $((SECONDS - start)) s (seed $seed), $crashes crash(es), $internal internal error(s)"
+    check "fuzz: at least 40000 inputs generated ($calls)" [ "$calls" -ge 40000 ]
+    check "fuzz: no server crash (terminated by signal)" [ "$crashes" = 0 ]
+    check "fuzz: no internal error (XX000)" [ "$internal" = 0 ]
+    [ -z "$PART_FAILED" ] || { BROKEN+=(fuzz); cluster_log_tail; }
+    cluster_stop
+}
+
 # run_bench runs the benchmark harness at its smallest scale: proof that it
 # works (figures at this scale mean nothing; see docs/bench.md).
 run_bench() {
@@ -271,15 +311,16 @@ run_valgrind() {
 }
 
 case $PARTS in
-    all)       run_regress; run_tap; run_isolation; run_dump; run_standby; run_bench ;;
+    all)       run_regress; run_tap; run_isolation; run_dump; run_standby; run_fuzz; run_bench ;;
     regress)   run_regress ;;
     tap)       run_tap ;;
     isolation) run_isolation ;;
     dump)      run_dump ;;
     standby)   run_standby ;;
+    fuzz)      run_fuzz ;;
     bench)     run_bench ;;
     valgrind)  run_valgrind ;;
-    *) echo "usage: $0 [all|regress|tap|isolation|dump|standby|bench|valgrind]" >&2; exit 2 ;;
+    *) echo "usage: $0 [all|regress|tap|isolation|dump|standby|fuzz|bench|valgrind]" >&2; exit 2 ;;
 esac
 
 say "done in $(( $(date +%s) - START )) s"

@@ -10,20 +10,31 @@
  * loyalty.message_template_validate() refuses a template ICU cannot parse or
  * one naming an argument its event kind does not provide (LY006).
  *
+ * Nothing reaches ICU unchecked (issue 14, see icu_format.h): a template
+ * longer than ICU_MAX_TEMPLATE_BYTES, nesting arguments deeper than
+ * ICU_MAX_NESTING, or a locale ICU does not know is refused, 22023 from
+ * format_message and LY006 from the trigger.  loyalty.render_message, with
+ * which take_events renders an event's message, never fails on a template
+ * or locale: it warns and tries the next template, so a bad row stored
+ * before these checks existed cannot stop the outbox.
+ *
  *-------------------------------------------------------------------------
  */
 #include "loyalty.h"
 
 #include "icu_format.h"
 
+#include "catalog/pg_type.h"
 #include "commands/trigger.h"
 #include "executor/spi.h"
 #include "miscadmin.h"
+#include "utils/array.h"
 #include "utils/builtins.h"
 #include "utils/jsonb.h"
 #include "utils/rel.h"
 
 PG_FUNCTION_INFO_V1(loyalty_format_message);
+PG_FUNCTION_INFO_V1(loyalty_render_message);
 PG_FUNCTION_INFO_V1(message_template_validate);
 
 #define MAX_MESSAGE_ARGS	16
@@ -59,24 +70,17 @@ kind_args(const char *kind)
 }
 
 /*
- * loyalty_format_message formats template for locale with the members of the
- * JSON object args: numbers as numbers, strings as text, anything else as
- * its JSON text.  A malformed template is 22023.
+ * message_args turns the JSON object args into named ICU arguments:
+ * numbers as numbers, strings as text, anything else as its JSON text.
+ * Returns how many it wrote into iargs (at most MAX_MESSAGE_ARGS).
  */
-Datum
-loyalty_format_message(PG_FUNCTION_ARGS)
+static int
+message_args(Jsonb *args, IcuArg *iargs)
 {
-	char	   *template = text_to_cstring(PG_GETARG_TEXT_PP(0));
-	char	   *locale = text_to_cstring(PG_GETARG_TEXT_PP(1));
-	Jsonb	   *args = PG_GETARG_JSONB_P(2);
-	IcuArg		iargs[MAX_MESSAGE_ARGS];
 	int			nargs = 0;
 	JsonbIterator *it;
 	JsonbValue	v;
 	JsonbIteratorToken tok;
-	char	   *result;
-	char		errbuf[256];
-	text	   *out;
 
 	if (!JB_ROOT_IS_OBJECT(args))
 		ereport(ERROR,
@@ -109,13 +113,71 @@ loyalty_format_message(PG_FUNCTION_ARGS)
 			a->text = pnstrdup(v.val.string.val, v.val.string.len);
 		else if (v.type == jbvNull)
 			a->text = "";
+		else if (v.type == jbvBool)
+			a->text = v.val.boolean ? "true" : "false";	/* 0.8 read it as a container and crashed */
+		else if (v.type == jbvBinary)
+			a->text = JsonbToCString(NULL, v.val.binary.data, v.val.binary.len);
 		else
-			a->text = JsonbToCString(NULL, (JsonbContainer *) v.val.binary.data,
-									 v.val.binary.len);
+			elog(ERROR, "unexpected jsonb value type %d in message arguments", (int) v.type);
 	}
+	return nargs;
+}
 
-	if (icu_format_message(template, locale, nargs, iargs, &result,
-						   errbuf, sizeof(errbuf)) != 0)
+/*
+ * bounded_cstring returns the text t as a C string, or NULL when it is
+ * longer than max bytes (so that a huge argument is not copied to be
+ * refused).
+ */
+static char *
+bounded_cstring(text *t, int max)
+{
+	if (VARSIZE_ANY_EXHDR(t) > max)
+		return NULL;
+	return text_to_cstring(t);
+}
+
+/*
+ * loyalty_format_message formats template for locale with the members of the
+ * JSON object args.  A template too long, too deeply nested or malformed,
+ * and a locale ICU does not know, are 22023.
+ */
+Datum
+loyalty_format_message(PG_FUNCTION_ARGS)
+{
+	text	   *ttemplate = PG_GETARG_TEXT_PP(0);
+	text	   *tlocale = PG_GETARG_TEXT_PP(1);
+	char	   *template = bounded_cstring(ttemplate, ICU_MAX_TEMPLATE_BYTES);
+	char	   *locale = bounded_cstring(tlocale, ICU_MAX_LOCALE_BYTES);
+	IcuArg		iargs[MAX_MESSAGE_ARGS];
+	int			nargs;
+	char	   *result;
+	char		errbuf[256];
+	int			rc;
+	text	   *out;
+
+	if (template == NULL)
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg("cannot format message"),
+				 errdetail("The template is %zu bytes long, more than the %d allowed.",
+						   VARSIZE_ANY_EXHDR(ttemplate), ICU_MAX_TEMPLATE_BYTES)));
+	if (locale == NULL)
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg("invalid locale for a message"),
+				 errdetail("A locale is 1 to %d characters long.", ICU_MAX_LOCALE_BYTES)));
+
+	nargs = message_args(PG_GETARG_JSONB_P(2), iargs);
+
+	rc = icu_format_message(template, locale, nargs, iargs, &result,
+							errbuf, sizeof(errbuf));
+	if (rc == ICU_BAD_LOCALE)
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg("invalid locale for a message"),
+				 errdetail("%s.", errbuf),
+				 errhint("Use a locale ICU has data for, such as ru, en_US or de-DE.")));
+	if (rc != ICU_OK)
 		ereport(ERROR,
 				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
 				 errmsg("cannot format message"),
@@ -124,6 +186,74 @@ loyalty_format_message(PG_FUNCTION_ARGS)
 	out = cstring_to_text(result);
 	free(result);
 	PG_RETURN_TEXT_P(out);
+}
+
+/*
+ * loyalty_render_message renders an event's message: the first of the
+ * templates (best first; NULLs skipped) that formats for locale with the
+ * members of args.  It never fails on a template or a locale: a locale ICU
+ * does not know is replaced by en, and a template that cannot be used
+ * (stored before 0.9 checked templates, say) is skipped, each with a
+ * WARNING that names it; NULL when none formats.
+ */
+Datum
+loyalty_render_message(PG_FUNCTION_ARGS)
+{
+	ArrayType  *templates = PG_GETARG_ARRAYTYPE_P(0);
+	text	   *tlocale = PG_GETARG_TEXT_PP(1);
+	char	   *locale = bounded_cstring(tlocale, ICU_MAX_LOCALE_BYTES);
+	IcuArg		iargs[MAX_MESSAGE_ARGS];
+	int			nargs;
+	Datum	   *elems;
+	bool	   *nulls;
+	int			nelems;
+	char		errbuf[256];
+
+	nargs = message_args(PG_GETARG_JSONB_P(2), iargs);
+
+	if (locale == NULL || icu_check_locale(locale, errbuf, sizeof(errbuf)) != ICU_OK)
+	{
+		if (locale == NULL)
+			snprintf(errbuf, sizeof(errbuf), "a locale is 1 to %d characters long",
+					 ICU_MAX_LOCALE_BYTES);
+		ereport(WARNING,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg("invalid locale for a message, using en"),
+				 errdetail("%s.", errbuf)));
+		locale = "en";
+	}
+
+	deconstruct_array(templates, TEXTOID, -1, false, TYPALIGN_INT,
+					  &elems, &nulls, &nelems);
+	for (int i = 0; i < nelems; i++)
+	{
+		text	   *ttemplate;
+		char	   *template;
+		char	   *result;
+		text	   *out;
+
+		CHECK_FOR_INTERRUPTS();
+		if (nulls[i])
+			continue;
+		ttemplate = DatumGetTextPP(elems[i]);
+		template = bounded_cstring(ttemplate, ICU_MAX_TEMPLATE_BYTES);
+		if (template == NULL)
+			snprintf(errbuf, sizeof(errbuf), "template is %zu bytes long, more than the %d allowed",
+					 VARSIZE_ANY_EXHDR(ttemplate), ICU_MAX_TEMPLATE_BYTES);
+		else if (icu_format_message(template, locale, nargs, iargs, &result,
+									errbuf, sizeof(errbuf)) == ICU_OK)
+		{
+			out = cstring_to_text(result);
+			free(result);
+			PG_RETURN_TEXT_P(out);
+		}
+		ereport(WARNING,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg("message template %d of %d cannot be used", i + 1, nelems),
+				 errdetail("%s.", errbuf),
+				 errhint("Correct the template in loyalty.message_template.")));
+	}
+	PG_RETURN_NULL();
 }
 
 /*
@@ -142,6 +272,7 @@ message_template_validate(PG_FUNCTION_ARGS)
 	char	   *template;
 	const EventKindArgs *ka;
 	char		errbuf[256];
+	int			rc;
 
 	if (!CALLED_AS_TRIGGER(fcinfo) || !TRIGGER_FIRED_BEFORE(trigdata->tg_event) ||
 		!TRIGGER_FIRED_FOR_ROW(trigdata->tg_event))
@@ -165,8 +296,15 @@ message_template_validate(PG_FUNCTION_ARGS)
 				 errhint("Event kinds are points_earned, points_available, points_expiring, "
 						 "points_expired, tier_changed and coupon_issued.")));
 
-	if (icu_check_template(template, locale, ka->nargs, ka->args,
-						   errbuf, sizeof(errbuf)) != 0)
+	rc = icu_check_template(template, locale, ka->nargs, ka->args,
+							errbuf, sizeof(errbuf));
+	if (rc == ICU_BAD_LOCALE)
+		ereport(ERROR,
+				(errcode(ERRCODE_LOYALTY_INVALID_CONFIGURATION),
+				 errmsg("invalid message template for \"%s\"", kind),
+				 errdetail("Field \"locale\": %s.", errbuf),
+				 errhint("Use a locale ICU has data for, such as ru or en_US.")));
+	if (rc != ICU_OK)
 	{
 		StringInfoData known;
 
