@@ -23,6 +23,7 @@
 #include "events.h"
 #include "ledger.h"
 #include "money.h"
+#include "operation_id.h"
 #include "spi_util.h"
 
 #include "catalog/pg_type.h"
@@ -690,8 +691,13 @@ ledger_expire_batch(TimestampTz as_of, int max_lots,
 		DatumGetTimestampTz(SPI_getbinval(due->vals[n - 1], desc, 5, &isnull));
 	result->last_id = DatumGetInt64(ids[n - 1]);
 
-	/* one expiry operation per transaction, for the entries to reference */
-	operation_id = psprintf("expire-%u", GetTopTransactionId());
+	/*
+	 * one expiry operation per transaction, for the entries to reference,
+	 * in the internal namespace no client can write (operation_id.h); the
+	 * 64-bit transaction id never comes round again, as 32 bits did
+	 */
+	operation_id = psprintf("%cexpire-" UINT64_FORMAT, OPERATION_ID_INTERNAL,
+							U64FromFullTransactionId(GetTopFullTransactionId()));
 	{
 		Oid			op_types[2] = {TEXTOID, TIMESTAMPTZOID};
 		Datum		op_values[2];
