@@ -306,7 +306,8 @@ loyalty_adjust(PG_FUNCTION_ARGS)
 		expires_at += available_at - now;
 	}
 
-	ledger_lock_customer(customer_id);
+	/* merged while this waited for the lock: the survivor's points */
+	customer_id = ledger_lock_survivor(customer_id);
 	if (points > 0)
 		ledger_accrue_kind(customer_id, req.account, points, req.operation_id,
 						   now, available_at, expires_at, "adjust");
