@@ -349,6 +349,15 @@ check_customer(ConfigCache *cfg, CheckRequest *req)
 }
 
 /*
+ * what the locking queries return: the locked row's id and, read from its
+ * latest version once locked, whom it was merged into meanwhile
+ */
+#define LOCK_SELECT \
+	"SELECT s.id, s.merged_into FROM loyalty.customer c" \
+	"  JOIN loyalty.customer s ON s.id = coalesce(c.merged_into, c.id)"
+#define LOCK_END " FOR NO KEY UPDATE OF s"
+
+/*
  * check_customer_locked is check_customer for a purchase: it resolves the
  * customer and locks the row that holds their points (the survivor of a
  * merge) until the end of the transaction, then loads them.  Two queries:
@@ -363,15 +372,6 @@ check_customer(ConfigCache *cfg, CheckRequest *req)
  * the survivor under the absorbed row's lock, racing the survivor's own
  * purchases into 23505 on promotion_customer_usage or a spurious LY004).
  */
-/*
- * what the locking queries return: the locked row's id and, read from its
- * latest version once locked, whom it was merged into meanwhile
- */
-#define LOCK_SELECT \
-	"SELECT s.id, s.merged_into FROM loyalty.customer c" \
-	"  JOIN loyalty.customer s ON s.id = coalesce(c.merged_into, c.id)"
-#define LOCK_END " FOR NO KEY UPDATE OF s"
-
 CustomerInfo *
 check_customer_locked(ConfigCache *cfg, CheckRequest *req)
 {
