@@ -144,8 +144,8 @@ ROLLBACK;
 SELECT count(*) AS problems FROM loyalty.verify_ledger();
 
 -- history, newest first
--- (an expiry's operation id names its transaction: shown as expire-<xid>)
-SELECT kind, account, points, regexp_replace(operation_id, '^expire-[0-9]+$', 'expire-<xid>') AS operation_id
+-- (an expiry's operation id names its transaction: shown as ~expire-<n>)
+SELECT kind, account, points, regexp_replace(operation_id, '^~expire-[0-9]+$', '~expire-<n>') AS operation_id
   FROM loyalty.history('+79123456789') ORDER BY id;
 
 -- merging moves open lots with their expiry

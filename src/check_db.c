@@ -358,12 +358,28 @@ check_customer(ConfigCache *cfg, CheckRequest *req)
 }
 
 /*
+ * what the locking queries return: the locked row's id and, read from its
+ * latest version once locked, whom it was merged into meanwhile
+ */
+#define LOCK_SELECT \
+	"SELECT s.id, s.merged_into FROM loyalty.customer c" \
+	"  JOIN loyalty.customer s ON s.id = coalesce(c.merged_into, c.id)"
+#define LOCK_END " FOR NO KEY UPDATE OF s"
+
+/*
  * check_customer_locked is check_customer for a purchase: it resolves the
  * customer and locks the row that holds their points (the survivor of a
  * merge) until the end of the transaction, then loads them.  Two queries:
  * the load must come after the lock, so that it sees what a concurrent
  * purchase of the same customer committed (uses of limited promotions,
  * subscriptions, tier); a locking query sees only the locked row anew.
+ *
+ * A merge (loyalty.merge_customers) locks both customers the same way, in
+ * id order.  A purchase of the absorbed customer that waited for the merge
+ * finds the row it locked merged: it then locks the survivor and prices
+ * them, under their lock as every purchase of theirs (before 0.9 it priced
+ * the survivor under the absorbed row's lock, racing the survivor's own
+ * purchases into 23505 on promotion_customer_usage or a spurious LY004).
  */
 CustomerInfo *
 check_customer_locked(ConfigCache *cfg, CheckRequest *req)
@@ -383,10 +399,8 @@ check_customer_locked(ConfigCache *cfg, CheckRequest *req)
 		Oid			types[1] = {INT8OID};
 
 		values[0] = Int64GetDatum(req->customer_kind == CUSTOMER_ID ? req->customer_id : id);
-		db_exec(saved_plan(&lock_by_id_plan,
-						   "SELECT s.id FROM loyalty.customer c"
-						   "  JOIN loyalty.customer s ON s.id = coalesce(c.merged_into, c.id)"
-						   " WHERE c.id = $1 FOR NO KEY UPDATE OF s", 1, types),
+		db_exec(saved_plan(&lock_by_id_plan, LOCK_SELECT " WHERE c.id = $1" LOCK_END,
+						   1, types),
 				values, NULL, false);
 	}
 	else
@@ -394,15 +408,31 @@ check_customer_locked(ConfigCache *cfg, CheckRequest *req)
 		Oid			types[2] = {TEXTOID, TEXTOID};
 
 		text_args(req, values, nulls);
-		db_exec(saved_plan(&lock_by_text_plan,
-						   "SELECT s.id FROM loyalty.customer c"
-						   "  JOIN loyalty.customer s ON s.id = coalesce(c.merged_into, c.id)"
-						   CUSTOMER_BY_TEXT " FOR NO KEY UPDATE OF s", 2, types),
+		db_exec(saved_plan(&lock_by_text_plan, LOCK_SELECT CUSTOMER_BY_TEXT LOCK_END,
+						   2, types),
 				values, nulls, false);
 	}
 	if (SPI_processed == 0)
 		customer_not_found(req);
 	id = DatumGetInt64(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull));
+	/* merged while this waited for the lock: the survivor, under their lock */
+	for (;;)
+	{
+		Oid			types[1] = {INT8OID};
+		Datum		survivor = SPI_getbinval(SPI_tuptable->vals[0],
+											 SPI_tuptable->tupdesc, 2, &isnull);
+
+		if (isnull)
+			break;
+		CHECK_FOR_INTERRUPTS();
+		values[0] = survivor;
+		db_exec(saved_plan(&lock_by_id_plan, LOCK_SELECT " WHERE c.id = $1" LOCK_END,
+						   1, types),
+				values, NULL, false);
+		if (SPI_processed == 0)
+			customer_not_found(req);
+		id = DatumGetInt64(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull));
+	}
 	if (!load_by_id(cfg, cust, id, true))
 		customer_not_found(req);
 	return cust;

@@ -23,6 +23,7 @@
 #include "events.h"
 #include "ledger.h"
 #include "money.h"
+#include "operation_id.h"
 #include "spi_util.h"
 
 #include "catalog/pg_type.h"
@@ -154,6 +155,40 @@ ledger_lock_customer(int64 customer_id)
 		ereport(ERROR,
 				(errcode(ERRCODE_LOYALTY_CUSTOMER_NOT_FOUND),
 				 errmsg("customer %lld not found", (long long) customer_id)));
+}
+
+/*
+ * ledger_lock_survivor locks the customer's row and, when a merge absorbed
+ * the customer while this waited for it, the survivor's, the way a purchase
+ * follows a merge (check_customer_locked); returns the customer locked last.
+ */
+int64
+ledger_lock_survivor(int64 customer_id)
+{
+	static SPIPlanPtr survivor_plan = NULL;
+	Oid			types[1] = {INT8OID};
+	Datum		values[1];
+	bool		isnull;
+	Datum		survivor;
+
+	for (;;)
+	{
+		CHECK_FOR_INTERRUPTS();
+		values[0] = Int64GetDatum(customer_id);
+		ledger_exec(saved_plan(&survivor_plan,
+							   "SELECT merged_into FROM loyalty.customer WHERE id = $1"
+							   "   FOR NO KEY UPDATE",
+							   1, types),
+					values, NULL);
+		if (SPI_processed == 0)
+			ereport(ERROR,
+					(errcode(ERRCODE_LOYALTY_CUSTOMER_NOT_FOUND),
+					 errmsg("customer %lld not found", (long long) customer_id)));
+		survivor = SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull);
+		if (isnull)
+			return customer_id;
+		customer_id = DatumGetInt64(survivor);
+	}
 }
 
 /*
@@ -698,8 +733,13 @@ ledger_expire_batch(TimestampTz as_of, int max_lots,
 		DatumGetTimestampTz(SPI_getbinval(due->vals[n - 1], desc, 5, &isnull));
 	result->last_id = DatumGetInt64(ids[n - 1]);
 
-	/* one expiry operation per transaction, for the entries to reference */
-	operation_id = psprintf("expire-%u", GetTopTransactionId());
+	/*
+	 * one expiry operation per transaction, for the entries to reference,
+	 * in the internal namespace no client can write (operation_id.h); the
+	 * 64-bit transaction id never comes round again, as 32 bits did
+	 */
+	operation_id = psprintf("%cexpire-" UINT64_FORMAT, OPERATION_ID_INTERNAL,
+							U64FromFullTransactionId(GetTopFullTransactionId()));
 	{
 		Oid			op_types[2] = {TEXTOID, TIMESTAMPTZOID};
 		Datum		op_values[2];

@@ -47,6 +47,13 @@ typedef struct AccrualLot
 extern void ledger_lock_customer(int64 customer_id);
 
 /*
+ * ledger_lock_survivor is ledger_lock_customer for a customer resolved
+ * before the lock: when a merge absorbed them while this waited, it locks
+ * the survivor in turn and returns whose points these now are.
+ */
+extern int64 ledger_lock_survivor(int64 customer_id);
+
+/*
  * ledger_balances fills balances[i] for accounts[i] (account type codes) as
  * of "at", in one query.  Lots count when available_at <= at < expires_at.
  */

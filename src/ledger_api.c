@@ -12,7 +12,9 @@
 #include "clock.h"
 #include "ledger.h"
 #include "money.h"
+#include "operation_id.h"
 #include "operations.h"
+#include "request.h"
 
 #include "catalog/pg_type.h"
 #include "executor/spi.h"
@@ -93,7 +95,15 @@ parse_adjust(Jsonb *request, AdjustRequest *req)
 		key = pnstrdup(v.val.string.val, v.val.string.len);
 		tok = JsonbIteratorNext(&it, &v, true);
 		if (strcmp(key, "operation_id") == 0)
+		{
+			const char *problem;
+
 			req->operation_id = json_string(&v, key);
+			/* the rule of every API: nothing trimmed, at most 200 characters */
+			problem = operation_id_problem(v.val.string.val, v.val.string.len, false);
+			if (problem != NULL)
+				malformed(key, problem);
+		}
 		else if (strcmp(key, "customer") == 0)
 		{
 			have_customer = true;
@@ -167,32 +177,24 @@ spi_single(const char *sql, Oid argtype, Datum arg)
 }
 
 /*
- * parse_timestamp reads an ISO timestamp, reporting a bad one as a
- * malformed field rather than a bare datetime error.
+ * parse_timestamp reads a timestamp of the request under the rule of every
+ * API (request_timestamp_parse): ISO 8601 with an explicit UTC offset, so
+ * that neither the session's TimeZone nor a word ("tomorrow") decides it.
  */
 static TimestampTz
 parse_timestamp(const char *text, const char *path)
 {
 	TimestampTz result = 0;
-	MemoryContext cxt = CurrentMemoryContext;
 
-	PG_TRY();
+	switch (request_timestamp_parse(text, &result))
 	{
-		result = DatumGetTimestampTz(DirectFunctionCall3(timestamptz_in,
-														 CStringGetDatum(text),
-														 ObjectIdGetDatum(InvalidOid),
-														 Int32GetDatum(-1)));
+		case TIMESTAMP_OK:
+			break;
+		case TIMESTAMP_MALFORMED:
+			malformed(path, "must be a timestamp such as 2027-01-01T00:00:00+03:00");
+		case TIMESTAMP_OUT_OF_RANGE:
+			malformed(path, "is out of range (years 2000 to 2200)");
 	}
-	PG_CATCH();
-	{
-		/* replaced by our own error at once: nothing continues after it */
-		MemoryContextSwitchTo(cxt);
-		FlushErrorState();
-		malformed(path, "must be a timestamp such as 2027-01-01T00:00:00+03:00");
-	}
-	PG_END_TRY();
-	if (TIMESTAMP_NOT_FINITE(result))
-		malformed(path, "must be a finite timestamp");
 	return result;
 }
 
@@ -308,7 +310,8 @@ loyalty_adjust(PG_FUNCTION_ARGS)
 		expires_at += available_at - now;
 	}
 
-	ledger_lock_customer(customer_id);
+	/* merged while this waited for the lock: the survivor's points */
+	customer_id = ledger_lock_survivor(customer_id);
 	if (points > 0)
 		ledger_accrue_kind(customer_id, req.account, points, req.operation_id,
 						   now, available_at, expires_at, "adjust");

@@ -23,6 +23,7 @@
 
 #include "money.h"
 #include "json_path.h"
+#include "operation_id.h"
 #include "request.h"
 
 #define REQUIRED	true
@@ -209,6 +210,39 @@ string_field(Path *p, JsonbContainer *obj, const char *key, bool required)
 }
 
 /*
+ * operation_id_field reads obj.key as an operation id under the one rule of
+ * every API (operation_id.h): never trimmed, so that no two ids a client
+ * tells apart become one.  reference: the id of an existing operation.
+ */
+static char *
+operation_id_field(Path *p, JsonbContainer *obj, const char *key,
+				   bool required, bool reference)
+{
+	JsonbValue *v = get_field(obj, key);
+	int			saved = json_path_push_key(&p->buf, key);
+	const char *problem;
+	char	   *s = NULL;
+
+	if (v == NULL)
+	{
+		if (required)
+			request_error(p->buf.data, "is required.");
+	}
+	else
+	{
+		if (v->type != jbvString)
+			request_error(p->buf.data, "must be a string.");
+		problem = operation_id_problem(v->val.string.val, v->val.string.len,
+									   reference);
+		if (problem != NULL)
+			request_error(p->buf.data, "%s.", problem);
+		s = pnstrdup(v->val.string.val, v->val.string.len);
+	}
+	json_path_pop(&p->buf, saved);
+	return s;
+}
+
+/*
  * read_number reads a JSON number with at most "scale" decimals, scaled by
  * 10^scale, and checks min <= value < max_excl.  "what" completes "must
  * have at most N decimals" errors ("decimals", "decimals of a unit").
@@ -264,12 +298,15 @@ number_field(Path *p, JsonbContainer *obj, const char *key, bool required,
 }
 
 /*
- * request_parse_at parses an ISO 8601 timestamp that carries an explicit
- * UTC offset ("2026-11-22T10:00:00+03:00", "...Z"): a moment without one
- * would depend on the session's time zone.
+ * request_timestamp_parse parses an ISO 8601 timestamp that carries an
+ * explicit UTC offset ("2026-11-22T10:00:00+03:00", "...Z"): a moment
+ * without one would depend on the session's time zone, and words
+ * ("tomorrow", "MSK") on the session too.  The one timestamp rule of every
+ * request (the check API's "at", adjust's "expires_at" and
+ * "available_at"); it raises nothing, each API words its own error.
  */
-TimestampTz
-request_parse_at(const char *path, const char *s)
+TimestampProblem
+request_timestamp_parse(const char *s, TimestampTz *result)
 {
 	char		workbuf[MAXDATELEN + MAXDATEFIELDS];
 	char	   *field[MAXDATEFIELDS];
@@ -280,14 +317,13 @@ request_parse_at(const char *path, const char *s)
 	fsec_t		fsec;
 	int			tz;
 	int			dterr;
-	TimestampTz result;
 	const char *t;
 	bool		offset = false;
 	bool		zone_name = false;
 	size_t		len = strlen(s);
 
 	if (len < 11 || len > MAXDATELEN)
-		request_error(path, "must be an ISO 8601 timestamp with a UTC offset, such as \"2026-11-22T10:00:00+03:00\".");
+		return TIMESTAMP_MALFORMED;
 	/* an offset: "Z" at the end, or a sign after the date part */
 	if (s[len - 1] == 'Z' || s[len - 1] == 'z')
 		offset = true;
@@ -300,17 +336,38 @@ request_parse_at(const char *path, const char *s)
 			zone_name = true;	/* "Europe/Moscow", "MSK": refused */
 	}
 	if (!offset || zone_name || !isdigit((unsigned char) s[0]))
-		request_error(path, "must be an ISO 8601 timestamp with a UTC offset, such as \"2026-11-22T10:00:00+03:00\".");
+		return TIMESTAMP_MALFORMED;
 
 	dterr = ParseDateTime(s, workbuf, sizeof(workbuf), field, ftype,
 						  MAXDATEFIELDS, &nf);
 	if (dterr == 0)
 		dterr = DecodeDateTime(field, ftype, nf, &dtype, &tt, &fsec, &tz);
 	if (dterr != 0 || dtype != DTK_DATE)
-		request_error(path, "must be an ISO 8601 timestamp with a UTC offset, such as \"2026-11-22T10:00:00+03:00\".");
-	if (tm2timestamp(&tt, fsec, &tz, &result) != 0 ||
+		return TIMESTAMP_MALFORMED;
+	if (tm2timestamp(&tt, fsec, &tz, result) != 0 ||
 		tt.tm_year < 2000 || tt.tm_year > 2200)
-		request_error(path, "is out of range (years 2000 to 2200).");
+		return TIMESTAMP_OUT_OF_RANGE;
+	return TIMESTAMP_OK;
+}
+
+/*
+ * request_parse_at parses a request's timestamp (request_timestamp_parse),
+ * raising 22023 for the field at path when it is not one.
+ */
+TimestampTz
+request_parse_at(const char *path, const char *s)
+{
+	TimestampTz result = 0;
+
+	switch (request_timestamp_parse(s, &result))
+	{
+		case TIMESTAMP_OK:
+			break;
+		case TIMESTAMP_MALFORMED:
+			request_error(path, "must be an ISO 8601 timestamp with a UTC offset, such as \"2026-11-22T10:00:00+03:00\".");
+		case TIMESTAMP_OUT_OF_RANGE:
+			request_error(path, "is out of range (years 2000 to 2200).");
+	}
 	return result;
 }
 
@@ -466,7 +523,8 @@ request_parse_check(Jsonb *jb, bool need_operation_id, int points_precision)
 	initStringInfo(&p.buf);
 	req->raw = jb;
 	check_keys(&p, obj, CHECK_KEYS, "A check request");
-	req->operation_id = string_field(&p, obj, "operation_id", need_operation_id);
+	req->operation_id = operation_id_field(&p, obj, "operation_id",
+										   need_operation_id, false);
 	parse_customer(&p, obj, req);
 	req->store = string_field(&p, obj, "store", OPTIONAL);
 	req->channel = string_field(&p, obj, "channel", OPTIONAL);
@@ -535,8 +593,8 @@ request_parse_refund(Jsonb *jb)
 	initStringInfo(&p.buf);
 	req->raw = jb;
 	check_keys(&p, obj, REFUND_KEYS, "A refund request");
-	req->operation_id = string_field(&p, obj, "operation_id", REQUIRED);
-	req->purchase = string_field(&p, obj, "purchase", REQUIRED);
+	req->operation_id = operation_id_field(&p, obj, "operation_id", REQUIRED, false);
+	req->purchase = operation_id_field(&p, obj, "purchase", REQUIRED, true);
 	req->has_at = at_field(&p, obj, &req->at);
 	arr = array_field(&p, obj, "lines", OPTIONAL, REQUEST_MAX_LINES, "lines");
 	req->all = (arr == NULL);

@@ -100,7 +100,21 @@ extern RefundRequest *request_parse_refund(Jsonb *jb);
 extern void request_error(const char *path, const char *fmt,...)
 			pg_attribute_printf(2, 3) pg_attribute_noreturn();
 
-/* request_parse_at parses an ISO timestamp with an explicit offset. */
+/* what request_timestamp_parse found */
+typedef enum TimestampProblem
+{
+	TIMESTAMP_OK,
+	TIMESTAMP_MALFORMED,		/* not ISO 8601 with an explicit UTC offset */
+	TIMESTAMP_OUT_OF_RANGE		/* before 2000 or after 2200 */
+} TimestampProblem;
+
+/*
+ * request_timestamp_parse parses an ISO timestamp with an explicit offset,
+ * the one rule for every timestamp of every request, without raising.
+ */
+extern TimestampProblem request_timestamp_parse(const char *s, TimestampTz *result);
+
+/* request_parse_at is request_timestamp_parse raising 22023 for path. */
 extern TimestampTz request_parse_at(const char *path, const char *s);
 
 #endif							/* LOYALTY_REQUEST_H */
