@@ -1,7 +1,12 @@
 /*-------------------------------------------------------------------------
  *
  * spi_util.c
- *	  Saved SPI plans for the extension's hot paths.
+ *	  The one SPI idiom of the extension: prepare once (saved_plan,
+ *	  saved_batch_plan), execute and check (spi_exec), read the columns of
+ *	  the result by type (spi_int8, spi_text, ...), copy out of SPI's memory
+ *	  (spi_text and spi_text_array into a given context, spi_copy_varlena).
+ *	  A failure of SPI itself cannot be caused by a client: it is an
+ *	  internal error (elog).
  *
  * Every statement the check and the ledger run is prepared once per backend
  * and kept.  Plans are forced generic: their shape does not depend on the
@@ -16,7 +21,14 @@
 
 #include "spi_util.h"
 
+#include "catalog/pg_type.h"
 #include "nodes/parsenodes.h"
+#include "utils/array.h"
+#include "utils/builtins.h"
+#include "utils/lsyscache.h"
+#include "utils/timestamp.h"
+
+#include "money.h"
 
 /*
  * keep_plan returns the plan in *slot, preparing it with cursor_options and
@@ -60,4 +72,158 @@ SPIPlanPtr
 saved_batch_plan(SPIPlanPtr *slot, const char *sql, int nargs, Oid *argtypes)
 {
 	return keep_plan(slot, sql, nargs, argtypes, CURSOR_OPT_CUSTOM_PLAN);
+}
+
+/*
+ * spi_exec executes a saved plan (count rows at most, 0 = all) and returns
+ * the number of rows it processed; a failure of SPI is an internal error.
+ */
+uint64
+spi_exec(SPIPlanPtr plan, Datum *values, const char *nulls, bool read_only,
+		 long count)
+{
+	int			rc = SPI_execute_plan(plan, values, nulls, read_only, count);
+
+	if (rc < 0)
+		elog(ERROR, "SPI_execute_plan failed: %s", SPI_result_code_string(rc));
+	return SPI_processed;
+}
+
+/* spi_datum returns column col of row row of the last result. */
+Datum
+spi_datum(uint64 row, int col, bool *isnull)
+{
+	if (SPI_tuptable == NULL || row >= SPI_processed)
+		elog(ERROR, "SPI result has no row " UINT64_FORMAT, row);
+	return SPI_getbinval(SPI_tuptable->vals[row], SPI_tuptable->tupdesc, col, isnull);
+}
+
+/* spi_isnull says whether column col of row row is NULL. */
+bool
+spi_isnull(uint64 row, int col)
+{
+	bool		isnull;
+
+	(void) spi_datum(row, col, &isnull);
+	return isnull;
+}
+
+/* spi_int8 reads a bigint column (if_null when NULL). */
+int64
+spi_int8(uint64 row, int col, int64 if_null)
+{
+	bool		isnull;
+	Datum		d = spi_datum(row, col, &isnull);
+
+	return isnull ? if_null : DatumGetInt64(d);
+}
+
+/* spi_int4 reads an integer column (if_null when NULL). */
+int32
+spi_int4(uint64 row, int col, int32 if_null)
+{
+	bool		isnull;
+	Datum		d = spi_datum(row, col, &isnull);
+
+	return isnull ? if_null : DatumGetInt32(d);
+}
+
+/* spi_bool reads a boolean column (if_null when NULL). */
+bool
+spi_bool(uint64 row, int col, bool if_null)
+{
+	bool		isnull;
+	Datum		d = spi_datum(row, col, &isnull);
+
+	return isnull ? if_null : DatumGetBool(d);
+}
+
+/* spi_timestamptz reads a timestamptz column (if_null when NULL). */
+TimestampTz
+spi_timestamptz(uint64 row, int col, TimestampTz if_null)
+{
+	bool		isnull;
+	Datum		d = spi_datum(row, col, &isnull);
+
+	return isnull ? if_null : DatumGetTimestampTz(d);
+}
+
+/*
+ * spi_scaled reads a numeric column in units of 10^-scale (money in minor
+ * units with scale 2, quantities in thousandths with 3); if_null when NULL.
+ * A stored value that does not fit is an internal error: the tables'
+ * domains bound every amount the extension writes.
+ */
+int64
+spi_scaled(uint64 row, int col, int scale, int64 if_null)
+{
+	bool		isnull;
+	Datum		d = spi_datum(row, col, &isnull);
+	int64		v;
+
+	if (isnull)
+		return if_null;
+	if (!numeric_to_scaled(DatumGetNumeric(d), scale, &v))
+		elog(ERROR, "stored amount out of range in column %d", col);
+	return v;
+}
+
+/*
+ * spi_text reads a text column as a C string allocated in cxt (NULL when
+ * NULL), so it outlives SPI_finish.
+ */
+char *
+spi_text(uint64 row, int col, MemoryContext cxt)
+{
+	bool		isnull;
+	Datum		d = spi_datum(row, col, &isnull);
+	MemoryContext old;
+	char	   *s;
+
+	if (isnull)
+		return NULL;
+	old = MemoryContextSwitchTo(cxt);
+	s = TextDatumGetCString(d);
+	MemoryContextSwitchTo(old);
+	return s;
+}
+
+/*
+ * spi_text_array reads a text[] column as C strings allocated in cxt; *n
+ * gets their number (0 and NULL for a NULL array; NULL elements are NULL).
+ */
+char **
+spi_text_array(uint64 row, int col, MemoryContext cxt, int *n)
+{
+	bool		isnull;
+	Datum		d = spi_datum(row, col, &isnull);
+	MemoryContext old;
+	Datum	   *elems;
+	bool	   *nulls;
+	char	  **out;
+
+	*n = 0;
+	if (isnull)
+		return NULL;
+	old = MemoryContextSwitchTo(cxt);
+	deconstruct_array(DatumGetArrayTypeP(d), TEXTOID, -1, false, TYPALIGN_INT,
+					  &elems, &nulls, n);
+	out = palloc(sizeof(char *) * Max(*n, 1));
+	for (int i = 0; i < *n; i++)
+		out[i] = nulls[i] ? NULL : TextDatumGetCString(elems[i]);
+	MemoryContextSwitchTo(old);
+	return out;
+}
+
+/*
+ * spi_copy_varlena copies a (detoasted) varlena value, such as a response
+ * jsonb, into cxt.
+ */
+void *
+spi_copy_varlena(const void *value, MemoryContext cxt)
+{
+	void	   *copy = MemoryContextAlloc(cxt, VARSIZE(value));
+
+	memcpy(copy, value, VARSIZE(value));
+	return copy;
 }
