@@ -77,8 +77,8 @@ SELECT pg_temp.err($$SELECT loyalty.purchase('{"operation_id": "S1-0004", "redee
 -- an anonymous purchase
 SELECT loyalty.purchase('{"operation_id": "S1-0005", "store": "S1", "lines": [{"sku": "A", "qty": 1}]}') -> 'customer' AS customer;
 -- the operation row is written once, with its customer and response (no
--- update), and its id is held by an advisory lock of class 19545 until the
--- transaction ends, so a retry sent meanwhile waits for this one
+-- update); no advisory lock of class 19545 holds its id (0.8 held one until
+-- the transaction ended): a retry sent meanwhile waits on the customer's row
 BEGIN;
 CREATE TEMP TABLE op_stats AS
     SELECT n_tup_ins, n_tup_upd FROM pg_stat_xact_user_tables WHERE relid = 'loyalty.operation'::regclass;

@@ -242,15 +242,20 @@ refresh_tier(CheckResult *r)
  * loyalty_purchase implements loyalty.purchase(request jsonb): calculate
  * and commit in one transaction, idempotent by operation_id.
  *
- * Order: look the operation up (a replay returns the stored response; a
- * concurrent request with the same id is waited for), lock the identified
- * customer (so their balance cannot be spent twice), price the check
- * exactly as calculate does, count uses of limited promotions (a promotion
- * whose last use a concurrent purchase took is dropped and the check priced
- * again), give issued coupons their codes, build the response and record
- * the operation with it (one row version), then use and issue coupons,
- * write the facts, spend and earn points, and write the events of coupons
- * issued and points earned in one statement.
+ * Order: look the operation up (a replay returns the stored response), lock
+ * the identified customer (so their balance cannot be spent twice) and look
+ * again (a concurrent request with the same id held that lock: its response
+ * is now there), or, for an anonymous check, claim the operation (a
+ * concurrent request with the same id is waited for on its key); nothing
+ * here is held in the shared lock table, so one transaction may run any
+ * number of purchases (see operations.c).  Then price the check exactly as
+ * calculate does, count uses of limited promotions (a promotion whose last
+ * use a concurrent purchase took is dropped and the check priced again),
+ * give issued coupons their codes, build the response and record
+ * the operation with it (one row version; a claimed one gets its
+ * response), then use and issue coupons, write the facts, spend and earn
+ * points, and write the events of coupons issued and points earned in one
+ * statement.
  */
 Datum
 loyalty_purchase(PG_FUNCTION_ARGS)
@@ -259,12 +264,14 @@ loyalty_purchase(PG_FUNCTION_ARGS)
 	MemoryContext outer = CurrentMemoryContext;
 	ConfigCache *cfg;
 	CheckRequest *req;
-	CustomerInfo *cust;
+	CustomerInfo *cust = NULL;
 	CheckResult *r;
 	Jsonb	   *stored;
 	Jsonb	   *response;
 	bool	   *excluded;
 	EventBatch	events = {0};
+	bool		claim = true;
+	bool		collided;
 	int			a;
 
 	if (SPI_connect() != SPI_OK_CONNECT)
@@ -273,14 +280,24 @@ loyalty_purchase(PG_FUNCTION_ARGS)
 	req = request_parse_check(request, true, cfg->points_precision);
 	req->for_purchase = true;
 	stored = operation_lookup(req->operation_id, "purchase", request);
+	if (stored == NULL)
+	{
+		cust = check_customer_locked(cfg, req);
+		if (cust->identified)
+		{
+			/* a request with this id that held the lock has committed by now */
+			claim = false;
+			stored = operation_lookup(req->operation_id, "purchase", request);
+		}
+		else
+			stored = operation_begin(req->operation_id, "purchase", request);
+	}
 	if (stored != NULL)
 	{
 		response = copy_out(stored, outer);
 		SPI_finish();
 		PG_RETURN_JSONB_P(response);
 	}
-
-	cust = check_customer_locked(cfg, req);
 
 	excluded = palloc0(sizeof(bool) * Max(cfg->npromotions, 1));
 	for (;;)
@@ -305,14 +322,16 @@ loyalty_purchase(PG_FUNCTION_ARGS)
 
 	coupons_assign_codes(r);
 	response = response_build(r, req->operation_id);
-	operation_record(req->operation_id, "purchase", request,
-					 cust->identified ? cust->id : 0, response);
-	if (coupons_commit(r, req->operation_id, &events))
-	{
-		/* an issued code collided and was replaced: store the new receipt */
+	if (!claim)
+		operation_record(req->operation_id, "purchase", request,
+						 cust->identified ? cust->id : 0, response);
+	collided = coupons_commit(r, req->operation_id, &events);
+	/* an issued code collided and was replaced: the receipt names the new one */
+	if (collided)
 		response = response_build(r, req->operation_id);
+	/* the response of a claimed operation, or the new receipt */
+	if (claim || collided)
 		operation_finish(req->operation_id, cust->identified ? cust->id : 0, response);
-	}
 	check_write_purchase(r, req->operation_id, response);
 	if (cust->identified)
 	{

@@ -15,6 +15,7 @@
 #include "operation_id.h"
 #include "operations.h"
 #include "request.h"
+#include "spi_util.h"
 
 #include "catalog/pg_type.h"
 #include "executor/spi.h"
@@ -158,16 +159,23 @@ parse_adjust(Jsonb *request, AdjustRequest *req)
 		malformed("reason", "is required");
 }
 
+/* saved plans of adjust's reads, prepared on first use */
+static SPIPlanPtr customer_text_plan = NULL;
+static SPIPlanPtr customer_id_plan = NULL;
+static SPIPlanPtr account_plan = NULL;
+static SPIPlanPtr precision_plan = NULL;
+
 /*
- * spi_single runs a one-row, one-column query with one text argument and
- * returns the value as text (NULL for SQL NULL or no row).
+ * spi_single runs a saved one-row, one-column plan with at most one
+ * argument and returns the value as text (NULL for SQL NULL or no row).
+ * Saved, not parsed and planned per call: a bulk adjust over a segment
+ * runs it once per customer.
  */
 static char *
-spi_single(const char *sql, Oid argtype, Datum arg)
+spi_single(SPIPlanPtr plan, Datum arg)
 {
-	Oid			types[1] = {argtype};
 	Datum		values[1] = {arg};
-	int			rc = SPI_execute_with_args(sql, 1, types, values, NULL, false, 1);
+	int			rc = SPI_execute_plan(plan, values, NULL, false, 1);
 
 	if (rc < 0)
 		elog(ERROR, "SPI query failed: %s", SPI_result_code_string(rc));
@@ -240,10 +248,14 @@ loyalty_adjust(PG_FUNCTION_ARGS)
 
 	/* the customer: an identifier string or an id */
 	if (req.customer != NULL)
-		text = spi_single("SELECT loyalty.find_customer($1)", TEXTOID,
+		text = spi_single(saved_plan(&customer_text_plan,
+									 "SELECT loyalty.find_customer($1)",
+									 1, (Oid[]) {TEXTOID}),
 						  CStringGetTextDatum(req.customer));
 	else
-		text = spi_single("SELECT loyalty.find_customer('id:' || $1)", INT8OID,
+		text = spi_single(saved_plan(&customer_id_plan,
+									 "SELECT loyalty.find_customer('id:' || $1)",
+									 1, (Oid[]) {INT8OID}),
 						  Int64GetDatum(req.customer_id));
 	if (text == NULL)
 		ereport(ERROR,
@@ -253,13 +265,14 @@ loyalty_adjust(PG_FUNCTION_ARGS)
 	customer_id = pg_strtoint64(text);
 
 	/* the account and its lifetime */
-	if (SPI_execute_with_args("SELECT lifetime IS NOT NULL,"
-							  "       $2 + coalesce(lifetime, '0')"
-							  "  FROM loyalty.account_type WHERE code = $1",
-							  2, (Oid[]) {TEXTOID, TIMESTAMPTZOID},
-							  (Datum[]) {CStringGetTextDatum(req.account),
-							  TimestampTzGetDatum(now)},
-							  NULL, true, 1) != SPI_OK_SELECT)
+	if (SPI_execute_plan(saved_plan(&account_plan,
+									"SELECT lifetime IS NOT NULL,"
+									"       $2 + coalesce(lifetime, '0')"
+									"  FROM loyalty.account_type WHERE code = $1",
+									2, (Oid[]) {TEXTOID, TIMESTAMPTZOID}),
+						 (Datum[]) {CStringGetTextDatum(req.account),
+						 TimestampTzGetDatum(now)},
+						 NULL, true, 1) != SPI_OK_SELECT)
 		elog(ERROR, "reading account type failed");
 	if (SPI_processed == 0)
 		ereport(ERROR,
@@ -275,8 +288,14 @@ loyalty_adjust(PG_FUNCTION_ARGS)
 	}
 
 	/* the points, at the program's precision */
-	text = spi_single("SELECT loyalty.setting_value($1)", TEXTOID,
-					  CStringGetTextDatum("points_precision"));
+	/* loyalty.setting_value('points_precision'), which a plan cannot inline */
+	text = spi_single(saved_plan(&precision_plan,
+								 "SELECT coalesce(s.value, d.default_value)"
+								 "  FROM loyalty.setting_definition d"
+								 "  LEFT JOIN loyalty.setting s USING (key)"
+								 " WHERE d.key = 'points_precision'",
+								 0, NULL),
+					  (Datum) 0);
 	precision = (text != NULL && strcmp(text, "2") == 0) ? 2 : 0;
 	if (!numeric_to_scaled(req.points, precision, &points))
 		malformed("points", precision == 0

@@ -4,21 +4,32 @@
  *	  Idempotent operations: claim an operation_id, replay a stored
  *	  response, refuse an id reused for a different request (LY003).
  *
- * Every writer first takes a transaction-level advisory lock on the id's
- * 64-bit hash (class LOYALTY_OPERATION_LOCK in the lock tag's fourth field,
- * so it never meets a lock taken with pg_advisory_lock).  A concurrent
- * request with the same id waits there until the first one ends: if it
- * committed, the second finds its row and returns the stored response; if
- * it rolled back, the second proceeds.
+ * The operation table's unique key is what makes a concurrent request with
+ * the same id wait: INSERT ... ON CONFLICT DO NOTHING waits for a
+ * concurrent transaction that inserted the same id and then sees its
+ * outcome.  If it committed, the second finds its row and returns the
+ * stored response (LY003 for another request); if it rolled back, the
+ * second inserts.  The wait is on the other transaction's id, not on a
+ * lock of its own: an operation leaves nothing in the shared lock table,
+ * so one transaction may run any number of them (issue 14 item 5; 0.8
+ * took an advisory lock per id, held until commit, and ran out of shared
+ * memory after some 8,000-12,000 operations in one transaction).
  *
  * Two ways to write the row:
  *	- operation_begin inserts it at once (the claim) and operation_finish
  *	  stores the response at the end: for writers whose rows reference the
- *	  operation before the response is known (refund, adjust);
+ *	  operation before the response is known (refund, adjust), and for
+ *	  writers with nothing else to serialize on (an anonymous purchase);
  *	- operation_lookup only looks, and operation_record inserts the row
  *	  with its customer and response in one go, before anything that
- *	  references it: purchase, whose response is complete before it writes.
- *	  One row version instead of two, and no update of an indexed column.
+ *	  references it: a purchase of an identified customer, whose response
+ *	  is complete before it writes.  One row version instead of two, and no
+ *	  update of an indexed column.  Such a writer locks its customer's row
+ *	  between two lookups: a concurrent request with the same id is a
+ *	  request for the same customer, so the customer lock makes it wait,
+ *	  and the second lookup sees what it committed.  When the same id
+ *	  comes with another customer nothing serializes the two before
+ *	  operation_record, whose insert then waits and reports LY003.
  *
  * Either way the response is written in the same transaction, so nobody
  * ever sees an operation without its response.
@@ -31,37 +42,14 @@
 #include "spi_util.h"
 
 #include "catalog/pg_type.h"
-#include "common/hashfn.h"
 #include "executor/spi.h"
-#include "miscadmin.h"
-#include "storage/lmgr.h"
-#include "storage/lock.h"
 #include "utils/builtins.h"
 #include "utils/jsonb.h"
-
-/* advisory lock class of operation ids (0x4C59, "LY"), see pg_locks.objsubid */
-#define LOYALTY_OPERATION_LOCK 19545
 
 static SPIPlanPtr claim_plan = NULL;
 static SPIPlanPtr stored_plan = NULL;
 static SPIPlanPtr finish_plan = NULL;
 static SPIPlanPtr record_plan = NULL;
-
-/*
- * lock_operation_id takes the transaction-level advisory lock of an
- * operation id, waiting for a concurrent request with the same id.
- */
-static void
-lock_operation_id(const char *operation_id)
-{
-	LOCKTAG		tag;
-	uint64		h = hash_bytes_extended((const unsigned char *) operation_id,
-										strlen(operation_id), 0);
-
-	SET_LOCKTAG_ADVISORY(tag, MyDatabaseId, (uint32) (h >> 32), (uint32) h,
-						 LOYALTY_OPERATION_LOCK);
-	(void) LockAcquire(&tag, ExclusiveLock, false, false);
-}
 
 /*
  * stored_response returns the response stored for operation_id, or NULL
@@ -121,7 +109,7 @@ operation_begin(const char *operation_id, const char *kind, Jsonb *request)
 	values[1] = CStringGetTextDatum(kind);
 	values[2] = JsonbPGetDatum(request);
 
-	lock_operation_id(operation_id);
+	/* waits for a concurrent claimant of the same id (see above) */
 	rc = SPI_execute_plan(saved_plan(&claim_plan,
 									 "INSERT INTO loyalty.operation (operation_id, kind, request)"
 									 " VALUES ($1, $2, $3) ON CONFLICT (operation_id) DO NOTHING",
@@ -138,7 +126,9 @@ operation_begin(const char *operation_id, const char *kind, Jsonb *request)
  * operation_lookup is operation_begin without the claim: it returns the
  * stored response of a replay (LY003 for another request with this id), or
  * NULL for a new operation, which the caller then writes with
- * operation_record before any row that references it.
+ * operation_record before any row that references it.  It does not wait
+ * for a concurrent request with the same id: the caller serializes on its
+ * customer and looks again (see above).
  */
 Jsonb *
 operation_lookup(const char *operation_id, const char *kind, Jsonb *request)
@@ -148,17 +138,18 @@ operation_lookup(const char *operation_id, const char *kind, Jsonb *request)
 	values[0] = CStringGetTextDatum(operation_id);
 	values[1] = CStringGetTextDatum(kind);
 	values[2] = JsonbPGetDatum(request);
-	lock_operation_id(operation_id);
 	return stored_response(values, operation_id);
 }
 
 /*
  * operation_record writes the row of an operation that operation_lookup
- * found new, with its customer and response.  The advisory lock makes a
- * conflict impossible under READ COMMITTED; under REPEATABLE READ a
- * concurrent request with the same id may have committed after this
- * transaction's snapshot, which is a serialization failure: sent again,
- * the request finds that operation.
+ * found new, with its customer and response.  Its insert waits for a
+ * concurrent transaction that wrote the same id: if that one committed
+ * another request, LY003 (and this transaction's writes roll back with the
+ * error).  The same request committed concurrently, which the customer
+ * lock otherwise rules out (the customer changed between the two, as by a
+ * merge), or any such row under REPEATABLE READ, which does not see it, is
+ * a serialization failure: sent again, the request finds that operation.
  */
 void
 operation_record(const char *operation_id, const char *kind, Jsonb *request,
@@ -184,12 +175,15 @@ operation_record(const char *operation_id, const char *kind, Jsonb *request,
 						  values, nulls, false, 0);
 	if (rc != SPI_OK_INSERT)
 		elog(ERROR, "recording operation failed: %s", SPI_result_code_string(rc));
-	if (SPI_processed != 1)
-		ereport(ERROR,
-				(errcode(ERRCODE_T_R_SERIALIZATION_FAILURE),
-				 errmsg("operation_id \"%s\" was written by a concurrent transaction",
-						operation_id),
-				 errhint("Send the request again: it returns that operation's response.")));
+	if (SPI_processed == 1)
+		return;
+	/* LY003 when the row that won is another request's */
+	(void) stored_response(values, operation_id);
+	ereport(ERROR,
+			(errcode(ERRCODE_T_R_SERIALIZATION_FAILURE),
+			 errmsg("operation_id \"%s\" was written by a concurrent transaction",
+					operation_id),
+			 errhint("Send the request again: it returns that operation's response.")));
 }
 
 /*

@@ -12,8 +12,11 @@
  * response.  Requests are compared as jsonb (key order does not matter).
  *
  * A writer that knows its response before writing anything that references
- * the operation calls operation_lookup instead (same waiting, same replay),
- * then operation_record once with the customer and response.
+ * the operation, and that locks a row every concurrent request with the
+ * same id locks too (a purchase: its customer), calls operation_lookup
+ * instead (same replay, no waiting), takes that lock, calls it again, and
+ * then operation_record once with the customer and response.  Nothing here
+ * takes a lock in the shared lock table (see operations.c).
  *
  *-------------------------------------------------------------------------
  */

@@ -15,6 +15,18 @@
  * running them.  Statements over a batch of rows are the exception
  * (saved_batch_plan).
  *
+ * A generic plan is made as for a large program: every table it reads
+ * counts as at least LARGE_TUPLES rows (a planner hook, active only while
+ * this file makes a plan), and sequential scans are disabled.  These
+ * statements reach their rows through an index (by customer, lot,
+ * operation); a plan made while a table was empty or small (a fresh
+ * program, a table vacuumed while empty) otherwise scans the whole table,
+ * or walks a whole index, on every later call.  Inside one transaction
+ * that runs many operations (a bulk grant over a segment) the table grows
+ * with every call and the plan is never made again, so each call read
+ * everything the calls before it wrote: quadratic time (issue 14 item 5).
+ * The plan is made anew the same way whenever PostgreSQL invalidated it.
+ *
  *-------------------------------------------------------------------------
  */
 #include "loyalty.h"
@@ -23,9 +35,13 @@
 
 #include "catalog/pg_type.h"
 #include "nodes/parsenodes.h"
+#include "optimizer/plancat.h"
 #include "utils/array.h"
 #include "utils/builtins.h"
+#include "utils/guc.h"
+#include "utils/inval.h"
 #include "utils/lsyscache.h"
+#include "utils/plancache.h"
 #include "utils/timestamp.h"
 
 #include "money.h"
@@ -50,14 +66,99 @@ keep_plan(SPIPlanPtr *slot, const char *sql, int nargs, Oid *argtypes,
 	return *slot;
 }
 
+/* the least number of rows a table counts as while a saved plan is made */
+#define LARGE_TUPLES	1000000.0
+/* ... and the pages they fill */
+#define LARGE_PAGES		10000
+
+static get_relation_info_hook_type prev_get_relation_info = NULL;
+static bool hook_installed = false;
+static bool planning_saved = false;
+
+/*
+ * plan_as_large is the get_relation_info hook: while a saved plan is made,
+ * a table and its indexes smaller than LARGE_TUPLES rows count as that
+ * large, so that the plan is the one a program in use needs.
+ */
+static void
+plan_as_large(PlannerInfo *root, Oid relid, bool inhparent, RelOptInfo *rel)
+{
+	ListCell   *lc;
+
+	if (prev_get_relation_info)
+		prev_get_relation_info(root, relid, inhparent, rel);
+	if (!planning_saved || rel->tuples >= LARGE_TUPLES)
+		return;
+	rel->tuples = LARGE_TUPLES;
+	rel->pages = Max(rel->pages, LARGE_PAGES);
+	foreach(lc, rel->indexlist)
+	{
+		IndexOptInfo *index = lfirst(lc);
+
+		index->tuples = LARGE_TUPLES;
+		index->pages = Max(index->pages, LARGE_PAGES / 10);
+	}
+}
+
+/*
+ * plan_index_driven makes the generic plan of a kept plan now, as for a
+ * large program (see the file header), unless it has a valid one already.
+ * Pending invalidations are taken first, so that a plan PostgreSQL is
+ * about to throw away is made again here, not with the table's own size
+ * when the plan next runs.
+ */
+static void
+plan_index_driven(SPIPlanPtr plan)
+{
+	ListCell   *lc;
+	int			nest;
+	CachedPlan *cplan = NULL;
+
+	AcceptInvalidationMessages();
+	foreach(lc, SPI_plan_get_plan_sources(plan))
+	{
+		CachedPlanSource *source = lfirst(lc);
+
+		if (source->is_valid && source->gplan != NULL && source->gplan->is_valid)
+			return;
+	}
+
+	if (!hook_installed)
+	{
+		prev_get_relation_info = get_relation_info_hook;
+		get_relation_info_hook = plan_as_large;
+		hook_installed = true;
+	}
+	nest = NewGUCNestLevel();
+	(void) set_config_option("enable_seqscan", "off", PGC_USERSET, PGC_S_SESSION,
+							 GUC_ACTION_SAVE, true, 0, false);
+	planning_saved = true;
+	PG_TRY();
+	{
+		cplan = SPI_plan_get_cached_plan(plan);
+	}
+	PG_FINALLY();
+	{
+		planning_saved = false;
+	}
+	PG_END_TRY();
+	if (cplan != NULL)
+		ReleaseCachedPlan(cplan, CurrentResourceOwner);
+	AtEOXact_GUC(true, nest);
+}
+
 /*
  * saved_plan returns the plan in *slot, preparing and keeping it on first
- * use (a generic plan, see above).  Must run inside an SPI connection.
+ * use (a generic plan made for index access, see above).  Must run inside
+ * an SPI connection.
  */
 SPIPlanPtr
 saved_plan(SPIPlanPtr *slot, const char *sql, int nargs, Oid *argtypes)
 {
-	return keep_plan(slot, sql, nargs, argtypes, CURSOR_OPT_GENERIC_PLAN);
+	SPIPlanPtr	plan = keep_plan(slot, sql, nargs, argtypes, CURSOR_OPT_GENERIC_PLAN);
+
+	plan_index_driven(plan);
+	return plan;
 }
 
 /*
