@@ -1,17 +1,14 @@
 -- demo/checks.sql: a day of checks for the demo program.
 --
 -- Forty more customers join (some with a welcome bonus, some in the gold
--- tier); then 400 checks of tomorrow, across the five stores and their time
--- zones, are priced and committed with loyalty.purchase in the order they
--- happen.  Two receipts are printed in full, then the day's summary, and
+-- tier); then 400 checks of the last 14 hours, across the five stores and
+-- their time zones, are priced and committed with loyalty.purchase in the
+-- order they happened (registers that were offline send their checks late:
+-- inside the max_backdate window of 72 hours).  Two receipts are printed in full, then the day's summary, and
 -- one check is partly refunded.  Run after demo/program.sql and
 -- demo/identity.sql (scripts/demo.sh does).
 \pset footer off
 SELECT setseed(0.2026) AS seeded \gset
--- the day is tomorrow, played ahead of time: the server's time is each
--- check's "at" (a superuser's setting for tests and replays; registers may
--- otherwise date checks at most max_clock_skew ahead of the server)
-SET loyalty.test_now = 'at';
 
 \echo
 \echo '--- forty more customers; welcome bonuses; some are gold ---'
@@ -24,7 +21,7 @@ SELECT count(loyalty.adjust(jsonb_build_object(
 UPDATE loyalty.customer SET tier = 'gold' WHERE id % 5 = 0 AND status = 'active';
 
 -- ---------------------------------------------------------------------------
--- The day: 400 checks between 08:00 and 22:00 store time, tomorrow
+-- The day: 400 checks of the last 14 hours, sent late by offline registers
 -- ---------------------------------------------------------------------------
 CREATE TEMP TABLE day AS
 WITH store AS (
@@ -33,8 +30,8 @@ WITH store AS (
       FROM loyalty.store
 ), checks AS (
     SELECT n, s.code AS store, s.tz,
-           ((current_date + 1)::timestamp + interval '8 hours'
-             + (random() * 14 * 3600) * interval '1 second') AT TIME ZONE s.tz AS at,
+           date_trunc('second', now() - interval '14 hours'
+             + (random() * 14 * 3600) * interval '1 second') AS at,
            random() AS who, random() AS pay
       FROM generate_series(1, 400) AS n
       JOIN store s ON s.k = (n * 7) % 5
@@ -120,9 +117,13 @@ CREATE FUNCTION pg_temp.receipt(r jsonb) RETURNS SETOF text LANGUAGE sql AS $$
     UNION ALL
     SELECT format('Points earned: %s (%s)', a.value, a.key) FROM jsonb_each(r -> 'totals' -> 'accrual') a
     UNION ALL
-    SELECT format('Coupon to print: %s, %s%% off from %s, valid until %s',
-                  i #>> '{codes,0}', i ->> 'percent', i ->> 'min_total_to_use', i ->> 'valid_until')
+    SELECT CASE WHEN i ->> 'kind' = 'certificate'
+                THEN format('Gift certificate to hand over: %s, %s (%s)', c.code, i ->> 'value',
+                            coalesce('valid until ' || (i ->> 'valid_until'), 'no expiry'))
+                ELSE format('Coupon to print: %s, %s%% off from %s, valid until %s',
+                            c.code, i ->> 'percent', i ->> 'min_total_to_use', i ->> 'valid_until') END
       FROM jsonb_array_elements(r -> 'issued') i
+      CROSS JOIN LATERAL jsonb_array_elements_text(coalesce(i -> 'codes', '[null]')) c(code)
     UNION ALL
     SELECT '>> ' || m FROM jsonb_array_elements_text(r -> 'messages') m
 $$;
@@ -184,8 +185,7 @@ SELECT count(*) AS ledger_problems FROM loyalty.verify_ledger();
 -- ---------------------------------------------------------------------------
 -- Tiers, coupons and certificates
 -- ---------------------------------------------------------------------------
-SELECT to_char(((current_date + 1)::timestamp + interval '21 hours 30 minutes') AT TIME ZONE 'Europe/Moscow'
-               AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS"Z"') AS late \gset
+SELECT to_char((now() - interval '5 minutes') AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS"Z"') AS late \gset
 \echo
 \echo '--- Boris crosses into Gold: this check earns at his old tier, the next ones at Gold ---'
 SELECT c.tier AS tier_before FROM loyalty.customer c WHERE c.id = 2;
@@ -204,10 +204,18 @@ SELECT pg_temp.receipt(r) AS receipt
        'lines', jsonb_build_array(jsonb_build_object('sku', 'SH1', 'qty', 6)))) AS r;
 
 \echo
-\echo '--- a gift certificate of 1000 pays part of a check; the rest stays on it ---'
-SELECT loyalty.issue_certificate(1000) AS cert \gset
+\echo '--- a gift certificate of 1000 is sold at a register (a purchase line: the money is recorded) ---'
+INSERT INTO loyalty.product (sku, name, price, gift_certificate)
+VALUES ('GIFT1000', 'Gift certificate 1000', 1000.00, true);
 SELECT pg_temp.receipt(r) AS receipt
-  FROM loyalty.purchase(jsonb_build_object('operation_id', 'WEB-CERT', 'store', 'WEB', 'at', :'late',
+  FROM loyalty.purchase(jsonb_build_object('operation_id', 'S017-GIFT', 'store', 'S017',
+       'lines', jsonb_build_array(jsonb_build_object('sku', 'GIFT1000', 'qty', 1)))) AS r;
+SELECT response #>> '{issued,0,codes,0}' AS cert FROM loyalty.operation WHERE operation_id = 'S017-GIFT' \gset
+
+\echo
+\echo '--- the certificate pays part of a web check; the rest stays on it ---'
+SELECT pg_temp.receipt(r) AS receipt
+  FROM loyalty.purchase(jsonb_build_object('operation_id', 'WEB-CERT', 'store', 'WEB',
        'coupons', jsonb_build_array(:'cert'),
        'lines', jsonb_build_array(jsonb_build_object('sku', 'A2', 'qty', 1)))) AS r;
 
