@@ -515,3 +515,33 @@ COMMENT ON FUNCTION loyalty.merge_customers(bigint, bigint) IS
 REVOKE ALL ON FUNCTION loyalty.merge_customers(bigint, bigint) FROM PUBLIC;
 GRANT EXECUTE ON FUNCTION loyalty.merge_customers(bigint, bigint) TO loyalty_admin;
 
+
+-- ---------------------------------------------------------------------------
+-- Issue 15 item 4: one place per rule.  Customer identifiers were read by
+-- find_customer (PL/pgSQL) and again by the check API (C); a tier change
+-- and its tier_changed event were written by recalculate_tiers (PL/pgSQL)
+-- and again by the purchase (C).  Both functions are now C: find_customer
+-- reads identifiers with the check API's own code (src/customers.c), and
+-- recalculate_tiers writes through the purchase's own statement
+-- (src/tiers.c).  Same signatures, marks, results and event payloads.
+-- ---------------------------------------------------------------------------
+CREATE OR REPLACE FUNCTION loyalty.find_customer(identifier text) RETURNS bigint
+    AS 'MODULE_PATHNAME', 'loyalty_find_customer'
+    LANGUAGE C STABLE STRICT PARALLEL UNSAFE
+    SECURITY DEFINER
+    SET search_path = pg_catalog, pg_temp;
+COMMENT ON FUNCTION loyalty.find_customer(text) IS
+    'Customer id by phone (any spelling), card number or id:N; the survivor for a merged one; NULL when nobody matches';
+REVOKE ALL ON FUNCTION loyalty.find_customer(text) FROM PUBLIC;
+GRANT EXECUTE ON FUNCTION loyalty.find_customer(text) TO loyalty_cashier;
+
+CREATE OR REPLACE FUNCTION loyalty.recalculate_tiers(as_of timestamptz DEFAULT pg_catalog.now(),
+                                                     only_customer bigint DEFAULT NULL) RETURNS int
+    AS 'MODULE_PATHNAME', 'loyalty_recalculate_tiers'
+    LANGUAGE C VOLATILE PARALLEL UNSAFE
+    SECURITY DEFINER
+    SET search_path = pg_catalog, pg_temp;
+COMMENT ON FUNCTION loyalty.recalculate_tiers(timestamptz, bigint) IS
+    'Moves customers (all, or one) to the tier their spend in tier_window reaches, up or down; a tier_changed event each; returns how many moved';
+REVOKE ALL ON FUNCTION loyalty.recalculate_tiers(timestamptz, bigint) FROM PUBLIC;
+GRANT EXECUTE ON FUNCTION loyalty.recalculate_tiers(timestamptz, bigint) TO loyalty_admin;

@@ -34,6 +34,8 @@
 #include "request.h"
 #include "response.h"
 #include "spi_util.h"
+#include "subscriptions.h"
+#include "tiers.h"
 
 PG_FUNCTION_INFO_V1(loyalty_calculate);
 PG_FUNCTION_INFO_V1(loyalty_purchase);
@@ -85,160 +87,6 @@ points_text(ConfigCache *cfg, int64 points)
 }
 
 /*
- * accrue_points credits what the check earned: per account, one lot for all
- * the points that expire together (the percent accrual and the grants that
- * follow the account's lifetime share one).  The lots of accounts without
- * debt (the usual case) are written by one statement; an account in debt
- * goes through ledger_accrue, which pays the debt first and writes its own
- * event (after the batch's, written first).  The new lots' points_earned
- * events go to the batch.
- */
-static void
-accrue_points(CheckResult *r, const char *operation_id, EventBatch *events)
-{
-	ConfigCache *cfg = r->cfg;
-	ListCell   *lc;
-	int			a;
-	int			nlots = 0;
-	AccrualLot *lots = palloc(sizeof(AccrualLot) * cfg->naccounts * (list_length(r->grants) + 1));
-
-	for (a = 0; a < cfg->naccounts; a++)
-	{
-		CachedAccountType *acc = &cfg->accounts[a];
-		/* from issue_at: a register's clock running fast moves nothing later */
-		TimestampTz available = engine_add_interval(r->issue_at, &acc->activation_delay, r->tz);
-		TimestampTz expires = acc->has_lifetime ?
-			engine_add_interval(r->issue_at, &acc->lifetime, r->tz) : DT_NOEND;
-		bool		in_debt = !r->has_balances || r->balances[a].in_debt;
-		AccrualLot *mine = &lots[nlots];
-		int			n = 1;
-		int			i;
-
-		mine[0].account = acc->code;
-		mine[0].points = r->rate_points[a];
-		mine[0].available_at = available;
-		mine[0].expires_at = expires;
-		foreach(lc, r->grants)
-		{
-			PointsGrant *g = lfirst(lc);
-			TimestampTz e = g->has_expiry ? g->expires_at : expires;
-
-			if (g->account != a)
-				continue;
-			for (i = 0; i < n && mine[i].expires_at != e; i++)
-				;
-			if (i == n)
-			{
-				mine[n].account = acc->code;
-				mine[n].points = 0;
-				mine[n].available_at = available;
-				mine[n].expires_at = e;
-				n++;
-			}
-			mine[i].points += g->points;
-		}
-		/* keep the lots with points; an account in debt pays it first */
-		for (i = 0; i < n; i++)
-		{
-			if (mine[i].points <= 0)
-				continue;
-			if (in_debt)
-			{
-				/* its event follows those gathered so far, as it always did */
-				event_batch_write(events, r->cust->id);
-				ledger_accrue(r->cust->id, acc->code, mine[i].points, operation_id,
-							  r->at, available, mine[i].expires_at);
-			}
-			else
-				lots[nlots++] = mine[i];
-		}
-	}
-	ledger_accrue_lots(r->cust->id, lots, nlots, operation_id, r->at, events);
-	pfree(lots);
-}
-
-/*
- * refresh_tier moves the customer up to the tier the spend now reaches: the
- * tier held at the start of the check earned on it, an upgrade follows it
- * at once; moving down is maintenance's job (loyalty.recalculate_tiers).
- *
- * Most purchases move nobody, so the common case costs at most one index
- * range scan: nothing at all when the customer already holds the top tier
- * or the window is the previous calendar month (which this purchase is not
- * in); otherwise the spend over the rolling window, compared with the
- * cached thresholds.  Only an actual upgrade writes: the customer's tier
- * and a tier_changed event (the payload recalculate_tiers writes).
- */
-static void
-refresh_tier(CheckResult *r)
-{
-	static SPIPlanPtr spend_plan = NULL;
-	static SPIPlanPtr move_plan = NULL;
-	ConfigCache *cfg = r->cfg;
-	Oid			types[3] = {INT8OID, TIMESTAMPTZOID, TIMESTAMPTZOID};
-	Datum		values[3];
-	Oid			mtypes[4];
-	Datum		mvalues[4];
-	char		mnulls[4] = {' ', ' ', ' ', ' '};
-	bool		isnull;
-	int64		spend;
-	int			t;
-
-	if (cfg->ntiers == 0 || cfg->tier_previous_month)
-		return;
-	if (r->cust->tier != NULL && r->cust->tier->rank >= cfg->tiers[cfg->ntiers - 1].rank)
-		return;
-
-	/*
-	 * the window of loyalty.tier_window(at): (at - tier_window, at]; not a
-	 * read-only execution, which would not see the purchase just written
-	 */
-	values[0] = Int64GetDatum(r->cust->id);
-	values[1] = DirectFunctionCall2(timestamptz_mi_interval, TimestampTzGetDatum(r->at),
-									IntervalPGetDatum(&cfg->tier_window));
-	values[2] = TimestampTzGetDatum(r->at);
-	if (SPI_execute_plan(saved_plan(&spend_plan,
-									"SELECT (coalesce(sum(p.total - p.refunded), 0) * 100)::int8"
-									"  FROM loyalty.purchase p"
-									" WHERE p.customer_id = $1 AND p.at > $2 AND p.at <= $3",
-									3, types),
-						 values, NULL, false, 1) != SPI_OK_SELECT || SPI_processed != 1)
-		elog(ERROR, "reading the customer's spend failed");
-	spend = DatumGetInt64(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull));
-
-	/* tiers are by rank ascending: the highest whose threshold is reached */
-	for (t = cfg->ntiers - 1; t > 0 && cfg->tiers[t].threshold > spend; t--)
-		;
-	if (r->cust->tier != NULL && cfg->tiers[t].rank <= r->cust->tier->rank)
-		return;
-
-	/* up: the tier, and its tier_changed event as recalculate_tiers writes it */
-	mtypes[0] = INT8OID;
-	mtypes[1] = TEXTOID;
-	mtypes[2] = TEXTOID;
-	mtypes[3] = TIMESTAMPTZOID;
-	mvalues[0] = Int64GetDatum(r->cust->id);
-	mvalues[1] = CStringGetTextDatum(cfg->tiers[t].code);
-	mvalues[2] = r->cust->tier ? CStringGetTextDatum(r->cust->tier->code) : (Datum) 0;
-	mvalues[3] = TimestampTzGetDatum(r->at);
-	mnulls[2] = r->cust->tier ? ' ' : 'n';
-	if (SPI_execute_plan(saved_plan(&move_plan,
-									"WITH moved AS ("
-									" UPDATE loyalty.customer c SET tier = $2"
-									"  WHERE c.id = $1 AND c.tier IS DISTINCT FROM $2 RETURNING c.id)"
-									" INSERT INTO loyalty.event (customer_id, kind, payload)"
-									" SELECT m.id, 'tier_changed', pg_catalog.jsonb_build_object("
-									"   'tier', nt.code, 'tier_name', nt.name,"
-									"   'old_tier', ot.code, 'old_tier_name', ot.name,"
-									"   'direction', 'up', 'as_of', $4)"
-									"  FROM moved m JOIN loyalty.tier nt ON nt.code = $2"
-									"  LEFT JOIN loyalty.tier ot ON ot.code = $3",
-									4, mtypes),
-						 mvalues, mnulls, false, 0) != SPI_OK_INSERT)
-		elog(ERROR, "moving the customer up a tier failed");
-}
-
-/*
  * loyalty_purchase implements loyalty.purchase(request jsonb): calculate
  * and commit in one transaction, idempotent by operation_id.
  *
@@ -253,9 +101,10 @@ refresh_tier(CheckResult *r)
  * use a concurrent purchase took is dropped and the check priced again),
  * give issued coupons their codes, build the response and record
  * the operation with it (one row version; a claimed one gets its
- * response), then use and issue coupons, write the facts, spend and earn
- * points, and write the events of coupons issued and points earned in one
- * statement.
+ * response), then use and issue coupons, start or extend subscriptions,
+ * write the facts, spend and earn points (ledger_accrue_check), write the
+ * events of coupons issued and points earned in one statement, and move
+ * the customer up a tier when the spend now reaches one (tiers_refresh).
  */
 Datum
 loyalty_purchase(PG_FUNCTION_ARGS)
@@ -326,6 +175,7 @@ loyalty_purchase(PG_FUNCTION_ARGS)
 		operation_record(req->operation_id, "purchase", request,
 						 cust->identified ? cust->id : 0, response);
 	collided = coupons_commit(r, req->operation_id, &events);
+	subscriptions_commit(r, req->operation_id);
 	/* an issued code collided and was replaced: the receipt names the new one */
 	if (collided)
 		response = response_build(r, req->operation_id);
@@ -339,9 +189,9 @@ loyalty_purchase(PG_FUNCTION_ARGS)
 			if (r->redeem[a].points > 0)
 				ledger_spend(cust->id, cfg->accounts[a].code, r->redeem[a].points,
 							 req->operation_id, r->at, r->server_now);
-		accrue_points(r, req->operation_id, &events);
+		ledger_accrue_check(r, req->operation_id, &events);
 		event_batch_write(&events, cust->id);
-		refresh_tier(r);
+		tiers_refresh(r);
 	}
 
 	response = copy_out(response, outer);

@@ -4,10 +4,10 @@
  *	  The check API's reads and writes besides the ledger (see
  *	  check_db.h): customer resolution, usage counters, purchase facts.
  *
- * Customer identifiers follow loyalty.find_customer: "id:N", a card
- * number, or a phone in any spelling (parsed by the phone type's own input
- * function); a merged customer resolves to the survivor.  The identifier is
- * resolved and the customer loaded in a single query.
+ * Customer identifiers are read as loyalty.find_customer reads them
+ * (customers.h: "id:N", a card number, or a phone in any spelling); a
+ * merged customer resolves to the survivor.  The identifier is resolved
+ * and the customer loaded in a single query.
  *
  * Usage limits hold under concurrency: a use is counted by
  * INSERT ... ON CONFLICT DO UPDATE ... WHERE uses < limit, which locks the
@@ -27,8 +27,6 @@
  */
 #include "loyalty.h"
 
-#include <ctype.h>
-
 #include "catalog/pg_type.h"
 #include "executor/spi.h"
 #include "fmgr.h"
@@ -39,11 +37,9 @@
 #include "utils/jsonb.h"
 
 #include "check_db.h"
+#include "customers.h"
 #include "response.h"
 #include "spi_util.h"
-
-/* the phone type's input function (phone.c) */
-extern Datum phone_in(PG_FUNCTION_ARGS);
 
 static SPIPlanPtr customer_by_id_plan = NULL;
 static SPIPlanPtr customer_by_text_plan = NULL;
@@ -87,86 +83,6 @@ db_exec(SPIPlanPtr plan, Datum *values, const char *nulls, bool read_only)
  * Customers
  * ---------------------------------------------------------------------
  */
-
-/* parse_id_form reads "id:N" (case-insensitive, blanks allowed). */
-static bool
-parse_id_form(const char *s, int64 *id)
-{
-	const char *p;
-	int64		v = 0;
-	int			digits = 0;
-
-	if (pg_strncasecmp(s, "id:", 3) != 0)
-		return false;
-	for (p = s + 3; *p == ' '; p++)
-		;
-	for (; *p >= '0' && *p <= '9'; p++)
-	{
-		if (++digits > 18)
-			return false;
-		v = v * 10 + (*p - '0');
-	}
-	if (*p != '\0' || digits == 0)
-		return false;
-	*id = v;
-	return true;
-}
-
-/*
- * looks_like_phone mirrors find_customer's test: an optional "+" or "00",
- * then 5 to 30 digits, blanks, parentheses, dashes or dots.
- */
-static bool
-looks_like_phone(const char *s)
-{
-	const char *p = s;
-	int			n = 0;
-
-	if (*p == '+')
-		p++;
-	for (; *p; p++, n++)
-		if (!isdigit((unsigned char) *p) && !strchr(" ()-.", *p))
-			return false;
-	return n >= 5 && n <= 30;
-}
-
-/*
- * normalized_phone returns the phone number's canonical text, or NULL when
- * the text is not a valid phone number.  The phone type's input function
- * only raises a syntax error (22P02) from pure string processing, with no
- * resources held, so catching exactly that error here is safe.
- */
-static char *
-normalized_phone(const char *s)
-{
-	MemoryContext cxt = CurrentMemoryContext;
-	Datum		value = (Datum) 0;
-	bool		ok = true;
-
-	if (!looks_like_phone(s))
-		return NULL;
-	PG_TRY();
-	{
-		value = DirectFunctionCall1(phone_in, CStringGetDatum(s));
-	}
-	PG_CATCH();
-	{
-		ErrorData  *edata;
-
-		MemoryContextSwitchTo(cxt);
-		edata = CopyErrorData();
-		if (edata->sqlerrcode != ERRCODE_INVALID_TEXT_REPRESENTATION)
-			PG_RE_THROW();
-		FlushErrorState();
-		FreeErrorData(edata);
-		ok = false;
-	}
-	PG_END_TRY();
-	if (!ok)
-		return NULL;
-	/* the canonical spelling: "+" and the E.164 digits */
-	return psprintf("+" INT64_FORMAT, DatumGetInt64(value));
-}
 
 /* text_array_col returns a text[] column's elements as C strings. */
 static int
@@ -295,31 +211,20 @@ customer_not_found(CheckRequest *req)
 }
 
 /*
- * text_args fills the card number and the normalized phone (NULL when the
- * text is no phone) that the by-text customer queries take.
+ * request_key reads the request's customer (a number, or an identifier
+ * read by the one rule of customers.h).
  */
 static void
-text_args(CheckRequest *req, Datum *values, char *nulls)
+request_key(CheckRequest *req, CustomerKey *key)
 {
-	char	   *phone = normalized_phone(req->customer_text);
-
-	values[0] = CStringGetTextDatum(req->customer_text);
-	nulls[0] = ' ';
-	if (phone)
+	if (req->customer_kind == CUSTOMER_ID)
 	{
-		values[1] = CStringGetTextDatum(phone);
-		nulls[1] = ' ';
+		key->by_id = true;
+		key->id = req->customer_id;
 	}
 	else
-		nulls[1] = 'n';
+		customer_key_parse(req->customer_text, key);
 }
-
-/* how the by-text queries find c: a card number, else a phone */
-#define CUSTOMER_BY_TEXT \
-	" WHERE c.id = coalesce(" \
-	"   (SELECT k.customer_id FROM loyalty.card k WHERE k.number = $1)," \
-	"   (SELECT p.id FROM loyalty.customer p" \
-	"     WHERE p.phone OPERATOR(loyalty.=) $2::loyalty.phone))"
 
 /*
  * check_customer resolves and loads the request's customer (see
@@ -329,24 +234,23 @@ CustomerInfo *
 check_customer(ConfigCache *cfg, CheckRequest *req)
 {
 	CustomerInfo *cust = palloc0(sizeof(CustomerInfo));
-	int64		id;
+	CustomerKey key;
 	bool		found;
 
 	if (req->customer_kind == CUSTOMER_NONE)
 		return cust;
-	if (req->customer_kind == CUSTOMER_ID)
-		found = load_by_id(cfg, cust, req->customer_id, false);
-	else if (parse_id_form(req->customer_text, &id))
-		found = load_by_id(cfg, cust, id, false);
+	request_key(req, &key);
+	if (key.by_id)
+		found = load_by_id(cfg, cust, key.id, false);
 	else
 	{
 		Oid			types[2] = {TEXTOID, TEXTOID};
 		Datum		values[2];
 		char		nulls[2];
 
-		text_args(req, values, nulls);
+		customer_key_args(&key, values, nulls);
 		db_exec(saved_plan(&customer_by_text_plan,
-						   CUSTOMER_SELECT CUSTOMER_BY_TEXT, 2, types),
+						   CUSTOMER_SELECT CUSTOMER_KEY_WHERE, 2, types),
 				values, nulls, true);
 		found = SPI_processed > 0;
 		if (found)
@@ -387,6 +291,7 @@ check_customer_locked(ConfigCache *cfg, CheckRequest *req)
 	static SPIPlanPtr lock_by_id_plan = NULL;
 	static SPIPlanPtr lock_by_text_plan = NULL;
 	CustomerInfo *cust = palloc0(sizeof(CustomerInfo));
+	CustomerKey key;
 	Datum		values[2];
 	char		nulls[2];
 	int64		id;
@@ -394,11 +299,12 @@ check_customer_locked(ConfigCache *cfg, CheckRequest *req)
 
 	if (req->customer_kind == CUSTOMER_NONE)
 		return cust;
-	if (req->customer_kind == CUSTOMER_ID || parse_id_form(req->customer_text, &id))
+	request_key(req, &key);
+	if (key.by_id)
 	{
 		Oid			types[1] = {INT8OID};
 
-		values[0] = Int64GetDatum(req->customer_kind == CUSTOMER_ID ? req->customer_id : id);
+		values[0] = Int64GetDatum(key.id);
 		db_exec(saved_plan(&lock_by_id_plan, LOCK_SELECT " WHERE c.id = $1" LOCK_END,
 						   1, types),
 				values, NULL, false);
@@ -407,8 +313,8 @@ check_customer_locked(ConfigCache *cfg, CheckRequest *req)
 	{
 		Oid			types[2] = {TEXTOID, TEXTOID};
 
-		text_args(req, values, nulls);
-		db_exec(saved_plan(&lock_by_text_plan, LOCK_SELECT CUSTOMER_BY_TEXT LOCK_END,
+		customer_key_args(&key, values, nulls);
+		db_exec(saved_plan(&lock_by_text_plan, LOCK_SELECT CUSTOMER_KEY_WHERE LOCK_END,
 						   2, types),
 				values, nulls, false);
 	}

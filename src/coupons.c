@@ -51,7 +51,6 @@ static SPIPlanPtr use_log_plan = NULL;
 static SPIPlanPtr issue_plan = NULL;
 static SPIPlanPtr refund_plan = NULL;
 static SPIPlanPtr refund_sold_plan = NULL;
-static SPIPlanPtr subscribe_plan = NULL;
 
 #define COUPON_COLUMNS \
 	"SELECT c.code, c.promotion, c.kind, (c.value * 100)::int8," \
@@ -639,51 +638,6 @@ issue_all(CheckResult *r, const char *operation_id, EventBatch *events)
 }
 
 /*
- * subscriptions_commit starts or extends, for an identified customer, the
- * subscription of every plan whose SKU the purchase bought: each whole unit
- * adds the plan's duration, from the end of a running subscription or from
- * the check's moment.
- */
-static void
-subscriptions_commit(CheckResult *r, const char *operation_id)
-{
-	ConfigCache *cfg = r->cfg;
-
-	if (!r->cust->identified || cfg->nplans == 0)
-		return;
-	for (int i = 0; i < r->nlines; i++)
-	{
-		for (int k = 0; k < cfg->nplans; k++)
-		{
-			const CachedSubscriptionPlan *plan = &cfg->plans[k];
-			Oid			types[6] = {INT8OID, TEXTOID, TIMESTAMPTZOID, INTERVALOID, INT4OID, TEXTOID};
-			Datum		values[6];
-			int64		units = r->lines[i].qty / QTY_ONE;
-
-			CHECK_FOR_INTERRUPTS();
-			if (strcmp(r->lines[i].sku, plan->sku) != 0 || units < 1)
-				continue;
-			values[0] = Int64GetDatum(r->cust->id);
-			values[1] = CStringGetTextDatum(plan->code);
-			values[2] = TimestampTzGetDatum(r->at);
-			values[3] = IntervalPGetDatum(&plan->duration);
-			values[4] = Int32GetDatum((int32) Min(units, 1000));
-			values[5] = CStringGetTextDatum(operation_id);
-			SPI_execute_plan(saved_plan(&subscribe_plan,
-										"INSERT INTO loyalty.subscription AS s"
-										" (customer_id, plan, starts_at, ends_at, operation_id)"
-										" VALUES ($1, $2, $3, $3 + $4 * $5, $6)"
-										" ON CONFLICT (customer_id, plan) DO UPDATE"
-										" SET starts_at = CASE WHEN s.ends_at > $3 THEN s.starts_at ELSE $3 END,"
-										"     ends_at = greatest(s.ends_at, $3) + $4 * $5,"
-										"     operation_id = $6",
-										6, types),
-							 values, NULL, false, 0);
-		}
-	}
-}
-
-/*
  * coupons_commit, in a purchase: uses up the coupons and certificates the
  * check applied (rows locked since coupons_check) and issues what the
  * promotions print, with the codes coupons_assign_codes gave them (their
@@ -693,8 +647,6 @@ subscriptions_commit(CheckResult *r, const char *operation_id)
 bool
 coupons_commit(CheckResult *r, const char *operation_id, EventBatch *events)
 {
-	bool		changed;
-
 	for (int i = 0; i < r->ncoupons; i++)
 	{
 		CouponStatus *c = &r->coupons[i];
@@ -738,9 +690,7 @@ coupons_commit(CheckResult *r, const char *operation_id, EventBatch *events)
 						 lvalues, lnulls, false, 0);
 	}
 
-	changed = issue_all(r, operation_id, events);
-	subscriptions_commit(r, operation_id);
-	return changed;
+	return issue_all(r, operation_id, events);
 }
 
 /*

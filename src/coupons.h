@@ -1,8 +1,9 @@
 /*-------------------------------------------------------------------------
  *
  * coupons.h
- *	  The check engine's boundary with coupons, certificates and
- *	  subscriptions (SPEC section 6; implemented by issue 5).
+ *	  The check engine's boundary with coupons and certificates (SPEC
+ *	  section 6; implemented by issue 5).  Subscriptions bought in a
+ *	  purchase are in subscriptions.h.
  *
  * The engine calls these at fixed points of the pipeline:
  *	  coupons_check			before promotions: the status of every coupon

@@ -13,10 +13,11 @@
  * Input accepts the usual human spellings ("+7 (912) 345-67-89",
  * "8 912 345 67 89", "00 7 912 ...", "9123456789", ...); numbers written
  * without '+' or "00" are completed with the setting loyalty.default_country
- * (see phone_normalize).
+ * (see phone_parse).
  *
- * This file holds the I/O functions (text and binary), the comparison and
- * hash support for the btree and hash operator classes, and phone_masked.
+ * This file holds the parser (phone_parse, see phone.h), the I/O functions
+ * (text and binary), the comparison and hash support for the btree and
+ * hash operator classes, and phone_masked.  It runs no SQL.
  *
  *-------------------------------------------------------------------------
  */
@@ -28,6 +29,8 @@
 #include "mb/pg_wchar.h"
 #include "utils/builtins.h"
 #include "utils/fmgrprotos.h"
+
+#include "phone.h"
 
 /* E.164 limits, counting the country code */
 #define PHONE_MIN_DIGITS		8
@@ -61,22 +64,21 @@ PG_FUNCTION_INFO_V1(phone_hash);
 PG_FUNCTION_INFO_V1(phone_hash_extended);
 PG_FUNCTION_INFO_V1(phone_masked);
 
-static void phone_syntax_error(const char *str, const char *detail)
-			pg_attribute_noreturn();
-
 /*
- * phone_syntax_error reports that str is not a phone number; detail is the
- * already formatted errdetail sentence.
+ * PHONE_REJECT makes phone_parse fail: with errorOK it returns false,
+ * else it raises 22P02 naming str, with the errdetail sentence formatted
+ * from the remaining arguments (only formatted when raised).
  */
-static void
-phone_syntax_error(const char *str, const char *detail)
-{
-	ereport(ERROR,
-			(errcode(ERRCODE_INVALID_TEXT_REPRESENTATION),
-			 errmsg("invalid input syntax for type %s: \"%s\"",
-					"loyalty.phone", str),
-			 errdetail_internal("%s", detail)));
-}
+#define PHONE_REJECT(str, errorOK, ...) \
+	do { \
+		if (errorOK) \
+			return false; \
+		ereport(ERROR, \
+				(errcode(ERRCODE_INVALID_TEXT_REPRESENTATION), \
+				 errmsg("invalid input syntax for type %s: \"%s\"", \
+						"loyalty.phone", (str)), \
+				 errdetail_internal("%s", psprintf(__VA_ARGS__)))); \
+	} while (0)
 
 /*
  * phone_is_blank tells whether c is white space (in the C locale).
@@ -147,8 +149,9 @@ phone_value_is_valid(int64 value)
 }
 
 /*
- * phone_normalize turns the text str into E.164 digits, or reports an
- * error.  The rules:
+ * phone_parse turns the text str into E.164 digits in *result (see
+ * phone.h): false, or with errorOK false a 22P02 error, when str is no
+ * phone number.  The rules:
  *
  * - Whitespace, '-', '.', '(' and ')' are ignored anywhere; a '+' is
  *   allowed only as the first non-blank character; anything else is an
@@ -164,8 +167,8 @@ phone_value_is_valid(int64 value)
  * - The result must have 8 to 15 digits and must not start with 0; a number
  *   in country code 7 must have exactly 11.
  */
-static int64
-phone_normalize(const char *str)
+bool
+phone_parse(const char *str, bool errorOK, int64 *result)
 {
 	const char *p = str;
 	char		digits[PHONE_SCAN_MAX + 1];
@@ -174,7 +177,7 @@ phone_normalize(const char *str)
 	char		number[PHONE_SCAN_MAX + 8];
 	const char *d;
 	int			nd;
-	int64		result;
+	int64		value;
 	int			i;
 
 	/* skip leading blanks; a '+' may come only right after them */
@@ -197,25 +200,23 @@ phone_normalize(const char *str)
 		else if (phone_is_separator(*p))
 			continue;
 		else if (*p == '+')
-			phone_syntax_error(str,
-							   "A \"+\" is allowed only at the beginning of a phone number.");
+			PHONE_REJECT(str, errorOK,
+						 "A \"+\" is allowed only at the beginning of a phone number.");
 		else
 		{
 			/* quote the whole (possibly multibyte) character */
-			char	   *bad = pnstrdup(p, pg_mblen(p));
-
-			phone_syntax_error(str,
-							   psprintf("Character \"%s\" is not allowed in a phone number.",
-										bad));
+			PHONE_REJECT(str, errorOK,
+						 "Character \"%s\" is not allowed in a phone number.",
+						 pnstrdup(p, pg_mblen(p)));
 		}
 	}
 
 	if (ndigits == 0)
-		phone_syntax_error(str, "A phone number must contain digits.");
+		PHONE_REJECT(str, errorOK, "A phone number must contain digits.");
 	if (ndigits > PHONE_SCAN_MAX)
-		phone_syntax_error(str,
-						   psprintf("A phone number must have %d to %d digits including the country code, but it has %d.",
-									PHONE_MIN_DIGITS, PHONE_MAX_DIGITS, ndigits));
+		PHONE_REJECT(str, errorOK,
+					 "A phone number must have %d to %d digits including the country code, but it has %d.",
+					 PHONE_MIN_DIGITS, PHONE_MAX_DIGITS, ndigits);
 	digits[ndigits] = '\0';
 
 	d = digits;
@@ -231,9 +232,10 @@ phone_normalize(const char *str)
 	if (international)
 	{
 		if (nd == 0)
-			phone_syntax_error(str, "A phone number must contain digits after the international prefix.");
+			PHONE_REJECT(str, errorOK,
+						 "A phone number must contain digits after the international prefix.");
 		if (d[0] == '0')
-			phone_syntax_error(str, "A country calling code cannot start with 0.");
+			PHONE_REJECT(str, errorOK, "A country calling code cannot start with 0.");
 		strlcpy(number, d, sizeof(number));
 	}
 	else
@@ -251,9 +253,9 @@ phone_normalize(const char *str)
 			else if (nd == PHONE_RU_DIGITS && (d[0] == '8' || d[0] == '7'))
 				snprintf(number, sizeof(number), "7%s", d + 1);
 			else
-				phone_syntax_error(str,
-								   psprintf("A national number in country code 7 must have 10 digits, or 11 starting with 8 or 7, but it has %d.",
-											nd));
+				PHONE_REJECT(str, errorOK,
+							 "A national number in country code 7 must have 10 digits, or 11 starting with 8 or 7, but it has %d.",
+							 nd);
 		}
 		else if (d[0] == '0')
 			snprintf(number, sizeof(number), "%s%s", cc, d + 1);
@@ -266,22 +268,23 @@ phone_normalize(const char *str)
 	/* the checks every number must pass, however it was written */
 	nd = strlen(number);
 	if (nd < PHONE_MIN_DIGITS || nd > PHONE_MAX_DIGITS)
-		phone_syntax_error(str,
-						   psprintf("A phone number must have %d to %d digits including the country code, but it has %d.",
-									PHONE_MIN_DIGITS, PHONE_MAX_DIGITS, nd));
+		PHONE_REJECT(str, errorOK,
+					 "A phone number must have %d to %d digits including the country code, but it has %d.",
+					 PHONE_MIN_DIGITS, PHONE_MAX_DIGITS, nd);
 	if (number[0] == '7' && nd != PHONE_RU_DIGITS)
-		phone_syntax_error(str,
-						   psprintf("A phone number in country code 7 must have exactly %d digits, but it has %d.",
-									PHONE_RU_DIGITS, nd));
+		PHONE_REJECT(str, errorOK,
+					 "A phone number in country code 7 must have exactly %d digits, but it has %d.",
+					 PHONE_RU_DIGITS, nd);
 
-	result = 0;
+	value = 0;
 	for (i = 0; i < nd; i++)
-		result = result * 10 + (number[i] - '0');
+		value = value * 10 + (number[i] - '0');
 
-	if (!phone_value_is_valid(result))
+	if (!phone_value_is_valid(value))
 		elog(ERROR, "phone number normalization produced invalid value " INT64_FORMAT,
-			 result);
-	return result;
+			 value);
+	*result = value;
+	return true;
 }
 
 /*
@@ -292,9 +295,10 @@ phone_normalize(const char *str)
 Datum
 phone_in(PG_FUNCTION_ARGS)
 {
-	char	   *str = PG_GETARG_CSTRING(0);
+	int64		value;
 
-	PG_RETURN_PHONE(phone_normalize(str));
+	(void) phone_parse(PG_GETARG_CSTRING(0), false, &value);
+	PG_RETURN_PHONE(value);
 }
 
 /*
