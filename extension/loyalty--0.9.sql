@@ -104,20 +104,29 @@ CREATE FUNCTION loyalty.phone_hash(loyalty.phone) RETURNS int4
     AS 'MODULE_PATHNAME', 'phone_hash' LANGUAGE C IMMUTABLE STRICT PARALLEL SAFE LEAKPROOF;
 CREATE FUNCTION loyalty.phone_hash_extended(loyalty.phone, int8) RETURNS int8
     AS 'MODULE_PATHNAME', 'phone_hash_extended' LANGUAGE C IMMUTABLE STRICT PARALLEL SAFE LEAKPROOF;
-
-COMMENT ON FUNCTION loyalty.phone_in(cstring) IS 'Parses a phone number in any usual spelling (22P02 when malformed)';
+COMMENT ON FUNCTION loyalty.phone_in(cstring) IS
+    'Parses a phone number in any usual spelling (22P02 when malformed)';
 COMMENT ON FUNCTION loyalty.phone_out(loyalty.phone) IS 'Prints a phone number as +<digits>';
-COMMENT ON FUNCTION loyalty.phone_recv(internal) IS 'Binary input: a version byte, then the number as int8';
-COMMENT ON FUNCTION loyalty.phone_send(loyalty.phone) IS 'Binary output: a version byte, then the number as int8';
-COMMENT ON FUNCTION loyalty.phone_eq(loyalty.phone, loyalty.phone) IS 'Implements = for phone numbers';
-COMMENT ON FUNCTION loyalty.phone_ne(loyalty.phone, loyalty.phone) IS 'Implements <> for phone numbers';
-COMMENT ON FUNCTION loyalty.phone_lt(loyalty.phone, loyalty.phone) IS 'Implements < for phone numbers';
-COMMENT ON FUNCTION loyalty.phone_le(loyalty.phone, loyalty.phone) IS 'Implements <= for phone numbers';
-COMMENT ON FUNCTION loyalty.phone_gt(loyalty.phone, loyalty.phone) IS 'Implements > for phone numbers';
-COMMENT ON FUNCTION loyalty.phone_ge(loyalty.phone, loyalty.phone) IS 'Implements >= for phone numbers';
+COMMENT ON FUNCTION loyalty.phone_recv(internal) IS
+    'Binary input: a version byte, then the number as int8';
+COMMENT ON FUNCTION loyalty.phone_send(loyalty.phone) IS
+    'Binary output: a version byte, then the number as int8';
+COMMENT ON FUNCTION loyalty.phone_eq(loyalty.phone, loyalty.phone) IS
+    'Implements = for phone numbers';
+COMMENT ON FUNCTION loyalty.phone_ne(loyalty.phone, loyalty.phone) IS
+    'Implements <> for phone numbers';
+COMMENT ON FUNCTION loyalty.phone_lt(loyalty.phone, loyalty.phone) IS
+    'Implements < for phone numbers';
+COMMENT ON FUNCTION loyalty.phone_le(loyalty.phone, loyalty.phone) IS
+    'Implements <= for phone numbers';
+COMMENT ON FUNCTION loyalty.phone_gt(loyalty.phone, loyalty.phone) IS
+    'Implements > for phone numbers';
+COMMENT ON FUNCTION loyalty.phone_ge(loyalty.phone, loyalty.phone) IS
+    'Implements >= for phone numbers';
 COMMENT ON FUNCTION loyalty.phone_cmp(loyalty.phone, loyalty.phone) IS 'Btree support: -1, 0 or 1';
 COMMENT ON FUNCTION loyalty.phone_hash(loyalty.phone) IS 'Hash support: 32-bit hash';
-COMMENT ON FUNCTION loyalty.phone_hash_extended(loyalty.phone, int8) IS 'Hash support: 64-bit seeded hash';
+COMMENT ON FUNCTION loyalty.phone_hash_extended(loyalty.phone, int8) IS
+    'Hash support: 64-bit seeded hash';
 
 CREATE OPERATOR loyalty.= (
     LEFTARG = loyalty.phone, RIGHTARG = loyalty.phone, PROCEDURE = loyalty.phone_eq,
@@ -167,38 +176,35 @@ COMMENT ON FUNCTION loyalty.phone_masked(loyalty.phone) IS
 -- ---------------------------------------------------------------------------
 -- Money, percents and small validators
 -- ---------------------------------------------------------------------------
-
 CREATE DOMAIN loyalty.amount AS numeric
-	CONSTRAINT amount_at_most_2_decimals CHECK ((VALUE = round(VALUE, 2)))
-	CONSTRAINT amount_below_10e12 CHECK ((VALUE < ('1000000000000'::bigint)::numeric))
-	CONSTRAINT amount_not_negative CHECK ((VALUE >= (0)::numeric));
-
-COMMENT ON DOMAIN loyalty.amount IS 'Money: non-negative, at most 2 decimals (kopecks), below 10^12';
+    CONSTRAINT amount_at_most_2_decimals CHECK (VALUE = pg_catalog.round(VALUE, 2))
+    CONSTRAINT amount_not_negative CHECK (VALUE >= 0)
+    CONSTRAINT amount_below_10e12 CHECK (VALUE < 1000000000000);
+COMMENT ON DOMAIN loyalty.amount IS
+    'Money: non-negative, at most 2 decimals (kopecks), below 10^12';
 
 CREATE DOMAIN loyalty.percent AS numeric
-	CONSTRAINT percent_0_to_100 CHECK (((VALUE >= (0)::numeric) AND (VALUE <= (100)::numeric)))
-	CONSTRAINT percent_at_most_2_decimals CHECK ((VALUE = round(VALUE, 2)));
-
+    CONSTRAINT percent_at_most_2_decimals CHECK (VALUE = pg_catalog.round(VALUE, 2))
+    CONSTRAINT percent_0_to_100 CHECK (VALUE >= 0 AND VALUE <= 100);
 COMMENT ON DOMAIN loyalty.percent IS 'A percentage from 0 to 100 with at most 2 decimals';
 
 CREATE FUNCTION loyalty.is_valid_timezone(tz text) RETURNS boolean
     LANGUAGE c STABLE STRICT PARALLEL SAFE
     AS 'MODULE_PATHNAME', 'loyalty_is_valid_timezone';
-
-COMMENT ON FUNCTION loyalty.is_valid_timezone(tz text) IS 'True when the text names a time zone of the server''s tz database (Europe/Moscow)';
+COMMENT ON FUNCTION loyalty.is_valid_timezone(tz text) IS
+    'True when the text names a time zone of the server''s tz database (Europe/Moscow)';
 
 -- ---------------------------------------------------------------------------
 -- Program settings
 -- ---------------------------------------------------------------------------
-
 CREATE TABLE loyalty.setting_definition (
     key text NOT NULL,
     default_value text NOT NULL,
     description text NOT NULL,
     CONSTRAINT setting_definition_pkey PRIMARY KEY (key)
 );
-
-COMMENT ON TABLE loyalty.setting_definition IS 'Known program settings with their defaults (part of the extension, read-only)';
+COMMENT ON TABLE loyalty.setting_definition IS
+    'Known program settings with their defaults (part of the extension, read-only)';
 
 INSERT INTO loyalty.setting_definition (key, default_value, description) VALUES
     ('currency', 'RUB',
@@ -228,12 +234,12 @@ CREATE TABLE loyalty.setting (
     CONSTRAINT setting_pkey PRIMARY KEY (key),
     CONSTRAINT setting_key_fkey FOREIGN KEY (key) REFERENCES loyalty.setting_definition(key)
 );
-
-COMMENT ON TABLE loyalty.setting IS 'Program settings set by the operator; see loyalty.settings for effective values';
+COMMENT ON TABLE loyalty.setting IS
+    'Program settings set by the operator; see loyalty.settings for effective values';
 
 CREATE FUNCTION loyalty.setting_validate() RETURNS trigger
     LANGUAGE plpgsql
-    SET search_path TO 'pg_catalog', 'pg_temp'
+    SET search_path = pg_catalog, pg_temp
     AS $_$
 DECLARE
     ok boolean;
@@ -274,12 +280,11 @@ BEGIN
     RETURN NEW;
 END
 $_$;
-
 COMMENT ON FUNCTION loyalty.setting_validate() IS 'Refuses a malformed program setting (LY006)';
 
 CREATE FUNCTION loyalty.setting_validate_time_window() RETURNS trigger
     LANGUAGE plpgsql
-    SET search_path TO 'pg_catalog', 'pg_temp'
+    SET search_path = pg_catalog, pg_temp
     AS $$
 DECLARE
     v interval;
@@ -302,12 +307,12 @@ BEGIN
     RETURN NEW;
 END
 $$;
-
-COMMENT ON FUNCTION loyalty.setting_validate_time_window() IS 'Refuses a malformed max_backdate or max_clock_skew (LY006)';
+COMMENT ON FUNCTION loyalty.setting_validate_time_window() IS
+    'Refuses a malformed max_backdate or max_clock_skew (LY006)';
 
 CREATE FUNCTION loyalty.certificate_max_value_validate() RETURNS trigger
     LANGUAGE plpgsql
-    SET search_path TO 'pg_catalog', 'pg_temp'
+    SET search_path = pg_catalog, pg_temp
     AS $_$
 BEGIN
     IF NOT (NEW.value ~ '^[0-9]{1,9}(\.[0-9]{1,2})?$' AND NEW.value::numeric > 0) THEN
@@ -318,81 +323,81 @@ BEGIN
     RETURN NEW;
 END
 $_$;
-
-COMMENT ON FUNCTION loyalty.certificate_max_value_validate() IS 'Refuses a malformed certificate_max_value setting (LY006)';
+COMMENT ON FUNCTION loyalty.certificate_max_value_validate() IS
+    'Refuses a malformed certificate_max_value setting (LY006)';
 
 CREATE FUNCTION loyalty.config_changed() RETURNS trigger
     LANGUAGE c
     AS 'MODULE_PATHNAME', 'config_changed';
+COMMENT ON FUNCTION loyalty.config_changed() IS
+    'Statement trigger on configuration tables: the check engine reloads its cache in every session';
 
-COMMENT ON FUNCTION loyalty.config_changed() IS 'Statement trigger on configuration tables: the check engine reloads its cache in every session';
+CREATE TRIGGER config_changed AFTER INSERT OR DELETE OR UPDATE OR TRUNCATE ON loyalty.setting
+    FOR EACH STATEMENT EXECUTE FUNCTION loyalty.config_changed();
 
-CREATE TRIGGER config_changed AFTER INSERT OR DELETE OR UPDATE OR TRUNCATE ON loyalty.setting FOR EACH STATEMENT EXECUTE FUNCTION loyalty.config_changed();
+CREATE TRIGGER setting_validate BEFORE INSERT OR UPDATE ON loyalty.setting
+    FOR EACH ROW EXECUTE FUNCTION loyalty.setting_validate();
 
-CREATE TRIGGER setting_validate BEFORE INSERT OR UPDATE ON loyalty.setting FOR EACH ROW EXECUTE FUNCTION loyalty.setting_validate();
+CREATE TRIGGER setting_validate_certificate_max_value BEFORE INSERT OR UPDATE ON loyalty.setting
+    FOR EACH ROW WHEN ((new.key = 'certificate_max_value')) EXECUTE FUNCTION loyalty.certificate_max_value_validate();
 
-CREATE TRIGGER setting_validate_certificate_max_value BEFORE INSERT OR UPDATE ON loyalty.setting FOR EACH ROW WHEN ((new.key = 'certificate_max_value'::text)) EXECUTE FUNCTION loyalty.certificate_max_value_validate();
-
-CREATE TRIGGER setting_validate_time_window BEFORE INSERT OR UPDATE ON loyalty.setting FOR EACH ROW EXECUTE FUNCTION loyalty.setting_validate_time_window();
+CREATE TRIGGER setting_validate_time_window BEFORE INSERT OR UPDATE ON loyalty.setting
+    FOR EACH ROW EXECUTE FUNCTION loyalty.setting_validate_time_window();
 
 CREATE VIEW loyalty.settings AS
- SELECT d.key,
-    COALESCE(s.value, d.default_value) AS value,
-    d.default_value,
-    (s.value IS NOT NULL) AS is_set,
-    d.description
-   FROM (loyalty.setting_definition d
-     LEFT JOIN loyalty.setting s USING (key));
-
+    SELECT d.key, coalesce(s.value, d.default_value) AS value,
+           d.default_value, s.value IS NOT NULL AS is_set, d.description
+      FROM loyalty.setting_definition d
+      LEFT JOIN loyalty.setting s USING (key);
 COMMENT ON VIEW loyalty.settings IS 'Effective program settings: set values, else defaults';
 
 CREATE FUNCTION loyalty.setting_value(setting_key text) RETURNS text
     LANGUAGE sql STABLE STRICT PARALLEL SAFE
-    SET search_path TO 'pg_catalog', 'pg_temp'
+    SET search_path = pg_catalog, pg_temp
     AS $$
     SELECT coalesce(s.value, d.default_value)
       FROM loyalty.setting_definition d
       LEFT JOIN loyalty.setting s USING (key)
      WHERE d.key = setting_key
 $$;
-
-COMMENT ON FUNCTION loyalty.setting_value(setting_key text) IS 'Effective value of a program setting (NULL for an unknown key)';
+COMMENT ON FUNCTION loyalty.setting_value(setting_key text) IS
+    'Effective value of a program setting (NULL for an unknown key)';
 
 -- ---------------------------------------------------------------------------
 -- Stores and the catalog
 -- ---------------------------------------------------------------------------
-
 CREATE TABLE loyalty.store (
     code text NOT NULL,
     name text NOT NULL,
     region text,
     timezone text,
-    channel text DEFAULT 'pos'::text NOT NULL,
-    CONSTRAINT store_channel_check CHECK ((channel = ANY (ARRAY['pos'::text, 'web'::text, 'app'::text]))),
-    CONSTRAINT store_code_check CHECK ((code <> ''::text)),
+    channel text DEFAULT 'pos' NOT NULL,
+    CONSTRAINT store_channel_check CHECK (channel IN ('pos', 'web', 'app')),
+    CONSTRAINT store_code_check CHECK (code <> ''),
     CONSTRAINT store_timezone_known CHECK (loyalty.is_valid_timezone(timezone)),
     CONSTRAINT store_pkey PRIMARY KEY (code)
 );
+COMMENT ON TABLE loyalty.store IS
+    'Stores and online storefronts; schedules run in the store''s time zone (program zone when null)';
 
-COMMENT ON TABLE loyalty.store IS 'Stores and online storefronts; schedules run in the store''s time zone (program zone when null)';
-
-CREATE TRIGGER config_changed AFTER INSERT OR DELETE OR UPDATE OR TRUNCATE ON loyalty.store FOR EACH STATEMENT EXECUTE FUNCTION loyalty.config_changed();
+CREATE TRIGGER config_changed AFTER INSERT OR DELETE OR UPDATE OR TRUNCATE ON loyalty.store
+    FOR EACH STATEMENT EXECUTE FUNCTION loyalty.config_changed();
 
 CREATE TABLE loyalty.category (
     code text NOT NULL,
     parent text,
     name text NOT NULL,
-    CONSTRAINT category_check CHECK ((parent <> code)),
-    CONSTRAINT category_code_check CHECK ((code <> ''::text)),
+    CONSTRAINT category_check CHECK (parent <> code),
+    CONSTRAINT category_code_check CHECK (code <> ''),
     CONSTRAINT category_pkey PRIMARY KEY (code),
     CONSTRAINT category_parent_fkey FOREIGN KEY (parent) REFERENCES loyalty.category(code) ON UPDATE CASCADE
 );
-
-COMMENT ON TABLE loyalty.category IS 'Category tree; a product in a category is also in every ancestor';
+COMMENT ON TABLE loyalty.category IS
+    'Category tree; a product in a category is also in every ancestor';
 
 CREATE FUNCTION loyalty.category_no_cycle() RETURNS trigger
     LANGUAGE plpgsql
-    SET search_path TO 'pg_catalog', 'pg_temp'
+    SET search_path = pg_catalog, pg_temp
     AS $$
 BEGIN
     IF NEW.parent IS NOT NULL AND EXISTS (
@@ -410,12 +415,14 @@ BEGIN
     RETURN NEW;
 END
 $$;
+COMMENT ON FUNCTION loyalty.category_no_cycle() IS
+    'Refuses a parent that would close a cycle (LY006)';
 
-COMMENT ON FUNCTION loyalty.category_no_cycle() IS 'Refuses a parent that would close a cycle (LY006)';
+CREATE TRIGGER category_no_cycle BEFORE INSERT OR UPDATE OF parent, code ON loyalty.category
+    FOR EACH ROW EXECUTE FUNCTION loyalty.category_no_cycle();
 
-CREATE TRIGGER category_no_cycle BEFORE INSERT OR UPDATE OF parent, code ON loyalty.category FOR EACH ROW EXECUTE FUNCTION loyalty.category_no_cycle();
-
-CREATE TRIGGER config_changed AFTER INSERT OR DELETE OR UPDATE OR TRUNCATE ON loyalty.category FOR EACH STATEMENT EXECUTE FUNCTION loyalty.config_changed();
+CREATE TRIGGER config_changed AFTER INSERT OR DELETE OR UPDATE OR TRUNCATE ON loyalty.category
+    FOR EACH STATEMENT EXECUTE FUNCTION loyalty.config_changed();
 
 CREATE TABLE loyalty.product (
     sku text NOT NULL,
@@ -429,25 +436,25 @@ CREATE TABLE loyalty.product (
     no_points boolean DEFAULT false NOT NULL,
     no_redeem boolean DEFAULT false NOT NULL,
     gift_certificate boolean DEFAULT false NOT NULL,
-    CONSTRAINT product_gift_certificate_plain CHECK (((NOT gift_certificate) OR ((min_price IS NULL) AND ((price IS NULL) OR ((price)::numeric > (0)::numeric))))),
-    CONSTRAINT product_min_price_le_price CHECK (((min_price)::numeric <= (price)::numeric)),
-    CONSTRAINT product_sku_check CHECK ((sku <> ''::text)),
+    CONSTRAINT product_gift_certificate_plain CHECK ((NOT gift_certificate) OR ((min_price IS NULL) AND ((price IS NULL) OR ((price)::numeric > (0)::numeric)))),
+    CONSTRAINT product_min_price_le_price CHECK ((min_price)::numeric <= (price)::numeric),
+    CONSTRAINT product_sku_check CHECK (sku <> ''),
     CONSTRAINT product_pkey PRIMARY KEY (sku),
     CONSTRAINT product_category_fkey FOREIGN KEY (category) REFERENCES loyalty.category(code) ON UPDATE CASCADE
 );
 
 CREATE INDEX product_category_idx ON loyalty.product USING btree (category);
+COMMENT ON TABLE loyalty.product IS
+    'Catalog: category, brand and tags for selectors; floors and flags for the engine';
+COMMENT ON COLUMN loyalty.product.gift_certificate IS
+    'A gift certificate for sale: each whole unit of a line issues a certificate worth the unit price; no discount, no points, not paid with points or certificates';
 
-COMMENT ON TABLE loyalty.product IS 'Catalog: category, brand and tags for selectors; floors and flags for the engine';
-
-COMMENT ON COLUMN loyalty.product.gift_certificate IS 'A gift certificate for sale: each whole unit of a line issues a certificate worth the unit price; no discount, no points, not paid with points or certificates';
-
-CREATE TRIGGER config_changed AFTER INSERT OR DELETE OR UPDATE OR TRUNCATE ON loyalty.product FOR EACH STATEMENT EXECUTE FUNCTION loyalty.config_changed();
+CREATE TRIGGER config_changed AFTER INSERT OR DELETE OR UPDATE OR TRUNCATE ON loyalty.product
+    FOR EACH STATEMENT EXECUTE FUNCTION loyalty.config_changed();
 
 -- ---------------------------------------------------------------------------
 -- Accounts and tiers
 -- ---------------------------------------------------------------------------
-
 CREATE TABLE loyalty.account_type (
     code text NOT NULL COLLATE pg_catalog."C",
     name text NOT NULL,
@@ -456,16 +463,17 @@ CREATE TABLE loyalty.account_type (
     lifetime interval,
     activation_delay interval DEFAULT '00:00:00'::interval NOT NULL,
     redeem_order integer DEFAULT 100 NOT NULL,
-    CONSTRAINT account_type_activation_delay_not_negative CHECK ((activation_delay >= '00:00:00'::interval)),
-    CONSTRAINT account_type_code_check CHECK ((code <> ''::text)),
-    CONSTRAINT account_type_lifetime_positive CHECK ((lifetime > '00:00:00'::interval)),
-    CONSTRAINT account_type_redeem_share_0_to_1 CHECK (((redeem_share >= (0)::numeric) AND (redeem_share <= (1)::numeric))),
+    CONSTRAINT account_type_activation_delay_not_negative CHECK (activation_delay >= '00:00:00'::interval),
+    CONSTRAINT account_type_code_check CHECK (code <> ''),
+    CONSTRAINT account_type_lifetime_positive CHECK (lifetime > '00:00:00'::interval),
+    CONSTRAINT account_type_redeem_share_0_to_1 CHECK ((redeem_share >= (0)::numeric) AND (redeem_share <= (1)::numeric)),
     CONSTRAINT account_type_pkey PRIMARY KEY (code)
 );
+COMMENT ON TABLE loyalty.account_type IS
+    'Point accounts every customer has (main, promo): share of a line points may pay, lifetime, delay';
 
-COMMENT ON TABLE loyalty.account_type IS 'Point accounts every customer has (main, promo): share of a line points may pay, lifetime, delay';
-
-CREATE TRIGGER config_changed AFTER INSERT OR DELETE OR UPDATE OR TRUNCATE ON loyalty.account_type FOR EACH STATEMENT EXECUTE FUNCTION loyalty.config_changed();
+CREATE TRIGGER config_changed AFTER INSERT OR DELETE OR UPDATE OR TRUNCATE ON loyalty.account_type
+    FOR EACH STATEMENT EXECUTE FUNCTION loyalty.config_changed();
 
 CREATE TABLE loyalty.tier (
     code text NOT NULL,
@@ -474,18 +482,19 @@ CREATE TABLE loyalty.tier (
     threshold loyalty.amount DEFAULT 0 NOT NULL,
     accrual_percent loyalty.percent DEFAULT 0 NOT NULL,
     discount_percent loyalty.percent DEFAULT 0 NOT NULL,
-    CONSTRAINT tier_code_check CHECK ((code <> ''::text)),
+    CONSTRAINT tier_code_check CHECK (code <> ''),
     CONSTRAINT tier_pkey PRIMARY KEY (code),
     CONSTRAINT tier_rank_key UNIQUE (rank)
 );
+COMMENT ON TABLE loyalty.tier IS
+    'Tiers: the highest whose threshold the spend in tier_window reaches; lowest rank with no purchases';
 
-COMMENT ON TABLE loyalty.tier IS 'Tiers: the highest whose threshold the spend in tier_window reaches; lowest rank with no purchases';
-
-CREATE TRIGGER config_changed AFTER INSERT OR DELETE OR UPDATE OR TRUNCATE ON loyalty.tier FOR EACH STATEMENT EXECUTE FUNCTION loyalty.config_changed();
+CREATE TRIGGER config_changed AFTER INSERT OR DELETE OR UPDATE OR TRUNCATE ON loyalty.tier
+    FOR EACH STATEMENT EXECUTE FUNCTION loyalty.config_changed();
 
 CREATE FUNCTION loyalty.tier_window(as_of timestamp with time zone) RETURNS tstzrange
     LANGUAGE sql STABLE STRICT PARALLEL SAFE
-    SET search_path TO 'pg_catalog', 'pg_temp'
+    SET search_path = pg_catalog, pg_temp
     AS $$
     SELECT CASE WHEN w = 'previous_month' THEN
                tstzrange((date_trunc('month', as_of AT TIME ZONE tz) - interval '1 month') AT TIME ZONE tz,
@@ -493,12 +502,12 @@ CREATE FUNCTION loyalty.tier_window(as_of timestamp with time zone) RETURNS tstz
            ELSE tstzrange(as_of - w::interval, as_of, '(]') END
       FROM (SELECT loyalty.setting_value('tier_window') AS w, loyalty.setting_value('timezone') AS tz) s
 $$;
-
-COMMENT ON FUNCTION loyalty.tier_window(as_of timestamp with time zone) IS 'The spend window tiers are computed over at a moment: the last tier_window, or the previous calendar month';
+COMMENT ON FUNCTION loyalty.tier_window(as_of timestamp with time zone) IS
+    'The spend window tiers are computed over at a moment: the last tier_window, or the previous calendar month';
 
 CREATE FUNCTION loyalty.recalculate_tiers(as_of timestamp with time zone DEFAULT now(), only_customer bigint DEFAULT NULL::bigint) RETURNS integer
     LANGUAGE plpgsql SECURITY DEFINER
-    SET search_path TO 'pg_catalog', 'pg_temp'
+    SET search_path = pg_catalog, pg_temp
     AS $$
 DECLARE
     moved int;
@@ -542,13 +551,12 @@ BEGIN
     RETURN moved;
 END
 $$;
-
-COMMENT ON FUNCTION loyalty.recalculate_tiers(as_of timestamp with time zone, only_customer bigint) IS 'Moves customers (all, or one) to the tier their spend in tier_window reaches, up or down; a tier_changed event each; returns how many moved';
+COMMENT ON FUNCTION loyalty.recalculate_tiers(as_of timestamp with time zone, only_customer bigint) IS
+    'Moves customers (all, or one) to the tier their spend in tier_window reaches, up or down; a tier_changed event each; returns how many moved';
 
 -- ---------------------------------------------------------------------------
 -- Promotions
 -- ---------------------------------------------------------------------------
-
 CREATE TABLE loyalty.promotion (
     code text NOT NULL COLLATE pg_catalog."C",
     name text NOT NULL,
@@ -570,25 +578,25 @@ CREATE TABLE loyalty.promotion (
     usage_limit integer,
     per_customer_limit integer,
     enabled boolean DEFAULT true NOT NULL,
-    CONSTRAINT promotion_channels_known CHECK ((channels <@ ARRAY['pos'::text, 'web'::text, 'app'::text])),
-    CONSTRAINT promotion_code_check CHECK ((code <> ''::text)),
-    CONSTRAINT promotion_per_customer_limit_positive CHECK ((per_customer_limit > 0)),
-    CONSTRAINT promotion_period_not_empty CHECK ((starts_at < ends_at)),
-    CONSTRAINT promotion_usage_limit_positive CHECK ((usage_limit > 0)),
+    CONSTRAINT promotion_channels_known CHECK (channels <@ ARRAY['pos', 'web', 'app']),
+    CONSTRAINT promotion_code_check CHECK (code <> ''),
+    CONSTRAINT promotion_per_customer_limit_positive CHECK (per_customer_limit > 0),
+    CONSTRAINT promotion_period_not_empty CHECK (starts_at < ends_at),
+    CONSTRAINT promotion_usage_limit_positive CHECK (usage_limit > 0),
     CONSTRAINT promotion_pkey PRIMARY KEY (code)
 );
-
-COMMENT ON TABLE loyalty.promotion IS 'Promotions: a mechanic with its rule, order (priority, code), scope and limits';
+COMMENT ON TABLE loyalty.promotion IS
+    'Promotions: a mechanic with its rule, order (priority, code), scope and limits';
 
 CREATE FUNCTION loyalty.promotion_validate() RETURNS trigger
     LANGUAGE c
     AS 'MODULE_PATHNAME', 'promotion_validate';
-
-COMMENT ON FUNCTION loyalty.promotion_validate() IS 'Parses a promotion''s mechanic, rule and schedule; refuses a malformed one (LY006)';
+COMMENT ON FUNCTION loyalty.promotion_validate() IS
+    'Parses a promotion''s mechanic, rule and schedule; refuses a malformed one (LY006)';
 
 CREATE FUNCTION loyalty.promotion_usage_follow() RETURNS trigger
     LANGUAGE plpgsql SECURITY DEFINER
-    SET search_path TO 'pg_catalog', 'pg_temp'
+    SET search_path = pg_catalog, pg_temp
     AS $$
 BEGIN
     IF TG_OP = 'DELETE' THEN
@@ -599,48 +607,49 @@ BEGIN
     RETURN NULL;
 END
 $$;
+COMMENT ON FUNCTION loyalty.promotion_usage_follow() IS
+    'Carries a promotion''s rename or deletion over to its per-customer usage counters';
 
-COMMENT ON FUNCTION loyalty.promotion_usage_follow() IS 'Carries a promotion''s rename or deletion over to its per-customer usage counters';
+CREATE TRIGGER config_changed AFTER INSERT OR DELETE OR UPDATE OR TRUNCATE ON loyalty.promotion
+    FOR EACH STATEMENT EXECUTE FUNCTION loyalty.config_changed();
 
-CREATE TRIGGER config_changed AFTER INSERT OR DELETE OR UPDATE OR TRUNCATE ON loyalty.promotion FOR EACH STATEMENT EXECUTE FUNCTION loyalty.config_changed();
+CREATE TRIGGER promotion_usage_follow AFTER DELETE OR UPDATE OF code ON loyalty.promotion
+    FOR EACH ROW EXECUTE FUNCTION loyalty.promotion_usage_follow();
 
-CREATE TRIGGER promotion_usage_follow AFTER DELETE OR UPDATE OF code ON loyalty.promotion FOR EACH ROW EXECUTE FUNCTION loyalty.promotion_usage_follow();
-
-CREATE TRIGGER promotion_validate BEFORE INSERT OR UPDATE ON loyalty.promotion FOR EACH ROW EXECUTE FUNCTION loyalty.promotion_validate();
+CREATE TRIGGER promotion_validate BEFORE INSERT OR UPDATE ON loyalty.promotion
+    FOR EACH ROW EXECUTE FUNCTION loyalty.promotion_validate();
 
 CREATE TABLE loyalty.promotion_usage (
     promotion text NOT NULL COLLATE pg_catalog."C",
     uses bigint DEFAULT 0 NOT NULL,
-    CONSTRAINT promotion_usage_uses_check CHECK ((uses >= 0)),
+    CONSTRAINT promotion_usage_uses_check CHECK (uses >= 0),
     CONSTRAINT promotion_usage_pkey PRIMARY KEY (promotion),
     CONSTRAINT promotion_usage_promotion_fkey FOREIGN KEY (promotion) REFERENCES loyalty.promotion(code) ON UPDATE CASCADE ON DELETE CASCADE
 );
-
-COMMENT ON TABLE loyalty.promotion_usage IS 'Uses of promotions with a usage_limit (purchases that applied them)';
+COMMENT ON TABLE loyalty.promotion_usage IS
+    'Uses of promotions with a usage_limit (purchases that applied them)';
 
 CREATE TABLE loyalty.promotion_customer_usage (
     promotion text NOT NULL COLLATE pg_catalog."C",
     customer_id bigint NOT NULL,
     uses bigint DEFAULT 0 NOT NULL,
-    CONSTRAINT promotion_customer_usage_uses_check CHECK ((uses >= 0)),
+    CONSTRAINT promotion_customer_usage_uses_check CHECK (uses >= 0),
     CONSTRAINT promotion_customer_usage_pkey PRIMARY KEY (promotion, customer_id)
 );
 
 CREATE INDEX promotion_customer_usage_customer_idx ON loyalty.promotion_customer_usage USING btree (customer_id);
-
-COMMENT ON TABLE loyalty.promotion_customer_usage IS 'Uses of promotions with a per_customer_limit, per customer';
+COMMENT ON TABLE loyalty.promotion_customer_usage IS
+    'Uses of promotions with a per_customer_limit, per customer';
 
 -- ---------------------------------------------------------------------------
 -- Customers and cards
 -- ---------------------------------------------------------------------------
-
 CREATE SEQUENCE loyalty.customer_id_seq
     START WITH 1
     INCREMENT BY 1
     NO MINVALUE
     NO MAXVALUE
     CACHE 1;
-
 COMMENT ON SEQUENCE loyalty.customer_id_seq IS 'Customer ids';
 
 CREATE TABLE loyalty.customer (
@@ -650,16 +659,16 @@ CREATE TABLE loyalty.customer (
     name text,
     birth_date date,
     tier text,
-    status text DEFAULT 'active'::text NOT NULL,
+    status text DEFAULT 'active' NOT NULL,
     created_at timestamp with time zone DEFAULT now() NOT NULL,
     attrs jsonb DEFAULT '{}'::jsonb NOT NULL,
     merged_into bigint,
-    CONSTRAINT customer_attrs_object CHECK ((jsonb_typeof(attrs) = 'object'::text)),
-    CONSTRAINT customer_birth_date_plausible CHECK ((birth_date > '1900-01-01'::date)),
-    CONSTRAINT customer_email_format CHECK ((email ~ '^[^@\s]+@[^@\s]+$'::text)),
-    CONSTRAINT customer_merged_has_survivor CHECK (((status = 'merged'::text) = (merged_into IS NOT NULL))),
-    CONSTRAINT customer_not_merged_into_self CHECK ((merged_into <> id)),
-    CONSTRAINT customer_status_known CHECK ((status = ANY (ARRAY['active'::text, 'blocked'::text, 'merged'::text]))),
+    CONSTRAINT customer_attrs_object CHECK (jsonb_typeof(attrs) = 'object'),
+    CONSTRAINT customer_birth_date_plausible CHECK (birth_date > '1900-01-01'::date),
+    CONSTRAINT customer_email_format CHECK (email ~ '^[^@\s]+@[^@\s]+$'),
+    CONSTRAINT customer_merged_has_survivor CHECK ((status = 'merged') = (merged_into IS NOT NULL)),
+    CONSTRAINT customer_not_merged_into_self CHECK (merged_into <> id),
+    CONSTRAINT customer_status_known CHECK (status IN ('active', 'blocked', 'merged')),
     CONSTRAINT customer_phone_key UNIQUE (phone),
     CONSTRAINT customer_pkey PRIMARY KEY (id),
     CONSTRAINT customer_merged_into_fkey FOREIGN KEY (merged_into) REFERENCES loyalty.customer(id),
@@ -667,8 +676,8 @@ CREATE TABLE loyalty.customer (
 );
 
 CREATE INDEX customer_merged_into_idx ON loyalty.customer USING btree (merged_into) WHERE (merged_into IS NOT NULL);
-
-COMMENT ON TABLE loyalty.customer IS 'Program members; a merged customer keeps its row and points to the survivor (merged_into)';
+COMMENT ON TABLE loyalty.customer IS
+    'Program members; a merged customer keeps its row and points to the survivor (merged_into)';
 
 ALTER SEQUENCE loyalty.customer_id_seq OWNED BY loyalty.customer.id;
 
@@ -678,12 +687,11 @@ CREATE SEQUENCE loyalty.card_number_seq
     NO MINVALUE
     NO MAXVALUE
     CACHE 1;
-
 COMMENT ON SEQUENCE loyalty.card_number_seq IS 'Serial part of virtual card numbers';
 
 CREATE FUNCTION loyalty.card_check_digit(digits text) RETURNS integer
     LANGUAGE sql IMMUTABLE STRICT PARALLEL SAFE
-    SET search_path TO 'pg_catalog', 'pg_temp'
+    SET search_path = pg_catalog, pg_temp
     AS $_$
     SELECT (10 - sum(substr(digits, i, 1)::int
                      * CASE WHEN (length(digits) - i) % 2 = 0 THEN 3 ELSE 1 END)::int % 10) % 10
@@ -691,40 +699,40 @@ CREATE FUNCTION loyalty.card_check_digit(digits text) RETURNS integer
      WHERE digits ~ '^[0-9]+$'
     HAVING count(*) > 0
 $_$;
-
-COMMENT ON FUNCTION loyalty.card_check_digit(digits text) IS 'EAN-13 style check digit of a digit string (NULL when it is not all digits)';
+COMMENT ON FUNCTION loyalty.card_check_digit(digits text) IS
+    'EAN-13 style check digit of a digit string (NULL when it is not all digits)';
 
 CREATE FUNCTION loyalty.next_card_number() RETURNS text
     LANGUAGE sql
-    SET search_path TO 'pg_catalog', 'pg_temp'
+    SET search_path = pg_catalog, pg_temp
     AS $$
     SELECT s || loyalty.card_check_digit(s)
       FROM (SELECT '27' || lpad(nextval('loyalty.card_number_seq')::text, 10, '0') AS s) AS n
 $$;
-
-COMMENT ON FUNCTION loyalty.next_card_number() IS 'A new virtual card number: 13 digits, in-store EAN-13 range 27, last digit a check digit';
+COMMENT ON FUNCTION loyalty.next_card_number() IS
+    'A new virtual card number: 13 digits, in-store EAN-13 range 27, last digit a check digit';
 
 CREATE TABLE loyalty.card (
     number text NOT NULL COLLATE pg_catalog."C",
     customer_id bigint NOT NULL,
-    kind text DEFAULT 'virtual'::text NOT NULL,
+    kind text DEFAULT 'virtual' NOT NULL,
     issued_at timestamp with time zone DEFAULT now() NOT NULL,
-    status text DEFAULT 'active'::text NOT NULL,
-    CONSTRAINT card_kind_known CHECK ((kind = ANY (ARRAY['virtual'::text, 'plastic'::text]))),
-    CONSTRAINT card_number_format CHECK ((number ~ '^[0-9A-Za-z-]{4,32}$'::text)),
-    CONSTRAINT card_status_known CHECK ((status = ANY (ARRAY['active'::text, 'blocked'::text]))),
-    CONSTRAINT card_virtual_check_digit CHECK (((kind <> 'virtual'::text) OR ((number ~ '^[0-9]{13}$'::text) AND (("right"(number, 1))::integer = loyalty.card_check_digit("left"(number, 12)))))),
+    status text DEFAULT 'active' NOT NULL,
+    CONSTRAINT card_kind_known CHECK (kind IN ('virtual', 'plastic')),
+    CONSTRAINT card_number_format CHECK (number ~ '^[0-9A-Za-z-]{4,32}$'),
+    CONSTRAINT card_status_known CHECK (status IN ('active', 'blocked')),
+    CONSTRAINT card_virtual_check_digit CHECK ((kind <> 'virtual') OR ((number ~ '^[0-9]{13}$') AND (("right"(number, 1))::integer = loyalty.card_check_digit("left"(number, 12))))),
     CONSTRAINT card_pkey PRIMARY KEY (number),
     CONSTRAINT card_customer_id_fkey FOREIGN KEY (customer_id) REFERENCES loyalty.customer(id)
 );
 
 CREATE INDEX card_customer_idx ON loyalty.card USING btree (customer_id);
-
-COMMENT ON TABLE loyalty.card IS 'Cards identifying customers; every customer gets a virtual card when entering the base';
+COMMENT ON TABLE loyalty.card IS
+    'Cards identifying customers; every customer gets a virtual card when entering the base';
 
 CREATE FUNCTION loyalty.customer_issue_virtual_card() RETURNS trigger
     LANGUAGE plpgsql SECURITY DEFINER
-    SET search_path TO 'pg_catalog', 'pg_temp'
+    SET search_path = pg_catalog, pg_temp
     AS $$
 BEGIN
     INSERT INTO loyalty.card (number, customer_id, kind, issued_at)
@@ -732,12 +740,12 @@ BEGIN
     RETURN NULL;
 END
 $$;
-
-COMMENT ON FUNCTION loyalty.customer_issue_virtual_card() IS 'Issues the virtual card of a customer who enters the base';
+COMMENT ON FUNCTION loyalty.customer_issue_virtual_card() IS
+    'Issues the virtual card of a customer who enters the base';
 
 CREATE FUNCTION loyalty.customer_initial_tier() RETURNS trigger
     LANGUAGE plpgsql SECURITY DEFINER
-    SET search_path TO 'pg_catalog', 'pg_temp'
+    SET search_path = pg_catalog, pg_temp
     AS $$
 BEGIN
     IF NEW.tier IS NULL THEN
@@ -746,16 +754,17 @@ BEGIN
     RETURN NEW;
 END
 $$;
-
 COMMENT ON FUNCTION loyalty.customer_initial_tier() IS 'Puts a new customer in the lowest tier';
 
-CREATE TRIGGER customer_initial_tier BEFORE INSERT ON loyalty.customer FOR EACH ROW EXECUTE FUNCTION loyalty.customer_initial_tier();
+CREATE TRIGGER customer_initial_tier BEFORE INSERT ON loyalty.customer
+    FOR EACH ROW EXECUTE FUNCTION loyalty.customer_initial_tier();
 
-CREATE TRIGGER customer_issue_virtual_card AFTER INSERT ON loyalty.customer FOR EACH ROW WHEN (((new.status <> 'merged'::text) AND (new.created_at = now()))) EXECUTE FUNCTION loyalty.customer_issue_virtual_card();
+CREATE TRIGGER customer_issue_virtual_card AFTER INSERT ON loyalty.customer
+    FOR EACH ROW WHEN (((new.status <> 'merged') AND (new.created_at = now()))) EXECUTE FUNCTION loyalty.customer_issue_virtual_card();
 
 CREATE FUNCTION loyalty.find_customer(identifier text) RETURNS bigint
     LANGUAGE plpgsql STABLE STRICT SECURITY DEFINER
-    SET search_path TO 'pg_catalog', 'pg_temp'
+    SET search_path = pg_catalog, pg_temp
     AS $_$
 DECLARE
     s     text := btrim(identifier);
@@ -780,12 +789,12 @@ BEGIN
     RETURN cid;
 END
 $_$;
-
-COMMENT ON FUNCTION loyalty.find_customer(identifier text) IS 'Customer id by phone (any spelling), card number or id:N; the survivor for a merged one; NULL when nobody matches';
+COMMENT ON FUNCTION loyalty.find_customer(identifier text) IS
+    'Customer id by phone (any spelling), card number or id:N; the survivor for a merged one; NULL when nobody matches';
 
 CREATE FUNCTION loyalty.register(phone text, profile jsonb DEFAULT '{}'::jsonb) RETURNS bigint
     LANGUAGE plpgsql STRICT SECURITY DEFINER
-    SET search_path TO 'pg_catalog', 'pg_temp'
+    SET search_path = pg_catalog, pg_temp
     AS $_$
 DECLARE
     p       loyalty.phone := register.phone::loyalty.phone;
@@ -860,12 +869,12 @@ BEGIN
     RETURN cid;
 END
 $_$;
-
-COMMENT ON FUNCTION loyalty.register(phone text, profile jsonb) IS 'Registers a customer by phone (idempotent: the existing id, with missing profile fields filled in)';
+COMMENT ON FUNCTION loyalty.register(phone text, profile jsonb) IS
+    'Registers a customer by phone (idempotent: the existing id, with missing profile fields filled in)';
 
 CREATE FUNCTION loyalty.merge_customers(keep bigint, absorb bigint) RETURNS jsonb
     LANGUAGE plpgsql STRICT SECURITY DEFINER
-    SET search_path TO 'pg_catalog', 'pg_temp'
+    SET search_path = pg_catalog, pg_temp
     AS $$
 DECLARE
     k      loyalty.customer;
@@ -966,12 +975,12 @@ BEGIN
                               'already_merged', false);
 END
 $$;
-
-COMMENT ON FUNCTION loyalty.merge_customers(keep bigint, absorb bigint) IS 'Merges customer absorb into keep: cards, open point lots (with their expiry) and profile gaps move under operation ~merge-<keep>-<absorb>; absorb still resolves to keep';
+COMMENT ON FUNCTION loyalty.merge_customers(keep bigint, absorb bigint) IS
+    'Merges customer absorb into keep: cards, open point lots (with their expiry) and profile gaps move under operation ~merge-<keep>-<absorb>; absorb still resolves to keep';
 
 CREATE FUNCTION loyalty.issue_missing_cards() RETURNS bigint
     LANGUAGE sql SECURITY DEFINER
-    SET search_path TO 'pg_catalog', 'pg_temp'
+    SET search_path = pg_catalog, pg_temp
     AS $$
     WITH issued AS (
         INSERT INTO loyalty.card (number, customer_id, kind, issued_at)
@@ -984,30 +993,26 @@ CREATE FUNCTION loyalty.issue_missing_cards() RETURNS bigint
     )
     SELECT count(*) FROM issued
 $$;
-
-COMMENT ON FUNCTION loyalty.issue_missing_cards() IS 'Issues a virtual card to every customer without any card (after a migration that loaded customers with their own created_at); returns how many';
+COMMENT ON FUNCTION loyalty.issue_missing_cards() IS
+    'Issues a virtual card to every customer without any card (after a migration that loaded customers with their own created_at); returns how many';
 
 CREATE VIEW loyalty.customer_masked AS
- SELECT c.id,
-    loyalty.phone_masked(c.phone) AS phone,
-    regexp_replace(c.email, '^(.).*(@.*)$'::text, '\1***\2'::text) AS email,
-    (date_part('year'::text, c.birth_date))::integer AS birth_year,
-    c.tier,
-    c.status,
-    c.created_at,
-    c.merged_into
-   FROM loyalty.customer c;
-
-COMMENT ON VIEW loyalty.customer_masked IS 'Customers for analysts: phone and e-mail masked, birth year only, no name';
+    SELECT c.id, loyalty.phone_masked(c.phone) AS phone,
+           regexp_replace(c.email, '^(.).*(@.*)$', '\1***\2') AS email,
+           date_part('year', c.birth_date)::int AS birth_year,
+           c.tier, c.status, c.created_at, c.merged_into
+      FROM loyalty.customer c;
+COMMENT ON VIEW loyalty.customer_masked IS
+    'Customers for analysts: phone and e-mail masked, birth year only, no name';
 
 -- ---------------------------------------------------------------------------
 -- Operations
 -- ---------------------------------------------------------------------------
-
 CREATE DOMAIN loyalty.operation_kind AS text
-	CONSTRAINT operation_kind_known CHECK ((VALUE = ANY (ARRAY['purchase'::text, 'refund'::text, 'adjust'::text, 'expire'::text, 'merge'::text])));
-
-COMMENT ON DOMAIN loyalty.operation_kind IS 'The kind of a writing call: purchase, refund, adjust, expire or merge';
+    CONSTRAINT operation_kind_known
+    CHECK (VALUE IN ('purchase', 'refund', 'adjust', 'expire', 'merge'));
+COMMENT ON DOMAIN loyalty.operation_kind IS
+    'The kind of a writing call: purchase, refund, adjust, expire or merge';
 
 CREATE TABLE loyalty.operation (
     operation_id text NOT NULL COLLATE pg_catalog."C",
@@ -1016,7 +1021,7 @@ CREATE TABLE loyalty.operation (
     request jsonb NOT NULL,
     response jsonb,
     created_at timestamp with time zone DEFAULT now() NOT NULL,
-    CONSTRAINT operation_id_format CHECK (((operation_id <> ''::text) AND (length(operation_id) <= 200))),
+    CONSTRAINT operation_id_format CHECK ((operation_id <> '') AND (length(operation_id) <= 200)),
     CONSTRAINT operation_pkey PRIMARY KEY (operation_id)
 );
 ALTER TABLE ONLY loyalty.operation ALTER COLUMN request SET STORAGE MAIN;
@@ -1025,20 +1030,20 @@ ALTER TABLE ONLY loyalty.operation ALTER COLUMN response SET STORAGE MAIN;
 ALTER TABLE ONLY loyalty.operation ALTER COLUMN response SET COMPRESSION lz4;
 
 ALTER TABLE loyalty.operation
-    ADD CONSTRAINT operation_internal_namespace CHECK ((((kind)::text = ANY (ARRAY['merge'::text, 'expire'::text])) = (operation_id ~~ '~%'::text))) NOT VALID;
+    ADD CONSTRAINT operation_internal_namespace CHECK (((kind)::text IN ('merge', 'expire') = (operation_id ~~ '~%'))) NOT VALID;
 
 CREATE INDEX operation_customer_idx ON loyalty.operation USING btree (customer_id, created_at);
-
-COMMENT ON TABLE loyalty.operation IS 'Every writing call by operation_id: its request and response (replays return the response)';
+COMMENT ON TABLE loyalty.operation IS
+    'Every writing call by operation_id: its request and response (replays return the response)';
 
 -- ---------------------------------------------------------------------------
 -- The points ledger
 -- ---------------------------------------------------------------------------
-
 CREATE DOMAIN loyalty.entry_kind AS text
-	CONSTRAINT ledger_entry_kind_known CHECK ((VALUE = ANY (ARRAY['earn'::text, 'spend'::text, 'expire'::text, 'reverse'::text, 'return'::text, 'debt'::text, 'repay'::text, 'adjust'::text, 'merge'::text])));
-
-COMMENT ON DOMAIN loyalty.entry_kind IS 'The kind of a ledger entry: earn, spend, expire, reverse, return, debt, repay, adjust or merge';
+    CONSTRAINT ledger_entry_kind_known
+    CHECK (VALUE IN ('earn', 'spend', 'expire', 'reverse', 'return', 'debt', 'repay', 'adjust', 'merge'));
+COMMENT ON DOMAIN loyalty.entry_kind IS
+    'The kind of a ledger entry: earn, spend, expire, reverse, return, debt, repay, adjust or merge';
 
 CREATE SEQUENCE loyalty.lot_id_seq
     START WITH 1
@@ -1046,7 +1051,6 @@ CREATE SEQUENCE loyalty.lot_id_seq
     NO MINVALUE
     NO MAXVALUE
     CACHE 1;
-
 COMMENT ON SEQUENCE loyalty.lot_id_seq IS 'Lot ids';
 
 CREATE TABLE loyalty.lot (
@@ -1061,10 +1065,10 @@ CREATE TABLE loyalty.lot (
     operation_id text NOT NULL COLLATE pg_catalog."C",
     announced_at timestamp with time zone,
     reminded_at timestamp with time zone,
-    CONSTRAINT lot_debt_never_expires CHECK (((amount > (0)::numeric) OR (expires_at IS NULL))),
-    CONSTRAINT lot_expires_after_earned CHECK ((expires_at > earned_at)),
-    CONSTRAINT lot_points_two_decimals CHECK (((amount = round(amount, 2)) AND (remaining = round(remaining, 2)))),
-    CONSTRAINT lot_remaining_within_amount CHECK ((((amount > (0)::numeric) AND (remaining >= (0)::numeric) AND (remaining <= amount)) OR ((amount < (0)::numeric) AND (remaining <= (0)::numeric) AND (remaining >= amount)))),
+    CONSTRAINT lot_debt_never_expires CHECK ((amount > (0)::numeric) OR (expires_at IS NULL)),
+    CONSTRAINT lot_expires_after_earned CHECK (expires_at > earned_at),
+    CONSTRAINT lot_points_two_decimals CHECK ((amount = round(amount, 2)) AND (remaining = round(remaining, 2))),
+    CONSTRAINT lot_remaining_within_amount CHECK (((amount > (0)::numeric) AND (remaining >= (0)::numeric) AND (remaining <= amount)) OR ((amount < (0)::numeric) AND (remaining <= (0)::numeric) AND (remaining >= amount))),
     CONSTRAINT lot_pkey PRIMARY KEY (id),
     CONSTRAINT lot_account_fkey FOREIGN KEY (account) REFERENCES loyalty.account_type(code),
     CONSTRAINT lot_customer_id_fkey FOREIGN KEY (customer_id) REFERENCES loyalty.customer(id)
@@ -1075,11 +1079,10 @@ CREATE INDEX lot_customer_open_idx ON loyalty.lot USING btree (customer_id, acco
 CREATE INDEX lot_due_idx ON loyalty.lot USING btree (expires_at, id) WHERE (remaining > (0)::numeric);
 
 CREATE INDEX lot_unannounced_idx ON loyalty.lot USING btree (available_at) WHERE ((announced_at IS NULL) AND (amount > (0)::numeric));
-
-COMMENT ON TABLE loyalty.lot IS 'Points of one account of one customer: earned, available from, expiring at, still remaining';
-
-COMMENT ON COLUMN loyalty.lot.announced_at IS 'When the points_available event was written (set at once for lots available immediately)';
-
+COMMENT ON TABLE loyalty.lot IS
+    'Points of one account of one customer: earned, available from, expiring at, still remaining';
+COMMENT ON COLUMN loyalty.lot.announced_at IS
+    'When the points_available event was written (set at once for lots available immediately)';
 COMMENT ON COLUMN loyalty.lot.reminded_at IS 'When the points_expiring reminder was written';
 
 ALTER SEQUENCE loyalty.lot_id_seq OWNED BY loyalty.lot.id;
@@ -1090,7 +1093,6 @@ CREATE SEQUENCE loyalty.ledger_entry_id_seq
     NO MINVALUE
     NO MAXVALUE
     CACHE 1;
-
 COMMENT ON SEQUENCE loyalty.ledger_entry_id_seq IS 'Ledger entry ids';
 
 CREATE TABLE loyalty.ledger_entry (
@@ -1104,7 +1106,7 @@ CREATE TABLE loyalty.ledger_entry (
     points numeric NOT NULL,
     at timestamp with time zone NOT NULL,
     created_at timestamp with time zone DEFAULT now() NOT NULL,
-    CONSTRAINT ledger_entry_points_nonzero CHECK ((points <> (0)::numeric)),
+    CONSTRAINT ledger_entry_points_nonzero CHECK (points <> (0)::numeric),
     CONSTRAINT ledger_entry_pkey PRIMARY KEY (id)
 );
 
@@ -1113,16 +1115,16 @@ CREATE INDEX ledger_entry_customer_idx ON loyalty.ledger_entry USING btree (cust
 CREATE INDEX ledger_entry_operation_idx ON loyalty.ledger_entry USING btree (operation_id, account);
 
 CREATE INDEX ledger_entry_ref_idx ON loyalty.ledger_entry USING btree (ref_operation_id, account) WHERE (ref_operation_id IS NOT NULL);
-
-COMMENT ON TABLE loyalty.ledger_entry IS 'Append-only: every movement of points (earn, spend, expire, reverse, return, debt, repay, adjust)';
-
-COMMENT ON COLUMN loyalty.ledger_entry.ref_operation_id IS 'For a refund''s entries: the purchase whose points are reversed or returned';
+COMMENT ON TABLE loyalty.ledger_entry IS
+    'Append-only: every movement of points (earn, spend, expire, reverse, return, debt, repay, adjust)';
+COMMENT ON COLUMN loyalty.ledger_entry.ref_operation_id IS
+    'For a refund''s entries: the purchase whose points are reversed or returned';
 
 ALTER SEQUENCE loyalty.ledger_entry_id_seq OWNED BY loyalty.ledger_entry.id;
 
 CREATE FUNCTION loyalty.ledger_entry_append_only() RETURNS trigger
     LANGUAGE plpgsql
-    SET search_path TO 'pg_catalog', 'pg_temp'
+    SET search_path = pg_catalog, pg_temp
     AS $$
 BEGIN
     RAISE EXCEPTION 'ledger entries are append-only'
@@ -1131,23 +1133,25 @@ BEGIN
               HINT = 'Correct a balance with loyalty.adjust, which appends an entry.';
 END
 $$;
+COMMENT ON FUNCTION loyalty.ledger_entry_append_only() IS
+    'Refuses UPDATE, DELETE and TRUNCATE of ledger entries';
 
-COMMENT ON FUNCTION loyalty.ledger_entry_append_only() IS 'Refuses UPDATE, DELETE and TRUNCATE of ledger entries';
+CREATE TRIGGER ledger_entry_append_only BEFORE DELETE OR UPDATE ON loyalty.ledger_entry
+    FOR EACH ROW EXECUTE FUNCTION loyalty.ledger_entry_append_only();
 
-CREATE TRIGGER ledger_entry_append_only BEFORE DELETE OR UPDATE ON loyalty.ledger_entry FOR EACH ROW EXECUTE FUNCTION loyalty.ledger_entry_append_only();
-
-CREATE TRIGGER ledger_entry_no_truncate BEFORE TRUNCATE ON loyalty.ledger_entry FOR EACH STATEMENT EXECUTE FUNCTION loyalty.ledger_entry_append_only();
+CREATE TRIGGER ledger_entry_no_truncate BEFORE TRUNCATE ON loyalty.ledger_entry
+    FOR EACH STATEMENT EXECUTE FUNCTION loyalty.ledger_entry_append_only();
 
 CREATE FUNCTION loyalty.adjust(request jsonb) RETURNS jsonb
     LANGUAGE c STRICT SECURITY DEFINER
-    SET search_path TO 'pg_catalog', 'pg_temp'
+    SET search_path = pg_catalog, pg_temp
     AS 'MODULE_PATHNAME', 'loyalty_adjust';
-
-COMMENT ON FUNCTION loyalty.adjust(request jsonb) IS 'Manual grant (points > 0) or debit (points < 0) of a customer''s account; idempotent by operation_id';
+COMMENT ON FUNCTION loyalty.adjust(request jsonb) IS
+    'Manual grant (points > 0) or debit (points < 0) of a customer''s account; idempotent by operation_id';
 
 CREATE FUNCTION loyalty.balance(customer text, at timestamp with time zone DEFAULT now()) RETURNS TABLE(account text, available numeric, pending numeric, expiring numeric, next_expiry timestamp with time zone)
     LANGUAGE plpgsql STABLE STRICT SECURITY DEFINER
-    SET search_path TO 'pg_catalog', 'pg_temp'
+    SET search_path = pg_catalog, pg_temp
     AS $$
 DECLARE
     cid bigint := loyalty.find_customer(customer);
@@ -1172,12 +1176,12 @@ BEGIN
      ORDER BY t.redeem_order, t.code;
 END
 $$;
-
-COMMENT ON FUNCTION loyalty.balance(customer text, at timestamp with time zone) IS 'Per account: points available at "at", pending (not yet available), expiring within 30 days, next expiry';
+COMMENT ON FUNCTION loyalty.balance(customer text, at timestamp with time zone) IS
+    'Per account: points available at "at", pending (not yet available), expiring within 30 days, next expiry';
 
 CREATE FUNCTION loyalty.history(customer text, lim integer DEFAULT 100) RETURNS TABLE(id bigint, at timestamp with time zone, kind text, account text, points numeric, operation_id text, ref_operation_id text, lot_expires_at timestamp with time zone)
     LANGUAGE plpgsql STABLE STRICT SECURITY DEFINER
-    SET search_path TO 'pg_catalog', 'pg_temp'
+    SET search_path = pg_catalog, pg_temp
     AS $$
 DECLARE
     cid bigint := loyalty.find_customer(customer);
@@ -1196,12 +1200,12 @@ BEGIN
      LIMIT lim;
 END
 $$;
-
-COMMENT ON FUNCTION loyalty.history(customer text, lim integer) IS 'A customer''s latest ledger entries (those of customers merged into them too), newest first';
+COMMENT ON FUNCTION loyalty.history(customer text, lim integer) IS
+    'A customer''s latest ledger entries (those of customers merged into them too), newest first';
 
 CREATE FUNCTION loyalty.verify_ledger() RETURNS TABLE(customer_id bigint, account text, lot_id bigint, problem text)
     LANGUAGE sql STABLE SECURITY DEFINER PARALLEL SAFE
-    SET search_path TO 'pg_catalog', 'pg_temp'
+    SET search_path = pg_catalog, pg_temp
     AS $$
     -- every lot's remaining equals the sum of its entries
     SELECT l.customer_id, l.account, l.id,
@@ -1243,13 +1247,12 @@ CREATE FUNCTION loyalty.verify_ledger() RETURNS TABLE(customer_id bigint, accoun
                     WHERE p.customer_id = d.customer_id AND p.account = d.account
                       AND p.remaining > 0)
 $$;
-
-COMMENT ON FUNCTION loyalty.verify_ledger() IS 'Rows only where the ledger is inconsistent: empty when every balance equals its entries, every entry has its lot and operation, every lot its operation';
+COMMENT ON FUNCTION loyalty.verify_ledger() IS
+    'Rows only where the ledger is inconsistent: empty when every balance equals its entries, every entry has its lot and operation, every lot its operation';
 
 -- ---------------------------------------------------------------------------
 -- Purchases and refunds
 -- ---------------------------------------------------------------------------
-
 CREATE TABLE loyalty.purchase (
     operation_id text NOT NULL COLLATE pg_catalog."C",
     customer_id bigint,
@@ -1268,8 +1271,8 @@ CREATE TABLE loyalty.purchase (
     refunded numeric(14,2) DEFAULT 0 NOT NULL,
     usage_counted text[] DEFAULT '{}'::text[] NOT NULL,
     customer_usage_counted text[] DEFAULT '{}'::text[] NOT NULL,
-    CONSTRAINT purchase_refunded_within_total CHECK (((refunded >= (0)::numeric) AND (refunded <= total))),
-    CONSTRAINT purchase_total_adds_up CHECK ((total = (((amount - discount) - certificate) - redeemed))),
+    CONSTRAINT purchase_refunded_within_total CHECK ((refunded >= (0)::numeric) AND (refunded <= total)),
+    CONSTRAINT purchase_total_adds_up CHECK (total = (((amount - discount) - certificate) - redeemed)),
     CONSTRAINT purchase_pkey PRIMARY KEY (operation_id),
     CONSTRAINT purchase_customer_id_fkey FOREIGN KEY (customer_id) REFERENCES loyalty.customer(id)
 );
@@ -1277,12 +1280,12 @@ CREATE TABLE loyalty.purchase (
 CREATE INDEX purchase_at_idx ON loyalty.purchase USING btree (at);
 
 CREATE INDEX purchase_customer_at_idx ON loyalty.purchase USING btree (customer_id, at);
-
-COMMENT ON TABLE loyalty.purchase IS 'Committed checks: money (amount - discount - certificate - redeemed = total), points, promotions, refunded money';
-
-COMMENT ON COLUMN loyalty.purchase.customer_usage_counted IS 'Promotions whose promotion_customer_usage counter (of customer_id) this purchase incremented; its full refund decrements them';
-
-COMMENT ON COLUMN loyalty.purchase.usage_counted IS 'Promotions whose promotion_usage counter this purchase incremented; its full refund decrements them';
+COMMENT ON TABLE loyalty.purchase IS
+    'Committed checks: money (amount - discount - certificate - redeemed = total), points, promotions, refunded money';
+COMMENT ON COLUMN loyalty.purchase.customer_usage_counted IS
+    'Promotions whose promotion_customer_usage counter (of customer_id) this purchase incremented; its full refund decrements them';
+COMMENT ON COLUMN loyalty.purchase.usage_counted IS
+    'Promotions whose promotion_usage counter this purchase incremented; its full refund decrements them';
 
 CREATE TABLE loyalty.purchase_line (
     operation_id text NOT NULL COLLATE pg_catalog."C",
@@ -1299,26 +1302,26 @@ CREATE TABLE loyalty.purchase_line (
     refunded_qty numeric(12,3) DEFAULT 0 NOT NULL,
     refunded_total numeric(14,2) DEFAULT 0 NOT NULL,
     points jsonb DEFAULT '{}'::jsonb NOT NULL,
-    CONSTRAINT purchase_line_refund_within CHECK (((refunded_qty <= qty) AND (refunded_total <= total))),
+    CONSTRAINT purchase_line_refund_within CHECK ((refunded_qty <= qty) AND (refunded_total <= total)),
     CONSTRAINT purchase_line_pkey PRIMARY KEY (operation_id, line_index)
 );
-
-COMMENT ON TABLE loyalty.purchase_line IS 'Lines of committed checks: money, the promotions that changed them ([{code, discount}]), refunds';
-
-COMMENT ON COLUMN loyalty.purchase_line.points IS 'Points the line earned and spent per account, and what refunds took back: {"account": {"earned", "spent", "earned_refunded", "spent_refunded"}}';
+COMMENT ON TABLE loyalty.purchase_line IS
+    'Lines of committed checks: money, the promotions that changed them ([{code, discount}]), refunds';
+COMMENT ON COLUMN loyalty.purchase_line.points IS
+    'Points the line earned and spent per account, and what refunds took back: {"account": {"earned", "spent", "earned_refunded", "spent_refunded"}}';
 
 CREATE VIEW loyalty.purchase_line_points AS
- SELECT l.operation_id,
-    l.line_index,
-    p.key AS account,
-    COALESCE(((p.value -> 'earned'::text))::numeric, (0)::numeric) AS earned,
-    COALESCE(((p.value -> 'spent'::text))::numeric, (0)::numeric) AS spent,
-    COALESCE(((p.value -> 'earned_refunded'::text))::numeric, (0)::numeric) AS earned_refunded,
-    COALESCE(((p.value -> 'spent_refunded'::text))::numeric, (0)::numeric) AS spent_refunded
-   FROM (loyalty.purchase_line l
-     CROSS JOIN LATERAL jsonb_each(l.points) p(key, value));
-
-COMMENT ON VIEW loyalty.purchase_line_points IS 'Points each line of a purchase earned and spent per account, and how much of them refunds took back (from purchase_line.points)';
+SELECT l.operation_id,
+       l.line_index,
+       p.key AS account,
+       coalesce((p.value -> 'earned')::numeric, 0) AS earned,
+       coalesce((p.value -> 'spent')::numeric, 0) AS spent,
+       coalesce((p.value -> 'earned_refunded')::numeric, 0) AS earned_refunded,
+       coalesce((p.value -> 'spent_refunded')::numeric, 0) AS spent_refunded
+  FROM loyalty.purchase_line l
+ CROSS JOIN LATERAL pg_catalog.jsonb_each(l.points) AS p;
+COMMENT ON VIEW loyalty.purchase_line_points IS
+    'Points each line of a purchase earned and spent per account, and how much of them refunds took back (from purchase_line.points)';
 
 CREATE TABLE loyalty.refund (
     operation_id text NOT NULL COLLATE pg_catalog."C",
@@ -1338,49 +1341,48 @@ CREATE TABLE loyalty.refund (
 CREATE INDEX refund_at_idx ON loyalty.refund USING btree (at);
 
 CREATE INDEX refund_purchase_idx ON loyalty.refund USING btree (purchase);
-
-COMMENT ON TABLE loyalty.refund IS 'Refunds: money back, lines ([{index, sku, qty, amount}]), points reversed and returned per account';
+COMMENT ON TABLE loyalty.refund IS
+    'Refunds: money back, lines ([{index, sku, qty, amount}]), points reversed and returned per account';
 
 CREATE FUNCTION loyalty.calculate(request jsonb) RETURNS jsonb
     LANGUAGE c STABLE STRICT SECURITY DEFINER PARALLEL RESTRICTED
-    SET search_path TO 'pg_catalog', 'pg_temp'
+    SET search_path = pg_catalog, pg_temp
     AS 'MODULE_PATHNAME', 'loyalty_calculate';
-
-COMMENT ON FUNCTION loyalty.calculate(request jsonb) IS 'Prices a check with every active promotion, points to redeem and to earn; no side effects';
+COMMENT ON FUNCTION loyalty.calculate(request jsonb) IS
+    'Prices a check with every active promotion, points to redeem and to earn; no side effects';
 
 CREATE FUNCTION loyalty.purchase(request jsonb) RETURNS jsonb
     LANGUAGE c STRICT SECURITY DEFINER
-    SET search_path TO 'pg_catalog', 'pg_temp'
+    SET search_path = pg_catalog, pg_temp
     AS 'MODULE_PATHNAME', 'loyalty_purchase';
-
-COMMENT ON FUNCTION loyalty.purchase(request jsonb) IS 'Prices and commits a check (facts, points spent and earned, promotion uses); idempotent by operation_id';
+COMMENT ON FUNCTION loyalty.purchase(request jsonb) IS
+    'Prices and commits a check (facts, points spent and earned, promotion uses); idempotent by operation_id';
 
 CREATE FUNCTION loyalty.refund(request jsonb) RETURNS jsonb
     LANGUAGE c STRICT SECURITY DEFINER
-    SET search_path TO 'pg_catalog', 'pg_temp'
+    SET search_path = pg_catalog, pg_temp
     AS 'MODULE_PATHNAME', 'loyalty_refund';
-
-COMMENT ON FUNCTION loyalty.refund(request jsonb) IS 'Refunds some or all of what is left of a purchase: money, earned and spent points; idempotent by operation_id';
+COMMENT ON FUNCTION loyalty.refund(request jsonb) IS
+    'Refunds some or all of what is left of a purchase: money, earned and spent points; idempotent by operation_id';
 
 CREATE FUNCTION loyalty.catalog_prices(customer text, store text, channel text, skus text[], at timestamp with time zone DEFAULT now()) RETURNS TABLE(sku text, price numeric, personal_price numeric, promotions text[])
     LANGUAGE c STABLE SECURITY DEFINER ROWS 20 PARALLEL RESTRICTED
-    SET search_path TO 'pg_catalog', 'pg_temp'
+    SET search_path = pg_catalog, pg_temp
     AS 'MODULE_PATHNAME', 'loyalty_catalog_prices';
-
-COMMENT ON FUNCTION loyalty.catalog_prices(customer text, store text, channel text, skus text[], at timestamp with time zone) IS 'Personal shelf prices of a page of SKUs for one unit, with single-item promotions only';
+COMMENT ON FUNCTION loyalty.catalog_prices(customer text, store text, channel text, skus text[], at timestamp with time zone) IS
+    'Personal shelf prices of a page of SKUs for one unit, with single-item promotions only';
 
 -- ---------------------------------------------------------------------------
 -- Coupons and gift certificates
 -- ---------------------------------------------------------------------------
-
 CREATE DOMAIN loyalty.coupon_kind AS text
-	CONSTRAINT coupon_kind_known CHECK ((VALUE = ANY (ARRAY['promo'::text, 'personal'::text, 'certificate'::text])));
-
+    CONSTRAINT coupon_kind_known
+    CHECK (VALUE IN ('promo', 'personal', 'certificate'));
 COMMENT ON DOMAIN loyalty.coupon_kind IS 'The kind of a coupon: promo, personal or certificate';
 
 CREATE DOMAIN loyalty.coupon_status AS text
-	CONSTRAINT coupon_status_known CHECK ((VALUE = ANY (ARRAY['active'::text, 'used'::text, 'void'::text])));
-
+    CONSTRAINT coupon_status_known
+    CHECK (VALUE IN ('active', 'used', 'void'));
 COMMENT ON DOMAIN loyalty.coupon_status IS 'The status of a coupon: active, used or void';
 
 CREATE TABLE loyalty.coupon (
@@ -1396,18 +1398,18 @@ CREATE TABLE loyalty.coupon (
     valid_until timestamp with time zone,
     max_uses integer DEFAULT 1 NOT NULL,
     uses integer DEFAULT 0 NOT NULL,
-    status loyalty.coupon_status DEFAULT 'active'::text NOT NULL,
+    status loyalty.coupon_status DEFAULT 'active' NOT NULL,
     issued_by text COLLATE pg_catalog."C",
     created_at timestamp with time zone DEFAULT now() NOT NULL,
     sold_line integer,
-    CONSTRAINT coupon_certificate_has_value CHECK ((((kind)::text <> 'certificate'::text) OR (((value)::numeric > (0)::numeric) AND (balance IS NOT NULL) AND ((balance)::numeric <= (value)::numeric)))),
-    CONSTRAINT coupon_code_format CHECK ((code ~ '^[0-9A-Z][0-9A-Z-]{2,38}[0-9A-Z]$'::text)),
-    CONSTRAINT coupon_does_something CHECK ((((kind)::text = 'certificate'::text) OR (promotion IS NOT NULL) OR ((percent)::numeric > (0)::numeric) OR ((value)::numeric > (0)::numeric))),
-    CONSTRAINT coupon_max_uses_positive CHECK ((max_uses > 0)),
-    CONSTRAINT coupon_personal_has_customer CHECK ((((kind)::text <> 'personal'::text) OR (customer_id IS NOT NULL))),
-    CONSTRAINT coupon_sold_line_of_purchase CHECK (((sold_line IS NULL) OR ((sold_line >= 0) AND (issued_by IS NOT NULL) AND ((kind)::text = 'certificate'::text)))),
-    CONSTRAINT coupon_uses_within_max CHECK (((uses >= 0) AND (uses <= max_uses))),
-    CONSTRAINT coupon_valid_period CHECK ((valid_until > valid_from)),
+    CONSTRAINT coupon_certificate_has_value CHECK (((kind)::text <> 'certificate') OR (((value)::numeric > (0)::numeric) AND (balance IS NOT NULL) AND ((balance)::numeric <= (value)::numeric))),
+    CONSTRAINT coupon_code_format CHECK (code ~ '^[0-9A-Z][0-9A-Z-]{2,38}[0-9A-Z]$'),
+    CONSTRAINT coupon_does_something CHECK (((kind)::text = 'certificate') OR (promotion IS NOT NULL) OR ((percent)::numeric > (0)::numeric) OR ((value)::numeric > (0)::numeric)),
+    CONSTRAINT coupon_max_uses_positive CHECK (max_uses > 0),
+    CONSTRAINT coupon_personal_has_customer CHECK (((kind)::text <> 'personal') OR (customer_id IS NOT NULL)),
+    CONSTRAINT coupon_sold_line_of_purchase CHECK ((sold_line IS NULL) OR ((sold_line >= 0) AND (issued_by IS NOT NULL) AND ((kind)::text = 'certificate'))),
+    CONSTRAINT coupon_uses_within_max CHECK ((uses >= 0) AND (uses <= max_uses)),
+    CONSTRAINT coupon_valid_period CHECK (valid_until > valid_from),
     CONSTRAINT coupon_pkey PRIMARY KEY (code),
     CONSTRAINT coupon_customer_id_fkey FOREIGN KEY (customer_id) REFERENCES loyalty.customer(id),
     CONSTRAINT coupon_promotion_fkey FOREIGN KEY (promotion) REFERENCES loyalty.promotion(code) ON UPDATE CASCADE
@@ -1416,16 +1418,15 @@ CREATE TABLE loyalty.coupon (
 CREATE INDEX coupon_customer_idx ON loyalty.coupon USING btree (customer_id) WHERE (customer_id IS NOT NULL);
 
 CREATE INDEX coupon_issued_by_idx ON loyalty.coupon USING btree (issued_by) WHERE (issued_by IS NOT NULL);
-
-COMMENT ON TABLE loyalty.coupon IS 'Coupons (promo: mass codes of a promotion; personal: bound to a customer) and gift certificates (balance spent partially)';
-
-COMMENT ON COLUMN loyalty.coupon.issued_by IS 'The purchase that issued it (bounce-back, certificate per amount): voided if that purchase is fully refunded unused';
-
+COMMENT ON TABLE loyalty.coupon IS
+    'Coupons (promo: mass codes of a promotion; personal: bound to a customer) and gift certificates (balance spent partially)';
+COMMENT ON COLUMN loyalty.coupon.issued_by IS
+    'The purchase that issued it (bounce-back, certificate per amount): voided if that purchase is fully refunded unused';
 COMMENT ON COLUMN loyalty.coupon.min_total IS 'The check total a purchase needs to use the coupon';
-
-COMMENT ON COLUMN loyalty.coupon.percent IS 'A coupon that is itself a discount (a bounce-back coupon): percent off the check';
-
-COMMENT ON COLUMN loyalty.coupon.sold_line IS 'The line of purchase issued_by that sold this certificate (a certificate product); NULL when a promotion or issue_certificate issued it';
+COMMENT ON COLUMN loyalty.coupon.percent IS
+    'A coupon that is itself a discount (a bounce-back coupon): percent off the check';
+COMMENT ON COLUMN loyalty.coupon.sold_line IS
+    'The line of purchase issued_by that sold this certificate (a certificate product); NULL when a promotion or issue_certificate issued it';
 
 CREATE TABLE loyalty.coupon_use (
     code text NOT NULL COLLATE pg_catalog."C",
@@ -1440,20 +1441,20 @@ CREATE TABLE loyalty.coupon_use (
 );
 
 CREATE INDEX coupon_use_customer_idx ON loyalty.coupon_use USING btree (customer_id, code);
-
-COMMENT ON TABLE loyalty.coupon_use IS 'Every use of a coupon or certificate by a purchase (amount: certificate money spent); a refund that restores it writes a negative amount';
+COMMENT ON TABLE loyalty.coupon_use IS
+    'Every use of a coupon or certificate by a purchase (amount: certificate money spent); a refund that restores it writes a negative amount';
 
 CREATE FUNCTION loyalty.new_coupon_code() RETURNS text
     LANGUAGE c PARALLEL RESTRICTED
     AS 'MODULE_PATHNAME', 'loyalty_new_coupon_code';
-
-COMMENT ON FUNCTION loyalty.new_coupon_code() IS 'A new random code XXXX-XXXX-XXXX: 55 random bits from a strong source and a check symbol';
+COMMENT ON FUNCTION loyalty.new_coupon_code() IS
+    'A new random code XXXX-XXXX-XXXX: 55 random bits from a strong source and a check symbol';
 
 CREATE FUNCTION loyalty.coupon_code(code text) RETURNS text
     LANGUAGE c IMMUTABLE STRICT PARALLEL SAFE
     AS 'MODULE_PATHNAME', 'loyalty_coupon_code';
-
-COMMENT ON FUNCTION loyalty.coupon_code(code text) IS 'Canonical form of a generated code typed any way (case, dashes, I/L/O look-alikes); 22P02 on a typo';
+COMMENT ON FUNCTION loyalty.coupon_code(code text) IS
+    'Canonical form of a generated code typed any way (case, dashes, I/L/O look-alikes); 22P02 on a typo';
 
 CREATE FUNCTION loyalty.code_masked(code text) RETURNS text
     LANGUAGE sql IMMUTABLE STRICT PARALLEL SAFE
@@ -1462,12 +1463,12 @@ CREATE FUNCTION loyalty.code_masked(code text) RETURNS text
            || pg_catalog.right(code, k)
       FROM (SELECT least(4, pg_catalog.length(code) / 3) AS k) AS shown
 $$;
-
-COMMENT ON FUNCTION loyalty.code_masked(code text) IS 'A coupon or certificate code as roles that may not read it see it: the last 4 characters (a third of a short code), the rest as *';
+COMMENT ON FUNCTION loyalty.code_masked(code text) IS
+    'A coupon or certificate code as roles that may not read it see it: the last 4 characters (a third of a short code), the rest as *';
 
 CREATE FUNCTION loyalty.issue_coupons(promotion text, count integer, max_uses integer DEFAULT 1, valid_until timestamp with time zone DEFAULT NULL::timestamp with time zone, customer text DEFAULT NULL::text) RETURNS SETOF text
     LANGUAGE plpgsql SECURITY DEFINER
-    SET search_path TO 'pg_catalog', 'pg_temp'
+    SET search_path = pg_catalog, pg_temp
     AS $$
 DECLARE
     cid bigint;
@@ -1519,12 +1520,12 @@ BEGIN
     END LOOP;
 END
 $$;
-
-COMMENT ON FUNCTION loyalty.issue_coupons(promotion text, count integer, max_uses integer, valid_until timestamp with time zone, customer text) IS 'Issues count coupon codes unlocking a promotion (mass codes with max_uses; personal when customer is given)';
+COMMENT ON FUNCTION loyalty.issue_coupons(promotion text, count integer, max_uses integer, valid_until timestamp with time zone, customer text) IS
+    'Issues count coupon codes unlocking a promotion (mass codes with max_uses; personal when customer is given)';
 
 CREATE FUNCTION loyalty.issue_certificate(value numeric, valid_until timestamp with time zone DEFAULT NULL::timestamp with time zone, customer text DEFAULT NULL::text) RETURNS text
     LANGUAGE plpgsql SECURITY DEFINER
-    SET search_path TO 'pg_catalog', 'pg_temp'
+    SET search_path = pg_catalog, pg_temp
     AS $$
 DECLARE
     cid bigint;
@@ -1564,71 +1565,54 @@ BEGIN
     RETURN new_code;
 END
 $$;
-
-COMMENT ON FUNCTION loyalty.issue_certificate(value numeric, valid_until timestamp with time zone, customer text) IS 'Issues a gift certificate (marketer, admin) up to setting certificate_max_value: usable in any channel, spent partially, the balance kept; a cashier sells one as a purchase line instead';
+COMMENT ON FUNCTION loyalty.issue_certificate(value numeric, valid_until timestamp with time zone, customer text) IS
+    'Issues a gift certificate (marketer, admin) up to setting certificate_max_value: usable in any channel, spent partially, the balance kept; a cashier sells one as a purchase line instead';
 
 CREATE VIEW loyalty.coupon_masked AS
- SELECT loyalty.code_masked(c.code) AS code,
-    c.promotion,
-    c.customer_id,
-    c.kind,
-    c.value,
-    c.balance,
-    c.percent,
-    c.min_total,
-    c.valid_from,
-    c.valid_until,
-    c.max_uses,
-    c.uses,
-    c.status,
-    c.issued_by,
-    c.sold_line,
-    c.created_at
-   FROM loyalty.coupon c;
-
-COMMENT ON VIEW loyalty.coupon_masked IS 'Coupons and certificates with masked codes, for every role that must not read a bearer code in clear';
+    SELECT loyalty.code_masked(c.code) AS code, c.promotion, c.customer_id, c.kind, c.value,
+           c.balance, c.percent, c.min_total, c.valid_from, c.valid_until, c.max_uses, c.uses,
+           c.status, c.issued_by, c.sold_line, c.created_at
+      FROM loyalty.coupon c;
+COMMENT ON VIEW loyalty.coupon_masked IS
+    'Coupons and certificates with masked codes, for every role that must not read a bearer code in clear';
 
 CREATE VIEW loyalty.coupon_use_masked AS
- SELECT loyalty.code_masked(u.code) AS code,
-    u.operation_id,
-    u.customer_id,
-    u.amount,
-    u.at
-   FROM loyalty.coupon_use u;
-
-COMMENT ON VIEW loyalty.coupon_use_masked IS 'Uses of coupons and certificates with masked codes (amount: certificate money spent)';
+    SELECT loyalty.code_masked(u.code) AS code, u.operation_id, u.customer_id, u.amount, u.at
+      FROM loyalty.coupon_use u;
+COMMENT ON VIEW loyalty.coupon_use_masked IS
+    'Uses of coupons and certificates with masked codes (amount: certificate money spent)';
 
 -- ---------------------------------------------------------------------------
 -- Subscriptions
 -- ---------------------------------------------------------------------------
-
 CREATE TABLE loyalty.subscription_plan (
     code text NOT NULL,
     name text NOT NULL,
     sku text NOT NULL,
     products jsonb NOT NULL,
     duration interval NOT NULL,
-    CONSTRAINT subscription_plan_code_check CHECK ((code <> ''::text)),
-    CONSTRAINT subscription_plan_duration_positive CHECK ((duration > '00:00:00'::interval)),
+    CONSTRAINT subscription_plan_code_check CHECK (code <> ''),
+    CONSTRAINT subscription_plan_duration_positive CHECK (duration > '00:00:00'::interval),
     CONSTRAINT subscription_plan_pkey PRIMARY KEY (code)
 );
-
-COMMENT ON TABLE loyalty.subscription_plan IS 'Subscription plans: buying sku starts or extends a subscription of duration on the products (a selector)';
+COMMENT ON TABLE loyalty.subscription_plan IS
+    'Subscription plans: buying sku starts or extends a subscription of duration on the products (a selector)';
 
 CREATE FUNCTION loyalty.subscription_plan_validate() RETURNS trigger
     LANGUAGE c
     AS 'MODULE_PATHNAME', 'subscription_plan_validate';
-
-COMMENT ON FUNCTION loyalty.subscription_plan_validate() IS 'Parses a plan''s product selector with the promotion parser (LY006)';
-
+COMMENT ON FUNCTION loyalty.subscription_plan_validate() IS
+    'Parses a plan''s product selector with the promotion parser (LY006)';
 
 SET default_tablespace = '';
 
 SET default_table_access_method = heap;
 
-CREATE TRIGGER config_changed AFTER INSERT OR DELETE OR UPDATE OR TRUNCATE ON loyalty.subscription_plan FOR EACH STATEMENT EXECUTE FUNCTION loyalty.config_changed();
+CREATE TRIGGER config_changed AFTER INSERT OR DELETE OR UPDATE OR TRUNCATE ON loyalty.subscription_plan
+    FOR EACH STATEMENT EXECUTE FUNCTION loyalty.config_changed();
 
-CREATE TRIGGER subscription_plan_validate BEFORE INSERT OR UPDATE ON loyalty.subscription_plan FOR EACH ROW EXECUTE FUNCTION loyalty.subscription_plan_validate();
+CREATE TRIGGER subscription_plan_validate BEFORE INSERT OR UPDATE ON loyalty.subscription_plan
+    FOR EACH ROW EXECUTE FUNCTION loyalty.subscription_plan_validate();
 
 CREATE TABLE loyalty.subscription (
     customer_id bigint NOT NULL,
@@ -1636,23 +1620,24 @@ CREATE TABLE loyalty.subscription (
     starts_at timestamp with time zone NOT NULL,
     ends_at timestamp with time zone NOT NULL,
     operation_id text COLLATE pg_catalog."C",
-    CONSTRAINT subscription_period CHECK ((ends_at > starts_at)),
+    CONSTRAINT subscription_period CHECK (ends_at > starts_at),
     CONSTRAINT subscription_pkey PRIMARY KEY (customer_id, plan),
     CONSTRAINT subscription_customer_id_fkey FOREIGN KEY (customer_id) REFERENCES loyalty.customer(id),
     CONSTRAINT subscription_operation_id_fkey FOREIGN KEY (operation_id) REFERENCES loyalty.operation(operation_id),
     CONSTRAINT subscription_plan_fkey FOREIGN KEY (plan) REFERENCES loyalty.subscription_plan(code) ON UPDATE CASCADE
 );
-
-COMMENT ON TABLE loyalty.subscription IS 'Customers'' subscriptions: subscription_price promotions apply while starts_at <= at < ends_at';
+COMMENT ON TABLE loyalty.subscription IS
+    'Customers'' subscriptions: subscription_price promotions apply while starts_at <= at < ends_at';
 
 -- ---------------------------------------------------------------------------
 -- Events and customer messages
 -- ---------------------------------------------------------------------------
-
 CREATE DOMAIN loyalty.event_kind AS text
-	CONSTRAINT event_kind_known CHECK ((VALUE = ANY (ARRAY['points_earned'::text, 'points_available'::text, 'points_expiring'::text, 'points_expired'::text, 'tier_changed'::text, 'coupon_issued'::text])));
-
-COMMENT ON DOMAIN loyalty.event_kind IS 'The kind of an event: points_earned, points_available, points_expiring, points_expired, tier_changed or coupon_issued';
+    CONSTRAINT event_kind_known
+    CHECK (VALUE IN ('points_earned', 'points_available', 'points_expiring', 'points_expired',
+                     'tier_changed', 'coupon_issued'));
+COMMENT ON DOMAIN loyalty.event_kind IS
+    'The kind of an event: points_earned, points_available, points_expiring, points_expired, tier_changed or coupon_issued';
 
 CREATE SEQUENCE loyalty.event_id_seq
     START WITH 1
@@ -1660,7 +1645,6 @@ CREATE SEQUENCE loyalty.event_id_seq
     NO MINVALUE
     NO MAXVALUE
     CACHE 1;
-
 COMMENT ON SEQUENCE loyalty.event_id_seq IS 'Event ids';
 
 CREATE TABLE loyalty.event (
@@ -1675,40 +1659,38 @@ CREATE TABLE loyalty.event (
 );
 
 CREATE INDEX event_untaken_idx ON loyalty.event USING btree (id) WHERE (taken_at IS NULL);
-
-COMMENT ON TABLE loyalty.event IS 'Outbox of customer events (points earned, available, expiring, expired; tier changed; coupon issued)';
+COMMENT ON TABLE loyalty.event IS
+    'Outbox of customer events (points earned, available, expiring, expired; tier changed; coupon issued)';
 
 ALTER SEQUENCE loyalty.event_id_seq OWNED BY loyalty.event.id;
 
 CREATE FUNCTION loyalty.event_notify() RETURNS trigger
     LANGUAGE c
     AS 'MODULE_PATHNAME', 'event_notify';
+COMMENT ON FUNCTION loyalty.event_notify() IS
+    'Sends NOTIFY loyalty_event (when loyalty.notify is on)';
 
-COMMENT ON FUNCTION loyalty.event_notify() IS 'Sends NOTIFY loyalty_event (when loyalty.notify is on)';
-
-CREATE TRIGGER event_notify AFTER INSERT ON loyalty.event FOR EACH STATEMENT EXECUTE FUNCTION loyalty.event_notify();
+CREATE TRIGGER event_notify AFTER INSERT ON loyalty.event
+    FOR EACH STATEMENT EXECUTE FUNCTION loyalty.event_notify();
 
 CREATE VIEW loyalty.event_masked AS
- SELECT e.id,
-    e.customer_id,
-    e.kind,
-        CASE
-            WHEN (e.payload ? 'code'::text) THEN jsonb_set(e.payload, '{code}'::text[], to_jsonb(loyalty.code_masked((e.payload ->> 'code'::text))))
-            ELSE e.payload
-        END AS payload,
-        CASE
-            WHEN (e.payload ? 'code'::text) THEN replace(e.message, (e.payload ->> 'code'::text), loyalty.code_masked((e.payload ->> 'code'::text)))
-            ELSE e.message
-        END AS message,
-    e.created_at,
-    e.taken_at
-   FROM loyalty.event e;
-
-COMMENT ON VIEW loyalty.event_masked IS 'The event outbox with coupon codes masked in payload and message, for analysts';
+    SELECT e.id, e.customer_id, e.kind,
+           CASE WHEN e.payload ? 'code'
+                THEN pg_catalog.jsonb_set(e.payload, '{code}',
+                                          pg_catalog.to_jsonb(loyalty.code_masked(e.payload ->> 'code')))
+                ELSE e.payload END AS payload,
+           CASE WHEN e.payload ? 'code'
+                THEN pg_catalog.replace(e.message, e.payload ->> 'code',
+                                        loyalty.code_masked(e.payload ->> 'code'))
+                ELSE e.message END AS message,
+           e.created_at, e.taken_at
+      FROM loyalty.event e;
+COMMENT ON VIEW loyalty.event_masked IS
+    'The event outbox with coupon codes masked in payload and message, for analysts';
 
 CREATE FUNCTION loyalty.take_events(max integer) RETURNS SETOF loyalty.event
     LANGUAGE sql STRICT SECURITY DEFINER
-    SET search_path TO 'pg_catalog', 'pg_temp'
+    SET search_path = pg_catalog, pg_temp
     AS $$
     UPDATE loyalty.event e
        SET taken_at = now(),
@@ -1717,8 +1699,8 @@ CREATE FUNCTION loyalty.take_events(max integer) RETURNS SETOF loyalty.event
                      ORDER BY t.id LIMIT max FOR UPDATE SKIP LOCKED)
     RETURNING e.*
 $$;
-
-COMMENT ON FUNCTION loyalty.take_events(max integer) IS 'Hands over up to max untaken events, oldest first, each exactly once (SKIP LOCKED), with the message rendered';
+COMMENT ON FUNCTION loyalty.take_events(max integer) IS
+    'Hands over up to max untaken events, oldest first, each exactly once (SKIP LOCKED), with the message rendered';
 
 CREATE TABLE loyalty.message_template_default (
     kind text NOT NULL,
@@ -1726,40 +1708,42 @@ CREATE TABLE loyalty.message_template_default (
     template text NOT NULL,
     CONSTRAINT message_template_default_pkey PRIMARY KEY (kind, locale)
 );
-
-COMMENT ON TABLE loyalty.message_template_default IS 'Message templates shipped with the extension (read-only; override them in message_template)';
+COMMENT ON TABLE loyalty.message_template_default IS
+    'Message templates shipped with the extension (read-only; override them in message_template)';
 
 CREATE TABLE loyalty.message_template (
     kind text NOT NULL,
     locale text NOT NULL,
     template text NOT NULL,
-    CONSTRAINT message_template_locale_format CHECK ((locale ~ '^[a-z]{2,3}(_[A-Z]{2})?$'::text)),
+    CONSTRAINT message_template_locale_format CHECK (locale ~ '^[a-z]{2,3}(_[A-Z]{2})?$'),
     CONSTRAINT message_template_pkey PRIMARY KEY (kind, locale)
 );
-
-COMMENT ON TABLE loyalty.message_template IS 'The operator''s message templates per event kind and locale (ICU MessageFormat); override the defaults';
+COMMENT ON TABLE loyalty.message_template IS
+    'The operator''s message templates per event kind and locale (ICU MessageFormat); override the defaults';
 
 CREATE FUNCTION loyalty.format_message(template text, locale text, args jsonb) RETURNS text
     LANGUAGE c STABLE STRICT PARALLEL SAFE
     AS 'MODULE_PATHNAME', 'loyalty_format_message';
-
-COMMENT ON FUNCTION loyalty.format_message(template text, locale text, args jsonb) IS 'Formats an ICU MessageFormat template with named arguments (plurals per locale: 1 балл, 2 балла, 5 баллов)';
+COMMENT ON FUNCTION loyalty.format_message(template text, locale text, args jsonb) IS
+    'Formats an ICU MessageFormat template with named arguments (plurals per locale: 1 балл, 2 балла, 5 баллов)';
 
 CREATE FUNCTION loyalty.render_message(templates text[], locale text, args jsonb) RETURNS text
     LANGUAGE c STABLE STRICT PARALLEL SAFE
     AS 'MODULE_PATHNAME', 'loyalty_render_message';
-
-COMMENT ON FUNCTION loyalty.render_message(templates text[], locale text, args jsonb) IS 'The first of the templates that formats for the locale with the arguments (a WARNING for each skipped; en for an unknown locale)';
+COMMENT ON FUNCTION loyalty.render_message(templates text[], locale text, args jsonb) IS
+    'The first of the templates that formats for the locale with the arguments (a WARNING for each skipped; en for an unknown locale)';
 
 CREATE FUNCTION loyalty.message_template_validate() RETURNS trigger
     LANGUAGE c
     AS 'MODULE_PATHNAME', 'message_template_validate';
+COMMENT ON FUNCTION loyalty.message_template_validate() IS
+    'Refuses a template ICU cannot parse or one naming an argument its event kind lacks (LY006)';
 
-COMMENT ON FUNCTION loyalty.message_template_validate() IS 'Refuses a template ICU cannot parse or one naming an argument its event kind lacks (LY006)';
+CREATE TRIGGER message_template_default_validate BEFORE INSERT OR UPDATE ON loyalty.message_template_default
+    FOR EACH ROW EXECUTE FUNCTION loyalty.message_template_validate();
 
-CREATE TRIGGER message_template_default_validate BEFORE INSERT OR UPDATE ON loyalty.message_template_default FOR EACH ROW EXECUTE FUNCTION loyalty.message_template_validate();
-
-CREATE TRIGGER message_template_validate BEFORE INSERT OR UPDATE ON loyalty.message_template FOR EACH ROW EXECUTE FUNCTION loyalty.message_template_validate();
+CREATE TRIGGER message_template_validate BEFORE INSERT OR UPDATE ON loyalty.message_template
+    FOR EACH ROW EXECUTE FUNCTION loyalty.message_template_validate();
 
 INSERT INTO loyalty.message_template_default (kind, locale, template) VALUES
     ('coupon_issued', 'en',
@@ -1788,25 +1772,17 @@ INSERT INTO loyalty.message_template_default (kind, locale, template) VALUES
      'Ваш уровень теперь: {tier}');
 
 CREATE VIEW loyalty.message_templates AS
- SELECT k.kind,
-    k.locale,
-    COALESCE(t.template, d.template) AS template,
-    (t.template IS NOT NULL) AS is_set
-   FROM ((( SELECT message_template_default.kind,
-            message_template_default.locale
-           FROM loyalty.message_template_default
-        UNION
-         SELECT message_template.kind,
-            message_template.locale
-           FROM loyalty.message_template) k
-     LEFT JOIN loyalty.message_template t USING (kind, locale))
-     LEFT JOIN loyalty.message_template_default d USING (kind, locale));
-
-COMMENT ON VIEW loyalty.message_templates IS 'Message templates in effect: the operator''s, else the defaults';
+    SELECT k.kind, k.locale, coalesce(t.template, d.template) AS template, t.template IS NOT NULL AS is_set
+      FROM (SELECT kind, locale FROM loyalty.message_template_default
+            UNION SELECT kind, locale FROM loyalty.message_template) AS k
+      LEFT JOIN loyalty.message_template t USING (kind, locale)
+      LEFT JOIN loyalty.message_template_default d USING (kind, locale);
+COMMENT ON VIEW loyalty.message_templates IS
+    'Message templates in effect: the operator''s, else the defaults';
 
 CREATE FUNCTION loyalty.event_message(kind text, payload jsonb, locale text DEFAULT NULL::text) RETURNS text
     LANGUAGE sql STABLE SECURITY DEFINER PARALLEL SAFE
-    SET search_path TO 'pg_catalog', 'pg_temp'
+    SET search_path = pg_catalog, pg_temp
     AS $$
     WITH s AS (
         SELECT coalesce(event_message.locale, loyalty.setting_value('locale')) AS locale,
@@ -1843,23 +1819,22 @@ CREATE FUNCTION loyalty.event_message(kind text, payload jsonb, locale text DEFA
         'value', payload -> 'value')))
       FROM s, t
 $$;
-
-COMMENT ON FUNCTION loyalty.event_message(kind text, payload jsonb, locale text) IS 'The customer message of an event, from the template of its kind in the locale (program locale by default)';
+COMMENT ON FUNCTION loyalty.event_message(kind text, payload jsonb, locale text) IS
+    'The customer message of an event, from the template of its kind in the locale (program locale by default)';
 
 -- ---------------------------------------------------------------------------
 -- Segments
 -- ---------------------------------------------------------------------------
-
 CREATE TABLE loyalty.segment (
     code text NOT NULL,
     name text NOT NULL,
     rule jsonb DEFAULT '{}'::jsonb NOT NULL,
-    CONSTRAINT segment_code_check CHECK ((code <> ''::text)),
-    CONSTRAINT segment_rule_object CHECK ((jsonb_typeof(rule) = 'object'::text)),
+    CONSTRAINT segment_code_check CHECK (code <> ''),
+    CONSTRAINT segment_rule_object CHECK (jsonb_typeof(rule) = 'object'),
     CONSTRAINT segment_pkey PRIMARY KEY (code)
 );
-
-COMMENT ON TABLE loyalty.segment IS 'Customer segments; promotions may be limited to members of some (promotion.segments)';
+COMMENT ON TABLE loyalty.segment IS
+    'Customer segments; promotions may be limited to members of some (promotion.segments)';
 
 CREATE TABLE loyalty.segment_member (
     segment text NOT NULL,
@@ -1871,23 +1846,21 @@ CREATE TABLE loyalty.segment_member (
 );
 
 CREATE INDEX segment_member_customer_idx ON loyalty.segment_member USING btree (customer_id);
-
 COMMENT ON TABLE loyalty.segment_member IS 'Members of each segment';
 
 -- ---------------------------------------------------------------------------
 -- Maintenance
 -- ---------------------------------------------------------------------------
-
 CREATE FUNCTION loyalty.expire_batch(as_of timestamp with time zone, max_lots integer, after_expires_at timestamp with time zone DEFAULT NULL::timestamp with time zone, after_id bigint DEFAULT NULL::bigint, OUT lots_seen integer, OUT points bigint, OUT last_expires_at timestamp with time zone, OUT last_id bigint) RETURNS record
     LANGUAGE c SECURITY DEFINER
-    SET search_path TO 'pg_catalog', 'pg_temp'
+    SET search_path = pg_catalog, pg_temp
     AS 'MODULE_PATHNAME', 'loyalty_expire_batch';
-
-COMMENT ON FUNCTION loyalty.expire_batch(as_of timestamp with time zone, max_lots integer, after_expires_at timestamp with time zone, after_id bigint, OUT lots_seen integer, OUT points bigint, OUT last_expires_at timestamp with time zone, OUT last_id bigint) IS 'One expiry batch after the keyset (after_expires_at, after_id): points in hundredths; lots a check is spending from are left for the next run';
+COMMENT ON FUNCTION loyalty.expire_batch(as_of timestamp with time zone, max_lots integer, after_expires_at timestamp with time zone, after_id bigint, OUT lots_seen integer, OUT points bigint, OUT last_expires_at timestamp with time zone, OUT last_id bigint) IS
+    'One expiry batch after the keyset (after_expires_at, after_id): points in hundredths; lots a check is spending from are left for the next run';
 
 CREATE FUNCTION loyalty.expire_points(as_of timestamp with time zone DEFAULT now()) RETURNS bigint
     LANGUAGE plpgsql STRICT SECURITY DEFINER
-    SET search_path TO 'pg_catalog', 'pg_temp'
+    SET search_path = pg_catalog, pg_temp
     AS $$
 DECLARE
     b     record;
@@ -1905,12 +1878,12 @@ BEGIN
     RETURN total / 100;
 END
 $$;
-
-COMMENT ON FUNCTION loyalty.expire_points(as_of timestamp with time zone) IS 'Expires every lot due at as_of in one transaction (lots a check is spending from are left, never waited for); returns whole points expired';
+COMMENT ON FUNCTION loyalty.expire_points(as_of timestamp with time zone) IS
+    'Expires every lot due at as_of in one transaction (lots a check is spending from are left, never waited for); returns whole points expired';
 
 CREATE FUNCTION loyalty.announce_lots(as_of timestamp with time zone) RETURNS jsonb
     LANGUAGE sql STRICT SECURITY DEFINER
-    SET search_path TO 'pg_catalog', 'pg_temp'
+    SET search_path = pg_catalog, pg_temp
     AS $$
     WITH available AS (
         -- delayed points that became available
@@ -1945,12 +1918,12 @@ CREATE FUNCTION loyalty.announce_lots(as_of timestamp with time zone) RETURNS js
         'available_events', (SELECT count(*) FROM available_events),
         'expiring_reminders', (SELECT count(*) FROM expiring_events))
 $$;
-
-COMMENT ON FUNCTION loyalty.announce_lots(as_of timestamp with time zone) IS 'Writes points_available events for delayed lots now available and points_expiring reminders 7 days ahead';
+COMMENT ON FUNCTION loyalty.announce_lots(as_of timestamp with time zone) IS
+    'Writes points_available events for delayed lots now available and points_expiring reminders 7 days ahead';
 
 CREATE FUNCTION loyalty.run_maintenance(as_of timestamp with time zone DEFAULT now()) RETURNS jsonb
     LANGUAGE plpgsql STRICT SECURITY DEFINER
-    SET search_path TO 'pg_catalog', 'pg_temp'
+    SET search_path = pg_catalog, pg_temp
     AS $$
 DECLARE
     expired bigint;
@@ -1968,8 +1941,8 @@ BEGIN
            || loyalty.announce_lots(as_of);
 END
 $$;
-
-COMMENT ON FUNCTION loyalty.run_maintenance(as_of timestamp with time zone) IS 'Expiry, availability events and expiry reminders in one transaction; one run at a time; nothing on a standby';
+COMMENT ON FUNCTION loyalty.run_maintenance(as_of timestamp with time zone) IS
+    'Expiry, availability events and expiry reminders in one transaction; one run at a time; nothing on a standby';
 
 CREATE PROCEDURE loyalty.run_maintenance_proc(IN as_of timestamp with time zone DEFAULT NULL::timestamp with time zone, IN batch_lots integer DEFAULT 5000)
     LANGUAGE plpgsql
@@ -2008,12 +1981,12 @@ BEGIN
     RAISE NOTICE 'loyalty maintenance: expired % points, % tier changes, %', expired / 100, tiers, summary;
 END
 $$;
+COMMENT ON PROCEDURE loyalty.run_maintenance_proc(IN as_of timestamp with time zone, IN batch_lots integer) IS
+    'run_maintenance for pg_cron at scale: commits after every expiry batch (CALL loyalty.run_maintenance_proc())';
 
-COMMENT ON PROCEDURE loyalty.run_maintenance_proc(IN as_of timestamp with time zone, IN batch_lots integer) IS 'run_maintenance for pg_cron at scale: commits after every expiry batch (CALL loyalty.run_maintenance_proc())';
-
-CREATE FUNCTION loyalty.schedule_maintenance(schedule text DEFAULT '*/15 * * * *'::text) RETURNS bigint
+CREATE FUNCTION loyalty.schedule_maintenance(schedule text DEFAULT '*/15 * * * *') RETURNS bigint
     LANGUAGE plpgsql STRICT
-    SET search_path TO 'pg_catalog', 'pg_temp'
+    SET search_path = pg_catalog, pg_temp
     AS $$
 DECLARE
     cron_db text := current_setting('cron.database_name', true);
@@ -2033,8 +2006,8 @@ BEGIN
     RETURN cron.schedule('loyalty-maintenance', schedule, 'CALL loyalty.run_maintenance_proc()');
 END
 $$;
-
-COMMENT ON FUNCTION loyalty.schedule_maintenance(schedule text) IS 'Registers (idempotently) the pg_cron job loyalty-maintenance running CALL loyalty.run_maintenance_proc()';
+COMMENT ON FUNCTION loyalty.schedule_maintenance(schedule text) IS
+    'Registers (idempotently) the pg_cron job loyalty-maintenance running CALL loyalty.run_maintenance_proc()';
 
 -- ---------------------------------------------------------------------------
 -- pg_dump keeps the program's configuration and data (SPEC §3); the
