@@ -174,7 +174,9 @@ COMMENT ON FUNCTION loyalty.phone_masked(loyalty.phone) IS
     'The number with its middle digits hidden (+7912***6789), for analysts';
 
 -- ---------------------------------------------------------------------------
--- Money, percents and small validators
+-- Money, percents and small validators.  Money, quantities and percents at
+-- the SQL surface are domains (SPEC §2): an input with more decimals than
+-- allowed is an error, never rounded.
 -- ---------------------------------------------------------------------------
 CREATE DOMAIN loyalty.amount AS numeric
     CONSTRAINT amount_at_most_2_decimals CHECK (VALUE = pg_catalog.round(VALUE, 2))
@@ -195,7 +197,12 @@ COMMENT ON FUNCTION loyalty.is_valid_timezone(tz text) IS
     'True when the text names a time zone of the server''s tz database (Europe/Moscow)';
 
 -- ---------------------------------------------------------------------------
--- Program settings
+-- Program settings (SPEC §3).  loyalty.setting holds what the operator set;
+-- loyalty.setting_definition (the extension's own, not dumped) holds the
+-- known keys with their defaults, so that a restored dump never collides
+-- with rows this script created; loyalty.settings shows effective values.
+-- config_changed, a statement trigger on every configuration table, makes
+-- each session's check engine reload its cache.
 -- ---------------------------------------------------------------------------
 CREATE TABLE loyalty.setting_definition (
     key text NOT NULL,
@@ -364,7 +371,7 @@ COMMENT ON FUNCTION loyalty.setting_value(setting_key text) IS
     'Effective value of a program setting (NULL for an unknown key)';
 
 -- ---------------------------------------------------------------------------
--- Stores and the catalog
+-- Stores and the catalog (SPEC §3): stores, the category tree, products.
 -- ---------------------------------------------------------------------------
 CREATE TABLE loyalty.store (
     code text NOT NULL,
@@ -436,14 +443,14 @@ CREATE TABLE loyalty.product (
     no_points boolean DEFAULT false NOT NULL,
     no_redeem boolean DEFAULT false NOT NULL,
     gift_certificate boolean DEFAULT false NOT NULL,
-    CONSTRAINT product_gift_certificate_plain CHECK ((NOT gift_certificate) OR ((min_price IS NULL) AND ((price IS NULL) OR ((price)::numeric > (0)::numeric)))),
+    CONSTRAINT product_gift_certificate_plain CHECK ((NOT gift_certificate) OR ((min_price IS NULL) AND ((price IS NULL) OR ((price)::numeric > 0)))),
     CONSTRAINT product_min_price_le_price CHECK ((min_price)::numeric <= (price)::numeric),
     CONSTRAINT product_sku_check CHECK (sku <> ''),
     CONSTRAINT product_pkey PRIMARY KEY (sku),
     CONSTRAINT product_category_fkey FOREIGN KEY (category) REFERENCES loyalty.category(code) ON UPDATE CASCADE
 );
 
-CREATE INDEX product_category_idx ON loyalty.product USING btree (category);
+CREATE INDEX product_category_idx ON loyalty.product (category);
 COMMENT ON TABLE loyalty.product IS
     'Catalog: category, brand and tags for selectors; floors and flags for the engine';
 COMMENT ON COLUMN loyalty.product.gift_certificate IS
@@ -453,7 +460,9 @@ CREATE TRIGGER config_changed AFTER INSERT OR DELETE OR UPDATE OR TRUNCATE ON lo
     FOR EACH STATEMENT EXECUTE FUNCTION loyalty.config_changed();
 
 -- ---------------------------------------------------------------------------
--- Accounts and tiers
+-- Point accounts and tiers (SPEC §3).  Identifiers that the ledger and
+-- purchases store are in the C collation: their index entries compare by
+-- bytes, whatever the operating system's locale does.
 -- ---------------------------------------------------------------------------
 CREATE TABLE loyalty.account_type (
     code text NOT NULL COLLATE pg_catalog."C",
@@ -466,7 +475,7 @@ CREATE TABLE loyalty.account_type (
     CONSTRAINT account_type_activation_delay_not_negative CHECK (activation_delay >= '00:00:00'::interval),
     CONSTRAINT account_type_code_check CHECK (code <> ''),
     CONSTRAINT account_type_lifetime_positive CHECK (lifetime > '00:00:00'::interval),
-    CONSTRAINT account_type_redeem_share_0_to_1 CHECK ((redeem_share >= (0)::numeric) AND (redeem_share <= (1)::numeric)),
+    CONSTRAINT account_type_redeem_share_0_to_1 CHECK ((redeem_share >= 0) AND (redeem_share <= 1)),
     CONSTRAINT account_type_pkey PRIMARY KEY (code)
 );
 COMMENT ON TABLE loyalty.account_type IS
@@ -555,7 +564,9 @@ COMMENT ON FUNCTION loyalty.recalculate_tiers(as_of timestamp with time zone, on
     'Moves customers (all, or one) to the tier their spend in tier_window reaches, up or down; a tier_changed event each; returns how many moved';
 
 -- ---------------------------------------------------------------------------
--- Promotions
+-- Promotions (SPEC §5): the rule of each mechanic is checked by
+-- promotion_validate (src/); per-customer usage counters follow a
+-- promotion's rename or deletion.
 -- ---------------------------------------------------------------------------
 CREATE TABLE loyalty.promotion (
     code text NOT NULL COLLATE pg_catalog."C",
@@ -637,12 +648,14 @@ CREATE TABLE loyalty.promotion_customer_usage (
     CONSTRAINT promotion_customer_usage_pkey PRIMARY KEY (promotion, customer_id)
 );
 
-CREATE INDEX promotion_customer_usage_customer_idx ON loyalty.promotion_customer_usage USING btree (customer_id);
+CREATE INDEX promotion_customer_usage_customer_idx ON loyalty.promotion_customer_usage (customer_id);
 COMMENT ON TABLE loyalty.promotion_customer_usage IS
     'Uses of promotions with a per_customer_limit, per customer';
 
 -- ---------------------------------------------------------------------------
--- Customers and cards
+-- Customers and cards (SPEC §4): every customer gets a virtual card when
+-- entering the base; a merged customer keeps its row and points to the
+-- survivor.  Identity functions resolve a phone, card or id:N.
 -- ---------------------------------------------------------------------------
 CREATE SEQUENCE loyalty.customer_id_seq
     START WITH 1
@@ -675,7 +688,7 @@ CREATE TABLE loyalty.customer (
     CONSTRAINT customer_tier_fkey FOREIGN KEY (tier) REFERENCES loyalty.tier(code) ON UPDATE CASCADE ON DELETE SET NULL
 );
 
-CREATE INDEX customer_merged_into_idx ON loyalty.customer USING btree (merged_into) WHERE (merged_into IS NOT NULL);
+CREATE INDEX customer_merged_into_idx ON loyalty.customer (merged_into) WHERE (merged_into IS NOT NULL);
 COMMENT ON TABLE loyalty.customer IS
     'Program members; a merged customer keeps its row and points to the survivor (merged_into)';
 
@@ -726,7 +739,7 @@ CREATE TABLE loyalty.card (
     CONSTRAINT card_customer_id_fkey FOREIGN KEY (customer_id) REFERENCES loyalty.customer(id)
 );
 
-CREATE INDEX card_customer_idx ON loyalty.card USING btree (customer_id);
+CREATE INDEX card_customer_idx ON loyalty.card (customer_id);
 COMMENT ON TABLE loyalty.card IS
     'Cards identifying customers; every customer gets a virtual card when entering the base';
 
@@ -1006,7 +1019,9 @@ COMMENT ON VIEW loyalty.customer_masked IS
     'Customers for analysts: phone and e-mail masked, birth year only, no name';
 
 -- ---------------------------------------------------------------------------
--- Operations
+-- Operations (SPEC §7): every writing call by its operation_id, with its
+-- request and response, so that a replay returns the first response.
+-- Internal operations (merge, expire) live in the '~' namespace.
 -- ---------------------------------------------------------------------------
 CREATE DOMAIN loyalty.operation_kind AS text
     CONSTRAINT operation_kind_known
@@ -1032,12 +1047,13 @@ ALTER TABLE ONLY loyalty.operation ALTER COLUMN response SET COMPRESSION lz4;
 ALTER TABLE loyalty.operation
     ADD CONSTRAINT operation_internal_namespace CHECK (((kind)::text IN ('merge', 'expire') = (operation_id ~~ '~%'))) NOT VALID;
 
-CREATE INDEX operation_customer_idx ON loyalty.operation USING btree (customer_id, created_at);
+CREATE INDEX operation_customer_idx ON loyalty.operation (customer_id, created_at);
 COMMENT ON TABLE loyalty.operation IS
     'Every writing call by operation_id: its request and response (replays return the response)';
 
 -- ---------------------------------------------------------------------------
--- The points ledger
+-- The points ledger (SPEC §8): lots of points per customer and account, and
+-- the append-only ledger of every movement; balances are sums over lots.
 -- ---------------------------------------------------------------------------
 CREATE DOMAIN loyalty.entry_kind AS text
     CONSTRAINT ledger_entry_kind_known
@@ -1065,20 +1081,20 @@ CREATE TABLE loyalty.lot (
     operation_id text NOT NULL COLLATE pg_catalog."C",
     announced_at timestamp with time zone,
     reminded_at timestamp with time zone,
-    CONSTRAINT lot_debt_never_expires CHECK ((amount > (0)::numeric) OR (expires_at IS NULL)),
+    CONSTRAINT lot_debt_never_expires CHECK ((amount > 0) OR (expires_at IS NULL)),
     CONSTRAINT lot_expires_after_earned CHECK (expires_at > earned_at),
     CONSTRAINT lot_points_two_decimals CHECK ((amount = round(amount, 2)) AND (remaining = round(remaining, 2))),
-    CONSTRAINT lot_remaining_within_amount CHECK (((amount > (0)::numeric) AND (remaining >= (0)::numeric) AND (remaining <= amount)) OR ((amount < (0)::numeric) AND (remaining <= (0)::numeric) AND (remaining >= amount))),
+    CONSTRAINT lot_remaining_within_amount CHECK (((amount > 0) AND (remaining >= 0) AND (remaining <= amount)) OR ((amount < 0) AND (remaining <= 0) AND (remaining >= amount))),
     CONSTRAINT lot_pkey PRIMARY KEY (id),
     CONSTRAINT lot_account_fkey FOREIGN KEY (account) REFERENCES loyalty.account_type(code),
     CONSTRAINT lot_customer_id_fkey FOREIGN KEY (customer_id) REFERENCES loyalty.customer(id)
 );
 
-CREATE INDEX lot_customer_open_idx ON loyalty.lot USING btree (customer_id, account) WHERE (remaining <> (0)::numeric);
+CREATE INDEX lot_customer_open_idx ON loyalty.lot (customer_id, account) WHERE (remaining <> 0);
 
-CREATE INDEX lot_due_idx ON loyalty.lot USING btree (expires_at, id) WHERE (remaining > (0)::numeric);
+CREATE INDEX lot_due_idx ON loyalty.lot (expires_at, id) WHERE (remaining > 0);
 
-CREATE INDEX lot_unannounced_idx ON loyalty.lot USING btree (available_at) WHERE ((announced_at IS NULL) AND (amount > (0)::numeric));
+CREATE INDEX lot_unannounced_idx ON loyalty.lot (available_at) WHERE ((announced_at IS NULL) AND (amount > 0));
 COMMENT ON TABLE loyalty.lot IS
     'Points of one account of one customer: earned, available from, expiring at, still remaining';
 COMMENT ON COLUMN loyalty.lot.announced_at IS
@@ -1106,15 +1122,15 @@ CREATE TABLE loyalty.ledger_entry (
     points numeric NOT NULL,
     at timestamp with time zone NOT NULL,
     created_at timestamp with time zone DEFAULT now() NOT NULL,
-    CONSTRAINT ledger_entry_points_nonzero CHECK (points <> (0)::numeric),
+    CONSTRAINT ledger_entry_points_nonzero CHECK (points <> 0),
     CONSTRAINT ledger_entry_pkey PRIMARY KEY (id)
 );
 
-CREATE INDEX ledger_entry_customer_idx ON loyalty.ledger_entry USING btree (customer_id, id);
+CREATE INDEX ledger_entry_customer_idx ON loyalty.ledger_entry (customer_id, id);
 
-CREATE INDEX ledger_entry_operation_idx ON loyalty.ledger_entry USING btree (operation_id, account);
+CREATE INDEX ledger_entry_operation_idx ON loyalty.ledger_entry (operation_id, account);
 
-CREATE INDEX ledger_entry_ref_idx ON loyalty.ledger_entry USING btree (ref_operation_id, account) WHERE (ref_operation_id IS NOT NULL);
+CREATE INDEX ledger_entry_ref_idx ON loyalty.ledger_entry (ref_operation_id, account) WHERE (ref_operation_id IS NOT NULL);
 COMMENT ON TABLE loyalty.ledger_entry IS
     'Append-only: every movement of points (earn, spend, expire, reverse, return, debt, repay, adjust)';
 COMMENT ON COLUMN loyalty.ledger_entry.ref_operation_id IS
@@ -1251,7 +1267,8 @@ COMMENT ON FUNCTION loyalty.verify_ledger() IS
     'Rows only where the ledger is inconsistent: empty when every balance equals its entries, every entry has its lot and operation, every lot its operation';
 
 -- ---------------------------------------------------------------------------
--- Purchases and refunds
+-- Purchases and refunds (SPEC §7): committed checks and their lines,
+-- refunds; the check API itself is in C (src/).
 -- ---------------------------------------------------------------------------
 CREATE TABLE loyalty.purchase (
     operation_id text NOT NULL COLLATE pg_catalog."C",
@@ -1271,15 +1288,15 @@ CREATE TABLE loyalty.purchase (
     refunded numeric(14,2) DEFAULT 0 NOT NULL,
     usage_counted text[] DEFAULT '{}'::text[] NOT NULL,
     customer_usage_counted text[] DEFAULT '{}'::text[] NOT NULL,
-    CONSTRAINT purchase_refunded_within_total CHECK ((refunded >= (0)::numeric) AND (refunded <= total)),
+    CONSTRAINT purchase_refunded_within_total CHECK ((refunded >= 0) AND (refunded <= total)),
     CONSTRAINT purchase_total_adds_up CHECK (total = (((amount - discount) - certificate) - redeemed)),
     CONSTRAINT purchase_pkey PRIMARY KEY (operation_id),
     CONSTRAINT purchase_customer_id_fkey FOREIGN KEY (customer_id) REFERENCES loyalty.customer(id)
 );
 
-CREATE INDEX purchase_at_idx ON loyalty.purchase USING btree (at);
+CREATE INDEX purchase_at_idx ON loyalty.purchase (at);
 
-CREATE INDEX purchase_customer_at_idx ON loyalty.purchase USING btree (customer_id, at);
+CREATE INDEX purchase_customer_at_idx ON loyalty.purchase (customer_id, at);
 COMMENT ON TABLE loyalty.purchase IS
     'Committed checks: money (amount - discount - certificate - redeemed = total), points, promotions, refunded money';
 COMMENT ON COLUMN loyalty.purchase.customer_usage_counted IS
@@ -1338,9 +1355,9 @@ CREATE TABLE loyalty.refund (
     CONSTRAINT refund_purchase_fkey FOREIGN KEY (purchase) REFERENCES loyalty.purchase(operation_id)
 );
 
-CREATE INDEX refund_at_idx ON loyalty.refund USING btree (at);
+CREATE INDEX refund_at_idx ON loyalty.refund (at);
 
-CREATE INDEX refund_purchase_idx ON loyalty.refund USING btree (purchase);
+CREATE INDEX refund_purchase_idx ON loyalty.refund (purchase);
 COMMENT ON TABLE loyalty.refund IS
     'Refunds: money back, lines ([{index, sku, qty, amount}]), points reversed and returned per account';
 
@@ -1373,7 +1390,8 @@ COMMENT ON FUNCTION loyalty.catalog_prices(customer text, store text, channel te
     'Personal shelf prices of a page of SKUs for one unit, with single-item promotions only';
 
 -- ---------------------------------------------------------------------------
--- Coupons and gift certificates
+-- Coupons and gift certificates (SPEC §6).  Codes are bearer secrets:
+-- roles that must not read them see the masked views.
 -- ---------------------------------------------------------------------------
 CREATE DOMAIN loyalty.coupon_kind AS text
     CONSTRAINT coupon_kind_known
@@ -1402,9 +1420,9 @@ CREATE TABLE loyalty.coupon (
     issued_by text COLLATE pg_catalog."C",
     created_at timestamp with time zone DEFAULT now() NOT NULL,
     sold_line integer,
-    CONSTRAINT coupon_certificate_has_value CHECK (((kind)::text <> 'certificate') OR (((value)::numeric > (0)::numeric) AND (balance IS NOT NULL) AND ((balance)::numeric <= (value)::numeric))),
+    CONSTRAINT coupon_certificate_has_value CHECK (((kind)::text <> 'certificate') OR (((value)::numeric > 0) AND (balance IS NOT NULL) AND ((balance)::numeric <= (value)::numeric))),
     CONSTRAINT coupon_code_format CHECK (code ~ '^[0-9A-Z][0-9A-Z-]{2,38}[0-9A-Z]$'),
-    CONSTRAINT coupon_does_something CHECK (((kind)::text = 'certificate') OR (promotion IS NOT NULL) OR ((percent)::numeric > (0)::numeric) OR ((value)::numeric > (0)::numeric)),
+    CONSTRAINT coupon_does_something CHECK (((kind)::text = 'certificate') OR (promotion IS NOT NULL) OR ((percent)::numeric > 0) OR ((value)::numeric > 0)),
     CONSTRAINT coupon_max_uses_positive CHECK (max_uses > 0),
     CONSTRAINT coupon_personal_has_customer CHECK (((kind)::text <> 'personal') OR (customer_id IS NOT NULL)),
     CONSTRAINT coupon_sold_line_of_purchase CHECK ((sold_line IS NULL) OR ((sold_line >= 0) AND (issued_by IS NOT NULL) AND ((kind)::text = 'certificate'))),
@@ -1415,9 +1433,9 @@ CREATE TABLE loyalty.coupon (
     CONSTRAINT coupon_promotion_fkey FOREIGN KEY (promotion) REFERENCES loyalty.promotion(code) ON UPDATE CASCADE
 );
 
-CREATE INDEX coupon_customer_idx ON loyalty.coupon USING btree (customer_id) WHERE (customer_id IS NOT NULL);
+CREATE INDEX coupon_customer_idx ON loyalty.coupon (customer_id) WHERE (customer_id IS NOT NULL);
 
-CREATE INDEX coupon_issued_by_idx ON loyalty.coupon USING btree (issued_by) WHERE (issued_by IS NOT NULL);
+CREATE INDEX coupon_issued_by_idx ON loyalty.coupon (issued_by) WHERE (issued_by IS NOT NULL);
 COMMENT ON TABLE loyalty.coupon IS
     'Coupons (promo: mass codes of a promotion; personal: bound to a customer) and gift certificates (balance spent partially)';
 COMMENT ON COLUMN loyalty.coupon.issued_by IS
@@ -1440,7 +1458,7 @@ CREATE TABLE loyalty.coupon_use (
     CONSTRAINT coupon_use_operation_id_fkey FOREIGN KEY (operation_id) REFERENCES loyalty.operation(operation_id)
 );
 
-CREATE INDEX coupon_use_customer_idx ON loyalty.coupon_use USING btree (customer_id, code);
+CREATE INDEX coupon_use_customer_idx ON loyalty.coupon_use (customer_id, code);
 COMMENT ON TABLE loyalty.coupon_use IS
     'Every use of a coupon or certificate by a purchase (amount: certificate money spent); a refund that restores it writes a negative amount';
 
@@ -1583,7 +1601,8 @@ COMMENT ON VIEW loyalty.coupon_use_masked IS
     'Uses of coupons and certificates with masked codes (amount: certificate money spent)';
 
 -- ---------------------------------------------------------------------------
--- Subscriptions
+-- Subscriptions (SPEC §6): buying a plan's sku starts or extends a subscription; its
+-- subscription_price promotions apply while it runs.
 -- ---------------------------------------------------------------------------
 CREATE TABLE loyalty.subscription_plan (
     code text NOT NULL,
@@ -1630,7 +1649,9 @@ COMMENT ON TABLE loyalty.subscription IS
     'Customers'' subscriptions: subscription_price promotions apply while starts_at <= at < ends_at';
 
 -- ---------------------------------------------------------------------------
--- Events and customer messages
+-- Events and customer messages (SPEC §11): the outbox of customer events,
+-- and ICU message templates per event kind and locale (shipped defaults,
+-- overridden by the operator's).
 -- ---------------------------------------------------------------------------
 CREATE DOMAIN loyalty.event_kind AS text
     CONSTRAINT event_kind_known
@@ -1658,7 +1679,7 @@ CREATE TABLE loyalty.event (
     CONSTRAINT event_pkey PRIMARY KEY (id)
 );
 
-CREATE INDEX event_untaken_idx ON loyalty.event USING btree (id) WHERE (taken_at IS NULL);
+CREATE INDEX event_untaken_idx ON loyalty.event (id) WHERE (taken_at IS NULL);
 COMMENT ON TABLE loyalty.event IS
     'Outbox of customer events (points earned, available, expiring, expired; tier changed; coupon issued)';
 
@@ -1823,7 +1844,7 @@ COMMENT ON FUNCTION loyalty.event_message(kind text, payload jsonb, locale text)
     'The customer message of an event, from the template of its kind in the locale (program locale by default)';
 
 -- ---------------------------------------------------------------------------
--- Segments
+-- Customer segments (SPEC §10), to which promotions may be limited.
 -- ---------------------------------------------------------------------------
 CREATE TABLE loyalty.segment (
     code text NOT NULL,
@@ -1845,11 +1866,12 @@ CREATE TABLE loyalty.segment_member (
     CONSTRAINT segment_member_segment_fkey FOREIGN KEY (segment) REFERENCES loyalty.segment(code) ON UPDATE CASCADE ON DELETE CASCADE
 );
 
-CREATE INDEX segment_member_customer_idx ON loyalty.segment_member USING btree (customer_id);
+CREATE INDEX segment_member_customer_idx ON loyalty.segment_member (customer_id);
 COMMENT ON TABLE loyalty.segment_member IS 'Members of each segment';
 
 -- ---------------------------------------------------------------------------
--- Maintenance
+-- Maintenance (SPEC §9): expiry of lots in batches, announcements of points that
+-- become available or expire, and the pg_cron schedule that runs them.
 -- ---------------------------------------------------------------------------
 CREATE FUNCTION loyalty.expire_batch(as_of timestamp with time zone, max_lots integer, after_expires_at timestamp with time zone DEFAULT NULL::timestamp with time zone, after_id bigint DEFAULT NULL::bigint, OUT lots_seen integer, OUT points bigint, OUT last_expires_at timestamp with time zone, OUT last_id bigint) RETURNS record
     LANGUAGE c SECURITY DEFINER
@@ -2117,8 +2139,11 @@ GRANT SELECT ON
 GRANT EXECUTE ON FUNCTION loyalty.setting_value(text), loyalty.code_masked(text)
     TO loyalty_analyst;
 
--- admin: every table, sequence and callable function; the masked views only
--- to read (the tables behind them are the admin's already)
+-- admin: every table and sequence, and every function but those only
+-- triggers and the library call (customer_initial_tier, event_notify,
+-- ledger_entry_append_only, message_template_validate, promotion_usage_follow,
+-- render_message, subscription_plan_validate; format_message is PUBLIC's);
+-- the masked views only to read (the tables behind them are the admin's)
 GRANT ALL ON
     loyalty.setting_definition, loyalty.setting, loyalty.settings,
     loyalty.store, loyalty.category, loyalty.product,
