@@ -470,11 +470,11 @@ CREATE TABLE loyalty.account_type (
     redeem_share numeric DEFAULT 1 NOT NULL,
     min_check loyalty.amount DEFAULT 0 NOT NULL,
     lifetime interval,
-    activation_delay interval DEFAULT '00:00:00'::interval NOT NULL,
+    activation_delay interval DEFAULT interval '0' NOT NULL,
     redeem_order integer DEFAULT 100 NOT NULL,
-    CONSTRAINT account_type_activation_delay_not_negative CHECK (activation_delay >= '00:00:00'::interval),
+    CONSTRAINT account_type_activation_delay_not_negative CHECK (activation_delay >= interval '0'),
     CONSTRAINT account_type_code_check CHECK (code <> ''),
-    CONSTRAINT account_type_lifetime_positive CHECK (lifetime > '00:00:00'::interval),
+    CONSTRAINT account_type_lifetime_positive CHECK (lifetime > interval '0'),
     CONSTRAINT account_type_redeem_share_0_to_1 CHECK ((redeem_share >= 0) AND (redeem_share <= 1)),
     CONSTRAINT account_type_pkey PRIMARY KEY (code)
 );
@@ -501,7 +501,7 @@ COMMENT ON TABLE loyalty.tier IS
 CREATE TRIGGER config_changed AFTER INSERT OR DELETE OR UPDATE OR TRUNCATE ON loyalty.tier
     FOR EACH STATEMENT EXECUTE FUNCTION loyalty.config_changed();
 
-CREATE FUNCTION loyalty.tier_window(as_of timestamp with time zone) RETURNS tstzrange
+CREATE FUNCTION loyalty.tier_window(as_of timestamptz) RETURNS tstzrange
     LANGUAGE sql STABLE STRICT PARALLEL SAFE
     SET search_path = pg_catalog, pg_temp
     AS $$
@@ -514,7 +514,9 @@ $$;
 COMMENT ON FUNCTION loyalty.tier_window(as_of timestamp with time zone) IS
     'The spend window tiers are computed over at a moment: the last tier_window, or the previous calendar month';
 
-CREATE FUNCTION loyalty.recalculate_tiers(as_of timestamp with time zone DEFAULT now(), only_customer bigint DEFAULT NULL::bigint) RETURNS integer
+CREATE FUNCTION loyalty.recalculate_tiers(
+        as_of timestamptz DEFAULT now(),
+        only_customer bigint DEFAULT NULL) RETURNS integer
     LANGUAGE plpgsql SECURITY DEFINER
     SET search_path = pg_catalog, pg_temp
     AS $$
@@ -1039,13 +1041,18 @@ CREATE TABLE loyalty.operation (
     CONSTRAINT operation_id_format CHECK ((operation_id <> '') AND (length(operation_id) <= 200)),
     CONSTRAINT operation_pkey PRIMARY KEY (operation_id)
 );
-ALTER TABLE ONLY loyalty.operation ALTER COLUMN request SET STORAGE MAIN;
-ALTER TABLE ONLY loyalty.operation ALTER COLUMN request SET COMPRESSION lz4;
-ALTER TABLE ONLY loyalty.operation ALTER COLUMN response SET STORAGE MAIN;
-ALTER TABLE ONLY loyalty.operation ALTER COLUMN response SET COMPRESSION lz4;
-
+-- requests and responses stay in the row, compressed with lz4
 ALTER TABLE loyalty.operation
-    ADD CONSTRAINT operation_internal_namespace CHECK (((kind)::text IN ('merge', 'expire') = (operation_id ~~ '~%'))) NOT VALID;
+    ALTER COLUMN request SET STORAGE MAIN,
+    ALTER COLUMN request SET COMPRESSION lz4,
+    ALTER COLUMN response SET STORAGE MAIN,
+    ALTER COLUMN response SET COMPRESSION lz4;
+-- Internal operations, and only they, begin with "~".  NOT VALID as in an
+-- updated installation, where an earlier version may have accepted a client
+-- id beginning with "~" (such a row stays; every new row obeys).
+ALTER TABLE loyalty.operation
+    ADD CONSTRAINT operation_internal_namespace
+    CHECK ((kind IN ('merge', 'expire')) = (operation_id LIKE '~%')) NOT VALID;
 
 CREATE INDEX operation_customer_idx ON loyalty.operation (customer_id, created_at);
 COMMENT ON TABLE loyalty.operation IS
@@ -1165,7 +1172,15 @@ CREATE FUNCTION loyalty.adjust(request jsonb) RETURNS jsonb
 COMMENT ON FUNCTION loyalty.adjust(request jsonb) IS
     'Manual grant (points > 0) or debit (points < 0) of a customer''s account; idempotent by operation_id';
 
-CREATE FUNCTION loyalty.balance(customer text, at timestamp with time zone DEFAULT now()) RETURNS TABLE(account text, available numeric, pending numeric, expiring numeric, next_expiry timestamp with time zone)
+CREATE FUNCTION loyalty.balance(
+        customer text,
+        at timestamptz DEFAULT now())
+    RETURNS TABLE (
+        account text,
+        available numeric,
+        pending numeric,
+        expiring numeric,
+        next_expiry timestamptz)
     LANGUAGE plpgsql STABLE STRICT SECURITY DEFINER
     SET search_path = pg_catalog, pg_temp
     AS $$
@@ -1195,7 +1210,18 @@ $$;
 COMMENT ON FUNCTION loyalty.balance(customer text, at timestamp with time zone) IS
     'Per account: points available at "at", pending (not yet available), expiring within 30 days, next expiry';
 
-CREATE FUNCTION loyalty.history(customer text, lim integer DEFAULT 100) RETURNS TABLE(id bigint, at timestamp with time zone, kind text, account text, points numeric, operation_id text, ref_operation_id text, lot_expires_at timestamp with time zone)
+CREATE FUNCTION loyalty.history(
+        customer text,
+        lim integer DEFAULT 100)
+    RETURNS TABLE (
+        id bigint,
+        at timestamptz,
+        kind text,
+        account text,
+        points numeric,
+        operation_id text,
+        ref_operation_id text,
+        lot_expires_at timestamptz)
     LANGUAGE plpgsql STABLE STRICT SECURITY DEFINER
     SET search_path = pg_catalog, pg_temp
     AS $$
@@ -1219,7 +1245,8 @@ $$;
 COMMENT ON FUNCTION loyalty.history(customer text, lim integer) IS
     'A customer''s latest ledger entries (those of customers merged into them too), newest first';
 
-CREATE FUNCTION loyalty.verify_ledger() RETURNS TABLE(customer_id bigint, account text, lot_id bigint, problem text)
+CREATE FUNCTION loyalty.verify_ledger()
+    RETURNS TABLE(customer_id bigint, account text, lot_id bigint, problem text)
     LANGUAGE sql STABLE SECURITY DEFINER PARALLEL SAFE
     SET search_path = pg_catalog, pg_temp
     AS $$
@@ -1382,7 +1409,13 @@ CREATE FUNCTION loyalty.refund(request jsonb) RETURNS jsonb
 COMMENT ON FUNCTION loyalty.refund(request jsonb) IS
     'Refunds some or all of what is left of a purchase: money, earned and spent points; idempotent by operation_id';
 
-CREATE FUNCTION loyalty.catalog_prices(customer text, store text, channel text, skus text[], at timestamp with time zone DEFAULT now()) RETURNS TABLE(sku text, price numeric, personal_price numeric, promotions text[])
+CREATE FUNCTION loyalty.catalog_prices(
+        customer text,
+        store text,
+        channel text,
+        skus text[],
+        at timestamptz DEFAULT now())
+    RETURNS TABLE(sku text, price numeric, personal_price numeric, promotions text[])
     LANGUAGE c STABLE SECURITY DEFINER ROWS 20 PARALLEL RESTRICTED
     SET search_path = pg_catalog, pg_temp
     AS 'MODULE_PATHNAME', 'loyalty_catalog_prices';
@@ -1484,7 +1517,12 @@ $$;
 COMMENT ON FUNCTION loyalty.code_masked(code text) IS
     'A coupon or certificate code as roles that may not read it see it: the last 4 characters (a third of a short code), the rest as *';
 
-CREATE FUNCTION loyalty.issue_coupons(promotion text, count integer, max_uses integer DEFAULT 1, valid_until timestamp with time zone DEFAULT NULL::timestamp with time zone, customer text DEFAULT NULL::text) RETURNS SETOF text
+CREATE FUNCTION loyalty.issue_coupons(
+        promotion text,
+        count integer,
+        max_uses integer DEFAULT 1,
+        valid_until timestamptz DEFAULT NULL,
+        customer text DEFAULT NULL) RETURNS SETOF text
     LANGUAGE plpgsql SECURITY DEFINER
     SET search_path = pg_catalog, pg_temp
     AS $$
@@ -1541,7 +1579,10 @@ $$;
 COMMENT ON FUNCTION loyalty.issue_coupons(promotion text, count integer, max_uses integer, valid_until timestamp with time zone, customer text) IS
     'Issues count coupon codes unlocking a promotion (mass codes with max_uses; personal when customer is given)';
 
-CREATE FUNCTION loyalty.issue_certificate(value numeric, valid_until timestamp with time zone DEFAULT NULL::timestamp with time zone, customer text DEFAULT NULL::text) RETURNS text
+CREATE FUNCTION loyalty.issue_certificate(
+        value numeric,
+        valid_until timestamptz DEFAULT NULL,
+        customer text DEFAULT NULL) RETURNS text
     LANGUAGE plpgsql SECURITY DEFINER
     SET search_path = pg_catalog, pg_temp
     AS $$
@@ -1611,7 +1652,7 @@ CREATE TABLE loyalty.subscription_plan (
     products jsonb NOT NULL,
     duration interval NOT NULL,
     CONSTRAINT subscription_plan_code_check CHECK (code <> ''),
-    CONSTRAINT subscription_plan_duration_positive CHECK (duration > '00:00:00'::interval),
+    CONSTRAINT subscription_plan_duration_positive CHECK (duration > interval '0'),
     CONSTRAINT subscription_plan_pkey PRIMARY KEY (code)
 );
 COMMENT ON TABLE loyalty.subscription_plan IS
@@ -1801,7 +1842,10 @@ CREATE VIEW loyalty.message_templates AS
 COMMENT ON VIEW loyalty.message_templates IS
     'Message templates in effect: the operator''s, else the defaults';
 
-CREATE FUNCTION loyalty.event_message(kind text, payload jsonb, locale text DEFAULT NULL::text) RETURNS text
+CREATE FUNCTION loyalty.event_message(
+        kind text,
+        payload jsonb,
+        locale text DEFAULT NULL) RETURNS text
     LANGUAGE sql STABLE SECURITY DEFINER PARALLEL SAFE
     SET search_path = pg_catalog, pg_temp
     AS $$
@@ -1873,14 +1917,22 @@ COMMENT ON TABLE loyalty.segment_member IS 'Members of each segment';
 -- Maintenance (SPEC §9): expiry of lots in batches, announcements of points that
 -- become available or expire, and the pg_cron schedule that runs them.
 -- ---------------------------------------------------------------------------
-CREATE FUNCTION loyalty.expire_batch(as_of timestamp with time zone, max_lots integer, after_expires_at timestamp with time zone DEFAULT NULL::timestamp with time zone, after_id bigint DEFAULT NULL::bigint, OUT lots_seen integer, OUT points bigint, OUT last_expires_at timestamp with time zone, OUT last_id bigint) RETURNS record
+CREATE FUNCTION loyalty.expire_batch(
+        as_of timestamptz,
+        max_lots integer,
+        after_expires_at timestamptz DEFAULT NULL,
+        after_id bigint DEFAULT NULL,
+        OUT lots_seen integer,
+        OUT points bigint,
+        OUT last_expires_at timestamptz,
+        OUT last_id bigint) RETURNS record
     LANGUAGE c SECURITY DEFINER
     SET search_path = pg_catalog, pg_temp
     AS 'MODULE_PATHNAME', 'loyalty_expire_batch';
 COMMENT ON FUNCTION loyalty.expire_batch(as_of timestamp with time zone, max_lots integer, after_expires_at timestamp with time zone, after_id bigint, OUT lots_seen integer, OUT points bigint, OUT last_expires_at timestamp with time zone, OUT last_id bigint) IS
     'One expiry batch after the keyset (after_expires_at, after_id): points in hundredths; lots a check is spending from are left for the next run';
 
-CREATE FUNCTION loyalty.expire_points(as_of timestamp with time zone DEFAULT now()) RETURNS bigint
+CREATE FUNCTION loyalty.expire_points(as_of timestamptz DEFAULT now()) RETURNS bigint
     LANGUAGE plpgsql STRICT SECURITY DEFINER
     SET search_path = pg_catalog, pg_temp
     AS $$
@@ -1903,7 +1955,7 @@ $$;
 COMMENT ON FUNCTION loyalty.expire_points(as_of timestamp with time zone) IS
     'Expires every lot due at as_of in one transaction (lots a check is spending from are left, never waited for); returns whole points expired';
 
-CREATE FUNCTION loyalty.announce_lots(as_of timestamp with time zone) RETURNS jsonb
+CREATE FUNCTION loyalty.announce_lots(as_of timestamptz) RETURNS jsonb
     LANGUAGE sql STRICT SECURITY DEFINER
     SET search_path = pg_catalog, pg_temp
     AS $$
@@ -1943,7 +1995,7 @@ $$;
 COMMENT ON FUNCTION loyalty.announce_lots(as_of timestamp with time zone) IS
     'Writes points_available events for delayed lots now available and points_expiring reminders 7 days ahead';
 
-CREATE FUNCTION loyalty.run_maintenance(as_of timestamp with time zone DEFAULT now()) RETURNS jsonb
+CREATE FUNCTION loyalty.run_maintenance(as_of timestamptz DEFAULT now()) RETURNS jsonb
     LANGUAGE plpgsql STRICT SECURITY DEFINER
     SET search_path = pg_catalog, pg_temp
     AS $$
@@ -1966,7 +2018,9 @@ $$;
 COMMENT ON FUNCTION loyalty.run_maintenance(as_of timestamp with time zone) IS
     'Expiry, availability events and expiry reminders in one transaction; one run at a time; nothing on a standby';
 
-CREATE PROCEDURE loyalty.run_maintenance_proc(IN as_of timestamp with time zone DEFAULT NULL::timestamp with time zone, IN batch_lots integer DEFAULT 5000)
+CREATE PROCEDURE loyalty.run_maintenance_proc(
+        IN as_of timestamptz DEFAULT NULL,
+        IN batch_lots integer DEFAULT 5000)
     LANGUAGE plpgsql
     AS $$
 DECLARE
