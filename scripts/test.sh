@@ -1,10 +1,11 @@
 #!/usr/bin/env bash
 # scripts/test.sh: the whole test suite, each part on a fresh throwaway cluster:
-# pg_regress, pgTAP, isolation specs, a pg_dump/pg_restore round trip, a
-# streaming standby, and a smoke run of the benchmark harness.
+# pg_regress, pgTAP, isolation specs, a pg_dump/pg_restore round trip, the
+# full install script against the update chain, a streaming standby, and a
+# smoke run of the benchmark harness.
 #
 #   sudo scripts/test.sh            everything: pg_regress, pgTAP, isolation
-#   sudo scripts/test.sh regress    only pg_regress (also: tap, isolation, dump, standby, fuzz, bench)
+#   sudo scripts/test.sh regress    only pg_regress (also: tap, isolation, dump, schema, standby, fuzz, bench)
 #   REGRESS="ledger phone" sudo -E scripts/test.sh regress   only those files
 #   sudo scripts/test.sh valgrind   pg_regress of the check API and ledger with
 #                                   the server under valgrind (memcheck); not
@@ -145,6 +146,79 @@ run_dump() {
     check "the new customer has one card" [ "$("${q[@]}" -d loyalty_dst -c \
         "SELECT count(*) FROM loyalty.card WHERE customer_id = $b")" = 1 ]
     [ -z "$PART_FAILED" ] || { BROKEN+=(dump); cluster_log_tail; }
+    cluster_stop
+}
+
+# schema_snapshot DB DIR: the loyalty schema of database DB as one file per
+# pg_dump entry in DIR (sorted, so that only real differences show), plus
+# what pg_dump cannot show of an extension: its version, member objects,
+# pg_dump configuration and initial privileges.  Detaches the extension's
+# objects in DB to dump them: use a throwaway database.
+schema_snapshot() {
+    local db=$1 dir=$2 q=(psql -X -q -A -t -v ON_ERROR_STOP=1 -d "$1")
+    mkdir -p "$dir"
+    "${q[@]}" >"$dir/0-extension" -c "
+        SELECT 'version ' || extversion FROM pg_extension WHERE extname = 'loyalty';
+        SELECT 'member ' || pg_describe_object(classid, objid, objsubid)
+          FROM pg_depend
+         WHERE refclassid = 'pg_extension'::regclass AND deptype = 'e'
+           AND refobjid = (SELECT oid FROM pg_extension WHERE extname = 'loyalty')
+         ORDER BY 1;
+        SELECT format('config %s %s %L', i, c::regclass, e.extcondition[i])
+          FROM pg_extension e, unnest(e.extconfig) WITH ORDINALITY AS u(c, i)
+         WHERE e.extname = 'loyalty' ORDER BY i;
+        SELECT format('initprivs %s %s %s', pg_describe_object(p.classoid, p.objoid, p.objsubid),
+                      p.privtype, a.a)
+          FROM pg_init_privs p, unnest(p.initprivs) AS a(a)
+         WHERE p.privtype = 'e' ORDER BY 1;"
+    # the members become ordinary objects, which pg_dump shows
+    "${q[@]}" -c "
+        DELETE FROM pg_init_privs WHERE privtype = 'e';
+        DELETE FROM pg_depend
+         WHERE (refclassid = 'pg_extension'::regclass OR classid = 'pg_extension'::regclass)
+           AND (SELECT oid FROM pg_extension WHERE extname = 'loyalty') IN (refobjid, objid);
+        DELETE FROM pg_extension WHERE extname = 'loyalty';"
+    "$(dirname "$PG_CONFIG")/pg_dump" -d "$db" -n loyalty | awk -v dir="$dir" '
+        /^\\(un)?restrict / { next }
+        /^-- (Data for )?Name: / && prev == "--" {
+            if (out != "") close(out)
+            name = $0; gsub(/[^A-Za-z0-9_.,()=<>-]+/, "_", name)
+            out = dir "/" substr(name, 4, 200)
+            sorted = ($0 ~ /; Type: (ACL|TABLE DATA);/)
+            print $0 > out; close(out)
+            if (sorted) out = "sort >> \"" out "\""
+            prev = $0; next
+        }
+        { if (out == "") out = dir "/0-preamble"
+          if (out ~ /^sort /) print | out; else print >> out
+          prev = $0 }'
+}
+
+# run_schema installs the current version twice, from its full script
+# (extension/loyalty--<default_version>.sql) and as 0.1 updated step by step,
+# and diffs pg_dump of the two (schema and the extension's default rows) and
+# what pg_dump cannot show (membership, dump configuration, initial
+# privileges): any difference is printed and fails the part.
+run_schema() {
+    say "schema: full install script against 0.1 updated step by step (pg_dump)"
+    cluster_start loyalty_fresh
+    PART_FAILED=
+    local q=(psql -X -q -v ON_ERROR_STOP=1) dir=$CLUSTER_DIR/schema out n
+    createdb loyalty_fresh
+    createdb loyalty_updated
+    "${q[@]}" -d loyalty_fresh -c 'CREATE EXTENSION loyalty'
+    "${q[@]}" -d loyalty_updated -c "CREATE EXTENSION loyalty VERSION '0.1'" -c 'ALTER EXTENSION loyalty UPDATE'
+    schema_snapshot loyalty_fresh "$dir/fresh"
+    schema_snapshot loyalty_updated "$dir/updated"
+    n=$(ls "$dir/fresh" | wc -l)
+    check "pg_dump shows the extension's objects ($n entries)" [ "$n" -gt 300 ]
+    out=$(cd "$dir" && diff -ru fresh updated) || true
+    check "a fresh install and 0.1 updated step by step dump the same" [ -z "$out" ]
+    if [ -n "$out" ]; then
+        echo "---- diff -ru fresh updated (fresh: the full script; updated: the chain) ----"
+        head -n 400 <<<"$out"
+        BROKEN+=(schema)
+    fi
     cluster_stop
 }
 
@@ -311,16 +385,17 @@ run_valgrind() {
 }
 
 case $PARTS in
-    all)       run_regress; run_tap; run_isolation; run_dump; run_standby; run_fuzz; run_bench ;;
+    all)       run_regress; run_tap; run_isolation; run_dump; run_schema; run_standby; run_fuzz; run_bench ;;
     regress)   run_regress ;;
     tap)       run_tap ;;
     isolation) run_isolation ;;
     dump)      run_dump ;;
+    schema)    run_schema ;;
     standby)   run_standby ;;
     fuzz)      run_fuzz ;;
     bench)     run_bench ;;
     valgrind)  run_valgrind ;;
-    *) echo "usage: $0 [all|regress|tap|isolation|dump|standby|fuzz|bench|valgrind]" >&2; exit 2 ;;
+    *) echo "usage: $0 [all|regress|tap|isolation|dump|schema|standby|fuzz|bench|valgrind]" >&2; exit 2 ;;
 esac
 
 say "done in $(( $(date +%s) - START )) s"

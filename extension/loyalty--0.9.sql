@@ -1,0 +1,2248 @@
+/*
+ * loyalty--0.9.sql: the whole schema of the loyalty extension, version 0.9.
+ *
+ * CREATE EXTENSION loyalty runs this file; an installation of an older
+ * version gets to the same place through the update chain (loyalty--0.1.sql,
+ * then loyalty--0.1--0.2.sql ... loyalty--0.8--0.9.sql).  This file is the
+ * one to read to learn the schema: every object in its final form, grouped
+ * by concern, in an order in which each thing exists before it is used.
+ *
+ *   phone type; money domains and validators; settings; stores and the
+ *   catalog; accounts and tiers; promotions; customers and cards; operations;
+ *   the points ledger; purchases and refunds; coupons and certificates;
+ *   subscriptions; events and messages; segments; maintenance; pg_dump
+ *   configuration; privileges.
+ *
+ * Changing the schema.  The two ways of installing must give the same
+ * database, object for object: sql/upgrade.sql compares the catalogs of a
+ * fresh install and of 0.1 updated step by step (columns, constraints,
+ * indexes, triggers, functions with their marks and settings, views,
+ * domains, comments, privileges, extension membership, pg_dump
+ * configuration, default rows), and `scripts/test.sh schema` diffs
+ * pg_dump --schema-only of the two.  So every change is written twice:
+ *
+ *   - while 0.9 is unreleased: append the change to loyalty--0.8--0.9.sql
+ *     (as an ALTER / CREATE OR REPLACE, under a comment header saying why)
+ *     AND edit this file in place, where the object lives (a new column at
+ *     the end of its table's column list, since updates add columns last;
+ *     the new function body replacing the old one; its COMMENT ON and its
+ *     grants in the privileges section);
+ *   - for the next version (say 1.0): copy this file to loyalty--1.0.sql and
+ *     edit that one in place, write the delta loyalty--0.9--1.0.sql, set
+ *     default_version = '1.0' in loyalty.control, and leave this file and
+ *     every loyalty--A--B.sql of a released version frozen (git rm this
+ *     file only if 0.9 installs should no longer be possible from scratch;
+ *     keeping it costs nothing).
+ *
+ * Then run `scripts/test.sh regress` (upgrade) and `scripts/test.sh schema`:
+ * any difference between the two paths is printed and fails the run.
+ */
+
+-- complain if script is sourced in psql, rather than via CREATE EXTENSION
+\echo Use "CREATE EXTENSION loyalty" to load this file. \quit
+
+-- ---------------------------------------------------------------------------
+-- Roles (SPEC §13).  Roles are cluster-wide: created when missing, never
+-- dropped with the extension.
+-- ---------------------------------------------------------------------------
+DO $roles$
+DECLARE
+    r text;
+BEGIN
+    FOREACH r IN ARRAY ARRAY['loyalty_cashier', 'loyalty_marketer',
+                             'loyalty_analyst', 'loyalty_admin']
+    LOOP
+        IF NOT EXISTS (SELECT 1 FROM pg_catalog.pg_roles WHERE rolname = r) THEN
+            EXECUTE pg_catalog.format('CREATE ROLE %I NOLOGIN', r);
+        END IF;
+    END LOOP;
+END
+$roles$;
+
+-- ---------------------------------------------------------------------------
+-- loyalty.phone: a normalized E.164 phone number (src/phone.c)
+-- ---------------------------------------------------------------------------
+CREATE TYPE loyalty.phone;
+
+CREATE FUNCTION loyalty.phone_in(cstring) RETURNS loyalty.phone
+    AS 'MODULE_PATHNAME', 'phone_in' LANGUAGE C STABLE STRICT PARALLEL SAFE;
+CREATE FUNCTION loyalty.phone_out(loyalty.phone) RETURNS cstring
+    AS 'MODULE_PATHNAME', 'phone_out' LANGUAGE C IMMUTABLE STRICT PARALLEL SAFE;
+CREATE FUNCTION loyalty.phone_recv(internal) RETURNS loyalty.phone
+    AS 'MODULE_PATHNAME', 'phone_recv' LANGUAGE C IMMUTABLE STRICT PARALLEL SAFE;
+CREATE FUNCTION loyalty.phone_send(loyalty.phone) RETURNS bytea
+    AS 'MODULE_PATHNAME', 'phone_send' LANGUAGE C IMMUTABLE STRICT PARALLEL SAFE;
+
+CREATE TYPE loyalty.phone (
+    INPUT = loyalty.phone_in,
+    OUTPUT = loyalty.phone_out,
+    RECEIVE = loyalty.phone_recv,
+    SEND = loyalty.phone_send,
+    INTERNALLENGTH = 8,
+    PASSEDBYVALUE,
+    ALIGNMENT = double,
+    STORAGE = plain
+);
+COMMENT ON TYPE loyalty.phone IS
+    'Phone number normalized to E.164 (+79123456789); accepts the usual spellings';
+
+CREATE FUNCTION loyalty.phone_eq(loyalty.phone, loyalty.phone) RETURNS bool
+    AS 'MODULE_PATHNAME', 'phone_eq' LANGUAGE C IMMUTABLE STRICT PARALLEL SAFE LEAKPROOF;
+CREATE FUNCTION loyalty.phone_ne(loyalty.phone, loyalty.phone) RETURNS bool
+    AS 'MODULE_PATHNAME', 'phone_ne' LANGUAGE C IMMUTABLE STRICT PARALLEL SAFE LEAKPROOF;
+CREATE FUNCTION loyalty.phone_lt(loyalty.phone, loyalty.phone) RETURNS bool
+    AS 'MODULE_PATHNAME', 'phone_lt' LANGUAGE C IMMUTABLE STRICT PARALLEL SAFE LEAKPROOF;
+CREATE FUNCTION loyalty.phone_le(loyalty.phone, loyalty.phone) RETURNS bool
+    AS 'MODULE_PATHNAME', 'phone_le' LANGUAGE C IMMUTABLE STRICT PARALLEL SAFE LEAKPROOF;
+CREATE FUNCTION loyalty.phone_gt(loyalty.phone, loyalty.phone) RETURNS bool
+    AS 'MODULE_PATHNAME', 'phone_gt' LANGUAGE C IMMUTABLE STRICT PARALLEL SAFE LEAKPROOF;
+CREATE FUNCTION loyalty.phone_ge(loyalty.phone, loyalty.phone) RETURNS bool
+    AS 'MODULE_PATHNAME', 'phone_ge' LANGUAGE C IMMUTABLE STRICT PARALLEL SAFE LEAKPROOF;
+CREATE FUNCTION loyalty.phone_cmp(loyalty.phone, loyalty.phone) RETURNS int4
+    AS 'MODULE_PATHNAME', 'phone_cmp' LANGUAGE C IMMUTABLE STRICT PARALLEL SAFE LEAKPROOF;
+CREATE FUNCTION loyalty.phone_hash(loyalty.phone) RETURNS int4
+    AS 'MODULE_PATHNAME', 'phone_hash' LANGUAGE C IMMUTABLE STRICT PARALLEL SAFE LEAKPROOF;
+CREATE FUNCTION loyalty.phone_hash_extended(loyalty.phone, int8) RETURNS int8
+    AS 'MODULE_PATHNAME', 'phone_hash_extended' LANGUAGE C IMMUTABLE STRICT PARALLEL SAFE LEAKPROOF;
+COMMENT ON FUNCTION loyalty.phone_in(cstring) IS
+    'Parses a phone number in any usual spelling (22P02 when malformed)';
+COMMENT ON FUNCTION loyalty.phone_out(loyalty.phone) IS 'Prints a phone number as +<digits>';
+COMMENT ON FUNCTION loyalty.phone_recv(internal) IS
+    'Binary input: a version byte, then the number as int8';
+COMMENT ON FUNCTION loyalty.phone_send(loyalty.phone) IS
+    'Binary output: a version byte, then the number as int8';
+COMMENT ON FUNCTION loyalty.phone_eq(loyalty.phone, loyalty.phone) IS
+    'Implements = for phone numbers';
+COMMENT ON FUNCTION loyalty.phone_ne(loyalty.phone, loyalty.phone) IS
+    'Implements <> for phone numbers';
+COMMENT ON FUNCTION loyalty.phone_lt(loyalty.phone, loyalty.phone) IS
+    'Implements < for phone numbers';
+COMMENT ON FUNCTION loyalty.phone_le(loyalty.phone, loyalty.phone) IS
+    'Implements <= for phone numbers';
+COMMENT ON FUNCTION loyalty.phone_gt(loyalty.phone, loyalty.phone) IS
+    'Implements > for phone numbers';
+COMMENT ON FUNCTION loyalty.phone_ge(loyalty.phone, loyalty.phone) IS
+    'Implements >= for phone numbers';
+COMMENT ON FUNCTION loyalty.phone_cmp(loyalty.phone, loyalty.phone) IS 'Btree support: -1, 0 or 1';
+COMMENT ON FUNCTION loyalty.phone_hash(loyalty.phone) IS 'Hash support: 32-bit hash';
+COMMENT ON FUNCTION loyalty.phone_hash_extended(loyalty.phone, int8) IS
+    'Hash support: 64-bit seeded hash';
+
+CREATE OPERATOR loyalty.= (
+    LEFTARG = loyalty.phone, RIGHTARG = loyalty.phone, PROCEDURE = loyalty.phone_eq,
+    COMMUTATOR = OPERATOR(loyalty.=), NEGATOR = OPERATOR(loyalty.<>),
+    RESTRICT = eqsel, JOIN = eqjoinsel, HASHES, MERGES);
+CREATE OPERATOR loyalty.<> (
+    LEFTARG = loyalty.phone, RIGHTARG = loyalty.phone, PROCEDURE = loyalty.phone_ne,
+    COMMUTATOR = OPERATOR(loyalty.<>), NEGATOR = OPERATOR(loyalty.=),
+    RESTRICT = neqsel, JOIN = neqjoinsel);
+CREATE OPERATOR loyalty.< (
+    LEFTARG = loyalty.phone, RIGHTARG = loyalty.phone, PROCEDURE = loyalty.phone_lt,
+    COMMUTATOR = OPERATOR(loyalty.>), NEGATOR = OPERATOR(loyalty.>=),
+    RESTRICT = scalarltsel, JOIN = scalarltjoinsel);
+CREATE OPERATOR loyalty.<= (
+    LEFTARG = loyalty.phone, RIGHTARG = loyalty.phone, PROCEDURE = loyalty.phone_le,
+    COMMUTATOR = OPERATOR(loyalty.>=), NEGATOR = OPERATOR(loyalty.>),
+    RESTRICT = scalarlesel, JOIN = scalarlejoinsel);
+CREATE OPERATOR loyalty.> (
+    LEFTARG = loyalty.phone, RIGHTARG = loyalty.phone, PROCEDURE = loyalty.phone_gt,
+    COMMUTATOR = OPERATOR(loyalty.<), NEGATOR = OPERATOR(loyalty.<=),
+    RESTRICT = scalargtsel, JOIN = scalargtjoinsel);
+CREATE OPERATOR loyalty.>= (
+    LEFTARG = loyalty.phone, RIGHTARG = loyalty.phone, PROCEDURE = loyalty.phone_ge,
+    COMMUTATOR = OPERATOR(loyalty.<=), NEGATOR = OPERATOR(loyalty.<),
+    RESTRICT = scalargesel, JOIN = scalargejoinsel);
+
+CREATE OPERATOR CLASS loyalty.phone_ops DEFAULT FOR TYPE loyalty.phone USING btree AS
+    OPERATOR 1 loyalty.<,
+    OPERATOR 2 loyalty.<=,
+    OPERATOR 3 loyalty.=,
+    OPERATOR 4 loyalty.>=,
+    OPERATOR 5 loyalty.>,
+    FUNCTION 1 loyalty.phone_cmp(loyalty.phone, loyalty.phone);
+CREATE OPERATOR CLASS loyalty.phone_hash_ops DEFAULT FOR TYPE loyalty.phone USING hash AS
+    OPERATOR 1 loyalty.=,
+    FUNCTION 1 loyalty.phone_hash(loyalty.phone),
+    FUNCTION 2 loyalty.phone_hash_extended(loyalty.phone, int8);
+
+-- text -> phone in assignments (INSERT ... SELECT text_column) and casts
+CREATE CAST (text AS loyalty.phone) WITH INOUT AS ASSIGNMENT;
+
+CREATE FUNCTION loyalty.phone_masked(loyalty.phone) RETURNS text
+    AS 'MODULE_PATHNAME', 'phone_masked' LANGUAGE C IMMUTABLE STRICT PARALLEL SAFE;
+COMMENT ON FUNCTION loyalty.phone_masked(loyalty.phone) IS
+    'The number with its middle digits hidden (+7912***6789), for analysts';
+
+-- ---------------------------------------------------------------------------
+-- Money, percents and small validators.  Money, quantities and percents at
+-- the SQL surface are domains (SPEC §2): an input with more decimals than
+-- allowed is an error, never rounded.
+-- ---------------------------------------------------------------------------
+CREATE DOMAIN loyalty.amount AS numeric
+    CONSTRAINT amount_at_most_2_decimals CHECK (VALUE = pg_catalog.round(VALUE, 2))
+    CONSTRAINT amount_not_negative CHECK (VALUE >= 0)
+    CONSTRAINT amount_below_10e12 CHECK (VALUE < 1000000000000);
+COMMENT ON DOMAIN loyalty.amount IS
+    'Money: non-negative, at most 2 decimals (kopecks), below 10^12';
+
+CREATE DOMAIN loyalty.percent AS numeric
+    CONSTRAINT percent_at_most_2_decimals CHECK (VALUE = pg_catalog.round(VALUE, 2))
+    CONSTRAINT percent_0_to_100 CHECK (VALUE >= 0 AND VALUE <= 100);
+COMMENT ON DOMAIN loyalty.percent IS 'A percentage from 0 to 100 with at most 2 decimals';
+
+CREATE FUNCTION loyalty.is_valid_timezone(tz text) RETURNS boolean
+    LANGUAGE c STABLE STRICT PARALLEL SAFE
+    AS 'MODULE_PATHNAME', 'loyalty_is_valid_timezone';
+COMMENT ON FUNCTION loyalty.is_valid_timezone(tz text) IS
+    'True when the text names a time zone of the server''s tz database (Europe/Moscow)';
+
+-- ---------------------------------------------------------------------------
+-- Program settings (SPEC §3).  loyalty.setting holds what the operator set;
+-- loyalty.setting_definition (the extension's own, not dumped) holds the
+-- known keys with their defaults, so that a restored dump never collides
+-- with rows this script created; loyalty.settings shows effective values.
+-- config_changed, a statement trigger on every configuration table, makes
+-- each session's check engine reload its cache.
+-- ---------------------------------------------------------------------------
+CREATE TABLE loyalty.setting_definition (
+    key text NOT NULL,
+    default_value text NOT NULL,
+    description text NOT NULL,
+    CONSTRAINT setting_definition_pkey PRIMARY KEY (key)
+);
+COMMENT ON TABLE loyalty.setting_definition IS
+    'Known program settings with their defaults (part of the extension, read-only)';
+
+INSERT INTO loyalty.setting_definition (key, default_value, description) VALUES
+    ('currency', 'RUB',
+     'ISO 4217 code of the program''s money'),
+    ('timezone', 'Europe/Moscow',
+     'Program time zone, used for stores without their own'),
+    ('points_precision', '0',
+     'Decimals of points: 0 (whole points) or 2 (hundredths)'),
+    ('point_value', '1.00',
+     'Money one point pays'),
+    ('accrual_percent', '0',
+     'Base accrual percent when the program has no tiers'),
+    ('tier_window', '365 days',
+     'Spend window for tiers: an interval or previous_month'),
+    ('locale', 'ru',
+     'Default locale of customer messages'),
+    ('max_backdate', '72 hours',
+     'How late a check may be sent: "at" no earlier than the server''s time minus this'),
+    ('max_clock_skew', '5 minutes',
+     'How far a register''s clock may run ahead: "at" no later than the server''s time plus this'),
+    ('certificate_max_value', '50000.00',
+     'The largest value of one gift certificate (issue_certificate and certificate products)');
+
+CREATE TABLE loyalty.setting (
+    key text NOT NULL,
+    value text NOT NULL,
+    CONSTRAINT setting_pkey PRIMARY KEY (key),
+    CONSTRAINT setting_key_fkey FOREIGN KEY (key) REFERENCES loyalty.setting_definition(key)
+);
+COMMENT ON TABLE loyalty.setting IS
+    'Program settings set by the operator; see loyalty.settings for effective values';
+
+CREATE FUNCTION loyalty.setting_validate() RETURNS trigger
+    LANGUAGE plpgsql
+    SET search_path = pg_catalog, pg_temp
+    AS $_$
+DECLARE
+    ok boolean;
+    why text;
+BEGIN
+    CASE NEW.key
+    WHEN 'currency' THEN
+        ok := NEW.value ~ '^[A-Z]{3}$';
+        why := 'an ISO 4217 code of three capital letters';
+    WHEN 'timezone' THEN
+        ok := loyalty.is_valid_timezone(NEW.value);
+        why := 'a time zone name such as Europe/Moscow';
+    WHEN 'points_precision' THEN
+        ok := NEW.value IN ('0', '2');
+        why := '0 or 2';
+    WHEN 'point_value' THEN
+        ok := NEW.value ~ '^[0-9]{1,9}(\.[0-9]{1,2})?$' AND NEW.value::numeric > 0;
+        why := 'a positive amount with at most 2 decimals';
+    WHEN 'accrual_percent' THEN
+        ok := NEW.value ~ '^[0-9]{1,3}(\.[0-9]{1,2})?$' AND NEW.value::numeric <= 100;
+        why := 'a percent from 0 to 100 with at most 2 decimals';
+    WHEN 'tier_window' THEN
+        ok := NEW.value = 'previous_month'
+              OR (NEW.value ~ '^[0-9]+ (day|days|month|months|year|years)$'
+                  AND NEW.value::interval > interval '0');
+        why := 'previous_month or a positive interval such as 365 days';
+    WHEN 'locale' THEN
+        ok := NEW.value ~ '^[a-z]{2,3}(_[A-Z]{2})?$';
+        why := 'a locale such as ru or en_US';
+    ELSE
+        ok := true;             -- the foreign key refuses unknown keys
+    END CASE;
+    IF NOT ok THEN
+        RAISE EXCEPTION 'invalid value for setting "%": "%"', NEW.key, NEW.value
+            USING ERRCODE = 'LY006',
+                  DETAIL = format('Field "value" of setting "%s" must be %s.', NEW.key, why);
+    END IF;
+    RETURN NEW;
+END
+$_$;
+COMMENT ON FUNCTION loyalty.setting_validate() IS 'Refuses a malformed program setting (LY006)';
+
+CREATE FUNCTION loyalty.setting_validate_time_window() RETURNS trigger
+    LANGUAGE plpgsql
+    SET search_path = pg_catalog, pg_temp
+    AS $$
+DECLARE
+    v interval;
+BEGIN
+    IF NEW.key NOT IN ('max_backdate', 'max_clock_skew') THEN
+        RETURN NEW;
+    END IF;
+    BEGIN
+        v := NEW.value::interval;
+    EXCEPTION WHEN invalid_datetime_format OR datetime_field_overflow
+                   OR interval_field_overflow THEN
+        v := NULL;
+    END;
+    IF v IS NULL OR v < interval '0' OR v > interval '10 years' THEN
+        RAISE EXCEPTION 'invalid value for setting "%": "%"', NEW.key, NEW.value
+            USING ERRCODE = 'LY006',
+                  DETAIL = format('Field "value" of setting "%s" must be %s.', NEW.key,
+                                  'an interval from 0 to 10 years such as 72 hours');
+    END IF;
+    RETURN NEW;
+END
+$$;
+COMMENT ON FUNCTION loyalty.setting_validate_time_window() IS
+    'Refuses a malformed max_backdate or max_clock_skew (LY006)';
+
+CREATE FUNCTION loyalty.certificate_max_value_validate() RETURNS trigger
+    LANGUAGE plpgsql
+    SET search_path = pg_catalog, pg_temp
+    AS $_$
+BEGIN
+    IF NOT (NEW.value ~ '^[0-9]{1,9}(\.[0-9]{1,2})?$' AND NEW.value::numeric > 0) THEN
+        RAISE EXCEPTION 'invalid value for setting "%": "%"', NEW.key, NEW.value
+            USING ERRCODE = 'LY006',
+                  DETAIL = format('Field "value" of setting "%s" must be a positive amount below 1000000000 with at most 2 decimals.', NEW.key);
+    END IF;
+    RETURN NEW;
+END
+$_$;
+COMMENT ON FUNCTION loyalty.certificate_max_value_validate() IS
+    'Refuses a malformed certificate_max_value setting (LY006)';
+
+CREATE FUNCTION loyalty.config_changed() RETURNS trigger
+    LANGUAGE c
+    AS 'MODULE_PATHNAME', 'config_changed';
+COMMENT ON FUNCTION loyalty.config_changed() IS
+    'Statement trigger on configuration tables: the check engine reloads its cache in every session';
+
+CREATE TRIGGER config_changed AFTER INSERT OR DELETE OR UPDATE OR TRUNCATE ON loyalty.setting
+    FOR EACH STATEMENT EXECUTE FUNCTION loyalty.config_changed();
+
+CREATE TRIGGER setting_validate BEFORE INSERT OR UPDATE ON loyalty.setting
+    FOR EACH ROW EXECUTE FUNCTION loyalty.setting_validate();
+
+CREATE TRIGGER setting_validate_certificate_max_value BEFORE INSERT OR UPDATE ON loyalty.setting
+    FOR EACH ROW WHEN ((new.key = 'certificate_max_value')) EXECUTE FUNCTION loyalty.certificate_max_value_validate();
+
+CREATE TRIGGER setting_validate_time_window BEFORE INSERT OR UPDATE ON loyalty.setting
+    FOR EACH ROW EXECUTE FUNCTION loyalty.setting_validate_time_window();
+
+CREATE VIEW loyalty.settings AS
+    SELECT d.key, coalesce(s.value, d.default_value) AS value,
+           d.default_value, s.value IS NOT NULL AS is_set, d.description
+      FROM loyalty.setting_definition d
+      LEFT JOIN loyalty.setting s USING (key);
+COMMENT ON VIEW loyalty.settings IS 'Effective program settings: set values, else defaults';
+
+CREATE FUNCTION loyalty.setting_value(setting_key text) RETURNS text
+    LANGUAGE sql STABLE STRICT PARALLEL SAFE
+    SET search_path = pg_catalog, pg_temp
+    AS $$
+    SELECT coalesce(s.value, d.default_value)
+      FROM loyalty.setting_definition d
+      LEFT JOIN loyalty.setting s USING (key)
+     WHERE d.key = setting_key
+$$;
+COMMENT ON FUNCTION loyalty.setting_value(setting_key text) IS
+    'Effective value of a program setting (NULL for an unknown key)';
+
+-- ---------------------------------------------------------------------------
+-- Stores and the catalog (SPEC §3): stores, the category tree, products.
+-- ---------------------------------------------------------------------------
+CREATE TABLE loyalty.store (
+    code text NOT NULL,
+    name text NOT NULL,
+    region text,
+    timezone text,
+    channel text DEFAULT 'pos' NOT NULL,
+    CONSTRAINT store_channel_check CHECK (channel IN ('pos', 'web', 'app')),
+    CONSTRAINT store_code_check CHECK (code <> ''),
+    CONSTRAINT store_timezone_known CHECK (loyalty.is_valid_timezone(timezone)),
+    CONSTRAINT store_pkey PRIMARY KEY (code)
+);
+COMMENT ON TABLE loyalty.store IS
+    'Stores and online storefronts; schedules run in the store''s time zone (program zone when null)';
+
+CREATE TRIGGER config_changed AFTER INSERT OR DELETE OR UPDATE OR TRUNCATE ON loyalty.store
+    FOR EACH STATEMENT EXECUTE FUNCTION loyalty.config_changed();
+
+CREATE TABLE loyalty.category (
+    code text NOT NULL,
+    parent text,
+    name text NOT NULL,
+    CONSTRAINT category_check CHECK (parent <> code),
+    CONSTRAINT category_code_check CHECK (code <> ''),
+    CONSTRAINT category_pkey PRIMARY KEY (code),
+    CONSTRAINT category_parent_fkey FOREIGN KEY (parent) REFERENCES loyalty.category(code) ON UPDATE CASCADE
+);
+COMMENT ON TABLE loyalty.category IS
+    'Category tree; a product in a category is also in every ancestor';
+
+CREATE FUNCTION loyalty.category_no_cycle() RETURNS trigger
+    LANGUAGE plpgsql
+    SET search_path = pg_catalog, pg_temp
+    AS $$
+BEGIN
+    IF NEW.parent IS NOT NULL AND EXISTS (
+        WITH RECURSIVE up(code, parent) AS (
+            SELECT c.code, c.parent FROM loyalty.category c WHERE c.code = NEW.parent
+            UNION
+            SELECT c.code, c.parent FROM loyalty.category c JOIN up ON c.code = up.parent
+        )
+        SELECT 1 FROM up WHERE up.code = NEW.code)
+    THEN
+        RAISE EXCEPTION 'category "%" cannot be placed under "%"', NEW.code, NEW.parent
+            USING ERRCODE = 'LY006',
+                  DETAIL = 'Field "parent" would make the category its own ancestor.';
+    END IF;
+    RETURN NEW;
+END
+$$;
+COMMENT ON FUNCTION loyalty.category_no_cycle() IS
+    'Refuses a parent that would close a cycle (LY006)';
+
+CREATE TRIGGER category_no_cycle BEFORE INSERT OR UPDATE OF parent, code ON loyalty.category
+    FOR EACH ROW EXECUTE FUNCTION loyalty.category_no_cycle();
+
+CREATE TRIGGER config_changed AFTER INSERT OR DELETE OR UPDATE OR TRUNCATE ON loyalty.category
+    FOR EACH STATEMENT EXECUTE FUNCTION loyalty.config_changed();
+
+CREATE TABLE loyalty.product (
+    sku text NOT NULL,
+    name text NOT NULL,
+    category text,
+    brand text,
+    tags text[] DEFAULT '{}'::text[] NOT NULL,
+    price loyalty.amount,
+    min_price loyalty.amount,
+    no_discount boolean DEFAULT false NOT NULL,
+    no_points boolean DEFAULT false NOT NULL,
+    no_redeem boolean DEFAULT false NOT NULL,
+    gift_certificate boolean DEFAULT false NOT NULL,
+    CONSTRAINT product_gift_certificate_plain CHECK ((NOT gift_certificate) OR ((min_price IS NULL) AND ((price IS NULL) OR ((price)::numeric > 0)))),
+    CONSTRAINT product_min_price_le_price CHECK ((min_price)::numeric <= (price)::numeric),
+    CONSTRAINT product_sku_check CHECK (sku <> ''),
+    CONSTRAINT product_pkey PRIMARY KEY (sku),
+    CONSTRAINT product_category_fkey FOREIGN KEY (category) REFERENCES loyalty.category(code) ON UPDATE CASCADE
+);
+
+CREATE INDEX product_category_idx ON loyalty.product (category);
+COMMENT ON TABLE loyalty.product IS
+    'Catalog: category, brand and tags for selectors; floors and flags for the engine';
+COMMENT ON COLUMN loyalty.product.gift_certificate IS
+    'A gift certificate for sale: each whole unit of a line issues a certificate worth the unit price; no discount, no points, not paid with points or certificates';
+
+CREATE TRIGGER config_changed AFTER INSERT OR DELETE OR UPDATE OR TRUNCATE ON loyalty.product
+    FOR EACH STATEMENT EXECUTE FUNCTION loyalty.config_changed();
+
+-- ---------------------------------------------------------------------------
+-- Point accounts and tiers (SPEC §3).  Identifiers that the ledger and
+-- purchases store are in the C collation: their index entries compare by
+-- bytes, whatever the operating system's locale does.
+-- ---------------------------------------------------------------------------
+CREATE TABLE loyalty.account_type (
+    code text NOT NULL COLLATE pg_catalog."C",
+    name text NOT NULL,
+    redeem_share numeric DEFAULT 1 NOT NULL,
+    min_check loyalty.amount DEFAULT 0 NOT NULL,
+    lifetime interval,
+    activation_delay interval DEFAULT interval '0' NOT NULL,
+    redeem_order integer DEFAULT 100 NOT NULL,
+    CONSTRAINT account_type_activation_delay_not_negative CHECK (activation_delay >= interval '0'),
+    CONSTRAINT account_type_code_check CHECK (code <> ''),
+    CONSTRAINT account_type_lifetime_positive CHECK (lifetime > interval '0'),
+    CONSTRAINT account_type_redeem_share_0_to_1 CHECK ((redeem_share >= 0) AND (redeem_share <= 1)),
+    CONSTRAINT account_type_pkey PRIMARY KEY (code)
+);
+COMMENT ON TABLE loyalty.account_type IS
+    'Point accounts every customer has (main, promo): share of a line points may pay, lifetime, delay';
+
+CREATE TRIGGER config_changed AFTER INSERT OR DELETE OR UPDATE OR TRUNCATE ON loyalty.account_type
+    FOR EACH STATEMENT EXECUTE FUNCTION loyalty.config_changed();
+
+CREATE TABLE loyalty.tier (
+    code text NOT NULL,
+    name text NOT NULL,
+    rank integer NOT NULL,
+    threshold loyalty.amount DEFAULT 0 NOT NULL,
+    accrual_percent loyalty.percent DEFAULT 0 NOT NULL,
+    discount_percent loyalty.percent DEFAULT 0 NOT NULL,
+    CONSTRAINT tier_code_check CHECK (code <> ''),
+    CONSTRAINT tier_pkey PRIMARY KEY (code),
+    CONSTRAINT tier_rank_key UNIQUE (rank)
+);
+COMMENT ON TABLE loyalty.tier IS
+    'Tiers: the highest whose threshold the spend in tier_window reaches; lowest rank with no purchases';
+
+CREATE TRIGGER config_changed AFTER INSERT OR DELETE OR UPDATE OR TRUNCATE ON loyalty.tier
+    FOR EACH STATEMENT EXECUTE FUNCTION loyalty.config_changed();
+
+CREATE FUNCTION loyalty.tier_window(as_of timestamptz) RETURNS tstzrange
+    LANGUAGE sql STABLE STRICT PARALLEL SAFE
+    SET search_path = pg_catalog, pg_temp
+    AS $$
+    SELECT CASE WHEN w = 'previous_month' THEN
+               tstzrange((date_trunc('month', as_of AT TIME ZONE tz) - interval '1 month') AT TIME ZONE tz,
+                         date_trunc('month', as_of AT TIME ZONE tz) AT TIME ZONE tz, '[)')
+           ELSE tstzrange(as_of - w::interval, as_of, '(]') END
+      FROM (SELECT loyalty.setting_value('tier_window') AS w, loyalty.setting_value('timezone') AS tz) s
+$$;
+COMMENT ON FUNCTION loyalty.tier_window(as_of timestamp with time zone) IS
+    'The spend window tiers are computed over at a moment: the last tier_window, or the previous calendar month';
+
+CREATE FUNCTION loyalty.recalculate_tiers(
+        as_of timestamptz DEFAULT now(),
+        only_customer bigint DEFAULT NULL) RETURNS integer
+    LANGUAGE plpgsql SECURITY DEFINER
+    SET search_path = pg_catalog, pg_temp
+    AS $$
+DECLARE
+    moved int;
+    w tstzrange := loyalty.tier_window(coalesce(as_of, now()));
+BEGIN
+    WITH spend AS (
+        SELECT p.customer_id, sum(p.total - p.refunded) AS spend
+          FROM loyalty.purchase p
+         WHERE p.at <@ w AND p.customer_id IS NOT NULL
+           AND (only_customer IS NULL OR p.customer_id = only_customer)
+         GROUP BY p.customer_id
+    ), target AS (
+        SELECT c.id, c.tier AS old_tier,
+               coalesce((SELECT t.code FROM loyalty.tier t
+                          WHERE t.threshold <= coalesce(s.spend, 0)
+                          ORDER BY t.rank DESC LIMIT 1),
+                        (SELECT t.code FROM loyalty.tier t ORDER BY t.rank LIMIT 1)) AS new_tier
+          FROM loyalty.customer c
+          LEFT JOIN spend s ON s.customer_id = c.id
+         WHERE c.status = 'active'
+           AND (only_customer IS NULL OR c.id = only_customer)
+    ), changed AS (
+        UPDATE loyalty.customer c SET tier = t.new_tier
+          FROM target t
+         WHERE c.id = t.id AND c.tier IS DISTINCT FROM t.new_tier
+        RETURNING c.id, t.old_tier, t.new_tier
+    ), events AS (
+        INSERT INTO loyalty.event (customer_id, kind, payload)
+        SELECT ch.id, 'tier_changed', jsonb_build_object(
+                   'tier', ch.new_tier, 'tier_name', nt.name,
+                   'old_tier', ch.old_tier, 'old_tier_name', ot.name,
+                   'direction', CASE WHEN ot.rank IS NULL OR nt.rank > ot.rank THEN 'up' ELSE 'down' END,
+                   'as_of', coalesce(as_of, now()))
+          FROM changed ch
+          JOIN loyalty.tier nt ON nt.code = ch.new_tier
+          LEFT JOIN loyalty.tier ot ON ot.code = ch.old_tier
+         WHERE ch.old_tier IS NOT NULL
+        RETURNING 1
+    )
+    SELECT count(*) INTO moved FROM changed;
+    RETURN moved;
+END
+$$;
+COMMENT ON FUNCTION loyalty.recalculate_tiers(as_of timestamp with time zone, only_customer bigint) IS
+    'Moves customers (all, or one) to the tier their spend in tier_window reaches, up or down; a tier_changed event each; returns how many moved';
+
+-- ---------------------------------------------------------------------------
+-- Promotions (SPEC §5): the rule of each mechanic is checked by
+-- promotion_validate (src/); per-customer usage counters follow a
+-- promotion's rename or deletion.
+-- ---------------------------------------------------------------------------
+CREATE TABLE loyalty.promotion (
+    code text NOT NULL COLLATE pg_catalog."C",
+    name text NOT NULL,
+    mechanic text NOT NULL,
+    rule jsonb DEFAULT '{}'::jsonb NOT NULL,
+    priority integer DEFAULT 100 NOT NULL,
+    grp text,
+    exclusive boolean DEFAULT false NOT NULL,
+    starts_at timestamp with time zone,
+    ends_at timestamp with time zone,
+    schedule jsonb,
+    channels text[],
+    stores text[],
+    regions text[],
+    tiers text[],
+    segments text[],
+    identified_only boolean DEFAULT false NOT NULL,
+    requires_coupon boolean DEFAULT false NOT NULL,
+    usage_limit integer,
+    per_customer_limit integer,
+    enabled boolean DEFAULT true NOT NULL,
+    CONSTRAINT promotion_channels_known CHECK (channels <@ ARRAY['pos', 'web', 'app']),
+    CONSTRAINT promotion_code_check CHECK (code <> ''),
+    CONSTRAINT promotion_per_customer_limit_positive CHECK (per_customer_limit > 0),
+    CONSTRAINT promotion_period_not_empty CHECK (starts_at < ends_at),
+    CONSTRAINT promotion_usage_limit_positive CHECK (usage_limit > 0),
+    CONSTRAINT promotion_pkey PRIMARY KEY (code)
+);
+COMMENT ON TABLE loyalty.promotion IS
+    'Promotions: a mechanic with its rule, order (priority, code), scope and limits';
+
+CREATE FUNCTION loyalty.promotion_validate() RETURNS trigger
+    LANGUAGE c
+    AS 'MODULE_PATHNAME', 'promotion_validate';
+COMMENT ON FUNCTION loyalty.promotion_validate() IS
+    'Parses a promotion''s mechanic, rule and schedule; refuses a malformed one (LY006)';
+
+CREATE FUNCTION loyalty.promotion_usage_follow() RETURNS trigger
+    LANGUAGE plpgsql SECURITY DEFINER
+    SET search_path = pg_catalog, pg_temp
+    AS $$
+BEGIN
+    IF TG_OP = 'DELETE' THEN
+        DELETE FROM loyalty.promotion_customer_usage u WHERE u.promotion = OLD.code;
+    ELSIF NEW.code IS DISTINCT FROM OLD.code THEN
+        UPDATE loyalty.promotion_customer_usage u SET promotion = NEW.code WHERE u.promotion = OLD.code;
+    END IF;
+    RETURN NULL;
+END
+$$;
+COMMENT ON FUNCTION loyalty.promotion_usage_follow() IS
+    'Carries a promotion''s rename or deletion over to its per-customer usage counters';
+
+CREATE TRIGGER config_changed AFTER INSERT OR DELETE OR UPDATE OR TRUNCATE ON loyalty.promotion
+    FOR EACH STATEMENT EXECUTE FUNCTION loyalty.config_changed();
+
+CREATE TRIGGER promotion_usage_follow AFTER DELETE OR UPDATE OF code ON loyalty.promotion
+    FOR EACH ROW EXECUTE FUNCTION loyalty.promotion_usage_follow();
+
+CREATE TRIGGER promotion_validate BEFORE INSERT OR UPDATE ON loyalty.promotion
+    FOR EACH ROW EXECUTE FUNCTION loyalty.promotion_validate();
+
+CREATE TABLE loyalty.promotion_usage (
+    promotion text NOT NULL COLLATE pg_catalog."C",
+    uses bigint DEFAULT 0 NOT NULL,
+    CONSTRAINT promotion_usage_uses_check CHECK (uses >= 0),
+    CONSTRAINT promotion_usage_pkey PRIMARY KEY (promotion),
+    CONSTRAINT promotion_usage_promotion_fkey FOREIGN KEY (promotion) REFERENCES loyalty.promotion(code) ON UPDATE CASCADE ON DELETE CASCADE
+);
+COMMENT ON TABLE loyalty.promotion_usage IS
+    'Uses of promotions with a usage_limit (purchases that applied them)';
+
+CREATE TABLE loyalty.promotion_customer_usage (
+    promotion text NOT NULL COLLATE pg_catalog."C",
+    customer_id bigint NOT NULL,
+    uses bigint DEFAULT 0 NOT NULL,
+    CONSTRAINT promotion_customer_usage_uses_check CHECK (uses >= 0),
+    CONSTRAINT promotion_customer_usage_pkey PRIMARY KEY (promotion, customer_id)
+);
+
+CREATE INDEX promotion_customer_usage_customer_idx ON loyalty.promotion_customer_usage (customer_id);
+COMMENT ON TABLE loyalty.promotion_customer_usage IS
+    'Uses of promotions with a per_customer_limit, per customer';
+
+-- ---------------------------------------------------------------------------
+-- Customers and cards (SPEC §4): every customer gets a virtual card when
+-- entering the base; a merged customer keeps its row and points to the
+-- survivor.  Identity functions resolve a phone, card or id:N.
+-- ---------------------------------------------------------------------------
+CREATE SEQUENCE loyalty.customer_id_seq
+    START WITH 1
+    INCREMENT BY 1
+    NO MINVALUE
+    NO MAXVALUE
+    CACHE 1;
+COMMENT ON SEQUENCE loyalty.customer_id_seq IS 'Customer ids';
+
+CREATE TABLE loyalty.customer (
+    id bigint DEFAULT nextval('loyalty.customer_id_seq'::regclass) NOT NULL,
+    phone loyalty.phone,
+    email text,
+    name text,
+    birth_date date,
+    tier text,
+    status text DEFAULT 'active' NOT NULL,
+    created_at timestamp with time zone DEFAULT now() NOT NULL,
+    attrs jsonb DEFAULT '{}'::jsonb NOT NULL,
+    merged_into bigint,
+    CONSTRAINT customer_attrs_object CHECK (jsonb_typeof(attrs) = 'object'),
+    CONSTRAINT customer_birth_date_plausible CHECK (birth_date > '1900-01-01'::date),
+    CONSTRAINT customer_email_format CHECK (email ~ '^[^@\s]+@[^@\s]+$'),
+    CONSTRAINT customer_merged_has_survivor CHECK ((status = 'merged') = (merged_into IS NOT NULL)),
+    CONSTRAINT customer_not_merged_into_self CHECK (merged_into <> id),
+    CONSTRAINT customer_status_known CHECK (status IN ('active', 'blocked', 'merged')),
+    CONSTRAINT customer_phone_key UNIQUE (phone),
+    CONSTRAINT customer_pkey PRIMARY KEY (id),
+    CONSTRAINT customer_merged_into_fkey FOREIGN KEY (merged_into) REFERENCES loyalty.customer(id),
+    CONSTRAINT customer_tier_fkey FOREIGN KEY (tier) REFERENCES loyalty.tier(code) ON UPDATE CASCADE ON DELETE SET NULL
+);
+
+CREATE INDEX customer_merged_into_idx ON loyalty.customer (merged_into) WHERE (merged_into IS NOT NULL);
+COMMENT ON TABLE loyalty.customer IS
+    'Program members; a merged customer keeps its row and points to the survivor (merged_into)';
+
+ALTER SEQUENCE loyalty.customer_id_seq OWNED BY loyalty.customer.id;
+
+CREATE SEQUENCE loyalty.card_number_seq
+    START WITH 1
+    INCREMENT BY 1
+    NO MINVALUE
+    NO MAXVALUE
+    CACHE 1;
+COMMENT ON SEQUENCE loyalty.card_number_seq IS 'Serial part of virtual card numbers';
+
+CREATE FUNCTION loyalty.card_check_digit(digits text) RETURNS integer
+    LANGUAGE sql IMMUTABLE STRICT PARALLEL SAFE
+    SET search_path = pg_catalog, pg_temp
+    AS $_$
+    SELECT (10 - sum(substr(digits, i, 1)::int
+                     * CASE WHEN (length(digits) - i) % 2 = 0 THEN 3 ELSE 1 END)::int % 10) % 10
+      FROM generate_series(1, length(digits)) AS i
+     WHERE digits ~ '^[0-9]+$'
+    HAVING count(*) > 0
+$_$;
+COMMENT ON FUNCTION loyalty.card_check_digit(digits text) IS
+    'EAN-13 style check digit of a digit string (NULL when it is not all digits)';
+
+CREATE FUNCTION loyalty.next_card_number() RETURNS text
+    LANGUAGE sql
+    SET search_path = pg_catalog, pg_temp
+    AS $$
+    SELECT s || loyalty.card_check_digit(s)
+      FROM (SELECT '27' || lpad(nextval('loyalty.card_number_seq')::text, 10, '0') AS s) AS n
+$$;
+COMMENT ON FUNCTION loyalty.next_card_number() IS
+    'A new virtual card number: 13 digits, in-store EAN-13 range 27, last digit a check digit';
+
+CREATE TABLE loyalty.card (
+    number text NOT NULL COLLATE pg_catalog."C",
+    customer_id bigint NOT NULL,
+    kind text DEFAULT 'virtual' NOT NULL,
+    issued_at timestamp with time zone DEFAULT now() NOT NULL,
+    status text DEFAULT 'active' NOT NULL,
+    CONSTRAINT card_kind_known CHECK (kind IN ('virtual', 'plastic')),
+    CONSTRAINT card_number_format CHECK (number ~ '^[0-9A-Za-z-]{4,32}$'),
+    CONSTRAINT card_status_known CHECK (status IN ('active', 'blocked')),
+    CONSTRAINT card_virtual_check_digit CHECK ((kind <> 'virtual') OR ((number ~ '^[0-9]{13}$') AND (("right"(number, 1))::integer = loyalty.card_check_digit("left"(number, 12))))),
+    CONSTRAINT card_pkey PRIMARY KEY (number),
+    CONSTRAINT card_customer_id_fkey FOREIGN KEY (customer_id) REFERENCES loyalty.customer(id)
+);
+
+CREATE INDEX card_customer_idx ON loyalty.card (customer_id);
+COMMENT ON TABLE loyalty.card IS
+    'Cards identifying customers; every customer gets a virtual card when entering the base';
+
+CREATE FUNCTION loyalty.customer_issue_virtual_card() RETURNS trigger
+    LANGUAGE plpgsql SECURITY DEFINER
+    SET search_path = pg_catalog, pg_temp
+    AS $$
+BEGIN
+    INSERT INTO loyalty.card (number, customer_id, kind, issued_at)
+    VALUES (loyalty.next_card_number(), NEW.id, 'virtual', NEW.created_at);
+    RETURN NULL;
+END
+$$;
+COMMENT ON FUNCTION loyalty.customer_issue_virtual_card() IS
+    'Issues the virtual card of a customer who enters the base';
+
+CREATE FUNCTION loyalty.customer_initial_tier() RETURNS trigger
+    LANGUAGE plpgsql SECURITY DEFINER
+    SET search_path = pg_catalog, pg_temp
+    AS $$
+BEGIN
+    IF NEW.tier IS NULL THEN
+        NEW.tier := (SELECT t.code FROM loyalty.tier t ORDER BY t.rank LIMIT 1);
+    END IF;
+    RETURN NEW;
+END
+$$;
+COMMENT ON FUNCTION loyalty.customer_initial_tier() IS 'Puts a new customer in the lowest tier';
+
+CREATE TRIGGER customer_initial_tier BEFORE INSERT ON loyalty.customer
+    FOR EACH ROW EXECUTE FUNCTION loyalty.customer_initial_tier();
+
+CREATE TRIGGER customer_issue_virtual_card AFTER INSERT ON loyalty.customer
+    FOR EACH ROW WHEN (((new.status <> 'merged') AND (new.created_at = now()))) EXECUTE FUNCTION loyalty.customer_issue_virtual_card();
+
+CREATE FUNCTION loyalty.find_customer(identifier text) RETURNS bigint
+    LANGUAGE plpgsql STABLE STRICT SECURITY DEFINER
+    SET search_path = pg_catalog, pg_temp
+    AS $_$
+DECLARE
+    s     text := btrim(identifier);
+    cid   bigint;
+    p     loyalty.phone;
+BEGIN
+    IF s ~* '^id:\s*[0-9]{1,18}$' THEN
+        cid := substring(s FROM '[0-9]+')::bigint;
+    ELSE
+        SELECT c.customer_id INTO cid FROM loyalty.card c WHERE c.number = s;
+        IF cid IS NULL AND s ~ '^(\+|00)?[0-9 ()\-.]{5,30}$' THEN
+            BEGIN
+                p := s::loyalty.phone;
+            EXCEPTION WHEN invalid_text_representation THEN
+                RETURN NULL;
+            END;
+            SELECT c.id INTO cid FROM loyalty.customer c WHERE c.phone OPERATOR(loyalty.=) p;
+        END IF;
+    END IF;
+    -- a merged customer points to the survivor (merges keep this one hop)
+    SELECT coalesce(c.merged_into, c.id) INTO cid FROM loyalty.customer c WHERE c.id = cid;
+    RETURN cid;
+END
+$_$;
+COMMENT ON FUNCTION loyalty.find_customer(identifier text) IS
+    'Customer id by phone (any spelling), card number or id:N; the survivor for a merged one; NULL when nobody matches';
+
+CREATE FUNCTION loyalty.register(phone text, profile jsonb DEFAULT '{}'::jsonb) RETURNS bigint
+    LANGUAGE plpgsql STRICT SECURITY DEFINER
+    SET search_path = pg_catalog, pg_temp
+    AS $_$
+DECLARE
+    p       loyalty.phone := register.phone::loyalty.phone;
+    k       text;
+    v_email text;
+    v_name  text;
+    v_birth date;
+    v_attrs jsonb := '{}';
+    cid     bigint;
+BEGIN
+    IF jsonb_typeof(profile) <> 'object' THEN
+        RAISE EXCEPTION 'malformed profile'
+            USING ERRCODE = 'invalid_parameter_value',
+                  DETAIL = 'Field "profile" must be a JSON object.';
+    END IF;
+    FOR k IN SELECT jsonb_object_keys(profile) LOOP
+        IF k NOT IN ('email', 'name', 'birth_date', 'attrs') THEN
+            RAISE EXCEPTION 'malformed profile'
+                USING ERRCODE = 'invalid_parameter_value',
+                      DETAIL = format('Field "profile.%s" is not known.', k),
+                      HINT = 'Known fields are email, name, birth_date and attrs; put anything else under attrs.';
+        END IF;
+        IF k = 'attrs' AND jsonb_typeof(profile -> k) <> 'object'
+           OR k <> 'attrs' AND jsonb_typeof(profile -> k) NOT IN ('string', 'null') THEN
+            RAISE EXCEPTION 'malformed profile'
+                USING ERRCODE = 'invalid_parameter_value',
+                      DETAIL = format('Field "profile.%s" must be %s.', k,
+                                      CASE k WHEN 'attrs' THEN 'a JSON object' ELSE 'a string' END);
+        END IF;
+    END LOOP;
+    v_email := nullif(btrim(profile ->> 'email'), '');
+    v_name := nullif(btrim(profile ->> 'name'), '');
+    v_attrs := coalesce(profile -> 'attrs', '{}');
+    IF profile ->> 'birth_date' IS NOT NULL THEN
+        IF profile ->> 'birth_date' !~ '^\d{4}-\d{2}-\d{2}$' THEN
+            RAISE EXCEPTION 'malformed profile'
+                USING ERRCODE = 'invalid_parameter_value',
+                      DETAIL = 'Field "profile.birth_date" must be a date written YYYY-MM-DD.';
+        END IF;
+        v_birth := (profile ->> 'birth_date')::date;
+    END IF;
+
+    -- look first, so that repeated registrations do not burn ids
+    SELECT coalesce(c.merged_into, c.id) INTO cid
+      FROM loyalty.customer c WHERE c.phone OPERATOR(loyalty.=) p;
+    IF cid IS NULL THEN
+        INSERT INTO loyalty.customer AS c (phone, email, name, birth_date, attrs)
+        VALUES (p, lower(v_email), v_name, v_birth, v_attrs)
+        ON CONFLICT ON CONSTRAINT customer_phone_key DO NOTHING
+        RETURNING c.id INTO cid;
+        IF cid IS NOT NULL THEN
+            RETURN cid;
+        END IF;
+        -- a concurrent registration of the same phone won the race
+        SELECT coalesce(c.merged_into, c.id) INTO cid
+          FROM loyalty.customer c WHERE c.phone OPERATOR(loyalty.=) p;
+    END IF;
+
+    -- already known: fill in what is missing, never overwrite
+    IF cid IS NOT NULL THEN
+        UPDATE loyalty.customer c
+           SET email = coalesce(c.email, lower(v_email)),
+               name = coalesce(c.name, v_name),
+               birth_date = coalesce(c.birth_date, v_birth),
+               attrs = v_attrs || c.attrs
+         WHERE c.id = cid
+           AND (c.email IS NULL AND v_email IS NOT NULL
+                OR c.name IS NULL AND v_name IS NOT NULL
+                OR c.birth_date IS NULL AND v_birth IS NOT NULL
+                OR NOT c.attrs @> v_attrs);
+    END IF;
+    RETURN cid;
+END
+$_$;
+COMMENT ON FUNCTION loyalty.register(phone text, profile jsonb) IS
+    'Registers a customer by phone (idempotent: the existing id, with missing profile fields filled in)';
+
+CREATE FUNCTION loyalty.merge_customers(keep bigint, absorb bigint) RETURNS jsonb
+    LANGUAGE plpgsql STRICT SECURITY DEFINER
+    SET search_path = pg_catalog, pg_temp
+    AS $$
+DECLARE
+    k      loyalty.customer;
+    a      loyalty.customer;
+    moved  int;
+    lots   int := 0;
+    op     text := format('~merge-%s-%s', keep, absorb);
+    l      record;
+    p      record;
+    owed   numeric;
+    x      numeric;
+    nl     bigint;
+BEGIN
+    IF keep = absorb THEN
+        RAISE EXCEPTION 'cannot merge customer % into itself', keep
+            USING ERRCODE = 'invalid_parameter_value';
+    END IF;
+    -- lock both as a purchase does, in id order so that merges cannot deadlock
+    PERFORM 1 FROM loyalty.customer c WHERE c.id IN (keep, absorb) ORDER BY c.id FOR NO KEY UPDATE;
+    SELECT * INTO k FROM loyalty.customer c WHERE c.id = keep;
+    SELECT * INTO a FROM loyalty.customer c WHERE c.id = absorb;
+    IF k.id IS NULL OR a.id IS NULL THEN
+        RAISE EXCEPTION 'customer % not found', CASE WHEN k.id IS NULL THEN keep ELSE absorb END
+            USING ERRCODE = 'LY001';
+    END IF;
+    IF k.status = 'merged' THEN
+        RAISE EXCEPTION 'customer % was merged into customer %', keep, k.merged_into
+            USING ERRCODE = 'invalid_parameter_value',
+                  HINT = format('Merge into customer %s instead.', k.merged_into);
+    END IF;
+    IF a.status = 'merged' THEN
+        IF a.merged_into = keep THEN    -- done before: nothing to do
+            RETURN jsonb_build_object('keep', keep, 'absorb', absorb, 'cards', 0, 'lots', 0,
+                                      'already_merged', true);
+        END IF;
+        RAISE EXCEPTION 'customer % was merged into customer %', absorb, a.merged_into
+            USING ERRCODE = 'invalid_parameter_value';
+    END IF;
+
+    UPDATE loyalty.card c SET customer_id = keep WHERE c.customer_id = absorb;
+    GET DIAGNOSTICS moved = ROW_COUNT;
+
+    -- balances: every open lot moves as a new lot of the survivor
+    INSERT INTO loyalty.operation (operation_id, kind, customer_id, request, response)
+    VALUES (op, 'merge', keep, jsonb_build_object('keep', keep, 'absorb', absorb), '{}');
+    -- locked: the expiry job does not lock customers, only the lots it expires
+    FOR l IN SELECT * FROM loyalty.lot WHERE customer_id = absorb AND remaining <> 0 ORDER BY id
+             FOR UPDATE LOOP
+        UPDATE loyalty.lot SET remaining = 0 WHERE id = l.id;
+        INSERT INTO loyalty.ledger_entry (customer_id, account, lot_id, operation_id, kind, points, at)
+        VALUES (absorb, l.account, l.id, op, 'merge', -l.remaining, now());
+        INSERT INTO loyalty.lot (customer_id, account, amount, remaining, earned_at, available_at,
+                                 expires_at, operation_id, announced_at, reminded_at)
+        VALUES (keep, l.account, l.remaining, l.remaining, l.earned_at, l.available_at,
+                l.expires_at, op, l.announced_at, l.reminded_at)
+        RETURNING id INTO nl;
+        INSERT INTO loyalty.ledger_entry (customer_id, account, lot_id, operation_id, kind, points, at)
+        VALUES (keep, l.account, nl, op, 'merge', l.remaining, now());
+        lots := lots + 1;
+    END LOOP;
+    -- a moved debt is paid at once from the survivor's lots, first expiring first
+    FOR l IN SELECT * FROM loyalty.lot WHERE customer_id = keep AND remaining < 0 ORDER BY id LOOP
+        owed := -l.remaining;
+        FOR p IN SELECT * FROM loyalty.lot WHERE customer_id = keep AND account = l.account
+                    AND remaining > 0 ORDER BY expires_at NULLS LAST, earned_at, id LOOP
+            EXIT WHEN owed = 0;
+            x := least(owed, p.remaining);
+            UPDATE loyalty.lot SET remaining = remaining - x WHERE id = p.id;
+            INSERT INTO loyalty.ledger_entry (customer_id, account, lot_id, operation_id, kind, points, at)
+            VALUES (keep, l.account, p.id, op, 'merge', -x, now());
+            UPDATE loyalty.lot SET remaining = remaining + x WHERE id = l.id;
+            INSERT INTO loyalty.ledger_entry (customer_id, account, lot_id, operation_id, kind, points, at)
+            VALUES (keep, l.account, l.id, op, 'repay', x, now());
+            owed := owed - x;
+        END LOOP;
+    END LOOP;
+
+    -- the survivor takes over what it lacks; the phone moves only if it has none
+    UPDATE loyalty.customer c
+       SET phone = NULL, status = 'merged', merged_into = keep
+     WHERE c.id = absorb;
+    UPDATE loyalty.customer c
+       SET phone = coalesce(c.phone, a.phone),
+           email = coalesce(c.email, a.email),
+           name = coalesce(c.name, a.name),
+           birth_date = coalesce(c.birth_date, a.birth_date),
+           attrs = a.attrs || c.attrs,
+           created_at = least(c.created_at, a.created_at)
+     WHERE c.id = keep;
+    IF k.phone IS NOT NULL AND a.phone IS NOT NULL THEN
+        -- both had phones: the absorbed one keeps its own so it can still be found
+        UPDATE loyalty.customer c SET phone = a.phone WHERE c.id = absorb;
+    END IF;
+    -- customers merged into the absorbed one now point straight to the survivor
+    UPDATE loyalty.customer c SET merged_into = keep WHERE c.merged_into = absorb;
+
+    RETURN jsonb_build_object('keep', keep, 'absorb', absorb, 'cards', moved, 'lots', lots,
+                              'already_merged', false);
+END
+$$;
+COMMENT ON FUNCTION loyalty.merge_customers(keep bigint, absorb bigint) IS
+    'Merges customer absorb into keep: cards, open point lots (with their expiry) and profile gaps move under operation ~merge-<keep>-<absorb>; absorb still resolves to keep';
+
+CREATE FUNCTION loyalty.issue_missing_cards() RETURNS bigint
+    LANGUAGE sql SECURITY DEFINER
+    SET search_path = pg_catalog, pg_temp
+    AS $$
+    WITH issued AS (
+        INSERT INTO loyalty.card (number, customer_id, kind, issued_at)
+        SELECT loyalty.next_card_number(), c.id, 'virtual', now()
+          FROM loyalty.customer c
+         WHERE c.status <> 'merged'
+           AND NOT EXISTS (SELECT 1 FROM loyalty.card k WHERE k.customer_id = c.id)
+         ORDER BY c.id
+        RETURNING 1
+    )
+    SELECT count(*) FROM issued
+$$;
+COMMENT ON FUNCTION loyalty.issue_missing_cards() IS
+    'Issues a virtual card to every customer without any card (after a migration that loaded customers with their own created_at); returns how many';
+
+CREATE VIEW loyalty.customer_masked AS
+    SELECT c.id, loyalty.phone_masked(c.phone) AS phone,
+           regexp_replace(c.email, '^(.).*(@.*)$', '\1***\2') AS email,
+           date_part('year', c.birth_date)::int AS birth_year,
+           c.tier, c.status, c.created_at, c.merged_into
+      FROM loyalty.customer c;
+COMMENT ON VIEW loyalty.customer_masked IS
+    'Customers for analysts: phone and e-mail masked, birth year only, no name';
+
+-- ---------------------------------------------------------------------------
+-- Operations (SPEC §7): every writing call by its operation_id, with its
+-- request and response, so that a replay returns the first response.
+-- Internal operations (merge, expire) live in the '~' namespace.
+-- ---------------------------------------------------------------------------
+CREATE DOMAIN loyalty.operation_kind AS text
+    CONSTRAINT operation_kind_known
+    CHECK (VALUE IN ('purchase', 'refund', 'adjust', 'expire', 'merge'));
+COMMENT ON DOMAIN loyalty.operation_kind IS
+    'The kind of a writing call: purchase, refund, adjust, expire or merge';
+
+CREATE TABLE loyalty.operation (
+    operation_id text NOT NULL COLLATE pg_catalog."C",
+    kind loyalty.operation_kind NOT NULL,
+    customer_id bigint,
+    request jsonb NOT NULL,
+    response jsonb,
+    created_at timestamp with time zone DEFAULT now() NOT NULL,
+    CONSTRAINT operation_id_format CHECK ((operation_id <> '') AND (length(operation_id) <= 200)),
+    CONSTRAINT operation_pkey PRIMARY KEY (operation_id)
+);
+-- requests and responses stay in the row, compressed with lz4
+ALTER TABLE loyalty.operation
+    ALTER COLUMN request SET STORAGE MAIN,
+    ALTER COLUMN request SET COMPRESSION lz4,
+    ALTER COLUMN response SET STORAGE MAIN,
+    ALTER COLUMN response SET COMPRESSION lz4;
+-- Internal operations, and only they, begin with "~".  NOT VALID as in an
+-- updated installation, where an earlier version may have accepted a client
+-- id beginning with "~" (such a row stays; every new row obeys).
+ALTER TABLE loyalty.operation
+    ADD CONSTRAINT operation_internal_namespace
+    CHECK ((kind IN ('merge', 'expire')) = (operation_id LIKE '~%')) NOT VALID;
+
+CREATE INDEX operation_customer_idx ON loyalty.operation (customer_id, created_at);
+COMMENT ON TABLE loyalty.operation IS
+    'Every writing call by operation_id: its request and response (replays return the response)';
+
+-- ---------------------------------------------------------------------------
+-- The points ledger (SPEC §8): lots of points per customer and account, and
+-- the append-only ledger of every movement; balances are sums over lots.
+-- ---------------------------------------------------------------------------
+CREATE DOMAIN loyalty.entry_kind AS text
+    CONSTRAINT ledger_entry_kind_known
+    CHECK (VALUE IN ('earn', 'spend', 'expire', 'reverse', 'return', 'debt', 'repay', 'adjust', 'merge'));
+COMMENT ON DOMAIN loyalty.entry_kind IS
+    'The kind of a ledger entry: earn, spend, expire, reverse, return, debt, repay, adjust or merge';
+
+CREATE SEQUENCE loyalty.lot_id_seq
+    START WITH 1
+    INCREMENT BY 1
+    NO MINVALUE
+    NO MAXVALUE
+    CACHE 1;
+COMMENT ON SEQUENCE loyalty.lot_id_seq IS 'Lot ids';
+
+CREATE TABLE loyalty.lot (
+    id bigint DEFAULT nextval('loyalty.lot_id_seq'::regclass) NOT NULL,
+    customer_id bigint NOT NULL,
+    account text NOT NULL COLLATE pg_catalog."C",
+    amount numeric NOT NULL,
+    remaining numeric NOT NULL,
+    earned_at timestamp with time zone NOT NULL,
+    available_at timestamp with time zone NOT NULL,
+    expires_at timestamp with time zone,
+    operation_id text NOT NULL COLLATE pg_catalog."C",
+    announced_at timestamp with time zone,
+    reminded_at timestamp with time zone,
+    CONSTRAINT lot_debt_never_expires CHECK ((amount > 0) OR (expires_at IS NULL)),
+    CONSTRAINT lot_expires_after_earned CHECK (expires_at > earned_at),
+    CONSTRAINT lot_points_two_decimals CHECK ((amount = round(amount, 2)) AND (remaining = round(remaining, 2))),
+    CONSTRAINT lot_remaining_within_amount CHECK (((amount > 0) AND (remaining >= 0) AND (remaining <= amount)) OR ((amount < 0) AND (remaining <= 0) AND (remaining >= amount))),
+    CONSTRAINT lot_pkey PRIMARY KEY (id),
+    CONSTRAINT lot_account_fkey FOREIGN KEY (account) REFERENCES loyalty.account_type(code),
+    CONSTRAINT lot_customer_id_fkey FOREIGN KEY (customer_id) REFERENCES loyalty.customer(id)
+);
+
+CREATE INDEX lot_customer_open_idx ON loyalty.lot (customer_id, account) WHERE (remaining <> 0);
+
+CREATE INDEX lot_due_idx ON loyalty.lot (expires_at, id) WHERE (remaining > 0);
+
+CREATE INDEX lot_unannounced_idx ON loyalty.lot (available_at) WHERE ((announced_at IS NULL) AND (amount > 0));
+COMMENT ON TABLE loyalty.lot IS
+    'Points of one account of one customer: earned, available from, expiring at, still remaining';
+COMMENT ON COLUMN loyalty.lot.announced_at IS
+    'When the points_available event was written (set at once for lots available immediately)';
+COMMENT ON COLUMN loyalty.lot.reminded_at IS 'When the points_expiring reminder was written';
+
+ALTER SEQUENCE loyalty.lot_id_seq OWNED BY loyalty.lot.id;
+
+CREATE SEQUENCE loyalty.ledger_entry_id_seq
+    START WITH 1
+    INCREMENT BY 1
+    NO MINVALUE
+    NO MAXVALUE
+    CACHE 1;
+COMMENT ON SEQUENCE loyalty.ledger_entry_id_seq IS 'Ledger entry ids';
+
+CREATE TABLE loyalty.ledger_entry (
+    id bigint DEFAULT nextval('loyalty.ledger_entry_id_seq'::regclass) NOT NULL,
+    customer_id bigint NOT NULL,
+    account text NOT NULL COLLATE pg_catalog."C",
+    lot_id bigint NOT NULL,
+    operation_id text NOT NULL COLLATE pg_catalog."C",
+    ref_operation_id text COLLATE pg_catalog."C",
+    kind loyalty.entry_kind NOT NULL,
+    points numeric NOT NULL,
+    at timestamp with time zone NOT NULL,
+    created_at timestamp with time zone DEFAULT now() NOT NULL,
+    CONSTRAINT ledger_entry_points_nonzero CHECK (points <> 0),
+    CONSTRAINT ledger_entry_pkey PRIMARY KEY (id)
+);
+
+CREATE INDEX ledger_entry_customer_idx ON loyalty.ledger_entry (customer_id, id);
+
+CREATE INDEX ledger_entry_operation_idx ON loyalty.ledger_entry (operation_id, account);
+
+CREATE INDEX ledger_entry_ref_idx ON loyalty.ledger_entry (ref_operation_id, account) WHERE (ref_operation_id IS NOT NULL);
+COMMENT ON TABLE loyalty.ledger_entry IS
+    'Append-only: every movement of points (earn, spend, expire, reverse, return, debt, repay, adjust)';
+COMMENT ON COLUMN loyalty.ledger_entry.ref_operation_id IS
+    'For a refund''s entries: the purchase whose points are reversed or returned';
+
+ALTER SEQUENCE loyalty.ledger_entry_id_seq OWNED BY loyalty.ledger_entry.id;
+
+CREATE FUNCTION loyalty.ledger_entry_append_only() RETURNS trigger
+    LANGUAGE plpgsql
+    SET search_path = pg_catalog, pg_temp
+    AS $$
+BEGIN
+    RAISE EXCEPTION 'ledger entries are append-only'
+        USING ERRCODE = 'object_not_in_prerequisite_state',
+              DETAIL = format('%s on loyalty.ledger_entry is refused.', TG_OP),
+              HINT = 'Correct a balance with loyalty.adjust, which appends an entry.';
+END
+$$;
+COMMENT ON FUNCTION loyalty.ledger_entry_append_only() IS
+    'Refuses UPDATE, DELETE and TRUNCATE of ledger entries';
+
+CREATE TRIGGER ledger_entry_append_only BEFORE DELETE OR UPDATE ON loyalty.ledger_entry
+    FOR EACH ROW EXECUTE FUNCTION loyalty.ledger_entry_append_only();
+
+CREATE TRIGGER ledger_entry_no_truncate BEFORE TRUNCATE ON loyalty.ledger_entry
+    FOR EACH STATEMENT EXECUTE FUNCTION loyalty.ledger_entry_append_only();
+
+CREATE FUNCTION loyalty.adjust(request jsonb) RETURNS jsonb
+    LANGUAGE c STRICT SECURITY DEFINER
+    SET search_path = pg_catalog, pg_temp
+    AS 'MODULE_PATHNAME', 'loyalty_adjust';
+COMMENT ON FUNCTION loyalty.adjust(request jsonb) IS
+    'Manual grant (points > 0) or debit (points < 0) of a customer''s account; idempotent by operation_id';
+
+CREATE FUNCTION loyalty.balance(
+        customer text,
+        at timestamptz DEFAULT now())
+    RETURNS TABLE (
+        account text,
+        available numeric,
+        pending numeric,
+        expiring numeric,
+        next_expiry timestamptz)
+    LANGUAGE plpgsql STABLE STRICT SECURITY DEFINER
+    SET search_path = pg_catalog, pg_temp
+    AS $$
+DECLARE
+    cid bigint := loyalty.find_customer(customer);
+BEGIN
+    IF cid IS NULL THEN
+        RAISE EXCEPTION 'customer "%" not found', customer USING ERRCODE = 'LY001';
+    END IF;
+    RETURN QUERY
+    SELECT t.code,
+           coalesce(sum(l.remaining) FILTER (
+               WHERE l.available_at <= at AND (l.expires_at IS NULL OR l.expires_at > at)), 0),
+           coalesce(sum(l.remaining) FILTER (WHERE l.available_at > at AND l.remaining > 0), 0),
+           coalesce(sum(l.remaining) FILTER (
+               WHERE l.remaining > 0 AND l.available_at <= at
+                 AND l.expires_at > at AND l.expires_at <= at + interval '30 days'), 0),
+           min(l.expires_at) FILTER (
+               WHERE l.remaining > 0 AND l.available_at <= at AND l.expires_at > at)
+      FROM loyalty.account_type t
+      LEFT JOIN loyalty.lot l
+        ON l.account = t.code AND l.customer_id = cid AND l.remaining <> 0
+     GROUP BY t.code, t.redeem_order
+     ORDER BY t.redeem_order, t.code;
+END
+$$;
+COMMENT ON FUNCTION loyalty.balance(customer text, at timestamp with time zone) IS
+    'Per account: points available at "at", pending (not yet available), expiring within 30 days, next expiry';
+
+CREATE FUNCTION loyalty.history(
+        customer text,
+        lim integer DEFAULT 100)
+    RETURNS TABLE (
+        id bigint,
+        at timestamptz,
+        kind text,
+        account text,
+        points numeric,
+        operation_id text,
+        ref_operation_id text,
+        lot_expires_at timestamptz)
+    LANGUAGE plpgsql STABLE STRICT SECURITY DEFINER
+    SET search_path = pg_catalog, pg_temp
+    AS $$
+DECLARE
+    cid bigint := loyalty.find_customer(customer);
+BEGIN
+    IF cid IS NULL THEN
+        RAISE EXCEPTION 'customer "%" not found', customer USING ERRCODE = 'LY001';
+    END IF;
+    RETURN QUERY
+    SELECT e.id, e.at, e.kind::text, e.account, e.points, e.operation_id, e.ref_operation_id,
+           l.expires_at
+      FROM loyalty.ledger_entry e
+      JOIN loyalty.lot l ON l.id = e.lot_id
+     WHERE e.customer_id = cid
+        OR e.customer_id IN (SELECT c.id FROM loyalty.customer c WHERE c.merged_into = cid)
+     ORDER BY e.id DESC
+     LIMIT lim;
+END
+$$;
+COMMENT ON FUNCTION loyalty.history(customer text, lim integer) IS
+    'A customer''s latest ledger entries (those of customers merged into them too), newest first';
+
+CREATE FUNCTION loyalty.verify_ledger()
+    RETURNS TABLE(customer_id bigint, account text, lot_id bigint, problem text)
+    LANGUAGE sql STABLE SECURITY DEFINER PARALLEL SAFE
+    SET search_path = pg_catalog, pg_temp
+    AS $$
+    -- every lot's remaining equals the sum of its entries
+    SELECT l.customer_id, l.account, l.id,
+           format('remaining %s but entries add up to %s', l.remaining, coalesce(e.total, 0))
+      FROM loyalty.lot l
+      LEFT JOIN (SELECT e.lot_id, sum(e.points) AS total
+                   FROM loyalty.ledger_entry e GROUP BY e.lot_id) e ON e.lot_id = l.id
+     WHERE l.remaining IS DISTINCT FROM coalesce(e.total, 0)
+    UNION ALL
+    -- entries belong to an existing lot of their customer and account
+    SELECT e.customer_id, e.account, e.lot_id,
+           CASE WHEN l.id IS NULL THEN format('entry %s names lot %s, which does not exist', e.id, e.lot_id)
+                ELSE format('entry %s names customer %s account %s, its lot belongs to customer %s account %s',
+                            e.id, e.customer_id, e.account, l.customer_id, l.account) END
+      FROM loyalty.ledger_entry e LEFT JOIN loyalty.lot l ON l.id = e.lot_id
+     WHERE l.id IS NULL OR e.customer_id <> l.customer_id OR e.account <> l.account
+    UNION ALL
+    -- entries name operations that were recorded
+    SELECT e.customer_id, e.account, e.lot_id,
+           format('entry %s names operation %s, which was not recorded', e.id,
+                  CASE WHEN o.operation_id IS NULL THEN e.operation_id ELSE e.ref_operation_id END)
+      FROM loyalty.ledger_entry e
+      LEFT JOIN loyalty.operation o ON o.operation_id = e.operation_id
+     WHERE o.operation_id IS NULL
+        OR (e.ref_operation_id IS NOT NULL
+            AND NOT EXISTS (SELECT 1 FROM loyalty.operation r WHERE r.operation_id = e.ref_operation_id))
+    UNION ALL
+    -- lots name operations that were recorded
+    SELECT l.customer_id, l.account, l.id,
+           format('lot %s names operation %s, which was not recorded', l.id, l.operation_id)
+      FROM loyalty.lot l
+     WHERE NOT EXISTS (SELECT 1 FROM loyalty.operation o WHERE o.operation_id = l.operation_id)
+    UNION ALL
+    -- a debt is only owed while nothing positive is held
+    SELECT d.customer_id, d.account, d.id, 'debt held next to positive lots'
+      FROM loyalty.lot d
+     WHERE d.remaining < 0
+       AND EXISTS (SELECT 1 FROM loyalty.lot p
+                    WHERE p.customer_id = d.customer_id AND p.account = d.account
+                      AND p.remaining > 0)
+$$;
+COMMENT ON FUNCTION loyalty.verify_ledger() IS
+    'Rows only where the ledger is inconsistent: empty when every balance equals its entries, every entry has its lot and operation, every lot its operation';
+
+-- ---------------------------------------------------------------------------
+-- Purchases and refunds (SPEC §7): committed checks and their lines,
+-- refunds; the check API itself is in C (src/).
+-- ---------------------------------------------------------------------------
+CREATE TABLE loyalty.purchase (
+    operation_id text NOT NULL COLLATE pg_catalog."C",
+    customer_id bigint,
+    store text,
+    channel text NOT NULL,
+    at timestamp with time zone NOT NULL,
+    amount numeric(14,2) NOT NULL,
+    discount numeric(14,2) NOT NULL,
+    certificate numeric(14,2) DEFAULT 0 NOT NULL,
+    redeemed numeric(14,2) NOT NULL,
+    total numeric(14,2) NOT NULL,
+    points_earned numeric DEFAULT 0 NOT NULL,
+    points_spent numeric DEFAULT 0 NOT NULL,
+    lines integer NOT NULL,
+    promotions text[] DEFAULT '{}'::text[] NOT NULL,
+    refunded numeric(14,2) DEFAULT 0 NOT NULL,
+    usage_counted text[] DEFAULT '{}'::text[] NOT NULL,
+    customer_usage_counted text[] DEFAULT '{}'::text[] NOT NULL,
+    CONSTRAINT purchase_refunded_within_total CHECK ((refunded >= 0) AND (refunded <= total)),
+    CONSTRAINT purchase_total_adds_up CHECK (total = (((amount - discount) - certificate) - redeemed)),
+    CONSTRAINT purchase_pkey PRIMARY KEY (operation_id),
+    CONSTRAINT purchase_customer_id_fkey FOREIGN KEY (customer_id) REFERENCES loyalty.customer(id)
+);
+
+CREATE INDEX purchase_at_idx ON loyalty.purchase (at);
+
+CREATE INDEX purchase_customer_at_idx ON loyalty.purchase (customer_id, at);
+COMMENT ON TABLE loyalty.purchase IS
+    'Committed checks: money (amount - discount - certificate - redeemed = total), points, promotions, refunded money';
+COMMENT ON COLUMN loyalty.purchase.customer_usage_counted IS
+    'Promotions whose promotion_customer_usage counter (of customer_id) this purchase incremented; its full refund decrements them';
+COMMENT ON COLUMN loyalty.purchase.usage_counted IS
+    'Promotions whose promotion_usage counter this purchase incremented; its full refund decrements them';
+
+CREATE TABLE loyalty.purchase_line (
+    operation_id text NOT NULL COLLATE pg_catalog."C",
+    line_index integer NOT NULL,
+    sku text NOT NULL,
+    qty numeric(12,3) NOT NULL,
+    price numeric(14,2) NOT NULL,
+    amount numeric(14,2) NOT NULL,
+    discount numeric(14,2) NOT NULL,
+    certificate numeric(14,2) DEFAULT 0 NOT NULL,
+    redeemed numeric(14,2) NOT NULL,
+    total numeric(14,2) NOT NULL,
+    promotions jsonb DEFAULT '[]'::jsonb NOT NULL,
+    refunded_qty numeric(12,3) DEFAULT 0 NOT NULL,
+    refunded_total numeric(14,2) DEFAULT 0 NOT NULL,
+    points jsonb DEFAULT '{}'::jsonb NOT NULL,
+    CONSTRAINT purchase_line_refund_within CHECK ((refunded_qty <= qty) AND (refunded_total <= total)),
+    CONSTRAINT purchase_line_pkey PRIMARY KEY (operation_id, line_index)
+);
+COMMENT ON TABLE loyalty.purchase_line IS
+    'Lines of committed checks: money, the promotions that changed them ([{code, discount}]), refunds';
+COMMENT ON COLUMN loyalty.purchase_line.points IS
+    'Points the line earned and spent per account, and what refunds took back: {"account": {"earned", "spent", "earned_refunded", "spent_refunded"}}';
+
+CREATE VIEW loyalty.purchase_line_points AS
+SELECT l.operation_id,
+       l.line_index,
+       p.key AS account,
+       coalesce((p.value -> 'earned')::numeric, 0) AS earned,
+       coalesce((p.value -> 'spent')::numeric, 0) AS spent,
+       coalesce((p.value -> 'earned_refunded')::numeric, 0) AS earned_refunded,
+       coalesce((p.value -> 'spent_refunded')::numeric, 0) AS spent_refunded
+  FROM loyalty.purchase_line l
+ CROSS JOIN LATERAL pg_catalog.jsonb_each(l.points) AS p;
+COMMENT ON VIEW loyalty.purchase_line_points IS
+    'Points each line of a purchase earned and spent per account, and how much of them refunds took back (from purchase_line.points)';
+
+CREATE TABLE loyalty.refund (
+    operation_id text NOT NULL COLLATE pg_catalog."C",
+    purchase text NOT NULL COLLATE pg_catalog."C",
+    customer_id bigint,
+    at timestamp with time zone NOT NULL,
+    amount numeric(14,2) NOT NULL,
+    lines jsonb NOT NULL,
+    points_reversed jsonb DEFAULT '{}'::jsonb NOT NULL,
+    points_returned jsonb DEFAULT '{}'::jsonb NOT NULL,
+    full_refund boolean NOT NULL,
+    CONSTRAINT refund_pkey PRIMARY KEY (operation_id),
+    CONSTRAINT refund_customer_id_fkey FOREIGN KEY (customer_id) REFERENCES loyalty.customer(id),
+    CONSTRAINT refund_purchase_fkey FOREIGN KEY (purchase) REFERENCES loyalty.purchase(operation_id)
+);
+
+CREATE INDEX refund_at_idx ON loyalty.refund (at);
+
+CREATE INDEX refund_purchase_idx ON loyalty.refund (purchase);
+COMMENT ON TABLE loyalty.refund IS
+    'Refunds: money back, lines ([{index, sku, qty, amount}]), points reversed and returned per account';
+
+CREATE FUNCTION loyalty.calculate(request jsonb) RETURNS jsonb
+    LANGUAGE c STABLE STRICT SECURITY DEFINER PARALLEL RESTRICTED
+    SET search_path = pg_catalog, pg_temp
+    AS 'MODULE_PATHNAME', 'loyalty_calculate';
+COMMENT ON FUNCTION loyalty.calculate(request jsonb) IS
+    'Prices a check with every active promotion, points to redeem and to earn; no side effects';
+
+CREATE FUNCTION loyalty.purchase(request jsonb) RETURNS jsonb
+    LANGUAGE c STRICT SECURITY DEFINER
+    SET search_path = pg_catalog, pg_temp
+    AS 'MODULE_PATHNAME', 'loyalty_purchase';
+COMMENT ON FUNCTION loyalty.purchase(request jsonb) IS
+    'Prices and commits a check (facts, points spent and earned, promotion uses); idempotent by operation_id';
+
+CREATE FUNCTION loyalty.refund(request jsonb) RETURNS jsonb
+    LANGUAGE c STRICT SECURITY DEFINER
+    SET search_path = pg_catalog, pg_temp
+    AS 'MODULE_PATHNAME', 'loyalty_refund';
+COMMENT ON FUNCTION loyalty.refund(request jsonb) IS
+    'Refunds some or all of what is left of a purchase: money, earned and spent points; idempotent by operation_id';
+
+CREATE FUNCTION loyalty.catalog_prices(
+        customer text,
+        store text,
+        channel text,
+        skus text[],
+        at timestamptz DEFAULT now())
+    RETURNS TABLE(sku text, price numeric, personal_price numeric, promotions text[])
+    LANGUAGE c STABLE SECURITY DEFINER ROWS 20 PARALLEL RESTRICTED
+    SET search_path = pg_catalog, pg_temp
+    AS 'MODULE_PATHNAME', 'loyalty_catalog_prices';
+COMMENT ON FUNCTION loyalty.catalog_prices(customer text, store text, channel text, skus text[], at timestamp with time zone) IS
+    'Personal shelf prices of a page of SKUs for one unit, with single-item promotions only';
+
+-- ---------------------------------------------------------------------------
+-- Coupons and gift certificates (SPEC §6).  Codes are bearer secrets:
+-- roles that must not read them see the masked views.
+-- ---------------------------------------------------------------------------
+CREATE DOMAIN loyalty.coupon_kind AS text
+    CONSTRAINT coupon_kind_known
+    CHECK (VALUE IN ('promo', 'personal', 'certificate'));
+COMMENT ON DOMAIN loyalty.coupon_kind IS 'The kind of a coupon: promo, personal or certificate';
+
+CREATE DOMAIN loyalty.coupon_status AS text
+    CONSTRAINT coupon_status_known
+    CHECK (VALUE IN ('active', 'used', 'void'));
+COMMENT ON DOMAIN loyalty.coupon_status IS 'The status of a coupon: active, used or void';
+
+CREATE TABLE loyalty.coupon (
+    code text NOT NULL COLLATE pg_catalog."C",
+    promotion text COLLATE pg_catalog."C",
+    customer_id bigint,
+    kind loyalty.coupon_kind NOT NULL,
+    value loyalty.amount,
+    balance loyalty.amount,
+    percent loyalty.percent,
+    min_total loyalty.amount DEFAULT 0 NOT NULL,
+    valid_from timestamp with time zone DEFAULT now() NOT NULL,
+    valid_until timestamp with time zone,
+    max_uses integer DEFAULT 1 NOT NULL,
+    uses integer DEFAULT 0 NOT NULL,
+    status loyalty.coupon_status DEFAULT 'active' NOT NULL,
+    issued_by text COLLATE pg_catalog."C",
+    created_at timestamp with time zone DEFAULT now() NOT NULL,
+    sold_line integer,
+    CONSTRAINT coupon_certificate_has_value CHECK (((kind)::text <> 'certificate') OR (((value)::numeric > 0) AND (balance IS NOT NULL) AND ((balance)::numeric <= (value)::numeric))),
+    CONSTRAINT coupon_code_format CHECK (code ~ '^[0-9A-Z][0-9A-Z-]{2,38}[0-9A-Z]$'),
+    CONSTRAINT coupon_does_something CHECK (((kind)::text = 'certificate') OR (promotion IS NOT NULL) OR ((percent)::numeric > 0) OR ((value)::numeric > 0)),
+    CONSTRAINT coupon_max_uses_positive CHECK (max_uses > 0),
+    CONSTRAINT coupon_personal_has_customer CHECK (((kind)::text <> 'personal') OR (customer_id IS NOT NULL)),
+    CONSTRAINT coupon_sold_line_of_purchase CHECK ((sold_line IS NULL) OR ((sold_line >= 0) AND (issued_by IS NOT NULL) AND ((kind)::text = 'certificate'))),
+    CONSTRAINT coupon_uses_within_max CHECK ((uses >= 0) AND (uses <= max_uses)),
+    CONSTRAINT coupon_valid_period CHECK (valid_until > valid_from),
+    CONSTRAINT coupon_pkey PRIMARY KEY (code),
+    CONSTRAINT coupon_customer_id_fkey FOREIGN KEY (customer_id) REFERENCES loyalty.customer(id),
+    CONSTRAINT coupon_promotion_fkey FOREIGN KEY (promotion) REFERENCES loyalty.promotion(code) ON UPDATE CASCADE
+);
+
+CREATE INDEX coupon_customer_idx ON loyalty.coupon (customer_id) WHERE (customer_id IS NOT NULL);
+
+CREATE INDEX coupon_issued_by_idx ON loyalty.coupon (issued_by) WHERE (issued_by IS NOT NULL);
+COMMENT ON TABLE loyalty.coupon IS
+    'Coupons (promo: mass codes of a promotion; personal: bound to a customer) and gift certificates (balance spent partially)';
+COMMENT ON COLUMN loyalty.coupon.issued_by IS
+    'The purchase that issued it (bounce-back, certificate per amount): voided if that purchase is fully refunded unused';
+COMMENT ON COLUMN loyalty.coupon.min_total IS 'The check total a purchase needs to use the coupon';
+COMMENT ON COLUMN loyalty.coupon.percent IS
+    'A coupon that is itself a discount (a bounce-back coupon): percent off the check';
+COMMENT ON COLUMN loyalty.coupon.sold_line IS
+    'The line of purchase issued_by that sold this certificate (a certificate product); NULL when a promotion or issue_certificate issued it';
+
+CREATE TABLE loyalty.coupon_use (
+    code text NOT NULL COLLATE pg_catalog."C",
+    operation_id text NOT NULL COLLATE pg_catalog."C",
+    customer_id bigint,
+    amount numeric(14,2) DEFAULT 0 NOT NULL,
+    at timestamp with time zone NOT NULL,
+    CONSTRAINT coupon_use_pkey PRIMARY KEY (code, operation_id),
+    CONSTRAINT coupon_use_code_fkey FOREIGN KEY (code) REFERENCES loyalty.coupon(code) ON UPDATE CASCADE,
+    CONSTRAINT coupon_use_customer_id_fkey FOREIGN KEY (customer_id) REFERENCES loyalty.customer(id),
+    CONSTRAINT coupon_use_operation_id_fkey FOREIGN KEY (operation_id) REFERENCES loyalty.operation(operation_id)
+);
+
+CREATE INDEX coupon_use_customer_idx ON loyalty.coupon_use (customer_id, code);
+COMMENT ON TABLE loyalty.coupon_use IS
+    'Every use of a coupon or certificate by a purchase (amount: certificate money spent); a refund that restores it writes a negative amount';
+
+CREATE FUNCTION loyalty.new_coupon_code() RETURNS text
+    LANGUAGE c PARALLEL RESTRICTED
+    AS 'MODULE_PATHNAME', 'loyalty_new_coupon_code';
+COMMENT ON FUNCTION loyalty.new_coupon_code() IS
+    'A new random code XXXX-XXXX-XXXX: 55 random bits from a strong source and a check symbol';
+
+CREATE FUNCTION loyalty.coupon_code(code text) RETURNS text
+    LANGUAGE c IMMUTABLE STRICT PARALLEL SAFE
+    AS 'MODULE_PATHNAME', 'loyalty_coupon_code';
+COMMENT ON FUNCTION loyalty.coupon_code(code text) IS
+    'Canonical form of a generated code typed any way (case, dashes, I/L/O look-alikes); 22P02 on a typo';
+
+CREATE FUNCTION loyalty.code_masked(code text) RETURNS text
+    LANGUAGE sql IMMUTABLE STRICT PARALLEL SAFE
+    AS $$
+    SELECT pg_catalog.regexp_replace(pg_catalog.left(code, -k), '[^-]', '*', 'g')
+           || pg_catalog.right(code, k)
+      FROM (SELECT least(4, pg_catalog.length(code) / 3) AS k) AS shown
+$$;
+COMMENT ON FUNCTION loyalty.code_masked(code text) IS
+    'A coupon or certificate code as roles that may not read it see it: the last 4 characters (a third of a short code), the rest as *';
+
+CREATE FUNCTION loyalty.issue_coupons(
+        promotion text,
+        count integer,
+        max_uses integer DEFAULT 1,
+        valid_until timestamptz DEFAULT NULL,
+        customer text DEFAULT NULL) RETURNS SETOF text
+    LANGUAGE plpgsql SECURITY DEFINER
+    SET search_path = pg_catalog, pg_temp
+    AS $$
+DECLARE
+    cid bigint;
+    made int := 0;
+    batch int;
+    c text;
+BEGIN
+    IF promotion IS NULL OR count IS NULL OR max_uses IS NULL THEN
+        RAISE EXCEPTION 'promotion, count and max_uses are required' USING ERRCODE = 'null_value_not_allowed';
+    END IF;
+    IF NOT EXISTS (SELECT 1 FROM loyalty.promotion p WHERE p.code = issue_coupons.promotion) THEN
+        RAISE EXCEPTION 'promotion "%" not found', promotion
+            USING ERRCODE = 'invalid_parameter_value',
+                  DETAIL = 'Coupons unlock a promotion; create it first (usually with requires_coupon).';
+    END IF;
+    IF count < 1 OR count > 1000000 THEN
+        RAISE EXCEPTION 'count must be between 1 and 1000000, not %', count
+            USING ERRCODE = 'invalid_parameter_value';
+    END IF;
+    IF max_uses < 1 THEN
+        RAISE EXCEPTION 'max_uses must be positive, not %', max_uses
+            USING ERRCODE = 'invalid_parameter_value';
+    END IF;
+    IF valid_until IS NOT NULL AND valid_until <= now() THEN
+        RAISE EXCEPTION 'valid_until must be in the future' USING ERRCODE = 'invalid_parameter_value';
+    END IF;
+    IF customer IS NOT NULL THEN
+        cid := loyalty.find_customer(customer);
+        IF cid IS NULL THEN
+            RAISE EXCEPTION 'customer "%" not found', customer USING ERRCODE = 'LY001';
+        END IF;
+    END IF;
+    -- 55 random bits a code: a collision is vanishingly rare, and simply retried
+    WHILE made < count LOOP
+        batch := 0;
+        FOR c IN
+            INSERT INTO loyalty.coupon AS k (code, promotion, customer_id, kind, valid_until, max_uses)
+            SELECT loyalty.new_coupon_code(), issue_coupons.promotion, cid,
+                   CASE WHEN cid IS NULL THEN 'promo' ELSE 'personal' END,
+                   issue_coupons.valid_until, issue_coupons.max_uses
+              FROM generate_series(1, count - made)
+            ON CONFLICT ON CONSTRAINT coupon_pkey DO NOTHING
+            RETURNING k.code
+        LOOP
+            batch := batch + 1;
+            RETURN NEXT c;
+        END LOOP;
+        made := made + batch;
+    END LOOP;
+END
+$$;
+COMMENT ON FUNCTION loyalty.issue_coupons(promotion text, count integer, max_uses integer, valid_until timestamp with time zone, customer text) IS
+    'Issues count coupon codes unlocking a promotion (mass codes with max_uses; personal when customer is given)';
+
+CREATE FUNCTION loyalty.issue_certificate(
+        value numeric,
+        valid_until timestamptz DEFAULT NULL,
+        customer text DEFAULT NULL) RETURNS text
+    LANGUAGE plpgsql SECURITY DEFINER
+    SET search_path = pg_catalog, pg_temp
+    AS $$
+DECLARE
+    cid bigint;
+    new_code text;
+BEGIN
+    IF value IS NULL OR value <= 0 OR value <> round(value, 2) OR value >= 1000000000000 THEN
+        RAISE EXCEPTION 'invalid certificate value: %', value
+            USING ERRCODE = 'invalid_parameter_value',
+                  DETAIL = 'A certificate is worth a positive amount with at most 2 decimals.';
+    END IF;
+    -- (the line numbers of the RAISEs above are those of 0.4: tests show them)
+    IF value > loyalty.setting_value('certificate_max_value')::numeric THEN
+        RAISE EXCEPTION 'certificate value % is above the maximum %', value,
+                        loyalty.setting_value('certificate_max_value')
+            USING ERRCODE = 'invalid_parameter_value',
+                  DETAIL = format('Setting certificate_max_value allows at most %s for one certificate.',
+                                  loyalty.setting_value('certificate_max_value')),
+                  HINT = 'Issue several certificates, or raise the setting.';
+    END IF;
+    IF valid_until IS NOT NULL AND valid_until <= now() THEN
+        RAISE EXCEPTION 'valid_until must be in the future' USING ERRCODE = 'invalid_parameter_value';
+    END IF;
+    IF customer IS NOT NULL THEN
+        cid := loyalty.find_customer(customer);
+        IF cid IS NULL THEN
+            RAISE EXCEPTION 'customer "%" not found', customer USING ERRCODE = 'LY001';
+        END IF;
+    END IF;
+    LOOP
+        INSERT INTO loyalty.coupon AS k (code, customer_id, kind, value, balance, valid_until, max_uses)
+        VALUES (loyalty.new_coupon_code(), cid, 'certificate', round(value, 2), round(value, 2),
+                valid_until, 1000000)
+        ON CONFLICT ON CONSTRAINT coupon_pkey DO NOTHING
+        RETURNING k.code INTO new_code;
+        EXIT WHEN new_code IS NOT NULL;
+    END LOOP;
+    RETURN new_code;
+END
+$$;
+COMMENT ON FUNCTION loyalty.issue_certificate(value numeric, valid_until timestamp with time zone, customer text) IS
+    'Issues a gift certificate (marketer, admin) up to setting certificate_max_value: usable in any channel, spent partially, the balance kept; a cashier sells one as a purchase line instead';
+
+CREATE VIEW loyalty.coupon_masked AS
+    SELECT loyalty.code_masked(c.code) AS code, c.promotion, c.customer_id, c.kind, c.value,
+           c.balance, c.percent, c.min_total, c.valid_from, c.valid_until, c.max_uses, c.uses,
+           c.status, c.issued_by, c.sold_line, c.created_at
+      FROM loyalty.coupon c;
+COMMENT ON VIEW loyalty.coupon_masked IS
+    'Coupons and certificates with masked codes, for every role that must not read a bearer code in clear';
+
+CREATE VIEW loyalty.coupon_use_masked AS
+    SELECT loyalty.code_masked(u.code) AS code, u.operation_id, u.customer_id, u.amount, u.at
+      FROM loyalty.coupon_use u;
+COMMENT ON VIEW loyalty.coupon_use_masked IS
+    'Uses of coupons and certificates with masked codes (amount: certificate money spent)';
+
+-- ---------------------------------------------------------------------------
+-- Subscriptions (SPEC §6): buying a plan's sku starts or extends a subscription; its
+-- subscription_price promotions apply while it runs.
+-- ---------------------------------------------------------------------------
+CREATE TABLE loyalty.subscription_plan (
+    code text NOT NULL,
+    name text NOT NULL,
+    sku text NOT NULL,
+    products jsonb NOT NULL,
+    duration interval NOT NULL,
+    CONSTRAINT subscription_plan_code_check CHECK (code <> ''),
+    CONSTRAINT subscription_plan_duration_positive CHECK (duration > interval '0'),
+    CONSTRAINT subscription_plan_pkey PRIMARY KEY (code)
+);
+COMMENT ON TABLE loyalty.subscription_plan IS
+    'Subscription plans: buying sku starts or extends a subscription of duration on the products (a selector)';
+
+CREATE FUNCTION loyalty.subscription_plan_validate() RETURNS trigger
+    LANGUAGE c
+    AS 'MODULE_PATHNAME', 'subscription_plan_validate';
+COMMENT ON FUNCTION loyalty.subscription_plan_validate() IS
+    'Parses a plan''s product selector with the promotion parser (LY006)';
+
+SET default_tablespace = '';
+
+SET default_table_access_method = heap;
+
+CREATE TRIGGER config_changed AFTER INSERT OR DELETE OR UPDATE OR TRUNCATE ON loyalty.subscription_plan
+    FOR EACH STATEMENT EXECUTE FUNCTION loyalty.config_changed();
+
+CREATE TRIGGER subscription_plan_validate BEFORE INSERT OR UPDATE ON loyalty.subscription_plan
+    FOR EACH ROW EXECUTE FUNCTION loyalty.subscription_plan_validate();
+
+CREATE TABLE loyalty.subscription (
+    customer_id bigint NOT NULL,
+    plan text NOT NULL,
+    starts_at timestamp with time zone NOT NULL,
+    ends_at timestamp with time zone NOT NULL,
+    operation_id text COLLATE pg_catalog."C",
+    CONSTRAINT subscription_period CHECK (ends_at > starts_at),
+    CONSTRAINT subscription_pkey PRIMARY KEY (customer_id, plan),
+    CONSTRAINT subscription_customer_id_fkey FOREIGN KEY (customer_id) REFERENCES loyalty.customer(id),
+    CONSTRAINT subscription_operation_id_fkey FOREIGN KEY (operation_id) REFERENCES loyalty.operation(operation_id),
+    CONSTRAINT subscription_plan_fkey FOREIGN KEY (plan) REFERENCES loyalty.subscription_plan(code) ON UPDATE CASCADE
+);
+COMMENT ON TABLE loyalty.subscription IS
+    'Customers'' subscriptions: subscription_price promotions apply while starts_at <= at < ends_at';
+
+-- ---------------------------------------------------------------------------
+-- Events and customer messages (SPEC §11): the outbox of customer events,
+-- and ICU message templates per event kind and locale (shipped defaults,
+-- overridden by the operator's).
+-- ---------------------------------------------------------------------------
+CREATE DOMAIN loyalty.event_kind AS text
+    CONSTRAINT event_kind_known
+    CHECK (VALUE IN ('points_earned', 'points_available', 'points_expiring', 'points_expired',
+                     'tier_changed', 'coupon_issued'));
+COMMENT ON DOMAIN loyalty.event_kind IS
+    'The kind of an event: points_earned, points_available, points_expiring, points_expired, tier_changed or coupon_issued';
+
+CREATE SEQUENCE loyalty.event_id_seq
+    START WITH 1
+    INCREMENT BY 1
+    NO MINVALUE
+    NO MAXVALUE
+    CACHE 1;
+COMMENT ON SEQUENCE loyalty.event_id_seq IS 'Event ids';
+
+CREATE TABLE loyalty.event (
+    id bigint DEFAULT nextval('loyalty.event_id_seq'::regclass) NOT NULL,
+    customer_id bigint NOT NULL,
+    kind loyalty.event_kind NOT NULL,
+    payload jsonb DEFAULT '{}'::jsonb NOT NULL,
+    message text,
+    created_at timestamp with time zone DEFAULT now() NOT NULL,
+    taken_at timestamp with time zone,
+    CONSTRAINT event_pkey PRIMARY KEY (id)
+);
+
+CREATE INDEX event_untaken_idx ON loyalty.event (id) WHERE (taken_at IS NULL);
+COMMENT ON TABLE loyalty.event IS
+    'Outbox of customer events (points earned, available, expiring, expired; tier changed; coupon issued)';
+
+ALTER SEQUENCE loyalty.event_id_seq OWNED BY loyalty.event.id;
+
+CREATE FUNCTION loyalty.event_notify() RETURNS trigger
+    LANGUAGE c
+    AS 'MODULE_PATHNAME', 'event_notify';
+COMMENT ON FUNCTION loyalty.event_notify() IS
+    'Sends NOTIFY loyalty_event (when loyalty.notify is on)';
+
+CREATE TRIGGER event_notify AFTER INSERT ON loyalty.event
+    FOR EACH STATEMENT EXECUTE FUNCTION loyalty.event_notify();
+
+CREATE VIEW loyalty.event_masked AS
+    SELECT e.id, e.customer_id, e.kind,
+           CASE WHEN e.payload ? 'code'
+                THEN pg_catalog.jsonb_set(e.payload, '{code}',
+                                          pg_catalog.to_jsonb(loyalty.code_masked(e.payload ->> 'code')))
+                ELSE e.payload END AS payload,
+           CASE WHEN e.payload ? 'code'
+                THEN pg_catalog.replace(e.message, e.payload ->> 'code',
+                                        loyalty.code_masked(e.payload ->> 'code'))
+                ELSE e.message END AS message,
+           e.created_at, e.taken_at
+      FROM loyalty.event e;
+COMMENT ON VIEW loyalty.event_masked IS
+    'The event outbox with coupon codes masked in payload and message, for analysts';
+
+CREATE FUNCTION loyalty.take_events(max integer) RETURNS SETOF loyalty.event
+    LANGUAGE sql STRICT SECURITY DEFINER
+    SET search_path = pg_catalog, pg_temp
+    AS $$
+    UPDATE loyalty.event e
+       SET taken_at = now(),
+           message = coalesce(e.message, loyalty.event_message(e.kind, e.payload))
+     WHERE e.id IN (SELECT t.id FROM loyalty.event t WHERE t.taken_at IS NULL
+                     ORDER BY t.id LIMIT max FOR UPDATE SKIP LOCKED)
+    RETURNING e.*
+$$;
+COMMENT ON FUNCTION loyalty.take_events(max integer) IS
+    'Hands over up to max untaken events, oldest first, each exactly once (SKIP LOCKED), with the message rendered';
+
+CREATE TABLE loyalty.message_template_default (
+    kind text NOT NULL,
+    locale text NOT NULL,
+    template text NOT NULL,
+    CONSTRAINT message_template_default_pkey PRIMARY KEY (kind, locale)
+);
+COMMENT ON TABLE loyalty.message_template_default IS
+    'Message templates shipped with the extension (read-only; override them in message_template)';
+
+CREATE TABLE loyalty.message_template (
+    kind text NOT NULL,
+    locale text NOT NULL,
+    template text NOT NULL,
+    CONSTRAINT message_template_locale_format CHECK (locale ~ '^[a-z]{2,3}(_[A-Z]{2})?$'),
+    CONSTRAINT message_template_pkey PRIMARY KEY (kind, locale)
+);
+COMMENT ON TABLE loyalty.message_template IS
+    'The operator''s message templates per event kind and locale (ICU MessageFormat); override the defaults';
+
+CREATE FUNCTION loyalty.format_message(template text, locale text, args jsonb) RETURNS text
+    LANGUAGE c STABLE STRICT PARALLEL SAFE
+    AS 'MODULE_PATHNAME', 'loyalty_format_message';
+COMMENT ON FUNCTION loyalty.format_message(template text, locale text, args jsonb) IS
+    'Formats an ICU MessageFormat template with named arguments (plurals per locale: 1 балл, 2 балла, 5 баллов)';
+
+CREATE FUNCTION loyalty.render_message(templates text[], locale text, args jsonb) RETURNS text
+    LANGUAGE c STABLE STRICT PARALLEL SAFE
+    AS 'MODULE_PATHNAME', 'loyalty_render_message';
+COMMENT ON FUNCTION loyalty.render_message(templates text[], locale text, args jsonb) IS
+    'The first of the templates that formats for the locale with the arguments (a WARNING for each skipped; en for an unknown locale)';
+
+CREATE FUNCTION loyalty.message_template_validate() RETURNS trigger
+    LANGUAGE c
+    AS 'MODULE_PATHNAME', 'message_template_validate';
+COMMENT ON FUNCTION loyalty.message_template_validate() IS
+    'Refuses a template ICU cannot parse or one naming an argument its event kind lacks (LY006)';
+
+CREATE TRIGGER message_template_default_validate BEFORE INSERT OR UPDATE ON loyalty.message_template_default
+    FOR EACH ROW EXECUTE FUNCTION loyalty.message_template_validate();
+
+CREATE TRIGGER message_template_validate BEFORE INSERT OR UPDATE ON loyalty.message_template
+    FOR EACH ROW EXECUTE FUNCTION loyalty.message_template_validate();
+
+INSERT INTO loyalty.message_template_default (kind, locale, template) VALUES
+    ('coupon_issued', 'en',
+     '{kind, select, certificate {Gift certificate {code} worth {value, number}} other {Coupon {code} for your next purchase}}{date, select, none {} other {, valid until {date}}}'),
+    ('coupon_issued', 'ru',
+     '{kind, select, certificate {Сертификат {code} на {value, number} ₽} other {Купон {code} на следующую покупку}}{date, select, none {} other {, действует до {date}}}'),
+    ('points_available', 'en',
+     '{points, plural, one {# point is} other {# points are}} now available'),
+    ('points_available', 'ru',
+     '{points, plural, one {Доступен # балл} few {Доступно # балла} many {Доступно # баллов} other {Доступно # балла}}'),
+    ('points_earned', 'en',
+     'You earned {points, plural, one {# point} other {# points}}'),
+    ('points_earned', 'ru',
+     'Начислено {points, plural, one {# балл} few {# балла} many {# баллов} other {# балла}}'),
+    ('points_expired', 'en',
+     '{points, plural, one {# point has} other {# points have}} expired'),
+    ('points_expired', 'ru',
+     'Сгорело {points, plural, one {# балл} few {# балла} many {# баллов} other {# балла}}'),
+    ('points_expiring', 'en',
+     '{points, plural, one {# point expires} other {# points expire}} on {date}'),
+    ('points_expiring', 'ru',
+     '{date} сгорит {points, plural, one {# балл} few {# балла} many {# баллов} other {# балла}}'),
+    ('tier_changed', 'en',
+     'Your level is now {tier}'),
+    ('tier_changed', 'ru',
+     'Ваш уровень теперь: {tier}');
+
+CREATE VIEW loyalty.message_templates AS
+    SELECT k.kind, k.locale, coalesce(t.template, d.template) AS template, t.template IS NOT NULL AS is_set
+      FROM (SELECT kind, locale FROM loyalty.message_template_default
+            UNION SELECT kind, locale FROM loyalty.message_template) AS k
+      LEFT JOIN loyalty.message_template t USING (kind, locale)
+      LEFT JOIN loyalty.message_template_default d USING (kind, locale);
+COMMENT ON VIEW loyalty.message_templates IS
+    'Message templates in effect: the operator''s, else the defaults';
+
+CREATE FUNCTION loyalty.event_message(
+        kind text,
+        payload jsonb,
+        locale text DEFAULT NULL) RETURNS text
+    LANGUAGE sql STABLE SECURITY DEFINER PARALLEL SAFE
+    SET search_path = pg_catalog, pg_temp
+    AS $$
+    WITH s AS (
+        SELECT coalesce(event_message.locale, loyalty.setting_value('locale')) AS locale,
+               loyalty.setting_value('timezone') AS tz
+    ), t AS (
+        -- the locale's templates, else the language's, else English; the
+        -- operator's before the extension's
+        SELECT pg_catalog.array_agg(c.template ORDER BY c.rank) AS templates
+          FROM s, LATERAL (
+                SELECT m.template, 0 AS own, m.locale FROM loyalty.message_template m
+                 WHERE m.kind = event_message.kind
+                UNION ALL
+                SELECT d.template, 1, d.locale FROM loyalty.message_template_default d
+                 WHERE d.kind = event_message.kind) AS c0,
+               LATERAL (SELECT c0.template,
+                               CASE c0.locale WHEN s.locale THEN 0
+                                              WHEN split_part(s.locale, '_', 1) THEN 2
+                                              ELSE 4 END + c0.own AS rank) AS c
+         WHERE c0.locale IN (s.locale, split_part(s.locale, '_', 1), 'en')
+    )
+    SELECT loyalty.render_message(t.templates, s.locale, jsonb_strip_nulls(jsonb_build_object(
+        'points', payload -> 'points',
+        'account', coalesce((SELECT a.name FROM loyalty.account_type a
+                              WHERE a.code = payload ->> 'account'), payload ->> 'account'),
+        'available_date', to_char((payload ->> 'available_at')::timestamptz AT TIME ZONE s.tz, 'DD.MM.YYYY'),
+        'expires_date', to_char((payload ->> 'expires_at')::timestamptz AT TIME ZONE s.tz, 'DD.MM.YYYY'),
+        'date', coalesce(to_char(coalesce(payload ->> 'expires_at', payload ->> 'valid_until')::timestamptz
+                                 AT TIME ZONE s.tz, 'DD.MM.YYYY'), 'none'),
+        'tier', payload -> 'tier_name',
+        'old_tier', payload -> 'old_tier_name',
+        'code', payload -> 'code',
+        'kind', payload -> 'kind',
+        'percent', payload -> 'percent',
+        'value', payload -> 'value')))
+      FROM s, t
+$$;
+COMMENT ON FUNCTION loyalty.event_message(kind text, payload jsonb, locale text) IS
+    'The customer message of an event, from the template of its kind in the locale (program locale by default)';
+
+-- ---------------------------------------------------------------------------
+-- Customer segments (SPEC §10), to which promotions may be limited.
+-- ---------------------------------------------------------------------------
+CREATE TABLE loyalty.segment (
+    code text NOT NULL,
+    name text NOT NULL,
+    rule jsonb DEFAULT '{}'::jsonb NOT NULL,
+    CONSTRAINT segment_code_check CHECK (code <> ''),
+    CONSTRAINT segment_rule_object CHECK (jsonb_typeof(rule) = 'object'),
+    CONSTRAINT segment_pkey PRIMARY KEY (code)
+);
+COMMENT ON TABLE loyalty.segment IS
+    'Customer segments; promotions may be limited to members of some (promotion.segments)';
+
+CREATE TABLE loyalty.segment_member (
+    segment text NOT NULL,
+    customer_id bigint NOT NULL,
+    since timestamp with time zone DEFAULT now() NOT NULL,
+    CONSTRAINT segment_member_pkey PRIMARY KEY (segment, customer_id),
+    CONSTRAINT segment_member_customer_id_fkey FOREIGN KEY (customer_id) REFERENCES loyalty.customer(id),
+    CONSTRAINT segment_member_segment_fkey FOREIGN KEY (segment) REFERENCES loyalty.segment(code) ON UPDATE CASCADE ON DELETE CASCADE
+);
+
+CREATE INDEX segment_member_customer_idx ON loyalty.segment_member (customer_id);
+COMMENT ON TABLE loyalty.segment_member IS 'Members of each segment';
+
+-- ---------------------------------------------------------------------------
+-- Maintenance (SPEC §9): expiry of lots in batches, announcements of points that
+-- become available or expire, and the pg_cron schedule that runs them.
+-- ---------------------------------------------------------------------------
+CREATE FUNCTION loyalty.expire_batch(
+        as_of timestamptz,
+        max_lots integer,
+        after_expires_at timestamptz DEFAULT NULL,
+        after_id bigint DEFAULT NULL,
+        OUT lots_seen integer,
+        OUT points bigint,
+        OUT last_expires_at timestamptz,
+        OUT last_id bigint) RETURNS record
+    LANGUAGE c SECURITY DEFINER
+    SET search_path = pg_catalog, pg_temp
+    AS 'MODULE_PATHNAME', 'loyalty_expire_batch';
+COMMENT ON FUNCTION loyalty.expire_batch(as_of timestamp with time zone, max_lots integer, after_expires_at timestamp with time zone, after_id bigint, OUT lots_seen integer, OUT points bigint, OUT last_expires_at timestamp with time zone, OUT last_id bigint) IS
+    'One expiry batch after the keyset (after_expires_at, after_id): points in hundredths; lots a check is spending from are left for the next run';
+
+CREATE FUNCTION loyalty.expire_points(as_of timestamptz DEFAULT now()) RETURNS bigint
+    LANGUAGE plpgsql STRICT SECURITY DEFINER
+    SET search_path = pg_catalog, pg_temp
+    AS $$
+DECLARE
+    b     record;
+    after_at timestamptz;
+    after_id bigint;
+    total bigint := 0;
+BEGIN
+    LOOP
+        SELECT * INTO b FROM loyalty.expire_batch(as_of, 5000, after_at, after_id);
+        EXIT WHEN b.lots_seen = 0;
+        total := total + b.points;
+        after_at := b.last_expires_at;
+        after_id := b.last_id;
+    END LOOP;
+    RETURN total / 100;
+END
+$$;
+COMMENT ON FUNCTION loyalty.expire_points(as_of timestamp with time zone) IS
+    'Expires every lot due at as_of in one transaction (lots a check is spending from are left, never waited for); returns whole points expired';
+
+CREATE FUNCTION loyalty.announce_lots(as_of timestamptz) RETURNS jsonb
+    LANGUAGE sql STRICT SECURITY DEFINER
+    SET search_path = pg_catalog, pg_temp
+    AS $$
+    WITH available AS (
+        -- delayed points that became available
+        UPDATE loyalty.lot l SET announced_at = as_of
+         WHERE l.announced_at IS NULL AND l.amount > 0 AND l.available_at <= as_of
+        RETURNING l.customer_id, l.account, l.remaining, l.available_at
+    ), available_events AS (
+        INSERT INTO loyalty.event (customer_id, kind, payload)
+        SELECT a.customer_id, 'points_available',
+               jsonb_build_object('account', a.account, 'points', sum(a.remaining),
+                                  'available_at', max(a.available_at))
+          FROM available a WHERE a.remaining > 0
+         GROUP BY a.customer_id, a.account
+        RETURNING 1
+    ), expiring AS (
+        -- a reminder 7 days before points expire
+        UPDATE loyalty.lot l SET reminded_at = as_of
+         WHERE l.remaining > 0 AND l.reminded_at IS NULL
+           AND l.expires_at > as_of AND l.expires_at <= as_of + interval '7 days'
+           AND l.available_at <= as_of
+        RETURNING l.customer_id, l.account, l.remaining, l.expires_at
+    ), expiring_events AS (
+        INSERT INTO loyalty.event (customer_id, kind, payload)
+        SELECT e.customer_id, 'points_expiring',
+               jsonb_build_object('account', e.account, 'points', sum(e.remaining),
+                                  'expires_at', min(e.expires_at))
+          FROM expiring e
+         GROUP BY e.customer_id, e.account
+        RETURNING 1
+    )
+    SELECT jsonb_build_object(
+        'available_events', (SELECT count(*) FROM available_events),
+        'expiring_reminders', (SELECT count(*) FROM expiring_events))
+$$;
+COMMENT ON FUNCTION loyalty.announce_lots(as_of timestamp with time zone) IS
+    'Writes points_available events for delayed lots now available and points_expiring reminders 7 days ahead';
+
+CREATE FUNCTION loyalty.run_maintenance(as_of timestamptz DEFAULT now()) RETURNS jsonb
+    LANGUAGE plpgsql STRICT SECURITY DEFINER
+    SET search_path = pg_catalog, pg_temp
+    AS $$
+DECLARE
+    expired bigint;
+BEGIN
+    IF pg_is_in_recovery() THEN
+        RETURN jsonb_build_object('skipped', 'standby');
+    END IF;
+    -- the same key as run_maintenance_proc: one run at a time
+    IF NOT pg_try_advisory_xact_lock(19545, 1) THEN
+        RETURN jsonb_build_object('skipped', 'another maintenance run is in progress');
+    END IF;
+    expired := loyalty.expire_points(as_of);
+    RETURN jsonb_build_object('as_of', as_of, 'expired_points', expired,
+                              'tier_changes', loyalty.recalculate_tiers(as_of))
+           || loyalty.announce_lots(as_of);
+END
+$$;
+COMMENT ON FUNCTION loyalty.run_maintenance(as_of timestamp with time zone) IS
+    'Expiry, availability events and expiry reminders in one transaction; one run at a time; nothing on a standby';
+
+CREATE PROCEDURE loyalty.run_maintenance_proc(
+        IN as_of timestamptz DEFAULT NULL,
+        IN batch_lots integer DEFAULT 5000)
+    LANGUAGE plpgsql
+    AS $$
+DECLARE
+    t        timestamptz := coalesce(as_of, pg_catalog.now());
+    b        record;
+    after_at timestamptz;
+    after_id bigint;
+    expired  bigint := 0;
+    tiers    int;
+    summary  jsonb;
+BEGIN
+    IF pg_catalog.pg_is_in_recovery() THEN
+        RAISE NOTICE 'loyalty maintenance: standby, nothing to do';
+        RETURN;
+    END IF;
+    IF NOT pg_catalog.pg_try_advisory_lock(19545, 1) THEN
+        RAISE NOTICE 'loyalty maintenance: another run is in progress';
+        RETURN;
+    END IF;
+    -- expiry in batches, each committed, so that no check waits for more than one batch
+    LOOP
+        SELECT * INTO b FROM loyalty.expire_batch(t, batch_lots, after_at, after_id);
+        EXIT WHEN b.lots_seen = 0;
+        expired := expired + b.points;
+        after_at := b.last_expires_at;
+        after_id := b.last_id;
+        COMMIT;
+    END LOOP;
+    tiers := loyalty.recalculate_tiers(t);
+    COMMIT;
+    summary := loyalty.announce_lots(t);
+    COMMIT;
+    PERFORM pg_catalog.pg_advisory_unlock(19545, 1);
+    RAISE NOTICE 'loyalty maintenance: expired % points, % tier changes, %', expired / 100, tiers, summary;
+END
+$$;
+COMMENT ON PROCEDURE loyalty.run_maintenance_proc(IN as_of timestamp with time zone, IN batch_lots integer) IS
+    'run_maintenance for pg_cron at scale: commits after every expiry batch (CALL loyalty.run_maintenance_proc())';
+
+CREATE FUNCTION loyalty.schedule_maintenance(schedule text DEFAULT '*/15 * * * *') RETURNS bigint
+    LANGUAGE plpgsql STRICT
+    SET search_path = pg_catalog, pg_temp
+    AS $$
+DECLARE
+    cron_db text := current_setting('cron.database_name', true);
+BEGIN
+    IF NOT EXISTS (SELECT 1 FROM pg_extension WHERE extname = 'pg_cron') THEN
+        RAISE EXCEPTION 'pg_cron is not installed in database "%"', current_database()
+            USING ERRCODE = 'feature_not_supported',
+                  DETAIL = CASE WHEN cron_db IS NULL
+                                THEN 'pg_cron is not loaded: it needs shared_preload_libraries = ''pg_cron''.'
+                                ELSE format('pg_cron runs in database "%s".', cron_db) END,
+                  HINT = CASE WHEN cron_db IS NOT NULL AND cron_db <> current_database()
+                              THEN format('In database "%s" run: SELECT cron.schedule_in_database(''loyalty-maintenance'', %L, ''CALL loyalty.run_maintenance_proc()'', %L);',
+                                          cron_db, schedule, current_database())
+                              ELSE 'Run CREATE EXTENSION pg_cron first.' END;
+    END IF;
+    -- cron.schedule with a job name replaces that job: calling again is idempotent
+    RETURN cron.schedule('loyalty-maintenance', schedule, 'CALL loyalty.run_maintenance_proc()');
+END
+$$;
+COMMENT ON FUNCTION loyalty.schedule_maintenance(schedule text) IS
+    'Registers (idempotently) the pg_cron job loyalty-maintenance running CALL loyalty.run_maintenance_proc()';
+
+-- ---------------------------------------------------------------------------
+-- pg_dump keeps the program's configuration and data (SPEC §3); the
+-- defaults shipped here (setting_definition, message_template_default) are
+-- the extension's own and are not dumped.
+-- ---------------------------------------------------------------------------
+SELECT pg_catalog.pg_extension_config_dump('loyalty.setting', '');
+SELECT pg_catalog.pg_extension_config_dump('loyalty.store', '');
+SELECT pg_catalog.pg_extension_config_dump('loyalty.category', '');
+SELECT pg_catalog.pg_extension_config_dump('loyalty.product', '');
+SELECT pg_catalog.pg_extension_config_dump('loyalty.account_type', '');
+SELECT pg_catalog.pg_extension_config_dump('loyalty.tier', '');
+SELECT pg_catalog.pg_extension_config_dump('loyalty.promotion', '');
+SELECT pg_catalog.pg_extension_config_dump('loyalty.customer', '');
+SELECT pg_catalog.pg_extension_config_dump('loyalty.customer_id_seq', '');
+SELECT pg_catalog.pg_extension_config_dump('loyalty.card', '');
+SELECT pg_catalog.pg_extension_config_dump('loyalty.card_number_seq', '');
+SELECT pg_catalog.pg_extension_config_dump('loyalty.operation', '');
+SELECT pg_catalog.pg_extension_config_dump('loyalty.lot', '');
+SELECT pg_catalog.pg_extension_config_dump('loyalty.lot_id_seq', '');
+SELECT pg_catalog.pg_extension_config_dump('loyalty.ledger_entry', '');
+SELECT pg_catalog.pg_extension_config_dump('loyalty.ledger_entry_id_seq', '');
+SELECT pg_catalog.pg_extension_config_dump('loyalty.event', '');
+SELECT pg_catalog.pg_extension_config_dump('loyalty.event_id_seq', '');
+SELECT pg_catalog.pg_extension_config_dump('loyalty.segment', '');
+SELECT pg_catalog.pg_extension_config_dump('loyalty.segment_member', '');
+SELECT pg_catalog.pg_extension_config_dump('loyalty.purchase', '');
+SELECT pg_catalog.pg_extension_config_dump('loyalty.purchase_line', '');
+SELECT pg_catalog.pg_extension_config_dump('loyalty.refund', '');
+SELECT pg_catalog.pg_extension_config_dump('loyalty.promotion_usage', '');
+SELECT pg_catalog.pg_extension_config_dump('loyalty.promotion_customer_usage', '');
+SELECT pg_catalog.pg_extension_config_dump('loyalty.message_template', '');
+SELECT pg_catalog.pg_extension_config_dump('loyalty.coupon', '');
+SELECT pg_catalog.pg_extension_config_dump('loyalty.coupon_use', '');
+SELECT pg_catalog.pg_extension_config_dump('loyalty.subscription_plan', '');
+SELECT pg_catalog.pg_extension_config_dump('loyalty.subscription', '');
+
+-- ---------------------------------------------------------------------------
+-- Privileges (SPEC §13).  Nothing for PUBLIC but the phone type's machinery
+-- and pure helpers that operators, constraints and the message formatter
+-- call as the current user; every role gets exactly what it needs.
+-- ---------------------------------------------------------------------------
+REVOKE ALL ON ALL ROUTINES IN SCHEMA loyalty FROM PUBLIC;
+REVOKE ALL ON ALL TABLES IN SCHEMA loyalty FROM PUBLIC;
+REVOKE ALL ON ALL SEQUENCES IN SCHEMA loyalty FROM PUBLIC;
+
+GRANT EXECUTE ON FUNCTION
+    loyalty.phone_in(cstring), loyalty.phone_out(loyalty.phone),
+    loyalty.phone_recv(internal), loyalty.phone_send(loyalty.phone),
+    loyalty.phone_eq(loyalty.phone, loyalty.phone), loyalty.phone_ne(loyalty.phone, loyalty.phone),
+    loyalty.phone_lt(loyalty.phone, loyalty.phone), loyalty.phone_le(loyalty.phone, loyalty.phone),
+    loyalty.phone_gt(loyalty.phone, loyalty.phone), loyalty.phone_ge(loyalty.phone, loyalty.phone),
+    loyalty.phone_cmp(loyalty.phone, loyalty.phone), loyalty.phone_hash(loyalty.phone),
+    loyalty.phone_hash_extended(loyalty.phone, int8), loyalty.phone_masked(loyalty.phone),
+    loyalty.is_valid_timezone(text), loyalty.card_check_digit(text),
+    loyalty.format_message(text, text, jsonb)
+    TO PUBLIC;
+
+GRANT USAGE ON SCHEMA loyalty
+    TO loyalty_cashier, loyalty_marketer, loyalty_analyst, loyalty_admin;
+
+-- cashier: the check API, customer lookup and balances (functions run as
+-- definer; no table is granted)
+GRANT EXECUTE ON FUNCTION
+    loyalty.find_customer(text), loyalty.register(text, jsonb),
+    loyalty.balance(text, timestamptz), loyalty.history(text, int),
+    loyalty.calculate(jsonb), loyalty.purchase(jsonb), loyalty.refund(jsonb),
+    loyalty.catalog_prices(text, text, text, text[], timestamptz),
+    loyalty.coupon_code(text)
+    TO loyalty_cashier;
+
+-- marketer: the program's configuration, coupons and certificates, message
+-- templates; masked views of what was issued
+GRANT SELECT, INSERT, UPDATE, DELETE ON
+    loyalty.setting, loyalty.store, loyalty.category, loyalty.product,
+    loyalty.account_type, loyalty.tier, loyalty.promotion,
+    loyalty.segment, loyalty.segment_member, loyalty.subscription_plan,
+    loyalty.message_template
+    TO loyalty_marketer;
+GRANT SELECT ON
+    loyalty.setting_definition, loyalty.settings, loyalty.promotion_usage,
+    loyalty.message_template_default, loyalty.message_templates,
+    loyalty.coupon_masked, loyalty.coupon_use_masked
+    TO loyalty_marketer;
+GRANT EXECUTE ON FUNCTION
+    loyalty.setting_value(text), loyalty.calculate(jsonb),
+    loyalty.catalog_prices(text, text, text, text[], timestamptz),
+    loyalty.new_coupon_code(), loyalty.coupon_code(text), loyalty.code_masked(text),
+    loyalty.issue_coupons(text, int, int, timestamptz, text),
+    loyalty.issue_certificate(numeric, timestamptz, text),
+    loyalty.event_message(text, jsonb, text)
+    TO loyalty_marketer;
+
+-- analyst: configuration, facts and masked customers, coupons and events;
+-- never raw phones, e-mails or coupon codes
+GRANT SELECT ON
+    loyalty.setting, loyalty.setting_definition, loyalty.settings, loyalty.store,
+    loyalty.category, loyalty.product, loyalty.account_type, loyalty.tier,
+    loyalty.promotion, loyalty.promotion_usage, loyalty.promotion_customer_usage,
+    loyalty.customer_masked, loyalty.lot, loyalty.ledger_entry,
+    loyalty.purchase, loyalty.purchase_line, loyalty.purchase_line_points, loyalty.refund,
+    loyalty.coupon_masked, loyalty.coupon_use_masked,
+    loyalty.subscription_plan, loyalty.subscription,
+    loyalty.event_masked, loyalty.message_template_default, loyalty.message_template,
+    loyalty.message_templates, loyalty.segment, loyalty.segment_member
+    TO loyalty_analyst;
+GRANT EXECUTE ON FUNCTION loyalty.setting_value(text), loyalty.code_masked(text)
+    TO loyalty_analyst;
+
+-- admin: every table and sequence, and every function but those only
+-- triggers and the library call (customer_initial_tier, event_notify,
+-- ledger_entry_append_only, message_template_validate, promotion_usage_follow,
+-- render_message, subscription_plan_validate; format_message is PUBLIC's);
+-- the masked views only to read (the tables behind them are the admin's)
+GRANT ALL ON
+    loyalty.setting_definition, loyalty.setting, loyalty.settings,
+    loyalty.store, loyalty.category, loyalty.product,
+    loyalty.account_type, loyalty.tier,
+    loyalty.promotion, loyalty.promotion_usage, loyalty.promotion_customer_usage,
+    loyalty.customer, loyalty.card, loyalty.customer_masked,
+    loyalty.operation, loyalty.lot, loyalty.ledger_entry,
+    loyalty.purchase, loyalty.purchase_line, loyalty.refund,
+    loyalty.coupon, loyalty.coupon_use,
+    loyalty.subscription_plan, loyalty.subscription,
+    loyalty.event, loyalty.message_template_default, loyalty.message_template,
+    loyalty.segment, loyalty.segment_member
+    TO loyalty_admin;
+GRANT SELECT ON
+    loyalty.purchase_line_points, loyalty.coupon_masked, loyalty.coupon_use_masked,
+    loyalty.event_masked, loyalty.message_templates
+    TO loyalty_admin;
+GRANT ALL ON ALL SEQUENCES IN SCHEMA loyalty TO loyalty_admin;
+GRANT EXECUTE ON FUNCTION
+    loyalty.phone_in(cstring), loyalty.phone_out(loyalty.phone),
+    loyalty.phone_recv(internal), loyalty.phone_send(loyalty.phone),
+    loyalty.phone_eq(loyalty.phone, loyalty.phone), loyalty.phone_ne(loyalty.phone, loyalty.phone),
+    loyalty.phone_lt(loyalty.phone, loyalty.phone), loyalty.phone_le(loyalty.phone, loyalty.phone),
+    loyalty.phone_gt(loyalty.phone, loyalty.phone), loyalty.phone_ge(loyalty.phone, loyalty.phone),
+    loyalty.phone_cmp(loyalty.phone, loyalty.phone), loyalty.phone_hash(loyalty.phone),
+    loyalty.phone_hash_extended(loyalty.phone, int8), loyalty.phone_masked(loyalty.phone),
+    loyalty.is_valid_timezone(text),
+    loyalty.setting_validate(), loyalty.setting_validate_time_window(),
+    loyalty.certificate_max_value_validate(), loyalty.config_changed(),
+    loyalty.setting_value(text), loyalty.category_no_cycle(), loyalty.promotion_validate(),
+    loyalty.tier_window(timestamptz), loyalty.recalculate_tiers(timestamptz, bigint),
+    loyalty.card_check_digit(text), loyalty.next_card_number(),
+    loyalty.customer_issue_virtual_card(), loyalty.issue_missing_cards(),
+    loyalty.find_customer(text), loyalty.register(text, jsonb),
+    loyalty.merge_customers(bigint, bigint),
+    loyalty.adjust(jsonb), loyalty.balance(text, timestamptz), loyalty.history(text, int),
+    loyalty.verify_ledger(),
+    loyalty.calculate(jsonb), loyalty.purchase(jsonb), loyalty.refund(jsonb),
+    loyalty.catalog_prices(text, text, text, text[], timestamptz),
+    loyalty.new_coupon_code(), loyalty.coupon_code(text), loyalty.code_masked(text),
+    loyalty.issue_coupons(text, int, int, timestamptz, text),
+    loyalty.issue_certificate(numeric, timestamptz, text),
+    loyalty.take_events(int), loyalty.event_message(text, jsonb, text),
+    loyalty.expire_batch(timestamptz, int, timestamptz, bigint),
+    loyalty.expire_points(timestamptz), loyalty.announce_lots(timestamptz),
+    loyalty.run_maintenance(timestamptz), loyalty.schedule_maintenance(text)
+    TO loyalty_admin;
+GRANT EXECUTE ON PROCEDURE loyalty.run_maintenance_proc(timestamptz, int) TO loyalty_admin;
