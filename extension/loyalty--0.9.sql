@@ -514,54 +514,15 @@ $$;
 COMMENT ON FUNCTION loyalty.tier_window(as_of timestamp with time zone) IS
     'The spend window tiers are computed over at a moment: the last tier_window, or the previous calendar month';
 
+-- a tier change and its tier_changed event are written by one statement,
+-- shared with the purchase's upgrade (src/tiers.c)
 CREATE FUNCTION loyalty.recalculate_tiers(
-        as_of timestamptz DEFAULT now(),
+        as_of timestamptz DEFAULT pg_catalog.now(),
         only_customer bigint DEFAULT NULL) RETURNS integer
-    LANGUAGE plpgsql SECURITY DEFINER
-    SET search_path = pg_catalog, pg_temp
-    AS $$
-DECLARE
-    moved int;
-    w tstzrange := loyalty.tier_window(coalesce(as_of, now()));
-BEGIN
-    WITH spend AS (
-        SELECT p.customer_id, sum(p.total - p.refunded) AS spend
-          FROM loyalty.purchase p
-         WHERE p.at <@ w AND p.customer_id IS NOT NULL
-           AND (only_customer IS NULL OR p.customer_id = only_customer)
-         GROUP BY p.customer_id
-    ), target AS (
-        SELECT c.id, c.tier AS old_tier,
-               coalesce((SELECT t.code FROM loyalty.tier t
-                          WHERE t.threshold <= coalesce(s.spend, 0)
-                          ORDER BY t.rank DESC LIMIT 1),
-                        (SELECT t.code FROM loyalty.tier t ORDER BY t.rank LIMIT 1)) AS new_tier
-          FROM loyalty.customer c
-          LEFT JOIN spend s ON s.customer_id = c.id
-         WHERE c.status = 'active'
-           AND (only_customer IS NULL OR c.id = only_customer)
-    ), changed AS (
-        UPDATE loyalty.customer c SET tier = t.new_tier
-          FROM target t
-         WHERE c.id = t.id AND c.tier IS DISTINCT FROM t.new_tier
-        RETURNING c.id, t.old_tier, t.new_tier
-    ), events AS (
-        INSERT INTO loyalty.event (customer_id, kind, payload)
-        SELECT ch.id, 'tier_changed', jsonb_build_object(
-                   'tier', ch.new_tier, 'tier_name', nt.name,
-                   'old_tier', ch.old_tier, 'old_tier_name', ot.name,
-                   'direction', CASE WHEN ot.rank IS NULL OR nt.rank > ot.rank THEN 'up' ELSE 'down' END,
-                   'as_of', coalesce(as_of, now()))
-          FROM changed ch
-          JOIN loyalty.tier nt ON nt.code = ch.new_tier
-          LEFT JOIN loyalty.tier ot ON ot.code = ch.old_tier
-         WHERE ch.old_tier IS NOT NULL
-        RETURNING 1
-    )
-    SELECT count(*) INTO moved FROM changed;
-    RETURN moved;
-END
-$$;
+    AS 'MODULE_PATHNAME', 'loyalty_recalculate_tiers'
+    LANGUAGE C VOLATILE PARALLEL UNSAFE
+    SECURITY DEFINER
+    SET search_path = pg_catalog, pg_temp;
 COMMENT ON FUNCTION loyalty.recalculate_tiers(as_of timestamp with time zone, only_customer bigint) IS
     'Moves customers (all, or one) to the tier their spend in tier_window reaches, up or down; a tier_changed event each; returns how many moved';
 
@@ -777,33 +738,12 @@ CREATE TRIGGER customer_initial_tier BEFORE INSERT ON loyalty.customer
 CREATE TRIGGER customer_issue_virtual_card AFTER INSERT ON loyalty.customer
     FOR EACH ROW WHEN (((new.status <> 'merged') AND (new.created_at = now()))) EXECUTE FUNCTION loyalty.customer_issue_virtual_card();
 
+-- identifiers are read by the check API's own code (src/customers.c)
 CREATE FUNCTION loyalty.find_customer(identifier text) RETURNS bigint
-    LANGUAGE plpgsql STABLE STRICT SECURITY DEFINER
-    SET search_path = pg_catalog, pg_temp
-    AS $_$
-DECLARE
-    s     text := btrim(identifier);
-    cid   bigint;
-    p     loyalty.phone;
-BEGIN
-    IF s ~* '^id:\s*[0-9]{1,18}$' THEN
-        cid := substring(s FROM '[0-9]+')::bigint;
-    ELSE
-        SELECT c.customer_id INTO cid FROM loyalty.card c WHERE c.number = s;
-        IF cid IS NULL AND s ~ '^(\+|00)?[0-9 ()\-.]{5,30}$' THEN
-            BEGIN
-                p := s::loyalty.phone;
-            EXCEPTION WHEN invalid_text_representation THEN
-                RETURN NULL;
-            END;
-            SELECT c.id INTO cid FROM loyalty.customer c WHERE c.phone OPERATOR(loyalty.=) p;
-        END IF;
-    END IF;
-    -- a merged customer points to the survivor (merges keep this one hop)
-    SELECT coalesce(c.merged_into, c.id) INTO cid FROM loyalty.customer c WHERE c.id = cid;
-    RETURN cid;
-END
-$_$;
+    AS 'MODULE_PATHNAME', 'loyalty_find_customer'
+    LANGUAGE C STABLE STRICT PARALLEL UNSAFE
+    SECURITY DEFINER
+    SET search_path = pg_catalog, pg_temp;
 COMMENT ON FUNCTION loyalty.find_customer(identifier text) IS
     'Customer id by phone (any spelling), card number or id:N; the survivor for a merged one; NULL when nobody matches';
 
