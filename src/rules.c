@@ -5,9 +5,10 @@
  *	  section 5), the BEFORE ROW trigger loyalty.promotion_validate, and the
  *	  pure matching functions the check engine uses on parsed rules.
  *
- * The parsers walk the jsonb with the container API and keep the JSON path
- * of the value being read in a JsonReader, so that every error names the
- * field ("rule.steps[1].percent") in its errdetail.  Each kind of value
+ * The parsers read the jsonb with the one JSON reader (json_reader.h) in
+ * the rules' style (LY006 "invalid promotion "<code>"", decimals counted as
+ * written), which keeps the JSON path of the value being read so that every
+ * error names the field ("rule.steps[1].percent").  Each kind of value
  * (money, percent, count, selector, validity, time, date) is read by one
  * function, and each numeric range is defined once, in a JsonNumberKind.
  * See rules.h for the units and the decisions taken where the SPEC is
