@@ -40,6 +40,7 @@
 
 #include "config_cache.h"
 #include "money.h"
+#include "spi_util.h"
 
 PG_FUNCTION_INFO_V1(config_changed);
 
@@ -190,45 +191,6 @@ name_get(HTAB *table, const char *key)
  * ---------------------------------------------------------------------
  */
 
-/* col_text returns column i (1-based) of row r as a C string, or NULL. */
-static char *
-col_text(int r, int i)
-{
-	bool		isnull;
-	Datum		d = SPI_getbinval(SPI_tuptable->vals[r], SPI_tuptable->tupdesc,
-								  i, &isnull);
-
-	return isnull ? NULL : TextDatumGetCString(d);
-}
-
-/* col_datum returns column i of row r, setting *isnull. */
-static Datum
-col_datum(int r, int i, bool *isnull)
-{
-	return SPI_getbinval(SPI_tuptable->vals[r], SPI_tuptable->tupdesc, i,
-						 isnull);
-}
-
-/* col_bool returns a boolean column (false when NULL). */
-static bool
-col_bool(int r, int i)
-{
-	bool		isnull;
-	Datum		d = col_datum(r, i, &isnull);
-
-	return !isnull && DatumGetBool(d);
-}
-
-/* col_int returns an int4 column (dflt when NULL). */
-static int
-col_int(int r, int i, int dflt)
-{
-	bool		isnull;
-	Datum		d = col_datum(r, i, &isnull);
-
-	return isnull ? dflt : DatumGetInt32(d);
-}
-
 /* numeric_scaled converts a numeric to 10^-scale units, rounding half up. */
 static int64
 numeric_scaled(Datum num, int scale)
@@ -241,16 +203,6 @@ numeric_scaled(Datum num, int scale)
 	return result;
 }
 
-/* col_scaled returns a numeric column in 10^-scale units (dflt when NULL). */
-static int64
-col_scaled(int r, int i, int scale, int64 dflt)
-{
-	bool		isnull;
-	Datum		d = col_datum(r, i, &isnull);
-
-	return isnull ? dflt : numeric_scaled(d, scale);
-}
-
 /* cstring_cmp orders C string pointers by strcmp, for qsort. */
 static int
 cstring_cmp(const void *a, const void *b)
@@ -258,28 +210,27 @@ cstring_cmp(const void *a, const void *b)
 	return strcmp(*(char *const *) a, *(char *const *) b);
 }
 
-/* col_namelist returns a text[] column as a sorted NameList (NULL when NULL). */
+/*
+ * namelist_column reads a text[] column of the last result as a sorted
+ * NameList without its NULL elements (NULL when the array is NULL).
+ */
 static NameList *
-col_namelist(int r, int i)
+namelist_column(uint64 r, int i)
 {
-	bool		isnull;
-	Datum		d = col_datum(r, i, &isnull);
-	Datum	   *elems;
-	bool	   *nulls;
+	char	  **items;
 	int			n,
 				k;
 	NameList   *list;
 
-	if (isnull)
+	if (spi_isnull(r, i))
 		return NULL;
-	deconstruct_array(DatumGetArrayTypeP(d), TEXTOID, -1, false, TYPALIGN_INT,
-					  &elems, &nulls, &n);
+	items = spi_text_array(r, i, CurrentMemoryContext, &n);
 	list = palloc(sizeof(NameList));
-	list->items = palloc(sizeof(char *) * Max(n, 1));
+	list->items = items;
 	list->count = 0;
 	for (k = 0; k < n; k++)
-		if (!nulls[k])
-			list->items[list->count++] = TextDatumGetCString(elems[k]);
+		if (items[k] != NULL)
+			list->items[list->count++] = items[k];
 	qsort(list->items, list->count, sizeof(char *), cstring_cmp);
 	return list;
 }
@@ -312,28 +263,14 @@ namelist_intersects(const NameList *list, char *const *names, int n)
  * ---------------------------------------------------------------------
  */
 
-/*
- * run_query runs a read-only query, erroring on failure.  SPI returns in
- * its procedure context: switch back to the context being built.
- */
-static void
-run_query(const char *sql)
-{
-	MemoryContext cxt = CurrentMemoryContext;
-	int			rc = SPI_execute(sql, true, 0);
-
-	MemoryContextSwitchTo(cxt);
-	if (rc != SPI_OK_SELECT)
-		elog(ERROR, "config cache query failed: %s", SPI_result_code_string(rc));
-}
-
 /* load_settings reads the effective program settings. */
 static void
 load_settings(ConfigCache *c)
 {
+	uint64		nrows;
 	uint64		r;
 
-	run_query("SELECT key, value FROM loyalty.settings");
+	nrows = spi_query("SELECT key, value FROM loyalty.settings");
 	c->program_tz_name = "Europe/Moscow";
 	c->points_precision = 0;
 	c->point_value = 100;
@@ -345,10 +282,10 @@ load_settings(ConfigCache *c)
 	c->tier_window.day = 365;
 	c->max_backdate_text = "72 hours";
 	c->max_clock_skew_text = "5 minutes";
-	for (r = 0; r < SPI_processed; r++)
+	for (r = 0; r < nrows; r++)
 	{
-		char	   *key = col_text(r, 1);
-		char	   *value = col_text(r, 2);
+		char	   *key = spi_text(r, 1, CurrentMemoryContext);
+		char	   *value = spi_text(r, 2, CurrentMemoryContext);
 
 		CHECK_FOR_INTERRUPTS();
 		if (value == NULL)
@@ -403,19 +340,20 @@ load_settings(ConfigCache *c)
 static void
 load_stores(ConfigCache *c)
 {
+	uint64		nrows;
 	uint64		r;
 
-	run_query("SELECT code, region, timezone, channel FROM loyalty.store");
-	c->stores = name_table(c->cxt, "loyalty stores", (long) SPI_processed);
-	for (r = 0; r < SPI_processed; r++)
+	nrows = spi_query("SELECT code, region, timezone, channel FROM loyalty.store");
+	c->stores = name_table(c->cxt, "loyalty stores", (long) nrows);
+	for (r = 0; r < nrows; r++)
 	{
 		CachedStore *s = palloc0(sizeof(CachedStore));
-		char	   *tzname = col_text(r, 3);
+		char	   *tzname = spi_text(r, 3, CurrentMemoryContext);
 
 		CHECK_FOR_INTERRUPTS();
-		s->code = col_text(r, 1);
-		s->region = col_text(r, 2);
-		s->channel = col_text(r, 4);
+		s->code = spi_text(r, 1, CurrentMemoryContext);
+		s->region = spi_text(r, 2, CurrentMemoryContext);
+		s->channel = spi_text(r, 4, CurrentMemoryContext);
 		s->tz = tzname ? pg_tzset(tzname) : NULL;
 		if (s->tz == NULL)
 			s->tz = c->program_tz;
@@ -458,36 +396,37 @@ static void
 load_products(ConfigCache *c)
 {
 	HTAB	   *cats;
+	uint64		nrows;
 	uint64		r;
 	int			ncats;
 
-	run_query("SELECT code, parent FROM loyalty.category");
-	ncats = (int) SPI_processed;
+	nrows = spi_query("SELECT code, parent FROM loyalty.category");
+	ncats = (int) nrows;
 	cats = name_table(c->cxt, "loyalty categories", ncats);
-	for (r = 0; r < SPI_processed; r++)
+	for (r = 0; r < nrows; r++)
 	{
 		CatNode    *n = palloc0(sizeof(CatNode));
 
 		CHECK_FOR_INTERRUPTS();
-		n->code = col_text(r, 1);
-		n->parent = col_text(r, 2);
+		n->code = spi_text(r, 1, CurrentMemoryContext);
+		n->parent = spi_text(r, 2, CurrentMemoryContext);
 		name_put(cats, n->code, n);
 	}
 
-	run_query("SELECT sku, name, category, brand, tags, price, min_price, "
-			  "no_discount, no_points, no_redeem, gift_certificate FROM loyalty.product");
-	c->nproducts = (int) SPI_processed;
-	c->products = name_table(c->cxt, "loyalty products", (long) SPI_processed);
-	for (r = 0; r < SPI_processed; r++)
+	nrows = spi_query("SELECT sku, name, category, brand, tags, price, min_price, "
+					  "no_discount, no_points, no_redeem, gift_certificate FROM loyalty.product");
+	c->nproducts = (int) nrows;
+	c->products = name_table(c->cxt, "loyalty products", (long) nrows);
+	for (r = 0; r < nrows; r++)
 	{
 		CachedProduct *p = palloc0(sizeof(CachedProduct));
-		char	   *cat = col_text(r, 3);
-		NameList   *tags = col_namelist(r, 5);
+		char	   *cat = spi_text(r, 3, CurrentMemoryContext);
+		NameList   *tags = namelist_column(r, 5);
 
 		CHECK_FOR_INTERRUPTS();
-		p->sku = col_text(r, 1);
-		p->name = col_text(r, 2);
-		p->brand = col_text(r, 4);
+		p->sku = spi_text(r, 1, CurrentMemoryContext);
+		p->name = spi_text(r, 2, CurrentMemoryContext);
+		p->brand = spi_text(r, 4, CurrentMemoryContext);
 		if (cat != NULL)
 		{
 			CatNode    *node = name_get(cats, cat);
@@ -504,12 +443,12 @@ load_products(ConfigCache *c)
 			p->tags = tags->items;
 			p->ntags = tags->count;
 		}
-		p->price = col_scaled(r, 6, MONEY_SCALE, -1);
-		p->min_price = col_scaled(r, 7, MONEY_SCALE, -1);
-		p->no_discount = col_bool(r, 8);
-		p->no_points = col_bool(r, 9);
-		p->no_redeem = col_bool(r, 10);
-		p->gift_certificate = col_bool(r, 11);
+		p->price = spi_scaled_round(r, 6, MONEY_SCALE, -1);
+		p->min_price = spi_scaled_round(r, 7, MONEY_SCALE, -1);
+		p->no_discount = spi_bool(r, 8, false);
+		p->no_points = spi_bool(r, 9, false);
+		p->no_redeem = spi_bool(r, 10, false);
+		p->gift_certificate = spi_bool(r, 11, false);
 		p->npromos = -1;
 		name_put(c->products, p->sku, p);
 	}
@@ -520,7 +459,7 @@ static bool
 interval_col(int r, int i, Interval *result)
 {
 	bool		isnull;
-	Datum		d = col_datum(r, i, &isnull);
+	Datum		d = spi_datum(r, i, &isnull);
 
 	if (isnull)
 		return false;
@@ -532,44 +471,45 @@ interval_col(int r, int i, Interval *result)
 static void
 load_accounts_and_tiers(ConfigCache *c)
 {
+	uint64		nrows;
 	uint64		r;
 
-	run_query("SELECT code, redeem_share, min_check, lifetime, activation_delay, "
-			  "redeem_order FROM loyalty.account_type "
-			  "ORDER BY redeem_order, code COLLATE \"C\"");
-	c->naccounts = (int) SPI_processed;
+	nrows = spi_query("SELECT code, redeem_share, min_check, lifetime, activation_delay, "
+					  "redeem_order FROM loyalty.account_type "
+					  "ORDER BY redeem_order, code COLLATE \"C\"");
+	c->naccounts = (int) nrows;
 	c->accounts = palloc0(sizeof(CachedAccountType) * Max(c->naccounts, 1));
 	c->main_account = -1;
-	for (r = 0; r < SPI_processed; r++)
+	for (r = 0; r < nrows; r++)
 	{
 		CachedAccountType *a = &c->accounts[r];
 
 		CHECK_FOR_INTERRUPTS();
-		a->code = col_text(r, 1);
-		a->share = (int32) col_scaled(r, 2, 4, 0);
-		a->min_check = col_scaled(r, 3, MONEY_SCALE, 0);
+		a->code = spi_text(r, 1, CurrentMemoryContext);
+		a->share = (int32) spi_scaled_round(r, 2, 4, 0);
+		a->min_check = spi_scaled_round(r, 3, MONEY_SCALE, 0);
 		a->has_lifetime = interval_col(r, 4, &a->lifetime);
 		if (!interval_col(r, 5, &a->activation_delay))
 			memset(&a->activation_delay, 0, sizeof(Interval));
-		a->redeem_order = col_int(r, 6, 100);
+		a->redeem_order = spi_int4(r, 6, 100);
 		if (strcmp(a->code, "main") == 0)
 			c->main_account = (int) r;
 	}
 
-	run_query("SELECT code, rank, threshold, accrual_percent, discount_percent "
-			  "FROM loyalty.tier ORDER BY rank");
-	c->ntiers = (int) SPI_processed;
+	nrows = spi_query("SELECT code, rank, threshold, accrual_percent, discount_percent "
+					  "FROM loyalty.tier ORDER BY rank");
+	c->ntiers = (int) nrows;
 	c->tiers = palloc0(sizeof(CachedTier) * Max(c->ntiers, 1));
-	for (r = 0; r < SPI_processed; r++)
+	for (r = 0; r < nrows; r++)
 	{
 		CachedTier *t = &c->tiers[r];
 
 		CHECK_FOR_INTERRUPTS();
-		t->code = col_text(r, 1);
-		t->rank = col_int(r, 2, 0);
-		t->threshold = col_scaled(r, 3, MONEY_SCALE, 0);
-		t->accrual_percent = (int32) col_scaled(r, 4, 2, 0);
-		t->discount_percent = (int32) col_scaled(r, 5, 2, 0);
+		t->code = spi_text(r, 1, CurrentMemoryContext);
+		t->rank = spi_int4(r, 2, 0);
+		t->threshold = spi_scaled_round(r, 3, MONEY_SCALE, 0);
+		t->accrual_percent = (int32) spi_scaled_round(r, 4, 2, 0);
+		t->discount_percent = (int32) spi_scaled_round(r, 5, 2, 0);
 	}
 }
 
@@ -599,17 +539,18 @@ typedef struct GroupEntry
 static void
 load_promotions(ConfigCache *c)
 {
+	uint64		nrows;
 	uint64		r;
 	int			capacity = 16;
 	HTAB	   *groups;
 	HASHCTL		ctl;
 
-	run_query("SELECT code, name, mechanic, rule, priority, grp, exclusive, "
-			  "starts_at, ends_at, schedule, channels, stores, regions, tiers, "
-			  "segments, identified_only, requires_coupon, usage_limit, "
-			  "per_customer_limit FROM loyalty.promotion WHERE enabled "
-			  "ORDER BY priority, code COLLATE \"C\"");
-	c->npromotions = (int) SPI_processed;
+	nrows = spi_query("SELECT code, name, mechanic, rule, priority, grp, exclusive, "
+					  "starts_at, ends_at, schedule, channels, stores, regions, tiers, "
+					  "segments, identified_only, requires_coupon, usage_limit, "
+					  "per_customer_limit FROM loyalty.promotion WHERE enabled "
+					  "ORDER BY priority, code COLLATE \"C\"");
+	c->npromotions = (int) nrows;
 	c->promotions = palloc0(sizeof(CachedPromotion) * Max(c->npromotions, 1));
 	c->check_level = palloc0(sizeof(bool) * Max(c->npromotions, 1));
 	c->selectors = palloc(sizeof(ProductSelector *) * capacity);
@@ -624,7 +565,7 @@ load_promotions(ConfigCache *c)
 	groups = hash_create("loyalty promotion groups", 16, &ctl,
 						 HASH_ELEM | HASH_FUNCTION | HASH_COMPARE | HASH_CONTEXT);
 
-	for (r = 0; r < SPI_processed; r++)
+	for (r = 0; r < nrows; r++)
 	{
 		CachedPromotion *p = &c->promotions[r];
 		bool		isnull;
@@ -633,14 +574,14 @@ load_promotions(ConfigCache *c)
 
 		CHECK_FOR_INTERRUPTS();
 		p->index = (int) r;
-		p->code = col_text(r, 1);
-		p->name = col_text(r, 2);
-		p->mechanic = mechanic_parse(p->code, col_text(r, 3));
-		d = col_datum(r, 4, &isnull);
+		p->code = spi_text(r, 1, CurrentMemoryContext);
+		p->name = spi_text(r, 2, CurrentMemoryContext);
+		p->mechanic = mechanic_parse(p->code, spi_text(r, 3, CurrentMemoryContext));
+		d = spi_datum(r, 4, &isnull);
 		p->rule = rule = rule_parse(p->code, p->mechanic,
 									isnull ? NULL : DatumGetJsonbP(d));
-		p->priority = col_int(r, 5, 100);
-		p->grp = col_text(r, 6);
+		p->priority = spi_int4(r, 5, 100);
+		p->grp = spi_text(r, 6, CurrentMemoryContext);
 		p->grp_id = -1;
 		if (p->grp != NULL)
 		{
@@ -651,24 +592,24 @@ load_promotions(ConfigCache *c)
 				g->id = c->ngroups++;
 			p->grp_id = g->id;
 		}
-		p->exclusive = col_bool(r, 7);
-		d = col_datum(r, 8, &isnull);
+		p->exclusive = spi_bool(r, 7, false);
+		d = spi_datum(r, 8, &isnull);
 		p->has_start = !isnull;
 		p->starts_at = isnull ? 0 : DatumGetTimestampTz(d);
-		d = col_datum(r, 9, &isnull);
+		d = spi_datum(r, 9, &isnull);
 		p->has_end = !isnull;
 		p->ends_at = isnull ? 0 : DatumGetTimestampTz(d);
-		d = col_datum(r, 10, &isnull);
+		d = spi_datum(r, 10, &isnull);
 		p->schedule = isnull ? NULL : schedule_parse(p->code, DatumGetJsonbP(d));
-		p->channels = col_namelist(r, 11);
-		p->stores = col_namelist(r, 12);
-		p->regions = col_namelist(r, 13);
-		p->tiers = col_namelist(r, 14);
-		p->segments = col_namelist(r, 15);
-		p->identified_only = col_bool(r, 16);
-		p->requires_coupon = col_bool(r, 17);
-		p->usage_limit = col_int(r, 18, 0);
-		p->per_customer_limit = col_int(r, 19, 0);
+		p->channels = namelist_column(r, 11);
+		p->stores = namelist_column(r, 12);
+		p->regions = namelist_column(r, 13);
+		p->tiers = namelist_column(r, 14);
+		p->segments = namelist_column(r, 15);
+		p->identified_only = spi_bool(r, 16, false);
+		p->requires_coupon = spi_bool(r, 17, false);
+		p->usage_limit = spi_int4(r, 18, 0);
+		p->per_customer_limit = spi_int4(r, 19, 0);
 		if (p->usage_limit > 0 || p->per_customer_limit > 0)
 			c->any_usage_limit = true;
 
@@ -716,29 +657,28 @@ load_promotions(ConfigCache *c)
 static void
 load_plans(ConfigCache *c)
 {
+	uint64		nrows;
 	uint64		r;
 
-	run_query("SELECT code, sku, products, duration FROM loyalty.subscription_plan"
-			  " ORDER BY code COLLATE \"C\"");
-	c->nplans = (int) SPI_processed;
+	nrows = spi_query("SELECT code, sku, products, duration FROM loyalty.subscription_plan"
+					  " ORDER BY code COLLATE \"C\"");
+	c->nplans = (int) nrows;
 	c->plans = palloc0(sizeof(CachedSubscriptionPlan) * Max(c->nplans, 1));
 	c->selectors = repalloc(c->selectors,
 							sizeof(ProductSelector *) * (c->nselectors + c->nplans + 1));
-	for (r = 0; r < SPI_processed; r++)
+	for (r = 0; r < nrows; r++)
 	{
-		HeapTuple	tup = SPI_tuptable->vals[r];
-		TupleDesc	desc = SPI_tuptable->tupdesc;
 		CachedSubscriptionPlan *plan = &c->plans[r];
 		bool		isnull;
 
 		CHECK_FOR_INTERRUPTS();
-		plan->code = SPI_getvalue(tup, desc, 1);
-		plan->sku = SPI_getvalue(tup, desc, 2);
+		plan->code = spi_text(r, 1, CurrentMemoryContext);
+		plan->sku = spi_text(r, 2, CurrentMemoryContext);
 		c->selectors[c->nselectors] =
 			selector_parse("subscription plan", plan->code, "products",
-						   DatumGetJsonbP(SPI_getbinval(tup, desc, 3, &isnull)));
+						   DatumGetJsonbP(spi_datum(r, 3, &isnull)));
 		plan->sel = c->nselectors++;
-		plan->duration = *DatumGetIntervalP(SPI_getbinval(tup, desc, 4, &isnull));
+		plan->duration = *DatumGetIntervalP(spi_datum(r, 4, &isnull));
 	}
 }
 

@@ -55,34 +55,6 @@ static SPIPlanPtr expire_operation_plan = NULL;
 #define PTS_OUT(p)	"((" p ") * 100)::int8"
 
 /*
- * ledger_exec runs a saved plan and checks that it succeeded.
- */
-static void
-ledger_exec(SPIPlanPtr plan, Datum *values, const char *nulls)
-{
-	int			rc = SPI_execute_plan(plan, values, nulls, false, 0);
-
-	if (rc < 0)
-		elog(ERROR, "ledger statement failed: %s", SPI_result_code_string(rc));
-}
-
-/*
- * first_int8 returns column 1 of the first row of the last result as int64
- * (0 when there is no row or it is NULL).
- */
-static int64
-first_int8(void)
-{
-	bool		isnull;
-	Datum		d;
-
-	if (SPI_processed == 0)
-		return 0;
-	d = SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull);
-	return isnull ? 0 : DatumGetInt64(d);
-}
-
-/*
  * points_text prints hundredths of a point as points: "451" for whole
  * points, "12.34" otherwise.
  */
@@ -129,8 +101,7 @@ take_with_retry(SPIPlanPtr plan, Datum *values, int64 points)
 		int64		got;
 
 		values[2] = Int64GetDatum(points - taken);
-		ledger_exec(plan, values, NULL);
-		got = first_int8();
+		got = spi_exec(plan, values, NULL, false, 0) > 0 ? spi_int8(0, 1, 0) : 0;
 		if (got == 0)
 			break;
 		taken += got;
@@ -152,8 +123,7 @@ ledger_lock_customer(int64 customer_id)
 	plan = saved_plan(&lock_plan,
 					   "SELECT 1 FROM loyalty.customer WHERE id = $1 FOR NO KEY UPDATE",
 					   1, types);
-	ledger_exec(plan, values, NULL);
-	if (SPI_processed == 0)
+	if (spi_exec(plan, values, NULL, false, 0) == 0)
 		ereport(ERROR,
 				(errcode(ERRCODE_LOYALTY_CUSTOMER_NOT_FOUND),
 				 errmsg("customer %lld not found", (long long) customer_id)));
@@ -170,26 +140,21 @@ ledger_lock_survivor(int64 customer_id)
 	static SPIPlanPtr survivor_plan = NULL;
 	Oid			types[1] = {INT8OID};
 	Datum		values[1];
-	bool		isnull;
-	Datum		survivor;
-
 	for (;;)
 	{
 		CHECK_FOR_INTERRUPTS();
 		values[0] = Int64GetDatum(customer_id);
-		ledger_exec(saved_plan(&survivor_plan,
-							   "SELECT merged_into FROM loyalty.customer WHERE id = $1"
-							   "   FOR NO KEY UPDATE",
-							   1, types),
-					values, NULL);
-		if (SPI_processed == 0)
+		if (spi_exec(saved_plan(&survivor_plan,
+								"SELECT merged_into FROM loyalty.customer WHERE id = $1"
+								"   FOR NO KEY UPDATE",
+								1, types),
+					 values, NULL, false, 0) == 0)
 			ereport(ERROR,
 					(errcode(ERRCODE_LOYALTY_CUSTOMER_NOT_FOUND),
 					 errmsg("customer %lld not found", (long long) customer_id)));
-		survivor = SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull);
-		if (isnull)
+		if (spi_isnull(0, 1))
 			return customer_id;
-		customer_id = DatumGetInt64(survivor);
+		customer_id = spi_int8(0, 1, 0);
 	}
 }
 
@@ -204,6 +169,7 @@ ledger_balances(int64 customer_id, TimestampTz at, int naccounts,
 	Oid			types[2] = {INT8OID, TIMESTAMPTZOID};
 	Datum		values[2];
 	SPIPlanPtr	plan;
+	uint64		nrows;
 	uint64		row;
 	int			i;
 
@@ -227,26 +193,20 @@ ledger_balances(int64 customer_id, TimestampTz at, int naccounts,
 					   2, types);
 	values[0] = Int64GetDatum(customer_id);
 	values[1] = TimestampTzGetDatum(at);
-	ledger_exec(plan, values, NULL);
+	nrows = spi_exec(plan, values, NULL, false, 0);
 
-	for (row = 0; row < SPI_processed; row++)
+	for (row = 0; row < nrows; row++)
 	{
-		HeapTuple	tuple = SPI_tuptable->vals[row];
-		TupleDesc	desc = SPI_tuptable->tupdesc;
-		char	   *account = SPI_getvalue(tuple, desc, 1);
-		bool		isnull;
+		char	   *account = spi_text(row, 1, CurrentMemoryContext);
 
 		CHECK_FOR_INTERRUPTS();
 		for (i = 0; i < naccounts; i++)
 		{
 			if (strcmp(accounts[i], account) == 0)
 			{
-				balances[i].available =
-					DatumGetInt64(SPI_getbinval(tuple, desc, 2, &isnull));
-				balances[i].pending =
-					DatumGetInt64(SPI_getbinval(tuple, desc, 3, &isnull));
-				balances[i].in_debt =
-					DatumGetBool(SPI_getbinval(tuple, desc, 4, &isnull));
+				balances[i].available = spi_int8(row, 2, 0);
+				balances[i].pending = spi_int8(row, 3, 0);
+				balances[i].in_debt = spi_bool(row, 4, false);
 				break;
 			}
 		}
@@ -396,7 +356,7 @@ ledger_accrue_kind(int64 customer_id, const char *account, int64 points,
 	if (TIMESTAMP_IS_NOEND(expires_at))
 		nulls[6] = 'n';
 	values[7] = CStringGetTextDatum(kind);
-	ledger_exec(plan, values, nulls);
+	(void) spi_exec(plan, values, nulls, false, 0);
 }
 
 /* ledger_accrue_lots: see ledger.h. */
@@ -439,7 +399,7 @@ ledger_accrue_lots(int64 customer_id, const AccrualLot *lots, int n,
 	values[6] = PointerGetDatum(construct_md_array(expires, expires_null, 1, dims, lbs,
 												   TIMESTAMPTZOID, 8, FLOAT8PASSBYVAL,
 												   TYPALIGN_DOUBLE));
-	ledger_exec(saved_plan(&plan,
+	(void) spi_exec(saved_plan(&plan,
 						   "WITH new_lot AS ("
 						   "  INSERT INTO loyalty.lot (customer_id, account, amount, remaining,"
 						   "         earned_at, available_at, expires_at, operation_id, announced_at)"
@@ -455,7 +415,7 @@ ledger_accrue_lots(int64 customer_id, const AccrualLot *lots, int n,
 						   "         (customer_id, account, lot_id, operation_id, kind, points, at)"
 						   "  SELECT $1, n.account, n.id, $3, 'earn', n.amount, $2 FROM new_lot n ORDER BY n.id",
 						   7, types),
-				values, NULL);
+				values, NULL, false, 0);
 
 	/* a points_earned event per lot, as ledger_accrue writes it */
 	for (i = 0; i < n; i++)
@@ -539,7 +499,7 @@ ledger_reverse_accrual(int64 customer_id, const char *account, int64 points,
 					   "         operation_id, ref_operation_id, kind, points, at)"
 					   "  SELECT $1, $2, d.id, $5, $6, 'debt', d.amount, $4 FROM debt d",
 					   6, types);
-	ledger_exec(plan, values, NULL);
+	(void) spi_exec(plan, values, NULL, false, 0);
 }
 
 /*
@@ -587,7 +547,7 @@ settle_debt(Datum *values)
 					   "  SELECT $1, $2, m.id, $5, 'repay', " PTS_IN("m.x") ", $4"
 					   "    FROM (SELECT * FROM from_points UNION ALL SELECT * FROM to_debt) m",
 					   6, types);
-	ledger_exec(plan, values, NULL);
+	(void) spi_exec(plan, values, NULL, false, 0);
 }
 
 /*
@@ -636,9 +596,7 @@ ledger_return_spent(int64 customer_id, const char *account, int64 points,
 					   6, types);
 	movement_args(values, customer_id, account, points, at, operation_id,
 				  purchase_operation_id);
-	ledger_exec(plan, values, NULL);
-
-	returned = first_int8();
+	returned = spi_exec(plan, values, NULL, false, 0) > 0 ? spi_int8(0, 1, 0) : 0;
 	if (returned == points)
 		settle_debt(values);
 	if (returned != points)
@@ -682,8 +640,6 @@ ledger_expire_batch(TimestampTz as_of, int max_lots,
 								  NUMERICARRAYOID, TIMESTAMPTZOID, TEXTOID};
 	Datum		values[6];
 	SPIPlanPtr	plan;
-	SPITupleTable *due;
-	TupleDesc	desc;
 	Datum	   *ids;
 	Datum	   *customers;
 	Datum	   *accounts;
@@ -709,12 +665,9 @@ ledger_expire_batch(TimestampTz as_of, int max_lots,
 	values[1] = Int32GetDatum(max_lots);
 	values[2] = TimestampTzGetDatum(after_expires_at);
 	values[3] = Int64GetDatum(after_id);
-	ledger_exec(plan, values, NULL);
-	n = (int) SPI_processed;
+	n = (int) spi_exec(plan, values, NULL, false, 0);
 	if (n == 0)
 		return;
-	due = SPI_tuptable;
-	desc = due->tupdesc;
 
 	ids = palloc(sizeof(Datum) * n);
 	customers = palloc(sizeof(Datum) * n);
@@ -722,17 +675,14 @@ ledger_expire_batch(TimestampTz as_of, int max_lots,
 	remaining = palloc(sizeof(Datum) * n);
 	for (i = 0; i < n; i++)
 	{
-		HeapTuple	tuple = due->vals[i];
-
 		CHECK_FOR_INTERRUPTS();
-		ids[i] = SPI_getbinval(tuple, desc, 1, &isnull);
-		customers[i] = SPI_getbinval(tuple, desc, 2, &isnull);
-		accounts[i] = SPI_getbinval(tuple, desc, 3, &isnull);
-		remaining[i] = SPI_getbinval(tuple, desc, 4, &isnull);
+		ids[i] = spi_datum(i, 1, &isnull);
+		customers[i] = spi_datum(i, 2, &isnull);
+		accounts[i] = spi_datum(i, 3, &isnull);
+		remaining[i] = spi_datum(i, 4, &isnull);
 	}
 	result->lots_seen = n;
-	result->last_expires_at =
-		DatumGetTimestampTz(SPI_getbinval(due->vals[n - 1], desc, 5, &isnull));
+	result->last_expires_at = spi_timestamptz(n - 1, 5, 0);
 	result->last_id = DatumGetInt64(ids[n - 1]);
 
 	/*
@@ -753,7 +703,7 @@ ledger_expire_batch(TimestampTz as_of, int max_lots,
 						  2, op_types);
 		op_values[0] = CStringGetTextDatum(operation_id);
 		op_values[1] = TimestampTzGetDatum(as_of);
-		ledger_exec(plan, op_values, NULL);
+		(void) spi_exec(plan, op_values, NULL, false, 0);
 	}
 
 	plan = saved_batch_plan(&expire_plan,
@@ -787,13 +737,11 @@ ledger_expire_batch(TimestampTz as_of, int max_lots,
 												TYPALIGN_INT));
 	values[4] = TimestampTzGetDatum(as_of);
 	values[5] = CStringGetTextDatum(operation_id);
-	ledger_exec(plan, values, NULL);
+	(void) spi_exec(plan, values, NULL, false, 0);
 
-	if (DatumGetInt32(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1,
-									&isnull)) != n)
+	if (spi_int4(0, 1, 0) != n)
 		elog(ERROR, "expiry batch emptied a different number of lots than it locked");
-	result->points = DatumGetInt64(SPI_getbinval(SPI_tuptable->vals[0],
-												 SPI_tuptable->tupdesc, 2, &isnull));
+	result->points = spi_int8(0, 2, 0);
 }
 
 

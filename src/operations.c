@@ -60,7 +60,6 @@ stored_response(Datum *values, const char *operation_id)
 {
 	Oid			types[3] = {TEXTOID, TEXTOID, JSONBOID};
 	SPIPlanPtr	plan;
-	int			rc;
 	bool		isnull;
 	Datum		response;
 
@@ -68,14 +67,10 @@ stored_response(Datum *values, const char *operation_id)
 					  "SELECT response, kind = $2 AND request = $3"
 					  "  FROM loyalty.operation WHERE operation_id = $1",
 					  3, types);
-	rc = SPI_execute_plan(plan, values, NULL, false, 1);
-	if (rc != SPI_OK_SELECT)
-		elog(ERROR, "reading operation \"%s\" failed", operation_id);
-	if (SPI_processed == 0)
+	if (spi_exec(plan, values, NULL, false, 1) == 0)
 		return NULL;
 
-	if (!DatumGetBool(SPI_getbinval(SPI_tuptable->vals[0],
-									SPI_tuptable->tupdesc, 2, &isnull)))
+	if (!spi_bool(0, 2, false))
 		ereport(ERROR,
 				(errcode(ERRCODE_LOYALTY_OPERATION_CONFLICT),
 				 errmsg("operation_id \"%s\" was already used for a different request",
@@ -83,8 +78,7 @@ stored_response(Datum *values, const char *operation_id)
 				 errdetail("An operation_id identifies one request; a retry must send the same request."),
 				 errhint("Use a new operation_id for a new operation.")));
 
-	response = SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1,
-							 &isnull);
+	response = spi_datum(0, 1, &isnull);
 	if (isnull)
 		elog(ERROR, "operation \"%s\" has no response", operation_id);
 	/* detoast here, then copy out of SPI memory into the caller's context */
@@ -103,21 +97,17 @@ operation_begin(const char *operation_id, const char *kind, Jsonb *request)
 {
 	Oid			types[3] = {TEXTOID, TEXTOID, JSONBOID};
 	Datum		values[3];
-	int			rc;
 
 	values[0] = CStringGetTextDatum(operation_id);
 	values[1] = CStringGetTextDatum(kind);
 	values[2] = JsonbPGetDatum(request);
 
 	/* waits for a concurrent claimant of the same id (see above) */
-	rc = SPI_execute_plan(saved_plan(&claim_plan,
-									 "INSERT INTO loyalty.operation (operation_id, kind, request)"
-									 " VALUES ($1, $2, $3) ON CONFLICT (operation_id) DO NOTHING",
-									 3, types),
-						  values, NULL, false, 0);
-	if (rc != SPI_OK_INSERT)
-		elog(ERROR, "claiming operation failed: %s", SPI_result_code_string(rc));
-	if (SPI_processed == 1)
+	if (spi_exec(saved_plan(&claim_plan,
+							"INSERT INTO loyalty.operation (operation_id, kind, request)"
+							" VALUES ($1, $2, $3) ON CONFLICT (operation_id) DO NOTHING",
+							3, types),
+				 values, NULL, false, 0) == 1)
 		return NULL;
 	return stored_response(values, operation_id);
 }
@@ -158,7 +148,6 @@ operation_record(const char *operation_id, const char *kind, Jsonb *request,
 	Oid			types[5] = {TEXTOID, TEXTOID, JSONBOID, INT8OID, JSONBOID};
 	Datum		values[5];
 	char		nulls[5] = {' ', ' ', ' ', ' ', ' '};
-	int			rc;
 
 	values[0] = CStringGetTextDatum(operation_id);
 	values[1] = CStringGetTextDatum(kind);
@@ -167,15 +156,12 @@ operation_record(const char *operation_id, const char *kind, Jsonb *request,
 	if (customer_id <= 0)
 		nulls[3] = 'n';
 	values[4] = JsonbPGetDatum(response);
-	rc = SPI_execute_plan(saved_plan(&record_plan,
-									 "INSERT INTO loyalty.operation (operation_id, kind, request,"
-									 " customer_id, response) VALUES ($1, $2, $3, $4, $5)"
-									 " ON CONFLICT (operation_id) DO NOTHING",
-									 5, types),
-						  values, nulls, false, 0);
-	if (rc != SPI_OK_INSERT)
-		elog(ERROR, "recording operation failed: %s", SPI_result_code_string(rc));
-	if (SPI_processed == 1)
+	if (spi_exec(saved_plan(&record_plan,
+							"INSERT INTO loyalty.operation (operation_id, kind, request,"
+							" customer_id, response) VALUES ($1, $2, $3, $4, $5)"
+							" ON CONFLICT (operation_id) DO NOTHING",
+							5, types),
+				 values, nulls, false, 0) == 1)
 		return;
 	/* LY003 when the row that won is another request's */
 	(void) stored_response(values, operation_id);
@@ -197,7 +183,6 @@ operation_finish(const char *operation_id, int64 customer_id, Jsonb *response)
 	Datum		values[3];
 	char		nulls[3] = {' ', ' ', ' '};
 	SPIPlanPtr	plan;
-	int			rc;
 
 	values[0] = CStringGetTextDatum(operation_id);
 	values[1] = Int64GetDatum(customer_id);
@@ -209,7 +194,6 @@ operation_finish(const char *operation_id, int64 customer_id, Jsonb *response)
 						  "UPDATE loyalty.operation SET customer_id = $2, response = $3"
 						  " WHERE operation_id = $1",
 						  3, types);
-	rc = SPI_execute_plan(plan, values, nulls, false, 0);
-	if (rc != SPI_OK_UPDATE || SPI_processed != 1)
+	if (spi_exec(plan, values, nulls, false, 0) != 1)
 		elog(ERROR, "operation \"%s\" was not claimed", operation_id);
 }

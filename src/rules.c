@@ -5,11 +5,12 @@
  *	  section 5), the BEFORE ROW trigger loyalty.promotion_validate, and the
  *	  pure matching functions the check engine uses on parsed rules.
  *
- * The parsers walk the jsonb with the container API and keep the JSON path
- * of the value being read in a ParseCtx, so that every error names the
- * field ("rule.steps[1].percent") in its errdetail.  Each kind of value
+ * The parsers read the jsonb with the one JSON reader (json_reader.h) in
+ * the rules' style (LY006 "invalid promotion "<code>"", decimals counted as
+ * written), which keeps the JSON path of the value being read so that every
+ * error names the field ("rule.steps[1].percent").  Each kind of value
  * (money, percent, count, selector, validity, time, date) is read by one
- * function, and each numeric range is defined once, in a NumberKind.
+ * function, and each numeric range is defined once, in a JsonNumberKind.
  * See rules.h for the units and the decisions taken where the SPEC is
  * silent.
  *
@@ -30,67 +31,58 @@
 #include "utils/numeric.h"
 #include "utils/timestamp.h"
 
-#include "json_path.h"
+#include "json_reader.h"
 #include "rules.h"
 
 PG_FUNCTION_INFO_V1(promotion_validate);
 
-/* Where the parser is: the promotion's code and the JSON path being read. */
-typedef struct ParseCtx
-{
-	const char *what;			/* "promotion", "subscription plan" */
-	const char *code;
-	StringInfoData path;
-} ParseCtx;
+/* how rules are read and their errors worded (LY006) */
+static const JsonReaderStyle RULES_STYLE = {
+	.sqlstate = ERRCODE_LOYALTY_INVALID_CONFIGURATION,
+	.errmsg = NULL,
+	.null_is_absent = false,
+	.not_object = NULL,
+	.unknown_key = "is not a known field.",
+	.max_key_bytes = 0,
+	.not_string = "must be a string.",
+	.empty_string = "must not be an empty string.",
+	.not_finite = "must be a number.",
+	.written_decimals = true,
+	.decimals = "must have at most %d decimal places.",
+};
 
 /*
- * A kind of number: how many decimals the JSON may have, the inclusive
- * bounds of the value scaled by 10^scale, and the sentence saying so.
+ * The kinds of number of a rule (json_reader.h: decimals, inclusive bounds
+ * scaled by 10^scale, the sentence saying so), each range defined once.
  */
-typedef struct NumberKind
-{
-	int			scale;			/* 0 (whole numbers) or 2 */
-	int64		min;
-	int64		max;
-	const char *range;			/* "must be ..." without the final period */
-} NumberKind;
-
-static const NumberKind PERCENT = {2, 1, 10000,
+static const JsonNumberKind PERCENT = {2, 1, 10000,
 "must be greater than 0 and at most 100"};
-static const NumberKind MONEY = {2, 0, RULE_MONEY_LIMIT - 1,
+static const JsonNumberKind MONEY = {2, 0, RULE_MONEY_LIMIT - 1,
 "must be at least 0 and less than 1000000000000"};
-static const NumberKind MONEY_POSITIVE = {2, 1, RULE_MONEY_LIMIT - 1,
+static const JsonNumberKind MONEY_POSITIVE = {2, 1, RULE_MONEY_LIMIT - 1,
 "must be greater than 0 and less than 1000000000000"};
-static const NumberKind POINTS = {2, 1, RULE_POINTS_LIMIT - 1,
+static const JsonNumberKind POINTS = {2, 1, RULE_POINTS_LIMIT - 1,
 "must be greater than 0 and less than 1000000000000"};
-static const NumberKind MULTIPLIER = {2, 101, 10000,
+static const JsonNumberKind MULTIPLIER = {2, 101, 10000,
 "must be greater than 1 and at most 100"};
-static const NumberKind COUNT_N = {0, 2, RULE_MAX_COUNT,
+static const JsonNumberKind COUNT_N = {0, 2, RULE_MAX_COUNT,
 "must be a whole number from 2 to 1000000"};
-static const NumberKind QUANTITY = {0, 1, RULE_MAX_COUNT,
+static const JsonNumberKind QUANTITY = {0, 1, RULE_MAX_COUNT,
 "must be a whole number from 1 to 1000000"};
-static const NumberKind PER_CHECK = {0, 1, CERTIFICATE_MAX_PER_CHECK,
+static const JsonNumberKind PER_CHECK = {0, 1, CERTIFICATE_MAX_PER_CHECK,
 "must be a whole number from 1 to " CppAsString2(CERTIFICATE_MAX_PER_CHECK)};
-static const NumberKind WEEKDAY = {0, 1, 7,
+static const JsonNumberKind WEEKDAY = {0, 1, 7,
 "must be a whole number from 1 (Monday) to 7 (Sunday)"};
-static const NumberKind DAY_OF_MONTH = {0, 1, 31,
+static const JsonNumberKind DAY_OF_MONTH = {0, 1, 31,
 "must be a whole number from 1 to 31"};
 
-/* One of several mutually exclusive numeric keys ("percent" | "amount"). */
-typedef struct Choice
-{
-	const char *key;
-	int			tag;
-	const NumberKind *kind;
-} Choice;
-
-static const Choice STEP_CHOICES[] = {
+static const JsonChoice STEP_CHOICES[] = {
 	{"percent", DISCOUNT_PERCENT, &PERCENT},
 	{"amount", DISCOUNT_AMOUNT, &MONEY_POSITIVE},
 	{NULL, 0, NULL}
 };
 
-static const Choice NTH_CHOICES[] = {
+static const JsonChoice NTH_CHOICES[] = {
 	{"price", DISCOUNT_PRICE, &MONEY},
 	{"percent", DISCOUNT_PERCENT, &PERCENT},
 	{"amount", DISCOUNT_AMOUNT, &MONEY_POSITIVE},
@@ -100,7 +92,7 @@ static const Choice NTH_CHOICES[] = {
 #define POINTS_BY_PERCENT		0
 #define POINTS_BY_MULTIPLIER	1
 
-static const Choice POINTS_CHOICES[] = {
+static const JsonChoice POINTS_CHOICES[] = {
 	{"percent", POINTS_BY_PERCENT, &PERCENT},
 	{"multiplier", POINTS_BY_MULTIPLIER, &MULTIPLIER},
 	{NULL, 0, NULL}
@@ -116,7 +108,7 @@ static const char *const STEP_KEYS[] = {"min_total", "percent", "amount", NULL};
 static const char *const SCHEDULE_KEYS[] =
 {"weekdays", "dates", "days_of_month", "hours", NULL};
 
-typedef void (*RuleParser) (ParseCtx *ctx, JsonbContainer *obj,
+typedef void (*RuleParser) (JsonReader *ctx, JsonbContainer *obj,
 							PromotionRule *rule);
 
 /* A mechanic: its name, the keys of its rule and the parser of the rule. */
@@ -127,18 +119,18 @@ typedef struct MechanicInfo
 	RuleParser	parse;
 } MechanicInfo;
 
-static void parse_percent_off(ParseCtx *ctx, JsonbContainer *obj, PromotionRule *rule);
-static void parse_amount_off(ParseCtx *ctx, JsonbContainer *obj, PromotionRule *rule);
-static void parse_check_discount(ParseCtx *ctx, JsonbContainer *obj, PromotionRule *rule);
-static void parse_nth_item(ParseCtx *ctx, JsonbContainer *obj, PromotionRule *rule);
-static void parse_bundle(ParseCtx *ctx, JsonbContainer *obj, PromotionRule *rule);
-static void parse_gift(ParseCtx *ctx, JsonbContainer *obj, PromotionRule *rule);
-static void parse_tier_discount(ParseCtx *ctx, JsonbContainer *obj, PromotionRule *rule);
-static void parse_points_percent(ParseCtx *ctx, JsonbContainer *obj, PromotionRule *rule);
-static void parse_points_fixed(ParseCtx *ctx, JsonbContainer *obj, PromotionRule *rule);
-static void parse_coupon_issue(ParseCtx *ctx, JsonbContainer *obj, PromotionRule *rule);
-static void parse_certificate(ParseCtx *ctx, JsonbContainer *obj, PromotionRule *rule);
-static void parse_subscription_price(ParseCtx *ctx, JsonbContainer *obj, PromotionRule *rule);
+static void parse_percent_off(JsonReader *ctx, JsonbContainer *obj, PromotionRule *rule);
+static void parse_amount_off(JsonReader *ctx, JsonbContainer *obj, PromotionRule *rule);
+static void parse_check_discount(JsonReader *ctx, JsonbContainer *obj, PromotionRule *rule);
+static void parse_nth_item(JsonReader *ctx, JsonbContainer *obj, PromotionRule *rule);
+static void parse_bundle(JsonReader *ctx, JsonbContainer *obj, PromotionRule *rule);
+static void parse_gift(JsonReader *ctx, JsonbContainer *obj, PromotionRule *rule);
+static void parse_tier_discount(JsonReader *ctx, JsonbContainer *obj, PromotionRule *rule);
+static void parse_points_percent(JsonReader *ctx, JsonbContainer *obj, PromotionRule *rule);
+static void parse_points_fixed(JsonReader *ctx, JsonbContainer *obj, PromotionRule *rule);
+static void parse_coupon_issue(JsonReader *ctx, JsonbContainer *obj, PromotionRule *rule);
+static void parse_certificate(JsonReader *ctx, JsonbContainer *obj, PromotionRule *rule);
+static void parse_subscription_price(JsonReader *ctx, JsonbContainer *obj, PromotionRule *rule);
 
 static const char *const PERCENT_OFF_KEYS[] = {"products", "percent", NULL};
 static const char *const AMOUNT_OFF_KEYS[] = {"products", "amount", "per", NULL};
@@ -177,361 +169,20 @@ static const MechanicInfo MECHANICS[MECHANIC_COUNT] = {
 
 
 /* ---------------------------------------------------------------------
- * Paths and errors
+ * The reader
  * ---------------------------------------------------------------------
  */
 
 /*
- * ctx_init starts a parse of the promotion "code" at the JSON path "root"
- * ("rule", "schedule", "mechanic").
+ * ctx_init starts reading a rule, schedule or selector of the "what"
+ * ("promotion", "subscription plan") called "code" at the JSON path "root"
+ * ("rule", "schedule", "mechanic"): errors are LY006 "invalid <what>
+ * "<code>"".
  */
 static void
-ctx_init(ParseCtx *ctx, const char *code, const char *root)
+ctx_init(JsonReader *ctx, const char *what, const char *code, const char *root)
 {
-	ctx->what = "promotion";
-	ctx->code = code;
-	initStringInfo(&ctx->path);
-	appendStringInfoString(&ctx->path, root);
-}
-
-/*
- * field_error raises LY006 for the promotion being parsed, with an errdetail
- * "Field "<path>" <sentence>" and an optional hint.
- */
-static void field_error(ParseCtx *ctx, const char *hint, const char *fmt,...)
-			pg_attribute_printf(3, 4) pg_attribute_noreturn();
-
-static void
-field_error(ParseCtx *ctx, const char *hint, const char *fmt,...)
-{
-	StringInfoData sentence;
-
-	initStringInfo(&sentence);
-	for (;;)
-	{
-		va_list		args;
-		int			needed;
-
-		va_start(args, fmt);
-		needed = appendStringInfoVA(&sentence, fmt, args);
-		va_end(args);
-		if (needed == 0)
-			break;
-		enlargeStringInfo(&sentence, needed);
-	}
-
-	ereport(ERROR,
-			(errcode(ERRCODE_LOYALTY_INVALID_CONFIGURATION),
-			 errmsg("invalid %s \"%s\"", ctx->what, ctx->code),
-			 errdetail("Field \"%s\" %s", ctx->path.data, sentence.data),
-			 hint ? errhint("%s", hint) : 0));
-}
-
-/*
- * key_list formats a NULL-terminated list of names as "a, b, c", each
- * optionally quoted.
- */
-static char *
-key_list(const char *const *keys, bool quoted, const char *last_sep)
-{
-	StringInfoData buf;
-	int			i;
-
-	initStringInfo(&buf);
-	for (i = 0; keys[i] != NULL; i++)
-	{
-		if (i > 0)
-			appendStringInfoString(&buf, keys[i + 1] == NULL ? last_sep : ", ");
-		appendStringInfo(&buf, quoted ? "\"%s\"" : "%s", keys[i]);
-	}
-	return buf.data;
-}
-
-
-/* ---------------------------------------------------------------------
- * JSON access
- * ---------------------------------------------------------------------
- */
-
-/* root_object returns the top-level object of a jsonb, or errors. */
-static JsonbContainer *
-root_object(ParseCtx *ctx, Jsonb *jb)
-{
-	if (JsonContainerIsScalar(&jb->root) || !JsonContainerIsObject(&jb->root))
-		field_error(ctx, NULL, "must be a JSON object.");
-	return &jb->root;
-}
-
-/* expect_object returns the object held by v, or errors. */
-static JsonbContainer *
-expect_object(ParseCtx *ctx, JsonbValue *v)
-{
-	if (v->type != jbvBinary || !JsonContainerIsObject(v->val.binary.data))
-		field_error(ctx, NULL, "must be a JSON object.");
-	return v->val.binary.data;
-}
-
-/* expect_array returns the array held by v, or errors. */
-static JsonbContainer *
-expect_array(ParseCtx *ctx, JsonbValue *v)
-{
-	if (v->type != jbvBinary || !JsonContainerIsArray(v->val.binary.data))
-		field_error(ctx, NULL, "must be a JSON array.");
-	return v->val.binary.data;
-}
-
-/* expect_nonempty_array is expect_array refusing "[]". */
-static JsonbContainer *
-expect_nonempty_array(ParseCtx *ctx, JsonbValue *v)
-{
-	JsonbContainer *arr = expect_array(ctx, v);
-
-	if (JsonContainerSize(arr) == 0)
-		field_error(ctx, NULL, "must not be empty.");
-	return arr;
-}
-
-/*
- * check_keys errors on the first key of obj not in "keys"; the hint lists
- * the keys that "what" (e.g. "A product selector") may have.
- */
-static void
-check_keys(ParseCtx *ctx, JsonbContainer *obj, const char *what,
-		   const char *const *keys)
-{
-	JsonbIterator *it = JsonbIteratorInit(obj);
-	JsonbIteratorToken tok;
-	JsonbValue	v;
-
-	while ((tok = JsonbIteratorNext(&it, &v, true)) != WJB_DONE)
-	{
-		char	   *key;
-		int			i;
-
-		CHECK_FOR_INTERRUPTS();
-		if (tok != WJB_KEY)
-			continue;
-		key = pnstrdup(v.val.string.val, v.val.string.len);
-		for (i = 0; keys[i] != NULL; i++)
-			if (strcmp(keys[i], key) == 0)
-				break;
-		if (keys[i] == NULL)
-		{
-			json_path_push_key(&ctx->path, key);
-			field_error(ctx,
-						psprintf("%s takes the fields: %s.", what,
-								 key_list(keys, false, ", ")),
-						"is not a known field.");
-		}
-		pfree(key);
-	}
-}
-
-/* get_key returns the value of key in obj, or NULL when absent. */
-static JsonbValue *
-get_key(JsonbContainer *obj, const char *key)
-{
-	return getKeyJsonValueFromContainer(obj, key, strlen(key), NULL);
-}
-
-/*
- * field_get looks key up in obj.  When present, it pushes the key onto the
- * path (*saved gets the length to pop back to) and returns the value.  When
- * absent it errors if required, otherwise returns NULL with the path
- * unchanged.
- */
-static JsonbValue *
-field_get(ParseCtx *ctx, JsonbContainer *obj, const char *key, bool required,
-		  int *saved)
-{
-	JsonbValue *v = get_key(obj, key);
-
-	if (v == NULL && !required)
-		return NULL;
-	*saved = json_path_push_key(&ctx->path, key);
-	if (v == NULL)
-		field_error(ctx, NULL, "is required.");
-	return v;
-}
-
-/* element_get returns element i of arr and pushes "[i]" onto the path. */
-static JsonbValue *
-element_get(ParseCtx *ctx, JsonbContainer *arr, int i, int *saved)
-{
-	JsonbValue *v = getIthJsonbValueFromContainer(arr, i);
-
-	if (v == NULL)
-		elog(ERROR, "jsonb array element %d not found", i);
-	*saved = json_path_push_index(&ctx->path, i);
-	return v;
-}
-
-
-/* ---------------------------------------------------------------------
- * Scalars
- * ---------------------------------------------------------------------
- */
-
-/* numeric_cmp_int64 compares a numeric with an int64. */
-static int
-numeric_cmp_int64(Numeric n, int64 i)
-{
-	return DatumGetInt32(DirectFunctionCall2(numeric_cmp, NumericGetDatum(n),
-											 NumericGetDatum(int64_to_numeric(i))));
-}
-
-/*
- * json_number reads a JSON number of the given kind, returning it scaled by
- * 10^kind->scale (money in minor units, percent in hundredths, ...).
- * Exact: no floating point is involved.
- */
-static int64
-json_number(ParseCtx *ctx, JsonbValue *v, const NumberKind *kind)
-{
-	Numeric		n;
-	Numeric		scaled;
-	int32		scale;
-
-	if (v->type != jbvNumeric ||
-		numeric_is_nan(v->val.numeric) || numeric_is_inf(v->val.numeric))
-		field_error(ctx, NULL, "must be a number.");
-	n = v->val.numeric;
-
-	scale = DatumGetInt32(DirectFunctionCall1(numeric_scale, NumericGetDatum(n)));
-	if (scale > kind->scale && kind->scale == 0)
-		field_error(ctx, NULL, "must be a whole number.");
-	if (scale > kind->scale)
-		field_error(ctx, NULL, "must have at most %d decimal places.", kind->scale);
-
-	scaled = DatumGetNumeric(DirectFunctionCall2(numeric_mul, NumericGetDatum(n),
-												 NumericGetDatum(int64_to_numeric(kind->scale == 2 ? 100 : 1))));
-	if (numeric_cmp_int64(scaled, kind->min) < 0 ||
-		numeric_cmp_int64(scaled, kind->max) > 0)
-		field_error(ctx, NULL, "%s.", kind->range);
-
-	return DatumGetInt64(DirectFunctionCall1(numeric_int8, NumericGetDatum(scaled)));
-}
-
-/* json_string reads a non-empty JSON string as a palloc'd C string. */
-static char *
-json_string(ParseCtx *ctx, JsonbValue *v)
-{
-	if (v->type != jbvString)
-		field_error(ctx, NULL, "must be a string.");
-	if (v->val.string.len == 0)
-		field_error(ctx, NULL, "must not be an empty string.");
-	return pnstrdup(v->val.string.val, v->val.string.len);
-}
-
-/* number_field reads obj.key as a number of the given kind. */
-static int64
-number_field(ParseCtx *ctx, JsonbContainer *obj, const char *key,
-			 const NumberKind *kind, bool required, int64 dflt)
-{
-	int			saved;
-	JsonbValue *v = field_get(ctx, obj, key, required, &saved);
-	int64		result;
-
-	if (v == NULL)
-		return dflt;
-	result = json_number(ctx, v, kind);
-	json_path_pop(&ctx->path, saved);
-	return result;
-}
-
-/* string_field reads obj.key as a non-empty string. */
-static char *
-string_field(ParseCtx *ctx, JsonbContainer *obj, const char *key,
-			 bool required, const char *dflt)
-{
-	int			saved;
-	JsonbValue *v = field_get(ctx, obj, key, required, &saved);
-	char	   *result;
-
-	if (v == NULL)
-		return dflt ? pstrdup(dflt) : NULL;
-	result = json_string(ctx, v);
-	json_path_pop(&ctx->path, saved);
-	return result;
-}
-
-/* bool_field reads obj.key as true or false. */
-static bool
-bool_field(ParseCtx *ctx, JsonbContainer *obj, const char *key, bool dflt)
-{
-	int			saved;
-	JsonbValue *v = field_get(ctx, obj, key, OPTIONAL, &saved);
-	bool		result;
-
-	if (v == NULL)
-		return dflt;
-	if (v->type != jbvBool)
-		field_error(ctx, NULL, "must be true or false.");
-	result = v->val.boolean;
-	json_path_pop(&ctx->path, saved);
-	return result;
-}
-
-/*
- * enum_field reads obj.key as one of the strings in "values" and returns
- * its index; dflt when absent.
- */
-static int
-enum_field(ParseCtx *ctx, JsonbContainer *obj, const char *key,
-		   const char *const *values, int dflt)
-{
-	int			saved;
-	JsonbValue *v = field_get(ctx, obj, key, OPTIONAL, &saved);
-	char	   *s;
-	int			i;
-
-	if (v == NULL)
-		return dflt;
-	s = json_string(ctx, v);
-	for (i = 0; values[i] != NULL; i++)
-		if (strcmp(values[i], s) == 0)
-			break;
-	if (values[i] == NULL)
-		field_error(ctx, NULL, "must be %s.", key_list(values, true, " or "));
-	json_path_pop(&ctx->path, saved);
-	return i;
-}
-
-/*
- * choice_field reads exactly one of the keys in "choices" from obj (the
- * object at the current path), storing its value in *value and returning
- * the choice's tag.
- */
-static int
-choice_field(ParseCtx *ctx, JsonbContainer *obj, const Choice *choices,
-			 int64 *value)
-{
-	const Choice *found = NULL;
-	const char *keys[8];
-	int			nkeys;
-	int			npresent = 0;
-
-	for (nkeys = 0; choices[nkeys].key != NULL; nkeys++)
-	{
-		Assert(nkeys < lengthof(keys) - 1);
-		keys[nkeys] = choices[nkeys].key;
-		if (get_key(obj, choices[nkeys].key) != NULL)
-		{
-			found = &choices[nkeys];
-			npresent++;
-		}
-	}
-	keys[nkeys] = NULL;
-
-	if (npresent == 0)
-		field_error(ctx, NULL, "must have one of %s.",
-					key_list(keys, true, " or "));
-	if (npresent > 1)
-		field_error(ctx, NULL, "must have only one of %s.",
-					key_list(keys, true, " and "));
-
-	*value = number_field(ctx, obj, found->key, found->kind, REQUIRED, 0);
-	return found->tag;
+	jr_init(ctx, &RULES_STYLE, psprintf("invalid %s \"%s\"", what, code), root);
 }
 
 
@@ -539,36 +190,6 @@ choice_field(ParseCtx *ctx, JsonbContainer *obj, const Choice *choices,
  * Product selectors
  * ---------------------------------------------------------------------
  */
-
-/* string_list_field reads obj.key, an array of non-empty strings, sorted. */
-static void
-string_list_field(ParseCtx *ctx, JsonbContainer *obj, const char *key,
-				  StringList *list)
-{
-	int			saved;
-	JsonbValue *v = field_get(ctx, obj, key, OPTIONAL, &saved);
-	JsonbContainer *arr;
-	int			i;
-
-	list->count = 0;
-	list->items = NULL;
-	if (v == NULL)
-		return;
-	arr = expect_array(ctx, v);
-	list->count = JsonContainerSize(arr);
-	list->items = palloc0(sizeof(char *) * Max(list->count, 1));
-	for (i = 0; i < list->count; i++)
-	{
-		int			saved_elem;
-		JsonbValue *elem = element_get(ctx, arr, i, &saved_elem);
-
-		CHECK_FOR_INTERRUPTS();
-		list->items[i] = json_string(ctx, elem);
-		json_path_pop(&ctx->path, saved_elem);
-	}
-	qsort(list->items, list->count, sizeof(char *), cstring_ptr_cmp);
-	json_path_pop(&ctx->path, saved);
-}
 
 /* selector_all returns the selector {"all": true}. */
 static ProductSelector *
@@ -585,37 +206,37 @@ selector_all(void)
  * path: "all": true, or at least one non-empty list, optionally "exclude".
  */
 static ProductSelector *
-parse_selector(ParseCtx *ctx, JsonbValue *v)
+parse_selector(JsonReader *ctx, JsonbValue *v)
 {
-	JsonbContainer *obj = expect_object(ctx, v);
+	JsonbContainer *obj = jr_object(ctx, v);
 	ProductSelector *sel = palloc0(sizeof(ProductSelector));
 	int			saved;
 	JsonbValue *exclude;
 	int			nitems;
 
-	check_keys(ctx, obj, "A product selector", SELECTOR_KEYS);
-	sel->all = bool_field(ctx, obj, "all", false);
-	string_list_field(ctx, obj, "categories", &sel->categories);
-	string_list_field(ctx, obj, "brands", &sel->brands);
-	string_list_field(ctx, obj, "skus", &sel->skus);
-	string_list_field(ctx, obj, "tags", &sel->tags);
+	jr_check_keys(ctx, obj, "A product selector", SELECTOR_KEYS);
+	sel->all = jr_bool_field(ctx, obj, "all", false);
+	sel->categories.items = jr_string_list_field(ctx, obj, "categories", &sel->categories.count);
+	sel->brands.items = jr_string_list_field(ctx, obj, "brands", &sel->brands.count);
+	sel->skus.items = jr_string_list_field(ctx, obj, "skus", &sel->skus.count);
+	sel->tags.items = jr_string_list_field(ctx, obj, "tags", &sel->tags.count);
 
 	nitems = sel->categories.count + sel->brands.count +
 		sel->skus.count + sel->tags.count;
 	if (!sel->all && nitems == 0)
-		field_error(ctx,
+		jr_error(ctx,
 					"Write {\"all\": true} to select every product.",
 					"must have \"all\": true or a non-empty list of categories, brands, skus or tags.");
 	if (sel->all && nitems > 0)
-		field_error(ctx,
+		jr_error(ctx,
 					"Use \"exclude\" to leave products out of {\"all\": true}.",
 					"cannot combine \"all\": true with a list of categories, brands, skus or tags.");
 
-	exclude = field_get(ctx, obj, "exclude", OPTIONAL, &saved);
+	exclude = jr_field(ctx, obj, "exclude", OPTIONAL, &saved);
 	if (exclude != NULL)
 	{
 		sel->exclude = parse_selector(ctx, exclude);
-		json_path_pop(&ctx->path, saved);
+		jr_pop(ctx, saved);
 	}
 	return sel;
 }
@@ -625,17 +246,17 @@ parse_selector(ParseCtx *ctx, JsonbValue *v)
  * optional, the result is {"all": true}.
  */
 static ProductSelector *
-selector_field(ParseCtx *ctx, JsonbContainer *obj, const char *key,
+selector_field(JsonReader *ctx, JsonbContainer *obj, const char *key,
 			   bool required)
 {
 	int			saved;
-	JsonbValue *v = field_get(ctx, obj, key, required, &saved);
+	JsonbValue *v = jr_field(ctx, obj, key, required, &saved);
 	ProductSelector *sel;
 
 	if (v == NULL)
 		return selector_all();
 	sel = parse_selector(ctx, v);
-	json_path_pop(&ctx->path, saved);
+	jr_pop(ctx, saved);
 	return sel;
 }
 
@@ -698,10 +319,10 @@ has_letter(const char *s)
  * with a unit ("30 days"); VALIDITY_DEFAULT when absent.
  */
 static Validity
-validity_field(ParseCtx *ctx, JsonbContainer *obj, const char *key)
+validity_field(JsonReader *ctx, JsonbContainer *obj, const char *key)
 {
 	int			saved;
-	JsonbValue *v = field_get(ctx, obj, key, OPTIONAL, &saved);
+	JsonbValue *v = jr_field(ctx, obj, key, OPTIONAL, &saved);
 	Validity	result;
 	char	   *s;
 
@@ -710,17 +331,17 @@ validity_field(ParseCtx *ctx, JsonbContainer *obj, const char *key)
 	if (v == NULL)
 		return result;
 
-	s = json_string(ctx, v);
+	s = jr_string(ctx, v);
 	if (strcmp(s, "end_of_month") == 0)
 		result.kind = VALIDITY_END_OF_MONTH;
 	else if (has_letter(s) && parse_interval(s, &result.interval) &&
 			 interval_is_positive(&result.interval))
 		result.kind = VALIDITY_INTERVAL;
 	else
-		field_error(ctx,
+		jr_error(ctx,
 					"An interval needs a unit: \"30 days\", \"2 weeks\", \"1 month\".",
 					"must be \"end_of_month\" or a positive interval such as \"30 days\".");
-	json_path_pop(&ctx->path, saved);
+	jr_pop(ctx, saved);
 	return result;
 }
 
@@ -748,16 +369,16 @@ step_cmp(const void *a, const void *b)
 
 /* parse_step reads one step: {"min_total": T, "percent"|"amount": X}. */
 static RuleStep
-parse_step(ParseCtx *ctx, JsonbValue *v)
+parse_step(JsonReader *ctx, JsonbValue *v)
 {
-	JsonbContainer *obj = expect_object(ctx, v);
+	JsonbContainer *obj = jr_object(ctx, v);
 	RuleStep	step;
 	int64		value;
 	int			tag;
 
-	check_keys(ctx, obj, "A step", STEP_KEYS);
-	step.min_total = number_field(ctx, obj, "min_total", &MONEY, REQUIRED, 0);
-	tag = choice_field(ctx, obj, STEP_CHOICES, &value);
+	jr_check_keys(ctx, obj, "A step", STEP_KEYS);
+	step.min_total = jr_number_field(ctx, obj, "min_total", &MONEY, REQUIRED, 0);
+	tag = jr_choice_field(ctx, obj, STEP_CHOICES, &value);
 	step.discount = discount_from_choice(tag, value);
 	return step;
 }
@@ -767,11 +388,11 @@ parse_step(ParseCtx *ctx, JsonbValue *v)
  * min_total, and returns them sorted by min_total.
  */
 static StepList
-steps_field(ParseCtx *ctx, JsonbContainer *obj, const char *key)
+steps_field(JsonReader *ctx, JsonbContainer *obj, const char *key)
 {
 	int			saved;
-	JsonbValue *v = field_get(ctx, obj, key, REQUIRED, &saved);
-	JsonbContainer *arr = expect_nonempty_array(ctx, v);
+	JsonbValue *v = jr_field(ctx, obj, key, REQUIRED, &saved);
+	JsonbContainer *arr = jr_nonempty_array(ctx, v);
 	StepList	list;
 	int			i;
 
@@ -780,7 +401,7 @@ steps_field(ParseCtx *ctx, JsonbContainer *obj, const char *key)
 	for (i = 0; i < list.count; i++)
 	{
 		int			saved_elem;
-		JsonbValue *elem = element_get(ctx, arr, i, &saved_elem);
+		JsonbValue *elem = jr_element(ctx, arr, i, &saved_elem);
 		int			j;
 
 		CHECK_FOR_INTERRUPTS();
@@ -790,15 +411,15 @@ steps_field(ParseCtx *ctx, JsonbContainer *obj, const char *key)
 			{
 				char	   *steps_path = pnstrdup(ctx->path.data, saved_elem);
 
-				json_path_push_key(&ctx->path, "min_total");
-				field_error(ctx, "Each step needs its own min_total.",
+				jr_push_key(ctx, "min_total");
+				jr_error(ctx, "Each step needs its own min_total.",
 							"has the same value as \"%s[%d].min_total\".",
 							steps_path, j);
 			}
-		json_path_pop(&ctx->path, saved_elem);
+		jr_pop(ctx, saved_elem);
 	}
 	qsort(list.steps, list.count, sizeof(RuleStep), step_cmp);
-	json_path_pop(&ctx->path, saved);
+	jr_pop(ctx, saved);
 	return list;
 }
 
@@ -810,12 +431,12 @@ steps_field(ParseCtx *ctx, JsonbContainer *obj, const char *key)
 
 /* parse_percent_off reads a rule {"products": SEL, "percent": P}. */
 static void
-parse_percent_off(ParseCtx *ctx, JsonbContainer *obj, PromotionRule *rule)
+parse_percent_off(JsonReader *ctx, JsonbContainer *obj, PromotionRule *rule)
 {
 	PercentOffRule *r = &rule->u.percent_off;
 
 	r->products = selector_field(ctx, obj, "products", REQUIRED);
-	r->percent = (int32) number_field(ctx, obj, "percent", &PERCENT, REQUIRED, 0);
+	r->percent = (int32) jr_number_field(ctx, obj, "percent", &PERCENT, REQUIRED, 0);
 }
 
 /*
@@ -823,19 +444,19 @@ parse_percent_off(ParseCtx *ctx, JsonbContainer *obj, PromotionRule *rule)
  * "per": "unit"|"line"}.
  */
 static void
-parse_amount_off(ParseCtx *ctx, JsonbContainer *obj, PromotionRule *rule)
+parse_amount_off(JsonReader *ctx, JsonbContainer *obj, PromotionRule *rule)
 {
 	static const char *const PER_VALUES[] = {"unit", "line", NULL};
 	AmountOffRule *r = &rule->u.amount_off;
 
 	r->products = selector_field(ctx, obj, "products", REQUIRED);
-	r->amount = number_field(ctx, obj, "amount", &MONEY_POSITIVE, REQUIRED, 0);
-	r->per_line = enum_field(ctx, obj, "per", PER_VALUES, 0) == 1;
+	r->amount = jr_number_field(ctx, obj, "amount", &MONEY_POSITIVE, REQUIRED, 0);
+	r->per_line = jr_enum_field(ctx, obj, "per", PER_VALUES, 0) == 1;
 }
 
 /* parse_check_discount reads a rule {"steps": [...]}. */
 static void
-parse_check_discount(ParseCtx *ctx, JsonbContainer *obj, PromotionRule *rule)
+parse_check_discount(JsonReader *ctx, JsonbContainer *obj, PromotionRule *rule)
 {
 	rule->u.check_discount.steps = steps_field(ctx, obj, "steps");
 }
@@ -845,15 +466,15 @@ parse_check_discount(ParseCtx *ctx, JsonbContainer *obj, PromotionRule *rule)
  * "price"|"percent"|"amount": X}.
  */
 static void
-parse_nth_item(ParseCtx *ctx, JsonbContainer *obj, PromotionRule *rule)
+parse_nth_item(JsonReader *ctx, JsonbContainer *obj, PromotionRule *rule)
 {
 	NthItemRule *r = &rule->u.nth_item;
 	int64		value;
 	int			tag;
 
 	r->products = selector_field(ctx, obj, "products", OPTIONAL);
-	r->n = (int32) number_field(ctx, obj, "n", &COUNT_N, REQUIRED, 0);
-	tag = choice_field(ctx, obj, NTH_CHOICES, &value);
+	r->n = (int32) jr_number_field(ctx, obj, "n", &COUNT_N, REQUIRED, 0);
+	tag = jr_choice_field(ctx, obj, NTH_CHOICES, &value);
 	r->discount = discount_from_choice(tag, value);
 }
 
@@ -862,15 +483,15 @@ parse_nth_item(ParseCtx *ctx, JsonbContainer *obj, PromotionRule *rule)
  * "target": SEL, "percent": P, "per_trigger": K}.
  */
 static void
-parse_bundle(ParseCtx *ctx, JsonbContainer *obj, PromotionRule *rule)
+parse_bundle(JsonReader *ctx, JsonbContainer *obj, PromotionRule *rule)
 {
 	BundleRule *r = &rule->u.bundle;
 
 	r->trigger = selector_field(ctx, obj, "trigger", REQUIRED);
-	r->trigger_qty = (int32) number_field(ctx, obj, "trigger_qty", &QUANTITY, OPTIONAL, 1);
+	r->trigger_qty = (int32) jr_number_field(ctx, obj, "trigger_qty", &QUANTITY, OPTIONAL, 1);
 	r->target = selector_field(ctx, obj, "target", REQUIRED);
-	r->percent = (int32) number_field(ctx, obj, "percent", &PERCENT, REQUIRED, 0);
-	r->per_trigger = (int32) number_field(ctx, obj, "per_trigger", &QUANTITY, OPTIONAL, 1);
+	r->percent = (int32) jr_number_field(ctx, obj, "percent", &PERCENT, REQUIRED, 0);
+	r->per_trigger = (int32) jr_number_field(ctx, obj, "per_trigger", &QUANTITY, OPTIONAL, 1);
 }
 
 /*
@@ -878,19 +499,19 @@ parse_bundle(ParseCtx *ctx, JsonbContainer *obj, PromotionRule *rule)
  * "gift_qty": G}.
  */
 static void
-parse_gift(ParseCtx *ctx, JsonbContainer *obj, PromotionRule *rule)
+parse_gift(JsonReader *ctx, JsonbContainer *obj, PromotionRule *rule)
 {
 	GiftRule   *r = &rule->u.gift;
 
 	r->trigger = selector_field(ctx, obj, "trigger", REQUIRED);
-	r->trigger_qty = (int32) number_field(ctx, obj, "trigger_qty", &QUANTITY, OPTIONAL, 1);
-	r->gift_sku = string_field(ctx, obj, "gift", REQUIRED, NULL);
-	r->gift_qty = (int32) number_field(ctx, obj, "gift_qty", &QUANTITY, OPTIONAL, 1);
+	r->trigger_qty = (int32) jr_number_field(ctx, obj, "trigger_qty", &QUANTITY, OPTIONAL, 1);
+	r->gift_sku = jr_string_field(ctx, obj, "gift", REQUIRED, NULL);
+	r->gift_qty = (int32) jr_number_field(ctx, obj, "gift_qty", &QUANTITY, OPTIONAL, 1);
 }
 
 /* parse_tier_discount reads a rule {"products": SEL}. */
 static void
-parse_tier_discount(ParseCtx *ctx, JsonbContainer *obj, PromotionRule *rule)
+parse_tier_discount(JsonReader *ctx, JsonbContainer *obj, PromotionRule *rule)
 {
 	rule->u.tier_discount.products = selector_field(ctx, obj, "products", OPTIONAL);
 }
@@ -900,17 +521,17 @@ parse_tier_discount(ParseCtx *ctx, JsonbContainer *obj, PromotionRule *rule)
  * "percent": P | "multiplier": M, "account": A}.
  */
 static void
-parse_points_percent(ParseCtx *ctx, JsonbContainer *obj, PromotionRule *rule)
+parse_points_percent(JsonReader *ctx, JsonbContainer *obj, PromotionRule *rule)
 {
 	PointsPercentRule *r = &rule->u.points_percent;
 	int64		value;
 
 	r->products = selector_field(ctx, obj, "products", OPTIONAL);
-	if (choice_field(ctx, obj, POINTS_CHOICES, &value) == POINTS_BY_PERCENT)
+	if (jr_choice_field(ctx, obj, POINTS_CHOICES, &value) == POINTS_BY_PERCENT)
 		r->percent = (int32) value;
 	else
 		r->multiplier = (int32) value;
-	r->account = string_field(ctx, obj, "account", OPTIONAL, "main");
+	r->account = jr_string_field(ctx, obj, "account", OPTIONAL, "main");
 }
 
 /*
@@ -918,13 +539,13 @@ parse_points_percent(ParseCtx *ctx, JsonbContainer *obj, PromotionRule *rule)
  * "account": A, "expires": V}.
  */
 static void
-parse_points_fixed(ParseCtx *ctx, JsonbContainer *obj, PromotionRule *rule)
+parse_points_fixed(JsonReader *ctx, JsonbContainer *obj, PromotionRule *rule)
 {
 	PointsFixedRule *r = &rule->u.points_fixed;
 
-	r->min_total = number_field(ctx, obj, "min_total", &MONEY, OPTIONAL, 0);
-	r->points = number_field(ctx, obj, "points", &POINTS, REQUIRED, 0);
-	r->account = string_field(ctx, obj, "account", OPTIONAL, "main");
+	r->min_total = jr_number_field(ctx, obj, "min_total", &MONEY, OPTIONAL, 0);
+	r->points = jr_number_field(ctx, obj, "points", &POINTS, REQUIRED, 0);
+	r->account = jr_string_field(ctx, obj, "account", OPTIONAL, "main");
 	r->expires = validity_field(ctx, obj, "expires");
 }
 
@@ -933,12 +554,12 @@ parse_points_fixed(ParseCtx *ctx, JsonbContainer *obj, PromotionRule *rule)
  * "valid": V}.
  */
 static void
-parse_coupon_issue(ParseCtx *ctx, JsonbContainer *obj, PromotionRule *rule)
+parse_coupon_issue(JsonReader *ctx, JsonbContainer *obj, PromotionRule *rule)
 {
 	CouponIssueRule *r = &rule->u.coupon_issue;
 
 	r->steps = steps_field(ctx, obj, "steps");
-	r->min_total_to_use = number_field(ctx, obj, "min_total_to_use", &MONEY, OPTIONAL, 0);
+	r->min_total_to_use = jr_number_field(ctx, obj, "min_total_to_use", &MONEY, OPTIONAL, 0);
 	r->valid = validity_field(ctx, obj, "valid");
 }
 
@@ -947,25 +568,25 @@ parse_coupon_issue(ParseCtx *ctx, JsonbContainer *obj, PromotionRule *rule)
  * "max_per_check": N}.
  */
 static void
-parse_certificate(ParseCtx *ctx, JsonbContainer *obj, PromotionRule *rule)
+parse_certificate(JsonReader *ctx, JsonbContainer *obj, PromotionRule *rule)
 {
 	CertificateRule *r = &rule->u.certificate_per_amount;
 
-	r->step = number_field(ctx, obj, "step", &MONEY_POSITIVE, REQUIRED, 0);
-	r->value = number_field(ctx, obj, "value", &MONEY_POSITIVE, REQUIRED, 0);
+	r->step = jr_number_field(ctx, obj, "step", &MONEY_POSITIVE, REQUIRED, 0);
+	r->value = jr_number_field(ctx, obj, "value", &MONEY_POSITIVE, REQUIRED, 0);
 	r->valid = validity_field(ctx, obj, "valid");
-	r->max_per_check = (int32) number_field(ctx, obj, "max_per_check", &PER_CHECK,
+	r->max_per_check = (int32) jr_number_field(ctx, obj, "max_per_check", &PER_CHECK,
 											OPTIONAL, CERTIFICATE_DEFAULT_PER_CHECK);
 }
 
 /* parse_subscription_price reads a rule {"plan": "CODE", "percent": P}. */
 static void
-parse_subscription_price(ParseCtx *ctx, JsonbContainer *obj, PromotionRule *rule)
+parse_subscription_price(JsonReader *ctx, JsonbContainer *obj, PromotionRule *rule)
 {
 	SubscriptionPriceRule *r = &rule->u.subscription_price;
 
-	r->plan = string_field(ctx, obj, "plan", REQUIRED, NULL);
-	r->percent = (int32) number_field(ctx, obj, "percent", &PERCENT, REQUIRED, 0);
+	r->plan = jr_string_field(ctx, obj, "plan", REQUIRED, NULL);
+	r->percent = (int32) jr_number_field(ctx, obj, "percent", &PERCENT, REQUIRED, 0);
 }
 
 
@@ -1006,7 +627,7 @@ Mechanic
 mechanic_parse(const char *code, const char *name)
 {
 	Mechanic	m;
-	ParseCtx	ctx;
+	JsonReader	ctx;
 	const char *names[MECHANIC_COUNT + 1];
 	int			i;
 
@@ -1016,9 +637,9 @@ mechanic_parse(const char *code, const char *name)
 	for (i = 0; i < MECHANIC_COUNT; i++)
 		names[i] = MECHANICS[i].name;
 	names[MECHANIC_COUNT] = NULL;
-	ctx_init(&ctx, code, "mechanic");
-	field_error(&ctx,
-				psprintf("The known mechanics are: %s.", key_list(names, false, ", ")),
+	ctx_init(&ctx, "promotion", code, "mechanic");
+	jr_error(&ctx,
+				psprintf("The known mechanics are: %s.", jr_key_list(names, false, ", ")),
 				"has the unknown value \"%s\".", name);
 }
 
@@ -1030,7 +651,7 @@ mechanic_parse(const char *code, const char *name)
 PromotionRule *
 rule_parse(const char *code, Mechanic m, Jsonb *rule)
 {
-	ParseCtx	ctx;
+	JsonReader	ctx;
 	const MechanicInfo *info;
 	JsonbContainer *obj;
 	PromotionRule *result;
@@ -1038,14 +659,14 @@ rule_parse(const char *code, Mechanic m, Jsonb *rule)
 	if ((int) m < 0 || m >= MECHANIC_COUNT)
 		elog(ERROR, "invalid mechanic %d", (int) m);
 	info = &MECHANICS[m];
-	ctx_init(&ctx, code, "rule");
-	obj = root_object(&ctx, rule);
-	check_keys(&ctx, obj, psprintf("Mechanic %s", info->name), info->keys);
+	ctx_init(&ctx, "promotion", code, "rule");
+	obj = jr_root_object(&ctx, rule);
+	jr_check_keys(&ctx, obj, psprintf("Mechanic %s", info->name), info->keys);
 
 	result = palloc0(sizeof(PromotionRule));
 	result->mechanic = m;
 	info->parse(&ctx, obj, result);
-	pfree(ctx.path.data);
+	jr_free(&ctx);
 	return result;
 }
 
@@ -1058,17 +679,16 @@ rule_parse(const char *code, Mechanic m, Jsonb *rule)
 ProductSelector *
 selector_parse(const char *what, const char *code, const char *root, Jsonb *jb)
 {
-	ParseCtx	ctx;
+	JsonReader	ctx;
 	JsonbValue	v;
 	ProductSelector *sel;
 
-	ctx_init(&ctx, code, root);
-	ctx.what = what;
+	ctx_init(&ctx, what, code, root);
 	v.type = jbvBinary;
 	v.val.binary.data = &jb->root;
 	v.val.binary.len = VARSIZE(jb) - VARHDRSZ;
 	sel = parse_selector(&ctx, &v);
-	pfree(ctx.path.data);
+	jr_free(&ctx);
 	return sel;
 }
 
@@ -1108,15 +728,15 @@ parse_time(const char *s)
 
 /* time_value reads a JSON value at the current path as "HH:MM". */
 static int
-time_value(ParseCtx *ctx, JsonbValue *v)
+time_value(JsonReader *ctx, JsonbValue *v)
 {
 	int			minutes;
 
 	if (v->type != jbvString)
-		field_error(ctx, NULL, "must be a time \"HH:MM\".");
+		jr_error(ctx, NULL, "must be a time \"HH:MM\".");
 	minutes = parse_time(pnstrdup(v->val.string.val, v->val.string.len));
 	if (minutes < 0)
-		field_error(ctx, NULL,
+		jr_error(ctx, NULL,
 					"must be a time \"HH:MM\" from \"00:00\" to \"24:00\".");
 	return minutes;
 }
@@ -1126,20 +746,20 @@ time_value(ParseCtx *ctx, JsonbValue *v)
  * ["HH:MM", "HH:MM"], start before end.
  */
 static HourWindow
-parse_window(ParseCtx *ctx, JsonbContainer *arr)
+parse_window(JsonReader *ctx, JsonbContainer *arr)
 {
 	HourWindow	w;
 	int			saved;
 
 	if (JsonContainerSize(arr) != 2)
-		field_error(ctx, NULL,
+		jr_error(ctx, NULL,
 					"must be a window of two times, [\"HH:MM\", \"HH:MM\"].");
-	w.from = (int16) time_value(ctx, element_get(ctx, arr, 0, &saved));
-	json_path_pop(&ctx->path, saved);
-	w.to = (int16) time_value(ctx, element_get(ctx, arr, 1, &saved));
-	json_path_pop(&ctx->path, saved);
+	w.from = (int16) time_value(ctx, jr_element(ctx, arr, 0, &saved));
+	jr_pop(ctx, saved);
+	w.to = (int16) time_value(ctx, jr_element(ctx, arr, 1, &saved));
+	jr_pop(ctx, saved);
 	if (w.from >= w.to)
-		field_error(ctx,
+		jr_error(ctx,
 					"A window across midnight is written as two windows: [[\"22:00\", \"24:00\"], [\"00:00\", \"02:00\"]].",
 					"must end after it starts.");
 	return w;
@@ -1150,17 +770,17 @@ parse_window(ParseCtx *ctx, JsonbContainer *arr)
  * windows [["08:00", "10:00"], ["18:00", "20:00"]].
  */
 static void
-hours_field(ParseCtx *ctx, JsonbContainer *obj, Schedule *s)
+hours_field(JsonReader *ctx, JsonbContainer *obj, Schedule *s)
 {
 	int			saved;
-	JsonbValue *v = field_get(ctx, obj, "hours", OPTIONAL, &saved);
+	JsonbValue *v = jr_field(ctx, obj, "hours", OPTIONAL, &saved);
 	JsonbContainer *arr;
 	JsonbValue *first;
 	int			i;
 
 	if (v == NULL)
 		return;
-	arr = expect_nonempty_array(ctx, v);
+	arr = jr_nonempty_array(ctx, v);
 	first = getIthJsonbValueFromContainer(arr, 0);
 	if (first->type == jbvString)
 	{
@@ -1175,17 +795,17 @@ hours_field(ParseCtx *ctx, JsonbContainer *obj, Schedule *s)
 		for (i = 0; i < s->nhours; i++)
 		{
 			int			saved_elem;
-			JsonbValue *elem = element_get(ctx, arr, i, &saved_elem);
+			JsonbValue *elem = jr_element(ctx, arr, i, &saved_elem);
 
 			CHECK_FOR_INTERRUPTS();
 			if (elem->type != jbvBinary || !JsonContainerIsArray(elem->val.binary.data))
-				field_error(ctx, NULL,
+				jr_error(ctx, NULL,
 							"must be a window of two times, [\"HH:MM\", \"HH:MM\"].");
 			s->hours[i] = parse_window(ctx, elem->val.binary.data);
-			json_path_pop(&ctx->path, saved_elem);
+			jr_pop(ctx, saved_elem);
 		}
 	}
-	json_path_pop(&ctx->path, saved);
+	jr_pop(ctx, saved);
 }
 
 /*
@@ -1214,32 +834,32 @@ parse_date(const char *s, DateADT *result)
 
 /* dates_field reads "dates", a non-empty array of "YYYY-MM-DD", sorted. */
 static void
-dates_field(ParseCtx *ctx, JsonbContainer *obj, Schedule *s)
+dates_field(JsonReader *ctx, JsonbContainer *obj, Schedule *s)
 {
 	int			saved;
-	JsonbValue *v = field_get(ctx, obj, "dates", OPTIONAL, &saved);
+	JsonbValue *v = jr_field(ctx, obj, "dates", OPTIONAL, &saved);
 	JsonbContainer *arr;
 	int			i;
 
 	if (v == NULL)
 		return;
-	arr = expect_nonempty_array(ctx, v);
+	arr = jr_nonempty_array(ctx, v);
 	s->ndates = JsonContainerSize(arr);
 	s->dates = palloc(sizeof(DateADT) * s->ndates);
 	for (i = 0; i < s->ndates; i++)
 	{
 		int			saved_elem;
-		JsonbValue *elem = element_get(ctx, arr, i, &saved_elem);
+		JsonbValue *elem = jr_element(ctx, arr, i, &saved_elem);
 
 		CHECK_FOR_INTERRUPTS();
 		if (elem->type != jbvString ||
 			!parse_date(pnstrdup(elem->val.string.val, elem->val.string.len),
 						&s->dates[i]))
-			field_error(ctx, NULL, "must be a date \"YYYY-MM-DD\".");
-		json_path_pop(&ctx->path, saved_elem);
+			jr_error(ctx, NULL, "must be a date \"YYYY-MM-DD\".");
+		jr_pop(ctx, saved_elem);
 	}
 	qsort(s->dates, s->ndates, sizeof(DateADT), dateadt_qsort_cmp);
-	json_path_pop(&ctx->path, saved);
+	jr_pop(ctx, saved);
 }
 
 /*
@@ -1247,28 +867,28 @@ dates_field(ParseCtx *ctx, JsonbContainer *obj, Schedule *s)
  * given kind (at most 31), as a bitmask with bit (1 << value).
  */
 static uint32
-bitmask_field(ParseCtx *ctx, JsonbContainer *obj, const char *key,
-			  const NumberKind *kind)
+bitmask_field(JsonReader *ctx, JsonbContainer *obj, const char *key,
+			  const JsonNumberKind *kind)
 {
 	int			saved;
-	JsonbValue *v = field_get(ctx, obj, key, OPTIONAL, &saved);
+	JsonbValue *v = jr_field(ctx, obj, key, OPTIONAL, &saved);
 	JsonbContainer *arr;
 	uint32		mask = 0;
 	int			i;
 
 	if (v == NULL)
 		return 0;
-	arr = expect_nonempty_array(ctx, v);
+	arr = jr_nonempty_array(ctx, v);
 	for (i = 0; i < (int) JsonContainerSize(arr); i++)
 	{
 		int			saved_elem;
-		JsonbValue *elem = element_get(ctx, arr, i, &saved_elem);
+		JsonbValue *elem = jr_element(ctx, arr, i, &saved_elem);
 
 		CHECK_FOR_INTERRUPTS();
-		mask |= ((uint32) 1) << json_number(ctx, elem, kind);
-		json_path_pop(&ctx->path, saved_elem);
+		mask |= ((uint32) 1) << jr_number(ctx, elem, kind);
+		jr_pop(ctx, saved_elem);
 	}
-	json_path_pop(&ctx->path, saved);
+	jr_pop(ctx, saved);
 	return mask;
 }
 
@@ -1280,18 +900,18 @@ bitmask_field(ParseCtx *ctx, JsonbContainer *obj, const char *key,
 Schedule *
 schedule_parse(const char *code, Jsonb *schedule)
 {
-	ParseCtx	ctx;
+	JsonReader	ctx;
 	JsonbContainer *obj;
 	Schedule   *s = palloc0(sizeof(Schedule));
 
-	ctx_init(&ctx, code, "schedule");
-	obj = root_object(&ctx, schedule);
-	check_keys(&ctx, obj, "A schedule", SCHEDULE_KEYS);
+	ctx_init(&ctx, "promotion", code, "schedule");
+	obj = jr_root_object(&ctx, schedule);
+	jr_check_keys(&ctx, obj, "A schedule", SCHEDULE_KEYS);
 	s->weekdays = (uint8) bitmask_field(&ctx, obj, "weekdays", &WEEKDAY);
 	dates_field(&ctx, obj, s);
 	s->days_of_month = bitmask_field(&ctx, obj, "days_of_month", &DAY_OF_MONTH);
 	hours_field(&ctx, obj, s);
-	pfree(ctx.path.data);
+	jr_free(&ctx);
 	return s;
 }
 

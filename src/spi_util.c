@@ -190,6 +190,25 @@ spi_exec(SPIPlanPtr plan, Datum *values, const char *nulls, bool read_only,
 	return SPI_processed;
 }
 
+/*
+ * spi_query runs a read-only query given as text, unprepared (the loads of
+ * the configuration cache, each run once per cache build), and returns the
+ * number of rows; a failure of SPI is an internal error.  Unlike spi_exec
+ * it leaves the caller in its own memory context: SPI returns in its
+ * procedure context, and the caller may be building something elsewhere.
+ */
+uint64
+spi_query(const char *sql)
+{
+	MemoryContext cxt = CurrentMemoryContext;
+	int			rc = SPI_execute(sql, true, 0);
+
+	MemoryContextSwitchTo(cxt);
+	if (rc != SPI_OK_SELECT)
+		elog(ERROR, "SPI_execute failed: %s", SPI_result_code_string(rc));
+	return SPI_processed;
+}
+
 /* spi_datum returns column col of row row of the last result. */
 Datum
 spi_datum(uint64 row, int col, bool *isnull)
@@ -266,6 +285,25 @@ spi_scaled(uint64 row, int col, int scale, int64 if_null)
 		return if_null;
 	if (!numeric_to_scaled(DatumGetNumeric(d), scale, &v))
 		elog(ERROR, "stored amount out of range in column %d", col);
+	return v;
+}
+
+/*
+ * spi_scaled_round is spi_scaled for a value that may have more decimals
+ * than scale (a configured percent, a price): rounded half up first.
+ */
+int64
+spi_scaled_round(uint64 row, int col, int scale, int64 if_null)
+{
+	bool		isnull;
+	Datum		d = spi_datum(row, col, &isnull);
+	int64		v;
+
+	if (isnull)
+		return if_null;
+	d = DirectFunctionCall2(numeric_round, d, Int32GetDatum(scale));
+	if (!numeric_to_scaled(DatumGetNumeric(d), scale, &v))
+		elog(ERROR, "configuration value out of range");
 	return v;
 }
 

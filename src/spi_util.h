@@ -20,6 +20,7 @@ extern SPIPlanPtr saved_batch_plan(SPIPlanPtr *slot, const char *sql,
 /* execute and check */
 extern uint64 spi_exec(SPIPlanPtr plan, Datum *values, const char *nulls,
 					   bool read_only, long count);
+extern uint64 spi_query(const char *sql);
 
 /* columns of row `row` of the last result (SPI_tuptable), 1-based */
 extern bool spi_isnull(uint64 row, int col);
@@ -29,6 +30,7 @@ extern int32 spi_int4(uint64 row, int col, int32 if_null);
 extern bool spi_bool(uint64 row, int col, bool if_null);
 extern TimestampTz spi_timestamptz(uint64 row, int col, TimestampTz if_null);
 extern int64 spi_scaled(uint64 row, int col, int scale, int64 if_null);
+extern int64 spi_scaled_round(uint64 row, int col, int scale, int64 if_null);
 extern char *spi_text(uint64 row, int col, MemoryContext cxt);
 extern char **spi_text_array(uint64 row, int col, MemoryContext cxt, int *n);
 
