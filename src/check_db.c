@@ -39,7 +39,7 @@
 #include "utils/jsonb.h"
 
 #include "check_db.h"
-#include "response.h"
+#include "jsonb_builder.h"
 #include "spi_util.h"
 
 /* the phone type's input function (phone.c) */
