@@ -228,17 +228,17 @@ apply_discount_coupon(CheckResult *r, CouponStatus *c)
 		reject(c, "its promotion no longer exists");
 		return;
 	}
-	if (engine_check_total(r) < c->min_total)
+	if (check_total(r) < c->min_total)
 	{
 		reject(c, "check too small");
 		return;
 	}
 	for (int i = 0; i < r->nlines; i++)
 	{
-		eligible[i] = engine_line_discountable(r, i, c->promo);
+		eligible[i] = check_line_discountable(r, i, c->promo);
 		if (eligible[i])
 		{
-			base += engine_line_cap(r, i);
+			base += check_line_cap(r, i);
 			current += LINE_CURRENT(&r->lines[i]);
 		}
 	}
@@ -249,7 +249,7 @@ apply_discount_coupon(CheckResult *r, CouponStatus *c)
 	memset(&eff, 0, sizeof(eff));
 	eff.delta = palloc0(sizeof(int64) * r->nlines);
 	if (amount > 0)
-		engine_spread(r, amount, eligible, eff.delta);
+		check_spread(r, amount, eligible, eff.delta);
 	for (int i = 0; i < r->nlines; i++)
 		eff.total += eff.delta[i];
 	if (eff.total == 0)
@@ -257,7 +257,7 @@ apply_discount_coupon(CheckResult *r, CouponStatus *c)
 		reject(c, "nothing on the check it can discount");
 		return;
 	}
-	engine_apply_effect(r, c->promo, &eff);
+	check_apply_effect(r, c->promo, &eff);
 	c->applied = true;
 	c->amount = eff.total;
 }

@@ -27,7 +27,7 @@
 #ifndef LOYALTY_COUPONS_H
 #define LOYALTY_COUPONS_H
 
-#include "engine.h"
+#include "check.h"
 #include "events.h"
 
 extern void coupons_check(CheckResult *r, bool *unlocked);
