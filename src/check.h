@@ -175,7 +175,7 @@ typedef struct AppliedPromotion
 	int64		points;			/* hundredths earned through it */
 } AppliedPromotion;
 
-/* What a mechanic does to the check; applied by the engine. */
+/* What a mechanic does to the check; applied by check_apply_effect. */
 typedef struct Effect
 {
 	int64	   *delta;			/* discount per line, minor units */
@@ -187,10 +187,67 @@ typedef struct Effect
 	char	   *message;
 } Effect;
 
+/* A coupon or certificate row as the loader read it (coupons_read). */
+typedef struct CouponRow
+{
+	char	   *code;
+	char	   *promotion;		/* the promotion it belongs to, or NULL */
+	char		kind;			/* 'p' promo, 'u' personal, 'c' certificate */
+	bool		has_value;
+	int64		value;			/* money off, or a certificate's face value */
+	int64		balance;		/* a certificate: what is left */
+	bool		has_percent;
+	int32		percent;		/* hundredths of a percent */
+	int64		min_total;
+	TimestampTz valid_from;
+	bool		has_until;
+	TimestampTz valid_until;
+	bool		used_up;		/* uses reached, status used, or balance gone */
+	bool		is_void;
+	bool		has_owner;
+	int64		owner;			/* the customer it is bound to (a merge's survivor) */
+} CouponRow;
+
+/* A request line bound to the configuration (check_bind). */
+typedef struct BoundLine
+{
+	CachedProduct *product;		/* NULL: unknown SKU */
+	int64		price;			/* the request's, else the catalog price */
+	int64		amount;			/* round(price * qty) */
+} BoundLine;
+
+/*
+ * Everything engine_run needs besides the configuration: the request bound
+ * to the configuration (check_bind: nothing left in it that the engine
+ * could refuse) and what the database holds for this check, read before
+ * the engine runs (check_load).  The engine only reads it, so a purchase
+ * that prices its check again reuses it.
+ */
+typedef struct CheckInput
+{
+	CheckRequest *req;
+	CustomerInfo *cust;
+	EngineMode	mode;
+	/* bound */
+	TimestampTz server_now;		/* spending, pending, coupon validity */
+	TimestampTz at;				/* the check's moment */
+	CachedStore *store;			/* NULL when the request names none */
+	BoundLine  *lines;			/* req->nlines */
+	/* read */
+	const int64 *usage;			/* global uses by promotion index (-1:
+								 * unlimited); NULL: not counted */
+	char	  **coupon_codes;	/* req->ncoupons, as stored (canonical) */
+	int			ncoupon_rows;
+	CouponRow  *coupon_rows;	/* the rows of those codes, in no order */
+	bool		has_balances;
+	LedgerBalance *balances;	/* per account, at server_now */
+} CheckInput;
+
 /* The priced check. */
 typedef struct CheckResult
 {
 	ConfigCache *cfg;
+	const CheckInput *in;		/* what it was priced from */
 	CheckRequest *req;
 	CustomerInfo *cust;
 	EngineMode	mode;
@@ -222,8 +279,6 @@ typedef struct CheckResult
 	List	   *warnings;		/* char * */
 	int			ncoupons;
 	CouponStatus *coupons;
-	/* per promotion index: global uses so far (-1 when unknown/unlimited) */
-	int64	   *usage;
 	/* redemption */
 	bool		has_balances;
 	LedgerBalance *balances;	/* per account */

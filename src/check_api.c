@@ -27,10 +27,12 @@
 #include "utils/timestamp.h"
 
 #include "check_db.h"
+#include "check_load.h"
 #include "clock.h"
 #include "config_cache.h"
 #include "coupons.h"
 #include "engine.h"
+#include "events.h"
 #include "operations.h"
 #include "request.h"
 #include "response.h"
@@ -68,6 +70,7 @@ loyalty_calculate(PG_FUNCTION_ARGS)
 	ConfigCache *cfg;
 	CheckRequest *req;
 	CustomerInfo *cust;
+	CheckInput *in;
 	CheckResult *r;
 	Jsonb	   *response;
 
@@ -76,7 +79,8 @@ loyalty_calculate(PG_FUNCTION_ARGS)
 	cfg = config_cache_get();
 	req = request_parse_check(request, false, cfg->points_precision);
 	cust = check_customer(cfg, req);
-	r = engine_run(cfg, req, cust, NULL, check_usage(cfg), ENGINE_CHECK);
+	in = check_load(cfg, req, cust, ENGINE_CHECK);
+	r = engine_run(cfg, in, NULL);
 	response = copy_out(response_build(r, NULL), outer);
 	SPI_finish();
 	PG_RETURN_JSONB_P(response);
@@ -272,6 +276,7 @@ loyalty_purchase(PG_FUNCTION_ARGS)
 	ConfigCache *cfg;
 	CheckRequest *req;
 	CustomerInfo *cust = NULL;
+	CheckInput *in;
 	CheckResult *r;
 	Jsonb	   *stored;
 	Jsonb	   *response;
@@ -306,13 +311,18 @@ loyalty_purchase(PG_FUNCTION_ARGS)
 		PG_RETURN_JSONB_P(response);
 	}
 
+	/*
+	 * read once, under the customer's lock; a retry prices the same input
+	 * without the promotion whose last use a concurrent purchase took
+	 */
+	in = check_load(cfg, req, cust, ENGINE_CHECK);
 	excluded = palloc0(sizeof(bool) * Max(cfg->npromotions, 1));
 	for (;;)
 	{
 		int			failed;
 
 		CHECK_FOR_INTERRUPTS();
-		r = engine_run(cfg, req, cust, excluded, check_usage(cfg), ENGINE_CHECK);
+		r = engine_run(cfg, in, excluded);
 		if (req->redeem == REDEEM_POINTS && r->redeem_applied < req->redeem_points)
 			ereport(ERROR,
 					(errcode(ERRCODE_LOYALTY_INSUFFICIENT_POINTS),
@@ -402,7 +412,7 @@ loyalty_catalog_prices(PG_FUNCTION_ARGS)
 	memset(&req, 0, sizeof(req));
 	req.store = store;
 	req.channel = channel;
-	/* "at" defaults to the server's time; engine_run checks its window */
+	/* "at" defaults to the server's time; check_load checks its window */
 	req.has_at = !PG_ARGISNULL(4);
 	req.at = req.has_at ? PG_GETARG_TIMESTAMPTZ(4) : 0;
 	req.nlines = 1;
@@ -432,6 +442,7 @@ loyalty_catalog_prices(PG_FUNCTION_ARGS)
 		else
 		{
 			RequestLine line;
+			CheckInput *in;
 			CheckResult *r;
 			Datum	   *codes;
 			int			k;
@@ -440,7 +451,9 @@ loyalty_catalog_prices(PG_FUNCTION_ARGS)
 			line.qty = QTY_ONE;
 			line.price = p->price;
 			req.lines = &line;
-			r = engine_run(cfg, &req, cust, NULL, NULL, ENGINE_CATALOG);
+			/* binds only: a catalog price reads nothing more */
+			in = check_load(cfg, &req, cust, ENGINE_CATALOG);
+			r = engine_run(cfg, in, NULL);
 			codes = palloc(sizeof(Datum) * Max(r->lines[0].npromos, 1));
 			for (k = 0; k < r->lines[0].npromos; k++)
 				codes[k] = CStringGetTextDatum(r->lines[0].promos[k].promo->code);

@@ -11,7 +11,7 @@
 #ifndef LOYALTY_CHECK_DB_H
 #define LOYALTY_CHECK_DB_H
 
-#include "engine.h"
+#include "check.h"
 
 /*
  * check_customer resolves the request's customer (LY001 when unknown;

@@ -1,23 +1,13 @@
 /*-------------------------------------------------------------------------
  *
  * coupons.c
- *	  Coupons and gift certificates in a check (SPEC section 6): reading the
- *	  codes a request brings, applying them, using them up when a purchase
- *	  commits, issuing new ones, and giving them back on a full refund.
- *
- * Three kinds of code reach a check:
- *	  - an unlocking coupon (a promotion's code, mass or personal): it lets a
- *		requires_coupon promotion apply; it counts as used only if that
- *		promotion did apply;
- *	  - a discount coupon (a bounce-back coupon printed by coupon_issue): its
- *		own percent or amount off the check, after promotions, attributed to
- *		the promotion that issued it, from its min_total up;
- *	  - a gift certificate: a check-level payment after promotions and
- *		before points, spent partially, the balance kept.
- * A code that cannot be used is reported "rejected" with its reason
- * (unknown, void, used up, not yet valid, expired, not yours, check too
- * small, ...), never an error.  purchase locks the rows it reads, so two
- * concurrent purchases can never both use a single-use code.
+ *	  Coupons and gift certificates in the database (SPEC section 6):
+ *	  reading the codes a request brings (before the engine runs), using
+ *	  them up when a purchase commits, issuing new ones, and giving them
+ *	  back on a full refund.  What the codes do to a check is decided in
+ *	  memory by the coupon stage (coupons_apply.c); nothing here calls the
+ *	  engine.  purchase locks the rows it reads, so two concurrent
+ *	  purchases can never both use a single-use code.
  *
  * Issuing is linear in the number of codes (at most a few thousand: a
  * certificate_per_amount rule issues at most its max_per_check, 1000 at
@@ -44,8 +34,6 @@
 #include "utils/hsearch.h"
 #include "utils/timestamp.h"
 
-static SPIPlanPtr read_plan = NULL;
-static SPIPlanPtr read_locked_plan = NULL;
 static SPIPlanPtr use_plan = NULL;
 static SPIPlanPtr use_log_plan = NULL;
 static SPIPlanPtr issue_plan = NULL;
@@ -61,16 +49,6 @@ static SPIPlanPtr subscribe_plan = NULL;
 	" c.status = 'void'," \
 	" (SELECT coalesce(m.merged_into, m.id) FROM loyalty.customer m WHERE m.id = c.customer_id)" \
 	" FROM loyalty.coupon c WHERE c.code = ANY ($1)"
-
-/* find_promotion returns the cached promotion with this code, or NULL. */
-static const CachedPromotion *
-find_promotion(ConfigCache *cfg, const char *code)
-{
-	for (int i = 0; i < cfg->npromotions; i++)
-		if (strcmp(cfg->promotions[i].code, code) == 0)
-			return &cfg->promotions[i];
-	return NULL;
-}
 
 /* canonical_code is the code as stored: a generated code's canonical form, else upper case. */
 static char *
@@ -89,255 +67,70 @@ canonical_code(const char *input)
 	return s;
 }
 
-/* reject marks a coupon rejected with a reason. */
-static void
-reject(CouponStatus *c, const char *reason)
-{
-	c->applied = false;
-	c->reason = (char *) reason;
-}
-
 /*
- * coupons_check reads every code of the request in one query (locking the
- * rows when the check is a purchase), decides what each can do, and sets
- * unlocked[] for the requires_coupon promotions that valid codes unlock.
- * Discount coupons and certificates wait for coupons_apply_certificates.
+ * coupons_read reads the rows of every code of the request in one query,
+ * locking them when the check is a purchase (FOR NO KEY UPDATE, so two
+ * concurrent purchases can never both use a single-use code), into the
+ * check's input: the codes as stored and their rows, for coupons_check to
+ * judge.
  */
 void
-coupons_check(CheckResult *r, bool *unlocked)
+coupons_read(CheckInput *in)
 {
-	int			n = r->req->ncoupons;
+	static SPIPlanPtr read_plan = NULL;
+	static SPIPlanPtr read_locked_plan = NULL;
+	CheckRequest *req = in->req;
+	int			n = req->ncoupons;
 	Datum	   *codes;
 	Datum		values[1];
 	Oid			types[1] = {TEXTARRAYOID};
-	uint64		row;
+	uint64		nrows;
 
-	r->ncoupons = n;
-	r->coupons = palloc0(sizeof(CouponStatus) * Max(n, 1));
+	in->coupon_codes = palloc(sizeof(char *) * Max(n, 1));
+	in->ncoupon_rows = 0;
+	in->coupon_rows = NULL;
 	if (n == 0)
 		return;
 
 	codes = palloc(sizeof(Datum) * n);
 	for (int i = 0; i < n; i++)
 	{
-		r->coupons[i].code = canonical_code(r->req->coupons[i]);
-		reject(&r->coupons[i], "unknown");
-		codes[i] = CStringGetTextDatum(r->coupons[i].code);
+		in->coupon_codes[i] = canonical_code(req->coupons[i]);
+		codes[i] = CStringGetTextDatum(in->coupon_codes[i]);
 	}
 	values[0] = PointerGetDatum(construct_array(codes, n, TEXTOID, -1, false, TYPALIGN_INT));
-	if (r->req->for_purchase)
-		SPI_execute_plan(saved_plan(&read_locked_plan, COUPON_COLUMNS " FOR NO KEY UPDATE OF c",
+	if (req->for_purchase)
+		nrows = spi_exec(saved_plan(&read_locked_plan, COUPON_COLUMNS " FOR NO KEY UPDATE OF c",
 									1, types), values, NULL, false, 0);
 	else
-		SPI_execute_plan(saved_plan(&read_plan, COUPON_COLUMNS, 1, types),
+		nrows = spi_exec(saved_plan(&read_plan, COUPON_COLUMNS, 1, types),
 						 values, NULL, true, 0);
 
-	for (row = 0; row < SPI_processed; row++)
+	in->ncoupon_rows = (int) nrows;
+	in->coupon_rows = palloc0(sizeof(CouponRow) * Max(nrows, 1));
+	for (uint64 row = 0; row < nrows; row++)
 	{
-		HeapTuple	tup = SPI_tuptable->vals[row];
-		TupleDesc	desc = SPI_tuptable->tupdesc;
-		char	   *code = SPI_getvalue(tup, desc, 1);
-		char	   *promotion = SPI_getvalue(tup, desc, 2);
-		char	   *kind = SPI_getvalue(tup, desc, 3);
-		bool		isnull;
-		bool		seen = false;
-		int64		value = DatumGetInt64(SPI_getbinval(tup, desc, 4, &isnull));
-		bool		no_value = isnull;
-		int64		balance = DatumGetInt64(SPI_getbinval(tup, desc, 5, &isnull));
-		int32		percent = DatumGetInt32(SPI_getbinval(tup, desc, 6, &isnull));
-		bool		no_percent = isnull;
-		int64		min_total = DatumGetInt64(SPI_getbinval(tup, desc, 7, &isnull));
-		TimestampTz valid_from = DatumGetTimestampTz(SPI_getbinval(tup, desc, 8, &isnull));
-		TimestampTz valid_until = DatumGetTimestampTz(SPI_getbinval(tup, desc, 9, &isnull));
-		bool		no_until = isnull;
-		bool		used_up = DatumGetBool(SPI_getbinval(tup, desc, 10, &isnull));
-		bool		is_void = DatumGetBool(SPI_getbinval(tup, desc, 11, &isnull));
-		int64		owner = DatumGetInt64(SPI_getbinval(tup, desc, 12, &isnull));
-		bool		no_owner = isnull;
+		CouponRow  *cr = &in->coupon_rows[row];
+		char	   *kind = spi_text(row, 3, CurrentMemoryContext);
 
 		CHECK_FOR_INTERRUPTS();
-		for (int i = 0; i < n; i++)
-		{
-			CouponStatus *c = &r->coupons[i];
-
-			if (strcmp(c->code, code) != 0)
-				continue;
-			if (seen)
-			{
-				reject(c, "sent twice");
-				continue;
-			}
-			seen = true;
-			c->kind = strcmp(kind, "certificate") == 0 ? 'c'
-				: strcmp(kind, "personal") == 0 ? 'u' : 'p';
-			c->value = no_value ? 0 : value;
-			c->balance = c->kind == 'c' ? balance : 0;
-			c->percent = no_percent ? 0 : percent;
-			c->min_total = min_total;
-			c->promo = promotion ? find_promotion(r->cfg, promotion) : NULL;
-
-			if (is_void)
-				reject(c, "void");
-			else if (used_up)
-				reject(c, "used up");
-			/*
-			 * valid both at the check's moment (it existed when the customer
-			 * showed it) and at the server's time (a late or misdated check
-			 * cannot bring back an expired coupon)
-			 */
-			else if (r->at < valid_from || r->server_now < valid_from)
-				reject(c, "not yet valid");
-			else if (!no_until && (r->at >= valid_until || r->server_now >= valid_until))
-				reject(c, "expired");
-			else if (!no_owner && (!r->cust->identified || r->cust->id != owner))
-				reject(c, "not yours");
-			else if (c->kind != 'c' && c->percent == 0 && c->value == 0)
-			{
-				/* an unlocking coupon: settled once the promotions have run */
-				if (c->promo == NULL)
-					reject(c, "its promotion no longer exists");
-				else
-				{
-					unlocked[c->promo->index] = true;
-					c->applied = true;
-					c->reason = NULL;
-				}
-			}
-			else
-				c->reason = NULL;	/* applied or rejected after promotions */
-		}
-	}
-}
-
-/*
- * apply_discount_coupon takes a discount coupon's percent or amount off the
- * lines its promotion may discount, within their floors, attributed to the
- * promotion that issued it.
- */
-static void
-apply_discount_coupon(CheckResult *r, CouponStatus *c)
-{
-	Effect		eff;
-	bool	   *eligible = palloc0(sizeof(bool) * r->nlines);
-	int64		base = 0;
-	int64		current = 0;	/* what the eligible lines cost now */
-	int64		amount;
-
-	if (c->promo == NULL)
-	{
-		reject(c, "its promotion no longer exists");
-		return;
-	}
-	if (check_total(r) < c->min_total)
-	{
-		reject(c, "check too small");
-		return;
-	}
-	for (int i = 0; i < r->nlines; i++)
-	{
-		eligible[i] = check_line_discountable(r, i, c->promo);
-		if (eligible[i])
-		{
-			base += check_line_cap(r, i);
-			current += LINE_CURRENT(&r->lines[i]);
-		}
-	}
-	/* a percent of the lines it may discount, never of no_discount items */
-	amount = c->percent > 0 ? money_percent(current, c->percent) : c->value;
-	amount = Min(amount, base);
-
-	memset(&eff, 0, sizeof(eff));
-	eff.delta = palloc0(sizeof(int64) * r->nlines);
-	if (amount > 0)
-		check_spread(r, amount, eligible, eff.delta);
-	for (int i = 0; i < r->nlines; i++)
-		eff.total += eff.delta[i];
-	if (eff.total == 0)
-	{
-		reject(c, "nothing on the check it can discount");
-		return;
-	}
-	check_apply_effect(r, c->promo, &eff);
-	c->applied = true;
-	c->amount = eff.total;
-}
-
-/*
- * apply_certificate pays with a certificate: as much of the check as its
- * balance covers, spread over the lines in proportion to what each still
- * costs (largest remainder), so the parts add up exactly.
- */
-static void
-apply_certificate(CheckResult *r, CouponStatus *c)
-{
-	int64	   *due = palloc(sizeof(int64) * r->nlines);
-	int64	   *part = palloc(sizeof(int64) * r->nlines);
-	int64		total = 0;
-	int64		pay;
-
-	for (int i = 0; i < r->nlines; i++)
-	{
-		CheckLine  *l = &r->lines[i];
-
-		/* a certificate never pays for certificates sold */
-		due[i] = l->gift_certificate ? 0 : l->amount - l->discount - l->certificate;
-		total += due[i];
-	}
-	pay = Min(c->balance, total);
-	if (pay <= 0)
-	{
-		reject(c, "nothing left to pay");
-		return;
-	}
-	allocate_largest_remainder(pay, due, r->nlines, part);
-	for (int i = 0; i < r->nlines; i++)
-		r->lines[i].certificate += part[i];
-	c->applied = true;
-	c->amount = pay;
-}
-
-/*
- * coupons_apply_certificates runs after the promotions: an unlocking
- * coupon counts only if its promotion applied; then discount coupons, then
- * certificates, in the order the request sends them.
- */
-void
-coupons_apply_certificates(CheckResult *r)
-{
-	for (int i = 0; i < r->ncoupons; i++)
-	{
-		CouponStatus *c = &r->coupons[i];
-		bool		applied = false;
-		ListCell   *lc;
-
-		if (!c->applied || c->kind == 'c' || c->percent > 0 || c->value > 0)
-			continue;
-		foreach(lc, r->applied)
-		{
-			AppliedPromotion *ap = lfirst(lc);
-
-			if (ap->promo == c->promo)
-			{
-				applied = true;
-				c->amount = ap->discount;
-			}
-		}
-		if (!applied)
-			reject(c, "its promotion does not apply to this check");
-	}
-	for (int i = 0; i < r->ncoupons; i++)
-	{
-		CouponStatus *c = &r->coupons[i];
-
-		if (c->kind != 0 && c->kind != 'c' && c->reason == NULL && !c->applied)
-			apply_discount_coupon(r, c);
-	}
-	for (int i = 0; i < r->ncoupons; i++)
-	{
-		CouponStatus *c = &r->coupons[i];
-
-		if (c->kind == 'c' && c->reason == NULL && !c->applied)
-			apply_certificate(r, c);
+		cr->code = spi_text(row, 1, CurrentMemoryContext);
+		cr->promotion = spi_text(row, 2, CurrentMemoryContext);
+		cr->kind = strcmp(kind, "certificate") == 0 ? 'c'
+			: strcmp(kind, "personal") == 0 ? 'u' : 'p';
+		cr->has_value = !spi_isnull(row, 4);
+		cr->value = spi_int8(row, 4, 0);
+		cr->balance = spi_int8(row, 5, 0);
+		cr->has_percent = !spi_isnull(row, 6);
+		cr->percent = spi_int4(row, 6, 0);
+		cr->min_total = spi_int8(row, 7, 0);
+		cr->valid_from = spi_timestamptz(row, 8, 0);
+		cr->has_until = !spi_isnull(row, 9);
+		cr->valid_until = spi_timestamptz(row, 9, 0);
+		cr->used_up = spi_bool(row, 10, false);
+		cr->is_void = spi_bool(row, 11, false);
+		cr->has_owner = !spi_isnull(row, 12);
+		cr->owner = spi_int8(row, 12, 0);
 	}
 }
 
@@ -685,7 +478,7 @@ subscriptions_commit(CheckResult *r, const char *operation_id)
 
 /*
  * coupons_commit, in a purchase: uses up the coupons and certificates the
- * check applied (rows locked since coupons_check) and issues what the
+ * check applied (rows locked since coupons_read) and issues what the
  * promotions print, with the codes coupons_assign_codes gave them (their
  * coupon_issued events go to the batch).  Returns true when a code collided
  * and was replaced (the response must be built again).

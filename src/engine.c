@@ -3,12 +3,16 @@
  * engine.c
  *	  The check engine's pipeline (see engine.h): lines, promotions in
  *	  order with groups and exclusivity, certificates, redemption, accrual
- *	  and fiscal parts.
+ *	  and fiscal parts.  Only the pipeline: the line arithmetic is in
+ *	  check.c, the mechanics in src/mechanics/, the coupon stage in
+ *	  coupons_apply.c.
+ *
+ * It must not run SQL or raise an error a client can cause: check_load
+ * (check_load.c) read and checked everything before (elog for what cannot
+ * happen is fine).
  *
  * Costs: per check, one pass over the lines per promotion in scope at most
- * (selector matches are memoized on the cached product), no SPI call per
- * line; the only queries are the balances (ledger_balances, one query)
- * when the customer is identified.
+ * (selector matches are memoized on the cached product), no query at all.
  *
  * Interrupts (issue 14): the loops over the lines, over the promotions and
  * a group's members, over points rates and grants, and the rounds of
@@ -21,14 +25,10 @@
  */
 #include "loyalty.h"
 
-#include "access/xact.h"
 #include "miscadmin.h"
-#include "utils/builtins.h"
 #include "utils/datetime.h"
-#include "utils/timestamp.h"
 
-#include "clock.h"
-#include "coupons.h"
+#include "coupons_apply.h"
 #include "engine.h"
 #include "mechanics/mechanics.h"
 
@@ -69,44 +69,25 @@ set_local_time(CheckResult *r)
  */
 
 /*
- * setup_certificate_line sets up a line of a certificate product: whole
- * units, each a certificate worth the unit price, positive and at most
- * setting certificate_max_value; no discount, no points, not paid with
- * points or certificates (whatever the product's flags say), and not
- * counted in the check's thresholds (check_total).  *sold counts
- * the certificates of the lines before it.
+ * setup_certificate_line sets up a line of a certificate product (check_bind
+ * checked it): whole units, each a certificate worth the unit price; no
+ * discount, no points, not paid with points or certificates (whatever the
+ * product's flags say), and not counted in the check's thresholds
+ * (check_total).
  */
 static void
-setup_certificate_line(CheckResult *r, CheckLine *l, int64 *sold)
+setup_certificate_line(CheckResult *r, CheckLine *l)
 {
-	int64		units = l->qty / QTY_ONE;
-
 	l->gift_certificate = true;
 	l->no_discount = l->no_points = l->no_redeem = true;
 	r->gift_amount += l->amount;
-	if (r->mode != ENGINE_CHECK)
-		return;
-	if (l->qty % QTY_ONE != 0)
-		request_error(psprintf("lines[%d].qty", l->index),
-					  "must be a whole number: SKU \"%s\" sells gift certificates, one a unit.",
-					  l->sku);
-	if (l->price <= 0 || l->price > r->cfg->certificate_max_value)
-		request_error(psprintf("lines[%d].price", l->index),
-					  "must be greater than 0 and at most %s (setting certificate_max_value): it is the value of each gift certificate SKU \"%s\" sells.",
-					  check_money_text(r->cfg->certificate_max_value), l->sku);
-	*sold += units;
-	if (*sold > CHECK_MAX_CERTIFICATES)
-		request_error(psprintf("lines[%d].qty", l->index),
-					  "must keep the check's gift certificates at %d at most.",
-					  CHECK_MAX_CERTIFICATES);
 }
 
-/* setup_lines builds the check's lines from the request. */
+/* setup_lines builds the check's lines from the bound request. */
 static void
 setup_lines(CheckResult *r)
 {
 	CheckRequest *req = r->req;
-	int64		sold = 0;		/* gift certificates */
 	int			i;
 
 	r->nlines = req->nlines;
@@ -114,25 +95,19 @@ setup_lines(CheckResult *r)
 	for (i = 0; i < r->nlines; i++)
 	{
 		RequestLine *rl = &req->lines[i];
+		const BoundLine *bl = &r->in->lines[i];
 		CheckLine  *l = &r->lines[i];
-		CachedProduct *p = config_product(r->cfg, rl->sku);
+		CachedProduct *p = bl->product;
 
 		CHECK_FOR_INTERRUPTS();
 		l->index = i;
 		l->sku = rl->sku;
 		l->product = p;
 		l->qty = rl->qty;
-		l->price = rl->price;
-		if (l->price < 0)
-		{
-			if (p == NULL || p->price < 0)
-				request_error(psprintf("lines[%d].price", i),
-							  "is required: SKU \"%s\" has no catalog price.", rl->sku);
-			l->price = p->price;
-		}
-		l->amount = money_times_qty(l->price, l->qty);
+		l->price = bl->price;
+		l->amount = bl->amount;
 		if (p != NULL && p->gift_certificate)
-			setup_certificate_line(r, l, &sold);
+			setup_certificate_line(r, l);
 		else if (p != NULL)
 		{
 			l->no_discount = p->no_discount;
@@ -146,8 +121,6 @@ setup_lines(CheckResult *r)
 								  psprintf("Unknown SKU \"%s\" at lines[%d]: priced as sent, no product promotions.",
 										   rl->sku, i));
 		r->amount += l->amount;
-		if (r->amount >= REQUEST_MAX_CHECK)
-			request_error("lines", "must add up to less than 10000000000.");
 		l->redeem_points = palloc0(sizeof(int64) * Max(r->cfg->naccounts, 1));
 		l->accrual = palloc0(sizeof(int64) * Max(r->cfg->naccounts, 1));
 	}
@@ -230,9 +203,10 @@ effect_reset(Effect *eff, int nlines)
  * discount is applied (ties: the earlier in order).
  */
 static void
-run_promotions(CheckResult *r, const bool *excluded, const int64 *usage)
+run_promotions(CheckResult *r, const bool *excluded)
 {
 	ConfigCache *cfg = r->cfg;
+	const int64 *usage = r->in->usage;
 	bool	   *unlocked = palloc0(sizeof(bool) * Max(cfg->npromotions, 1));
 	bool	   *scope = palloc0(sizeof(bool) * Max(cfg->npromotions, 1));
 	bool	   *group_done = palloc0(sizeof(bool) * Max(cfg->ngroups, 1));
@@ -348,15 +322,14 @@ spread_points(CheckResult *r, int64 points, const int64 *weights, int64 *out)
 }
 
 /*
- * run_redemption reads the customer's balances and spends points as the
- * request asks (min(requested, max)), through redeem_plan.
+ * run_redemption spends points as the request asks (min(requested, max)),
+ * through redeem_plan, from the balances the loader read.
  */
 static void
 run_redemption(CheckResult *r)
 {
 	ConfigCache *cfg = r->cfg;
 	int			na = cfg->naccounts;
-	const char **codes;
 	RedeemLine *rl;
 	RedeemAccount *ra;
 	int64		due = 0;
@@ -368,13 +341,9 @@ run_redemption(CheckResult *r)
 		r->req->redeem == REDEEM_POINTS ? r->req->redeem_points : 0;
 	if (!r->cust->identified || na == 0 || r->mode != ENGINE_CHECK)
 		return;
-
-	codes = palloc(sizeof(char *) * na);
-	for (a = 0; a < na; a++)
-		codes[a] = cfg->accounts[a].code;
-	r->balances = palloc0(sizeof(LedgerBalance) * na);
-	/* what may be spent is judged at the server's time, not the check's */
-	ledger_balances(r->cust->id, r->server_now, na, codes, r->balances);
+	if (!r->in->has_balances)
+		elog(ERROR, "the balances of customer " INT64_FORMAT " were not loaded", r->cust->id);
+	r->balances = r->in->balances;
 	r->has_balances = true;
 
 	rl = palloc(sizeof(RedeemLine) * r->nlines);
@@ -616,40 +585,32 @@ finish_lines(CheckResult *r)
  */
 
 /*
- * engine_run prices a check (see engine.h).  The store and channel are
- * checked here: an unknown store is 22023 naming "store"; so is "at"'s
- * window around the server's time (clock_check_at), after a purchase's
- * replay was looked up, so a check sent again late still gets its receipt.
+ * engine_run prices a check (see engine.h) from what check_load gathered:
+ * plain C over memory.
  */
 CheckResult *
-engine_run(ConfigCache *cfg, CheckRequest *req, CustomerInfo *cust,
-		   const bool *excluded, const int64 *usage, EngineMode mode)
+engine_run(ConfigCache *cfg, const CheckInput *in, const bool *excluded)
 {
 	CheckResult *r = palloc0(sizeof(CheckResult));
 
 	r->cfg = cfg;
-	r->req = req;
-	r->cust = cust;
-	r->mode = mode;
-	r->server_now = clock_server_now(req->has_at, req->at);
-	r->at = req->has_at ? req->at : r->server_now;
-	clock_check_at(cfg, "at", r->at, r->server_now);
+	r->in = in;
+	r->req = in->req;
+	r->cust = in->cust;
+	r->mode = in->mode;
+	r->server_now = in->server_now;
+	r->at = in->at;
 	r->issue_at = Min(r->at, r->server_now);
-	if (req->store != NULL)
-	{
-		r->store = config_store(cfg, req->store);
-		if (r->store == NULL)
-			request_error("store", "names an unknown store \"%s\".", req->store);
-	}
-	r->channel = req->channel ? req->channel : r->store ? r->store->channel : "pos";
+	r->store = in->store;
+	r->channel = r->req->channel ? r->req->channel : r->store ? r->store->channel : "pos";
 	r->tz = r->store ? r->store->tz : cfg->program_tz;
 	set_local_time(r);
 
-	if (cust->blocked)
+	if (r->cust->blocked)
 		r->warnings = lappend(r->warnings,
 							  pstrdup("The customer's account is blocked: priced as anonymous, no points."));
 	setup_lines(r);
-	run_promotions(r, excluded, usage);
+	run_promotions(r, excluded);
 	coupons_apply_certificates(r);
 	run_redemption(r);
 	compute_accrual(r);
