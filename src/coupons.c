@@ -234,6 +234,7 @@ issue_all(CheckResult *r, const char *operation_id, EventBatch *events)
 	int			nrows = 0;
 	int			pending;
 	int			attempt;
+	uint64		nwritten;
 	bool		changed = false;
 	ListCell   *lc;
 
@@ -345,35 +346,34 @@ issue_all(CheckResult *r, const char *operation_id, EventBatch *events)
 		values[10] = PointerGetDatum(construct_md_array(line, line_null, 1, dims, lbs,
 														INT4OID, 4, true, TYPALIGN_INT));
 
-		if (SPI_execute_plan(saved_plan(&issue_plan,
-										"WITH c AS ("
-										" INSERT INTO loyalty.coupon (code, promotion, customer_id, kind,"
-										" percent, value, balance, min_total, valid_from, valid_until,"
-										" max_uses, issued_by, sold_line)"
-										" SELECT x.code, x.promotion, CASE WHEN x.sold_line IS NULL THEN $1 END,"
-										"  x.kind, round(x.percent::numeric / 100, 2),"
-										"  round(x.value::numeric / 100, 2),"
-										"  CASE WHEN x.kind = 'certificate' THEN round(x.value::numeric / 100, 2) END,"
-										"  round(x.min_total::numeric / 100, 2), $2, x.valid_until,"
-										"  CASE WHEN x.kind = 'certificate' THEN 1000000 ELSE 1 END, $3, x.sold_line"
-										" FROM ROWS FROM (pg_catalog.unnest($4), pg_catalog.unnest($5),"
-										"   pg_catalog.unnest($6), pg_catalog.unnest($7), pg_catalog.unnest($8),"
-										"   pg_catalog.unnest($9), pg_catalog.unnest($10), pg_catalog.unnest($11))"
-										"   WITH ORDINALITY AS x(code, promotion, kind, percent, value, min_total,"
-										"   valid_until, sold_line, n)"
-										" ORDER BY x.n"
-										" ON CONFLICT (code) DO NOTHING"
-										" RETURNING code)"
-										" SELECT code FROM c",
-										11, types),
-							 values, nulls, false, 0) != SPI_OK_SELECT)
-			elog(ERROR, "issuing coupons failed");
+		nwritten = spi_exec(saved_plan(&issue_plan,
+									   "WITH c AS ("
+									   " INSERT INTO loyalty.coupon (code, promotion, customer_id, kind,"
+									   " percent, value, balance, min_total, valid_from, valid_until,"
+									   " max_uses, issued_by, sold_line)"
+									   " SELECT x.code, x.promotion, CASE WHEN x.sold_line IS NULL THEN $1 END,"
+									   "  x.kind, round(x.percent::numeric / 100, 2),"
+									   "  round(x.value::numeric / 100, 2),"
+									   "  CASE WHEN x.kind = 'certificate' THEN round(x.value::numeric / 100, 2) END,"
+									   "  round(x.min_total::numeric / 100, 2), $2, x.valid_until,"
+									   "  CASE WHEN x.kind = 'certificate' THEN 1000000 ELSE 1 END, $3, x.sold_line"
+									   " FROM ROWS FROM (pg_catalog.unnest($4), pg_catalog.unnest($5),"
+									   "   pg_catalog.unnest($6), pg_catalog.unnest($7), pg_catalog.unnest($8),"
+									   "   pg_catalog.unnest($9), pg_catalog.unnest($10), pg_catalog.unnest($11))"
+									   "   WITH ORDINALITY AS x(code, promotion, kind, percent, value, min_total,"
+									   "   valid_until, sold_line, n)"
+									   " ORDER BY x.n"
+									   " ON CONFLICT (code) DO NOTHING"
+									   " RETURNING code)"
+									   " SELECT code FROM c",
+									   11, types),
+						    values, nulls, false, 0);
 
 		/* the codes written; the others collided and get new codes */
 		unwritten = pending_codes(rows, nrows, pending);
-		for (uint64 k = 0; k < SPI_processed; k++)
+		for (uint64 k = 0; k < nwritten; k++)
 		{
-			char	   *written = SPI_getvalue(SPI_tuptable->vals[k], SPI_tuptable->tupdesc, 1);
+			char	   *written = spi_text(k, 1, CurrentMemoryContext);
 			char		key[COUPON_CODE_LEN + 1];
 			PendingCode *e;
 
@@ -487,6 +487,7 @@ bool
 coupons_commit(CheckResult *r, const char *operation_id, EventBatch *events)
 {
 	bool		changed;
+	uint64		nrows;
 
 	for (int i = 0; i < r->ncoupons; i++)
 	{
@@ -500,7 +501,7 @@ coupons_commit(CheckResult *r, const char *operation_id, EventBatch *events)
 		CHECK_FOR_INTERRUPTS();
 		if (!c->applied)
 			continue;
-		SPI_execute_plan(saved_plan(&use_plan,
+		nrows = spi_exec(saved_plan(&use_plan,
 									"UPDATE loyalty.coupon SET uses = uses + 1,"
 									" balance = CASE WHEN kind = 'certificate'"
 									"                THEN round(balance - $2::numeric / 100, 2) ELSE balance END,"
@@ -511,7 +512,7 @@ coupons_commit(CheckResult *r, const char *operation_id, EventBatch *events)
 									"   AND (kind <> 'certificate' OR balance * 100 >= $2)",
 									2, types),
 						 values, NULL, false, 0);
-		if (SPI_processed != 1)
+		if (nrows != 1)
 			ereport(ERROR,
 					(errcode(ERRCODE_T_R_SERIALIZATION_FAILURE),
 					 errmsg("coupon \"%s\" was used by another purchase", c->code),
@@ -524,11 +525,11 @@ coupons_commit(CheckResult *r, const char *operation_id, EventBatch *events)
 			lnulls[2] = 'n';
 		lvalues[3] = Int64GetDatum(c->amount);
 		lvalues[4] = TimestampTzGetDatum(r->at);
-		SPI_execute_plan(saved_plan(&use_log_plan,
-									"INSERT INTO loyalty.coupon_use (code, operation_id, customer_id,"
-									" amount, at) VALUES ($1, $2, $3, $4::numeric / 100, $5)",
-									5, ltypes),
-						 lvalues, lnulls, false, 0);
+		spi_exec(saved_plan(&use_log_plan,
+							"INSERT INTO loyalty.coupon_use (code, operation_id, customer_id,"
+							" amount, at) VALUES ($1, $2, $3, $4::numeric / 100, $5)",
+							5, ltypes),
+				 lvalues, lnulls, false, 0);
 	}
 
 	changed = issue_all(r, operation_id, events);
@@ -553,25 +554,25 @@ coupons_refund(const char *purchase_operation_id, const char *operation_id,
 	values[0] = CStringGetTextDatum(purchase_operation_id);
 	values[1] = CStringGetTextDatum(operation_id);
 	values[2] = TimestampTzGetDatum(server_now);
-	SPI_execute_plan(saved_plan(&refund_plan,
-								"WITH used AS ("
-								"  SELECT u.code, u.amount, u.customer_id FROM loyalty.coupon_use u"
-								"   WHERE u.operation_id = $1"
-								"), restored AS ("
-								"  UPDATE loyalty.coupon c SET uses = c.uses - 1, status = 'active',"
-								"         balance = CASE WHEN c.kind = 'certificate'"
-								"                        THEN c.balance + u.amount ELSE c.balance END"
-								"    FROM used u"
-								"   WHERE c.code = u.code AND c.status <> 'void'"
-								"     AND (c.valid_until IS NULL OR c.valid_until > $3)"
-								"  RETURNING c.code, u.amount, u.customer_id"
-								"), logged AS ("
-								"  INSERT INTO loyalty.coupon_use (code, operation_id, customer_id, amount, at)"
-								"  SELECT code, $2, customer_id, -amount, $3 FROM restored"
-								") UPDATE loyalty.coupon SET status = 'void'"
-								"   WHERE issued_by = $1 AND uses = 0 AND status = 'active'",
-								3, types),
-					 values, NULL, false, 0);
+	spi_exec(saved_plan(&refund_plan,
+						"WITH used AS ("
+						"  SELECT u.code, u.amount, u.customer_id FROM loyalty.coupon_use u"
+						"   WHERE u.operation_id = $1"
+						"), restored AS ("
+						"  UPDATE loyalty.coupon c SET uses = c.uses - 1, status = 'active',"
+						"         balance = CASE WHEN c.kind = 'certificate'"
+						"                        THEN c.balance + u.amount ELSE c.balance END"
+						"    FROM used u"
+						"   WHERE c.code = u.code AND c.status <> 'void'"
+						"     AND (c.valid_until IS NULL OR c.valid_until > $3)"
+						"  RETURNING c.code, u.amount, u.customer_id"
+						"), logged AS ("
+						"  INSERT INTO loyalty.coupon_use (code, operation_id, customer_id, amount, at)"
+						"  SELECT code, $2, customer_id, -amount, $3 FROM restored"
+						") UPDATE loyalty.coupon SET status = 'void'"
+						"   WHERE issued_by = $1 AND uses = 0 AND status = 'active'",
+						3, types),
+			 values, NULL, false, 0);
 }
 
 /*
@@ -593,6 +594,7 @@ coupons_refund_sold(const char *purchase_operation_id, int n,
 	Datum	   *lines = palloc(sizeof(Datum) * Max(n, 1));
 	Datum	   *units = palloc(sizeof(Datum) * Max(n, 1));
 	List	   *voided = NIL;
+	uint64		nrows;
 	uint64		row;
 
 	if (n == 0)
@@ -606,45 +608,40 @@ coupons_refund_sold(const char *purchase_operation_id, int n,
 	values[1] = PointerGetDatum(construct_array(lines, n, INT4OID, 4, true, TYPALIGN_INT));
 	values[2] = PointerGetDatum(construct_array(units, n, INT8OID, 8, FLOAT8PASSBYVAL,
 												TYPALIGN_DOUBLE));
-	if (SPI_execute_plan(saved_plan(&refund_sold_plan,
-									"WITH want AS ("
-									"  SELECT x.line, x.units"
-									"    FROM ROWS FROM (pg_catalog.unnest($2), pg_catalog.unnest($3))"
-									"         AS x(line, units)"
-									"), sold AS ("
-									"  SELECT c.code, c.sold_line, c.status = 'active' AND c.uses = 0 AS unused,"
-									"         pg_catalog.row_number() OVER (PARTITION BY c.sold_line,"
-									"           c.status = 'active' AND c.uses = 0 ORDER BY c.code) AS n"
-									"    FROM loyalty.coupon c JOIN want w ON w.line = c.sold_line"
-									"   WHERE c.issued_by = $1"
-									"), voided AS ("
-									"  UPDATE loyalty.coupon c SET status = 'void'"
-									"    FROM sold s JOIN want w ON w.line = s.sold_line"
-									"   WHERE c.code = s.code AND s.unused AND s.n <= w.units"
-									"     AND c.status = 'active' AND c.uses = 0"
-									"  RETURNING c.code, c.sold_line"
-									")"
-									" SELECT w.line, w.units,"
-									"        (SELECT count(*) FROM sold s WHERE s.sold_line = w.line),"
-									"        (SELECT count(*) FROM voided v WHERE v.sold_line = w.line),"
-									"        ARRAY(SELECT v.code FROM voided v WHERE v.sold_line = w.line"
-									"               ORDER BY v.code)"
-									"   FROM want w ORDER BY w.line",
-									3, types),
-						 values, NULL, false, 0) != SPI_OK_SELECT)
-		elog(ERROR, "voiding the certificates of a refund failed");
+	nrows = spi_exec(saved_plan(&refund_sold_plan,
+								"WITH want AS ("
+								"  SELECT x.line, x.units"
+								"    FROM ROWS FROM (pg_catalog.unnest($2), pg_catalog.unnest($3))"
+								"         AS x(line, units)"
+								"), sold AS ("
+								"  SELECT c.code, c.sold_line, c.status = 'active' AND c.uses = 0 AS unused,"
+								"         pg_catalog.row_number() OVER (PARTITION BY c.sold_line,"
+								"           c.status = 'active' AND c.uses = 0 ORDER BY c.code) AS n"
+								"    FROM loyalty.coupon c JOIN want w ON w.line = c.sold_line"
+								"   WHERE c.issued_by = $1"
+								"), voided AS ("
+								"  UPDATE loyalty.coupon c SET status = 'void'"
+								"    FROM sold s JOIN want w ON w.line = s.sold_line"
+								"   WHERE c.code = s.code AND s.unused AND s.n <= w.units"
+								"     AND c.status = 'active' AND c.uses = 0"
+								"  RETURNING c.code, c.sold_line"
+								")"
+								" SELECT w.line, w.units,"
+								"        (SELECT count(*) FROM sold s WHERE s.sold_line = w.line),"
+								"        (SELECT count(*) FROM voided v WHERE v.sold_line = w.line),"
+								"        ARRAY(SELECT v.code FROM voided v WHERE v.sold_line = w.line"
+								"               ORDER BY v.code)"
+								"   FROM want w ORDER BY w.line",
+								3, types),
+					 values, NULL, false, 0);
 
-	for (row = 0; row < SPI_processed; row++)
+	for (row = 0; row < nrows; row++)
 	{
-		HeapTuple	tup = SPI_tuptable->vals[row];
-		TupleDesc	desc = SPI_tuptable->tupdesc;
-		bool		isnull;
-		int32		line = DatumGetInt32(SPI_getbinval(tup, desc, 1, &isnull));
-		int64		want = DatumGetInt64(SPI_getbinval(tup, desc, 2, &isnull));
-		int64		sold = DatumGetInt64(SPI_getbinval(tup, desc, 3, &isnull));
-		int64		done = DatumGetInt64(SPI_getbinval(tup, desc, 4, &isnull));
-		ArrayType  *codes = DatumGetArrayTypeP(SPI_getbinval(tup, desc, 5, &isnull));
-		Datum	   *elems;
+		int32		line = spi_int4(row, 1, 0);
+		int64		want = spi_int8(row, 2, 0);
+		int64		sold = spi_int8(row, 3, 0);
+		int64		done = spi_int8(row, 4, 0);
+		char	  **codes;
 		int			nelems;
 
 		CHECK_FOR_INTERRUPTS();
@@ -662,9 +659,9 @@ coupons_refund_sold(const char *purchase_operation_id, int n,
 					 errdetail("Line %d sold " INT64_FORMAT " gift certificate(s); the refund asks for " INT64_FORMAT ", but only " INT64_FORMAT " are unused.",
 							   line, sold, want, done),
 					 errhint("A certificate already spent, even in part, is not refunded; refund the other lines by index.")));
-		deconstruct_array(codes, TEXTOID, -1, false, TYPALIGN_INT, &elems, NULL, &nelems);
+		codes = spi_text_array(row, 5, CurrentMemoryContext, &nelems);
 		for (int k = 0; k < nelems; k++)
-			voided = lappend(voided, TextDatumGetCString(elems[k]));
+			voided = lappend(voided, codes[k]);
 	}
 	return voided;
 }

@@ -14,7 +14,7 @@
 #include "pgtime.h"
 #include "utils/jsonb.h"
 
-#include "engine.h"
+#include "check.h"
 #include "jsonb_builder.h"	/* refund.c builds its response through this header */
 
 /* a moment in ISO 8601 with the offset of time zone tz */
