@@ -107,11 +107,17 @@ check() {
 }
 
 # run_includes checks the layout of src/: no two modules (foo.c with foo.h)
-# include each other, even through others (scripts/include_graph.sh).
+# include each other, even through others (scripts/include_graph.sh), and
+# the engine's files (the pipeline, the check core, the coupon stage, the
+# mechanics) neither run SQL nor raise request errors (their objects, built
+# by build_install, reference no SPI_ function and no request_error).
 run_includes() {
     say "include graph of src/"
     PART_FAILED=
     check "no include cycle in src/" "$ROOT/scripts/include_graph.sh" --quiet
+    check "engine_run runs no SQL and raises no request error" \
+        bash -c '! nm -u src/engine.o src/check.o src/coupons_apply.o src/mechanics/*.o |
+                 grep -E " (SPI_[a-z_]+|request_error)$"'
     [ -z "$PART_FAILED" ] || BROKEN+=(includes)
 }
 
