@@ -396,6 +396,7 @@ loyalty_catalog_prices(PG_FUNCTION_ARGS)
 	ConfigCache *cfg;
 	CheckRequest req;
 	CustomerInfo *cust;
+	CheckInput *in = NULL;
 	int			i;
 
 	SetSingleFuncCall(fcinfo, 0);
@@ -445,7 +446,6 @@ loyalty_catalog_prices(PG_FUNCTION_ARGS)
 		else
 		{
 			RequestLine line;
-			CheckInput *in;
 			CheckResult *r;
 			Datum	   *codes;
 			int			k;
@@ -454,8 +454,14 @@ loyalty_catalog_prices(PG_FUNCTION_ARGS)
 			line.qty = QTY_ONE;
 			line.price = p->price;
 			req.lines = &line;
-			/* binds only: a catalog price reads nothing more */
-			in = check_load(cfg, &req, cust, ENGINE_CATALOG);
+			/*
+			 * binds only (a catalog price reads nothing more): the moment
+			 * and the store at the first SKU priced, then each SKU's line
+			 */
+			if (in == NULL)
+				in = check_load(cfg, &req, cust, ENGINE_CATALOG);
+			else
+				check_bind_lines(cfg, in);
 			r = engine_run(cfg, in, NULL);
 			codes = palloc(sizeof(Datum) * Max(r->lines[0].npromos, 1));
 			for (k = 0; k < r->lines[0].npromos; k++)

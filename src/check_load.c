@@ -55,29 +55,17 @@ bind_certificate_line(ConfigCache *cfg, int i, const RequestLine *rl,
 					  CHECK_MAX_CERTIFICATES);
 }
 
-/* check_bind binds the request to the configuration (see check_load.h). */
-CheckInput *
-check_bind(ConfigCache *cfg, CheckRequest *req, CustomerInfo *cust,
-		   EngineMode mode)
+/*
+ * check_bind_lines binds the lines of in->req into in->lines (see
+ * check_load.h).
+ */
+void
+check_bind_lines(ConfigCache *cfg, CheckInput *in)
 {
-	CheckInput *in = palloc0(sizeof(CheckInput));
+	CheckRequest *req = in->req;
 	int64		amount = 0;
 	int64		sold = 0;		/* gift certificates */
 
-	in->req = req;
-	in->cust = cust;
-	in->mode = mode;
-	in->server_now = clock_server_now(req->has_at, req->at);
-	in->at = req->has_at ? req->at : in->server_now;
-	clock_check_at(cfg, "at", in->at, in->server_now);
-	if (req->store != NULL)
-	{
-		in->store = config_store(cfg, req->store);
-		if (in->store == NULL)
-			request_error("store", "names an unknown store \"%s\".", req->store);
-	}
-
-	in->lines = palloc0(sizeof(BoundLine) * Max(req->nlines, 1));
 	for (int i = 0; i < req->nlines; i++)
 	{
 		RequestLine *rl = &req->lines[i];
@@ -95,12 +83,36 @@ check_bind(ConfigCache *cfg, CheckRequest *req, CustomerInfo *cust,
 			bl->price = p->price;
 		}
 		bl->amount = money_times_qty(bl->price, rl->qty);
-		if (p != NULL && p->gift_certificate && mode == ENGINE_CHECK)
+		if (p != NULL && p->gift_certificate && in->mode == ENGINE_CHECK)
 			bind_certificate_line(cfg, i, rl, bl->price, &sold);
 		amount += bl->amount;
 		if (amount >= REQUEST_MAX_CHECK)
 			request_error("lines", "must add up to less than 10000000000.");
 	}
+}
+
+/* check_bind binds the request to the configuration (see check_load.h). */
+CheckInput *
+check_bind(ConfigCache *cfg, CheckRequest *req, CustomerInfo *cust,
+		   EngineMode mode)
+{
+	CheckInput *in = palloc0(sizeof(CheckInput));
+
+	in->req = req;
+	in->cust = cust;
+	in->mode = mode;
+	in->server_now = clock_server_now(req->has_at, req->at);
+	in->at = req->has_at ? req->at : in->server_now;
+	clock_check_at(cfg, "at", in->at, in->server_now);
+	if (req->store != NULL)
+	{
+		in->store = config_store(cfg, req->store);
+		if (in->store == NULL)
+			request_error("store", "names an unknown store \"%s\".", req->store);
+	}
+
+	in->lines = palloc0(sizeof(BoundLine) * Max(req->nlines, 1));
+	check_bind_lines(cfg, in);
 	return in;
 }
 

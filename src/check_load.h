@@ -24,6 +24,13 @@ extern CheckInput *check_bind(ConfigCache *cfg, CheckRequest *req,
 							  CustomerInfo *cust, EngineMode mode);
 
 /*
+ * check_bind_lines binds (again) the lines of in->req into in->lines, as
+ * check_bind does; catalog_prices binds each SKU's line this way, the
+ * moment and the store once.
+ */
+extern void check_bind_lines(ConfigCache *cfg, CheckInput *in);
+
+/*
  * check_load is check_bind, then, for a whole check (ENGINE_CHECK), what
  * the database holds for it: the global uses of limited promotions, the
  * rows of the request's coupon codes (locked for a purchase) and the
