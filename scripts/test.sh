@@ -5,7 +5,7 @@
 # smoke run of the benchmark harness.
 #
 #   sudo scripts/test.sh            everything: pg_regress, pgTAP, isolation
-#   sudo scripts/test.sh regress    only pg_regress (also: tap, isolation, dump, schema, standby, fuzz, bench)
+#   sudo scripts/test.sh regress    only pg_regress (also: includes, tap, isolation, dump, schema, standby, fuzz, bench)
 #   REGRESS="ledger phone" sudo -E scripts/test.sh regress   only those files
 #   sudo scripts/test.sh valgrind   pg_regress of the check API and ledger with
 #                                   the server under valgrind (memcheck); not
@@ -105,6 +105,21 @@ check() {
     else
         echo "not ok - $name"; FAILED=$((FAILED + 1)); PART_FAILED=1
     fi
+}
+
+# run_includes checks the layout of src/: no two modules (foo.c with foo.h)
+# include each other, even through others (scripts/include_graph.sh), and
+# the engine's files (the pipeline, the check core, the coupon stage, the
+# mechanics) neither run SQL nor raise request errors (their objects, built
+# by build_install, reference no SPI_ function and no request_error).
+run_includes() {
+    say "include graph of src/"
+    PART_FAILED=
+    check "no include cycle in src/" "$ROOT/scripts/include_graph.sh" --quiet
+    check "engine_run runs no SQL and raises no request error" \
+        bash -c '! nm -u src/engine.o src/check.o src/coupons_apply.o src/mechanics/*.o |
+                 grep -E " (SPI_[a-z_]+|request_error)$"'
+    [ -z "$PART_FAILED" ] || BROKEN+=(includes)
 }
 
 # run_dump dumps a program in use with pg_dump and restores it into a new
@@ -385,8 +400,9 @@ run_valgrind() {
 }
 
 case $PARTS in
-    all)       run_regress; run_tap; run_isolation; run_dump; run_schema; run_standby; run_fuzz; run_bench ;;
+    all)       run_includes; run_regress; run_tap; run_isolation; run_dump; run_schema; run_standby; run_fuzz; run_bench ;;
     regress)   run_regress ;;
+    includes)  run_includes ;;
     tap)       run_tap ;;
     isolation) run_isolation ;;
     dump)      run_dump ;;
@@ -395,7 +411,7 @@ case $PARTS in
     fuzz)      run_fuzz ;;
     bench)     run_bench ;;
     valgrind)  run_valgrind ;;
-    *) echo "usage: $0 [all|regress|tap|isolation|dump|schema|standby|fuzz|bench|valgrind]" >&2; exit 2 ;;
+    *) echo "usage: $0 [all|regress|includes|tap|isolation|dump|schema|standby|fuzz|bench|valgrind]" >&2; exit 2 ;;
 esac
 
 say "done in $(( $(date +%s) - START )) s"

@@ -5,11 +5,14 @@
  *	  loyalty.purchase and loyalty.catalog_prices.  loyalty.refund is in
  *	  refund.c.
  *
- * Each call does all its SPI work inside one SPI connection: the
- * configuration cache (rebuilt only after a configuration change), the
- * customer (one query), the usage counters of limited promotions (one
- * query, only when some promotion is limited), the balances (one query,
- * identified customers only); purchase then writes through saved plans.
+ * Each call does all its SPI work inside one SPI connection, top-down:
+ * the configuration cache (rebuilt only after a configuration change), the
+ * customer (check_db.c, one query), then check_load (check_load.c) binds
+ * the request and reads the usage counters of limited promotions (one
+ * query, only when some promotion is limited), the coupon rows (one query,
+ * only when codes are sent) and the balances (one query, identified
+ * customers only); engine_run prices the check in memory and
+ * response_build renders it.  purchase then writes through saved plans.
  *
  *-------------------------------------------------------------------------
  */
@@ -26,10 +29,14 @@
 #include "utils/jsonb.h"
 #include "utils/timestamp.h"
 
+#include "accrual.h"
 #include "check_db.h"
+#include "check_load.h"
+#include "clock.h"
 #include "config_cache.h"
 #include "coupons.h"
 #include "engine.h"
+#include "events.h"
 #include "operations.h"
 #include "request.h"
 #include "response.h"
@@ -63,6 +70,7 @@ loyalty_calculate(PG_FUNCTION_ARGS)
 	ConfigCache *cfg;
 	CheckRequest *req;
 	CustomerInfo *cust;
+	CheckInput *in;
 	CheckResult *r;
 	Jsonb	   *response;
 
@@ -71,7 +79,8 @@ loyalty_calculate(PG_FUNCTION_ARGS)
 	cfg = config_cache_get();
 	req = request_parse_check(request, false, cfg->points_precision);
 	cust = check_customer(cfg, req);
-	r = engine_run(cfg, req, cust, NULL, check_usage(cfg), ENGINE_CHECK);
+	in = check_load(cfg, req, cust, ENGINE_CHECK);
+	r = engine_run(cfg, in, NULL);
 	response = copy_out(response_build(r, NULL), outer);
 	SPI_finish();
 	PG_RETURN_JSONB_P(response);
@@ -114,6 +123,7 @@ loyalty_purchase(PG_FUNCTION_ARGS)
 	ConfigCache *cfg;
 	CheckRequest *req;
 	CustomerInfo *cust = NULL;
+	CheckInput *in;
 	CheckResult *r;
 	Jsonb	   *stored;
 	Jsonb	   *response;
@@ -148,13 +158,18 @@ loyalty_purchase(PG_FUNCTION_ARGS)
 		PG_RETURN_JSONB_P(response);
 	}
 
+	/*
+	 * read once, under the customer's lock; a retry prices the same input
+	 * without the promotion whose last use a concurrent purchase took
+	 */
+	in = check_load(cfg, req, cust, ENGINE_CHECK);
 	excluded = palloc0(sizeof(bool) * Max(cfg->npromotions, 1));
 	for (;;)
 	{
 		int			failed;
 
 		CHECK_FOR_INTERRUPTS();
-		r = engine_run(cfg, req, cust, excluded, check_usage(cfg), ENGINE_CHECK);
+		r = engine_run(cfg, in, excluded);
 		if (req->redeem == REDEEM_POINTS && r->redeem_applied < req->redeem_points)
 			ereport(ERROR,
 					(errcode(ERRCODE_LOYALTY_INSUFFICIENT_POINTS),
@@ -226,6 +241,7 @@ loyalty_catalog_prices(PG_FUNCTION_ARGS)
 	ConfigCache *cfg;
 	CheckRequest req;
 	CustomerInfo *cust;
+	CheckInput *in = NULL;
 	int			i;
 
 	SetSingleFuncCall(fcinfo, 0);
@@ -245,7 +261,7 @@ loyalty_catalog_prices(PG_FUNCTION_ARGS)
 	memset(&req, 0, sizeof(req));
 	req.store = store;
 	req.channel = channel;
-	/* "at" defaults to the server's time; engine_run checks its window */
+	/* "at" defaults to the server's time; check_load checks its window */
 	req.has_at = !PG_ARGISNULL(4);
 	req.at = req.has_at ? PG_GETARG_TIMESTAMPTZ(4) : 0;
 	req.nlines = 1;
@@ -283,7 +299,15 @@ loyalty_catalog_prices(PG_FUNCTION_ARGS)
 			line.qty = QTY_ONE;
 			line.price = p->price;
 			req.lines = &line;
-			r = engine_run(cfg, &req, cust, NULL, NULL, ENGINE_CATALOG);
+			/*
+			 * binds only (a catalog price reads nothing more): the moment
+			 * and the store at the first SKU priced, then each SKU's line
+			 */
+			if (in == NULL)
+				in = check_load(cfg, &req, cust, ENGINE_CATALOG);
+			else
+				check_bind_lines(cfg, in);
+			r = engine_run(cfg, in, NULL);
 			codes = palloc(sizeof(Datum) * Max(r->lines[0].npromos, 1));
 			for (k = 0; k < r->lines[0].npromos; k++)
 				codes[k] = CStringGetTextDatum(r->lines[0].promos[k].promo->code);

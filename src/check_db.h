@@ -2,16 +2,16 @@
  *
  * check_db.h
  *	  What the check API reads and writes besides the ledger: the customer
- *	  (resolved from the request's identifier), promotion usage counters,
- *	  purchase and refund facts.  Every statement is a saved SPI plan; call
- *	  inside SPI_connect.
+ *	  (resolved from the request's identifier), promotion usage counters
+ *	  (check_usage is read by the loader, check_load.h), purchase and refund
+ *	  facts.  Every statement is a saved SPI plan; call inside SPI_connect.
  *
  *-------------------------------------------------------------------------
  */
 #ifndef LOYALTY_CHECK_DB_H
 #define LOYALTY_CHECK_DB_H
 
-#include "engine.h"
+#include "check.h"
 
 /*
  * check_customer resolves the request's customer (LY001 when unknown;

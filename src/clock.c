@@ -1,8 +1,9 @@
 /*-------------------------------------------------------------------------
  *
  * clock.c
- *	  The server's time as the loyalty rules see it, and the window a
- *	  request's "at" must lie in.
+ *	  The server's time as the loyalty rules see it, the window a
+ *	  request's "at" must lie in, and calendar arithmetic in a given time
+ *	  zone (clock_add_interval).
  *
  * A register sends the moment of its check in "at".  Offline registers send
  * checks late, so "at" may lie in the past, but only by the program setting
@@ -29,7 +30,7 @@
 #include "utils/datetime.h"
 
 #include "clock.h"
-#include "engine.h"
+#include "config_cache.h"
 
 /* what loyalty.test_now says */
 typedef enum ClockMode
@@ -156,6 +157,45 @@ clock_server_now(bool has_at, TimestampTz at)
 	return GetCurrentTransactionStartTimestamp();
 }
 
+/*
+ * clock_add_interval adds an interval to a moment the way PostgreSQL does
+ * (months, then days, then time), with calendar arithmetic in time zone tz
+ * rather than the session's.
+ */
+TimestampTz
+clock_add_interval(TimestampTz t, const Interval *iv, pg_tz *tz)
+{
+	if (iv->month != 0 || iv->day != 0)
+	{
+		struct pg_tm tm;
+		fsec_t		fsec;
+		int			tzoff;
+		int			julian;
+
+		if (timestamp2tm(t, &tzoff, &tm, &fsec, NULL, tz) != 0)
+			ereport(ERROR,
+					(errcode(ERRCODE_DATETIME_VALUE_OUT_OF_RANGE),
+					 errmsg("timestamp out of range")));
+		if (iv->month != 0)
+		{
+			int			months = tm.tm_year * 12 + (tm.tm_mon - 1) + iv->month;
+
+			tm.tm_year = months / 12;
+			tm.tm_mon = months % 12 + 1;
+			if (tm.tm_mday > day_tab[isleap(tm.tm_year)][tm.tm_mon - 1])
+				tm.tm_mday = day_tab[isleap(tm.tm_year)][tm.tm_mon - 1];
+		}
+		julian = date2j(tm.tm_year, tm.tm_mon, tm.tm_mday) + iv->day;
+		j2date(julian, &tm.tm_year, &tm.tm_mon, &tm.tm_mday);
+		tzoff = DetermineTimeZoneOffset(&tm, tz);
+		if (tm2timestamp(&tm, fsec, &tzoff, &t) != 0)
+			ereport(ERROR,
+					(errcode(ERRCODE_DATETIME_VALUE_OUT_OF_RANGE),
+					 errmsg("timestamp out of range")));
+	}
+	return t + iv->time;
+}
+
 /* utc_text prints a moment in ISO 8601, in UTC ("2026-12-01T09:00:00+00:00"). */
 static char *
 utc_text(TimestampTz t)
@@ -188,8 +228,8 @@ clock_check_at(const ConfigCache *cfg, const char *path, TimestampTz at,
 	back.month = -back.month;
 	back.day = -back.day;
 	back.time = -back.time;
-	earliest = engine_add_interval(server_now, &back, cfg->program_tz);
-	latest = engine_add_interval(server_now, &cfg->max_clock_skew, cfg->program_tz);
+	earliest = clock_add_interval(server_now, &back, cfg->program_tz);
+	latest = clock_add_interval(server_now, &cfg->max_clock_skew, cfg->program_tz);
 	if (at >= earliest && at <= latest)
 		return;
 	ereport(ERROR,

@@ -1,23 +1,13 @@
 /*-------------------------------------------------------------------------
  *
  * coupons.c
- *	  Coupons and gift certificates in a check (SPEC section 6): reading the
- *	  codes a request brings, applying them, using them up when a purchase
- *	  commits, issuing new ones, and giving them back on a full refund.
- *
- * Three kinds of code reach a check:
- *	  - an unlocking coupon (a promotion's code, mass or personal): it lets a
- *		requires_coupon promotion apply; it counts as used only if that
- *		promotion did apply;
- *	  - a discount coupon (a bounce-back coupon printed by coupon_issue): its
- *		own percent or amount off the check, after promotions, attributed to
- *		the promotion that issued it, from its min_total up;
- *	  - a gift certificate: a check-level payment after promotions and
- *		before points, spent partially, the balance kept.
- * A code that cannot be used is reported "rejected" with its reason
- * (unknown, void, used up, not yet valid, expired, not yours, check too
- * small, ...), never an error.  purchase locks the rows it reads, so two
- * concurrent purchases can never both use a single-use code.
+ *	  Coupons and gift certificates in the database (SPEC section 6):
+ *	  reading the codes a request brings (before the engine runs), using
+ *	  them up when a purchase commits, issuing new ones, and giving them
+ *	  back on a full refund.  What the codes do to a check is decided in
+ *	  memory by the coupon stage (coupons_apply.c); nothing here calls the
+ *	  engine.  purchase locks the rows it reads, so two concurrent
+ *	  purchases can never both use a single-use code.
  *
  * Issuing is linear in the number of codes (at most a few thousand: a
  * certificate_per_amount rule issues at most its max_per_check, 1000 at
@@ -44,8 +34,6 @@
 #include "utils/hsearch.h"
 #include "utils/timestamp.h"
 
-static SPIPlanPtr read_plan = NULL;
-static SPIPlanPtr read_locked_plan = NULL;
 static SPIPlanPtr use_plan = NULL;
 static SPIPlanPtr use_log_plan = NULL;
 static SPIPlanPtr issue_plan = NULL;
@@ -60,16 +48,6 @@ static SPIPlanPtr refund_sold_plan = NULL;
 	" c.status = 'void'," \
 	" (SELECT coalesce(m.merged_into, m.id) FROM loyalty.customer m WHERE m.id = c.customer_id)" \
 	" FROM loyalty.coupon c WHERE c.code = ANY ($1)"
-
-/* find_promotion returns the cached promotion with this code, or NULL. */
-static const CachedPromotion *
-find_promotion(ConfigCache *cfg, const char *code)
-{
-	for (int i = 0; i < cfg->npromotions; i++)
-		if (strcmp(cfg->promotions[i].code, code) == 0)
-			return &cfg->promotions[i];
-	return NULL;
-}
 
 /* canonical_code is the code as stored: a generated code's canonical form, else upper case. */
 static char *
@@ -88,255 +66,70 @@ canonical_code(const char *input)
 	return s;
 }
 
-/* reject marks a coupon rejected with a reason. */
-static void
-reject(CouponStatus *c, const char *reason)
-{
-	c->applied = false;
-	c->reason = (char *) reason;
-}
-
 /*
- * coupons_check reads every code of the request in one query (locking the
- * rows when the check is a purchase), decides what each can do, and sets
- * unlocked[] for the requires_coupon promotions that valid codes unlock.
- * Discount coupons and certificates wait for coupons_apply_certificates.
+ * coupons_read reads the rows of every code of the request in one query,
+ * locking them when the check is a purchase (FOR NO KEY UPDATE, so two
+ * concurrent purchases can never both use a single-use code), into the
+ * check's input: the codes as stored and their rows, for coupons_check to
+ * judge.
  */
 void
-coupons_check(CheckResult *r, bool *unlocked)
+coupons_read(CheckInput *in)
 {
-	int			n = r->req->ncoupons;
+	static SPIPlanPtr read_plan = NULL;
+	static SPIPlanPtr read_locked_plan = NULL;
+	CheckRequest *req = in->req;
+	int			n = req->ncoupons;
 	Datum	   *codes;
 	Datum		values[1];
 	Oid			types[1] = {TEXTARRAYOID};
-	uint64		row;
+	uint64		nrows;
 
-	r->ncoupons = n;
-	r->coupons = palloc0(sizeof(CouponStatus) * Max(n, 1));
+	in->coupon_codes = palloc(sizeof(char *) * Max(n, 1));
+	in->ncoupon_rows = 0;
+	in->coupon_rows = NULL;
 	if (n == 0)
 		return;
 
 	codes = palloc(sizeof(Datum) * n);
 	for (int i = 0; i < n; i++)
 	{
-		r->coupons[i].code = canonical_code(r->req->coupons[i]);
-		reject(&r->coupons[i], "unknown");
-		codes[i] = CStringGetTextDatum(r->coupons[i].code);
+		in->coupon_codes[i] = canonical_code(req->coupons[i]);
+		codes[i] = CStringGetTextDatum(in->coupon_codes[i]);
 	}
 	values[0] = PointerGetDatum(construct_array(codes, n, TEXTOID, -1, false, TYPALIGN_INT));
-	if (r->req->for_purchase)
-		SPI_execute_plan(saved_plan(&read_locked_plan, COUPON_COLUMNS " FOR NO KEY UPDATE OF c",
+	if (req->for_purchase)
+		nrows = spi_exec(saved_plan(&read_locked_plan, COUPON_COLUMNS " FOR NO KEY UPDATE OF c",
 									1, types), values, NULL, false, 0);
 	else
-		SPI_execute_plan(saved_plan(&read_plan, COUPON_COLUMNS, 1, types),
+		nrows = spi_exec(saved_plan(&read_plan, COUPON_COLUMNS, 1, types),
 						 values, NULL, true, 0);
 
-	for (row = 0; row < SPI_processed; row++)
+	in->ncoupon_rows = (int) nrows;
+	in->coupon_rows = palloc0(sizeof(CouponRow) * Max(nrows, 1));
+	for (uint64 row = 0; row < nrows; row++)
 	{
-		HeapTuple	tup = SPI_tuptable->vals[row];
-		TupleDesc	desc = SPI_tuptable->tupdesc;
-		char	   *code = SPI_getvalue(tup, desc, 1);
-		char	   *promotion = SPI_getvalue(tup, desc, 2);
-		char	   *kind = SPI_getvalue(tup, desc, 3);
-		bool		isnull;
-		bool		seen = false;
-		int64		value = DatumGetInt64(SPI_getbinval(tup, desc, 4, &isnull));
-		bool		no_value = isnull;
-		int64		balance = DatumGetInt64(SPI_getbinval(tup, desc, 5, &isnull));
-		int32		percent = DatumGetInt32(SPI_getbinval(tup, desc, 6, &isnull));
-		bool		no_percent = isnull;
-		int64		min_total = DatumGetInt64(SPI_getbinval(tup, desc, 7, &isnull));
-		TimestampTz valid_from = DatumGetTimestampTz(SPI_getbinval(tup, desc, 8, &isnull));
-		TimestampTz valid_until = DatumGetTimestampTz(SPI_getbinval(tup, desc, 9, &isnull));
-		bool		no_until = isnull;
-		bool		used_up = DatumGetBool(SPI_getbinval(tup, desc, 10, &isnull));
-		bool		is_void = DatumGetBool(SPI_getbinval(tup, desc, 11, &isnull));
-		int64		owner = DatumGetInt64(SPI_getbinval(tup, desc, 12, &isnull));
-		bool		no_owner = isnull;
+		CouponRow  *cr = &in->coupon_rows[row];
+		char	   *kind = spi_text(row, 3, CurrentMemoryContext);
 
 		CHECK_FOR_INTERRUPTS();
-		for (int i = 0; i < n; i++)
-		{
-			CouponStatus *c = &r->coupons[i];
-
-			if (strcmp(c->code, code) != 0)
-				continue;
-			if (seen)
-			{
-				reject(c, "sent twice");
-				continue;
-			}
-			seen = true;
-			c->kind = strcmp(kind, "certificate") == 0 ? 'c'
-				: strcmp(kind, "personal") == 0 ? 'u' : 'p';
-			c->value = no_value ? 0 : value;
-			c->balance = c->kind == 'c' ? balance : 0;
-			c->percent = no_percent ? 0 : percent;
-			c->min_total = min_total;
-			c->promo = promotion ? find_promotion(r->cfg, promotion) : NULL;
-
-			if (is_void)
-				reject(c, "void");
-			else if (used_up)
-				reject(c, "used up");
-			/*
-			 * valid both at the check's moment (it existed when the customer
-			 * showed it) and at the server's time (a late or misdated check
-			 * cannot bring back an expired coupon)
-			 */
-			else if (r->at < valid_from || r->server_now < valid_from)
-				reject(c, "not yet valid");
-			else if (!no_until && (r->at >= valid_until || r->server_now >= valid_until))
-				reject(c, "expired");
-			else if (!no_owner && (!r->cust->identified || r->cust->id != owner))
-				reject(c, "not yours");
-			else if (c->kind != 'c' && c->percent == 0 && c->value == 0)
-			{
-				/* an unlocking coupon: settled once the promotions have run */
-				if (c->promo == NULL)
-					reject(c, "its promotion no longer exists");
-				else
-				{
-					unlocked[c->promo->index] = true;
-					c->applied = true;
-					c->reason = NULL;
-				}
-			}
-			else
-				c->reason = NULL;	/* applied or rejected after promotions */
-		}
-	}
-}
-
-/*
- * apply_discount_coupon takes a discount coupon's percent or amount off the
- * lines its promotion may discount, within their floors, attributed to the
- * promotion that issued it.
- */
-static void
-apply_discount_coupon(CheckResult *r, CouponStatus *c)
-{
-	Effect		eff;
-	bool	   *eligible = palloc0(sizeof(bool) * r->nlines);
-	int64		base = 0;
-	int64		current = 0;	/* what the eligible lines cost now */
-	int64		amount;
-
-	if (c->promo == NULL)
-	{
-		reject(c, "its promotion no longer exists");
-		return;
-	}
-	if (engine_check_total(r) < c->min_total)
-	{
-		reject(c, "check too small");
-		return;
-	}
-	for (int i = 0; i < r->nlines; i++)
-	{
-		eligible[i] = engine_line_discountable(r, i, c->promo);
-		if (eligible[i])
-		{
-			base += engine_line_cap(r, i);
-			current += LINE_CURRENT(&r->lines[i]);
-		}
-	}
-	/* a percent of the lines it may discount, never of no_discount items */
-	amount = c->percent > 0 ? money_percent(current, c->percent) : c->value;
-	amount = Min(amount, base);
-
-	memset(&eff, 0, sizeof(eff));
-	eff.delta = palloc0(sizeof(int64) * r->nlines);
-	if (amount > 0)
-		engine_spread(r, amount, eligible, eff.delta);
-	for (int i = 0; i < r->nlines; i++)
-		eff.total += eff.delta[i];
-	if (eff.total == 0)
-	{
-		reject(c, "nothing on the check it can discount");
-		return;
-	}
-	engine_apply_effect(r, c->promo, &eff);
-	c->applied = true;
-	c->amount = eff.total;
-}
-
-/*
- * apply_certificate pays with a certificate: as much of the check as its
- * balance covers, spread over the lines in proportion to what each still
- * costs (largest remainder), so the parts add up exactly.
- */
-static void
-apply_certificate(CheckResult *r, CouponStatus *c)
-{
-	int64	   *due = palloc(sizeof(int64) * r->nlines);
-	int64	   *part = palloc(sizeof(int64) * r->nlines);
-	int64		total = 0;
-	int64		pay;
-
-	for (int i = 0; i < r->nlines; i++)
-	{
-		CheckLine  *l = &r->lines[i];
-
-		/* a certificate never pays for certificates sold */
-		due[i] = l->gift_certificate ? 0 : l->amount - l->discount - l->certificate;
-		total += due[i];
-	}
-	pay = Min(c->balance, total);
-	if (pay <= 0)
-	{
-		reject(c, "nothing left to pay");
-		return;
-	}
-	allocate_largest_remainder(pay, due, r->nlines, part);
-	for (int i = 0; i < r->nlines; i++)
-		r->lines[i].certificate += part[i];
-	c->applied = true;
-	c->amount = pay;
-}
-
-/*
- * coupons_apply_certificates runs after the promotions: an unlocking
- * coupon counts only if its promotion applied; then discount coupons, then
- * certificates, in the order the request sends them.
- */
-void
-coupons_apply_certificates(CheckResult *r)
-{
-	for (int i = 0; i < r->ncoupons; i++)
-	{
-		CouponStatus *c = &r->coupons[i];
-		bool		applied = false;
-		ListCell   *lc;
-
-		if (!c->applied || c->kind == 'c' || c->percent > 0 || c->value > 0)
-			continue;
-		foreach(lc, r->applied)
-		{
-			AppliedPromotion *ap = lfirst(lc);
-
-			if (ap->promo == c->promo)
-			{
-				applied = true;
-				c->amount = ap->discount;
-			}
-		}
-		if (!applied)
-			reject(c, "its promotion does not apply to this check");
-	}
-	for (int i = 0; i < r->ncoupons; i++)
-	{
-		CouponStatus *c = &r->coupons[i];
-
-		if (c->kind != 0 && c->kind != 'c' && c->reason == NULL && !c->applied)
-			apply_discount_coupon(r, c);
-	}
-	for (int i = 0; i < r->ncoupons; i++)
-	{
-		CouponStatus *c = &r->coupons[i];
-
-		if (c->kind == 'c' && c->reason == NULL && !c->applied)
-			apply_certificate(r, c);
+		cr->code = spi_text(row, 1, CurrentMemoryContext);
+		cr->promotion = spi_text(row, 2, CurrentMemoryContext);
+		cr->kind = strcmp(kind, "certificate") == 0 ? 'c'
+			: strcmp(kind, "personal") == 0 ? 'u' : 'p';
+		cr->has_value = !spi_isnull(row, 4);
+		cr->value = spi_int8(row, 4, 0);
+		cr->balance = spi_int8(row, 5, 0);
+		cr->has_percent = !spi_isnull(row, 6);
+		cr->percent = spi_int4(row, 6, 0);
+		cr->min_total = spi_int8(row, 7, 0);
+		cr->valid_from = spi_timestamptz(row, 8, 0);
+		cr->has_until = !spi_isnull(row, 9);
+		cr->valid_until = spi_timestamptz(row, 9, 0);
+		cr->used_up = spi_bool(row, 10, false);
+		cr->is_void = spi_bool(row, 11, false);
+		cr->has_owner = !spi_isnull(row, 12);
+		cr->owner = spi_int8(row, 12, 0);
 	}
 }
 
@@ -440,6 +233,7 @@ issue_all(CheckResult *r, const char *operation_id, EventBatch *events)
 	int			nrows = 0;
 	int			pending;
 	int			attempt;
+	uint64		nwritten;
 	bool		changed = false;
 	ListCell   *lc;
 
@@ -551,35 +345,34 @@ issue_all(CheckResult *r, const char *operation_id, EventBatch *events)
 		values[10] = PointerGetDatum(construct_md_array(line, line_null, 1, dims, lbs,
 														INT4OID, 4, true, TYPALIGN_INT));
 
-		if (SPI_execute_plan(saved_plan(&issue_plan,
-										"WITH c AS ("
-										" INSERT INTO loyalty.coupon (code, promotion, customer_id, kind,"
-										" percent, value, balance, min_total, valid_from, valid_until,"
-										" max_uses, issued_by, sold_line)"
-										" SELECT x.code, x.promotion, CASE WHEN x.sold_line IS NULL THEN $1 END,"
-										"  x.kind, round(x.percent::numeric / 100, 2),"
-										"  round(x.value::numeric / 100, 2),"
-										"  CASE WHEN x.kind = 'certificate' THEN round(x.value::numeric / 100, 2) END,"
-										"  round(x.min_total::numeric / 100, 2), $2, x.valid_until,"
-										"  CASE WHEN x.kind = 'certificate' THEN 1000000 ELSE 1 END, $3, x.sold_line"
-										" FROM ROWS FROM (pg_catalog.unnest($4), pg_catalog.unnest($5),"
-										"   pg_catalog.unnest($6), pg_catalog.unnest($7), pg_catalog.unnest($8),"
-										"   pg_catalog.unnest($9), pg_catalog.unnest($10), pg_catalog.unnest($11))"
-										"   WITH ORDINALITY AS x(code, promotion, kind, percent, value, min_total,"
-										"   valid_until, sold_line, n)"
-										" ORDER BY x.n"
-										" ON CONFLICT (code) DO NOTHING"
-										" RETURNING code)"
-										" SELECT code FROM c",
-										11, types),
-							 values, nulls, false, 0) != SPI_OK_SELECT)
-			elog(ERROR, "issuing coupons failed");
+		nwritten = spi_exec(saved_plan(&issue_plan,
+									   "WITH c AS ("
+									   " INSERT INTO loyalty.coupon (code, promotion, customer_id, kind,"
+									   " percent, value, balance, min_total, valid_from, valid_until,"
+									   " max_uses, issued_by, sold_line)"
+									   " SELECT x.code, x.promotion, CASE WHEN x.sold_line IS NULL THEN $1 END,"
+									   "  x.kind, round(x.percent::numeric / 100, 2),"
+									   "  round(x.value::numeric / 100, 2),"
+									   "  CASE WHEN x.kind = 'certificate' THEN round(x.value::numeric / 100, 2) END,"
+									   "  round(x.min_total::numeric / 100, 2), $2, x.valid_until,"
+									   "  CASE WHEN x.kind = 'certificate' THEN 1000000 ELSE 1 END, $3, x.sold_line"
+									   " FROM ROWS FROM (pg_catalog.unnest($4), pg_catalog.unnest($5),"
+									   "   pg_catalog.unnest($6), pg_catalog.unnest($7), pg_catalog.unnest($8),"
+									   "   pg_catalog.unnest($9), pg_catalog.unnest($10), pg_catalog.unnest($11))"
+									   "   WITH ORDINALITY AS x(code, promotion, kind, percent, value, min_total,"
+									   "   valid_until, sold_line, n)"
+									   " ORDER BY x.n"
+									   " ON CONFLICT (code) DO NOTHING"
+									   " RETURNING code)"
+									   " SELECT code FROM c",
+									   11, types),
+						    values, nulls, false, 0);
 
 		/* the codes written; the others collided and get new codes */
 		unwritten = pending_codes(rows, nrows, pending);
-		for (uint64 k = 0; k < SPI_processed; k++)
+		for (uint64 k = 0; k < nwritten; k++)
 		{
-			char	   *written = SPI_getvalue(SPI_tuptable->vals[k], SPI_tuptable->tupdesc, 1);
+			char	   *written = spi_text(k, 1, CurrentMemoryContext);
 			char		key[COUPON_CODE_LEN + 1];
 			PendingCode *e;
 
@@ -639,7 +432,7 @@ issue_all(CheckResult *r, const char *operation_id, EventBatch *events)
 
 /*
  * coupons_commit, in a purchase: uses up the coupons and certificates the
- * check applied (rows locked since coupons_check) and issues what the
+ * check applied (rows locked since coupons_read) and issues what the
  * promotions print, with the codes coupons_assign_codes gave them (their
  * coupon_issued events go to the batch).  Returns true when a code collided
  * and was replaced (the response must be built again).
@@ -647,6 +440,8 @@ issue_all(CheckResult *r, const char *operation_id, EventBatch *events)
 bool
 coupons_commit(CheckResult *r, const char *operation_id, EventBatch *events)
 {
+	uint64		nrows;
+
 	for (int i = 0; i < r->ncoupons; i++)
 	{
 		CouponStatus *c = &r->coupons[i];
@@ -659,7 +454,7 @@ coupons_commit(CheckResult *r, const char *operation_id, EventBatch *events)
 		CHECK_FOR_INTERRUPTS();
 		if (!c->applied)
 			continue;
-		SPI_execute_plan(saved_plan(&use_plan,
+		nrows = spi_exec(saved_plan(&use_plan,
 									"UPDATE loyalty.coupon SET uses = uses + 1,"
 									" balance = CASE WHEN kind = 'certificate'"
 									"                THEN round(balance - $2::numeric / 100, 2) ELSE balance END,"
@@ -670,7 +465,7 @@ coupons_commit(CheckResult *r, const char *operation_id, EventBatch *events)
 									"   AND (kind <> 'certificate' OR balance * 100 >= $2)",
 									2, types),
 						 values, NULL, false, 0);
-		if (SPI_processed != 1)
+		if (nrows != 1)
 			ereport(ERROR,
 					(errcode(ERRCODE_T_R_SERIALIZATION_FAILURE),
 					 errmsg("coupon \"%s\" was used by another purchase", c->code),
@@ -683,11 +478,11 @@ coupons_commit(CheckResult *r, const char *operation_id, EventBatch *events)
 			lnulls[2] = 'n';
 		lvalues[3] = Int64GetDatum(c->amount);
 		lvalues[4] = TimestampTzGetDatum(r->at);
-		SPI_execute_plan(saved_plan(&use_log_plan,
-									"INSERT INTO loyalty.coupon_use (code, operation_id, customer_id,"
-									" amount, at) VALUES ($1, $2, $3, $4::numeric / 100, $5)",
-									5, ltypes),
-						 lvalues, lnulls, false, 0);
+		spi_exec(saved_plan(&use_log_plan,
+							"INSERT INTO loyalty.coupon_use (code, operation_id, customer_id,"
+							" amount, at) VALUES ($1, $2, $3, $4::numeric / 100, $5)",
+							5, ltypes),
+				 lvalues, lnulls, false, 0);
 	}
 
 	return issue_all(r, operation_id, events);
@@ -710,25 +505,25 @@ coupons_refund(const char *purchase_operation_id, const char *operation_id,
 	values[0] = CStringGetTextDatum(purchase_operation_id);
 	values[1] = CStringGetTextDatum(operation_id);
 	values[2] = TimestampTzGetDatum(server_now);
-	SPI_execute_plan(saved_plan(&refund_plan,
-								"WITH used AS ("
-								"  SELECT u.code, u.amount, u.customer_id FROM loyalty.coupon_use u"
-								"   WHERE u.operation_id = $1"
-								"), restored AS ("
-								"  UPDATE loyalty.coupon c SET uses = c.uses - 1, status = 'active',"
-								"         balance = CASE WHEN c.kind = 'certificate'"
-								"                        THEN c.balance + u.amount ELSE c.balance END"
-								"    FROM used u"
-								"   WHERE c.code = u.code AND c.status <> 'void'"
-								"     AND (c.valid_until IS NULL OR c.valid_until > $3)"
-								"  RETURNING c.code, u.amount, u.customer_id"
-								"), logged AS ("
-								"  INSERT INTO loyalty.coupon_use (code, operation_id, customer_id, amount, at)"
-								"  SELECT code, $2, customer_id, -amount, $3 FROM restored"
-								") UPDATE loyalty.coupon SET status = 'void'"
-								"   WHERE issued_by = $1 AND uses = 0 AND status = 'active'",
-								3, types),
-					 values, NULL, false, 0);
+	spi_exec(saved_plan(&refund_plan,
+						"WITH used AS ("
+						"  SELECT u.code, u.amount, u.customer_id FROM loyalty.coupon_use u"
+						"   WHERE u.operation_id = $1"
+						"), restored AS ("
+						"  UPDATE loyalty.coupon c SET uses = c.uses - 1, status = 'active',"
+						"         balance = CASE WHEN c.kind = 'certificate'"
+						"                        THEN c.balance + u.amount ELSE c.balance END"
+						"    FROM used u"
+						"   WHERE c.code = u.code AND c.status <> 'void'"
+						"     AND (c.valid_until IS NULL OR c.valid_until > $3)"
+						"  RETURNING c.code, u.amount, u.customer_id"
+						"), logged AS ("
+						"  INSERT INTO loyalty.coupon_use (code, operation_id, customer_id, amount, at)"
+						"  SELECT code, $2, customer_id, -amount, $3 FROM restored"
+						") UPDATE loyalty.coupon SET status = 'void'"
+						"   WHERE issued_by = $1 AND uses = 0 AND status = 'active'",
+						3, types),
+			 values, NULL, false, 0);
 }
 
 /*
@@ -750,6 +545,7 @@ coupons_refund_sold(const char *purchase_operation_id, int n,
 	Datum	   *lines = palloc(sizeof(Datum) * Max(n, 1));
 	Datum	   *units = palloc(sizeof(Datum) * Max(n, 1));
 	List	   *voided = NIL;
+	uint64		nrows;
 	uint64		row;
 
 	if (n == 0)
@@ -763,45 +559,40 @@ coupons_refund_sold(const char *purchase_operation_id, int n,
 	values[1] = PointerGetDatum(construct_array(lines, n, INT4OID, 4, true, TYPALIGN_INT));
 	values[2] = PointerGetDatum(construct_array(units, n, INT8OID, 8, FLOAT8PASSBYVAL,
 												TYPALIGN_DOUBLE));
-	if (SPI_execute_plan(saved_plan(&refund_sold_plan,
-									"WITH want AS ("
-									"  SELECT x.line, x.units"
-									"    FROM ROWS FROM (pg_catalog.unnest($2), pg_catalog.unnest($3))"
-									"         AS x(line, units)"
-									"), sold AS ("
-									"  SELECT c.code, c.sold_line, c.status = 'active' AND c.uses = 0 AS unused,"
-									"         pg_catalog.row_number() OVER (PARTITION BY c.sold_line,"
-									"           c.status = 'active' AND c.uses = 0 ORDER BY c.code) AS n"
-									"    FROM loyalty.coupon c JOIN want w ON w.line = c.sold_line"
-									"   WHERE c.issued_by = $1"
-									"), voided AS ("
-									"  UPDATE loyalty.coupon c SET status = 'void'"
-									"    FROM sold s JOIN want w ON w.line = s.sold_line"
-									"   WHERE c.code = s.code AND s.unused AND s.n <= w.units"
-									"     AND c.status = 'active' AND c.uses = 0"
-									"  RETURNING c.code, c.sold_line"
-									")"
-									" SELECT w.line, w.units,"
-									"        (SELECT count(*) FROM sold s WHERE s.sold_line = w.line),"
-									"        (SELECT count(*) FROM voided v WHERE v.sold_line = w.line),"
-									"        ARRAY(SELECT v.code FROM voided v WHERE v.sold_line = w.line"
-									"               ORDER BY v.code)"
-									"   FROM want w ORDER BY w.line",
-									3, types),
-						 values, NULL, false, 0) != SPI_OK_SELECT)
-		elog(ERROR, "voiding the certificates of a refund failed");
+	nrows = spi_exec(saved_plan(&refund_sold_plan,
+								"WITH want AS ("
+								"  SELECT x.line, x.units"
+								"    FROM ROWS FROM (pg_catalog.unnest($2), pg_catalog.unnest($3))"
+								"         AS x(line, units)"
+								"), sold AS ("
+								"  SELECT c.code, c.sold_line, c.status = 'active' AND c.uses = 0 AS unused,"
+								"         pg_catalog.row_number() OVER (PARTITION BY c.sold_line,"
+								"           c.status = 'active' AND c.uses = 0 ORDER BY c.code) AS n"
+								"    FROM loyalty.coupon c JOIN want w ON w.line = c.sold_line"
+								"   WHERE c.issued_by = $1"
+								"), voided AS ("
+								"  UPDATE loyalty.coupon c SET status = 'void'"
+								"    FROM sold s JOIN want w ON w.line = s.sold_line"
+								"   WHERE c.code = s.code AND s.unused AND s.n <= w.units"
+								"     AND c.status = 'active' AND c.uses = 0"
+								"  RETURNING c.code, c.sold_line"
+								")"
+								" SELECT w.line, w.units,"
+								"        (SELECT count(*) FROM sold s WHERE s.sold_line = w.line),"
+								"        (SELECT count(*) FROM voided v WHERE v.sold_line = w.line),"
+								"        ARRAY(SELECT v.code FROM voided v WHERE v.sold_line = w.line"
+								"               ORDER BY v.code)"
+								"   FROM want w ORDER BY w.line",
+								3, types),
+					 values, NULL, false, 0);
 
-	for (row = 0; row < SPI_processed; row++)
+	for (row = 0; row < nrows; row++)
 	{
-		HeapTuple	tup = SPI_tuptable->vals[row];
-		TupleDesc	desc = SPI_tuptable->tupdesc;
-		bool		isnull;
-		int32		line = DatumGetInt32(SPI_getbinval(tup, desc, 1, &isnull));
-		int64		want = DatumGetInt64(SPI_getbinval(tup, desc, 2, &isnull));
-		int64		sold = DatumGetInt64(SPI_getbinval(tup, desc, 3, &isnull));
-		int64		done = DatumGetInt64(SPI_getbinval(tup, desc, 4, &isnull));
-		ArrayType  *codes = DatumGetArrayTypeP(SPI_getbinval(tup, desc, 5, &isnull));
-		Datum	   *elems;
+		int32		line = spi_int4(row, 1, 0);
+		int64		want = spi_int8(row, 2, 0);
+		int64		sold = spi_int8(row, 3, 0);
+		int64		done = spi_int8(row, 4, 0);
+		char	  **codes;
 		int			nelems;
 
 		CHECK_FOR_INTERRUPTS();
@@ -819,9 +610,9 @@ coupons_refund_sold(const char *purchase_operation_id, int n,
 					 errdetail("Line %d sold " INT64_FORMAT " gift certificate(s); the refund asks for " INT64_FORMAT ", but only " INT64_FORMAT " are unused.",
 							   line, sold, want, done),
 					 errhint("A certificate already spent, even in part, is not refunded; refund the other lines by index.")));
-		deconstruct_array(codes, TEXTOID, -1, false, TYPALIGN_INT, &elems, NULL, &nelems);
+		codes = spi_text_array(row, 5, CurrentMemoryContext, &nelems);
 		for (int k = 0; k < nelems; k++)
-			voided = lappend(voided, TextDatumGetCString(elems[k]));
+			voided = lappend(voided, codes[k]);
 	}
 	return voided;
 }

@@ -1,21 +1,19 @@
 /*-------------------------------------------------------------------------
  *
  * coupons.h
- *	  The check engine's boundary with coupons and certificates (SPEC
- *	  section 6; implemented by issue 5).  Subscriptions bought in a
- *	  purchase are in subscriptions.h.
+ *	  Coupons, certificates and subscriptions in the database (SPEC
+ *	  section 6): what the check API reads before the engine runs and
+ *	  writes after it.  What the codes do to a check is the pure coupon
+ *	  stage's (coupons_apply.h).
  *
- * The engine calls these at fixed points of the pipeline:
- *	  coupons_check			before promotions: the status of every coupon
- *							code of the request, and which requires_coupon
- *							promotions the codes unlock;
- *	  coupons_apply_certificates
- *							after promotions, before points: certificates
- *							pay a check-level amount (line.certificate);
+ *	  coupons_read			in the loader (check_load), before the engine:
+ *							the rows of the request's codes, locked for a
+ *							purchase;
  *	  coupons_assign_codes	in purchase, before the response: the codes
  *							of the coupons and certificates it issues;
  *	  coupons_commit		in purchase, once the operation is recorded:
- *							uses of coupons, certificate balances, the
+ *							uses of coupons (rows locked since
+ *							coupons_read), certificate balances, the
  *							issued coupons and certificates;
  *	  coupons_refund		in refund: on a full refund restore used coupons
  *							and void unused issued ones;
@@ -28,11 +26,10 @@
 #ifndef LOYALTY_COUPONS_H
 #define LOYALTY_COUPONS_H
 
-#include "engine.h"
+#include "check.h"
 #include "events.h"
 
-extern void coupons_check(CheckResult *r, bool *unlocked);
-extern void coupons_apply_certificates(CheckResult *r);
+extern void coupons_read(CheckInput *in);
 extern void coupons_assign_codes(CheckResult *r);
 extern bool coupons_commit(CheckResult *r, const char *operation_id,
 						   EventBatch *events);

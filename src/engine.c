@@ -3,16 +3,20 @@
  * engine.c
  *	  The check engine's pipeline (see engine.h): lines, promotions in
  *	  order with groups and exclusivity, certificates, redemption, accrual
- *	  and fiscal parts.
+ *	  and fiscal parts.  Only the pipeline: the line arithmetic is in
+ *	  check.c, the mechanics in src/mechanics/, the coupon stage in
+ *	  coupons_apply.c.
+ *
+ * It must not run SQL or raise an error a client can cause: check_load
+ * (check_load.c) read and checked everything before (elog for what cannot
+ * happen is fine).
  *
  * Costs: per check, one pass over the lines per promotion in scope at most
- * (selector matches are memoized on the cached product), no SPI call per
- * line; the only queries are the balances (ledger_balances, one query)
- * when the customer is identified.
+ * (selector matches are memoized on the cached product), no query at all.
  *
  * Interrupts (issue 14): the loops over the lines, over the promotions and
  * a group's members, over points rates and grants, and the rounds of
- * engine_spread call CHECK_FOR_INTERRUPTS, so a cancel or statement_timeout
+ * check_spread call CHECK_FOR_INTERRUPTS, so a cancel or statement_timeout
  * stops a check within one line's or one promotion's work.  A mechanic's
  * own pass over the lines (at most REQUEST_MAX_LINES, constant work per
  * line) runs between two of those checks and does not repeat it.
@@ -21,14 +25,10 @@
  */
 #include "loyalty.h"
 
-#include "access/xact.h"
 #include "miscadmin.h"
-#include "utils/builtins.h"
 #include "utils/datetime.h"
-#include "utils/timestamp.h"
 
-#include "clock.h"
-#include "coupons.h"
+#include "coupons_apply.h"
 #include "engine.h"
 #include "mechanics/mechanics.h"
 
@@ -62,286 +62,6 @@ set_local_time(CheckResult *r)
 	r->minute_of_day = tm.tm_hour * 60 + tm.tm_min;
 }
 
-/*
- * engine_add_interval adds an interval to a moment the way PostgreSQL does
- * (months, then days, then time), with calendar arithmetic in time zone tz
- * rather than the session's.
- */
-TimestampTz
-engine_add_interval(TimestampTz t, const Interval *iv, pg_tz *tz)
-{
-	if (iv->month != 0 || iv->day != 0)
-	{
-		struct pg_tm tm;
-		fsec_t		fsec;
-		int			tzoff;
-		int			julian;
-
-		if (timestamp2tm(t, &tzoff, &tm, &fsec, NULL, tz) != 0)
-			ereport(ERROR,
-					(errcode(ERRCODE_DATETIME_VALUE_OUT_OF_RANGE),
-					 errmsg("timestamp out of range")));
-		if (iv->month != 0)
-		{
-			int			months = tm.tm_year * 12 + (tm.tm_mon - 1) + iv->month;
-
-			tm.tm_year = months / 12;
-			tm.tm_mon = months % 12 + 1;
-			if (tm.tm_mday > day_tab[isleap(tm.tm_year)][tm.tm_mon - 1])
-				tm.tm_mday = day_tab[isleap(tm.tm_year)][tm.tm_mon - 1];
-		}
-		julian = date2j(tm.tm_year, tm.tm_mon, tm.tm_mday) + iv->day;
-		j2date(julian, &tm.tm_year, &tm.tm_mon, &tm.tm_mday);
-		tzoff = DetermineTimeZoneOffset(&tm, tz);
-		if (tm2timestamp(&tm, fsec, &tzoff, &t) != 0)
-			ereport(ERROR,
-					(errcode(ERRCODE_DATETIME_VALUE_OUT_OF_RANGE),
-					 errmsg("timestamp out of range")));
-	}
-	return t + iv->time;
-}
-
-/*
- * engine_validity_end returns when something issued now with validity v
- * stops being valid (exclusive): now + interval, or the first moment of
- * the next month in the store's time zone for "end_of_month".  *has_end is
- * false when it never expires (VALIDITY_DEFAULT).  "Now" is the check's
- * issue_at: its "at", or the server's time when "at" is ahead of it, so a
- * register's clock running fast never lengthens a validity.
- */
-TimestampTz
-engine_validity_end(CheckResult *r, const Validity *v, bool *has_end)
-{
-	struct pg_tm tm;
-	fsec_t		fsec;
-	int			tzoff;
-	TimestampTz result;
-
-	*has_end = true;
-	switch (v->kind)
-	{
-		case VALIDITY_INTERVAL:
-			return engine_add_interval(r->issue_at, &v->interval, r->tz);
-		case VALIDITY_END_OF_MONTH:
-			if (timestamp2tm(r->issue_at, &tzoff, &tm, &fsec, NULL, r->tz) != 0)
-				elog(ERROR, "timestamp out of range");
-			tm.tm_mday = 1;
-			tm.tm_hour = tm.tm_min = tm.tm_sec = 0;
-			if (++tm.tm_mon > 12)
-			{
-				tm.tm_mon = 1;
-				tm.tm_year++;
-			}
-			tzoff = DetermineTimeZoneOffset(&tm, r->tz);
-			if (tm2timestamp(&tm, 0, &tzoff, &result) != 0)
-				elog(ERROR, "timestamp out of range");
-			return result;
-		case VALIDITY_DEFAULT:
-			break;
-	}
-	*has_end = false;
-	return DT_NOEND;
-}
-
-/* engine_money_text prints money for messages: "150.00". */
-char *
-engine_money_text(int64 money)
-{
-	return scaled_to_cstring(money, MONEY_SCALE);
-}
-
-
-/* ---------------------------------------------------------------------
- * Helpers for the mechanics
- * ---------------------------------------------------------------------
- */
-
-/*
- * engine_line_matches: is line i a known product matching selector sel?
- * A line selling gift certificates matches no selector: it is money, not
- * goods, and neither triggers nor receives any promotion.
- */
-bool
-engine_line_matches(CheckResult *r, int i, int sel)
-{
-	CachedProduct *p = r->lines[i].product;
-
-	return p != NULL && sel >= 0 && !r->lines[i].gift_certificate &&
-		config_product_matches(r->cfg, p, sel);
-}
-
-/*
- * engine_line_discountable: may promotion p discount line i?  Not a
- * no_discount product, not locked by an exclusive promotion, not at its
- * floor, and, for an exclusive p, not discounted before.
- */
-bool
-engine_line_discountable(CheckResult *r, int i, const CachedPromotion *p)
-{
-	CheckLine  *l = &r->lines[i];
-
-	if (l->no_discount || l->locked || LINE_CURRENT(l) <= l->floor)
-		return false;
-	if (p->exclusive && l->discount > 0)
-		return false;
-	return true;
-}
-
-/* engine_line_cap: the most line i may still be discounted. */
-int64
-engine_line_cap(CheckResult *r, int i)
-{
-	CheckLine  *l = &r->lines[i];
-	int64		cap = LINE_CURRENT(l) - l->floor;
-
-	return cap > 0 ? cap : 0;
-}
-
-/*
- * engine_check_total: the check's money as it stands, for thresholds
- * (min_total, steps): certificates sold on the check do not count.
- */
-int64
-engine_check_total(CheckResult *r)
-{
-	return r->amount - r->gift_amount - r->discount;
-}
-
-/*
- * engine_spread spreads amount over the eligible lines in proportion to
- * their current amounts, by largest remainder, without passing any line's
- * cap: a line that would pass it gets its cap and the rest is spread again
- * over the others.  Writes delta (zeroed by the caller); what no line can
- * take is not given.
- */
-void
-engine_spread(CheckResult *r, int64 amount, const bool *eligible, int64 *delta)
-{
-	int			n = r->nlines;
-	int64	   *weights = palloc(sizeof(int64) * n);
-	int64	   *alloc = palloc(sizeof(int64) * n);
-	bool	   *active = palloc(sizeof(bool) * n);
-	int64		remaining = amount;
-	int			i;
-
-	for (i = 0; i < n; i++)
-		active[i] = eligible[i] && engine_line_cap(r, i) > 0;
-
-	while (remaining > 0)
-	{
-		int64		sum = 0;
-		bool		over = false;
-
-		CHECK_FOR_INTERRUPTS();
-		for (i = 0; i < n; i++)
-		{
-			weights[i] = active[i] ? LINE_CURRENT(&r->lines[i]) : 0;
-			sum += weights[i];
-		}
-		if (sum == 0)
-			break;
-		allocate_largest_remainder(remaining, weights, n, alloc);
-		for (i = 0; i < n; i++)
-		{
-			if (active[i] && alloc[i] >= engine_line_cap(r, i))
-			{
-				/* at or past its cap: the line takes its cap, and is done */
-				delta[i] = engine_line_cap(r, i);
-				remaining -= delta[i];
-				active[i] = false;
-				over = over || alloc[i] > delta[i];
-			}
-		}
-		if (!over)
-		{
-			for (i = 0; i < n; i++)
-				if (active[i])
-				{
-					delta[i] = alloc[i];
-					remaining -= alloc[i];
-				}
-			break;
-		}
-	}
-	pfree(weights);
-	pfree(alloc);
-	pfree(active);
-}
-
-/*
- * engine_units_value is what "units" whole units of a line cost now:
- * round_half_up(current * units / qty).
- */
-int64
-engine_units_value(const CheckLine *l, int64 units)
-{
-	int128		num = (int128) LINE_CURRENT(l) * units * QTY_ONE;
-
-	if (units * QTY_ONE >= l->qty)
-		return LINE_CURRENT(l);
-	return (int64) ((num + l->qty / 2) / l->qty);
-}
-
-/* A line while units are being chosen. */
-typedef struct UnitLine
-{
-	int			line;
-	int64		current;
-	int64		qty;
-} UnitLine;
-
-/* unit_line_cmp orders lines by current unit price, then index. */
-static int
-unit_line_cmp(const void *a, const void *b)
-{
-	const UnitLine *x = a;
-	const UnitLine *y = b;
-	int128		lx = (int128) x->current * y->qty;
-	int128		ly = (int128) y->current * x->qty;
-
-	if (lx != ly)
-		return lx < ly ? -1 : 1;
-	return x->line - y->line;
-}
-
-/*
- * engine_cheapest_units chooses "take" whole units among the eligible
- * lines, cheapest unit price first (ties: lower index), and writes how many
- * of each line's units were taken.
- */
-void
-engine_cheapest_units(CheckResult *r, const bool *eligible, int64 take,
-					  int64 *taken)
-{
-	UnitLine   *ul = palloc(sizeof(UnitLine) * r->nlines);
-	int			n = 0;
-	int			i;
-
-	for (i = 0; i < r->nlines; i++)
-	{
-		CheckLine  *l = &r->lines[i];
-
-		CHECK_FOR_INTERRUPTS();
-		taken[i] = 0;
-		if (!eligible[i] || l->qty < QTY_ONE)
-			continue;
-		ul[n].line = i;
-		ul[n].current = LINE_CURRENT(l);
-		ul[n].qty = l->qty;
-		n++;
-	}
-	qsort(ul, n, sizeof(UnitLine), unit_line_cmp);
-	for (i = 0; i < n && take > 0; i++)
-	{
-		int64		units = ul[i].qty / QTY_ONE;
-		int64		t = Min(units, take);
-
-		taken[ul[i].line] = t;
-		take -= t;
-	}
-	pfree(ul);
-}
-
 
 /* ---------------------------------------------------------------------
  * Lines
@@ -349,44 +69,25 @@ engine_cheapest_units(CheckResult *r, const bool *eligible, int64 take,
  */
 
 /*
- * setup_certificate_line sets up a line of a certificate product: whole
- * units, each a certificate worth the unit price, positive and at most
- * setting certificate_max_value; no discount, no points, not paid with
- * points or certificates (whatever the product's flags say), and not
- * counted in the check's thresholds (engine_check_total).  *sold counts
- * the certificates of the lines before it.
+ * setup_certificate_line sets up a line of a certificate product (check_bind
+ * checked it): whole units, each a certificate worth the unit price; no
+ * discount, no points, not paid with points or certificates (whatever the
+ * product's flags say), and not counted in the check's thresholds
+ * (check_total).
  */
 static void
-setup_certificate_line(CheckResult *r, CheckLine *l, int64 *sold)
+setup_certificate_line(CheckResult *r, CheckLine *l)
 {
-	int64		units = l->qty / QTY_ONE;
-
 	l->gift_certificate = true;
 	l->no_discount = l->no_points = l->no_redeem = true;
 	r->gift_amount += l->amount;
-	if (r->mode != ENGINE_CHECK)
-		return;
-	if (l->qty % QTY_ONE != 0)
-		request_error(psprintf("lines[%d].qty", l->index),
-					  "must be a whole number: SKU \"%s\" sells gift certificates, one a unit.",
-					  l->sku);
-	if (l->price <= 0 || l->price > r->cfg->certificate_max_value)
-		request_error(psprintf("lines[%d].price", l->index),
-					  "must be greater than 0 and at most %s (setting certificate_max_value): it is the value of each gift certificate SKU \"%s\" sells.",
-					  engine_money_text(r->cfg->certificate_max_value), l->sku);
-	*sold += units;
-	if (*sold > CHECK_MAX_CERTIFICATES)
-		request_error(psprintf("lines[%d].qty", l->index),
-					  "must keep the check's gift certificates at %d at most.",
-					  CHECK_MAX_CERTIFICATES);
 }
 
-/* setup_lines builds the check's lines from the request. */
+/* setup_lines builds the check's lines from the bound request. */
 static void
 setup_lines(CheckResult *r)
 {
 	CheckRequest *req = r->req;
-	int64		sold = 0;		/* gift certificates */
 	int			i;
 
 	r->nlines = req->nlines;
@@ -394,25 +95,19 @@ setup_lines(CheckResult *r)
 	for (i = 0; i < r->nlines; i++)
 	{
 		RequestLine *rl = &req->lines[i];
+		const BoundLine *bl = &r->in->lines[i];
 		CheckLine  *l = &r->lines[i];
-		CachedProduct *p = config_product(r->cfg, rl->sku);
+		CachedProduct *p = bl->product;
 
 		CHECK_FOR_INTERRUPTS();
 		l->index = i;
 		l->sku = rl->sku;
 		l->product = p;
 		l->qty = rl->qty;
-		l->price = rl->price;
-		if (l->price < 0)
-		{
-			if (p == NULL || p->price < 0)
-				request_error(psprintf("lines[%d].price", i),
-							  "is required: SKU \"%s\" has no catalog price.", rl->sku);
-			l->price = p->price;
-		}
-		l->amount = money_times_qty(l->price, l->qty);
+		l->price = bl->price;
+		l->amount = bl->amount;
 		if (p != NULL && p->gift_certificate)
-			setup_certificate_line(r, l, &sold);
+			setup_certificate_line(r, l);
 		else if (p != NULL)
 		{
 			l->no_discount = p->no_discount;
@@ -426,8 +121,6 @@ setup_lines(CheckResult *r)
 								  psprintf("Unknown SKU \"%s\" at lines[%d]: priced as sent, no product promotions.",
 										   rl->sku, i));
 		r->amount += l->amount;
-		if (r->amount >= REQUEST_MAX_CHECK)
-			request_error("lines", "must add up to less than 10000000000.");
 		l->redeem_points = palloc0(sizeof(int64) * Max(r->cfg->naccounts, 1));
 		l->accrual = palloc0(sizeof(int64) * Max(r->cfg->naccounts, 1));
 	}
@@ -503,61 +196,6 @@ effect_reset(Effect *eff, int nlines)
 	eff->delta = delta;
 }
 
-/* effect_is_empty: did the mechanic do anything? */
-static bool
-effect_is_empty(const Effect *eff)
-{
-	return eff->total == 0 && eff->issued == NULL && eff->grant == NULL &&
-		eff->rate == NULL && eff->suggestion == NULL;
-}
-
-/* engine_apply_effect applies what promotion p does to the check. */
-void
-engine_apply_effect(CheckResult *r, const CachedPromotion *p, const Effect *eff)
-{
-	AppliedPromotion *ap;
-	int			i;
-
-	if (effect_is_empty(eff))
-		return;
-	for (i = 0; i < r->nlines && eff->total > 0; i++)
-	{
-		CheckLine  *l = &r->lines[i];
-		int64		d = eff->delta[i];
-
-		if (d <= 0)
-			continue;
-		Assert(d <= engine_line_cap(r, i));
-		l->discount += d;
-		r->discount += d;
-		if (p->exclusive)
-			l->locked = true;
-		if (l->npromos == l->maxpromos)
-		{
-			l->maxpromos = l->maxpromos ? l->maxpromos * 2 : 4;
-			l->promos = l->promos ? repalloc(l->promos, sizeof(LinePromotion) * l->maxpromos)
-				: palloc(sizeof(LinePromotion) * l->maxpromos);
-		}
-		l->promos[l->npromos].promo = p;
-		l->promos[l->npromos].discount = d;
-		l->npromos++;
-	}
-	ap = palloc0(sizeof(AppliedPromotion));
-	ap->promo = p;
-	ap->discount = eff->total;
-	r->applied = lappend(r->applied, ap);
-	if (eff->issued)
-		r->issued = lappend(r->issued, eff->issued);
-	if (eff->grant)
-		r->grants = lappend(r->grants, eff->grant);
-	if (eff->rate)
-		r->rates = lappend(r->rates, eff->rate);
-	if (eff->suggestion)
-		r->suggestions = lappend(r->suggestions, eff->suggestion);
-	if (eff->message)
-		r->messages = lappend(r->messages, eff->message);
-}
-
 /*
  * run_promotions applies the promotions in scope in (priority, code) order.
  * A group is decided at its first member's turn: every member in scope is
@@ -565,9 +203,10 @@ engine_apply_effect(CheckResult *r, const CachedPromotion *p, const Effect *eff)
  * discount is applied (ties: the earlier in order).
  */
 static void
-run_promotions(CheckResult *r, const bool *excluded, const int64 *usage)
+run_promotions(CheckResult *r, const bool *excluded)
 {
 	ConfigCache *cfg = r->cfg;
+	const int64 *usage = r->in->usage;
 	bool	   *unlocked = palloc0(sizeof(bool) * Max(cfg->npromotions, 1));
 	bool	   *scope = palloc0(sizeof(bool) * Max(cfg->npromotions, 1));
 	bool	   *group_done = palloc0(sizeof(bool) * Max(cfg->ngroups, 1));
@@ -618,7 +257,7 @@ run_promotions(CheckResult *r, const bool *excluded, const int64 *usage)
 		{
 			effect_reset(&eff, r->nlines);
 			mechanic_function(p->mechanic) (r, p, &eff);
-			engine_apply_effect(r, p, &eff);
+			check_apply_effect(r, p, &eff);
 			continue;
 		}
 		if (group_done[p->grp_id])
@@ -644,7 +283,7 @@ run_promotions(CheckResult *r, const bool *excluded, const int64 *usage)
 			}
 		}
 		if (winner != NULL)
-			engine_apply_effect(r, winner, &best);
+			check_apply_effect(r, winner, &best);
 	}
 	pfree(eff.delta);
 	pfree(best.delta);
@@ -683,15 +322,14 @@ spread_points(CheckResult *r, int64 points, const int64 *weights, int64 *out)
 }
 
 /*
- * run_redemption reads the customer's balances and spends points as the
- * request asks (min(requested, max)), through redeem_plan.
+ * run_redemption spends points as the request asks (min(requested, max)),
+ * through redeem_plan, from the balances the loader read.
  */
 static void
 run_redemption(CheckResult *r)
 {
 	ConfigCache *cfg = r->cfg;
 	int			na = cfg->naccounts;
-	const char **codes;
 	RedeemLine *rl;
 	RedeemAccount *ra;
 	int64		due = 0;
@@ -703,13 +341,9 @@ run_redemption(CheckResult *r)
 		r->req->redeem == REDEEM_POINTS ? r->req->redeem_points : 0;
 	if (!r->cust->identified || na == 0 || r->mode != ENGINE_CHECK)
 		return;
-
-	codes = palloc(sizeof(char *) * na);
-	for (a = 0; a < na; a++)
-		codes[a] = cfg->accounts[a].code;
-	r->balances = palloc0(sizeof(LedgerBalance) * na);
-	/* what may be spent is judged at the server's time, not the check's */
-	ledger_balances(r->cust->id, r->server_now, na, codes, r->balances);
+	if (!r->in->has_balances)
+		elog(ERROR, "the balances of customer " INT64_FORMAT " were not loaded", r->cust->id);
+	r->balances = r->in->balances;
 	r->has_balances = true;
 
 	rl = palloc(sizeof(RedeemLine) * r->nlines);
@@ -951,40 +585,32 @@ finish_lines(CheckResult *r)
  */
 
 /*
- * engine_run prices a check (see engine.h).  The store and channel are
- * checked here: an unknown store is 22023 naming "store"; so is "at"'s
- * window around the server's time (clock_check_at), after a purchase's
- * replay was looked up, so a check sent again late still gets its receipt.
+ * engine_run prices a check (see engine.h) from what check_load gathered:
+ * plain C over memory.
  */
 CheckResult *
-engine_run(ConfigCache *cfg, CheckRequest *req, CustomerInfo *cust,
-		   const bool *excluded, const int64 *usage, EngineMode mode)
+engine_run(ConfigCache *cfg, const CheckInput *in, const bool *excluded)
 {
 	CheckResult *r = palloc0(sizeof(CheckResult));
 
 	r->cfg = cfg;
-	r->req = req;
-	r->cust = cust;
-	r->mode = mode;
-	r->server_now = clock_server_now(req->has_at, req->at);
-	r->at = req->has_at ? req->at : r->server_now;
-	clock_check_at(cfg, "at", r->at, r->server_now);
+	r->in = in;
+	r->req = in->req;
+	r->cust = in->cust;
+	r->mode = in->mode;
+	r->server_now = in->server_now;
+	r->at = in->at;
 	r->issue_at = Min(r->at, r->server_now);
-	if (req->store != NULL)
-	{
-		r->store = config_store(cfg, req->store);
-		if (r->store == NULL)
-			request_error("store", "names an unknown store \"%s\".", req->store);
-	}
-	r->channel = req->channel ? req->channel : r->store ? r->store->channel : "pos";
+	r->store = in->store;
+	r->channel = r->req->channel ? r->req->channel : r->store ? r->store->channel : "pos";
 	r->tz = r->store ? r->store->tz : cfg->program_tz;
 	set_local_time(r);
 
-	if (cust->blocked)
+	if (r->cust->blocked)
 		r->warnings = lappend(r->warnings,
 							  pstrdup("The customer's account is blocked: priced as anonymous, no points."));
 	setup_lines(r);
-	run_promotions(r, excluded, usage);
+	run_promotions(r, excluded);
 	coupons_apply_certificates(r);
 	run_redemption(r);
 	compute_accrual(r);

@@ -12,7 +12,7 @@
 #include "datatype/timestamp.h"
 #include "utils/jsonb.h"
 
-#include "response.h"
+#include "jsonb_builder.h"
 
 /* Events of one customer waiting to be written, in order. */
 typedef struct EventBatch

@@ -3,8 +3,8 @@
  * ledger.c
  *	  The points ledger's primitives: lock a customer, read balances, spend
  *	  (FEFO), accrue (paying debt first), reverse an accrual, return spent
- *	  points, expire due lots; and the accrual rule of a purchase (which
- *	  lots what a check earned becomes, ledger_accrue_check).
+ *	  points, expire due lots.  Which lots a priced check's points become
+ *	  is accrual.c's (it knows the check; the ledger does not).
  *
  * Every movement is a set-based SQL statement run through a saved SPI plan:
  * one statement per primitive in the common case, whatever the number of
@@ -21,7 +21,6 @@
  */
 #include "loyalty.h"
 
-#include "engine.h"
 #include "events.h"
 #include "ledger.h"
 #include "money.h"
@@ -742,83 +741,4 @@ ledger_expire_batch(TimestampTz as_of, int max_lots,
 	if (spi_int4(0, 1, 0) != n)
 		elog(ERROR, "expiry batch emptied a different number of lots than it locked");
 	result->points = spi_int8(0, 2, 0);
-}
-
-
-/* ---------------------------------------------------------------------
- * What a purchase earned
- * ---------------------------------------------------------------------
- */
-
-/*
- * ledger_accrue_check credits what a check earned: per account, one lot for
- * all the points that expire together (the percent accrual and the grants
- * that follow the account's lifetime share one).  The lots of accounts
- * without debt (the usual case) are written by one statement; an account in
- * debt goes through ledger_accrue, which pays the debt first and writes its
- * own event (after the batch's, written first).  The new lots'
- * points_earned events go to the batch.
- */
-void
-ledger_accrue_check(CheckResult *r, const char *operation_id, EventBatch *events)
-{
-	ConfigCache *cfg = r->cfg;
-	ListCell   *lc;
-	int			a;
-	int			nlots = 0;
-	AccrualLot *lots = palloc(sizeof(AccrualLot) * cfg->naccounts * (list_length(r->grants) + 1));
-
-	for (a = 0; a < cfg->naccounts; a++)
-	{
-		CachedAccountType *acc = &cfg->accounts[a];
-		/* from issue_at: a register's clock running fast moves nothing later */
-		TimestampTz available = engine_add_interval(r->issue_at, &acc->activation_delay, r->tz);
-		TimestampTz expires = acc->has_lifetime ?
-			engine_add_interval(r->issue_at, &acc->lifetime, r->tz) : DT_NOEND;
-		bool		in_debt = !r->has_balances || r->balances[a].in_debt;
-		AccrualLot *mine = &lots[nlots];
-		int			n = 1;
-		int			i;
-
-		mine[0].account = acc->code;
-		mine[0].points = r->rate_points[a];
-		mine[0].available_at = available;
-		mine[0].expires_at = expires;
-		foreach(lc, r->grants)
-		{
-			PointsGrant *g = lfirst(lc);
-			TimestampTz e = g->has_expiry ? g->expires_at : expires;
-
-			if (g->account != a)
-				continue;
-			for (i = 0; i < n && mine[i].expires_at != e; i++)
-				;
-			if (i == n)
-			{
-				mine[n].account = acc->code;
-				mine[n].points = 0;
-				mine[n].available_at = available;
-				mine[n].expires_at = e;
-				n++;
-			}
-			mine[i].points += g->points;
-		}
-		/* keep the lots with points; an account in debt pays it first */
-		for (i = 0; i < n; i++)
-		{
-			if (mine[i].points <= 0)
-				continue;
-			if (in_debt)
-			{
-				/* its event follows those gathered so far, as it always did */
-				event_batch_write(events, r->cust->id);
-				ledger_accrue(r->cust->id, acc->code, mine[i].points, operation_id,
-							  r->at, available, mine[i].expires_at);
-			}
-			else
-				lots[nlots++] = mine[i];
-		}
-	}
-	ledger_accrue_lots(r->cust->id, lots, nlots, operation_id, r->at, events);
-	pfree(lots);
 }

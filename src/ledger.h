@@ -20,7 +20,6 @@
 #include "datatype/timestamp.h"
 
 struct EventBatch;				/* events.h */
-struct CheckResult;				/* engine.h */
 
 /* Balance of one account as of a moment. */
 typedef struct LedgerBalance
@@ -73,16 +72,6 @@ extern void ledger_accrue_lots(int64 customer_id, const AccrualLot *lots, int n,
 							   const char *operation_id, TimestampTz at,
 							   struct EventBatch *events);
 
-/*
- * ledger_accrue_check credits, for purchase operation_id, what the priced
- * check r earned on each account (its percent accrual and its grants),
- * dated from the check's issue_at by the account's activation delay and
- * lifetime: one lot per account and expiry, through ledger_accrue_lots,
- * or ledger_accrue for an account in debt.  Events go to the batch as
- * those two say.
- */
-extern void ledger_accrue_check(struct CheckResult *r, const char *operation_id,
-								struct EventBatch *events);
 
 /*
  * ledger_spend takes points from the account's lots available and not

@@ -185,7 +185,7 @@ remainder_rank_cmp(const void *a, const void *b)
  * caller should not ask for that).  total must be >= 0.
  *
  * O(n log n): the parts are sorted by remainder once (0.8 looked for the
- * largest remainder once per unit left over, O(n^2), and engine_spread
+ * largest remainder once per unit left over, O(n^2), and check_spread
  * calls this once per line that reaches its cap: O(n^3) for a check of
  * many lines, issue 14).
  */

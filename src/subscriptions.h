@@ -9,7 +9,7 @@
 #ifndef LOYALTY_SUBSCRIPTIONS_H
 #define LOYALTY_SUBSCRIPTIONS_H
 
-#include "engine.h"
+#include "check.h"
 
 /*
  * subscriptions_commit starts or extends, for an identified customer, the

@@ -9,7 +9,7 @@
 #ifndef LOYALTY_TIERS_H
 #define LOYALTY_TIERS_H
 
-#include "engine.h"
+#include "check.h"
 
 /*
  * tiers_refresh moves the purchase's customer up to the tier their spend

@@ -34,9 +34,9 @@ percent_lines(CheckResult *r, const CachedPromotion *p, int sel,
 		CheckLine  *l = &r->lines[i];
 		int64		d;
 
-		if (!engine_line_discountable(r, i, p) || !engine_line_matches(r, i, sel))
+		if (!check_line_discountable(r, i, p) || !check_line_matches(r, i, sel))
 			continue;
-		d = Min(money_percent(LINE_CURRENT(l), percent), engine_line_cap(r, i));
+		d = Min(money_percent(LINE_CURRENT(l), percent), check_line_cap(r, i));
 		if (d > 0)
 		{
 			eff->delta[i] = d;
@@ -105,11 +105,11 @@ mech_amount_off(CheckResult *r, const CachedPromotion *p, Effect *eff)
 		CheckLine  *l = &r->lines[i];
 		int64		d;
 
-		if (!engine_line_discountable(r, i, p) ||
-			!engine_line_matches(r, i, p->sel_products))
+		if (!check_line_discountable(r, i, p) ||
+			!check_line_matches(r, i, p->sel_products))
 			continue;
 		d = rule->per_line ? rule->amount : money_times_qty(rule->amount, l->qty);
-		d = Min(d, engine_line_cap(r, i));
+		d = Min(d, check_line_cap(r, i));
 		if (d > 0)
 		{
 			eff->delta[i] = d;
@@ -129,7 +129,7 @@ void
 mech_check_discount(CheckResult *r, const CachedPromotion *p, Effect *eff)
 {
 	const StepList *steps = &p->rule->u.check_discount.steps;
-	int64		total = engine_check_total(r);
+	int64		total = check_total(r);
 	const RuleStep *step = NULL;
 	bool	   *eligible;
 	int			i;
@@ -142,7 +142,7 @@ mech_check_discount(CheckResult *r, const CachedPromotion *p, Effect *eff)
 
 	eligible = palloc0(sizeof(bool) * r->nlines);
 	for (i = 0; i < r->nlines; i++)
-		eligible[i] = engine_line_discountable(r, i, p);
+		eligible[i] = check_line_discountable(r, i, p);
 
 	if (step->discount.kind == DISCOUNT_PERCENT)
 	{
@@ -153,7 +153,7 @@ mech_check_discount(CheckResult *r, const CachedPromotion *p, Effect *eff)
 			if (!eligible[i])
 				continue;
 			d = Min(money_percent(LINE_CURRENT(&r->lines[i]), step->discount.percent),
-					engine_line_cap(r, i));
+					check_line_cap(r, i));
 			if (d > 0)
 			{
 				eff->delta[i] = d;
@@ -163,7 +163,7 @@ mech_check_discount(CheckResult *r, const CachedPromotion *p, Effect *eff)
 	}
 	else
 	{
-		engine_spread(r, step->discount.amount, eligible, eff->delta);
+		check_spread(r, step->discount.amount, eligible, eff->delta);
 		for (i = 0; i < r->nlines; i++)
 			eff->total += eff->delta[i];
 	}

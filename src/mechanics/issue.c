@@ -30,7 +30,7 @@ void
 mech_coupon_issue(CheckResult *r, const CachedPromotion *p, Effect *eff)
 {
 	const CouponIssueRule *rule = &p->rule->u.coupon_issue;
-	int64		total = engine_check_total(r);
+	int64		total = check_total(r);
 	const RuleStep *step = NULL;
 	IssuedItem *it;
 	int			i;
@@ -46,14 +46,14 @@ mech_coupon_issue(CheckResult *r, const CachedPromotion *p, Effect *eff)
 	it->value = step->discount;
 	it->min_total_to_use = rule->min_total_to_use;
 	it->count = 1;
-	it->valid_until = engine_validity_end(r, &rule->valid, &it->has_valid_until);
+	it->valid_until = check_validity_end(r, &rule->valid, &it->has_valid_until);
 	eff->issued = it;
 	if (step->discount.kind == DISCOUNT_PERCENT)
 		eff->message = psprintf("Print the coupon: %s%% off the next purchase (%s)",
 								scaled_to_cstring(step->discount.percent, 2), p->name);
 	else
 		eff->message = psprintf("Print the coupon: %s off the next purchase (%s)",
-								engine_money_text(step->discount.amount), p->name);
+								check_money_text(step->discount.amount), p->name);
 }
 
 /*
@@ -64,7 +64,7 @@ void
 mech_certificate_per_amount(CheckResult *r, const CachedPromotion *p, Effect *eff)
 {
 	const CertificateRule *rule = &p->rule->u.certificate_per_amount;
-	int64		count = engine_check_total(r) / rule->step;
+	int64		count = check_total(r) / rule->step;
 	IssuedItem *it;
 
 	if (count <= 0)
@@ -76,10 +76,10 @@ mech_certificate_per_amount(CheckResult *r, const CachedPromotion *p, Effect *ef
 	it->value.amount = rule->value;
 	it->capped = count > rule->max_per_check;
 	it->count = (int) Min(count, rule->max_per_check);
-	it->valid_until = engine_validity_end(r, &rule->valid, &it->has_valid_until);
+	it->valid_until = check_validity_end(r, &rule->valid, &it->has_valid_until);
 	eff->issued = it;
 	eff->message = psprintf("Print %d certificate%s of %s (%s%s)", it->count,
 							it->count == 1 ? "" : "s",
-							engine_money_text(rule->value), p->name,
+							check_money_text(rule->value), p->name,
 							it->capped ? "; the most one check earns" : "");
 }

@@ -17,7 +17,7 @@
 #ifndef LOYALTY_MECHANICS_H
 #define LOYALTY_MECHANICS_H
 
-#include "engine.h"
+#include "check.h"
 
 typedef void (*MechanicFn) (CheckResult *r, const CachedPromotion *p,
 							Effect *eff);

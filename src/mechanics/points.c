@@ -40,7 +40,7 @@ mech_points_percent(CheckResult *r, const CachedPromotion *p, Effect *eff)
 	lines = palloc0(sizeof(bool) * r->nlines);
 	for (i = 0; i < r->nlines; i++)
 	{
-		if (r->lines[i].no_points || !engine_line_matches(r, i, p->sel_products))
+		if (r->lines[i].no_points || !check_line_matches(r, i, p->sel_products))
 			continue;
 		lines[i] = true;
 		any = true;
@@ -67,7 +67,7 @@ mech_points_fixed(CheckResult *r, const CachedPromotion *p, Effect *eff)
 	int64		points;
 	PointsGrant *g;
 
-	if (!r->cust->identified || engine_check_total(r) < rule->min_total)
+	if (!r->cust->identified || check_total(r) < rule->min_total)
 		return;
 	account = config_account_index(r->cfg, rule->account);
 	if (account < 0)
@@ -82,7 +82,7 @@ mech_points_fixed(CheckResult *r, const CachedPromotion *p, Effect *eff)
 	g->account = account;
 	g->points = points;
 	if (rule->expires.kind != VALIDITY_DEFAULT)
-		g->expires_at = engine_validity_end(r, &rule->expires, &g->has_expiry);
+		g->expires_at = check_validity_end(r, &rule->expires, &g->has_expiry);
 	eff->grant = g;
 	eff->message = psprintf("Bonus: %s points to the \"%s\" account (%s)",
 							r->cfg->points_precision == 0 ?

@@ -51,7 +51,7 @@ discount_units(CheckResult *r, const int64 *taken, const Discount *disc,
 
 		if (taken[i] <= 0)
 			continue;
-		value = engine_units_value(l, taken[i]);
+		value = check_units_value(l, taken[i]);
 		switch (disc->kind)
 		{
 			case DISCOUNT_PERCENT:
@@ -64,7 +64,7 @@ discount_units(CheckResult *r, const int64 *taken, const Discount *disc,
 				d = value - disc->amount * taken[i];
 				break;
 		}
-		d = Min(d, engine_line_cap(r, i));
+		d = Min(d, check_line_cap(r, i));
 		if (d > 0)
 		{
 			eff->delta[i] = d;
@@ -88,15 +88,15 @@ mech_nth_item(CheckResult *r, const CachedPromotion *p, Effect *eff)
 
 	for (i = 0; i < r->nlines; i++)
 	{
-		if (!engine_line_discountable(r, i, p) ||
-			!engine_line_matches(r, i, p->sel_products))
+		if (!check_line_discountable(r, i, p) ||
+			!check_line_matches(r, i, p->sel_products))
 			continue;
 		eligible[i] = true;
 		units += line_units(&r->lines[i]);
 	}
 	if (units >= rule->n)
 	{
-		engine_cheapest_units(r, eligible, units / rule->n, taken);
+		check_cheapest_units(r, eligible, units / rule->n, taken);
 		discount_units(r, taken, &rule->discount, eff);
 	}
 	pfree(eligible);
@@ -119,10 +119,10 @@ mech_bundle(CheckResult *r, const CachedPromotion *p, Effect *eff)
 
 	for (i = 0; i < r->nlines; i++)
 	{
-		if (engine_line_matches(r, i, p->sel_trigger))
+		if (check_line_matches(r, i, p->sel_trigger))
 			triggers += line_units(&r->lines[i]);
-		else if (engine_line_matches(r, i, p->sel_target) &&
-				 engine_line_discountable(r, i, p))
+		else if (check_line_matches(r, i, p->sel_target) &&
+				 check_line_discountable(r, i, p))
 			eligible[i] = true;
 	}
 	sets = triggers / rule->trigger_qty;
@@ -130,7 +130,7 @@ mech_bundle(CheckResult *r, const CachedPromotion *p, Effect *eff)
 	{
 		Discount	disc = {DISCOUNT_PERCENT, rule->percent, 0};
 
-		engine_cheapest_units(r, eligible, sets * rule->per_trigger, taken);
+		check_cheapest_units(r, eligible, sets * rule->per_trigger, taken);
 		discount_units(r, taken, &disc, eff);
 	}
 	pfree(eligible);
@@ -159,13 +159,13 @@ mech_gift(CheckResult *r, const CachedPromotion *p, Effect *eff)
 
 		if (strcmp(l->sku, rule->gift_sku) == 0)
 		{
-			if (engine_line_discountable(r, i, p))
+			if (check_line_discountable(r, i, p))
 			{
 				eligible[i] = true;
 				gifts_here += line_units(l);
 			}
 		}
-		else if (engine_line_matches(r, i, p->sel_trigger))
+		else if (check_line_matches(r, i, p->sel_trigger))
 			triggers += line_units(l);
 	}
 	entitled = (triggers / rule->trigger_qty) * rule->gift_qty;
@@ -173,7 +173,7 @@ mech_gift(CheckResult *r, const CachedPromotion *p, Effect *eff)
 	{
 		Discount	disc = {DISCOUNT_PERCENT, PERCENT_100, 0};
 
-		engine_cheapest_units(r, eligible, Min(entitled, gifts_here), taken);
+		check_cheapest_units(r, eligible, Min(entitled, gifts_here), taken);
 		discount_units(r, taken, &disc, eff);
 		if (entitled > gifts_here)
 		{

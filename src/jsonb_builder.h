@@ -1,0 +1,43 @@
+/*-------------------------------------------------------------------------
+ *
+ * jsonb_builder.h
+ *	  A tiny jsonb builder: objects, arrays, strings, numbers given as
+ *	  scaled int64 (money with two decimals, points, quantities), pushed in
+ *	  document order, then jb_finish.  Used by the check response, the
+ *	  purchase facts, refund and the event outbox.
+ *
+ * It must not include the engine or anything that touches the database:
+ * the ledger and the events compile against this header alone.
+ *
+ *-------------------------------------------------------------------------
+ */
+#ifndef LOYALTY_JSONB_BUILDER_H
+#define LOYALTY_JSONB_BUILDER_H
+
+#include "utils/jsonb.h"
+
+/* A document being built; zero it ({0}) to start. */
+typedef struct JsonBuilder
+{
+	JsonbParseState *state;
+	JsonbValue *result;
+} JsonBuilder;
+
+extern void jb_begin_object(JsonBuilder *b);
+extern void jb_end_object(JsonBuilder *b);
+extern void jb_begin_array(JsonBuilder *b);
+extern void jb_end_array(JsonBuilder *b);
+extern void jb_key(JsonBuilder *b, const char *key);
+/* values: after jb_key in an object, or as elements in an array */
+extern void jb_string(JsonBuilder *b, bool elem, const char *s);
+extern void jb_null(JsonBuilder *b, bool elem);
+extern void jb_bool(JsonBuilder *b, bool elem, bool v);
+extern void jb_int(JsonBuilder *b, bool elem, int64 v);
+extern void jb_scaled(JsonBuilder *b, bool elem, int64 v, int scale);
+extern void jb_money(JsonBuilder *b, bool elem, int64 v);
+extern void jb_trimmed(JsonBuilder *b, bool elem, int64 v, int scale);
+extern void jb_qty(JsonBuilder *b, bool elem, int64 qty);
+extern void jb_points(JsonBuilder *b, bool elem, int64 points, int precision);
+extern Jsonb *jb_finish(JsonBuilder *b);
+
+#endif							/* LOYALTY_JSONB_BUILDER_H */
