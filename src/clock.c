@@ -23,14 +23,13 @@
  */
 #include "loyalty.h"
 
-#include <ctype.h>
-
 #include "access/xact.h"
 #include "miscadmin.h"
 #include "utils/datetime.h"
 
 #include "clock.h"
 #include "config_cache.h"
+#include "request.h"
 
 /* what loyalty.test_now says */
 typedef enum ClockMode
@@ -56,41 +55,7 @@ static ClockSetting clock_setting = {CLOCK_SERVER, 0};
 static bool
 parse_moment(const char *s, TimestampTz *result)
 {
-	char		workbuf[MAXDATELEN + MAXDATEFIELDS];
-	char	   *field[MAXDATEFIELDS];
-	int			ftype[MAXDATEFIELDS];
-	int			nf;
-	int			dtype;
-	struct pg_tm tt;
-	fsec_t		fsec;
-	int			tz;
-	const char *t;
-	bool		offset = false;
-	size_t		len = strlen(s);
-
-	if (len < 11 || len > MAXDATELEN || !isdigit((unsigned char) s[0]))
-		return false;
-	if (s[len - 1] == 'Z' || s[len - 1] == 'z')
-		offset = true;
-	for (t = s + 10; *t; t++)
-	{
-		if (*t == '+' || *t == '-')
-			offset = true;
-		else if (isalpha((unsigned char) *t) && *t != 'T' && *t != 't' &&
-				 !(t[1] == '\0' && (*t == 'Z' || *t == 'z')))
-			return false;		/* a zone name: refused, as in "at" */
-	}
-	if (!offset)
-		return false;
-	if (ParseDateTime(s, workbuf, sizeof(workbuf), field, ftype,
-					  MAXDATEFIELDS, &nf) != 0 ||
-		DecodeDateTime(field, ftype, nf, &dtype, &tt, &fsec, &tz) != 0 ||
-		dtype != DTK_DATE)
-		return false;
-	if (tm2timestamp(&tt, fsec, &tz, result) != 0 ||
-		tt.tm_year < 2000 || tt.tm_year > 2200)
-		return false;
-	return true;
+	return request_timestamp_parse(s, result) == TIMESTAMP_OK;
 }
 
 /*
