@@ -432,7 +432,12 @@ replay_bind(ConfigCache *cfg, CheckRequest *req, CustomerInfo *cust,
 	in->usage = NULL;
 	in->coupon_codes = palloc0(sizeof(char *));
 	in->ncoupon_rows = 0;
-	in->has_balances = false;
+	/* balances are not re-simulated: nothing to spend, so nothing spent */
+	if (cust->identified && cfg->naccounts > 0)
+	{
+		in->balances = palloc0(sizeof(LedgerBalance) * cfg->naccounts);
+		in->has_balances = true;
+	}
 	return in;
 }
 
@@ -761,9 +766,9 @@ loyalty_backtest(PG_FUNCTION_ARGS)
 	/* the result */
 	jb_begin_object(&b);
 	jb_key(&b, "from");
-	jb_string(&b, false, timestamptz_to_str(req->from));
+	jb_string(&b, false, pstrdup(timestamptz_to_str(req->from)));
 	jb_key(&b, "to");
-	jb_string(&b, false, timestamptz_to_str(req->to));
+	jb_string(&b, false, pstrdup(timestamptz_to_str(req->to)));
 	jb_key(&b, "checks");
 	jb_int(&b, false, all.checks);
 	jb_key(&b, "changed");
