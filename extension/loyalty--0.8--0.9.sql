@@ -545,3 +545,22 @@ COMMENT ON FUNCTION loyalty.recalculate_tiers(timestamptz, bigint) IS
     'Moves customers (all, or one) to the tier their spend in tier_window reaches, up or down; a tier_changed event each; returns how many moved';
 REVOKE ALL ON FUNCTION loyalty.recalculate_tiers(timestamptz, bigint) FROM PUBLIC;
 GRANT EXECUTE ON FUNCTION loyalty.recalculate_tiers(timestamptz, bigint) TO loyalty_admin;
+
+-- ---------------------------------------------------------------------------
+-- Issue 19: promotion backtest (SPEC section 16).  loyalty.backtest replays
+-- the stored requests of the committed purchases of a period through the
+-- pure engine twice, with the configuration as it is now and with candidate
+-- promotions (validated as inserts into loyalty.promotion would be, LY006),
+-- and reports the difference.  It writes nothing.  SECURITY DEFINER: it
+-- reads loyalty.operation's stored requests, which the marketer may not
+-- read; only aggregates leave the function.
+-- ---------------------------------------------------------------------------
+CREATE FUNCTION loyalty.backtest(request jsonb) RETURNS jsonb
+    AS 'MODULE_PATHNAME', 'loyalty_backtest'
+    LANGUAGE C VOLATILE STRICT PARALLEL UNSAFE
+    SECURITY DEFINER
+    SET search_path = pg_catalog, pg_temp;
+COMMENT ON FUNCTION loyalty.backtest(jsonb) IS
+    'What candidate promotions would have cost on the purchases of a period: checks replayed and changed, discount and points before and after, by promotion, store, day and product; writes nothing';
+REVOKE ALL ON FUNCTION loyalty.backtest(jsonb) FROM PUBLIC;
+GRANT EXECUTE ON FUNCTION loyalty.backtest(jsonb) TO loyalty_marketer, loyalty_admin;

@@ -1335,6 +1335,18 @@ CREATE FUNCTION loyalty.calculate(request jsonb) RETURNS jsonb
 COMMENT ON FUNCTION loyalty.calculate(request jsonb) IS
     'Prices a check with every active promotion, points to redeem and to earn; no side effects';
 
+-- The promotion backtest (SPEC section 16, issue 19): replays the stored
+-- requests of a period's purchases with the configuration now and with
+-- candidate promotions; writes nothing.  It reads loyalty.operation's
+-- stored requests as definer; only aggregates leave the function.
+CREATE FUNCTION loyalty.backtest(request jsonb) RETURNS jsonb
+    AS 'MODULE_PATHNAME', 'loyalty_backtest'
+    LANGUAGE C VOLATILE STRICT PARALLEL UNSAFE
+    SECURITY DEFINER
+    SET search_path = pg_catalog, pg_temp;
+COMMENT ON FUNCTION loyalty.backtest(jsonb) IS
+    'What candidate promotions would have cost on the purchases of a period: checks replayed and changed, discount and points before and after, by promotion, store, day and product; writes nothing';
+
 CREATE FUNCTION loyalty.purchase(request jsonb) RETURNS jsonb
     LANGUAGE c STRICT SECURITY DEFINER
     SET search_path = pg_catalog, pg_temp
@@ -2114,7 +2126,7 @@ GRANT EXECUTE ON FUNCTION
     loyalty.new_coupon_code(), loyalty.coupon_code(text), loyalty.code_masked(text),
     loyalty.issue_coupons(text, int, int, timestamptz, text),
     loyalty.issue_certificate(numeric, timestamptz, text),
-    loyalty.event_message(text, jsonb, text)
+    loyalty.event_message(text, jsonb, text), loyalty.backtest(jsonb)
     TO loyalty_marketer;
 
 -- analyst: configuration, facts and masked customers, coupons and events;
@@ -2183,6 +2195,7 @@ GRANT EXECUTE ON FUNCTION
     loyalty.take_events(int), loyalty.event_message(text, jsonb, text),
     loyalty.expire_batch(timestamptz, int, timestamptz, bigint),
     loyalty.expire_points(timestamptz), loyalty.announce_lots(timestamptz),
-    loyalty.run_maintenance(timestamptz), loyalty.schedule_maintenance(text)
+    loyalty.run_maintenance(timestamptz), loyalty.schedule_maintenance(text),
+    loyalty.backtest(jsonb)
     TO loyalty_admin;
 GRANT EXECUTE ON PROCEDURE loyalty.run_maintenance_proc(timestamptz, int) TO loyalty_admin;

@@ -535,9 +535,39 @@ typedef struct GroupEntry
 	int			id;
 } GroupEntry;
 
-/* load_promotions reads and parses the enabled promotions, in order. */
+/*
+ * The promotions of a candidate configuration (config_cache_build_candidate):
+ * the enabled ones less those disabled ($2) or replaced by a candidate of
+ * the same code, plus the enabled candidates ($1, rows as JSON, already
+ * validated by the caller), with the table's defaults.
+ */
+#define CANDIDATE_PROMOTIONS \
+	"SELECT code, name, mechanic, rule, priority, grp, exclusive, " \
+	"starts_at, ends_at, schedule, channels, stores, regions, tiers, " \
+	"segments, identified_only, requires_coupon, usage_limit, " \
+	"per_customer_limit FROM (" \
+	"SELECT p.code, p.name, p.mechanic, p.rule, p.priority, p.grp, p.exclusive, " \
+	"p.starts_at, p.ends_at, p.schedule, p.channels, p.stores, p.regions, p.tiers, " \
+	"p.segments, p.identified_only, p.requires_coupon, p.usage_limit, " \
+	"p.per_customer_limit FROM loyalty.promotion p WHERE p.enabled " \
+	"AND p.code <> ALL ($2) AND NOT EXISTS (SELECT FROM " \
+	"pg_catalog.jsonb_array_elements($1) e WHERE e OPERATOR(pg_catalog.->>) 'code' " \
+	"OPERATOR(pg_catalog.=) p.code) " \
+	"UNION ALL SELECT c.code, c.name, c.mechanic, coalesce(c.rule, '{}'), " \
+	"coalesce(c.priority, 100), c.grp, coalesce(c.exclusive, false), " \
+	"c.starts_at, c.ends_at, c.schedule, c.channels, c.stores, c.regions, c.tiers, " \
+	"c.segments, coalesce(c.identified_only, false), " \
+	"coalesce(c.requires_coupon, false), c.usage_limit, c.per_customer_limit " \
+	"FROM pg_catalog.jsonb_populate_recordset(NULL::loyalty.promotion, $1) c " \
+	"WHERE coalesce(c.enabled, true)) x " \
+	"ORDER BY priority, code COLLATE \"C\""
+
+/*
+ * load_promotions reads and parses the enabled promotions, in order; with
+ * candidates (not NULL), those of a candidate configuration instead.
+ */
 static void
-load_promotions(ConfigCache *c)
+load_promotions(ConfigCache *c, Jsonb *candidates, Datum disable)
 {
 	uint64		nrows;
 	uint64		r;
@@ -545,11 +575,23 @@ load_promotions(ConfigCache *c)
 	HTAB	   *groups;
 	HASHCTL		ctl;
 
-	nrows = spi_query("SELECT code, name, mechanic, rule, priority, grp, exclusive, "
-					  "starts_at, ends_at, schedule, channels, stores, regions, tiers, "
-					  "segments, identified_only, requires_coupon, usage_limit, "
-					  "per_customer_limit FROM loyalty.promotion WHERE enabled "
-					  "ORDER BY priority, code COLLATE \"C\"");
+	if (candidates == NULL)
+		nrows = spi_query("SELECT code, name, mechanic, rule, priority, grp, exclusive, "
+						  "starts_at, ends_at, schedule, channels, stores, regions, tiers, "
+						  "segments, identified_only, requires_coupon, usage_limit, "
+						  "per_customer_limit FROM loyalty.promotion WHERE enabled "
+						  "ORDER BY priority, code COLLATE \"C\"");
+	else
+	{
+		static SPIPlanPtr plan = NULL;
+		Oid			types[2] = {JSONBOID, TEXTARRAYOID};
+		Datum		values[2];
+
+		values[0] = JsonbPGetDatum(candidates);
+		values[1] = disable;
+		nrows = spi_exec(saved_plan(&plan, CANDIDATE_PROMOTIONS, 2, types),
+						 values, NULL, true, 0);
+	}
 	c->npromotions = (int) nrows;
 	c->promotions = palloc0(sizeof(CachedPromotion) * Max(c->npromotions, 1));
 	c->check_level = palloc0(sizeof(bool) * Max(c->npromotions, 1));
@@ -684,7 +726,7 @@ load_plans(ConfigCache *c)
 
 /* config_cache_build builds a new cache (in a new context) and returns it. */
 static ConfigCache *
-config_cache_build(void)
+config_cache_build(Jsonb *candidates, Datum disable)
 {
 	MemoryContext cxt;
 	MemoryContext old;
@@ -702,7 +744,7 @@ config_cache_build(void)
 	load_stores(c);
 	load_products(c);
 	load_accounts_and_tiers(c);
-	load_promotions(c);
+	load_promotions(c, candidates, disable);
 	load_plans(c);
 	MemoryContextSwitchTo(old);
 	/* SPI result tuples live in the SPI context; everything we keep is copied */
@@ -736,12 +778,24 @@ config_cache_get(void)
 	promotion_relid = InvalidOid;
 	(void) promotion_oid();
 	cache_stale = false;
-	fresh = config_cache_build();
+	fresh = config_cache_build(NULL, (Datum) 0);
 	MemoryContextSetParent(fresh->cxt, CacheMemoryContext);
 	cache = fresh;
 	return cache;
 }
 
+/*
+ * config_cache_build_candidate builds, in a new child of the current
+ * memory context, the configuration as it is now with the promotions of
+ * candidates (a jsonb array of loyalty.promotion rows the caller has
+ * validated) added or replacing those of the same code, and the codes in
+ * disable (a text[]) left out.  The shared cache is not touched.
+ */
+ConfigCache *
+config_cache_build_candidate(Jsonb *candidates, Datum disable)
+{
+	return config_cache_build(candidates, disable);
+}
 
 /* ---------------------------------------------------------------------
  * Look-ups

@@ -24,6 +24,7 @@
 
 #include "pgtime.h"
 #include "utils/hsearch.h"
+#include "utils/jsonb.h"
 
 #include "rules.h"
 
@@ -180,6 +181,13 @@ typedef struct ConfigCache
 
 /* the cache, built when missing or stale; call inside SPI_connect */
 extern ConfigCache *config_cache_get(void);
+
+/*
+ * a candidate configuration for a backtest (backtest.c): see config_cache.c;
+ * call inside SPI_connect
+ */
+extern ConfigCache *config_cache_build_candidate(Jsonb *candidates,
+												 Datum disable);
 
 /* look-ups; NULL when unknown */
 extern CachedStore *config_store(ConfigCache *cfg, const char *code);
