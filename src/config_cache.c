@@ -612,7 +612,7 @@ load_promotions(ConfigCache *c, Jsonb *candidates, Datum disable)
 		CachedPromotion *p = &c->promotions[r];
 		bool		isnull;
 		Datum		d;
-		PromotionRule *rule;
+		MechanicSelectors sel;
 
 		CHECK_FOR_INTERRUPTS();
 		p->index = (int) r;
@@ -620,8 +620,8 @@ load_promotions(ConfigCache *c, Jsonb *candidates, Datum disable)
 		p->name = spi_text(r, 2, CurrentMemoryContext);
 		p->mechanic = mechanic_parse(p->code, spi_text(r, 3, CurrentMemoryContext));
 		d = spi_datum(r, 4, &isnull);
-		p->rule = rule = rule_parse(p->code, p->mechanic,
-									isnull ? NULL : DatumGetJsonbP(d));
+		p->rule = rule_parse(p->code, p->mechanic,
+							 isnull ? NULL : DatumGetJsonbP(d));
 		p->priority = spi_int4(r, 5, 100);
 		p->grp = spi_text(r, 6, CurrentMemoryContext);
 		p->grp_id = -1;
@@ -655,38 +655,15 @@ load_promotions(ConfigCache *c, Jsonb *candidates, Datum disable)
 		if (p->usage_limit > 0 || p->per_customer_limit > 0)
 			c->any_usage_limit = true;
 
-		p->sel_products = p->sel_trigger = p->sel_target = -1;
-		switch (p->mechanic)
-		{
-			case MECH_PERCENT_OFF:
-				p->sel_products = add_selector(c, rule->u.percent_off.products, &capacity);
-				break;
-			case MECH_AMOUNT_OFF:
-				p->sel_products = add_selector(c, rule->u.amount_off.products, &capacity);
-				break;
-			case MECH_NTH_ITEM:
-				p->sel_products = add_selector(c, rule->u.nth_item.products, &capacity);
-				break;
-			case MECH_BUNDLE:
-				p->sel_trigger = add_selector(c, rule->u.bundle.trigger, &capacity);
-				p->sel_target = add_selector(c, rule->u.bundle.target, &capacity);
-				break;
-			case MECH_GIFT:
-				p->sel_trigger = add_selector(c, rule->u.gift.trigger, &capacity);
-				break;
-			case MECH_TIER_DISCOUNT:
-				p->sel_products = add_selector(c, rule->u.tier_discount.products, &capacity);
-				break;
-			case MECH_POINTS_PERCENT:
-				p->sel_products = add_selector(c, rule->u.points_percent.products, &capacity);
-				break;
-			default:
-				break;
-		}
+		/* the selectors of the rule (mechanics.h), indexed in this order */
+		memset(&sel, 0, sizeof(sel));
+		if (p->mechanic->selectors != NULL)
+			p->mechanic->selectors(p->rule, &sel);
+		p->sel_products = add_selector(c, sel.products, &capacity);
+		p->sel_trigger = add_selector(c, sel.trigger, &capacity);
+		p->sel_target = add_selector(c, sel.target, &capacity);
 		/* what a line must match for the promotion to matter */
 		p->key_sel = p->sel_trigger >= 0 ? p->sel_trigger : p->sel_products;
-		if (p->mechanic == MECH_SUBSCRIPTION_PRICE)
-			p->key_sel = -1;
 		c->check_level[r] = p->key_sel < 0;
 	}
 	hash_destroy(groups);

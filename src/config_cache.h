@@ -3,8 +3,8 @@
  * config_cache.h
  *	  The program's configuration as the check engine sees it: settings,
  *	  stores with their time zones, the category tree, products hashed by
- *	  SKU, account types, tiers and the enabled promotions parsed once with
- *	  rules.h.
+ *	  SKU, account types, tiers and the enabled promotions parsed once
+ *	  through the table of mechanics (mechanics/mechanics.h).
  *
  * The cache lives in backend memory (a context under CacheMemoryContext)
  * and is built lazily by config_cache_get, inside the caller's SPI
@@ -26,6 +26,7 @@
 #include "utils/hsearch.h"
 #include "utils/jsonb.h"
 
+#include "mechanics/mechanics.h"
 #include "rules.h"
 
 /* A sorted list of names (promotion scopes, segments). */
@@ -89,8 +90,8 @@ typedef struct CachedPromotion
 	int			index;			/* position in ConfigCache.promotions */
 	char	   *code;
 	char	   *name;
-	Mechanic	mechanic;
-	PromotionRule *rule;
+	const MechanicRoutine *mechanic;	/* its routine (mechanics/) */
+	const void *rule;			/* the mechanic's own rule struct */
 	int			priority;
 	char	   *grp;			/* NULL when none */
 	int			grp_id;			/* -1 when none */

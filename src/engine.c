@@ -155,7 +155,7 @@ in_scope(CheckResult *r, const CachedPromotion *p, const bool *unlocked,
 {
 	CustomerInfo *cust = r->cust;
 
-	if (r->mode == ENGINE_CATALOG && !mechanic_is_single_item(p->mechanic))
+	if (r->mode == ENGINE_CATALOG && !p->mechanic->is_single_item)
 		return false;
 	if (p->has_start && r->at < p->starts_at)
 		return false;
@@ -256,7 +256,7 @@ run_promotions(CheckResult *r, const bool *excluded)
 		if (p->grp_id < 0)
 		{
 			effect_reset(&eff, r->nlines);
-			mechanic_function(p->mechanic) (r, p, &eff);
+			p->mechanic->apply(r, p, &eff);
 			check_apply_effect(r, p, &eff);
 			continue;
 		}
@@ -272,7 +272,7 @@ run_promotions(CheckResult *r, const bool *excluded)
 			if (!scope[j] || q->grp_id != p->grp_id)
 				continue;
 			effect_reset(&eff, r->nlines);
-			mechanic_function(q->mechanic) (r, q, &eff);
+			q->mechanic->apply(r, q, &eff);
 			if (winner == NULL || eff.total > best.total)
 			{
 				int64	   *tmp = best.delta;

@@ -1,16 +1,19 @@
 /*-------------------------------------------------------------------------
  *
  * rules.c
- *	  Parsing and validation of promotion rules and schedules (SPEC
- *	  section 5), the BEFORE ROW trigger loyalty.promotion_validate, and the
- *	  pure matching functions the check engine uses on parsed rules.
+ *	  Parsing and validation of the parts of promotion rules that several
+ *	  mechanics share (SPEC sections 3 and 5): product selectors, steps and
+ *	  discounts, validity, and schedules.  A mechanic's own rule is parsed in
+ *	  its file under src/mechanics/; the promotion row as a whole (mechanic,
+ *	  rule, schedule) is checked by promotion.c.  No SQL runs here.
  *
  * The parsers read the jsonb with the one JSON reader (json_reader.h) in
  * the rules' style (LY006 "invalid promotion "<code>"", decimals counted as
  * written), which keeps the JSON path of the value being read so that every
  * error names the field ("rule.steps[1].percent").  Each kind of value
  * (money, percent, count, selector, validity, time, date) is read by one
- * function, and each numeric range is defined once, in a JsonNumberKind.
+ * function, and each numeric range is defined once, in a JsonNumberKind
+ * (the ones only one mechanic uses are in that mechanic's file).
  * See rules.h for the units and the decisions taken where the SPEC is
  * silent.
  *
@@ -20,9 +23,6 @@
 
 #include <ctype.h>
 
-#include "commands/trigger.h"
-#include "executor/spi.h"
-#include "fmgr.h"
 #include "lib/stringinfo.h"
 #include "miscadmin.h"
 #include "utils/builtins.h"
@@ -33,8 +33,6 @@
 
 #include "json_reader.h"
 #include "rules.h"
-
-PG_FUNCTION_INFO_V1(promotion_validate);
 
 /* how rules are read and their errors worded (LY006) */
 static const JsonReaderStyle RULES_STYLE = {
@@ -52,49 +50,26 @@ static const JsonReaderStyle RULES_STYLE = {
 };
 
 /*
- * The kinds of number of a rule (json_reader.h: decimals, inclusive bounds
- * scaled by 10^scale, the sentence saying so), each range defined once.
+ * The kinds of number several mechanics' rules and the schedules hold
+ * (json_reader.h: decimals, inclusive bounds scaled by 10^scale, the
+ * sentence saying so), each range defined once.
  */
-static const JsonNumberKind PERCENT = {2, 1, 10000,
+const JsonNumberKind RULE_PERCENT = {2, 1, 10000,
 "must be greater than 0 and at most 100"};
-static const JsonNumberKind MONEY = {2, 0, RULE_MONEY_LIMIT - 1,
+const JsonNumberKind RULE_MONEY = {2, 0, RULE_MONEY_LIMIT - 1,
 "must be at least 0 and less than 1000000000000"};
-static const JsonNumberKind MONEY_POSITIVE = {2, 1, RULE_MONEY_LIMIT - 1,
+const JsonNumberKind RULE_MONEY_POSITIVE = {2, 1, RULE_MONEY_LIMIT - 1,
 "must be greater than 0 and less than 1000000000000"};
-static const JsonNumberKind POINTS = {2, 1, RULE_POINTS_LIMIT - 1,
-"must be greater than 0 and less than 1000000000000"};
-static const JsonNumberKind MULTIPLIER = {2, 101, 10000,
-"must be greater than 1 and at most 100"};
-static const JsonNumberKind COUNT_N = {0, 2, RULE_MAX_COUNT,
-"must be a whole number from 2 to 1000000"};
-static const JsonNumberKind QUANTITY = {0, 1, RULE_MAX_COUNT,
+const JsonNumberKind RULE_QUANTITY = {0, 1, RULE_MAX_COUNT,
 "must be a whole number from 1 to 1000000"};
-static const JsonNumberKind PER_CHECK = {0, 1, CERTIFICATE_MAX_PER_CHECK,
-"must be a whole number from 1 to " CppAsString2(CERTIFICATE_MAX_PER_CHECK)};
 static const JsonNumberKind WEEKDAY = {0, 1, 7,
 "must be a whole number from 1 (Monday) to 7 (Sunday)"};
 static const JsonNumberKind DAY_OF_MONTH = {0, 1, 31,
 "must be a whole number from 1 to 31"};
 
 static const JsonChoice STEP_CHOICES[] = {
-	{"percent", DISCOUNT_PERCENT, &PERCENT},
-	{"amount", DISCOUNT_AMOUNT, &MONEY_POSITIVE},
-	{NULL, 0, NULL}
-};
-
-static const JsonChoice NTH_CHOICES[] = {
-	{"price", DISCOUNT_PRICE, &MONEY},
-	{"percent", DISCOUNT_PERCENT, &PERCENT},
-	{"amount", DISCOUNT_AMOUNT, &MONEY_POSITIVE},
-	{NULL, 0, NULL}
-};
-
-#define POINTS_BY_PERCENT		0
-#define POINTS_BY_MULTIPLIER	1
-
-static const JsonChoice POINTS_CHOICES[] = {
-	{"percent", POINTS_BY_PERCENT, &PERCENT},
-	{"multiplier", POINTS_BY_MULTIPLIER, &MULTIPLIER},
+	{"percent", DISCOUNT_PERCENT, &RULE_PERCENT},
+	{"amount", DISCOUNT_AMOUNT, &RULE_MONEY_POSITIVE},
 	{NULL, 0, NULL}
 };
 
@@ -108,79 +83,19 @@ static const char *const STEP_KEYS[] = {"min_total", "percent", "amount", NULL};
 static const char *const SCHEDULE_KEYS[] =
 {"weekdays", "dates", "days_of_month", "hours", NULL};
 
-typedef void (*RuleParser) (JsonReader *ctx, JsonbContainer *obj,
-							PromotionRule *rule);
-
-/* A mechanic: its name, the keys of its rule and the parser of the rule. */
-typedef struct MechanicInfo
-{
-	const char *name;
-	const char *const *keys;
-	RuleParser	parse;
-} MechanicInfo;
-
-static void parse_percent_off(JsonReader *ctx, JsonbContainer *obj, PromotionRule *rule);
-static void parse_amount_off(JsonReader *ctx, JsonbContainer *obj, PromotionRule *rule);
-static void parse_check_discount(JsonReader *ctx, JsonbContainer *obj, PromotionRule *rule);
-static void parse_nth_item(JsonReader *ctx, JsonbContainer *obj, PromotionRule *rule);
-static void parse_bundle(JsonReader *ctx, JsonbContainer *obj, PromotionRule *rule);
-static void parse_gift(JsonReader *ctx, JsonbContainer *obj, PromotionRule *rule);
-static void parse_tier_discount(JsonReader *ctx, JsonbContainer *obj, PromotionRule *rule);
-static void parse_points_percent(JsonReader *ctx, JsonbContainer *obj, PromotionRule *rule);
-static void parse_points_fixed(JsonReader *ctx, JsonbContainer *obj, PromotionRule *rule);
-static void parse_coupon_issue(JsonReader *ctx, JsonbContainer *obj, PromotionRule *rule);
-static void parse_certificate(JsonReader *ctx, JsonbContainer *obj, PromotionRule *rule);
-static void parse_subscription_price(JsonReader *ctx, JsonbContainer *obj, PromotionRule *rule);
-
-static const char *const PERCENT_OFF_KEYS[] = {"products", "percent", NULL};
-static const char *const AMOUNT_OFF_KEYS[] = {"products", "amount", "per", NULL};
-static const char *const CHECK_DISCOUNT_KEYS[] = {"steps", NULL};
-static const char *const NTH_ITEM_KEYS[] =
-{"products", "n", "price", "percent", "amount", NULL};
-static const char *const BUNDLE_KEYS[] =
-{"trigger", "trigger_qty", "target", "percent", "per_trigger", NULL};
-static const char *const GIFT_KEYS[] =
-{"trigger", "trigger_qty", "gift", "gift_qty", NULL};
-static const char *const TIER_DISCOUNT_KEYS[] = {"products", NULL};
-static const char *const POINTS_PERCENT_KEYS[] =
-{"products", "percent", "multiplier", "account", NULL};
-static const char *const POINTS_FIXED_KEYS[] =
-{"min_total", "points", "account", "expires", NULL};
-static const char *const COUPON_ISSUE_KEYS[] =
-{"steps", "min_total_to_use", "valid", NULL};
-static const char *const CERTIFICATE_KEYS[] =
-{"step", "value", "valid", "max_per_check", NULL};
-static const char *const SUBSCRIPTION_PRICE_KEYS[] = {"plan", "percent", NULL};
-
-static const MechanicInfo MECHANICS[MECHANIC_COUNT] = {
-	[MECH_PERCENT_OFF] = {"percent_off", PERCENT_OFF_KEYS, parse_percent_off},
-	[MECH_AMOUNT_OFF] = {"amount_off", AMOUNT_OFF_KEYS, parse_amount_off},
-	[MECH_CHECK_DISCOUNT] = {"check_discount", CHECK_DISCOUNT_KEYS, parse_check_discount},
-	[MECH_NTH_ITEM] = {"nth_item", NTH_ITEM_KEYS, parse_nth_item},
-	[MECH_BUNDLE] = {"bundle", BUNDLE_KEYS, parse_bundle},
-	[MECH_GIFT] = {"gift", GIFT_KEYS, parse_gift},
-	[MECH_TIER_DISCOUNT] = {"tier_discount", TIER_DISCOUNT_KEYS, parse_tier_discount},
-	[MECH_POINTS_PERCENT] = {"points_percent", POINTS_PERCENT_KEYS, parse_points_percent},
-	[MECH_POINTS_FIXED] = {"points_fixed", POINTS_FIXED_KEYS, parse_points_fixed},
-	[MECH_COUPON_ISSUE] = {"coupon_issue", COUPON_ISSUE_KEYS, parse_coupon_issue},
-	[MECH_CERTIFICATE_PER_AMOUNT] = {"certificate_per_amount", CERTIFICATE_KEYS, parse_certificate},
-	[MECH_SUBSCRIPTION_PRICE] = {"subscription_price", SUBSCRIPTION_PRICE_KEYS, parse_subscription_price},
-};
-
-
 /* ---------------------------------------------------------------------
  * The reader
  * ---------------------------------------------------------------------
  */
 
 /*
- * ctx_init starts reading a rule, schedule or selector of the "what"
- * ("promotion", "subscription plan") called "code" at the JSON path "root"
- * ("rule", "schedule", "mechanic"): errors are LY006 "invalid <what>
+ * rule_reader_init starts reading a rule, schedule or selector of the
+ * "what" ("promotion", "subscription plan") called "code" at the JSON path
+ * "root" ("rule", "schedule", "mechanic"): errors are LY006 "invalid <what>
  * "<code>"".
  */
-static void
-ctx_init(JsonReader *ctx, const char *what, const char *code, const char *root)
+void
+rule_reader_init(JsonReader *ctx, const char *what, const char *code, const char *root)
 {
 	jr_init(ctx, &RULES_STYLE, psprintf("invalid %s \"%s\"", what, code), root);
 }
@@ -242,11 +157,11 @@ parse_selector(JsonReader *ctx, JsonbValue *v)
 }
 
 /*
- * selector_field reads obj.key as a product selector; when absent and
+ * rule_selector_field reads obj.key as a product selector; when absent and
  * optional, the result is {"all": true}.
  */
-static ProductSelector *
-selector_field(JsonReader *ctx, JsonbContainer *obj, const char *key,
+ProductSelector *
+rule_selector_field(JsonReader *ctx, JsonbContainer *obj, const char *key,
 			   bool required)
 {
 	int			saved;
@@ -315,11 +230,11 @@ has_letter(const char *s)
 }
 
 /*
- * validity_field reads obj.key as "end_of_month" or a positive interval
- * with a unit ("30 days"); VALIDITY_DEFAULT when absent.
+ * rule_validity_field reads obj.key as "end_of_month" or a positive
+ * interval with a unit ("30 days"); VALIDITY_DEFAULT when absent.
  */
-static Validity
-validity_field(JsonReader *ctx, JsonbContainer *obj, const char *key)
+Validity
+rule_validity_field(JsonReader *ctx, JsonbContainer *obj, const char *key)
 {
 	int			saved;
 	JsonbValue *v = jr_field(ctx, obj, key, OPTIONAL, &saved);
@@ -345,9 +260,9 @@ validity_field(JsonReader *ctx, JsonbContainer *obj, const char *key)
 	return result;
 }
 
-/* discount_from_choice makes a Discount from a choice_field result. */
-static Discount
-discount_from_choice(int tag, int64 value)
+/* rule_discount makes a Discount from a jr_choice_field result. */
+Discount
+rule_discount(int tag, int64 value)
 {
 	Discount	d;
 
@@ -377,18 +292,18 @@ parse_step(JsonReader *ctx, JsonbValue *v)
 	int			tag;
 
 	jr_check_keys(ctx, obj, "A step", STEP_KEYS);
-	step.min_total = jr_number_field(ctx, obj, "min_total", &MONEY, REQUIRED, 0);
+	step.min_total = jr_number_field(ctx, obj, "min_total", &RULE_MONEY, REQUIRED, 0);
 	tag = jr_choice_field(ctx, obj, STEP_CHOICES, &value);
-	step.discount = discount_from_choice(tag, value);
+	step.discount = rule_discount(tag, value);
 	return step;
 }
 
 /*
- * steps_field reads obj.key, a non-empty array of steps with distinct
+ * rule_steps_field reads obj.key, a non-empty array of steps with distinct
  * min_total, and returns them sorted by min_total.
  */
-static StepList
-steps_field(JsonReader *ctx, JsonbContainer *obj, const char *key)
+StepList
+rule_steps_field(JsonReader *ctx, JsonbContainer *obj, const char *key)
 {
 	int			saved;
 	JsonbValue *v = jr_field(ctx, obj, key, REQUIRED, &saved);
@@ -425,251 +340,9 @@ steps_field(JsonReader *ctx, JsonbContainer *obj, const char *key)
 
 
 /* ---------------------------------------------------------------------
- * Mechanics: one parser per mechanic, each reading the keys of its rule
+ * Selectors standing on their own
  * ---------------------------------------------------------------------
  */
-
-/* parse_percent_off reads a rule {"products": SEL, "percent": P}. */
-static void
-parse_percent_off(JsonReader *ctx, JsonbContainer *obj, PromotionRule *rule)
-{
-	PercentOffRule *r = &rule->u.percent_off;
-
-	r->products = selector_field(ctx, obj, "products", REQUIRED);
-	r->percent = (int32) jr_number_field(ctx, obj, "percent", &PERCENT, REQUIRED, 0);
-}
-
-/*
- * parse_amount_off reads a rule {"products": SEL, "amount": A,
- * "per": "unit"|"line"}.
- */
-static void
-parse_amount_off(JsonReader *ctx, JsonbContainer *obj, PromotionRule *rule)
-{
-	static const char *const PER_VALUES[] = {"unit", "line", NULL};
-	AmountOffRule *r = &rule->u.amount_off;
-
-	r->products = selector_field(ctx, obj, "products", REQUIRED);
-	r->amount = jr_number_field(ctx, obj, "amount", &MONEY_POSITIVE, REQUIRED, 0);
-	r->per_line = jr_enum_field(ctx, obj, "per", PER_VALUES, 0) == 1;
-}
-
-/* parse_check_discount reads a rule {"steps": [...]}. */
-static void
-parse_check_discount(JsonReader *ctx, JsonbContainer *obj, PromotionRule *rule)
-{
-	rule->u.check_discount.steps = steps_field(ctx, obj, "steps");
-}
-
-/*
- * parse_nth_item reads a rule {"products": SEL, "n": N,
- * "price"|"percent"|"amount": X}.
- */
-static void
-parse_nth_item(JsonReader *ctx, JsonbContainer *obj, PromotionRule *rule)
-{
-	NthItemRule *r = &rule->u.nth_item;
-	int64		value;
-	int			tag;
-
-	r->products = selector_field(ctx, obj, "products", OPTIONAL);
-	r->n = (int32) jr_number_field(ctx, obj, "n", &COUNT_N, REQUIRED, 0);
-	tag = jr_choice_field(ctx, obj, NTH_CHOICES, &value);
-	r->discount = discount_from_choice(tag, value);
-}
-
-/*
- * parse_bundle reads a rule {"trigger": SEL, "trigger_qty": Q,
- * "target": SEL, "percent": P, "per_trigger": K}.
- */
-static void
-parse_bundle(JsonReader *ctx, JsonbContainer *obj, PromotionRule *rule)
-{
-	BundleRule *r = &rule->u.bundle;
-
-	r->trigger = selector_field(ctx, obj, "trigger", REQUIRED);
-	r->trigger_qty = (int32) jr_number_field(ctx, obj, "trigger_qty", &QUANTITY, OPTIONAL, 1);
-	r->target = selector_field(ctx, obj, "target", REQUIRED);
-	r->percent = (int32) jr_number_field(ctx, obj, "percent", &PERCENT, REQUIRED, 0);
-	r->per_trigger = (int32) jr_number_field(ctx, obj, "per_trigger", &QUANTITY, OPTIONAL, 1);
-}
-
-/*
- * parse_gift reads a rule {"trigger": SEL, "trigger_qty": Q, "gift": "SKU",
- * "gift_qty": G}.
- */
-static void
-parse_gift(JsonReader *ctx, JsonbContainer *obj, PromotionRule *rule)
-{
-	GiftRule   *r = &rule->u.gift;
-
-	r->trigger = selector_field(ctx, obj, "trigger", REQUIRED);
-	r->trigger_qty = (int32) jr_number_field(ctx, obj, "trigger_qty", &QUANTITY, OPTIONAL, 1);
-	r->gift_sku = jr_string_field(ctx, obj, "gift", REQUIRED, NULL);
-	r->gift_qty = (int32) jr_number_field(ctx, obj, "gift_qty", &QUANTITY, OPTIONAL, 1);
-}
-
-/* parse_tier_discount reads a rule {"products": SEL}. */
-static void
-parse_tier_discount(JsonReader *ctx, JsonbContainer *obj, PromotionRule *rule)
-{
-	rule->u.tier_discount.products = selector_field(ctx, obj, "products", OPTIONAL);
-}
-
-/*
- * parse_points_percent reads a rule {"products": SEL,
- * "percent": P | "multiplier": M, "account": A}.
- */
-static void
-parse_points_percent(JsonReader *ctx, JsonbContainer *obj, PromotionRule *rule)
-{
-	PointsPercentRule *r = &rule->u.points_percent;
-	int64		value;
-
-	r->products = selector_field(ctx, obj, "products", OPTIONAL);
-	if (jr_choice_field(ctx, obj, POINTS_CHOICES, &value) == POINTS_BY_PERCENT)
-		r->percent = (int32) value;
-	else
-		r->multiplier = (int32) value;
-	r->account = jr_string_field(ctx, obj, "account", OPTIONAL, "main");
-}
-
-/*
- * parse_points_fixed reads a rule {"min_total": T, "points": P,
- * "account": A, "expires": V}.
- */
-static void
-parse_points_fixed(JsonReader *ctx, JsonbContainer *obj, PromotionRule *rule)
-{
-	PointsFixedRule *r = &rule->u.points_fixed;
-
-	r->min_total = jr_number_field(ctx, obj, "min_total", &MONEY, OPTIONAL, 0);
-	r->points = jr_number_field(ctx, obj, "points", &POINTS, REQUIRED, 0);
-	r->account = jr_string_field(ctx, obj, "account", OPTIONAL, "main");
-	r->expires = validity_field(ctx, obj, "expires");
-}
-
-/*
- * parse_coupon_issue reads a rule {"steps": [...], "min_total_to_use": T,
- * "valid": V}.
- */
-static void
-parse_coupon_issue(JsonReader *ctx, JsonbContainer *obj, PromotionRule *rule)
-{
-	CouponIssueRule *r = &rule->u.coupon_issue;
-
-	r->steps = steps_field(ctx, obj, "steps");
-	r->min_total_to_use = jr_number_field(ctx, obj, "min_total_to_use", &MONEY, OPTIONAL, 0);
-	r->valid = validity_field(ctx, obj, "valid");
-}
-
-/*
- * parse_certificate reads a rule {"step": S, "value": V, "valid": V,
- * "max_per_check": N}.
- */
-static void
-parse_certificate(JsonReader *ctx, JsonbContainer *obj, PromotionRule *rule)
-{
-	CertificateRule *r = &rule->u.certificate_per_amount;
-
-	r->step = jr_number_field(ctx, obj, "step", &MONEY_POSITIVE, REQUIRED, 0);
-	r->value = jr_number_field(ctx, obj, "value", &MONEY_POSITIVE, REQUIRED, 0);
-	r->valid = validity_field(ctx, obj, "valid");
-	r->max_per_check = (int32) jr_number_field(ctx, obj, "max_per_check", &PER_CHECK,
-											OPTIONAL, CERTIFICATE_DEFAULT_PER_CHECK);
-}
-
-/* parse_subscription_price reads a rule {"plan": "CODE", "percent": P}. */
-static void
-parse_subscription_price(JsonReader *ctx, JsonbContainer *obj, PromotionRule *rule)
-{
-	SubscriptionPriceRule *r = &rule->u.subscription_price;
-
-	r->plan = jr_string_field(ctx, obj, "plan", REQUIRED, NULL);
-	r->percent = (int32) jr_number_field(ctx, obj, "percent", &PERCENT, REQUIRED, 0);
-}
-
-
-/* ---------------------------------------------------------------------
- * Mechanic names and rule_parse
- * ---------------------------------------------------------------------
- */
-
-/* mechanic_name returns the SQL name of a mechanic. */
-const char *
-mechanic_name(Mechanic m)
-{
-	if ((int) m < 0 || m >= MECHANIC_COUNT)
-		elog(ERROR, "invalid mechanic %d", (int) m);
-	return MECHANICS[m].name;
-}
-
-/* mechanic_from_name looks a mechanic up by name; false when unknown. */
-bool
-mechanic_from_name(const char *name, Mechanic *result)
-{
-	int			i;
-
-	for (i = 0; i < MECHANIC_COUNT; i++)
-		if (strcmp(MECHANICS[i].name, name) == 0)
-		{
-			*result = (Mechanic) i;
-			return true;
-		}
-	return false;
-}
-
-/*
- * mechanic_parse returns the mechanic called "name", raising LY006 (field
- * "mechanic", the known names in the hint) when there is none.
- */
-Mechanic
-mechanic_parse(const char *code, const char *name)
-{
-	Mechanic	m;
-	JsonReader	ctx;
-	const char *names[MECHANIC_COUNT + 1];
-	int			i;
-
-	if (mechanic_from_name(name, &m))
-		return m;
-
-	for (i = 0; i < MECHANIC_COUNT; i++)
-		names[i] = MECHANICS[i].name;
-	names[MECHANIC_COUNT] = NULL;
-	ctx_init(&ctx, "promotion", code, "mechanic");
-	jr_error(&ctx,
-				psprintf("The known mechanics are: %s.", jr_key_list(names, false, ", ")),
-				"has the unknown value \"%s\".", name);
-}
-
-/*
- * rule_parse parses and validates the rule of a promotion of mechanic m.
- * The result is palloc'd in CurrentMemoryContext; any problem raises LY006
- * naming the promotion "code" and the JSON path of the field.
- */
-PromotionRule *
-rule_parse(const char *code, Mechanic m, Jsonb *rule)
-{
-	JsonReader	ctx;
-	const MechanicInfo *info;
-	JsonbContainer *obj;
-	PromotionRule *result;
-
-	if ((int) m < 0 || m >= MECHANIC_COUNT)
-		elog(ERROR, "invalid mechanic %d", (int) m);
-	info = &MECHANICS[m];
-	ctx_init(&ctx, "promotion", code, "rule");
-	obj = jr_root_object(&ctx, rule);
-	jr_check_keys(&ctx, obj, psprintf("Mechanic %s", info->name), info->keys);
-
-	result = palloc0(sizeof(PromotionRule));
-	result->mechanic = m;
-	info->parse(&ctx, obj, result);
-	jr_free(&ctx);
-	return result;
-}
-
 
 /*
  * selector_parse reads a product selector standing on its own (a
@@ -683,7 +356,7 @@ selector_parse(const char *what, const char *code, const char *root, Jsonb *jb)
 	JsonbValue	v;
 	ProductSelector *sel;
 
-	ctx_init(&ctx, what, code, root);
+	rule_reader_init(&ctx, what, code, root);
 	v.type = jbvBinary;
 	v.val.binary.data = &jb->root;
 	v.val.binary.len = VARSIZE(jb) - VARHDRSZ;
@@ -904,7 +577,7 @@ schedule_parse(const char *code, Jsonb *schedule)
 	JsonbContainer *obj;
 	Schedule   *s = palloc0(sizeof(Schedule));
 
-	ctx_init(&ctx, "promotion", code, "schedule");
+	rule_reader_init(&ctx, "promotion", code, "schedule");
 	obj = jr_root_object(&ctx, schedule);
 	jr_check_keys(&ctx, obj, "A schedule", SCHEDULE_KEYS);
 	s->weekdays = (uint8) bitmask_field(&ctx, obj, "weekdays", &WEEKDAY);
@@ -913,98 +586,4 @@ schedule_parse(const char *code, Jsonb *schedule)
 	hours_field(&ctx, obj, s);
 	jr_free(&ctx);
 	return s;
-}
-
-
-/* ---------------------------------------------------------------------
- * The trigger on loyalty.promotion
- * ---------------------------------------------------------------------
- */
-
-/* tuple_attr returns column "name" of the tuple, or NULL for SQL NULL. */
-static Datum
-tuple_attr(HeapTuple tuple, TupleDesc desc, const char *name, bool *isnull)
-{
-	int			attnum = SPI_fnumber(desc, name);
-
-	if (attnum <= 0)
-		elog(ERROR, "column \"%s\" not found in loyalty.promotion", name);
-	return heap_getattr(tuple, attnum, desc, isnull);
-}
-
-/* tuple_text returns a text column as a C string, or NULL. */
-static char *
-tuple_text(HeapTuple tuple, TupleDesc desc, const char *name)
-{
-	bool		isnull;
-	Datum		d = tuple_attr(tuple, desc, name, &isnull);
-
-	return isnull ? NULL : TextDatumGetCString(d);
-}
-
-/* tuple_jsonb returns a jsonb column, or NULL. */
-static Jsonb *
-tuple_jsonb(HeapTuple tuple, TupleDesc desc, const char *name)
-{
-	bool		isnull;
-	Datum		d = tuple_attr(tuple, desc, name, &isnull);
-
-	return isnull ? NULL : DatumGetJsonbP(d);
-}
-
-/*
- * promotion_check validates a loyalty.promotion row: mechanic, rule and
- * schedule.  NULLs are left to the table's NOT NULL constraints.
- */
-static void
-promotion_check(HeapTuple tuple, TupleDesc desc)
-{
-	char	   *code = tuple_text(tuple, desc, "code");
-	char	   *name;
-	Jsonb	   *rule;
-	Jsonb	   *schedule;
-
-	if (code == NULL)
-		return;
-	name = tuple_text(tuple, desc, "mechanic");
-	rule = tuple_jsonb(tuple, desc, "rule");
-	if (name != NULL)
-	{
-		Mechanic	m = mechanic_parse(code, name);
-
-		if (rule != NULL)
-			(void) rule_parse(code, m, rule);
-	}
-	schedule = tuple_jsonb(tuple, desc, "schedule");
-	if (schedule != NULL)
-		(void) schedule_parse(code, schedule);
-}
-
-/*
- * promotion_validate is the BEFORE INSERT OR UPDATE row trigger on
- * loyalty.promotion: it refuses a row whose mechanic, rule or schedule is
- * invalid (LY006) and returns the row unchanged otherwise.
- */
-Datum
-promotion_validate(PG_FUNCTION_ARGS)
-{
-	TriggerData *trigdata = (TriggerData *) fcinfo->context;
-	TriggerEvent event;
-	HeapTuple	tuple;
-
-	if (!CALLED_AS_TRIGGER(fcinfo))
-		elog(ERROR, "promotion_validate: not called by trigger manager");
-	event = trigdata->tg_event;
-	if (!TRIGGER_FIRED_BEFORE(event) || !TRIGGER_FIRED_FOR_ROW(event))
-		elog(ERROR, "promotion_validate: must be fired BEFORE ... FOR EACH ROW");
-
-	if (TRIGGER_FIRED_BY_INSERT(event))
-		tuple = trigdata->tg_trigtuple;
-	else if (TRIGGER_FIRED_BY_UPDATE(event))
-		tuple = trigdata->tg_newtuple;
-	else
-		elog(ERROR, "promotion_validate: must be fired for INSERT or UPDATE");
-
-	promotion_check(tuple, trigdata->tg_relation->rd_att);
-	return PointerGetDatum(tuple);
 }

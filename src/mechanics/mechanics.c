@@ -1,7 +1,12 @@
 /*-------------------------------------------------------------------------
  *
  * mechanics.c
- *	  The table from Mechanic to the function that computes its effect.
+ *	  The table of mechanics (one MechanicRoutine per file of this
+ *	  directory, in the order of SPEC section 5), the look-up by name and
+ *	  the parse of a promotion's "mechanic" and "rule" through it.
+ *
+ * The order of the table is the order of the names in the hint of an
+ * unknown mechanic.  This file knows no mechanic's rule and no check.
  *
  *-------------------------------------------------------------------------
  */
@@ -9,38 +14,97 @@
 
 #include "mechanics.h"
 
-static const MechanicFn FUNCTIONS[MECHANIC_COUNT] = {
-	[MECH_PERCENT_OFF] = mech_percent_off,
-	[MECH_AMOUNT_OFF] = mech_amount_off,
-	[MECH_CHECK_DISCOUNT] = mech_check_discount,
-	[MECH_NTH_ITEM] = mech_nth_item,
-	[MECH_BUNDLE] = mech_bundle,
-	[MECH_GIFT] = mech_gift,
-	[MECH_TIER_DISCOUNT] = mech_tier_discount,
-	[MECH_POINTS_PERCENT] = mech_points_percent,
-	[MECH_POINTS_FIXED] = mech_points_fixed,
-	[MECH_COUPON_ISSUE] = mech_coupon_issue,
-	[MECH_CERTIFICATE_PER_AMOUNT] = mech_certificate_per_amount,
-	[MECH_SUBSCRIPTION_PRICE] = mech_subscription_price,
+/* the routines, one per file of this directory */
+extern const MechanicRoutine percent_off_routine;
+extern const MechanicRoutine amount_off_routine;
+extern const MechanicRoutine check_discount_routine;
+extern const MechanicRoutine nth_item_routine;
+extern const MechanicRoutine bundle_routine;
+extern const MechanicRoutine gift_routine;
+extern const MechanicRoutine tier_discount_routine;
+extern const MechanicRoutine points_percent_routine;
+extern const MechanicRoutine points_fixed_routine;
+extern const MechanicRoutine coupon_issue_routine;
+extern const MechanicRoutine certificate_per_amount_routine;
+extern const MechanicRoutine subscription_price_routine;
+
+static const MechanicRoutine *const MECHANICS[] = {
+	&percent_off_routine,
+	&amount_off_routine,
+	&check_discount_routine,
+	&nth_item_routine,
+	&bundle_routine,
+	&gift_routine,
+	&tier_discount_routine,
+	&points_percent_routine,
+	&points_fixed_routine,
+	&coupon_issue_routine,
+	&certificate_per_amount_routine,
+	&subscription_price_routine,
 };
 
-/* mechanic_function returns the function computing mechanic m's effect. */
-MechanicFn
-mechanic_function(Mechanic m)
+#define MECHANIC_COUNT	lengthof(MECHANICS)
+
+/* mechanic_name returns the SQL name of a mechanic. */
+const char *
+mechanic_name(const MechanicRoutine *m)
 {
-	if ((int) m < 0 || (int) m >= MECHANIC_COUNT || FUNCTIONS[m] == NULL)
-		elog(ERROR, "unknown mechanic %d", (int) m);
-	return FUNCTIONS[m];
+	return m->name;
+}
+
+/* mechanic_lookup returns the mechanic called "name"; NULL when unknown. */
+const MechanicRoutine *
+mechanic_lookup(const char *name)
+{
+	int			i;
+
+	for (i = 0; i < MECHANIC_COUNT; i++)
+		if (strcmp(MECHANICS[i]->name, name) == 0)
+			return MECHANICS[i];
+	return NULL;
 }
 
 /*
- * mechanic_is_single_item tells whether a mechanic prices one item on its
- * own, without looking at the rest of the check: the ones a shelf price
- * (catalog_prices) may show.
+ * mechanic_parse returns the mechanic called "name", raising LY006 (field
+ * "mechanic", the known names in the hint) when there is none.
  */
-bool
-mechanic_is_single_item(Mechanic m)
+const MechanicRoutine *
+mechanic_parse(const char *code, const char *name)
 {
-	return m == MECH_PERCENT_OFF || m == MECH_AMOUNT_OFF ||
-		m == MECH_TIER_DISCOUNT || m == MECH_SUBSCRIPTION_PRICE;
+	const MechanicRoutine *m = mechanic_lookup(name);
+	JsonReader	ctx;
+	const char *names[MECHANIC_COUNT + 1];
+	int			i;
+
+	if (m != NULL)
+		return m;
+
+	for (i = 0; i < MECHANIC_COUNT; i++)
+		names[i] = MECHANICS[i]->name;
+	names[MECHANIC_COUNT] = NULL;
+	rule_reader_init(&ctx, "promotion", code, "mechanic");
+	jr_error(&ctx,
+				psprintf("The known mechanics are: %s.", jr_key_list(names, false, ", ")),
+				"has the unknown value \"%s\".", name);
+}
+
+/*
+ * rule_parse parses and validates the rule of a promotion of mechanic m.
+ * The result (the mechanic's rule struct) is palloc'd in
+ * CurrentMemoryContext; any problem raises LY006 naming the promotion
+ * "code" and the JSON path of the field.
+ */
+const void *
+rule_parse(const char *code, const MechanicRoutine *m, Jsonb *rule)
+{
+	JsonReader	ctx;
+	JsonbContainer *obj;
+	void	   *result;
+
+	rule_reader_init(&ctx, "promotion", code, "rule");
+	obj = jr_root_object(&ctx, rule);
+	jr_check_keys(&ctx, obj, psprintf("Mechanic %s", m->name), m->keys);
+	result = m->parse(&ctx, obj);
+	jr_free(&ctx);
+	return result;
 }

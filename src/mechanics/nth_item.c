@@ -1,0 +1,107 @@
+/*-------------------------------------------------------------------------
+ *
+ * nth_item.c
+ *	  The nth_item mechanic (SPEC section 5): of all matching units, every
+ *	  n-th is discounted.  Rule: {"products": SEL, "n": N,
+ *	  "price"|"percent"|"amount": X}.
+ *
+ * "products" is optional and defaults to {"all": true}; "n" is from 2 to
+ * 1000000; exactly one of "price" (the n-th unit costs this, 0 = free),
+ * "percent" (off the n-th unit) or "amount" (off the n-th unit).
+ *
+ * Only whole units count (a line of 1.5 kg holds one unit).  The
+ * discounted units are the cheapest eligible ones (by the line's current
+ * unit price; ties to the lower line index); the value of k units of a
+ * line is round_half_up(current * k / qty), so units that earlier
+ * promotions discounted are worth what is left of them.
+ *
+ *-------------------------------------------------------------------------
+ */
+#include "loyalty.h"
+
+#include "common.h"
+
+/* nth_item: {"products": SEL, "n": N, "price"|"percent"|"amount": X} */
+typedef struct NthItemRule
+{
+	ProductSelector *products;	/* default all */
+	int32		n;				/* >= 2 */
+	Discount	discount;
+} NthItemRule;
+
+static const JsonNumberKind COUNT_N = {0, 2, RULE_MAX_COUNT,
+"must be a whole number from 2 to 1000000"};
+
+static const JsonChoice NTH_CHOICES[] = {
+	{"price", DISCOUNT_PRICE, &RULE_MONEY},
+	{"percent", DISCOUNT_PERCENT, &RULE_PERCENT},
+	{"amount", DISCOUNT_AMOUNT, &RULE_MONEY_POSITIVE},
+	{NULL, 0, NULL}
+};
+
+static const char *const NTH_ITEM_KEYS[] =
+{"products", "n", "price", "percent", "amount", NULL};
+
+/*
+ * nth_item_parse reads a rule {"products": SEL, "n": N,
+ * "price"|"percent"|"amount": X}.
+ */
+static void *
+nth_item_parse(JsonReader *ctx, JsonbContainer *obj)
+{
+	NthItemRule *r = palloc0(sizeof(NthItemRule));
+	int64		value;
+	int			tag;
+
+	r->products = rule_selector_field(ctx, obj, "products", JR_OPTIONAL);
+	r->n = (int32) jr_number_field(ctx, obj, "n", &COUNT_N, JR_REQUIRED, 0);
+	tag = jr_choice_field(ctx, obj, NTH_CHOICES, &value);
+	r->discount = rule_discount(tag, value);
+	return r;
+}
+
+/* nth_item_selectors: the units it counts and discounts */
+static void
+nth_item_selectors(const void *rule, MechanicSelectors *out)
+{
+	out->products = ((const NthItemRule *) rule)->products;
+}
+
+/*
+ * nth_item_apply: of all matching units, every n-th is discounted (price,
+ * percent or amount); the discounted units are the cheapest ones.
+ */
+static void
+nth_item_apply(CheckResult *r, const CachedPromotion *p, Effect *eff)
+{
+	const NthItemRule *rule = p->rule;
+	bool	   *eligible = palloc0(sizeof(bool) * r->nlines);
+	int64	   *taken = palloc0(sizeof(int64) * r->nlines);
+	int64		units = 0;
+	int			i;
+
+	for (i = 0; i < r->nlines; i++)
+	{
+		if (!check_line_discountable(r, i, p) ||
+			!check_line_matches(r, i, p->sel_products))
+			continue;
+		eligible[i] = true;
+		units += mech_line_units(&r->lines[i]);
+	}
+	if (units >= rule->n)
+	{
+		check_cheapest_units(r, eligible, units / rule->n, taken);
+		mech_discount_units(r, taken, &rule->discount, eff);
+	}
+	pfree(eligible);
+	pfree(taken);
+}
+
+const MechanicRoutine nth_item_routine = {
+	.name = "nth_item",
+	.keys = NTH_ITEM_KEYS,
+	.parse = nth_item_parse,
+	.selectors = nth_item_selectors,
+	.apply = nth_item_apply,
+	.is_single_item = false,
+};
