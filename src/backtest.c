@@ -255,7 +255,7 @@ candidate_check(JsonReader *r, JsonbContainer *obj)
 	{"channels", "stores", "regions", "tiers", "segments", NULL};
 	char	   *code;
 	char	   *mechanic;
-	Mechanic	m;
+	const MechanicRoutine *m;
 	JsonbValue *v;
 	int			saved;
 	bool		has_start;
