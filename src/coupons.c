@@ -212,37 +212,20 @@ pending_codes(IssueRow *rows, int nrows, int pending)
 }
 
 /*
- * issue_all writes every coupon and certificate the purchase issues, with
- * the codes coupons_assign_codes gave them, in one statement (the coupon
- * table's constraints are prepared once per statement, not once per code),
- * and adds a coupon_issued event each for a known customer to the batch.
- * Codes carry 55 random bits: a collision with an existing code is
- * vanishingly rare, and only the colliding rows get new codes (in place)
- * and are written again.  Linear in the number of rows: the codes written
- * are looked up in a hash table.  Returns whether any code changed.
+ * issue_rows lists the rows a purchase writes: one per code of every
+ * issued item, in the items' order.  *nrows gets their number.
  */
-static bool
-issue_all(CheckResult *r, const char *operation_id, EventBatch *events)
+static IssueRow *
+issue_rows(CheckResult *r, int *nrows)
 {
-	Oid			types[11] = {INT8OID, TIMESTAMPTZOID, TEXTOID, TEXTARRAYOID, TEXTARRAYOID,
-		TEXTARRAYOID, INT4ARRAYOID, INT8ARRAYOID, INT8ARRAYOID, TIMESTAMPTZARRAYOID,
-	INT4ARRAYOID};
-	Datum		values[11];
-	char		nulls[11] = {' ', ' ', ' ', ' ', ' ', ' ', ' ', ' ', ' ', ' ', ' '};
 	IssueRow   *rows;
-	int			nrows = 0;
-	int			pending;
-	int			attempt;
-	uint64		nwritten;
-	bool		changed = false;
 	ListCell   *lc;
+	int			n = 0;
 
 	foreach(lc, r->issued)
-		nrows += list_length(((IssuedItem *) lfirst(lc))->codes);
-	if (nrows == 0)
-		return false;
-	rows = palloc0(sizeof(IssueRow) * nrows);
-	nrows = 0;
+		n += list_length(((IssuedItem *) lfirst(lc))->codes);
+	rows = palloc0(sizeof(IssueRow) * Max(n, 1));
+	n = 0;
 	foreach(lc, r->issued)
 	{
 		IssuedItem *it = lfirst(lc);
@@ -251,147 +234,142 @@ issue_all(CheckResult *r, const char *operation_id, EventBatch *events)
 		foreach(cc, it->codes)
 		{
 			CHECK_FOR_INTERRUPTS();
-			rows[nrows].item = it;
-			rows[nrows++].code = lfirst(cc);
+			rows[n].item = it;
+			rows[n++].code = lfirst(cc);
 		}
 	}
+	*nrows = n;
+	return rows;
+}
 
-	values[0] = Int64GetDatum(r->cust->id);
-	if (!r->cust->identified)
-		nulls[0] = 'n';
-	/* valid from the purchase's moment (a check sent late is still on time) */
-	values[1] = TimestampTzGetDatum(r->at);
-	values[2] = CStringGetTextDatum(operation_id);
+/*
+ * issue_pass writes, in one statement, the rows not written yet (the coupon
+ * table's constraints are prepared once per statement, not once per code)
+ * and marks the ones written; a row whose code collided with an existing
+ * one stays unwritten.  values[0..2] (customer, moment, operation) are
+ * filled by the caller.  Returns how many rows are still unwritten.
+ */
+static int
+issue_pass(CheckResult *r, IssueRow *rows, int nrows, int pending,
+		   Datum *values, char *nulls)
+{
+	Oid			types[11] = {INT8OID, TIMESTAMPTZOID, TEXTOID, TEXTARRAYOID, TEXTARRAYOID,
+		TEXTARRAYOID, INT4ARRAYOID, INT8ARRAYOID, INT8ARRAYOID, TIMESTAMPTZARRAYOID,
+	INT4ARRAYOID};
+	Datum	   *code = palloc(sizeof(Datum) * pending);
+	Datum	   *promo = palloc(sizeof(Datum) * pending);
+	Datum	   *kind = palloc(sizeof(Datum) * pending);
+	Datum	   *percent = palloc(sizeof(Datum) * pending);
+	Datum	   *value = palloc(sizeof(Datum) * pending);
+	Datum	   *min_total = palloc(sizeof(Datum) * pending);
+	Datum	   *until = palloc(sizeof(Datum) * pending);
+	Datum	   *line = palloc(sizeof(Datum) * pending);
+	bool	   *promo_null = palloc(sizeof(bool) * pending);
+	bool	   *line_null = palloc(sizeof(bool) * pending);
+	bool	   *percent_null = palloc(sizeof(bool) * pending);
+	bool	   *value_null = palloc(sizeof(bool) * pending);
+	bool	   *until_null = palloc(sizeof(bool) * pending);
+	int			dims[1];
+	int			lbs[1] = {1};
+	int			n = 0;
+	uint64		nwritten;
+	HTAB	   *unwritten;
 
-	for (pending = nrows, attempt = 0; pending > 0; attempt++)
+	for (int i = 0; i < nrows; i++)
 	{
-		Datum	   *code = palloc(sizeof(Datum) * pending);
-		Datum	   *promo = palloc(sizeof(Datum) * pending);
-		Datum	   *kind = palloc(sizeof(Datum) * pending);
-		Datum	   *percent = palloc(sizeof(Datum) * pending);
-		Datum	   *value = palloc(sizeof(Datum) * pending);
-		Datum	   *min_total = palloc(sizeof(Datum) * pending);
-		Datum	   *until = palloc(sizeof(Datum) * pending);
-		Datum	   *line = palloc(sizeof(Datum) * pending);
-		bool	   *promo_null = palloc(sizeof(bool) * pending);
-		bool	   *line_null = palloc(sizeof(bool) * pending);
-		bool	   *percent_null = palloc(sizeof(bool) * pending);
-		bool	   *value_null = palloc(sizeof(bool) * pending);
-		bool	   *until_null = palloc(sizeof(bool) * pending);
-		int			dims[1];
-		int			lbs[1] = {1};
-		int			n = 0;
-		HTAB	   *unwritten;
+		const IssuedItem *it = rows[i].item;
+		bool		certificate = it->kind == ISSUED_CERTIFICATE;
+		bool		is_percent = it->value.kind == DISCOUNT_PERCENT;
 
-		if (attempt > 0)
-		{
-			/*
-			 * a retry: the rows not written collided, new codes for them
-			 * (every pass after the first, even when every row collided)
-			 */
-			if (attempt == ISSUE_ATTEMPTS)
-				ereport(ERROR,
-						(errcode(ERRCODE_INTERNAL_ERROR),
-						 errmsg("could not find unused codes for the coupons a purchase issues"),
-						 errdetail("%d attempts collided with existing codes.", ISSUE_ATTEMPTS)));
-			changed = true;
-			for (int i = 0; i < nrows; i++)
-			{
-				CHECK_FOR_INTERRUPTS();
-				if (!rows[i].written)
-					coupon_code_generate(rows[i].code);
-			}
-		}
-		for (int i = 0; i < nrows; i++)
-		{
-			const IssuedItem *it = rows[i].item;
-			bool		certificate = it->kind == ISSUED_CERTIFICATE;
-			bool		is_percent = it->value.kind == DISCOUNT_PERCENT;
-
-			CHECK_FOR_INTERRUPTS();
-			if (rows[i].written)
-				continue;
-			code[n] = CStringGetTextDatum(rows[i].code);
-			/* sold by a line (no promotion): bound to no customer */
-			promo_null[n] = it->promo == NULL;
-			promo[n] = promo_null[n] ? (Datum) 0 : CStringGetTextDatum(it->promo->code);
-			line_null[n] = it->promo != NULL;
-			line[n] = Int32GetDatum(line_null[n] ? 0 : it->line);
-			kind[n] = CStringGetTextDatum(certificate ? "certificate"
-										  : r->cust->identified ? "personal" : "promo");
-			percent[n] = Int32GetDatum(is_percent ? it->value.percent : 0);
-			percent_null[n] = !is_percent;
-			value[n] = Int64GetDatum(it->value.amount);
-			value_null[n] = is_percent;
-			min_total[n] = Int64GetDatum(it->min_total_to_use);
-			until[n] = TimestampTzGetDatum(it->valid_until);
-			until_null[n] = !it->has_valid_until;
-			n++;
-		}
-		dims[0] = n;
-		values[3] = PointerGetDatum(construct_array(code, n, TEXTOID, -1, false, TYPALIGN_INT));
-		values[4] = PointerGetDatum(construct_md_array(promo, promo_null, 1, dims, lbs,
-													   TEXTOID, -1, false, TYPALIGN_INT));
-		values[5] = PointerGetDatum(construct_array(kind, n, TEXTOID, -1, false, TYPALIGN_INT));
-		values[6] = PointerGetDatum(construct_md_array(percent, percent_null, 1, dims, lbs,
-													   INT4OID, 4, true, TYPALIGN_INT));
-		values[7] = PointerGetDatum(construct_md_array(value, value_null, 1, dims, lbs,
-													   INT8OID, 8, FLOAT8PASSBYVAL, TYPALIGN_DOUBLE));
-		values[8] = PointerGetDatum(construct_array(min_total, n, INT8OID, 8, FLOAT8PASSBYVAL,
-													TYPALIGN_DOUBLE));
-		values[9] = PointerGetDatum(construct_md_array(until, until_null, 1, dims, lbs,
-													   TIMESTAMPTZOID, 8, FLOAT8PASSBYVAL,
-													   TYPALIGN_DOUBLE));
-		values[10] = PointerGetDatum(construct_md_array(line, line_null, 1, dims, lbs,
-														INT4OID, 4, true, TYPALIGN_INT));
-
-		nwritten = spi_exec(saved_plan(&issue_plan,
-									   "WITH c AS ("
-									   " INSERT INTO loyalty.coupon (code, promotion, customer_id, kind,"
-									   " percent, value, balance, min_total, valid_from, valid_until,"
-									   " max_uses, issued_by, sold_line)"
-									   " SELECT x.code, x.promotion, CASE WHEN x.sold_line IS NULL THEN $1 END,"
-									   "  x.kind, round(x.percent::numeric / 100, 2),"
-									   "  round(x.value::numeric / 100, 2),"
-									   "  CASE WHEN x.kind = 'certificate' THEN round(x.value::numeric / 100, 2) END,"
-									   "  round(x.min_total::numeric / 100, 2), $2, x.valid_until,"
-									   "  CASE WHEN x.kind = 'certificate' THEN 1000000 ELSE 1 END, $3, x.sold_line"
-									   " FROM ROWS FROM (pg_catalog.unnest($4), pg_catalog.unnest($5),"
-									   "   pg_catalog.unnest($6), pg_catalog.unnest($7), pg_catalog.unnest($8),"
-									   "   pg_catalog.unnest($9), pg_catalog.unnest($10), pg_catalog.unnest($11))"
-									   "   WITH ORDINALITY AS x(code, promotion, kind, percent, value, min_total,"
-									   "   valid_until, sold_line, n)"
-									   " ORDER BY x.n"
-									   " ON CONFLICT (code) DO NOTHING"
-									   " RETURNING code)"
-									   " SELECT code FROM c",
-									   11, types),
-						    values, nulls, false, 0);
-
-		/* the codes written; the others collided and get new codes */
-		unwritten = pending_codes(rows, nrows, pending);
-		for (uint64 k = 0; k < nwritten; k++)
-		{
-			char	   *written = spi_text(k, 1, CurrentMemoryContext);
-			char		key[COUPON_CODE_LEN + 1];
-			PendingCode *e;
-
-			CHECK_FOR_INTERRUPTS();
-			strlcpy(key, written, sizeof(key));
-			e = hash_search(unwritten, key, HASH_FIND, NULL);
-			if (e == NULL)
-				elog(ERROR, "issued code \"%s\" is not one of the purchase's", written);
-			rows[e->row].written = true;
-			pending--;
-			hash_search(unwritten, key, HASH_REMOVE, NULL);
-		}
-		hash_destroy(unwritten);
+		CHECK_FOR_INTERRUPTS();
+		if (rows[i].written)
+			continue;
+		code[n] = CStringGetTextDatum(rows[i].code);
+		/* sold by a line (no promotion): bound to no customer */
+		promo_null[n] = it->promo == NULL;
+		promo[n] = promo_null[n] ? (Datum) 0 : CStringGetTextDatum(it->promo->code);
+		line_null[n] = it->promo != NULL;
+		line[n] = Int32GetDatum(line_null[n] ? 0 : it->line);
+		kind[n] = CStringGetTextDatum(certificate ? "certificate"
+									  : r->cust->identified ? "personal" : "promo");
+		percent[n] = Int32GetDatum(is_percent ? it->value.percent : 0);
+		percent_null[n] = !is_percent;
+		value[n] = Int64GetDatum(it->value.amount);
+		value_null[n] = is_percent;
+		min_total[n] = Int64GetDatum(it->min_total_to_use);
+		until[n] = TimestampTzGetDatum(it->valid_until);
+		until_null[n] = !it->has_valid_until;
+		n++;
 	}
+	dims[0] = n;
+	values[3] = PointerGetDatum(construct_array(code, n, TEXTOID, -1, false, TYPALIGN_INT));
+	values[4] = PointerGetDatum(construct_md_array(promo, promo_null, 1, dims, lbs,
+												   TEXTOID, -1, false, TYPALIGN_INT));
+	values[5] = PointerGetDatum(construct_array(kind, n, TEXTOID, -1, false, TYPALIGN_INT));
+	values[6] = PointerGetDatum(construct_md_array(percent, percent_null, 1, dims, lbs,
+												   INT4OID, 4, true, TYPALIGN_INT));
+	values[7] = PointerGetDatum(construct_md_array(value, value_null, 1, dims, lbs,
+												   INT8OID, 8, FLOAT8PASSBYVAL, TYPALIGN_DOUBLE));
+	values[8] = PointerGetDatum(construct_array(min_total, n, INT8OID, 8, FLOAT8PASSBYVAL,
+												TYPALIGN_DOUBLE));
+	values[9] = PointerGetDatum(construct_md_array(until, until_null, 1, dims, lbs,
+												   TIMESTAMPTZOID, 8, FLOAT8PASSBYVAL,
+												   TYPALIGN_DOUBLE));
+	values[10] = PointerGetDatum(construct_md_array(line, line_null, 1, dims, lbs,
+													INT4OID, 4, true, TYPALIGN_INT));
 
-	/*
-	 * the events, in the order of the rows (coupon_issued as SQL renders
-	 * it); a certificate sold is handed over on the receipt, not announced
-	 */
+	nwritten = spi_exec(saved_plan(&issue_plan,
+								   "WITH c AS ("
+								   " INSERT INTO loyalty.coupon (code, promotion, customer_id, kind,"
+								   " percent, value, balance, min_total, valid_from, valid_until,"
+								   " max_uses, issued_by, sold_line)"
+								   " SELECT x.code, x.promotion, CASE WHEN x.sold_line IS NULL THEN $1 END,"
+								   "  x.kind, round(x.percent::numeric / 100, 2),"
+								   "  round(x.value::numeric / 100, 2),"
+								   "  CASE WHEN x.kind = 'certificate' THEN round(x.value::numeric / 100, 2) END,"
+								   "  round(x.min_total::numeric / 100, 2), $2, x.valid_until,"
+								   "  CASE WHEN x.kind = 'certificate' THEN 1000000 ELSE 1 END, $3, x.sold_line"
+								   " FROM ROWS FROM (pg_catalog.unnest($4), pg_catalog.unnest($5),"
+								   "   pg_catalog.unnest($6), pg_catalog.unnest($7), pg_catalog.unnest($8),"
+								   "   pg_catalog.unnest($9), pg_catalog.unnest($10), pg_catalog.unnest($11))"
+								   "   WITH ORDINALITY AS x(code, promotion, kind, percent, value, min_total,"
+								   "   valid_until, sold_line, n)"
+								   " ORDER BY x.n"
+								   " ON CONFLICT (code) DO NOTHING"
+								   " RETURNING code)"
+								   " SELECT code FROM c",
+								   11, types),
+						values, nulls, false, 0);
+
+	/* the codes written; the others collided and get new codes */
+	unwritten = pending_codes(rows, nrows, pending);
+	for (uint64 k = 0; k < nwritten; k++)
+	{
+		char	   *written = spi_text(k, 1, CurrentMemoryContext);
+		char		key[COUPON_CODE_LEN + 1];
+		PendingCode *e;
+
+		CHECK_FOR_INTERRUPTS();
+		strlcpy(key, written, sizeof(key));
+		e = hash_search(unwritten, key, HASH_FIND, NULL);
+		if (e == NULL)
+			elog(ERROR, "issued code \"%s\" is not one of the purchase's", written);
+		rows[e->row].written = true;
+		pending--;
+		hash_search(unwritten, key, HASH_REMOVE, NULL);
+	}
+	hash_destroy(unwritten);
+	return pending;
+}
+
+/*
+ * issue_events adds a coupon_issued event per row to the batch for a known
+ * customer, in the order of the rows (as SQL renders coupon_issued); a
+ * certificate sold is handed over on the receipt, not announced.
+ */
+static void
+issue_events(CheckResult *r, IssueRow *rows, int nrows, EventBatch *events)
+{
 	for (int i = 0; i < nrows && r->cust->identified; i++)
 	{
 		const IssuedItem *it = rows[i].item;
@@ -427,6 +405,60 @@ issue_all(CheckResult *r, const char *operation_id, EventBatch *events)
 		jb_end_object(&b);
 		event_batch_add(events, "coupon_issued", jb_finish(&b));
 	}
+}
+
+/*
+ * issue_all writes every coupon and certificate the purchase issues, with
+ * the codes coupons_assign_codes gave them (issue_pass: one statement a
+ * pass), and adds a coupon_issued event each for a known customer to the
+ * batch.  Codes carry 55 random bits: a collision with an existing code is
+ * vanishingly rare, and only the colliding rows get new codes (in place)
+ * and are written again.  Linear in the number of rows: the codes written
+ * are looked up in a hash table.  Returns whether any code changed.
+ */
+static bool
+issue_all(CheckResult *r, const char *operation_id, EventBatch *events)
+{
+	Datum		values[11];
+	char		nulls[11] = {' ', ' ', ' ', ' ', ' ', ' ', ' ', ' ', ' ', ' ', ' '};
+	IssueRow   *rows;
+	int			nrows;
+	int			pending;
+	bool		changed = false;
+
+	rows = issue_rows(r, &nrows);
+	if (nrows == 0)
+		return false;
+
+	values[0] = Int64GetDatum(r->cust->id);
+	if (!r->cust->identified)
+		nulls[0] = 'n';
+	/* valid from the purchase's moment (a check sent late is still on time) */
+	values[1] = TimestampTzGetDatum(r->at);
+	values[2] = CStringGetTextDatum(operation_id);
+
+	pending = issue_pass(r, rows, nrows, nrows, values, nulls);
+	for (int attempt = 1; pending > 0; attempt++)
+	{
+		/*
+		 * a retry: the rows not written collided, new codes for them (every
+		 * pass after the first, even when every row collided)
+		 */
+		if (attempt == ISSUE_ATTEMPTS)
+			ereport(ERROR,
+					(errcode(ERRCODE_INTERNAL_ERROR),
+					 errmsg("could not find unused codes for the coupons a purchase issues"),
+					 errdetail("%d attempts collided with existing codes.", ISSUE_ATTEMPTS)));
+		changed = true;
+		for (int i = 0; i < nrows; i++)
+		{
+			CHECK_FOR_INTERRUPTS();
+			if (!rows[i].written)
+				coupon_code_generate(rows[i].code);
+		}
+		pending = issue_pass(r, rows, nrows, pending, values, nulls);
+	}
+	issue_events(r, rows, nrows, events);
 	return changed;
 }
 
