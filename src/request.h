@@ -67,6 +67,7 @@ typedef struct CheckRequest
 	RedeemMode	redeem;
 	int64		redeem_points;	/* hundredths, REDEEM_POINTS */
 	bool		for_purchase;	/* set by purchase: coupons are locked and used */
+	bool		at_held;		/* "at" is a held order's: no window check */
 } CheckRequest;
 
 typedef struct RefundLineRequest
