@@ -719,3 +719,51 @@ BEGIN
     RAISE NOTICE 'loyalty maintenance: expired % points, % tier changes, %', expired / 100, tiers, summary;
 END
 $$;
+
+-- balance() reports the points held by online orders (a new last column,
+-- held; available excludes them): the row type changes, so it is made anew
+DROP FUNCTION loyalty.balance(text, timestamptz);
+CREATE FUNCTION loyalty.balance(
+        customer text,
+        at timestamptz DEFAULT now())
+    RETURNS TABLE (
+        account text,
+        available numeric,
+        pending numeric,
+        expiring numeric,
+        next_expiry timestamptz,
+        held numeric)
+    LANGUAGE plpgsql STABLE STRICT SECURITY DEFINER
+    SET search_path = pg_catalog, pg_temp
+    AS $$
+DECLARE
+    cid bigint := loyalty.find_customer(customer);
+BEGIN
+    IF cid IS NULL THEN
+        RAISE EXCEPTION 'customer "%" not found', customer USING ERRCODE = 'LY001';
+    END IF;
+    RETURN QUERY
+    SELECT t.code,
+           coalesce(sum(l.remaining) FILTER (
+               WHERE l.available_at <= at AND (l.expires_at IS NULL OR l.expires_at > at)), 0),
+           coalesce(sum(l.remaining) FILTER (WHERE l.available_at > at AND l.remaining > 0), 0),
+           coalesce(sum(l.remaining) FILTER (
+               WHERE l.remaining > 0 AND l.available_at <= at
+                 AND l.expires_at > at AND l.expires_at <= at + interval '30 days'), 0),
+           min(l.expires_at) FILTER (
+               WHERE l.remaining > 0 AND l.available_at <= at AND l.expires_at > at),
+           -- held by online orders still held (not in available)
+           coalesce((SELECT -sum(e.points) FROM loyalty.ledger_entry e
+                      WHERE e.customer_id = cid AND e.account = t.code
+                        AND e.kind IN ('hold', 'release')), 0)
+      FROM loyalty.account_type t
+      LEFT JOIN loyalty.lot l
+        ON l.account = t.code AND l.customer_id = cid AND l.remaining <> 0
+     GROUP BY t.code, t.redeem_order
+     ORDER BY t.redeem_order, t.code;
+END
+$$;
+COMMENT ON FUNCTION loyalty.balance(customer text, at timestamp with time zone) IS
+    'Per account: points available at "at", pending (not yet available), expiring within 30 days, next expiry, held by online orders';
+REVOKE ALL ON FUNCTION loyalty.balance(text, timestamptz) FROM PUBLIC;
+GRANT EXECUTE ON FUNCTION loyalty.balance(text, timestamptz) TO loyalty_cashier, loyalty_admin;

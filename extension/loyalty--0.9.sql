@@ -1122,7 +1122,8 @@ CREATE FUNCTION loyalty.balance(
         available numeric,
         pending numeric,
         expiring numeric,
-        next_expiry timestamptz)
+        next_expiry timestamptz,
+        held numeric)
     LANGUAGE plpgsql STABLE STRICT SECURITY DEFINER
     SET search_path = pg_catalog, pg_temp
     AS $$
@@ -1141,7 +1142,11 @@ BEGIN
                WHERE l.remaining > 0 AND l.available_at <= at
                  AND l.expires_at > at AND l.expires_at <= at + interval '30 days'), 0),
            min(l.expires_at) FILTER (
-               WHERE l.remaining > 0 AND l.available_at <= at AND l.expires_at > at)
+               WHERE l.remaining > 0 AND l.available_at <= at AND l.expires_at > at),
+           -- held by online orders still held (not in available)
+           coalesce((SELECT -sum(e.points) FROM loyalty.ledger_entry e
+                      WHERE e.customer_id = cid AND e.account = t.code
+                        AND e.kind IN ('hold', 'release')), 0)
       FROM loyalty.account_type t
       LEFT JOIN loyalty.lot l
         ON l.account = t.code AND l.customer_id = cid AND l.remaining <> 0
@@ -1150,7 +1155,7 @@ BEGIN
 END
 $$;
 COMMENT ON FUNCTION loyalty.balance(customer text, at timestamp with time zone) IS
-    'Per account: points available at "at", pending (not yet available), expiring within 30 days, next expiry';
+    'Per account: points available at "at", pending (not yet available), expiring within 30 days, next expiry, held by online orders';
 
 CREATE FUNCTION loyalty.history(
         customer text,

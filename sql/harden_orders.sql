@@ -21,8 +21,7 @@ CREATE FUNCTION pg_temp.state()
 RETURNS TABLE (available numeric, held numeric, first1_uses bigint, coupon text, orders text)
 LANGUAGE sql AS $$
     SELECT (SELECT available FROM loyalty.balance('id:1', '2026-12-01T12:00:00Z') WHERE account = 'main'),
-           (SELECT coalesce(-sum(points), 0) FROM loyalty.ledger_entry
-             WHERE customer_id = 1 AND kind IN ('hold', 'release')),
+           (SELECT held FROM loyalty.balance('id:1', '2026-12-01T12:00:00Z') WHERE account = 'main'),
            (SELECT coalesce(sum(uses), 0)::bigint FROM loyalty.promotion_usage WHERE promotion = 'FIRST1'),
            (SELECT status || '/' || uses FROM loyalty.coupon WHERE promotion = 'WELCOME'),
            (SELECT string_agg(order_id || ':' || state, ', ' ORDER BY order_id) FROM loyalty."order")
@@ -150,5 +149,5 @@ SELECT * FROM pg_temp.state();
 SELECT loyalty.order_capture('{"operation_id": "K-3", "order_id": "W-3"}');
 SELECT * FROM loyalty.verify_ledger();
 -- history shows the holds and the releases
-SELECT kind, points, operation_id FROM loyalty.ledger_entry
- WHERE customer_id = 1 AND kind IN ('hold', 'release') ORDER BY id;
+SELECT kind, points, operation_id, ref_operation_id, lot_expires_at FROM loyalty.history('id:1')
+ WHERE kind IN ('hold', 'release') ORDER BY id;
