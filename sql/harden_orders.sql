@@ -151,3 +151,41 @@ SELECT * FROM loyalty.verify_ledger();
 -- history shows the holds and the releases
 SELECT kind, points, operation_id, ref_operation_id, lot_expires_at FROM loyalty.history('id:1')
  WHERE kind IN ('hold', 'release') ORDER BY id;
+
+-- ---------------------------------------------------------------------------
+-- partial capture: held on the web, one of the two creams picked up in a
+-- store, the rest (the other cream, the soap) released.  The captured part
+-- keeps the held prices exactly: the held purchase is committed and the
+-- rest refunded at once, as refund does it (proportional, exact).
+-- ---------------------------------------------------------------------------
+SELECT r -> 'totals' AS held_totals, r -> 'redeem' -> 'applied' AS held_points
+  FROM loyalty.order_hold('{"operation_id": "H-4", "order_id": "W-4", "customer": "id:1", "channel": "web", "lines": [{"sku": "A", "qty": 2}, {"sku": "B", "qty": 1}], "redeem": 40}') r;
+SELECT l ->> 'index' AS i, l ->> 'qty' AS qty, l ->> 'total' AS total, l ->> 'redeemed' AS redeemed, l -> 'accrual' AS accrual
+  FROM loyalty."order" o, jsonb_array_elements(o.response -> 'lines') l WHERE o.order_id = 'W-4';
+SELECT * FROM pg_temp.state();
+-- malformed lines: 22023 naming the field; nothing changes
+SELECT loyalty.order_capture('{"operation_id": "K-4", "order_id": "W-4", "lines": [{"index": 2, "qty": 1}]}');
+SELECT loyalty.order_capture('{"operation_id": "K-4", "order_id": "W-4", "lines": [{"index": 0, "qty": 3}]}');
+SELECT loyalty.order_capture('{"operation_id": "K-4", "order_id": "W-4", "lines": [{"index": 0}]}');
+SELECT * FROM pg_temp.state();
+SELECT r -> 'totals' AS purchase_totals, r -> 'uncaptured' -> 'totals' AS uncaptured,
+       r -> 'uncaptured' -> 'points' AS uncaptured_points
+  FROM loyalty.order_capture('{"operation_id": "K-4", "order_id": "W-4", "lines": [{"index": 0, "qty": 1}]}') r;
+SELECT * FROM pg_temp.state();
+-- the purchase stands for what was captured
+SELECT p.operation_id, p.total, r.operation_id AS refund, r.amount AS refunded
+  FROM loyalty.purchase p LEFT JOIN loyalty.refund r ON r.purchase = p.operation_id
+ WHERE p.operation_id = 'K-4';
+-- the same capture again: the stored response
+SELECT loyalty.order_capture('{"operation_id": "K-4", "order_id": "W-4", "lines": [{"index": 0, "qty": 1}]}') -> 'uncaptured' ->> 'operation_id' AS replay;
+SELECT * FROM loyalty.verify_ledger();
+
+-- privileges (SPEC section 13): the cashier runs the order API, the
+-- analyst never reads the stored requests (they name the customer)
+SELECT f, has_function_privilege('loyalty_cashier', f, 'EXECUTE') AS cashier,
+       has_function_privilege('loyalty_analyst', f, 'EXECUTE') AS analyst,
+       has_function_privilege('loyalty_marketer', f, 'EXECUTE') AS marketer
+  FROM unnest(ARRAY['loyalty.order_hold(jsonb)', 'loyalty.order_capture(jsonb)',
+                    'loyalty.order_cancel(jsonb)', 'loyalty.expire_orders(timestamptz, integer)']) f;
+SELECT r, has_table_privilege(r, 'loyalty."order"', 'SELECT') AS reads_orders
+  FROM unnest(ARRAY['loyalty_cashier', 'loyalty_analyst', 'loyalty_marketer', 'loyalty_admin']) r;

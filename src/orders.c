@@ -66,6 +66,7 @@
 #include "coupons.h"
 #include "ledger.h"
 #include "money.h"
+#include "operation_id.h"
 #include "operations.h"
 #include "request.h"
 #include "response.h"
@@ -88,6 +89,10 @@ static SPIPlanPtr capture_request_plan = NULL;
 static SPIPlanPtr totals_plan = NULL;
 static SPIPlanPtr capture_fields_plan = NULL;
 static SPIPlanPtr same_request_plan = NULL;
+static SPIPlanPtr partial_refund_plan = NULL;
+static SPIPlanPtr partial_response_plan = NULL;
+static SPIPlanPtr held_lines_plan = NULL;
+static SPIPlanPtr rest_plan = NULL;
 static SPIPlanPtr stored_plan = NULL;
 static SPIPlanPtr due_plan = NULL;
 static SPIPlanPtr lock_customer_plan = NULL;
@@ -566,9 +571,12 @@ call_fields(Jsonb *request, const char *allowed_csv, char **operation_id,
 	if (strcmp(type, "string") != 0)
 		request_error("operation_id", "must be a string.");
 	*operation_id = spi_text(0, 2, CurrentMemoryContext);
-	if ((*operation_id)[0] == '\0' || (*operation_id)[0] == '~' ||
-		pg_mbstrlen(*operation_id) > 200)
-		request_error("operation_id", "must have 1 to 200 characters and not begin with \"~\".");
+	{
+		const char *problem = operation_id_problem(*operation_id, strlen(*operation_id), false);
+
+		if (problem != NULL)
+			request_error("operation_id", "%s.", problem);
+	}
 	type = spi_isnull(0, 3) ? NULL : spi_text(0, 3, CurrentMemoryContext);
 	*order_id = spi_isnull(0, 4) ? NULL : spi_text(0, 4, CurrentMemoryContext);
 	order_id_check(type, *order_id);
@@ -634,12 +642,88 @@ loyalty_order_cancel(PG_FUNCTION_ARGS)
 }
 
 /*
+ * uncaptured_lines checks the lines a partial capture names against the
+ * held order (22023 naming the field: an index the order does not have, a
+ * quantity above the line's) and returns the refund request for the rest,
+ * {"operation_id": "<capture>/uncaptured", "purchase": "<capture>",
+ * "lines": [{index, qty}]}, or NULL when every held unit is captured.
+ */
+static Jsonb *
+uncaptured_lines(const OrderRow *o, const RefundRequest *captured,
+				 const char *operation_id)
+{
+	Oid			types[1] = {JSONBOID};
+	Datum		values[1] = {JsonbPGetDatum(o->response)};
+	Oid			rtypes[4] = {TEXTOID, TEXTOID, INT4ARRAYOID, INT8ARRAYOID};
+	Datum		rvalues[4];
+	uint64		nheld;
+	int64	   *rest;
+	Datum	   *idx;
+	Datum	   *qty;
+	int			n = 0;
+	char	   *refund_id;
+
+	nheld = spi_exec(saved_plan(&held_lines_plan,
+								"SELECT (l->>'qty')::numeric FROM jsonb_array_elements($1->'lines') l"
+								" ORDER BY (l->>'index')::int",
+								1, types),
+					 values, NULL, true, 0);
+	rest = palloc(sizeof(int64) * Max(nheld, 1));
+	for (uint64 i = 0; i < nheld; i++)
+		rest[i] = spi_scaled(i, 1, 3, 0);
+	for (int k = 0; k < captured->nlines; k++)
+	{
+		int			i = captured->lines[k].index;
+
+		CHECK_FOR_INTERRUPTS();
+		if (i < 0 || i >= (int) nheld)
+			request_error(psprintf("lines[%d].index", k), "names no line of the order (it has %d).",
+						  (int) nheld);
+		if (captured->lines[k].qty > rest[i])
+			request_error(psprintf("lines[%d].qty", k), "exceeds the quantity held on line %d (%s).",
+						  i, scaled_to_cstring(rest[i], 3));
+		rest[i] -= captured->lines[k].qty;
+	}
+	idx = palloc(sizeof(Datum) * Max(nheld, 1));
+	qty = palloc(sizeof(Datum) * Max(nheld, 1));
+	for (uint64 i = 0; i < nheld; i++)
+		if (rest[i] > 0)
+		{
+			idx[n] = Int32GetDatum((int32) i);
+			qty[n++] = Int64GetDatum(rest[i]);
+		}
+	if (n == 0)
+		return NULL;
+	refund_id = psprintf("%s/uncaptured", operation_id);
+	if (pg_mbstrlen(refund_id) > OPERATION_ID_MAX)
+		request_error("operation_id", "must have at most %d characters for a partial capture.",
+					  OPERATION_ID_MAX - 11);
+	rvalues[0] = CStringGetTextDatum(refund_id);
+	rvalues[1] = CStringGetTextDatum(operation_id);
+	rvalues[2] = PointerGetDatum(construct_array(idx, n, INT4OID, 4, true, TYPALIGN_INT));
+	rvalues[3] = PointerGetDatum(construct_array(qty, n, INT8OID, 8, FLOAT8PASSBYVAL,
+												 TYPALIGN_DOUBLE));
+	spi_exec(saved_plan(&rest_plan,
+						"SELECT jsonb_build_object('operation_id', $1::text, 'purchase', $2::text,"
+						" 'lines', (SELECT jsonb_agg(jsonb_build_object('index', u.i,"
+						"                   'qty', trim_scale(u.q::numeric / 1000)) ORDER BY u.i)"
+						"             FROM unnest($3, $4) AS u(i, q)))",
+						4, rtypes),
+			 rvalues, NULL, true, 0);
+	return spi_jsonb(0, 1);
+}
+
+/*
  * loyalty_order_capture implements loyalty.order_capture(request jsonb):
- * {"operation_id", "order_id", "store"?}; the whole held order becomes a
- * purchase with the capture's operation_id (see the file header) and the
- * call returns what that purchase returned.  "lines" (a partial capture)
- * is not implemented yet: 22023 naming "lines".  Idempotent by
- * operation_id: the same call again returns the purchase's response.
+ * {"operation_id", "order_id", "lines"?, "store"?}; the whole held order
+ * becomes a purchase with the capture's operation_id (see the file header)
+ * and the call returns what that purchase returned.  With "lines"
+ * ([{index, qty}], a partial capture) the units not named are then
+ * refunded at once by loyalty.refund ("<capture>/uncaptured"), so the
+ * captured part keeps the held prices exactly (refund's proportional
+ * arithmetic); the response adds that refund's as "uncaptured".
+ * Idempotent by operation_id: the same call again returns the stored
+ * response.
  */
 Datum
 loyalty_order_capture(PG_FUNCTION_ARGS)
@@ -657,6 +741,8 @@ loyalty_order_capture(PG_FUNCTION_ARGS)
 	CustomerInfo *cust;
 	OrderRow	o;
 	TimestampTz server_now;
+	RefundRequest *captured = NULL;
+	Jsonb	   *rest = NULL;
 
 	if (SPI_connect() != SPI_OK_CONNECT)
 		elog(ERROR, "SPI_connect failed");
@@ -667,12 +753,16 @@ loyalty_order_capture(PG_FUNCTION_ARGS)
 		Datum		values[1] = {JsonbPGetDatum(request)};
 
 		spi_exec(saved_plan(&capture_fields_plan,
-							"SELECT $1 ? 'lines', jsonb_typeof($1->'store')", 1, types),
+							"SELECT $1 ? 'lines', jsonb_typeof($1->'store'),"
+							" jsonb_build_object('operation_id', $1->'operation_id',"
+							"                    'purchase', $1->'operation_id', 'lines', $1->'lines')",
+							1, types),
 				 values, NULL, true, 0);
-		if (spi_bool(0, 1, false))
-			request_error("lines", "is not supported yet: capture the whole order.");
 		if (!spi_isnull(0, 2) && strcmp(spi_text(0, 2, CurrentMemoryContext), "string") != 0)
 			request_error("store", "must be a string.");
+		/* the lines captured, read as a refund's lines are: [{index, qty}] */
+		if (spi_bool(0, 1, false))
+			captured = request_parse_refund(spi_jsonb(0, 3));
 	}
 	server_now = clock_server_now(false, 0);
 
@@ -704,6 +794,8 @@ loyalty_order_capture(PG_FUNCTION_ARGS)
 	}
 	if (strcmp(o.state, "held") != 0)
 		wrong_state(&o, "order_capture");
+	if (captured != NULL)
+		rest = uncaptured_lines(&o, captured, operation_id);
 
 	/*
 	 * The purchase the capture commits: the held request under the
@@ -770,6 +862,23 @@ loyalty_order_capture(PG_FUNCTION_ARGS)
 							   spi_text(0, 3, CurrentMemoryContext),
 							   spi_text(0, 2, CurrentMemoryContext)),
 					 errhint("Cancel the order and hold it again at today's prices.")));
+	}
+	/* a partial capture: the rest is refunded at once, exactly, as refund does */
+	if (rest != NULL)
+	{
+		Oid			types[2] = {JSONBOID, JSONBOID};
+		Datum		values[2];
+
+		values[0] = JsonbPGetDatum(rest);
+		spi_exec(saved_plan(&partial_refund_plan,
+							"SELECT loyalty.refund($1)", 1, types),
+				 values, NULL, false, 0);
+		values[0] = JsonbPGetDatum(response);
+		values[1] = JsonbPGetDatum(spi_jsonb(0, 1));
+		spi_exec(saved_plan(&partial_response_plan,
+							"SELECT $1 || jsonb_build_object('uncaptured', $2)", 2, types),
+				 values, NULL, true, 0);
+		response = spi_jsonb(0, 1);
 	}
 	order_close(order_id, "captured", operation_id, server_now, request, response);
 
