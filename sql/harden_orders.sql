@@ -189,3 +189,19 @@ SELECT f, has_function_privilege('loyalty_cashier', f, 'EXECUTE') AS cashier,
                     'loyalty.order_cancel(jsonb)', 'loyalty.expire_orders(timestamptz, integer)']) f;
 SELECT r, has_table_privilege(r, 'loyalty."order"', 'SELECT') AS reads_orders
   FROM unnest(ARRAY['loyalty_cashier', 'loyalty_analyst', 'loyalty_marketer', 'loyalty_admin']) r;
+
+-- ---------------------------------------------------------------------------
+-- a lot that expires during the hold: the held points were the customer's
+-- at checkout, so the capture still spends them (judged at the hold's
+-- time); a cancel would return them to the lot, already expired
+-- ---------------------------------------------------------------------------
+SELECT id, remaining, expires_at FROM loyalty.lot WHERE customer_id = 1 AND remaining > 0 ORDER BY id;
+SELECT r -> 'redeem' -> 'applied' AS held_points
+  FROM loyalty.order_hold('{"operation_id": "H-5", "order_id": "W-5", "customer": "id:1", "lines": [{"sku": "A", "qty": 1}], "redeem": 50, "hold_until": "2026-12-31T00:00:00Z"}') r;
+SELECT lot_id, points FROM loyalty.ledger_entry WHERE operation_id = 'H-5' ORDER BY lot_id;
+SET loyalty.test_now = '2026-12-21T12:00:00+00:00';
+SELECT r -> 'totals' ->> 'redeemed' AS redeemed, r -> 'totals' ->> 'total' AS total
+  FROM loyalty.order_capture('{"operation_id": "K-5", "order_id": "W-5"}') r;
+SELECT lot_id, kind, points FROM loyalty.ledger_entry WHERE operation_id IN ('K-5', '~order-release:K-5') ORDER BY id;
+SELECT * FROM loyalty.verify_ledger();
+RESET loyalty.test_now;

@@ -34,6 +34,9 @@
  * transaction.  When the purchase does not come out at the held totals
  * (the configuration or the customer's tier changed since the hold) the
  * capture fails with LY007 and changes nothing; the order stays held.
+ * The capture is judged as of the hold (the server's time then: lots
+ * available, coupons valid), so points held on a lot that expired since
+ * are spent from it, as held, rather than lost.
  * A captured order is a purchase: refund it with loyalty.refund naming the
  * capture's operation_id.
  *
@@ -107,6 +110,7 @@ typedef struct OrderRow
 	char	   *state;
 	char	   *hold_operation_id;
 	char	   *final_operation_id;	/* NULL while held */
+	TimestampTz held_at;		/* the server's time of the hold */
 	char	  **counted;
 	int			ncounted;
 	char	  **customer_counted;
@@ -212,7 +216,7 @@ order_lock(const char *order_id, OrderRow *o)
 	if (spi_exec(saved_plan(&order_lock_plan,
 							"SELECT customer_id, state, hold_operation_id, final_operation_id,"
 							" usage_counted, customer_usage_counted, request, response,"
-							" capture_request"
+							" capture_request, held_at"
 							" FROM loyalty.\"order\" WHERE order_id = $1 FOR UPDATE",
 							1, types),
 				 values, NULL, false, 0) == 0)
@@ -228,24 +232,25 @@ order_lock(const char *order_id, OrderRow *o)
 	o->request = spi_jsonb(0, 7);
 	o->response = spi_jsonb(0, 8);
 	o->capture_request = spi_jsonb(0, 9);
+	o->held_at = spi_timestamptz(0, 10, 0);
 }
 
 /*
  * order_release gives back everything the order's hold holds: points to
- * their lots, coupons and certificate amounts, usage counts.  operation_id
- * (already in loyalty.operation) is the releasing call's.  Returns the
- * points released (hundredths).
+ * their lots, coupons and certificate amounts (those still valid at
+ * coupons_now), usage counts.  operation_id (already in loyalty.operation)
+ * is the releasing call's.  Returns the points released (hundredths).
  */
 static int64
 order_release(ConfigCache *cfg, const OrderRow *o, const char *operation_id,
-			  TimestampTz server_now)
+			  TimestampTz server_now, TimestampTz coupons_now)
 {
 	int64		points = 0;
 
 	if (o->customer_id > 0)
 		points = ledger_release_held(o->customer_id, o->hold_operation_id,
 									 operation_id, server_now);
-	coupons_refund(o->hold_operation_id, operation_id, true, server_now);
+	coupons_refund(o->hold_operation_id, operation_id, true, coupons_now);
 	check_release_uses(cfg, o->customer_id, o->counted, o->ncounted,
 					   o->customer_counted, o->ncustomer_counted);
 	return points;
@@ -448,6 +453,7 @@ loyalty_order_hold(PG_FUNCTION_ARGS)
 					 errhint("Cancel the order and hold a new one.")));
 		/* a re-hold: everything back, then held anew */
 		(void) order_release(cfg, &o, req->operation_id,
+							 clock_server_now(req->has_at, req->at),
 							 clock_server_now(req->has_at, req->at));
 		see_released();
 	}
@@ -621,7 +627,7 @@ loyalty_order_cancel(PG_FUNCTION_ARGS)
 	order_lock(order_id, &o);
 	if (strcmp(o.state, "held") != 0)
 		wrong_state(&o, "order_cancel");
-	points = order_release(cfg, &o, operation_id, server_now);
+	points = order_release(cfg, &o, operation_id, server_now, server_now);
 	order_close(order_id, "cancelled", operation_id, server_now, NULL, NULL);
 
 	{
@@ -833,13 +839,14 @@ loyalty_order_capture(PG_FUNCTION_ARGS)
 		char	   *release_id = psprintf("~order-release:%s", operation_id);
 
 		internal_operation(release_id, "order_release", customer_id, order_id);
-		(void) order_release(cfg, &o, release_id, server_now);
+		(void) order_release(cfg, &o, release_id, server_now, o.held_at);
 		see_released();
 	}
 
 	req = request_parse_check(purchase_request, true, cfg->points_precision);
 	req->for_purchase = true;
 	req->at_held = true;
+	req->held_now = o.held_at;
 	cust = check_customer_locked(cfg, req);
 	response = purchase_commit(cfg, req, purchase_request, cust, true);
 	PopActiveSnapshot();
@@ -950,7 +957,7 @@ loyalty_expire_orders(PG_FUNCTION_ARGS)
 		order_lock(ids[i], &o);
 		operation_id = psprintf("~order-expire:%s", ids[i]);
 		internal_operation(operation_id, "expire", customers[i], ids[i]);
-		(void) order_release(cfg, &o, operation_id, as_of);
+		(void) order_release(cfg, &o, operation_id, as_of, as_of);
 		order_close(ids[i], "expired", operation_id, as_of, NULL, NULL);
 		expired++;
 	}
