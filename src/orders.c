@@ -99,6 +99,7 @@ static SPIPlanPtr rest_plan = NULL;
 static SPIPlanPtr stored_plan = NULL;
 static SPIPlanPtr due_plan = NULL;
 static SPIPlanPtr lock_customer_plan = NULL;
+static SPIPlanPtr order_try_lock_plan = NULL;
 static SPIPlanPtr expire_operation_plan = NULL;
 
 /* one order's row, as locked */
@@ -924,8 +925,7 @@ loyalty_expire_orders(PG_FUNCTION_ARGS)
 	n = spi_exec(saved_plan(&due_plan,
 							"SELECT order_id, customer_id FROM loyalty.\"order\""
 							" WHERE state = 'held' AND hold_until <= $1"
-							" ORDER BY hold_until, order_id LIMIT $2"
-							" FOR UPDATE SKIP LOCKED",
+							" ORDER BY hold_until, order_id LIMIT $2",
 							2, types),
 				 values, NULL, false, 0);
 	ids = palloc(sizeof(char *) * Max(n, 1));
@@ -952,6 +952,19 @@ loyalty_expire_orders(PG_FUNCTION_ARGS)
 									" FOR NO KEY UPDATE SKIP LOCKED",
 									1, ctypes),
 						 cvalues, NULL, false, 0) == 0)
+				continue;
+		}
+		/* the order: still held and due, and not being captured right now */
+		{
+			Oid			otypes[2] = {TEXTOID, TIMESTAMPTZOID};
+			Datum		ovalues[2] = {CStringGetTextDatum(ids[i]), TimestampTzGetDatum(as_of)};
+
+			if (spi_exec(saved_plan(&order_try_lock_plan,
+									"SELECT 1 FROM loyalty.\"order\" WHERE order_id = $1"
+									" AND state = 'held' AND hold_until <= $2"
+									" FOR UPDATE SKIP LOCKED",
+									2, otypes),
+						 ovalues, NULL, false, 0) == 0)
 				continue;
 		}
 		order_lock(ids[i], &o);
