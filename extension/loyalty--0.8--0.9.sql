@@ -564,3 +564,224 @@ COMMENT ON FUNCTION loyalty.backtest(jsonb) IS
     'What candidate promotions would have cost on the purchases of a period: checks replayed and changed, discount and points before and after, by promotion, store, day and product; writes nothing';
 REVOKE ALL ON FUNCTION loyalty.backtest(jsonb) FROM PUBLIC;
 GRANT EXECUTE ON FUNCTION loyalty.backtest(jsonb) TO loyalty_marketer, loyalty_admin;
+
+-- Issue 17: online orders (SPEC §15).  A web or app order is priced and its
+-- benefits held at checkout (order_hold: points on hold on their lots,
+-- coupons and certificate amounts used, promotion uses counted), then
+-- captured as the purchase it was priced as (order_capture), cancelled
+-- (order_cancel) or expired by run_maintenance past hold_until; a release
+-- gives everything back where it came from.  New: the table loyalty."order",
+-- ledger entry kinds hold and release, operation kinds order_hold and
+-- order_cancel, the setting order_hold_time (72 hours).
+-- ---------------------------------------------------------------------------
+ALTER DOMAIN loyalty.operation_kind DROP CONSTRAINT operation_kind_known;
+ALTER DOMAIN loyalty.operation_kind ADD CONSTRAINT operation_kind_known
+    CHECK (VALUE IN ('purchase', 'refund', 'adjust', 'expire', 'merge', 'order_hold', 'order_cancel', 'order_release'));
+COMMENT ON DOMAIN loyalty.operation_kind IS
+    'The kind of a writing call: purchase, refund, adjust, expire, merge, order_hold, order_cancel or order_release';
+-- a capture releases its hold under the internal operation "~order-release:<capture>"
+ALTER TABLE loyalty.operation DROP CONSTRAINT operation_internal_namespace;
+ALTER TABLE loyalty.operation
+    ADD CONSTRAINT operation_internal_namespace
+    CHECK ((kind IN ('merge', 'expire', 'order_release')) = (operation_id LIKE '~%')) NOT VALID;
+ALTER DOMAIN loyalty.entry_kind DROP CONSTRAINT ledger_entry_kind_known;
+ALTER DOMAIN loyalty.entry_kind ADD CONSTRAINT ledger_entry_kind_known
+    CHECK (VALUE IN ('earn', 'spend', 'expire', 'reverse', 'return', 'debt', 'repay', 'adjust', 'merge', 'hold', 'release'));
+COMMENT ON DOMAIN loyalty.entry_kind IS
+    'The kind of a ledger entry: earn, spend, expire, reverse, return, debt, repay, adjust, merge, hold or release';
+INSERT INTO loyalty.setting_definition (key, default_value, description) VALUES
+    ('order_hold_time', '72 hours',
+     'How long an online order holds its benefits when the request names no hold_until');
+
+CREATE TABLE loyalty."order" (
+    order_id text NOT NULL COLLATE pg_catalog."C",
+    customer_id bigint,
+    store text,
+    channel text NOT NULL,
+    state text NOT NULL,
+    held_at timestamp with time zone NOT NULL,
+    hold_until timestamp with time zone NOT NULL,
+    captured_at timestamp with time zone,
+    closed_at timestamp with time zone,
+    request jsonb NOT NULL,
+    response jsonb NOT NULL,
+    hold_operation_id text NOT NULL COLLATE pg_catalog."C",
+    final_operation_id text COLLATE pg_catalog."C",
+    usage_counted text[] DEFAULT '{}'::text[] NOT NULL,
+    customer_usage_counted text[] DEFAULT '{}'::text[] NOT NULL,
+    capture_request jsonb,
+    CONSTRAINT order_pkey PRIMARY KEY (order_id),
+    CONSTRAINT order_id_format CHECK ((order_id <> '') AND (length(order_id) <= 200)),
+    CONSTRAINT order_state_known CHECK (state IN ('held', 'captured', 'cancelled', 'expired')),
+    CONSTRAINT order_customer_id_fkey FOREIGN KEY (customer_id) REFERENCES loyalty.customer(id)
+);
+CREATE INDEX order_held_idx ON loyalty."order" (hold_until) WHERE (state = 'held');
+CREATE INDEX order_customer_idx ON loyalty."order" (customer_id);
+COMMENT ON TABLE loyalty."order" IS
+    'Online orders (SPEC §15): held at checkout, then captured (a purchase), cancelled or expired';
+COMMENT ON COLUMN loyalty."order".request IS
+    'The check request as held, dated at the hold''s "at" (what a capture commits as a purchase)';
+COMMENT ON COLUMN loyalty."order".response IS
+    'The hold''s response; after a capture, the purchase''s';
+COMMENT ON COLUMN loyalty."order".hold_operation_id IS
+    'The order_hold call that holds the benefits: its "hold" ledger entries and coupon uses';
+COMMENT ON COLUMN loyalty."order".final_operation_id IS
+    'The call that captured, cancelled or expired the order (a capture''s is the purchase''s operation_id)';
+SELECT pg_catalog.pg_extension_config_dump('loyalty."order"', '');
+
+CREATE FUNCTION loyalty.order_hold(request jsonb) RETURNS jsonb
+    LANGUAGE c STRICT SECURITY DEFINER
+    SET search_path = pg_catalog, pg_temp
+    AS 'MODULE_PATHNAME', 'loyalty_order_hold';
+COMMENT ON FUNCTION loyalty.order_hold(request jsonb) IS
+    'Prices an online order like calculate and holds its points, coupons, certificate amounts and promotion uses; again on a held order: holds anew; idempotent by operation_id';
+
+CREATE FUNCTION loyalty.order_capture(request jsonb) RETURNS jsonb
+    LANGUAGE c STRICT SECURITY DEFINER
+    SET search_path = pg_catalog, pg_temp
+    AS 'MODULE_PATHNAME', 'loyalty_order_capture';
+COMMENT ON FUNCTION loyalty.order_capture(request jsonb) IS
+    'Commits a held order as the purchase it was priced as (the capture''s operation_id), at the held prices; idempotent by operation_id';
+
+CREATE FUNCTION loyalty.order_cancel(request jsonb) RETURNS jsonb
+    LANGUAGE c STRICT SECURITY DEFINER
+    SET search_path = pg_catalog, pg_temp
+    AS 'MODULE_PATHNAME', 'loyalty_order_cancel';
+COMMENT ON FUNCTION loyalty.order_cancel(request jsonb) IS
+    'Releases everything a held order holds; the order becomes cancelled; idempotent by operation_id';
+
+CREATE FUNCTION loyalty.expire_orders(as_of timestamptz DEFAULT pg_catalog.now(),
+                                      max_orders integer DEFAULT 1000) RETURNS bigint
+    LANGUAGE c STRICT SECURITY DEFINER
+    SET search_path = pg_catalog, pg_temp
+    AS 'MODULE_PATHNAME', 'loyalty_expire_orders';
+COMMENT ON FUNCTION loyalty.expire_orders(timestamptz, integer) IS
+    'Releases up to max_orders held orders past hold_until (they become expired), skipping what a check holds locked; returns how many';
+
+REVOKE ALL ON FUNCTION loyalty.order_hold(jsonb), loyalty.order_capture(jsonb),
+    loyalty.order_cancel(jsonb), loyalty.expire_orders(timestamptz, integer) FROM PUBLIC;
+REVOKE ALL ON loyalty."order" FROM PUBLIC;
+GRANT EXECUTE ON FUNCTION loyalty.order_hold(jsonb), loyalty.order_capture(jsonb),
+    loyalty.order_cancel(jsonb)
+    TO loyalty_cashier, loyalty_admin;
+GRANT EXECUTE ON FUNCTION loyalty.expire_orders(timestamptz, integer) TO loyalty_admin;
+GRANT ALL ON loyalty."order" TO loyalty_admin;
+
+CREATE OR REPLACE FUNCTION loyalty.run_maintenance(as_of timestamptz DEFAULT now()) RETURNS jsonb
+    LANGUAGE plpgsql STRICT SECURITY DEFINER
+    SET search_path = pg_catalog, pg_temp
+    AS $$
+DECLARE
+    expired bigint;
+    orders bigint;
+BEGIN
+    IF pg_is_in_recovery() THEN
+        RETURN jsonb_build_object('skipped', 'standby');
+    END IF;
+    -- the same key as run_maintenance_proc: one run at a time
+    IF NOT pg_try_advisory_xact_lock(19545, 1) THEN
+        RETURN jsonb_build_object('skipped', 'another maintenance run is in progress');
+    END IF;
+    -- held orders first: points they held on lots due now expire below
+    orders := loyalty.expire_orders(as_of, 2147483647);
+    expired := loyalty.expire_points(as_of);
+    RETURN jsonb_build_object('as_of', as_of, 'expired_points', expired,
+                              'tier_changes', loyalty.recalculate_tiers(as_of))
+           || loyalty.announce_lots(as_of)
+           || CASE WHEN orders > 0 THEN jsonb_build_object('expired_orders', orders)
+                   ELSE '{}'::jsonb END;
+END
+$$;
+
+CREATE OR REPLACE PROCEDURE loyalty.run_maintenance_proc(
+        IN as_of timestamptz DEFAULT NULL,
+        IN batch_lots integer DEFAULT 5000)
+    LANGUAGE plpgsql
+    AS $$
+DECLARE
+    t        timestamptz := coalesce(as_of, pg_catalog.now());
+    b        record;
+    after_at timestamptz;
+    after_id bigint;
+    expired  bigint := 0;
+    tiers    int;
+    summary  jsonb;
+BEGIN
+    IF pg_catalog.pg_is_in_recovery() THEN
+        RAISE NOTICE 'loyalty maintenance: standby, nothing to do';
+        RETURN;
+    END IF;
+    IF NOT pg_catalog.pg_try_advisory_lock(19545, 1) THEN
+        RAISE NOTICE 'loyalty maintenance: another run is in progress';
+        RETURN;
+    END IF;
+    -- held orders past hold_until, in batches, each committed
+    LOOP
+        EXIT WHEN loyalty.expire_orders(t, batch_lots) = 0;
+        COMMIT;
+    END LOOP;
+    -- expiry in batches, each committed, so that no check waits for more than one batch
+    LOOP
+        SELECT * INTO b FROM loyalty.expire_batch(t, batch_lots, after_at, after_id);
+        EXIT WHEN b.lots_seen = 0;
+        expired := expired + b.points;
+        after_at := b.last_expires_at;
+        after_id := b.last_id;
+        COMMIT;
+    END LOOP;
+    tiers := loyalty.recalculate_tiers(t);
+    COMMIT;
+    summary := loyalty.announce_lots(t);
+    COMMIT;
+    PERFORM pg_catalog.pg_advisory_unlock(19545, 1);
+    RAISE NOTICE 'loyalty maintenance: expired % points, % tier changes, %', expired / 100, tiers, summary;
+END
+$$;
+
+-- balance() reports the points held by online orders (a new last column,
+-- held; available excludes them): the row type changes, so it is made anew
+DROP FUNCTION loyalty.balance(text, timestamptz);
+CREATE FUNCTION loyalty.balance(
+        customer text,
+        at timestamptz DEFAULT now())
+    RETURNS TABLE (
+        account text,
+        available numeric,
+        pending numeric,
+        expiring numeric,
+        next_expiry timestamptz,
+        held numeric)
+    LANGUAGE plpgsql STABLE STRICT SECURITY DEFINER
+    SET search_path = pg_catalog, pg_temp
+    AS $$
+DECLARE
+    cid bigint := loyalty.find_customer(customer);
+BEGIN
+    IF cid IS NULL THEN
+        RAISE EXCEPTION 'customer "%" not found', customer USING ERRCODE = 'LY001';
+    END IF;
+    RETURN QUERY
+    SELECT t.code,
+           coalesce(sum(l.remaining) FILTER (
+               WHERE l.available_at <= at AND (l.expires_at IS NULL OR l.expires_at > at)), 0),
+           coalesce(sum(l.remaining) FILTER (WHERE l.available_at > at AND l.remaining > 0), 0),
+           coalesce(sum(l.remaining) FILTER (
+               WHERE l.remaining > 0 AND l.available_at <= at
+                 AND l.expires_at > at AND l.expires_at <= at + interval '30 days'), 0),
+           min(l.expires_at) FILTER (
+               WHERE l.remaining > 0 AND l.available_at <= at AND l.expires_at > at),
+           -- held by online orders still held (not in available)
+           coalesce((SELECT -sum(e.points) FROM loyalty.ledger_entry e
+                      WHERE e.customer_id = cid AND e.account = t.code
+                        AND e.kind IN ('hold', 'release')), 0)
+      FROM loyalty.account_type t
+      LEFT JOIN loyalty.lot l
+        ON l.account = t.code AND l.customer_id = cid AND l.remaining <> 0
+     GROUP BY t.code, t.redeem_order
+     ORDER BY t.redeem_order, t.code;
+END
+$$;
+COMMENT ON FUNCTION loyalty.balance(customer text, at timestamp with time zone) IS
+    'Per account: points available at "at", pending (not yet available), expiring within 30 days, next expiry, held by online orders';
+REVOKE ALL ON FUNCTION loyalty.balance(text, timestamptz) FROM PUBLIC;
+GRANT EXECUTE ON FUNCTION loyalty.balance(text, timestamptz) TO loyalty_cashier, loyalty_admin;

@@ -233,7 +233,9 @@ INSERT INTO loyalty.setting_definition (key, default_value, description) VALUES
     ('max_clock_skew', '5 minutes',
      'How far a register''s clock may run ahead: "at" no later than the server''s time plus this'),
     ('certificate_max_value', '50000.00',
-     'The largest value of one gift certificate (issue_certificate and certificate products)');
+     'The largest value of one gift certificate (issue_certificate and certificate products)'),
+    ('order_hold_time', '72 hours',
+     'How long an online order holds its benefits when the request names no hold_until');
 
 CREATE TABLE loyalty.setting (
     key text NOT NULL,
@@ -967,9 +969,9 @@ COMMENT ON VIEW loyalty.customer_masked IS
 -- ---------------------------------------------------------------------------
 CREATE DOMAIN loyalty.operation_kind AS text
     CONSTRAINT operation_kind_known
-    CHECK (VALUE IN ('purchase', 'refund', 'adjust', 'expire', 'merge'));
+    CHECK (VALUE IN ('purchase', 'refund', 'adjust', 'expire', 'merge', 'order_hold', 'order_cancel', 'order_release'));
 COMMENT ON DOMAIN loyalty.operation_kind IS
-    'The kind of a writing call: purchase, refund, adjust, expire or merge';
+    'The kind of a writing call: purchase, refund, adjust, expire, merge, order_hold, order_cancel or order_release';
 
 CREATE TABLE loyalty.operation (
     operation_id text NOT NULL COLLATE pg_catalog."C",
@@ -992,7 +994,7 @@ ALTER TABLE loyalty.operation
 -- id beginning with "~" (such a row stays; every new row obeys).
 ALTER TABLE loyalty.operation
     ADD CONSTRAINT operation_internal_namespace
-    CHECK ((kind IN ('merge', 'expire')) = (operation_id LIKE '~%')) NOT VALID;
+    CHECK ((kind IN ('merge', 'expire', 'order_release')) = (operation_id LIKE '~%')) NOT VALID;
 
 CREATE INDEX operation_customer_idx ON loyalty.operation (customer_id, created_at);
 COMMENT ON TABLE loyalty.operation IS
@@ -1004,9 +1006,9 @@ COMMENT ON TABLE loyalty.operation IS
 -- ---------------------------------------------------------------------------
 CREATE DOMAIN loyalty.entry_kind AS text
     CONSTRAINT ledger_entry_kind_known
-    CHECK (VALUE IN ('earn', 'spend', 'expire', 'reverse', 'return', 'debt', 'repay', 'adjust', 'merge'));
+    CHECK (VALUE IN ('earn', 'spend', 'expire', 'reverse', 'return', 'debt', 'repay', 'adjust', 'merge', 'hold', 'release'));
 COMMENT ON DOMAIN loyalty.entry_kind IS
-    'The kind of a ledger entry: earn, spend, expire, reverse, return, debt, repay, adjust or merge';
+    'The kind of a ledger entry: earn, spend, expire, reverse, return, debt, repay, adjust, merge, hold or release';
 
 CREATE SEQUENCE loyalty.lot_id_seq
     START WITH 1
@@ -1120,7 +1122,8 @@ CREATE FUNCTION loyalty.balance(
         available numeric,
         pending numeric,
         expiring numeric,
-        next_expiry timestamptz)
+        next_expiry timestamptz,
+        held numeric)
     LANGUAGE plpgsql STABLE STRICT SECURITY DEFINER
     SET search_path = pg_catalog, pg_temp
     AS $$
@@ -1139,7 +1142,11 @@ BEGIN
                WHERE l.remaining > 0 AND l.available_at <= at
                  AND l.expires_at > at AND l.expires_at <= at + interval '30 days'), 0),
            min(l.expires_at) FILTER (
-               WHERE l.remaining > 0 AND l.available_at <= at AND l.expires_at > at)
+               WHERE l.remaining > 0 AND l.available_at <= at AND l.expires_at > at),
+           -- held by online orders still held (not in available)
+           coalesce((SELECT -sum(e.points) FROM loyalty.ledger_entry e
+                      WHERE e.customer_id = cid AND e.account = t.code
+                        AND e.kind IN ('hold', 'release')), 0)
       FROM loyalty.account_type t
       LEFT JOIN loyalty.lot l
         ON l.account = t.code AND l.customer_id = cid AND l.remaining <> 0
@@ -1148,7 +1155,7 @@ BEGIN
 END
 $$;
 COMMENT ON FUNCTION loyalty.balance(customer text, at timestamp with time zone) IS
-    'Per account: points available at "at", pending (not yet available), expiring within 30 days, next expiry';
+    'Per account: points available at "at", pending (not yet available), expiring within 30 days, next expiry, held by online orders';
 
 CREATE FUNCTION loyalty.history(
         customer text,
@@ -1953,6 +1960,7 @@ CREATE FUNCTION loyalty.run_maintenance(as_of timestamptz DEFAULT now()) RETURNS
     AS $$
 DECLARE
     expired bigint;
+    orders bigint;
 BEGIN
     IF pg_is_in_recovery() THEN
         RETURN jsonb_build_object('skipped', 'standby');
@@ -1961,10 +1969,14 @@ BEGIN
     IF NOT pg_try_advisory_xact_lock(19545, 1) THEN
         RETURN jsonb_build_object('skipped', 'another maintenance run is in progress');
     END IF;
+    -- held orders first: points they held on lots due now expire below
+    orders := loyalty.expire_orders(as_of, 2147483647);
     expired := loyalty.expire_points(as_of);
     RETURN jsonb_build_object('as_of', as_of, 'expired_points', expired,
                               'tier_changes', loyalty.recalculate_tiers(as_of))
-           || loyalty.announce_lots(as_of);
+           || loyalty.announce_lots(as_of)
+           || CASE WHEN orders > 0 THEN jsonb_build_object('expired_orders', orders)
+                   ELSE '{}'::jsonb END;
 END
 $$;
 COMMENT ON FUNCTION loyalty.run_maintenance(as_of timestamp with time zone) IS
@@ -1992,6 +2004,11 @@ BEGIN
         RAISE NOTICE 'loyalty maintenance: another run is in progress';
         RETURN;
     END IF;
+    -- held orders past hold_until, in batches, each committed
+    LOOP
+        EXIT WHEN loyalty.expire_orders(t, batch_lots) = 0;
+        COMMIT;
+    END LOOP;
     -- expiry in batches, each committed, so that no check waits for more than one batch
     LOOP
         SELECT * INTO b FROM loyalty.expire_batch(t, batch_lots, after_at, after_id);
@@ -2199,3 +2216,81 @@ GRANT EXECUTE ON FUNCTION
     loyalty.backtest(jsonb)
     TO loyalty_admin;
 GRANT EXECUTE ON PROCEDURE loyalty.run_maintenance_proc(timestamptz, int) TO loyalty_admin;
+
+-- ---------------------------------------------------------------------------
+-- Online orders (SPEC §15): loyalty.order, order_hold, order_capture,
+-- order_cancel, expire_orders (run_maintenance calls it).
+-- ---------------------------------------------------------------------------
+CREATE TABLE loyalty."order" (
+    order_id text NOT NULL COLLATE pg_catalog."C",
+    customer_id bigint,
+    store text,
+    channel text NOT NULL,
+    state text NOT NULL,
+    held_at timestamp with time zone NOT NULL,
+    hold_until timestamp with time zone NOT NULL,
+    captured_at timestamp with time zone,
+    closed_at timestamp with time zone,
+    request jsonb NOT NULL,
+    response jsonb NOT NULL,
+    hold_operation_id text NOT NULL COLLATE pg_catalog."C",
+    final_operation_id text COLLATE pg_catalog."C",
+    usage_counted text[] DEFAULT '{}'::text[] NOT NULL,
+    customer_usage_counted text[] DEFAULT '{}'::text[] NOT NULL,
+    capture_request jsonb,
+    CONSTRAINT order_pkey PRIMARY KEY (order_id),
+    CONSTRAINT order_id_format CHECK ((order_id <> '') AND (length(order_id) <= 200)),
+    CONSTRAINT order_state_known CHECK (state IN ('held', 'captured', 'cancelled', 'expired')),
+    CONSTRAINT order_customer_id_fkey FOREIGN KEY (customer_id) REFERENCES loyalty.customer(id)
+);
+CREATE INDEX order_held_idx ON loyalty."order" (hold_until) WHERE (state = 'held');
+CREATE INDEX order_customer_idx ON loyalty."order" (customer_id);
+COMMENT ON TABLE loyalty."order" IS
+    'Online orders (SPEC §15): held at checkout, then captured (a purchase), cancelled or expired';
+COMMENT ON COLUMN loyalty."order".request IS
+    'The check request as held, dated at the hold''s "at" (what a capture commits as a purchase)';
+COMMENT ON COLUMN loyalty."order".response IS
+    'The hold''s response; after a capture, the purchase''s';
+COMMENT ON COLUMN loyalty."order".hold_operation_id IS
+    'The order_hold call that holds the benefits: its "hold" ledger entries and coupon uses';
+COMMENT ON COLUMN loyalty."order".final_operation_id IS
+    'The call that captured, cancelled or expired the order (a capture''s is the purchase''s operation_id)';
+SELECT pg_catalog.pg_extension_config_dump('loyalty."order"', '');
+
+CREATE FUNCTION loyalty.order_hold(request jsonb) RETURNS jsonb
+    LANGUAGE c STRICT SECURITY DEFINER
+    SET search_path = pg_catalog, pg_temp
+    AS 'MODULE_PATHNAME', 'loyalty_order_hold';
+COMMENT ON FUNCTION loyalty.order_hold(request jsonb) IS
+    'Prices an online order like calculate and holds its points, coupons, certificate amounts and promotion uses; again on a held order: holds anew; idempotent by operation_id';
+
+CREATE FUNCTION loyalty.order_capture(request jsonb) RETURNS jsonb
+    LANGUAGE c STRICT SECURITY DEFINER
+    SET search_path = pg_catalog, pg_temp
+    AS 'MODULE_PATHNAME', 'loyalty_order_capture';
+COMMENT ON FUNCTION loyalty.order_capture(request jsonb) IS
+    'Commits a held order as the purchase it was priced as (the capture''s operation_id), at the held prices; idempotent by operation_id';
+
+CREATE FUNCTION loyalty.order_cancel(request jsonb) RETURNS jsonb
+    LANGUAGE c STRICT SECURITY DEFINER
+    SET search_path = pg_catalog, pg_temp
+    AS 'MODULE_PATHNAME', 'loyalty_order_cancel';
+COMMENT ON FUNCTION loyalty.order_cancel(request jsonb) IS
+    'Releases everything a held order holds; the order becomes cancelled; idempotent by operation_id';
+
+CREATE FUNCTION loyalty.expire_orders(as_of timestamptz DEFAULT pg_catalog.now(),
+                                      max_orders integer DEFAULT 1000) RETURNS bigint
+    LANGUAGE c STRICT SECURITY DEFINER
+    SET search_path = pg_catalog, pg_temp
+    AS 'MODULE_PATHNAME', 'loyalty_expire_orders';
+COMMENT ON FUNCTION loyalty.expire_orders(timestamptz, integer) IS
+    'Releases up to max_orders held orders past hold_until (they become expired), skipping what a check holds locked; returns how many';
+
+REVOKE ALL ON FUNCTION loyalty.order_hold(jsonb), loyalty.order_capture(jsonb),
+    loyalty.order_cancel(jsonb), loyalty.expire_orders(timestamptz, integer) FROM PUBLIC;
+REVOKE ALL ON loyalty."order" FROM PUBLIC;
+GRANT EXECUTE ON FUNCTION loyalty.order_hold(jsonb), loyalty.order_capture(jsonb),
+    loyalty.order_cancel(jsonb)
+    TO loyalty_cashier, loyalty_admin;
+GRANT EXECUTE ON FUNCTION loyalty.expire_orders(timestamptz, integer) TO loyalty_admin;
+GRANT ALL ON loyalty."order" TO loyalty_admin;

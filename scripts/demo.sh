@@ -43,5 +43,8 @@ VALUES ('BAD', 'typo', 'percent_off', '{\"products\": {\"categories\": [\"face\"
 say "a day of checks: priced, committed, two receipts and the summary (demo/checks.sql)"
 "${PSQL[@]}" -f demo/checks.sql
 
+say "an online order: held on the web, half picked up in a store (demo/orders.sql)"
+"${PSQL[@]}" -f demo/orders.sql
+
 cluster_stop
 say "done: the cluster is stopped and removed"

@@ -30,6 +30,7 @@
 #include "utils/timestamp.h"
 
 #include "accrual.h"
+#include "check_api.h"
 #include "check_db.h"
 #include "check_load.h"
 #include "clock.h"
@@ -96,6 +97,99 @@ points_text(ConfigCache *cfg, int64 points)
 }
 
 /*
+ * purchase_price prices a purchase request under the customer's lock
+ * exactly as calculate does, raising LY004 when a number of points to
+ * redeem exceeds what may be spent, and counts the uses of limited
+ * promotions: a promotion whose last use a concurrent purchase took is
+ * dropped and the check priced again.  order_hold prices its checks here
+ * too (orders.c).
+ */
+CheckResult *
+purchase_price(ConfigCache *cfg, CheckRequest *req, CustomerInfo *cust)
+{
+	CheckInput *in;
+	CheckResult *r;
+	bool	   *excluded;
+
+	/*
+	 * read once, under the customer's lock; a retry prices the same input
+	 * without the promotion whose last use a concurrent purchase took
+	 */
+	in = check_load(cfg, req, cust, ENGINE_CHECK);
+	excluded = palloc0(sizeof(bool) * Max(cfg->npromotions, 1));
+	for (;;)
+	{
+		int			failed;
+
+		CHECK_FOR_INTERRUPTS();
+		r = engine_run(cfg, in, excluded);
+		if (req->redeem == REDEEM_POINTS && r->redeem_applied < req->redeem_points)
+			ereport(ERROR,
+					(errcode(ERRCODE_LOYALTY_INSUFFICIENT_POINTS),
+					 errmsg("requested points exceed what may be spent"),
+					 errdetail("Requested %s points, at most %s may be spent on this check.",
+							   points_text(cfg, req->redeem_points),
+							   points_text(cfg, r->redeem_max)),
+					 errhint("Send \"redeem\": \"max\" to spend as much as possible.")));
+		failed = check_claim_uses(r);
+		if (failed < 0)
+			break;
+		excluded[failed] = true;
+	}
+	return r;
+}
+
+/*
+ * purchase_commit prices and commits a purchase whose operation is either
+ * claimed (claim: operation_begin inserted its row) or to be recorded here
+ * (the customer's lock makes the id ours): gives issued coupons their codes,
+ * builds the response and records the operation with it, then uses and
+ * issues coupons, starts or extends subscriptions, writes the facts, spends
+ * and earns points (ledger_accrue_check), writes the events of coupons
+ * issued and points earned in one statement, and moves the customer up a
+ * tier when the spend now reaches one (tiers_refresh).  Returns the
+ * response, in the SPI context.  order_capture commits through it.
+ */
+Jsonb *
+purchase_commit(ConfigCache *cfg, CheckRequest *req, Jsonb *request,
+				CustomerInfo *cust, bool claim)
+{
+	CheckResult *r;
+	Jsonb	   *response;
+	EventBatch	events = {0};
+	bool		collided;
+	int			a;
+
+	r = purchase_price(cfg, req, cust);
+	coupons_assign_codes(r);
+	response = response_build(r, req->operation_id);
+	if (!claim)
+		operation_record(req->operation_id, "purchase", request,
+						 cust->identified ? cust->id : 0, response);
+	collided = coupons_commit(r, req->operation_id, &events);
+	subscriptions_commit(r, req->operation_id);
+	/* an issued code collided and was replaced: the receipt names the new one */
+	if (collided)
+		response = response_build(r, req->operation_id);
+	/* the response of a claimed operation, or the new receipt */
+	if (claim || collided)
+		operation_finish(req->operation_id, cust->identified ? cust->id : 0, response);
+	check_write_purchase(r, req->operation_id, response);
+	if (cust->identified)
+	{
+		for (a = 0; r->redeem != NULL && a < cfg->naccounts; a++)
+			if (r->redeem[a].points > 0)
+				ledger_spend(cust->id, cfg->accounts[a].code, r->redeem[a].points,
+							 req->operation_id, r->at, r->server_now);
+		ledger_accrue_check(r, req->operation_id, &events);
+		event_batch_write(&events, cust->id);
+		tiers_refresh(r);
+	}
+
+	return response;
+}
+
+/*
  * loyalty_purchase implements loyalty.purchase(request jsonb): calculate
  * and commit in one transaction, idempotent by operation_id.
  *
@@ -123,15 +217,9 @@ loyalty_purchase(PG_FUNCTION_ARGS)
 	ConfigCache *cfg;
 	CheckRequest *req;
 	CustomerInfo *cust = NULL;
-	CheckInput *in;
-	CheckResult *r;
 	Jsonb	   *stored;
 	Jsonb	   *response;
-	bool	   *excluded;
-	EventBatch	events = {0};
 	bool		claim = true;
-	bool		collided;
-	int			a;
 
 	if (SPI_connect() != SPI_OK_CONNECT)
 		elog(ERROR, "SPI_connect failed");
@@ -158,58 +246,7 @@ loyalty_purchase(PG_FUNCTION_ARGS)
 		PG_RETURN_JSONB_P(response);
 	}
 
-	/*
-	 * read once, under the customer's lock; a retry prices the same input
-	 * without the promotion whose last use a concurrent purchase took
-	 */
-	in = check_load(cfg, req, cust, ENGINE_CHECK);
-	excluded = palloc0(sizeof(bool) * Max(cfg->npromotions, 1));
-	for (;;)
-	{
-		int			failed;
-
-		CHECK_FOR_INTERRUPTS();
-		r = engine_run(cfg, in, excluded);
-		if (req->redeem == REDEEM_POINTS && r->redeem_applied < req->redeem_points)
-			ereport(ERROR,
-					(errcode(ERRCODE_LOYALTY_INSUFFICIENT_POINTS),
-					 errmsg("requested points exceed what may be spent"),
-					 errdetail("Requested %s points, at most %s may be spent on this check.",
-							   points_text(cfg, req->redeem_points),
-							   points_text(cfg, r->redeem_max)),
-					 errhint("Send \"redeem\": \"max\" to spend as much as possible.")));
-		failed = check_claim_uses(r);
-		if (failed < 0)
-			break;
-		excluded[failed] = true;
-	}
-
-	coupons_assign_codes(r);
-	response = response_build(r, req->operation_id);
-	if (!claim)
-		operation_record(req->operation_id, "purchase", request,
-						 cust->identified ? cust->id : 0, response);
-	collided = coupons_commit(r, req->operation_id, &events);
-	subscriptions_commit(r, req->operation_id);
-	/* an issued code collided and was replaced: the receipt names the new one */
-	if (collided)
-		response = response_build(r, req->operation_id);
-	/* the response of a claimed operation, or the new receipt */
-	if (claim || collided)
-		operation_finish(req->operation_id, cust->identified ? cust->id : 0, response);
-	check_write_purchase(r, req->operation_id, response);
-	if (cust->identified)
-	{
-		for (a = 0; r->redeem != NULL && a < cfg->naccounts; a++)
-			if (r->redeem[a].points > 0)
-				ledger_spend(cust->id, cfg->accounts[a].code, r->redeem[a].points,
-							 req->operation_id, r->at, r->server_now);
-		ledger_accrue_check(r, req->operation_id, &events);
-		event_batch_write(&events, cust->id);
-		tiers_refresh(r);
-	}
-
-	response = copy_out(response, outer);
+	response = copy_out(purchase_commit(cfg, req, request, cust, claim), outer);
 	SPI_finish();
 	PG_RETURN_JSONB_P(response);
 }

@@ -101,9 +101,11 @@ check_bind(ConfigCache *cfg, CheckRequest *req, CustomerInfo *cust,
 	in->req = req;
 	in->cust = cust;
 	in->mode = mode;
-	in->server_now = clock_server_now(req->has_at, req->at);
+	/* a held order's capture is judged as of its hold (orders.c) */
+	in->server_now = req->at_held ? req->held_now : clock_server_now(req->has_at, req->at);
 	in->at = req->has_at ? req->at : in->server_now;
-	clock_check_at(cfg, "at", in->at, in->server_now);
+	if (!req->at_held)
+		clock_check_at(cfg, "at", in->at, in->server_now);
 	if (req->store != NULL)
 	{
 		in->store = config_store(cfg, req->store);

@@ -464,13 +464,26 @@ issue_all(CheckResult *r, const char *operation_id, EventBatch *events)
 
 /*
  * coupons_commit, in a purchase: uses up the coupons and certificates the
- * check applied (rows locked since coupons_read) and issues what the
- * promotions print, with the codes coupons_assign_codes gave them (their
- * coupon_issued events go to the batch).  Returns true when a code collided
- * and was replaced (the response must be built again).
+ * check applied (coupons_use) and issues what the promotions print, with
+ * the codes coupons_assign_codes gave them (their coupon_issued events go
+ * to the batch).  Returns true when a code collided and was replaced (the
+ * response must be built again).
  */
 bool
 coupons_commit(CheckResult *r, const char *operation_id, EventBatch *events)
+{
+	coupons_use(r, operation_id);
+	return issue_all(r, operation_id, events);
+}
+
+/*
+ * coupons_use uses up the coupons and certificates the check applied (rows
+ * locked since coupons_read), logged in coupon_use under operation_id: a
+ * purchase's, or an order hold's (coupons_refund of the hold gives them
+ * back).
+ */
+void
+coupons_use(CheckResult *r, const char *operation_id)
 {
 	uint64		nrows;
 
@@ -516,8 +529,6 @@ coupons_commit(CheckResult *r, const char *operation_id, EventBatch *events)
 							5, ltypes),
 				 lvalues, lnulls, false, 0);
 	}
-
-	return issue_all(r, operation_id, events);
 }
 
 /*

@@ -33,6 +33,7 @@ extern void coupons_read(CheckInput *in);
 extern void coupons_assign_codes(CheckResult *r);
 extern bool coupons_commit(CheckResult *r, const char *operation_id,
 						   EventBatch *events);
+extern void coupons_use(CheckResult *r, const char *operation_id);
 extern void coupons_refund(const char *purchase_operation_id,
 						   const char *operation_id, bool full,
 						   TimestampTz server_now);

@@ -48,6 +48,7 @@ static SPIPlanPtr settle_plan = NULL;
 static SPIPlanPtr expire_due_plan = NULL;
 static SPIPlanPtr expire_plan = NULL;
 static SPIPlanPtr expire_operation_plan = NULL;
+static SPIPlanPtr release_plan = NULL;
 
 /* points (hundredths) -> numeric points, and back */
 #define PTS_IN(p)	"pg_catalog.trim_scale(" p "::numeric / 100)"
@@ -606,6 +607,48 @@ ledger_return_spent(int64 customer_id, const char *account, int64 points,
 						purchase_operation_id),
 				 errdetail("The purchase has %s spent points not yet returned.",
 						   points_text(returned))));
+}
+
+/*
+ * ledger_release_held gives back every point an order hold (entries of
+ * kind "hold" under hold_operation_id) still holds, in every account, to
+ * the lots it was held on, so they keep their expiry: one "release" entry
+ * per lot under operation_id, referencing the hold.  A lot that expired
+ * during the hold gets its points back expired: the next expiry run takes
+ * them, and no check can spend them meanwhile.  Returns the points
+ * released (hundredths).  The caller holds the customer's lock.
+ */
+int64
+ledger_release_held(int64 customer_id, const char *hold_operation_id,
+					const char *operation_id, TimestampTz at)
+{
+	Oid			types[4] = {INT8OID, TEXTOID, TEXTOID, TIMESTAMPTZOID};
+	Datum		values[4];
+	SPIPlanPtr	plan;
+
+	plan = saved_plan(&release_plan,
+					   "WITH held AS ("
+					   "  SELECT e.lot_id, e.account, -sum(e.points) AS open"
+					   "    FROM loyalty.ledger_entry e"
+					   "   WHERE e.customer_id = $1"
+					   "     AND (e.operation_id = $2 AND e.kind = 'hold'"
+					   "          OR e.ref_operation_id = $2 AND e.kind = 'release')"
+					   "   GROUP BY e.lot_id, e.account HAVING -sum(e.points) > 0"
+					   "), upd AS ("
+					   "  UPDATE loyalty.lot l SET remaining = l.remaining + h.open"
+					   "    FROM held h WHERE l.id = h.lot_id RETURNING l.id, h.account, h.open"
+					   "), ins AS ("
+					   "  INSERT INTO loyalty.ledger_entry (customer_id, account, lot_id,"
+					   "         operation_id, ref_operation_id, kind, points, at)"
+					   "  SELECT $1, u.account, u.id, $3, $2, 'release', u.open, $4 FROM upd u"
+					   "  RETURNING points"
+					   ") SELECT " PTS_OUT("coalesce(sum(points), 0)") " FROM ins",
+					   4, types);
+	values[0] = Int64GetDatum(customer_id);
+	values[1] = CStringGetTextDatum(hold_operation_id);
+	values[2] = CStringGetTextDatum(operation_id);
+	values[3] = TimestampTzGetDatum(at);
+	return spi_exec(plan, values, NULL, false, 0) > 0 ? spi_int8(0, 1, 0) : 0;
 }
 
 /*

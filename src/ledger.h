@@ -123,6 +123,15 @@ extern void ledger_return_spent(int64 customer_id, const char *account,
 								const char *purchase_operation_id,
 								const char *operation_id, TimestampTz at);
 
+/*
+ * ledger_release_held gives back to their lots every point the order hold
+ * hold_operation_id still holds (entries of kind "hold", spent with
+ * ledger_spend_kind); returns the points released.
+ */
+extern int64 ledger_release_held(int64 customer_id,
+								 const char *hold_operation_id,
+								 const char *operation_id, TimestampTz at);
+
 /* what one expiry batch did */
 typedef struct ExpireBatch
 {

@@ -21,6 +21,8 @@
 #define ERRCODE_LOYALTY_INSUFFICIENT_POINTS		MAKE_SQLSTATE('L','Y','0','0','4')
 #define ERRCODE_LOYALTY_REFUND_EXCEEDS			MAKE_SQLSTATE('L','Y','0','0','5')
 #define ERRCODE_LOYALTY_INVALID_CONFIGURATION	MAKE_SQLSTATE('L','Y','0','0','6')
+#define ERRCODE_LOYALTY_PRICE_CHANGED			MAKE_SQLSTATE('L','Y','0','0','7')
+#define ERRCODE_LOYALTY_ORDER_STATE				MAKE_SQLSTATE('L','Y','0','0','8')
 
 /* settings, defined in loyalty.c */
 extern int	loyalty_default_country;

@@ -67,6 +67,8 @@ typedef struct CheckRequest
 	RedeemMode	redeem;
 	int64		redeem_points;	/* hundredths, REDEEM_POINTS */
 	bool		for_purchase;	/* set by purchase: coupons are locked and used */
+	bool		at_held;		/* "at" is a held order's: no window check */
+	TimestampTz held_now;		/* at_held: the server's time of the hold */
 } CheckRequest;
 
 typedef struct RefundLineRequest

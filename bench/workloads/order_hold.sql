@@ -1,0 +1,26 @@
+-- loyalty.order_hold: the purchase workload's check as a web order, priced
+-- and its points and promotion uses held (no facts, no accrual), a new order
+-- each time; the orders stay held (the batch jobs expire them)
+\set c random(1, :customers)
+\set ph 9000000000 + :c
+\set s random(1, :stores)
+\set q random(1, 3)
+\set op random(1, 1000000000000000)
+\set k0 random(1, :skus)
+\set k1 random(1, :skus)
+\set k2 random(1, :skus)
+\set k3 random(1, :skus)
+\set k4 random(1, :skus)
+\set k5 random(1, :skus)
+\set k6 random(1, :skus)
+\set k7 random(1, :skus)
+\set k8 random(1, :skus)
+\set k9 random(1, :skus)
+SELECT loyalty.order_hold(('{"operation_id": "bench-h-' || :tag || '-' || :client_id || '-' || :op
+    || '", "order_id": "bench-o-' || :tag || '-' || :client_id || '-' || :op
+    || '", "channel": "web", "customer": "+7' || :ph || '", "store": "S' || :s || '", "redeem": "max", "lines": ['
+    || '{"sku": "P' || :k0 || '", "qty": ' || :q || '}, {"sku": "P' || :k1 || '", "qty": 1}, '
+    || '{"sku": "P' || :k2 || '", "qty": 1}, {"sku": "P' || :k3 || '", "qty": 1}, '
+    || '{"sku": "P' || :k4 || '", "qty": 1}, {"sku": "P' || :k5 || '", "qty": 2}, '
+    || '{"sku": "P' || :k6 || '", "qty": 1}, {"sku": "P' || :k7 || '", "qty": 1}, '
+    || '{"sku": "P' || :k8 || '", "qty": 1}, {"sku": "P' || :k9 || '", "qty": 1}]}')::jsonb);
