@@ -309,12 +309,12 @@ candidate_check(JsonReader *r, JsonbContainer *obj)
 	if (v != NULL)
 	{
 		(void) jr_object(r, v);
-		(void) rule_parse(code, m, jsonb_of(v));
+		(void) rule_parse(code, m, jsonb_of(v), NULL);
 		jr_pop(r, saved);
 	}
 	else
 		(void) rule_parse(code, m, DatumGetJsonbP(DirectFunctionCall1(jsonb_in,
-																	  CStringGetDatum("{}"))));
+																	  CStringGetDatum("{}"))), NULL);
 	v = jr_field(r, obj, "schedule", JR_OPTIONAL, &saved);
 	if (v != NULL)
 	{

@@ -621,7 +621,7 @@ load_promotions(ConfigCache *c, Jsonb *candidates, Datum disable)
 		p->mechanic = mechanic_parse(p->code, spi_text(r, 3, CurrentMemoryContext));
 		d = spi_datum(r, 4, &isnull);
 		p->rule = rule_parse(p->code, p->mechanic,
-							 isnull ? NULL : DatumGetJsonbP(d));
+							 isnull ? NULL : DatumGetJsonbP(d), &p->common);
 		p->priority = spi_int4(r, 5, 100);
 		p->grp = spi_text(r, 6, CurrentMemoryContext);
 		p->grp_id = -1;

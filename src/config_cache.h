@@ -92,6 +92,7 @@ typedef struct CachedPromotion
 	char	   *name;
 	const MechanicRoutine *mechanic;	/* its routine (mechanics/) */
 	const void *rule;			/* the mechanic's own rule struct */
+	RuleCommon	common;			/* the shared rule fields (rules.h) */
 	int			priority;
 	char	   *grp;			/* NULL when none */
 	int			grp_id;			/* -1 when none */

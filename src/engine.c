@@ -30,6 +30,7 @@
 
 #include "coupons_apply.h"
 #include "engine.h"
+#include "mechanics/common.h"
 #include "mechanics/mechanics.h"
 
 /* the denominator of exact accrual numerators (see compute_accrual) */
@@ -256,7 +257,7 @@ run_promotions(CheckResult *r, const bool *excluded)
 		if (p->grp_id < 0)
 		{
 			effect_reset(&eff, r->nlines);
-			p->mechanic->apply(r, p, &eff);
+			mech_apply(r, p, &eff);
 			check_apply_effect(r, p, &eff);
 			continue;
 		}
@@ -272,7 +273,7 @@ run_promotions(CheckResult *r, const bool *excluded)
 			if (!scope[j] || q->grp_id != p->grp_id)
 				continue;
 			effect_reset(&eff, r->nlines);
-			q->mechanic->apply(r, q, &eff);
+			mech_apply(r, q, &eff);
 			if (winner == NULL || eff.total > best.total)
 			{
 				int64	   *tmp = best.delta;
