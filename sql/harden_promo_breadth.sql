@@ -131,3 +131,37 @@ INSERT INTO loyalty.promotion (code, name, mechanic, rule) VALUES
 INSERT INTO loyalty.promotion (code, name, mechanic, rule) VALUES
     ('BAD', 'Bad', 'nth_item', '{"n": 1, "percent": 10}');
 SELECT count(*) AS promotions FROM loyalty.promotion;
+
+--
+-- points_fixed per SKU: points for every whole unit of matching products,
+-- credited to those lines
+--
+INSERT INTO loyalty.account_type (code, name, redeem_share, min_check, lifetime, activation_delay, redeem_order) VALUES
+    ('main', 'Bonus points', 0.9, 0, '1 year', '0', 100),
+    ('promo', 'Promo points', 0.3, 0, NULL, '0', 10);
+SELECT loyalty.register('+79120000001') AS anna;
+INSERT INTO loyalty.promotion (code, name, mechanic, rule) VALUES
+    ('PACK50', '50 points for every cream', 'points_fixed',
+     '{"products": {"skus": ["C"]}, "per": "unit", "points": 50, "account": "promo"}');
+-- three creams (150) and a line of 1.5 creams (one whole unit: 50): 200
+-- promo points, on the cream lines only; the serum line gets none
+SELECT l ->> 'sku' AS sku, l -> 'accrual' ->> 'promo' AS promo
+  FROM jsonb_array_elements(loyalty.calculate(
+    '{"customer": 1, "lines": [{"sku": "A", "qty": 1}, {"sku": "C", "qty": 3}, {"sku": "C", "qty": 1.5}]}') -> 'lines') l;
+SELECT r -> 'totals' -> 'accrual' ->> 'promo' AS promo_total,
+       (SELECT p ->> 'points' FROM jsonb_array_elements(r -> 'promotions') p WHERE p ->> 'code' = 'PACK50') AS credited
+  FROM loyalty.calculate('{"customer": 1, "lines": [{"sku": "A", "qty": 1}, {"sku": "C", "qty": 3}, {"sku": "C", "qty": 1.5}]}') r;
+-- no cream: no grant
+SELECT loyalty.calculate('{"customer": 1, "lines": [{"sku": "A", "qty": 1}]}') -> 'totals' -> 'accrual' ->> 'promo' AS no_cream;
+-- "per": "check" with products: 10 points once for a check holding plasters
+UPDATE loyalty.promotion SET rule = '{"products": {"skus": ["X"]}, "points": 10, "account": "promo"}';
+SELECT loyalty.calculate('{"customer": 1, "lines": [{"sku": "A", "qty": 1}]}') -> 'totals' -> 'accrual' ->> 'promo' AS without_x,
+       loyalty.calculate('{"customer": 1, "lines": [{"sku": "A", "qty": 1}, {"sku": "X", "qty": 4}]}') -> 'totals' -> 'accrual' ->> 'promo' AS with_x;
+-- with min_qty (a shared condition): 3 plasters needed
+UPDATE loyalty.promotion SET rule = '{"products": {"skus": ["X"]}, "per": "unit", "points": 5, "account": "promo", "min_qty": 3}';
+SELECT loyalty.calculate('{"customer": 1, "lines": [{"sku": "X", "qty": 2}]}') -> 'totals' -> 'accrual' ->> 'promo' AS two_x,
+       loyalty.calculate('{"customer": 1, "lines": [{"sku": "X", "qty": 3}]}') -> 'totals' -> 'accrual' ->> 'promo' AS three_x;
+-- validated on write
+UPDATE loyalty.promotion SET rule = '{"products": {"skus": ["X"]}, "per": "line", "points": 5}';
+UPDATE loyalty.promotion SET rule = '{"products": {"nope": ["X"]}, "per": "unit", "points": 5}';
+DELETE FROM loyalty.promotion;

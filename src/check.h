@@ -129,6 +129,8 @@ typedef struct PointsGrant
 	const CachedPromotion *promo;
 	int			account;
 	int64		points;			/* hundredths, rounded down to precision */
+	int64	   *line_weights;	/* per line, what the grant credits it; NULL:
+								 * spread by the lines' paid money */
 	bool		has_expiry;		/* else the account's lifetime */
 	TimestampTz expires_at;
 } PointsGrant;
