@@ -165,3 +165,31 @@ SELECT loyalty.calculate('{"customer": 1, "lines": [{"sku": "X", "qty": 2}]}') -
 UPDATE loyalty.promotion SET rule = '{"products": {"skus": ["X"]}, "per": "line", "points": 5}';
 UPDATE loyalty.promotion SET rule = '{"products": {"nope": ["X"]}, "per": "unit", "points": 5}';
 DELETE FROM loyalty.promotion;
+
+--
+-- campaign budget: promotion.budget caps the money given across purchases
+--
+INSERT INTO loyalty.promotion (code, name, mechanic, rule, budget) VALUES
+    ('B10', '10% while 150.00 last', 'percent_off', '{"products": {"all": true}, "percent": 10}', 150);
+-- 50.00, then 100.00: the budget is used up exactly
+SELECT loyalty.purchase('{"operation_id": "P-1", "lines": [{"sku": "A", "qty": 1}]}') -> 'totals' ->> 'discount' AS p1,
+       loyalty.purchase('{"operation_id": "P-2", "lines": [{"sku": "A", "qty": 2}]}') -> 'totals' ->> 'discount' AS p2;
+SELECT promotion, given FROM loyalty.promotion_usage;
+SELECT operation_id, promotion, given FROM loyalty.promotion_budget_claim ORDER BY 1;
+-- nothing left: no discount
+SELECT loyalty.calculate('{"lines": [{"sku": "A", "qty": 1}]}') -> 'totals' ->> 'discount' AS used_up;
+-- a partial refund keeps the money taken; the full refund of P-1 gives its 50.00 back
+SELECT loyalty.refund('{"operation_id": "R-1", "purchase": "P-2", "lines": [{"index": 0, "qty": 1}]}') IS NOT NULL AS partial;
+SELECT promotion, given FROM loyalty.promotion_usage;
+SELECT loyalty.refund('{"operation_id": "R-2", "purchase": "P-1", "lines": [{"index": 0, "qty": 1}]}') IS NOT NULL AS full;
+SELECT promotion, given FROM loyalty.promotion_usage;
+-- the last check takes only what is left: 10% of 500.00 + 199.90 is 69.99,
+-- 50.00 left, spread by 5000 : 1999 -> 3571.939 / 1428.061 -> 35.72 / 14.28
+SELECT * FROM pg_temp.lines(loyalty.purchase('{"operation_id": "P-3", "lines": [{"sku": "A", "qty": 1}, {"sku": "C", "qty": 1}]}'));
+SELECT promotion, given FROM loyalty.promotion_usage;
+SELECT operation_id, promotion, given FROM loyalty.promotion_budget_claim ORDER BY 1;
+-- a budget must be positive (23514)
+\set VERBOSITY terse
+UPDATE loyalty.promotion SET budget = 0;
+\set VERBOSITY default
+DELETE FROM loyalty.promotion;

@@ -238,6 +238,8 @@ typedef struct CheckInput
 	/* read */
 	const int64 *usage;			/* global uses by promotion index (-1:
 								 * unlimited); NULL: not counted */
+	const int64 *budget_left;	/* money left of each promotion's budget
+								 * (-1: none); NULL: no budgets (budget.c) */
 	char	  **coupon_codes;	/* req->ncoupons, as stored (canonical) */
 	int			ncoupon_rows;
 	CouponRow  *coupon_rows;	/* the rows of those codes, in no order */

@@ -152,13 +152,25 @@ cap_effect(CheckResult *r, int64 max_discount, Effect *eff)
 
 /*
  * mech_apply computes p's Effect: nothing when a condition (min_qty,
- * min_items) fails, otherwise the mechanic's effect capped by max_discount.
+ * min_items) fails or its campaign budget is used up, otherwise the
+ * mechanic's effect capped by max_discount and by what is left of the
+ * budget (the loader read it: CheckInput.budget_left).
  */
 void
 mech_apply(CheckResult *r, const CachedPromotion *p, Effect *eff)
 {
+	int64		cap = p->common.max_discount;
+
+	if (p->budget > 0 && r->in != NULL && r->in->budget_left != NULL)
+	{
+		int64		left = r->in->budget_left[p->index];
+
+		if (left <= 0)
+			return;
+		cap = cap > 0 ? Min(cap, left) : left;
+	}
 	if (!conditions_met(r, p))
 		return;
 	p->mechanic->apply(r, p, eff);
-	cap_effect(r, p->common.max_discount, eff);
+	cap_effect(r, cap, eff);
 }
