@@ -38,7 +38,11 @@ static SPIPlanPtr unclaim_plan = NULL;
 static SPIPlanPtr claims_plan = NULL;
 static SPIPlanPtr forget_plan = NULL;
 
-/* budget_read returns the money left of each budget (see budget.h). */
+/*
+ * budget_read returns the money left of each budget (see budget.h).  Not
+ * read-only: the statement takes a new snapshot (READ COMMITTED), so after
+ * a lost claim it sees the purchase that took the money.
+ */
 int64 *
 budget_read(ConfigCache *cfg)
 {
@@ -67,7 +71,7 @@ budget_read(ConfigCache *cfg)
 	spi_exec(saved_plan(&read_plan,
 						"SELECT promotion, given FROM loyalty.promotion_usage"
 						" WHERE promotion = ANY ($1)", 1, types),
-			 values, NULL, true, 0);
+			 values, NULL, false, 0);
 	for (row = 0; row < SPI_processed; row++)
 	{
 		char	   *code = spi_text(row, 1, CurrentMemoryContext);
