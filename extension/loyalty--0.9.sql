@@ -2086,12 +2086,13 @@ SELECT pg_catalog.pg_extension_config_dump('loyalty.purchase_line', '');
 SELECT pg_catalog.pg_extension_config_dump('loyalty.refund', '');
 SELECT pg_catalog.pg_extension_config_dump('loyalty.promotion_usage', '');
 SELECT pg_catalog.pg_extension_config_dump('loyalty.promotion_customer_usage', '');
-SELECT pg_catalog.pg_extension_config_dump('loyalty.promotion_budget_claim', '');
 SELECT pg_catalog.pg_extension_config_dump('loyalty.message_template', '');
 SELECT pg_catalog.pg_extension_config_dump('loyalty.coupon', '');
 SELECT pg_catalog.pg_extension_config_dump('loyalty.coupon_use', '');
 SELECT pg_catalog.pg_extension_config_dump('loyalty.subscription_plan', '');
 SELECT pg_catalog.pg_extension_config_dump('loyalty.subscription', '');
+-- issue 18 (appended last, as the 0.8--0.9 script registers it)
+SELECT pg_catalog.pg_extension_config_dump('loyalty.promotion_budget_claim', '');
 
 -- ---------------------------------------------------------------------------
 -- Privileges (SPEC §13).  Nothing for PUBLIC but the phone type's machinery
