@@ -785,3 +785,36 @@ COMMENT ON FUNCTION loyalty.balance(customer text, at timestamp with time zone) 
     'Per account: points available at "at", pending (not yet available), expiring within 30 days, next expiry, held by online orders';
 REVOKE ALL ON FUNCTION loyalty.balance(text, timestamptz) FROM PUBLIC;
 GRANT EXECUTE ON FUNCTION loyalty.balance(text, timestamptz) TO loyalty_cashier, loyalty_admin;
+
+-- ---------------------------------------------------------------------------
+-- Issue 18: campaign budget.  promotion.budget caps the money a promotion
+-- gives across all committed purchases: promotion_usage.given counts what it
+-- gave (claimed by the purchase like a use, under the counter's row lock,
+-- so two purchases racing for the last 100.00 cannot both take it; the last
+-- check takes only what is left), and promotion_budget_claim records what
+-- each purchase took, so that its full refund gives exactly that back.
+-- ---------------------------------------------------------------------------
+ALTER TABLE loyalty.promotion ADD COLUMN budget numeric(14,2);
+ALTER TABLE loyalty.promotion
+    ADD CONSTRAINT promotion_budget_positive CHECK (budget > 0);
+COMMENT ON COLUMN loyalty.promotion.budget IS
+    'Money the promotion may give across all committed purchases; NULL = no budget';
+ALTER TABLE loyalty.promotion_usage ADD COLUMN given numeric(14,2) DEFAULT 0 NOT NULL;
+ALTER TABLE loyalty.promotion_usage
+    ADD CONSTRAINT promotion_usage_given_check CHECK (given >= 0);
+COMMENT ON COLUMN loyalty.promotion_usage.given IS
+    'Money the promotion gave on committed purchases (counted against promotion.budget)';
+
+CREATE TABLE loyalty.promotion_budget_claim (
+    operation_id text NOT NULL COLLATE pg_catalog."C",
+    promotion text NOT NULL COLLATE pg_catalog."C",
+    given numeric(14,2) NOT NULL,
+    CONSTRAINT promotion_budget_claim_given_check CHECK (given > 0),
+    CONSTRAINT promotion_budget_claim_pkey PRIMARY KEY (operation_id, promotion),
+    CONSTRAINT promotion_budget_claim_promotion_fkey FOREIGN KEY (promotion) REFERENCES loyalty.promotion(code) ON UPDATE CASCADE ON DELETE CASCADE
+);
+COMMENT ON TABLE loyalty.promotion_budget_claim IS
+    'What each purchase took from the budget of a promotion; its full refund gives it back';
+SELECT pg_catalog.pg_extension_config_dump('loyalty.promotion_budget_claim', '');
+GRANT SELECT ON loyalty.promotion_budget_claim TO loyalty_marketer, loyalty_analyst;
+GRANT ALL ON loyalty.promotion_budget_claim TO loyalty_admin;

@@ -554,6 +554,8 @@ CREATE TABLE loyalty.promotion (
     usage_limit integer,
     per_customer_limit integer,
     enabled boolean DEFAULT true NOT NULL,
+    budget numeric(14,2),
+    CONSTRAINT promotion_budget_positive CHECK (budget > 0),
     CONSTRAINT promotion_channels_known CHECK (channels <@ ARRAY['pos', 'web', 'app']),
     CONSTRAINT promotion_code_check CHECK (code <> ''),
     CONSTRAINT promotion_per_customer_limit_positive CHECK (per_customer_limit > 0),
@@ -563,6 +565,8 @@ CREATE TABLE loyalty.promotion (
 );
 COMMENT ON TABLE loyalty.promotion IS
     'Promotions: a mechanic with its rule, order (priority, code), scope and limits';
+COMMENT ON COLUMN loyalty.promotion.budget IS
+    'Money the promotion may give across all committed purchases; NULL = no budget';
 
 CREATE FUNCTION loyalty.promotion_validate() RETURNS trigger
     LANGUAGE c
@@ -598,12 +602,27 @@ CREATE TRIGGER promotion_validate BEFORE INSERT OR UPDATE ON loyalty.promotion
 CREATE TABLE loyalty.promotion_usage (
     promotion text NOT NULL COLLATE pg_catalog."C",
     uses bigint DEFAULT 0 NOT NULL,
+    given numeric(14,2) DEFAULT 0 NOT NULL,
+    CONSTRAINT promotion_usage_given_check CHECK (given >= 0),
     CONSTRAINT promotion_usage_uses_check CHECK (uses >= 0),
     CONSTRAINT promotion_usage_pkey PRIMARY KEY (promotion),
     CONSTRAINT promotion_usage_promotion_fkey FOREIGN KEY (promotion) REFERENCES loyalty.promotion(code) ON UPDATE CASCADE ON DELETE CASCADE
 );
 COMMENT ON TABLE loyalty.promotion_usage IS
     'Uses of promotions with a usage_limit (purchases that applied them)';
+COMMENT ON COLUMN loyalty.promotion_usage.given IS
+    'Money the promotion gave on committed purchases (counted against promotion.budget)';
+
+CREATE TABLE loyalty.promotion_budget_claim (
+    operation_id text NOT NULL COLLATE pg_catalog."C",
+    promotion text NOT NULL COLLATE pg_catalog."C",
+    given numeric(14,2) NOT NULL,
+    CONSTRAINT promotion_budget_claim_given_check CHECK (given > 0),
+    CONSTRAINT promotion_budget_claim_pkey PRIMARY KEY (operation_id, promotion),
+    CONSTRAINT promotion_budget_claim_promotion_fkey FOREIGN KEY (promotion) REFERENCES loyalty.promotion(code) ON UPDATE CASCADE ON DELETE CASCADE
+);
+COMMENT ON TABLE loyalty.promotion_budget_claim IS
+    'What each purchase took from the budget of a promotion; its full refund gives it back';
 
 CREATE TABLE loyalty.promotion_customer_usage (
     promotion text NOT NULL COLLATE pg_catalog."C",
@@ -2134,7 +2153,7 @@ GRANT SELECT, INSERT, UPDATE, DELETE ON
     TO loyalty_marketer;
 GRANT SELECT ON
     loyalty.setting_definition, loyalty.settings, loyalty.promotion_usage,
-    loyalty.message_template_default, loyalty.message_templates,
+    loyalty.promotion_budget_claim, loyalty.message_template_default, loyalty.message_templates,
     loyalty.coupon_masked, loyalty.coupon_use_masked
     TO loyalty_marketer;
 GRANT EXECUTE ON FUNCTION
@@ -2152,7 +2171,7 @@ GRANT SELECT ON
     loyalty.setting, loyalty.setting_definition, loyalty.settings, loyalty.store,
     loyalty.category, loyalty.product, loyalty.account_type, loyalty.tier,
     loyalty.promotion, loyalty.promotion_usage, loyalty.promotion_customer_usage,
-    loyalty.customer_masked, loyalty.lot, loyalty.ledger_entry,
+    loyalty.promotion_budget_claim, loyalty.customer_masked, loyalty.lot, loyalty.ledger_entry,
     loyalty.purchase, loyalty.purchase_line, loyalty.purchase_line_points, loyalty.refund,
     loyalty.coupon_masked, loyalty.coupon_use_masked,
     loyalty.subscription_plan, loyalty.subscription,
@@ -2172,7 +2191,7 @@ GRANT ALL ON
     loyalty.store, loyalty.category, loyalty.product,
     loyalty.account_type, loyalty.tier,
     loyalty.promotion, loyalty.promotion_usage, loyalty.promotion_customer_usage,
-    loyalty.customer, loyalty.card, loyalty.customer_masked,
+    loyalty.promotion_budget_claim, loyalty.customer, loyalty.card, loyalty.customer_masked,
     loyalty.operation, loyalty.lot, loyalty.ledger_entry,
     loyalty.purchase, loyalty.purchase_line, loyalty.refund,
     loyalty.coupon, loyalty.coupon_use,
@@ -2256,6 +2275,8 @@ COMMENT ON COLUMN loyalty."order".hold_operation_id IS
 COMMENT ON COLUMN loyalty."order".final_operation_id IS
     'The call that captured, cancelled or expired the order (a capture''s is the purchase''s operation_id)';
 SELECT pg_catalog.pg_extension_config_dump('loyalty."order"', '');
+-- the budget claims (issue 18) are registered after the orders (issue 17), in the update chain's order
+SELECT pg_catalog.pg_extension_config_dump('loyalty.promotion_budget_claim', '');
 
 CREATE FUNCTION loyalty.order_hold(request jsonb) RETURNS jsonb
     LANGUAGE c STRICT SECURITY DEFINER

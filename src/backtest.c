@@ -101,7 +101,7 @@ static const char *const PROMOTION_KEYS[] =
 {"code", "name", "mechanic", "rule", "priority", "grp", "exclusive",
 	"starts_at", "ends_at", "schedule", "channels", "stores", "regions",
 	"tiers", "segments", "identified_only", "requires_coupon", "usage_limit",
-	"per_customer_limit", "enabled", NULL};
+	"per_customer_limit", "enabled", "budget", NULL};
 
 static const JsonNumberKind SAMPLE = {6, 1, 1000000,
 "must be greater than 0 and at most 1"};
@@ -280,6 +280,8 @@ candidate_check(JsonReader *r, JsonbContainer *obj)
 	(void) jr_bool_field(r, obj, "enabled", true);
 	(void) jr_number_field(r, obj, "usage_limit", &LIMIT, JR_OPTIONAL, 0);
 	(void) jr_number_field(r, obj, "per_customer_limit", &LIMIT, JR_OPTIONAL, 0);
+	/* a campaign budget (issue 18) is not replayed: no claims are read */
+	(void) jr_number_field(r, obj, "budget", &RULE_MONEY_POSITIVE, JR_OPTIONAL, 0);
 	for (int k = 0; NAME_LISTS[k] != NULL; k++)
 	{
 		int			n;
@@ -309,12 +311,12 @@ candidate_check(JsonReader *r, JsonbContainer *obj)
 	if (v != NULL)
 	{
 		(void) jr_object(r, v);
-		(void) rule_parse(code, m, jsonb_of(v));
+		(void) rule_parse(code, m, jsonb_of(v), NULL);
 		jr_pop(r, saved);
 	}
 	else
 		(void) rule_parse(code, m, DatumGetJsonbP(DirectFunctionCall1(jsonb_in,
-																	  CStringGetDatum("{}"))));
+																	  CStringGetDatum("{}"))), NULL);
 	v = jr_field(r, obj, "schedule", JR_OPTIONAL, &saved);
 	if (v != NULL)
 	{

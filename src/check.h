@@ -129,6 +129,8 @@ typedef struct PointsGrant
 	const CachedPromotion *promo;
 	int			account;
 	int64		points;			/* hundredths, rounded down to precision */
+	int64	   *line_weights;	/* per line, what the grant credits it; NULL:
+								 * spread by the lines' paid money */
 	bool		has_expiry;		/* else the account's lifetime */
 	TimestampTz expires_at;
 } PointsGrant;
@@ -236,6 +238,8 @@ typedef struct CheckInput
 	/* read */
 	const int64 *usage;			/* global uses by promotion index (-1:
 								 * unlimited); NULL: not counted */
+	const int64 *budget_left;	/* money left of each promotion's budget
+								 * (-1: none); NULL: no budgets (budget.c) */
 	char	  **coupon_codes;	/* req->ncoupons, as stored (canonical) */
 	int			ncoupon_rows;
 	CouponRow  *coupon_rows;	/* the rows of those codes, in no order */

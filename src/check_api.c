@@ -30,6 +30,7 @@
 #include "utils/timestamp.h"
 
 #include "accrual.h"
+#include "budget.h"
 #include "check_api.h"
 #include "check_db.h"
 #include "check_load.h"
@@ -131,9 +132,21 @@ purchase_price(ConfigCache *cfg, CheckRequest *req, CustomerInfo *cust)
 							   points_text(cfg, req->redeem_points),
 							   points_text(cfg, r->redeem_max)),
 					 errhint("Send \"redeem\": \"max\" to spend as much as possible.")));
+		/* a budget used up meanwhile: price again with what is left */
+		failed = budget_claim(r, req->operation_id);
+		if (failed >= 0)
+		{
+			const int64 *before = in->budget_left;
+
+			in->budget_left = budget_read(cfg);
+			if (before[failed] == in->budget_left[failed])
+				excluded[failed] = true;	/* cannot happen: no progress */
+			continue;
+		}
 		failed = check_claim_uses(r);
 		if (failed < 0)
 			break;
+		budget_unclaim(r, req->operation_id);
 		excluded[failed] = true;
 	}
 	return r;

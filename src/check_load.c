@@ -24,6 +24,7 @@
 
 #include "miscadmin.h"
 
+#include "budget.h"
 #include "check_db.h"
 #include "check_load.h"
 #include "clock.h"
@@ -129,6 +130,7 @@ check_load(ConfigCache *cfg, CheckRequest *req, CustomerInfo *cust,
 	if (mode != ENGINE_CHECK)
 		return in;
 	in->usage = check_usage(cfg);
+	in->budget_left = budget_read(cfg);
 	coupons_read(in);
 	if (cust->identified && na > 0)
 	{

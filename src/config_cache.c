@@ -545,11 +545,11 @@ typedef struct GroupEntry
 	"SELECT code, name, mechanic, rule, priority, grp, exclusive, " \
 	"starts_at, ends_at, schedule, channels, stores, regions, tiers, " \
 	"segments, identified_only, requires_coupon, usage_limit, " \
-	"per_customer_limit FROM (" \
+	"per_customer_limit, budget FROM (" \
 	"SELECT p.code, p.name, p.mechanic, p.rule, p.priority, p.grp, p.exclusive, " \
 	"p.starts_at, p.ends_at, p.schedule, p.channels, p.stores, p.regions, p.tiers, " \
 	"p.segments, p.identified_only, p.requires_coupon, p.usage_limit, " \
-	"p.per_customer_limit FROM loyalty.promotion p WHERE p.enabled " \
+	"p.per_customer_limit, p.budget FROM loyalty.promotion p WHERE p.enabled " \
 	"AND p.code <> ALL ($2) AND NOT EXISTS (SELECT FROM " \
 	"pg_catalog.jsonb_array_elements($1) e WHERE e OPERATOR(pg_catalog.->>) 'code' " \
 	"OPERATOR(pg_catalog.=) p.code) " \
@@ -557,7 +557,7 @@ typedef struct GroupEntry
 	"coalesce(c.priority, 100), c.grp, coalesce(c.exclusive, false), " \
 	"c.starts_at, c.ends_at, c.schedule, c.channels, c.stores, c.regions, c.tiers, " \
 	"c.segments, coalesce(c.identified_only, false), " \
-	"coalesce(c.requires_coupon, false), c.usage_limit, c.per_customer_limit " \
+	"coalesce(c.requires_coupon, false), c.usage_limit, c.per_customer_limit, c.budget " \
 	"FROM pg_catalog.jsonb_populate_recordset(NULL::loyalty.promotion, $1) c " \
 	"WHERE coalesce(c.enabled, true)) x " \
 	"ORDER BY priority, code COLLATE \"C\""
@@ -579,7 +579,7 @@ load_promotions(ConfigCache *c, Jsonb *candidates, Datum disable)
 		nrows = spi_query("SELECT code, name, mechanic, rule, priority, grp, exclusive, "
 						  "starts_at, ends_at, schedule, channels, stores, regions, tiers, "
 						  "segments, identified_only, requires_coupon, usage_limit, "
-						  "per_customer_limit FROM loyalty.promotion WHERE enabled "
+						  "per_customer_limit, budget FROM loyalty.promotion WHERE enabled "
 						  "ORDER BY priority, code COLLATE \"C\"");
 	else
 	{
@@ -621,7 +621,7 @@ load_promotions(ConfigCache *c, Jsonb *candidates, Datum disable)
 		p->mechanic = mechanic_parse(p->code, spi_text(r, 3, CurrentMemoryContext));
 		d = spi_datum(r, 4, &isnull);
 		p->rule = rule_parse(p->code, p->mechanic,
-							 isnull ? NULL : DatumGetJsonbP(d));
+							 isnull ? NULL : DatumGetJsonbP(d), &p->common);
 		p->priority = spi_int4(r, 5, 100);
 		p->grp = spi_text(r, 6, CurrentMemoryContext);
 		p->grp_id = -1;
@@ -654,6 +654,9 @@ load_promotions(ConfigCache *c, Jsonb *candidates, Datum disable)
 		p->per_customer_limit = spi_int4(r, 19, 0);
 		if (p->usage_limit > 0 || p->per_customer_limit > 0)
 			c->any_usage_limit = true;
+		p->budget = spi_scaled(r, 20, 2, 0);
+		if (p->budget > 0)
+			c->any_budget = true;
 
 		/* the selectors of the rule (mechanics.h), indexed in this order */
 		memset(&sel, 0, sizeof(sel));

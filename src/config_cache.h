@@ -92,6 +92,7 @@ typedef struct CachedPromotion
 	char	   *name;
 	const MechanicRoutine *mechanic;	/* its routine (mechanics/) */
 	const void *rule;			/* the mechanic's own rule struct */
+	RuleCommon	common;			/* the shared rule fields (rules.h) */
 	int			priority;
 	char	   *grp;			/* NULL when none */
 	int			grp_id;			/* -1 when none */
@@ -110,6 +111,7 @@ typedef struct CachedPromotion
 	bool		requires_coupon;
 	int			usage_limit;	/* 0 = none */
 	int			per_customer_limit; /* 0 = none */
+	int64		budget;			/* money, minor units; 0 = none (budget.c) */
 	/* selector indexes for config_product_matches; -1 when unused */
 	int			sel_products;
 	int			sel_trigger;
@@ -174,6 +176,7 @@ typedef struct ConfigCache
 	int			nselectors;
 	const ProductSelector **selectors;	/* by selector index */
 	bool		any_usage_limit;	/* some promotion has a usage limit */
+	bool		any_budget;		/* some promotion has a budget */
 	/* subscription plans by code */
 	int			nplans;
 	CachedSubscriptionPlan *plans;

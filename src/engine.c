@@ -30,6 +30,7 @@
 
 #include "coupons_apply.h"
 #include "engine.h"
+#include "mechanics/common.h"
 #include "mechanics/mechanics.h"
 
 /* the denominator of exact accrual numerators (see compute_accrual) */
@@ -256,7 +257,7 @@ run_promotions(CheckResult *r, const bool *excluded)
 		if (p->grp_id < 0)
 		{
 			effect_reset(&eff, r->nlines);
-			p->mechanic->apply(r, p, &eff);
+			mech_apply(r, p, &eff);
 			check_apply_effect(r, p, &eff);
 			continue;
 		}
@@ -272,7 +273,7 @@ run_promotions(CheckResult *r, const bool *excluded)
 			if (!scope[j] || q->grp_id != p->grp_id)
 				continue;
 			effect_reset(&eff, r->nlines);
-			q->mechanic->apply(r, q, &eff);
+			mech_apply(r, q, &eff);
 			if (winner == NULL || eff.total > best.total)
 			{
 				int64	   *tmp = best.delta;
@@ -419,7 +420,8 @@ credit_promotion(CheckResult *r, const CachedPromotion *p, int64 points)
  * are summed exactly per account (numerators over ACCRUAL_DENOM), rounded
  * down to the points precision once per check and account, and spread back
  * over the lines by largest remainder; a grant is spread over the lines in
- * proportion to their paid money.
+ * proportion to their paid money, or by its own line weights (points per
+ * unit of a SKU go to that SKU's lines).
  */
 static void
 compute_accrual(CheckResult *r)
@@ -515,7 +517,9 @@ compute_accrual(CheckResult *r)
 		CHECK_FOR_INTERRUPTS();
 		for (i = 0; i < n; i++)
 			sum += paid[i];
-		if (sum == 0)
+		if (g->line_weights != NULL)
+			spread_points(r, g->points, g->line_weights, spread);
+		else if (sum == 0)
 		{
 			/* nothing paid with points eligibility: the first line carries it */
 			memset(spread, 0, sizeof(int64) * n);

@@ -78,7 +78,7 @@ promotion_check(HeapTuple tuple, TupleDesc desc)
 		const MechanicRoutine *m = mechanic_parse(code, name);
 
 		if (rule != NULL)
-			(void) rule_parse(code, m, rule);
+			(void) rule_parse(code, m, rule, NULL);
 	}
 	schedule = tuple_jsonb(tuple, desc, "schedule");
 	if (schedule != NULL)

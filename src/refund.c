@@ -52,6 +52,7 @@
 #include "utils/jsonb.h"
 #include "utils/timestamp.h"
 
+#include "budget.h"
 #include "check_db.h"
 #include "clock.h"
 #include "config_cache.h"
@@ -385,7 +386,8 @@ void_certificates(Refund *rf)
 
 /*
  * give_back restores the coupons the purchase used and voids the ones it
- * issued, and on a full refund gives back the promotion uses it counted.
+ * issued, and on a full refund gives back the promotion uses it counted
+ * and the money it took from campaign budgets (budget.c).
  */
 static void
 give_back(Refund *rf)
@@ -393,8 +395,11 @@ give_back(Refund *rf)
 	coupons_refund(rf->req->purchase, rf->req->operation_id, rf->full,
 				   rf->server_now);
 	if (rf->full)
+	{
 		check_release_uses(rf->cfg, rf->customer_id, rf->counted, rf->ncounted,
 						   rf->customer_counted, rf->ncustomer_counted);
+		budget_release(rf->cfg, rf->req->purchase);
+	}
 }
 
 

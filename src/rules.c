@@ -32,6 +32,7 @@
 #include "utils/timestamp.h"
 
 #include "json_reader.h"
+#include "money.h"
 #include "rules.h"
 
 /* how rules are read and their errors worded (LY006) */
@@ -270,6 +271,60 @@ rule_discount(int tag, int64 value)
 	d.percent = (tag == DISCOUNT_PERCENT) ? (int32) value : 0;
 	d.amount = (tag == DISCOUNT_PERCENT) ? 0 : value;
 	return d;
+}
+
+/* the shared keys, in the order rule_common_parse reads them */
+static const char *const CONDITION_KEYS[] = {"min_qty", "min_items", NULL};
+
+/*
+ * rule_common_keys returns keys followed by the shared keys a mechanic with
+ * flags "shared" takes: the conditions always, "max_discount" with
+ * RULE_SHARED_CAP, "once" with RULE_SHARED_ONCE.
+ */
+const char *const *
+rule_common_keys(const char *const *keys, int shared)
+{
+	const char **all;
+	int			n = 0;
+	int			i;
+
+	while (keys[n] != NULL)
+		n++;
+	all = palloc(sizeof(char *) * (n + 5));
+	for (i = 0; i < n; i++)
+		all[i] = keys[i];
+	if (shared & RULE_SHARED_CAP)
+		all[n++] = "max_discount";
+	for (i = 0; CONDITION_KEYS[i] != NULL; i++)
+		all[n++] = CONDITION_KEYS[i];
+	if (shared & RULE_SHARED_ONCE)
+		all[n++] = "once";
+	all[n] = NULL;
+	return all;
+}
+
+/*
+ * rule_common_parse reads the shared fields of a rule into *common, after
+ * the mechanic's own (so the mechanic's errors come first): "max_discount"
+ * (money > 0), "min_qty" (a whole number of units from 1), "min_items" (a
+ * count from 1), "once" (a boolean).  Keys the mechanic does not take were
+ * refused before, by the key check.
+ */
+void
+rule_common_parse(JsonReader *ctx, JsonbContainer *obj, int shared,
+				  RuleCommon *common)
+{
+	memset(common, 0, sizeof(RuleCommon));
+	if (shared & RULE_SHARED_CAP)
+		common->max_discount = jr_number_field(ctx, obj, "max_discount",
+											   &RULE_MONEY_POSITIVE, JR_OPTIONAL, 0);
+	/* whole units, kept in thousandths like a line's quantity */
+	common->min_qty = jr_number_field(ctx, obj, "min_qty", &RULE_QUANTITY,
+									  JR_OPTIONAL, 0) * QTY_ONE;
+	common->min_items = (int32) jr_number_field(ctx, obj, "min_items",
+												&RULE_QUANTITY, JR_OPTIONAL, 0);
+	if (shared & RULE_SHARED_ONCE)
+		common->once = jr_bool_field(ctx, obj, "once", false);
 }
 
 /* step_cmp orders steps by min_total ascending, for qsort. */

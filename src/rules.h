@@ -127,6 +127,33 @@ typedef struct StepList
 	RuleStep   *steps;
 } StepList;
 
+/*
+ * The rule fields several mechanics share, read in one place
+ * (rule_common_parse) and applied in one place (mech_apply,
+ * mechanics/common.c), issue 18:
+ *
+ * max_discount	at most this much (minor units) off one check; 0 = no cap;
+ *				discount mechanics only (RULE_SHARED_CAP)
+ * min_qty		the check must hold at least this quantity (thousandths; the
+ *				rule gives whole units) of matching units; 0 = no
+ *				condition; every mechanic
+ * min_items	the check must hold at least this many matching lines;
+ *				0 = no condition; every mechanic
+ * once			at most one application per check; unit mechanics only
+ *				(RULE_SHARED_ONCE)
+ */
+typedef struct RuleCommon
+{
+	int64		max_discount;
+	int64		min_qty;
+	int32		min_items;
+	bool		once;
+} RuleCommon;
+
+/* which shared fields a mechanic takes besides the conditions */
+#define RULE_SHARED_CAP		0x01	/* "max_discount" */
+#define RULE_SHARED_ONCE	0x02	/* "once" */
+
 /* How long issued points, coupons or certificates live. */
 typedef enum ValidityKind
 {
@@ -185,6 +212,15 @@ extern Validity rule_validity_field(JsonReader *ctx, JsonbContainer *obj,
 extern StepList rule_steps_field(JsonReader *ctx, JsonbContainer *obj,
 								 const char *key);
 extern Discount rule_discount(int tag, int64 value);
+
+/*
+ * rule_common_keys returns keys followed by the shared keys a mechanic with
+ * flags "shared" takes (NULL-terminated, palloc'd); rule_common_parse reads
+ * them from obj into *common (zeroed first).
+ */
+extern const char *const *rule_common_keys(const char *const *keys, int shared);
+extern void rule_common_parse(JsonReader *ctx, JsonbContainer *obj, int shared,
+							  RuleCommon *common);
 
 /* the kinds of number several mechanics' rules hold (json_reader.h) */
 extern const JsonNumberKind RULE_PERCENT;	/* 0 < percent <= 100 */

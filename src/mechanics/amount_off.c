@@ -83,4 +83,5 @@ const MechanicRoutine amount_off_routine = {
 	.selectors = amount_off_selectors,
 	.apply = amount_off_apply,
 	.is_single_item = true,
+	.shared = RULE_SHARED_CAP,
 };

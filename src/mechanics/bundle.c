@@ -8,7 +8,8 @@
  * "percent" is required; "trigger_qty" (units of the trigger needed,
  * default 1) and "per_trigger" (target units discounted per complete
  * trigger set, default 1) are optional.  Only whole units count; the
- * cheapest eligible target units go first.
+ * cheapest eligible target units go first.  With "once": true (a shared
+ * field, rules.h) one trigger set counts at most: per_trigger units.
  *
  * Decision where the SPEC is silent: a line matching the trigger selector
  * counts as a trigger only, never as a target, so a product matching both
@@ -83,6 +84,8 @@ bundle_apply(CheckResult *r, const CachedPromotion *p, Effect *eff)
 			eligible[i] = true;
 	}
 	sets = triggers / rule->trigger_qty;
+	if (p->common.once)
+		sets = Min(sets, 1);
 	if (sets > 0)
 	{
 		Discount	disc = {DISCOUNT_PERCENT, rule->percent, 0};
@@ -101,4 +104,5 @@ const MechanicRoutine bundle_routine = {
 	.selectors = bundle_selectors,
 	.apply = bundle_apply,
 	.is_single_item = false,
+	.shared = RULE_SHARED_CAP | RULE_SHARED_ONCE,
 };

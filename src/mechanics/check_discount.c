@@ -90,4 +90,5 @@ const MechanicRoutine check_discount_routine = {
 	.selectors = NULL,
 	.apply = check_discount_apply,
 	.is_single_item = false,
+	.shared = RULE_SHARED_CAP,
 };

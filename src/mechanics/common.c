@@ -2,7 +2,9 @@
  *
  * common.c
  *	  What several mechanics' effects share (common.h): a percent off the
- *	  matching lines, the discount of chosen units, the step reached.
+ *	  matching lines, the discount of chosen units, the step reached; and
+ *	  the shared rule fields of every mechanic (mech_apply: min_qty,
+ *	  min_items, max_discount; rules.h RuleCommon).
  *
  * Every discount works on a line's current amount (what earlier promotions
  * left), is capped so the line stays at or above its floor (min_price *
@@ -98,4 +100,77 @@ mech_step_reached(const StepList *steps, int64 total)
 		if (total >= steps->steps[i].min_total)
 			step = &steps->steps[i];
 	return step;
+}
+
+/*
+ * conditions_met: does the check hold p's min_qty of matching units and
+ * min_items matching lines?  Matching lines are those of p's key selector
+ * (products, or the trigger); for a check-level mechanic every line of
+ * goods (not a gift certificate sold).  Every matching line counts,
+ * whether or not it may be discounted: the condition is on what the check
+ * holds at the promotion's turn.
+ */
+static bool
+conditions_met(CheckResult *r, const CachedPromotion *p)
+{
+	int64		qty = 0;
+	int			items = 0;
+	int			i;
+
+	if (p->common.min_qty <= 0 && p->common.min_items <= 0)
+		return true;
+	for (i = 0; i < r->nlines; i++)
+	{
+		if (p->key_sel >= 0 ? !check_line_matches(r, i, p->key_sel)
+			: r->lines[i].gift_certificate)
+			continue;
+		qty += r->lines[i].qty;
+		items++;
+	}
+	return qty >= p->common.min_qty && items >= p->common.min_items;
+}
+
+/*
+ * cap_effect: a discount effect above max_discount is brought down to it,
+ * spread over the lines the effect touched in proportion to their
+ * discounts by largest remainder (money.c), so no line gets more than the
+ * mechanic gave it.
+ */
+static void
+cap_effect(CheckResult *r, int64 max_discount, Effect *eff)
+{
+	int64	   *capped;
+
+	if (max_discount <= 0 || eff->total <= max_discount)
+		return;
+	capped = palloc(sizeof(int64) * r->nlines);
+	allocate_largest_remainder(max_discount, eff->delta, r->nlines, capped);
+	memcpy(eff->delta, capped, sizeof(int64) * r->nlines);
+	eff->total = max_discount;
+	pfree(capped);
+}
+
+/*
+ * mech_apply computes p's Effect: nothing when a condition (min_qty,
+ * min_items) fails or its campaign budget is used up, otherwise the
+ * mechanic's effect capped by max_discount and by what is left of the
+ * budget (the loader read it: CheckInput.budget_left).
+ */
+void
+mech_apply(CheckResult *r, const CachedPromotion *p, Effect *eff)
+{
+	int64		cap = p->common.max_discount;
+
+	if (p->budget > 0 && r->in != NULL && r->in->budget_left != NULL)
+	{
+		int64		left = r->in->budget_left[p->index];
+
+		if (left <= 0)
+			return;
+		cap = cap > 0 ? Min(cap, left) : left;
+	}
+	if (!conditions_met(r, p))
+		return;
+	p->mechanic->apply(r, p, eff);
+	cap_effect(r, cap, eff);
 }

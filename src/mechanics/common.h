@@ -42,4 +42,12 @@ extern void mech_discount_units(CheckResult *r, const int64 *taken,
 /* mech_step_reached is the last step whose min_total total reaches, or NULL. */
 extern const RuleStep *mech_step_reached(const StepList *steps, int64 total);
 
+/*
+ * mech_apply computes promotion p's Effect on the check as it stands: the
+ * shared conditions (min_qty, min_items) first, then the mechanic's apply,
+ * then the shared cap (max_discount).  The engine calls this, never a
+ * routine's apply directly.
+ */
+extern void mech_apply(CheckResult *r, const CachedPromotion *p, Effect *eff);
+
 #endif							/* LOYALTY_MECHANICS_COMMON_H */

@@ -6,7 +6,8 @@
  *	  "gift": "SKU", "gift_qty": G}.
  *
  * "trigger_qty" and "gift_qty" default to 1; "gift" is a SKU.  Only whole
- * units count.
+ * units count.  With "once": true (a shared field, rules.h) one trigger
+ * set counts at most: gift_qty units.
  *
  * Decisions where the SPEC is silent: lines of the gift SKU never count as
  * triggers.  Gift units are discounted to zero (or to their floor).  When
@@ -86,7 +87,8 @@ gift_apply(CheckResult *r, const CachedPromotion *p, Effect *eff)
 		else if (check_line_matches(r, i, p->sel_trigger))
 			triggers += mech_line_units(l);
 	}
-	entitled = (triggers / rule->trigger_qty) * rule->gift_qty;
+	entitled = (p->common.once ? Min(triggers / rule->trigger_qty, 1) :
+				triggers / rule->trigger_qty) * rule->gift_qty;
 	if (entitled > 0)
 	{
 		Discount	disc = {DISCOUNT_PERCENT, PERCENT_100, 0};
@@ -120,4 +122,5 @@ const MechanicRoutine gift_routine = {
 	.selectors = gift_selectors,
 	.apply = gift_apply,
 	.is_single_item = false,
+	.shared = RULE_SHARED_CAP | RULE_SHARED_ONCE,
 };

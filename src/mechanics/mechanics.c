@@ -90,21 +90,26 @@ mechanic_parse(const char *code, const char *name)
 
 /*
  * rule_parse parses and validates the rule of a promotion of mechanic m.
+ * The shared fields (rules.h RuleCommon) go to *common unless it is NULL.
  * The result (the mechanic's rule struct) is palloc'd in
  * CurrentMemoryContext; any problem raises LY006 naming the promotion
  * "code" and the JSON path of the field.
  */
 const void *
-rule_parse(const char *code, const MechanicRoutine *m, Jsonb *rule)
+rule_parse(const char *code, const MechanicRoutine *m, Jsonb *rule,
+		   RuleCommon *common)
 {
 	JsonReader	ctx;
 	JsonbContainer *obj;
 	void	   *result;
+	RuleCommon	ignored;
 
 	rule_reader_init(&ctx, "promotion", code, "rule");
 	obj = jr_root_object(&ctx, rule);
-	jr_check_keys(&ctx, obj, psprintf("Mechanic %s", m->name), m->keys);
+	jr_check_keys(&ctx, obj, psprintf("Mechanic %s", m->name),
+				  rule_common_keys(m->keys, m->shared));
 	result = m->parse(&ctx, obj);
+	rule_common_parse(&ctx, obj, m->shared, common ? common : &ignored);
 	jr_free(&ctx);
 	return result;
 }

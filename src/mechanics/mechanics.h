@@ -69,6 +69,11 @@ typedef struct MechanicSelectors
  * is_single_item	prices one item on its own, without looking at the rest
  *				of the check: the mechanics a shelf price (catalog_prices)
  *				may show
+ * shared		the shared rule fields it takes besides the conditions
+ *				"min_qty" and "min_items" that every mechanic takes
+ *				(RULE_SHARED_CAP: "max_discount", for the discount
+ *				mechanics; RULE_SHARED_ONCE: "once", for the unit
+ *				mechanics, which read p->common.once); rules.h
  */
 typedef struct MechanicRoutine
 {
@@ -79,6 +84,7 @@ typedef struct MechanicRoutine
 	void		(*apply) (struct CheckResult *r, const struct CachedPromotion *p,
 						  struct Effect *eff);
 	bool		is_single_item;
+	int			shared;
 } MechanicRoutine;
 
 /* mechanic_name returns the SQL name of a mechanic */
@@ -91,10 +97,11 @@ extern const MechanicRoutine *mechanic_lookup(const char *name);
  * Parsers.  "code" is the promotion's code, used only in error messages.
  * mechanic_parse raises LY006 for an unknown name (field "mechanic");
  * rule_parse checks the rule's keys and runs the mechanic's parser (LY006
- * naming the JSON path), returning the mechanic's rule struct.
+ * naming the JSON path), returning the mechanic's rule struct; the shared
+ * fields go to *common (which may be NULL when only validating).
  */
 extern const MechanicRoutine *mechanic_parse(const char *code, const char *name);
 extern const void *rule_parse(const char *code, const MechanicRoutine *m,
-							  Jsonb *rule);
+							  Jsonb *rule, RuleCommon *common);
 
 #endif							/* LOYALTY_MECHANICS_H */

@@ -6,8 +6,11 @@
  *	  "price"|"percent"|"amount": X}.
  *
  * "products" is optional and defaults to {"all": true}; "n" is from 2 to
- * 1000000; exactly one of "price" (the n-th unit costs this, 0 = free),
- * "percent" (off the n-th unit) or "amount" (off the n-th unit).
+ * 1000000, or 1 with "once": true (the cheapest matching unit at this
+ * price, Odoo's "cheapest"); exactly one of "price" (the n-th unit costs
+ * this, 0 = free), "percent" (off the n-th unit) or "amount" (off the n-th
+ * unit).  With "once": true (a shared field, rules.h) the promotion applies
+ * at most once: one unit (the cheapest) when at least n units match.
  *
  * Only whole units count (a line of 1.5 kg holds one unit).  The
  * discounted units are the cheapest eligible ones (by the line's current
@@ -31,6 +34,9 @@ typedef struct NthItemRule
 
 static const JsonNumberKind COUNT_N = {0, 2, RULE_MAX_COUNT,
 "must be a whole number from 2 to 1000000"};
+/* with "once": true, n = 1 is the cheapest matching unit */
+static const JsonNumberKind COUNT_N_ONCE = {0, 1, RULE_MAX_COUNT,
+"must be a whole number from 1 to 1000000"};
 
 static const JsonChoice NTH_CHOICES[] = {
 	{"price", DISCOUNT_PRICE, &RULE_MONEY},
@@ -54,7 +60,10 @@ nth_item_parse(JsonReader *ctx, JsonbContainer *obj)
 	int			tag;
 
 	r->products = rule_selector_field(ctx, obj, "products", JR_OPTIONAL);
-	r->n = (int32) jr_number_field(ctx, obj, "n", &COUNT_N, JR_REQUIRED, 0);
+	/* "once" is a shared field (read again by rule_common_parse) */
+	r->n = (int32) jr_number_field(ctx, obj, "n",
+								   jr_bool_field(ctx, obj, "once", false) ?
+								   &COUNT_N_ONCE : &COUNT_N, JR_REQUIRED, 0);
 	tag = jr_choice_field(ctx, obj, NTH_CHOICES, &value);
 	r->discount = rule_discount(tag, value);
 	return r;
@@ -90,7 +99,8 @@ nth_item_apply(CheckResult *r, const CachedPromotion *p, Effect *eff)
 	}
 	if (units >= rule->n)
 	{
-		check_cheapest_units(r, eligible, units / rule->n, taken);
+		check_cheapest_units(r, eligible,
+							 p->common.once ? 1 : units / rule->n, taken);
 		mech_discount_units(r, taken, &rule->discount, eff);
 	}
 	pfree(eligible);
@@ -104,4 +114,5 @@ const MechanicRoutine nth_item_routine = {
 	.selectors = nth_item_selectors,
 	.apply = nth_item_apply,
 	.is_single_item = false,
+	.shared = RULE_SHARED_CAP | RULE_SHARED_ONCE,
 };

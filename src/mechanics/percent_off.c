@@ -58,4 +58,5 @@ const MechanicRoutine percent_off_routine = {
 	.selectors = percent_off_selectors,
 	.apply = percent_off_apply,
 	.is_single_item = true,
+	.shared = RULE_SHARED_CAP,
 };

@@ -68,4 +68,5 @@ const MechanicRoutine subscription_price_routine = {
 	.selectors = NULL,
 	.apply = subscription_price_apply,
 	.is_single_item = true,
+	.shared = RULE_SHARED_CAP,
 };

@@ -57,4 +57,5 @@ const MechanicRoutine tier_discount_routine = {
 	.selectors = tier_discount_selectors,
 	.apply = tier_discount_apply,
 	.is_single_item = true,
+	.shared = RULE_SHARED_CAP,
 };

@@ -1,0 +1,236 @@
+/*-------------------------------------------------------------------------
+ *
+ * budget.c
+ *	  Campaign budgets (issue 18, see budget.h): promotion.budget caps the
+ *	  money a promotion gives across all committed purchases.
+ *
+ * The money given is counted on the promotion's usage counter
+ * (loyalty.promotion_usage.given) the way a use is counted against
+ * usage_limit (check_db.c): INSERT ... ON CONFLICT DO UPDATE ... WHERE
+ * given + x <= budget locks the counter row and re-checks the budget on its
+ * latest version, so of two purchases racing for the last 100.00 only one
+ * takes it; the other sees no row come back and is priced again with the
+ * budget read anew, taking only what is left (or nothing).  The engine
+ * caps a promotion's discount on a check at what is left
+ * (mechanics/common.c), so the last check takes the rest.  Each purchase's
+ * take is recorded in loyalty.promotion_budget_claim, and its full refund
+ * gives exactly that back (a partial refund keeps it, as it keeps uses).
+ * Counters are locked in the configuration cache's order (priority, code),
+ * by purchases and refunds alike.
+ *
+ *-------------------------------------------------------------------------
+ */
+#include "loyalty.h"
+
+#include "catalog/pg_type.h"
+#include "executor/spi.h"
+#include "miscadmin.h"
+#include "utils/array.h"
+#include "utils/builtins.h"
+
+#include "budget.h"
+#include "spi_util.h"
+
+static SPIPlanPtr read_plan = NULL;
+static SPIPlanPtr claim_plan = NULL;
+static SPIPlanPtr record_plan = NULL;
+static SPIPlanPtr unclaim_plan = NULL;
+static SPIPlanPtr claims_plan = NULL;
+static SPIPlanPtr forget_plan = NULL;
+
+/*
+ * budget_read returns the money left of each budget (see budget.h).  Not
+ * read-only: the statement takes a new snapshot (READ COMMITTED), so after
+ * a lost claim it sees the purchase that took the money.
+ */
+int64 *
+budget_read(ConfigCache *cfg)
+{
+	Oid			types[1] = {TEXTARRAYOID};
+	Datum	   *codes;
+	Datum		values[1];
+	int64	   *left;
+	int			n = 0;
+	int			i;
+	uint64		row;
+
+	if (!cfg->any_budget)
+		return NULL;
+	left = palloc(sizeof(int64) * cfg->npromotions);
+	codes = palloc(sizeof(Datum) * cfg->npromotions);
+	for (i = 0; i < cfg->npromotions; i++)
+	{
+		left[i] = -1;
+		if (cfg->promotions[i].budget > 0)
+		{
+			left[i] = cfg->promotions[i].budget;
+			codes[n++] = CStringGetTextDatum(cfg->promotions[i].code);
+		}
+	}
+	values[0] = PointerGetDatum(construct_array(codes, n, TEXTOID, -1, false, TYPALIGN_INT));
+	spi_exec(saved_plan(&read_plan,
+						"SELECT promotion, given FROM loyalty.promotion_usage"
+						" WHERE promotion = ANY ($1)", 1, types),
+			 values, NULL, false, 0);
+	for (row = 0; row < SPI_processed; row++)
+	{
+		char	   *code = spi_text(row, 1, CurrentMemoryContext);
+		int64		given = spi_scaled(row, 2, 2, 0);
+
+		CHECK_FOR_INTERRUPTS();
+		for (i = 0; i < cfg->npromotions; i++)
+			if (strcmp(cfg->promotions[i].code, code) == 0)
+				left[i] = Max(cfg->promotions[i].budget - given, 0);
+	}
+	return left;
+}
+
+/*
+ * applied_discounts returns, by cache index, the discount each applied
+ * promotion with a budget gave on r (0 for the others).
+ */
+static int64 *
+applied_discounts(CheckResult *r)
+{
+	int64	   *given = palloc0(sizeof(int64) * Max(r->cfg->npromotions, 1));
+	ListCell   *lc;
+
+	foreach(lc, r->applied)
+	{
+		AppliedPromotion *ap = lfirst(lc);
+
+		if (ap->promo->budget > 0 && ap->discount > 0)
+			given[ap->promo->index] += ap->discount;
+	}
+	return given;
+}
+
+/*
+ * take_back subtracts "given" from promotion code's counter (never below
+ * zero) and forgets the claim of operation_id.
+ */
+static void
+take_back(const char *code, int64 given, const char *operation_id)
+{
+	Oid			types[3] = {TEXTOID, NUMERICOID, TEXTOID};
+	Datum		values[3] = {CStringGetTextDatum(code),
+		NumericGetDatum(scaled_to_numeric(given, 2)),
+	CStringGetTextDatum(operation_id)};
+
+	spi_exec(saved_plan(&unclaim_plan,
+						"UPDATE loyalty.promotion_usage"
+						" SET given = greatest(given - $2, 0) WHERE promotion = $1", 3, types),
+			 values, NULL, false, 0);
+	spi_exec(saved_plan(&forget_plan,
+						"DELETE FROM loyalty.promotion_budget_claim"
+						" WHERE operation_id = $3 AND promotion = $1", 3, types),
+			 values, NULL, false, 0);
+}
+
+/* budget_claim counts the money given against the budgets (see budget.h). */
+int
+budget_claim(CheckResult *r, const char *operation_id)
+{
+	ConfigCache *cfg = r->cfg;
+	Oid			types[4] = {TEXTOID, NUMERICOID, NUMERICOID, TEXTOID};
+	int64	   *given;
+	int			i,
+				k;
+
+	if (!cfg->any_budget || r->applied == NIL)
+		return -1;
+	given = applied_discounts(r);
+	for (i = 0; i < cfg->npromotions; i++)
+	{
+		const CachedPromotion *p = &cfg->promotions[i];
+		Datum		values[4];
+
+		CHECK_FOR_INTERRUPTS();
+		if (given[i] <= 0)
+			continue;
+		values[0] = CStringGetTextDatum(p->code);
+		values[1] = NumericGetDatum(scaled_to_numeric(given[i], 2));
+		values[2] = NumericGetDatum(scaled_to_numeric(p->budget, 2));
+		values[3] = CStringGetTextDatum(operation_id);
+		spi_exec(saved_plan(&claim_plan,
+							"INSERT INTO loyalty.promotion_usage AS u (promotion, given)"
+							" SELECT $1, $2 WHERE $2 <= $3 ON CONFLICT (promotion)"
+							" DO UPDATE SET given = u.given + $2 WHERE u.given + $2 <= $3"
+							" RETURNING 1", 4, types),
+				 values, NULL, false, 0);
+		if (SPI_processed != 1)
+		{
+			/* used up meanwhile: take back the claims before this one */
+			for (k = 0; k < i; k++)
+				if (given[k] > 0)
+					take_back(cfg->promotions[k].code, given[k], operation_id);
+			return i;
+		}
+		spi_exec(saved_plan(&record_plan,
+							"INSERT INTO loyalty.promotion_budget_claim"
+							" (operation_id, promotion, given) VALUES ($4, $1, $2)",
+							4, types),
+				 values, NULL, false, 0);
+	}
+	return -1;
+}
+
+/* budget_unclaim takes back what budget_claim counted (see budget.h). */
+void
+budget_unclaim(CheckResult *r, const char *operation_id)
+{
+	int64	   *given;
+	int			i;
+
+	if (!r->cfg->any_budget || r->applied == NIL)
+		return;
+	given = applied_discounts(r);
+	for (i = 0; i < r->cfg->npromotions; i++)
+		if (given[i] > 0)
+			take_back(r->cfg->promotions[i].code, given[i], operation_id);
+}
+
+/*
+ * budget_release gives back what a purchase took from budgets (see
+ * budget.h): its claims in the cache's order, then those of promotions the
+ * cache does not know (disabled since).
+ */
+void
+budget_release(ConfigCache *cfg, const char *operation_id)
+{
+	Oid			types[1] = {TEXTOID};
+	Datum		values[1] = {CStringGetTextDatum(operation_id)};
+	char	  **codes;
+	int64	   *given;
+	bool	   *done;
+	int			n;
+	int			i,
+				k;
+
+	spi_exec(saved_plan(&claims_plan,
+						"SELECT promotion, given FROM loyalty.promotion_budget_claim"
+						" WHERE operation_id = $1 ORDER BY promotion", 1, types),
+			 values, NULL, true, 0);
+	n = (int) SPI_processed;
+	if (n == 0)
+		return;
+	codes = palloc(sizeof(char *) * n);
+	given = palloc(sizeof(int64) * n);
+	done = palloc0(sizeof(bool) * n);
+	for (k = 0; k < n; k++)
+	{
+		codes[k] = spi_text(k, 1, CurrentMemoryContext);
+		given[k] = spi_scaled(k, 2, 2, 0);
+	}
+	/* i == npromotions: the codes the cache does not know */
+	for (i = 0; i <= cfg->npromotions; i++)
+		for (k = 0; k < n; k++)
+		{
+			CHECK_FOR_INTERRUPTS();
+			if (done[k] ||
+				(i < cfg->npromotions && strcmp(cfg->promotions[i].code, codes[k]) != 0))
+				continue;
+			done[k] = true;
+			take_back(codes[k], given[k], operation_id);
+		}
+}

@@ -1,0 +1,40 @@
+/*-------------------------------------------------------------------------
+ *
+ * budget.h
+ *	  Campaign budgets (issue 18): promotion.budget, the money a promotion
+ *	  may give across all committed purchases.  Read for the loader, claimed
+ *	  by a purchase, given back by its full refund.
+ *
+ *-------------------------------------------------------------------------
+ */
+#ifndef LOYALTY_BUDGET_H
+#define LOYALTY_BUDGET_H
+
+#include "check.h"
+
+/*
+ * budget_read returns the money left of each promotion's budget, by cache
+ * index (-1: the promotion has no budget); NULL when no promotion has one.
+ */
+extern int64 *budget_read(ConfigCache *cfg);
+
+/*
+ * budget_claim counts the discount each applied promotion with a budget
+ * gave on the priced check r against its budget, and records it for
+ * operation_id.  Returns -1 when every claim fit; otherwise the cache
+ * index of the promotion whose budget a concurrent purchase used up
+ * meanwhile, with nothing claimed (the check is to be priced again with
+ * the budgets read anew).
+ */
+extern int	budget_claim(CheckResult *r, const char *operation_id);
+
+/* budget_unclaim takes back what budget_claim counted for operation_id */
+extern void budget_unclaim(CheckResult *r, const char *operation_id);
+
+/*
+ * budget_release gives back what purchase operation_id took from budgets,
+ * on its full refund; cfg gives the order the counters are locked in.
+ */
+extern void budget_release(ConfigCache *cfg, const char *operation_id);
+
+#endif							/* LOYALTY_BUDGET_H */
