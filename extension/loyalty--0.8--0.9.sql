@@ -545,3 +545,331 @@ COMMENT ON FUNCTION loyalty.recalculate_tiers(timestamptz, bigint) IS
     'Moves customers (all, or one) to the tier their spend in tier_window reaches, up or down; a tier_changed event each; returns how many moved';
 REVOKE ALL ON FUNCTION loyalty.recalculate_tiers(timestamptz, bigint) FROM PUBLIC;
 GRANT EXECUTE ON FUNCTION loyalty.recalculate_tiers(timestamptz, bigint) TO loyalty_admin;
+
+-- ---------------------------------------------------------------------------
+-- Issue 16: Segments, RFM (SPEC §10).  Part 1: RFM scores by stored
+-- thresholds (never NTILE: equal values, equal scores), recomputed once a
+-- program day by maintenance in quantile mode or written by the marketer in
+-- fixed mode; the named boxes shipped; refunds net out.
+-- ---------------------------------------------------------------------------
+INSERT INTO loyalty.setting_definition (key, default_value, description) VALUES
+    ('rfm_window', '365 days',
+     'RFM window: frequency and monetary count the purchases of this long before the moment'),
+    ('rfm_mode', 'quantile',
+     'RFM thresholds: quantile (maintenance recomputes loyalty.rfm_threshold) or fixed (the marketer writes them)');
+
+CREATE OR REPLACE FUNCTION loyalty.setting_validate() RETURNS trigger
+    LANGUAGE plpgsql
+    SET search_path = pg_catalog, pg_temp
+    AS $_$
+DECLARE
+    ok boolean;
+    why text;
+BEGIN
+    CASE NEW.key
+    WHEN 'currency' THEN
+        ok := NEW.value ~ '^[A-Z]{3}$';
+        why := 'an ISO 4217 code of three capital letters';
+    WHEN 'timezone' THEN
+        ok := loyalty.is_valid_timezone(NEW.value);
+        why := 'a time zone name such as Europe/Moscow';
+    WHEN 'points_precision' THEN
+        ok := NEW.value IN ('0', '2');
+        why := '0 or 2';
+    WHEN 'point_value' THEN
+        ok := NEW.value ~ '^[0-9]{1,9}(\.[0-9]{1,2})?$' AND NEW.value::numeric > 0;
+        why := 'a positive amount with at most 2 decimals';
+    WHEN 'accrual_percent' THEN
+        ok := NEW.value ~ '^[0-9]{1,3}(\.[0-9]{1,2})?$' AND NEW.value::numeric <= 100;
+        why := 'a percent from 0 to 100 with at most 2 decimals';
+    WHEN 'tier_window' THEN
+        ok := NEW.value = 'previous_month'
+              OR (NEW.value ~ '^[0-9]+ (day|days|month|months|year|years)$'
+                  AND NEW.value::interval > interval '0');
+        why := 'previous_month or a positive interval such as 365 days';
+    WHEN 'locale' THEN
+        ok := NEW.value ~ '^[a-z]{2,3}(_[A-Z]{2})?$';
+        why := 'a locale such as ru or en_US';
+    WHEN 'rfm_window' THEN
+        ok := NEW.value ~ '^[0-9]+ (day|days|month|months|year|years)$'
+              AND NEW.value::interval > interval '0';
+        why := 'a positive interval such as 365 days';
+    WHEN 'rfm_mode' THEN
+        ok := NEW.value IN ('quantile', 'fixed');
+        why := 'quantile or fixed';
+    ELSE
+        ok := true;             -- the foreign key refuses unknown keys
+    END CASE;
+    IF NOT ok THEN
+        RAISE EXCEPTION 'invalid value for setting "%": "%"', NEW.key, NEW.value
+            USING ERRCODE = 'LY006',
+                  DETAIL = format('Field "value" of setting "%s" must be %s.', NEW.key, why);
+    END IF;
+    RETURN NEW;
+END
+$_$;
+
+-- ---------------------------------------------------------------------------
+-- RFM (SPEC §10).  Scores 1..5 come from stored thresholds, never NTILE, so
+-- equal values get equal scores.  A threshold row (dimension, score) holds
+-- the values lower < v <= upper (NULL: unbounded); the recency dimension
+-- holds whole days, and the fewest days score 5.  Mode quantile (setting
+-- rfm_mode) recomputes them from the 0.2/0.4/0.6/0.8 quantiles
+-- (percentile_disc) over the customers with a purchase in the window; mode
+-- fixed leaves the marketer's rows alone.  Money is paid total net of the
+-- refunds made before the moment; a purchase a full refund ended before the
+-- moment is no purchase at all.  Named boxes: the first by rank wins.
+-- ---------------------------------------------------------------------------
+CREATE TABLE loyalty.rfm_threshold (
+    dimension text NOT NULL,
+    score integer NOT NULL,
+    lower numeric,
+    upper numeric,
+    computed_at timestamp with time zone DEFAULT now() NOT NULL,
+    CONSTRAINT rfm_threshold_dimension_check CHECK (dimension IN ('r', 'f', 'm')),
+    CONSTRAINT rfm_threshold_score_check CHECK (score BETWEEN 1 AND 5),
+    CONSTRAINT rfm_threshold_bounds CHECK (lower IS NULL OR upper IS NULL OR lower <= upper),
+    CONSTRAINT rfm_threshold_pkey PRIMARY KEY (dimension, score)
+);
+COMMENT ON TABLE loyalty.rfm_threshold IS
+    'RFM score thresholds: a value v scores "score" when lower < v <= upper (NULL unbounded); r in whole days (fewest days score 5)';
+
+CREATE TABLE loyalty.rfm_segment (
+    code text NOT NULL,
+    name text NOT NULL,
+    r_min integer DEFAULT 1 NOT NULL,
+    r_max integer DEFAULT 5 NOT NULL,
+    f_min integer DEFAULT 1 NOT NULL,
+    f_max integer DEFAULT 5 NOT NULL,
+    m_min integer DEFAULT 1 NOT NULL,
+    m_max integer DEFAULT 5 NOT NULL,
+    rank integer NOT NULL,
+    CONSTRAINT rfm_segment_code_check CHECK (code <> '' AND code <> 'prospect'),
+    CONSTRAINT rfm_segment_scores CHECK (1 <= r_min AND r_min <= r_max AND r_max <= 5
+                                         AND 1 <= f_min AND f_min <= f_max AND f_max <= 5
+                                         AND 1 <= m_min AND m_min <= m_max AND m_max <= 5),
+    CONSTRAINT rfm_segment_pkey PRIMARY KEY (code),
+    CONSTRAINT rfm_segment_rank_key UNIQUE (rank)
+);
+COMMENT ON TABLE loyalty.rfm_segment IS
+    'Named RFM boxes (scores from min to max inclusive); a customer falls into the first box by rank';
+
+INSERT INTO loyalty.rfm_segment (code, name, r_min, r_max, f_min, f_max, m_min, m_max, rank) VALUES
+    ('champions',          'Champions',           4, 5, 4, 5, 4, 5, 1),
+    ('cant_lose',          'Can''t lose them',    1, 2, 4, 5, 4, 5, 2),
+    ('at_risk',            'At risk',             1, 2, 3, 5, 1, 5, 3),
+    ('loyal',              'Loyal',               3, 5, 3, 5, 1, 5, 4),
+    ('new',                'New customers',       5, 5, 1, 1, 1, 5, 5),
+    ('potential_loyalist', 'Potential loyalists', 4, 5, 2, 3, 1, 5, 6),
+    ('promising',          'Promising',           3, 4, 1, 1, 1, 5, 7),
+    ('need_attention',     'Need attention',      3, 3, 2, 3, 1, 5, 8),
+    ('about_to_sleep',     'About to sleep',      2, 3, 1, 2, 1, 5, 9),
+    ('lost',               'Lost',                1, 5, 1, 5, 1, 5, 10);
+
+CREATE TABLE loyalty.rfm (
+    customer_id bigint NOT NULL,
+    recency_days integer,
+    frequency integer NOT NULL,
+    monetary numeric(14,2) NOT NULL,
+    r integer,
+    f integer,
+    m integer,
+    segment text NOT NULL,
+    computed_at timestamp with time zone NOT NULL,
+    CONSTRAINT rfm_pkey PRIMARY KEY (customer_id)
+);
+CREATE INDEX rfm_segment_idx ON loyalty.rfm (segment);
+COMMENT ON TABLE loyalty.rfm IS
+    'RFM of every customer as of computed_at: recency in whole days since the last purchase, frequency and monetary in the window, scores, segment (prospect: never bought)';
+
+CREATE FUNCTION loyalty.refresh_rfm(as_of timestamptz DEFAULT now()) RETURNS bigint
+    LANGUAGE plpgsql STRICT SECURITY DEFINER
+    SET search_path = pg_catalog, pg_temp
+    AS $$
+DECLARE
+    win  interval := loyalty.setting_value('rfm_window')::interval;
+    n    bigint;
+BEGIN
+    CREATE TEMPORARY TABLE IF NOT EXISTS loyalty_rfm_facts (
+        customer_id bigint PRIMARY KEY, last_at timestamptz,
+        frequency integer, monetary numeric(14,2)) ON COMMIT DROP;
+    TRUNCATE loyalty_rfm_facts;
+    -- one pass over the purchases of identified customers before the moment
+    INSERT INTO loyalty_rfm_facts
+    SELECT coalesce(c.merged_into, c.id),
+           max(p.at) FILTER (WHERE NOT coalesce(x.ended, false)),
+           count(*) FILTER (WHERE p.at >= as_of - win AND NOT coalesce(x.ended, false)),
+           coalesce(sum(p.total - coalesce(x.back, 0)) FILTER (WHERE p.at >= as_of - win), 0)
+      FROM loyalty.purchase p
+      JOIN loyalty.customer c ON c.id = p.customer_id
+      LEFT JOIN LATERAL (SELECT sum(r.amount) AS back, bool_or(r.full_refund) AS ended
+                           FROM loyalty.refund r
+                          WHERE r.purchase = p.operation_id AND r.at < as_of) x ON true
+     WHERE p.at < as_of
+     GROUP BY 1;
+    ANALYZE loyalty_rfm_facts;
+
+    IF loyalty.setting_value('rfm_mode') = 'quantile' THEN
+        DELETE FROM loyalty.rfm_threshold;
+        INSERT INTO loyalty.rfm_threshold (dimension, score, lower, upper, computed_at)
+        SELECT d.dimension, s.score,
+               CASE WHEN s.k > 1 THEN q.qs[s.k - 1] END,
+               CASE WHEN s.k < 5 THEN q.qs[s.k] END,
+               as_of
+          FROM (SELECT 'r' AS dimension,
+                       percentile_disc(ARRAY[0.2, 0.4, 0.6, 0.8]) WITHIN GROUP
+                           (ORDER BY floor(extract(epoch FROM as_of - last_at) / 86400)::numeric) AS qs
+                  FROM loyalty_rfm_facts WHERE frequency > 0
+                UNION ALL
+                SELECT 'f', percentile_disc(ARRAY[0.2, 0.4, 0.6, 0.8]) WITHIN GROUP (ORDER BY frequency::numeric)
+                  FROM loyalty_rfm_facts WHERE frequency > 0
+                UNION ALL
+                SELECT 'm', percentile_disc(ARRAY[0.2, 0.4, 0.6, 0.8]) WITHIN GROUP (ORDER BY monetary)
+                  FROM loyalty_rfm_facts WHERE frequency > 0) q
+          CROSS JOIN LATERAL (SELECT q.dimension) d
+          CROSS JOIN LATERAL (SELECT k, CASE WHEN q.dimension = 'r' THEN 6 - k ELSE k END AS score
+                                FROM generate_series(1, 5) k) s
+         WHERE q.qs IS NOT NULL;
+    END IF;
+
+    DELETE FROM loyalty.rfm;
+    INSERT INTO loyalty.rfm (customer_id, recency_days, frequency, monetary, r, f, m, segment, computed_at)
+    SELECT c.id, v.recency, coalesce(x.frequency, 0), coalesce(x.monetary, 0),
+           sc.r, sc.f, sc.m,
+           CASE WHEN x.last_at IS NULL THEN 'prospect'
+                WHEN x.frequency = 0 THEN 'lost'
+                ELSE coalesce((SELECT b.code FROM loyalty.rfm_segment b
+                                WHERE sc.r BETWEEN b.r_min AND b.r_max
+                                  AND sc.f BETWEEN b.f_min AND b.f_max
+                                  AND sc.m BETWEEN b.m_min AND b.m_max
+                                ORDER BY b.rank LIMIT 1), 'lost') END,
+           as_of
+      FROM loyalty.customer c
+      LEFT JOIN loyalty_rfm_facts x ON x.customer_id = c.id
+      CROSS JOIN LATERAL (SELECT floor(extract(epoch FROM as_of - x.last_at) / 86400)::integer AS recency) v
+      CROSS JOIN LATERAL (
+          SELECT (SELECT coalesce(max(t.score), CASE WHEN x.frequency > 0 THEN 1 END)
+                    FROM loyalty.rfm_threshold t
+                   WHERE x.frequency > 0 AND t.dimension = 'r'
+                     AND (t.lower IS NULL OR v.recency > t.lower)
+                     AND (t.upper IS NULL OR v.recency <= t.upper)) AS r,
+                 (SELECT coalesce(max(t.score), CASE WHEN x.frequency > 0 THEN 1 END)
+                    FROM loyalty.rfm_threshold t
+                   WHERE x.frequency > 0 AND t.dimension = 'f'
+                     AND (t.lower IS NULL OR x.frequency > t.lower)
+                     AND (t.upper IS NULL OR x.frequency <= t.upper)) AS f,
+                 (SELECT coalesce(max(t.score), CASE WHEN x.frequency > 0 THEN 1 END)
+                    FROM loyalty.rfm_threshold t
+                   WHERE x.frequency > 0 AND t.dimension = 'm'
+                     AND (t.lower IS NULL OR x.monetary > t.lower)
+                     AND (t.upper IS NULL OR x.monetary <= t.upper)) AS m) sc
+     WHERE c.merged_into IS NULL;
+    GET DIAGNOSTICS n = ROW_COUNT;
+    DROP TABLE loyalty_rfm_facts;
+    RETURN n;
+END
+$$;
+COMMENT ON FUNCTION loyalty.refresh_rfm(as_of timestamp with time zone) IS
+    'Recomputes loyalty.rfm as of a moment (and, in quantile mode, loyalty.rfm_threshold); returns the customers scored';
+
+CREATE FUNCTION loyalty.maintain_rfm(as_of timestamptz) RETURNS bigint
+    LANGUAGE plpgsql STRICT SECURITY DEFINER
+    SET search_path = pg_catalog, pg_temp
+    AS $$
+DECLARE
+    tz   text := loyalty.setting_value('timezone');
+    last timestamptz;
+BEGIN
+    -- recency counts whole days: once per program day is enough
+    SELECT computed_at INTO last FROM loyalty.rfm LIMIT 1;
+    IF last IS NOT NULL AND (last AT TIME ZONE tz)::date = (as_of AT TIME ZONE tz)::date
+       AND last <= as_of THEN
+        RETURN NULL;
+    END IF;
+    RETURN loyalty.refresh_rfm(as_of);
+END
+$$;
+COMMENT ON FUNCTION loyalty.maintain_rfm(as_of timestamp with time zone) IS
+    'refresh_rfm for run_maintenance: at most once per program day (NULL when it was already computed that day)';
+
+CREATE OR REPLACE FUNCTION loyalty.run_maintenance(as_of timestamptz DEFAULT now()) RETURNS jsonb
+    LANGUAGE plpgsql STRICT SECURITY DEFINER
+    SET search_path = pg_catalog, pg_temp
+    AS $$
+DECLARE
+    expired bigint;
+BEGIN
+    IF pg_is_in_recovery() THEN
+        RETURN jsonb_build_object('skipped', 'standby');
+    END IF;
+    -- the same key as run_maintenance_proc: one run at a time
+    IF NOT pg_try_advisory_xact_lock(19545, 1) THEN
+        RETURN jsonb_build_object('skipped', 'another maintenance run is in progress');
+    END IF;
+    expired := loyalty.expire_points(as_of);
+    -- the day's RFM (once a program day; see maintain_rfm)
+    PERFORM loyalty.maintain_rfm(as_of);
+    RETURN jsonb_build_object('as_of', as_of, 'expired_points', expired,
+                              'tier_changes', loyalty.recalculate_tiers(as_of))
+           || loyalty.announce_lots(as_of);
+END
+$$;
+COMMENT ON FUNCTION loyalty.run_maintenance(as_of timestamp with time zone) IS
+    'Expiry, availability events, expiry reminders and the day''s RFM in one transaction; one run at a time; nothing on a standby';
+
+CREATE OR REPLACE PROCEDURE loyalty.run_maintenance_proc(
+        IN as_of timestamptz DEFAULT NULL,
+        IN batch_lots integer DEFAULT 5000)
+    LANGUAGE plpgsql
+    AS $$
+DECLARE
+    t        timestamptz := coalesce(as_of, pg_catalog.now());
+    b        record;
+    after_at timestamptz;
+    after_id bigint;
+    expired  bigint := 0;
+    tiers    int;
+    summary  jsonb;
+BEGIN
+    IF pg_catalog.pg_is_in_recovery() THEN
+        RAISE NOTICE 'loyalty maintenance: standby, nothing to do';
+        RETURN;
+    END IF;
+    IF NOT pg_catalog.pg_try_advisory_lock(19545, 1) THEN
+        RAISE NOTICE 'loyalty maintenance: another run is in progress';
+        RETURN;
+    END IF;
+    -- expiry in batches, each committed, so that no check waits for more than one batch
+    LOOP
+        SELECT * INTO b FROM loyalty.expire_batch(t, batch_lots, after_at, after_id);
+        EXIT WHEN b.lots_seen = 0;
+        expired := expired + b.points;
+        after_at := b.last_expires_at;
+        after_id := b.last_id;
+        COMMIT;
+    END LOOP;
+    tiers := loyalty.recalculate_tiers(t);
+    COMMIT;
+    PERFORM loyalty.maintain_rfm(t);
+    COMMIT;
+    summary := loyalty.announce_lots(t);
+    COMMIT;
+    PERFORM pg_catalog.pg_advisory_unlock(19545, 1);
+    RAISE NOTICE 'loyalty maintenance: expired % points, % tier changes, %', expired / 100, tiers, summary;
+END
+$$;
+
+SELECT pg_catalog.pg_extension_config_dump('loyalty.rfm_threshold', '');
+SELECT pg_catalog.pg_extension_config_dump('loyalty.rfm', '');
+
+REVOKE ALL ON loyalty.rfm_threshold, loyalty.rfm_segment, loyalty.rfm FROM PUBLIC;
+REVOKE ALL ON FUNCTION loyalty.refresh_rfm(timestamptz), loyalty.maintain_rfm(timestamptz) FROM PUBLIC;
+
+-- Issue 16: RFM.  The marketer writes thresholds (fixed mode) and boxes and
+-- may recompute; the analyst reads them; no PII in any of them.
+GRANT SELECT, INSERT, UPDATE, DELETE ON loyalty.rfm_threshold, loyalty.rfm_segment TO loyalty_marketer;
+GRANT SELECT ON loyalty.rfm TO loyalty_marketer;
+GRANT EXECUTE ON FUNCTION loyalty.refresh_rfm(timestamptz) TO loyalty_marketer;
+GRANT SELECT ON loyalty.rfm_threshold, loyalty.rfm_segment, loyalty.rfm TO loyalty_analyst;
+GRANT ALL ON loyalty.rfm_threshold, loyalty.rfm_segment, loyalty.rfm TO loyalty_admin;
+GRANT EXECUTE ON FUNCTION loyalty.refresh_rfm(timestamptz), loyalty.maintain_rfm(timestamptz) TO loyalty_admin;
