@@ -873,3 +873,340 @@ GRANT EXECUTE ON FUNCTION loyalty.refresh_rfm(timestamptz) TO loyalty_marketer;
 GRANT SELECT ON loyalty.rfm_threshold, loyalty.rfm_segment, loyalty.rfm TO loyalty_analyst;
 GRANT ALL ON loyalty.rfm_threshold, loyalty.rfm_segment, loyalty.rfm TO loyalty_admin;
 GRANT EXECUTE ON FUNCTION loyalty.refresh_rfm(timestamptz), loyalty.maintain_rfm(timestamptz) TO loyalty_admin;
+
+-- ---------------------------------------------------------------------------
+-- Issue 16: Segments (SPEC §10).  Part 2: rule segments validated on write
+-- (LY006 naming the JSON path), refreshed by maintenance incrementally (only
+-- the customers who may have changed, found through indexes) or in full
+-- (refresh_segments(full => true), and any segment new or changed since its
+-- last refresh), segment_changed events on entering and leaving.
+-- ---------------------------------------------------------------------------
+ALTER DOMAIN loyalty.event_kind DROP CONSTRAINT event_kind_known;
+ALTER DOMAIN loyalty.event_kind ADD CONSTRAINT event_kind_known
+    CHECK (VALUE IN ('points_earned', 'points_available', 'points_expiring', 'points_expired',
+                     'tier_changed', 'coupon_issued', 'segment_changed'));
+COMMENT ON DOMAIN loyalty.event_kind IS
+    'The kind of an event: points_earned, points_available, points_expiring, points_expired, tier_changed, coupon_issued or segment_changed';
+
+-- ---------------------------------------------------------------------------
+-- Rule segments (SPEC §10).  loyalty.segment.rule is validated on write by
+-- segment_validate (C, LY006 naming the JSON path).  loyalty.refresh_segments
+-- computes the members: a segment whose rule is new or changed since its
+-- last refresh (loyalty.segment_state) is computed over every customer; the
+-- others only over the customers who may have changed since the last run:
+-- those with a purchase or a refund since then (purchase_at_idx,
+-- refund_at_idx, max_backdate early to catch late checks), those whose
+-- purchases crossed one of the rules' time boundaries (inactive_for,
+-- active_within, within) since then, those whose tier changed (tier_changed
+-- events) and, when a rule reads RFM, those RFM rescored since then.
+-- Entering and leaving write segment_changed events.
+-- ---------------------------------------------------------------------------
+CREATE FUNCTION loyalty.segment_validate() RETURNS trigger
+    LANGUAGE c
+    AS 'MODULE_PATHNAME', 'segment_validate';
+COMMENT ON FUNCTION loyalty.segment_validate() IS
+    'Refuses a segment whose rule is malformed (LY006; errdetail names the JSON path)';
+CREATE TRIGGER segment_validate BEFORE INSERT OR UPDATE ON loyalty.segment
+    FOR EACH ROW EXECUTE FUNCTION loyalty.segment_validate();
+
+CREATE TABLE loyalty.segment_state (
+    segment text NOT NULL,
+    rule jsonb NOT NULL,
+    refreshed_at timestamp with time zone NOT NULL,
+    CONSTRAINT segment_state_pkey PRIMARY KEY (segment),
+    CONSTRAINT segment_state_segment_fkey FOREIGN KEY (segment) REFERENCES loyalty.segment(code) ON UPDATE CASCADE ON DELETE CASCADE
+);
+COMMENT ON TABLE loyalty.segment_state IS
+    'The rule each segment was last refreshed with, and when: a segment added or changed since is refreshed in full';
+
+CREATE FUNCTION loyalty.product_matches(sel jsonb, product_sku text) RETURNS boolean
+    LANGUAGE plpgsql STABLE PARALLEL SAFE
+    SET search_path = pg_catalog, pg_temp
+    AS $$
+BEGIN
+    IF sel ? 'exclude' AND loyalty.product_matches(sel -> 'exclude', product_sku) THEN
+        RETURN false;
+    END IF;
+    RETURN coalesce((sel ->> 'all')::boolean, false)
+        OR product_sku IN (SELECT jsonb_array_elements_text(coalesce(sel -> 'skus', '[]')))
+        OR EXISTS (
+            SELECT 1 FROM loyalty.product pr
+             WHERE pr.sku = product_sku
+               AND (pr.brand IN (SELECT jsonb_array_elements_text(coalesce(sel -> 'brands', '[]')))
+                    OR pr.tags && ARRAY(SELECT jsonb_array_elements_text(coalesce(sel -> 'tags', '[]')))
+                    OR EXISTS (
+                        WITH RECURSIVE up(code) AS (
+                            SELECT pr.category
+                            UNION
+                            SELECT k.parent FROM loyalty.category k JOIN up ON k.code = up.code
+                             WHERE k.parent IS NOT NULL)
+                        SELECT 1 FROM up
+                         WHERE up.code IN (SELECT jsonb_array_elements_text(coalesce(sel -> 'categories', '[]'))))));
+END
+$$;
+COMMENT ON FUNCTION loyalty.product_matches(sel jsonb, product_sku text) IS
+    'Does the product match the product selector (SEL: all, categories with their subcategories, brands, skus, tags, exclude)?';
+
+CREATE FUNCTION loyalty.segment_condition(rule jsonb, as_of timestamptz) RETURNS text
+    LANGUAGE plpgsql IMMUTABLE STRICT PARALLEL SAFE
+    SET search_path = pg_catalog, pg_temp
+    AS $$
+DECLARE
+    t     text := format('%L::timestamptz', as_of);
+    parts text[] := ARRAY['true'];
+    lines text;
+    r     jsonb;
+    alts  text[];
+BEGIN
+    IF rule ? 'rfm' THEN
+        parts := parts || format('EXISTS (SELECT 1 FROM loyalty.rfm x WHERE x.customer_id = c.id AND x.segment = ANY (%L::text[]))',
+                                 ARRAY(SELECT jsonb_array_elements_text(rule -> 'rfm')));
+    END IF;
+    IF rule ? 'tiers' THEN
+        parts := parts || format('c.tier = ANY (%L::text[])', ARRAY(SELECT jsonb_array_elements_text(rule -> 'tiers')));
+    END IF;
+    IF rule ? 'inactive_for' THEN
+        parts := parts || format('EXISTS (SELECT 1 FROM loyalty.purchase p WHERE p.customer_id = c.id AND p.at < %1$s - %2$L::interval)'
+                                 ' AND NOT EXISTS (SELECT 1 FROM loyalty.purchase p WHERE p.customer_id = c.id'
+                                 ' AND p.at >= %1$s - %2$L::interval AND p.at < %1$s)', t, rule ->> 'inactive_for');
+    END IF;
+    IF rule ? 'active_within' THEN
+        parts := parts || format('EXISTS (SELECT 1 FROM loyalty.purchase p WHERE p.customer_id = c.id'
+                                 ' AND p.at >= %1$s - %2$L::interval AND p.at < %1$s)', t, rule ->> 'active_within');
+    END IF;
+    lines := format('SELECT 1 FROM loyalty.purchase p JOIN loyalty.purchase_line l ON l.operation_id = p.operation_id'
+                    ' WHERE p.customer_id = c.id AND p.at < %1$s AND l.refunded_qty < l.qty%2$s',
+                    t, CASE WHEN rule ? 'within' THEN format(' AND p.at >= %s - %L::interval', t, rule ->> 'within') ELSE '' END);
+    IF rule ? 'bought' THEN
+        parts := parts || format('EXISTS (%s AND loyalty.product_matches(%L::jsonb, l.sku))', lines, rule -> 'bought');
+    END IF;
+    IF rule ? 'not_bought' THEN
+        parts := parts || format('NOT EXISTS (%s AND loyalty.product_matches(%L::jsonb, l.sku))', lines, rule -> 'not_bought');
+    END IF;
+    IF rule ? 'purchases' THEN
+        parts := parts || format('(SELECT count(*) FROM loyalty.purchase p WHERE p.customer_id = c.id AND p.at < %1$s%2$s'
+                                 ' AND NOT (p.refunded = p.total AND p.total > 0)) BETWEEN %3$s AND %4$s',
+                                 t, CASE WHEN rule -> 'purchases' ? 'within'
+                                         THEN format(' AND p.at >= %s - %L::interval', t, rule -> 'purchases' ->> 'within') ELSE '' END,
+                                 coalesce(rule -> 'purchases' ->> 'min', '0'), coalesce(rule -> 'purchases' ->> 'max', '2147483647'));
+    END IF;
+    IF rule ? 'spend' THEN
+        parts := parts || format('(SELECT coalesce(sum(p.total - p.refunded), 0) FROM loyalty.purchase p WHERE p.customer_id = c.id AND p.at < %1$s%2$s)'
+                                 ' BETWEEN %3$s AND %4$s',
+                                 t, CASE WHEN rule -> 'spend' ? 'within'
+                                         THEN format(' AND p.at >= %s - %L::interval', t, rule -> 'spend' ->> 'within') ELSE '' END,
+                                 coalesce(rule -> 'spend' ->> 'min', '0'), coalesce(rule -> 'spend' ->> 'max', '1e15'));
+    END IF;
+    IF rule ? 'used_promotion' THEN
+        parts := parts || format('EXISTS (SELECT 1 FROM loyalty.purchase p WHERE p.customer_id = c.id AND p.at < %s'
+                                 ' AND %L = ANY (p.promotions) AND NOT (p.refunded = p.total AND p.total > 0))', t, rule ->> 'used_promotion');
+    END IF;
+    IF rule ? 'not_used_promotion' THEN
+        parts := parts || format('NOT EXISTS (SELECT 1 FROM loyalty.purchase p WHERE p.customer_id = c.id AND p.at < %s'
+                                 ' AND %L = ANY (p.promotions) AND NOT (p.refunded = p.total AND p.total > 0))', t, rule ->> 'not_used_promotion');
+    END IF;
+    IF rule ? 'any_of' THEN
+        alts := ARRAY[]::text[];
+        FOR r IN SELECT jsonb_array_elements(rule -> 'any_of') LOOP
+            alts := alts || ('(' || loyalty.segment_condition(r, as_of) || ')');
+        END LOOP;
+        parts := parts || ('(' || array_to_string(alts, ' OR ') || ')');
+    END IF;
+    IF rule ? 'not' THEN
+        parts := parts || ('NOT (' || loyalty.segment_condition(rule -> 'not', as_of) || ')');
+    END IF;
+    RETURN array_to_string(parts, ' AND ');
+END
+$$;
+COMMENT ON FUNCTION loyalty.segment_condition(rule jsonb, as_of timestamp with time zone) IS
+    'The SQL condition on customer c of a (validated) segment rule as of a moment';
+
+CREATE FUNCTION loyalty.segment_intervals(rule jsonb) RETURNS SETOF interval
+    LANGUAGE sql IMMUTABLE STRICT PARALLEL SAFE
+    SET search_path = pg_catalog, pg_temp
+    AS $$
+    SELECT (q.j #>> '{}')::interval FROM jsonb_path_query(rule, 'lax $.**.inactive_for') AS q(j)
+    UNION
+    SELECT (q.j #>> '{}')::interval FROM jsonb_path_query(rule, 'lax $.**.active_within') AS q(j)
+    UNION
+    SELECT (q.j #>> '{}')::interval FROM jsonb_path_query(rule, 'lax $.**.within') AS q(j)
+$$;
+COMMENT ON FUNCTION loyalty.segment_intervals(rule jsonb) IS
+    'The time boundaries (inactive_for, active_within, within) anywhere in a segment rule';
+
+CREATE FUNCTION loyalty.refresh_segments(full boolean DEFAULT false, as_of timestamptz DEFAULT now()) RETURNS jsonb
+    LANGUAGE plpgsql STRICT SECURITY DEFINER
+    SET search_path = pg_catalog, pg_temp
+    AS $$
+DECLARE
+    s        record;
+    last     timestamptz;
+    late     interval := loyalty.setting_value('max_backdate')::interval;
+    cond     text;
+    entered  bigint;
+    left_    bigint;
+    total_in bigint := 0;
+    total_out bigint := 0;
+    cands    bigint := NULL;
+BEGIN
+    -- one refresh at a time (maintenance holds this lock already)
+    PERFORM pg_advisory_xact_lock(19545, 2);
+    CREATE TEMPORARY TABLE loyalty_seg_cand (customer_id bigint PRIMARY KEY) ON COMMIT DROP;
+    CREATE TEMPORARY TABLE loyalty_seg_want (customer_id bigint PRIMARY KEY) ON COMMIT DROP;
+    FOR s IN SELECT g.code, g.rule, st.rule AS old_rule, st.refreshed_at
+               FROM loyalty.segment g LEFT JOIN loyalty.segment_state st ON st.segment = g.code
+              ORDER BY g.code LOOP
+        TRUNCATE loyalty_seg_want;
+        cond := loyalty.segment_condition(s.rule, as_of);
+        IF refresh_segments.full OR s.old_rule IS DISTINCT FROM s.rule OR s.refreshed_at > as_of THEN
+            EXECUTE 'INSERT INTO loyalty_seg_want SELECT c.id FROM loyalty.customer c WHERE c.merged_into IS NULL AND ' || cond;
+            WITH gone AS (
+                DELETE FROM loyalty.segment_member m
+                 WHERE m.segment = s.code
+                   AND NOT EXISTS (SELECT 1 FROM loyalty_seg_want w WHERE w.customer_id = m.customer_id)
+                RETURNING m.customer_id)
+            INSERT INTO loyalty.event (customer_id, kind, payload)
+            SELECT customer_id, 'segment_changed',
+                   jsonb_build_object('segment', s.code, 'change', 'left', 'at', as_of) FROM gone;
+            GET DIAGNOSTICS left_ = ROW_COUNT;
+        ELSE
+            last := s.refreshed_at;
+            TRUNCATE loyalty_seg_cand;
+            INSERT INTO loyalty_seg_cand
+            SELECT p.customer_id FROM loyalty.purchase p
+             WHERE p.at >= last - late AND p.customer_id IS NOT NULL
+            UNION
+            SELECT r.customer_id FROM loyalty.refund r
+             WHERE r.at >= last - late AND r.customer_id IS NOT NULL
+            UNION
+            SELECT p.customer_id
+              FROM loyalty.segment_intervals(s.rule) AS i(len)
+              JOIN loyalty.purchase p ON p.at >= last - late - i.len AND p.at < as_of - i.len
+             WHERE p.customer_id IS NOT NULL
+            UNION
+            SELECT e.customer_id FROM loyalty.event e
+             WHERE e.kind = 'tier_changed' AND e.created_at >= last AND s.rule::text LIKE '%"tiers"%'
+            UNION
+            SELECT x.customer_id FROM loyalty.rfm x
+             WHERE x.computed_at > last AND s.rule::text LIKE '%"rfm"%'
+            ON CONFLICT DO NOTHING;
+            SELECT count(*) INTO cands FROM loyalty_seg_cand;
+            EXECUTE 'INSERT INTO loyalty_seg_want SELECT c.id FROM loyalty_seg_cand k JOIN loyalty.customer c ON c.id = k.customer_id'
+                    ' WHERE c.merged_into IS NULL AND ' || cond;
+            WITH gone AS (
+                DELETE FROM loyalty.segment_member m
+                 USING loyalty_seg_cand k
+                 WHERE m.segment = s.code AND m.customer_id = k.customer_id
+                   AND NOT EXISTS (SELECT 1 FROM loyalty_seg_want w WHERE w.customer_id = m.customer_id)
+                RETURNING m.customer_id)
+            INSERT INTO loyalty.event (customer_id, kind, payload)
+            SELECT customer_id, 'segment_changed',
+                   jsonb_build_object('segment', s.code, 'change', 'left', 'at', as_of) FROM gone;
+            GET DIAGNOSTICS left_ = ROW_COUNT;
+        END IF;
+        WITH came AS (
+            INSERT INTO loyalty.segment_member (segment, customer_id, since)
+            SELECT s.code, w.customer_id, as_of FROM loyalty_seg_want w
+            ON CONFLICT (segment, customer_id) DO NOTHING
+            RETURNING customer_id)
+        INSERT INTO loyalty.event (customer_id, kind, payload)
+        SELECT customer_id, 'segment_changed',
+               jsonb_build_object('segment', s.code, 'change', 'entered', 'at', as_of) FROM came;
+        GET DIAGNOSTICS entered = ROW_COUNT;
+        total_in := total_in + entered;
+        total_out := total_out + left_;
+        INSERT INTO loyalty.segment_state (segment, rule, refreshed_at) VALUES (s.code, s.rule, as_of)
+        ON CONFLICT (segment) DO UPDATE SET rule = EXCLUDED.rule, refreshed_at = EXCLUDED.refreshed_at;
+    END LOOP;
+    DROP TABLE loyalty_seg_cand;
+    DROP TABLE loyalty_seg_want;
+    RETURN jsonb_build_object('segments_entered', total_in, 'segments_left', total_out);
+END
+$$;
+COMMENT ON FUNCTION loyalty.refresh_segments(full boolean, as_of timestamp with time zone) IS
+    'Refreshes segment members as of a moment: in full (full => true, or a segment new or changed since its last refresh) or only for the customers who may have changed since; segment_changed events; returns the entries and exits';
+
+CREATE OR REPLACE FUNCTION loyalty.run_maintenance(as_of timestamptz DEFAULT now()) RETURNS jsonb
+    LANGUAGE plpgsql STRICT SECURITY DEFINER
+    SET search_path = pg_catalog, pg_temp
+    AS $$
+DECLARE
+    expired bigint;
+BEGIN
+    IF pg_is_in_recovery() THEN
+        RETURN jsonb_build_object('skipped', 'standby');
+    END IF;
+    -- the same key as run_maintenance_proc: one run at a time
+    IF NOT pg_try_advisory_xact_lock(19545, 1) THEN
+        RETURN jsonb_build_object('skipped', 'another maintenance run is in progress');
+    END IF;
+    expired := loyalty.expire_points(as_of);
+    -- the day's RFM (once a program day; see maintain_rfm)
+    PERFORM loyalty.maintain_rfm(as_of);
+    -- segment members that may have changed since the last run
+    PERFORM loyalty.refresh_segments(false, as_of);
+    RETURN jsonb_build_object('as_of', as_of, 'expired_points', expired,
+                              'tier_changes', loyalty.recalculate_tiers(as_of))
+           || loyalty.announce_lots(as_of);
+END
+$$;
+
+CREATE OR REPLACE PROCEDURE loyalty.run_maintenance_proc(
+        IN as_of timestamptz DEFAULT NULL,
+        IN batch_lots integer DEFAULT 5000)
+    LANGUAGE plpgsql
+    AS $$
+DECLARE
+    t        timestamptz := coalesce(as_of, pg_catalog.now());
+    b        record;
+    after_at timestamptz;
+    after_id bigint;
+    expired  bigint := 0;
+    tiers    int;
+    summary  jsonb;
+BEGIN
+    IF pg_catalog.pg_is_in_recovery() THEN
+        RAISE NOTICE 'loyalty maintenance: standby, nothing to do';
+        RETURN;
+    END IF;
+    IF NOT pg_catalog.pg_try_advisory_lock(19545, 1) THEN
+        RAISE NOTICE 'loyalty maintenance: another run is in progress';
+        RETURN;
+    END IF;
+    -- expiry in batches, each committed, so that no check waits for more than one batch
+    LOOP
+        SELECT * INTO b FROM loyalty.expire_batch(t, batch_lots, after_at, after_id);
+        EXIT WHEN b.lots_seen = 0;
+        expired := expired + b.points;
+        after_at := b.last_expires_at;
+        after_id := b.last_id;
+        COMMIT;
+    END LOOP;
+    tiers := loyalty.recalculate_tiers(t);
+    COMMIT;
+    PERFORM loyalty.maintain_rfm(t);
+    COMMIT;
+    PERFORM loyalty.refresh_segments(false, t);
+    COMMIT;
+    summary := loyalty.announce_lots(t);
+    COMMIT;
+    PERFORM pg_catalog.pg_advisory_unlock(19545, 1);
+    RAISE NOTICE 'loyalty maintenance: expired % points, % tier changes, %', expired / 100, tiers, summary;
+END
+$$;
+
+SELECT pg_catalog.pg_extension_config_dump('loyalty.segment_state', '');
+
+REVOKE ALL ON loyalty.segment_state FROM PUBLIC;
+REVOKE ALL ON FUNCTION loyalty.segment_validate(), loyalty.refresh_segments(boolean, timestamptz),
+    loyalty.product_matches(jsonb, text), loyalty.segment_condition(jsonb, timestamptz),
+    loyalty.segment_intervals(jsonb) FROM PUBLIC;
+
+-- Issue 16: rule segments.  The marketer refreshes them; the analyst reads
+-- when each was refreshed.
+GRANT SELECT ON loyalty.segment_state TO loyalty_marketer, loyalty_analyst;
+GRANT EXECUTE ON FUNCTION loyalty.refresh_segments(boolean, timestamptz) TO loyalty_marketer;
+GRANT ALL ON loyalty.segment_state TO loyalty_admin;
+GRANT EXECUTE ON FUNCTION loyalty.refresh_segments(boolean, timestamptz),
+    loyalty.product_matches(jsonb, text), loyalty.segment_condition(jsonb, timestamptz),
+    loyalty.segment_intervals(jsonb) TO loyalty_admin;
