@@ -558,56 +558,29 @@ INSERT INTO loyalty.setting_definition (key, default_value, description) VALUES
     ('rfm_mode', 'quantile',
      'RFM thresholds: quantile (maintenance recomputes loyalty.rfm_threshold) or fixed (the marketer writes them)');
 
-CREATE OR REPLACE FUNCTION loyalty.setting_validate() RETURNS trigger
+CREATE FUNCTION loyalty.rfm_setting_validate() RETURNS trigger
     LANGUAGE plpgsql
     SET search_path = pg_catalog, pg_temp
     AS $_$
-DECLARE
-    ok boolean;
-    why text;
 BEGIN
-    CASE NEW.key
-    WHEN 'currency' THEN
-        ok := NEW.value ~ '^[A-Z]{3}$';
-        why := 'an ISO 4217 code of three capital letters';
-    WHEN 'timezone' THEN
-        ok := loyalty.is_valid_timezone(NEW.value);
-        why := 'a time zone name such as Europe/Moscow';
-    WHEN 'points_precision' THEN
-        ok := NEW.value IN ('0', '2');
-        why := '0 or 2';
-    WHEN 'point_value' THEN
-        ok := NEW.value ~ '^[0-9]{1,9}(\.[0-9]{1,2})?$' AND NEW.value::numeric > 0;
-        why := 'a positive amount with at most 2 decimals';
-    WHEN 'accrual_percent' THEN
-        ok := NEW.value ~ '^[0-9]{1,3}(\.[0-9]{1,2})?$' AND NEW.value::numeric <= 100;
-        why := 'a percent from 0 to 100 with at most 2 decimals';
-    WHEN 'tier_window' THEN
-        ok := NEW.value = 'previous_month'
-              OR (NEW.value ~ '^[0-9]+ (day|days|month|months|year|years)$'
-                  AND NEW.value::interval > interval '0');
-        why := 'previous_month or a positive interval such as 365 days';
-    WHEN 'locale' THEN
-        ok := NEW.value ~ '^[a-z]{2,3}(_[A-Z]{2})?$';
-        why := 'a locale such as ru or en_US';
-    WHEN 'rfm_window' THEN
-        ok := NEW.value ~ '^[0-9]+ (day|days|month|months|year|years)$'
-              AND NEW.value::interval > interval '0';
-        why := 'a positive interval such as 365 days';
-    WHEN 'rfm_mode' THEN
-        ok := NEW.value IN ('quantile', 'fixed');
-        why := 'quantile or fixed';
-    ELSE
-        ok := true;             -- the foreign key refuses unknown keys
-    END CASE;
-    IF NOT ok THEN
+    IF NEW.key = 'rfm_window' AND NOT (NEW.value ~ '^[0-9]{1,5} (day|days|month|months|year|years)$'
+                                       AND NEW.value::interval > interval '0') THEN
         RAISE EXCEPTION 'invalid value for setting "%": "%"', NEW.key, NEW.value
             USING ERRCODE = 'LY006',
-                  DETAIL = format('Field "value" of setting "%s" must be %s.', NEW.key, why);
+                  DETAIL = 'Field "value" of setting "rfm_window" must be a positive interval such as 365 days.';
+    END IF;
+    IF NEW.key = 'rfm_mode' AND NEW.value NOT IN ('quantile', 'fixed') THEN
+        RAISE EXCEPTION 'invalid value for setting "%": "%"', NEW.key, NEW.value
+            USING ERRCODE = 'LY006',
+                  DETAIL = 'Field "value" of setting "rfm_mode" must be quantile or fixed.';
     END IF;
     RETURN NEW;
 END
 $_$;
+COMMENT ON FUNCTION loyalty.rfm_setting_validate() IS
+    'Refuses a malformed rfm_window or rfm_mode setting (LY006)';
+CREATE TRIGGER setting_validate_rfm BEFORE INSERT OR UPDATE ON loyalty.setting
+    FOR EACH ROW WHEN (new.key IN ('rfm_window', 'rfm_mode')) EXECUTE FUNCTION loyalty.rfm_setting_validate();
 
 -- ---------------------------------------------------------------------------
 -- RFM (SPEC §10).  Scores 1..5 come from stored thresholds, never NTILE, so
@@ -863,7 +836,8 @@ SELECT pg_catalog.pg_extension_config_dump('loyalty.rfm_threshold', '');
 SELECT pg_catalog.pg_extension_config_dump('loyalty.rfm', '');
 
 REVOKE ALL ON loyalty.rfm_threshold, loyalty.rfm_segment, loyalty.rfm FROM PUBLIC;
-REVOKE ALL ON FUNCTION loyalty.refresh_rfm(timestamptz), loyalty.maintain_rfm(timestamptz) FROM PUBLIC;
+REVOKE ALL ON FUNCTION loyalty.refresh_rfm(timestamptz), loyalty.maintain_rfm(timestamptz),
+    loyalty.rfm_setting_validate() FROM PUBLIC;
 
 -- Issue 16: RFM.  The marketer writes thresholds (fixed mode) and boxes and
 -- may recompute; the analyst reads them; no PII in any of them.
@@ -872,7 +846,8 @@ GRANT SELECT ON loyalty.rfm TO loyalty_marketer;
 GRANT EXECUTE ON FUNCTION loyalty.refresh_rfm(timestamptz) TO loyalty_marketer;
 GRANT SELECT ON loyalty.rfm_threshold, loyalty.rfm_segment, loyalty.rfm TO loyalty_analyst;
 GRANT ALL ON loyalty.rfm_threshold, loyalty.rfm_segment, loyalty.rfm TO loyalty_admin;
-GRANT EXECUTE ON FUNCTION loyalty.refresh_rfm(timestamptz), loyalty.maintain_rfm(timestamptz) TO loyalty_admin;
+GRANT EXECUTE ON FUNCTION loyalty.refresh_rfm(timestamptz), loyalty.maintain_rfm(timestamptz),
+    loyalty.rfm_setting_validate() TO loyalty_admin;
 
 -- ---------------------------------------------------------------------------
 -- Issue 16: Segments (SPEC §10).  Part 2: rule segments validated on write
@@ -1210,3 +1185,14 @@ GRANT ALL ON loyalty.segment_state TO loyalty_admin;
 GRANT EXECUTE ON FUNCTION loyalty.refresh_segments(boolean, timestamptz),
     loyalty.product_matches(jsonb, text), loyalty.segment_condition(jsonb, timestamptz),
     loyalty.segment_intervals(jsonb) TO loyalty_admin;
+
+-- ---------------------------------------------------------------------------
+-- Issue 16: Segments (SPEC §10).  Part 3: promotion.segments_exclude, the
+-- segments whose members never get a promotion (the next send of a campaign
+-- excludes those who already used it).  The check reads the customer's
+-- segments once, with the customer (one indexed read of segment_member);
+-- the engine tests both lists from memory.
+-- ---------------------------------------------------------------------------
+ALTER TABLE loyalty.promotion ADD COLUMN segments_exclude text[];
+COMMENT ON COLUMN loyalty.promotion.segments_exclude IS
+    'Segments whose members never get the promotion (members of none of them may); read with the customer, once per check';

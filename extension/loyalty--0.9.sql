@@ -280,13 +280,6 @@ BEGIN
     WHEN 'locale' THEN
         ok := NEW.value ~ '^[a-z]{2,3}(_[A-Z]{2})?$';
         why := 'a locale such as ru or en_US';
-    WHEN 'rfm_window' THEN
-        ok := NEW.value ~ '^[0-9]+ (day|days|month|months|year|years)$'
-              AND NEW.value::interval > interval '0';
-        why := 'a positive interval such as 365 days';
-    WHEN 'rfm_mode' THEN
-        ok := NEW.value IN ('quantile', 'fixed');
-        why := 'quantile or fixed';
     ELSE
         ok := true;             -- the foreign key refuses unknown keys
     END CASE;
@@ -563,6 +556,7 @@ CREATE TABLE loyalty.promotion (
     usage_limit integer,
     per_customer_limit integer,
     enabled boolean DEFAULT true NOT NULL,
+    segments_exclude text[],
     CONSTRAINT promotion_channels_known CHECK (channels <@ ARRAY['pos', 'web', 'app']),
     CONSTRAINT promotion_code_check CHECK (code <> ''),
     CONSTRAINT promotion_per_customer_limit_positive CHECK (per_customer_limit > 0),
@@ -572,6 +566,8 @@ CREATE TABLE loyalty.promotion (
 );
 COMMENT ON TABLE loyalty.promotion IS
     'Promotions: a mechanic with its rule, order (priority, code), scope and limits';
+COMMENT ON COLUMN loyalty.promotion.segments_exclude IS
+    'Segments whose members never get the promotion (members of none of them may); read with the customer, once per check';
 
 CREATE FUNCTION loyalty.promotion_validate() RETURNS trigger
     LANGUAGE c
@@ -1875,6 +1871,30 @@ COMMENT ON TABLE loyalty.segment_member IS 'Members of each segment';
 -- refunds made before the moment; a purchase a full refund ended before the
 -- moment is no purchase at all.  Named boxes: the first by rank wins.
 -- ---------------------------------------------------------------------------
+CREATE FUNCTION loyalty.rfm_setting_validate() RETURNS trigger
+    LANGUAGE plpgsql
+    SET search_path = pg_catalog, pg_temp
+    AS $_$
+BEGIN
+    IF NEW.key = 'rfm_window' AND NOT (NEW.value ~ '^[0-9]{1,5} (day|days|month|months|year|years)$'
+                                       AND NEW.value::interval > interval '0') THEN
+        RAISE EXCEPTION 'invalid value for setting "%": "%"', NEW.key, NEW.value
+            USING ERRCODE = 'LY006',
+                  DETAIL = 'Field "value" of setting "rfm_window" must be a positive interval such as 365 days.';
+    END IF;
+    IF NEW.key = 'rfm_mode' AND NEW.value NOT IN ('quantile', 'fixed') THEN
+        RAISE EXCEPTION 'invalid value for setting "%": "%"', NEW.key, NEW.value
+            USING ERRCODE = 'LY006',
+                  DETAIL = 'Field "value" of setting "rfm_mode" must be quantile or fixed.';
+    END IF;
+    RETURN NEW;
+END
+$_$;
+COMMENT ON FUNCTION loyalty.rfm_setting_validate() IS
+    'Refuses a malformed rfm_window or rfm_mode setting (LY006)';
+CREATE TRIGGER setting_validate_rfm BEFORE INSERT OR UPDATE ON loyalty.setting
+    FOR EACH ROW WHEN (new.key IN ('rfm_window', 'rfm_mode')) EXECUTE FUNCTION loyalty.rfm_setting_validate();
+
 CREATE TABLE loyalty.rfm_threshold (
     dimension text NOT NULL,
     score integer NOT NULL,
@@ -2637,7 +2657,8 @@ GRANT SELECT ON loyalty.rfm TO loyalty_marketer;
 GRANT EXECUTE ON FUNCTION loyalty.refresh_rfm(timestamptz) TO loyalty_marketer;
 GRANT SELECT ON loyalty.rfm_threshold, loyalty.rfm_segment, loyalty.rfm TO loyalty_analyst;
 GRANT ALL ON loyalty.rfm_threshold, loyalty.rfm_segment, loyalty.rfm TO loyalty_admin;
-GRANT EXECUTE ON FUNCTION loyalty.refresh_rfm(timestamptz), loyalty.maintain_rfm(timestamptz) TO loyalty_admin;
+GRANT EXECUTE ON FUNCTION loyalty.refresh_rfm(timestamptz), loyalty.maintain_rfm(timestamptz),
+    loyalty.rfm_setting_validate() TO loyalty_admin;
 
 -- Issue 16: rule segments.  The marketer refreshes them; the analyst reads
 -- when each was refreshed.

@@ -115,3 +115,23 @@ SELECT payload ->> 'segment' AS segment, payload ->> 'change' AS change, count(*
 -- the refresh messages are the customers' events (no template: no text)
 SELECT count(*) AS segment_events_with_message
   FROM loyalty.event WHERE kind = 'segment_changed' AND message IS NOT NULL;
+
+-- ---------------------------------------------------------------------------
+-- Targeting: promotion.segments (member of any) and segments_exclude
+-- (member of none).  Members now: fixative_only 1, 4; sleepers 2, 3.
+-- NEXT goes to fixative buyers who have not been sent it yet (members of
+-- "sent"); SLEEPERS to sleepers; NOTSLEEP to everyone but sleepers,
+-- anonymous checks included.
+-- ---------------------------------------------------------------------------
+INSERT INTO loyalty.segment (code, name) VALUES ('sent', 'Already sent the offer');
+INSERT INTO loyalty.segment_member (segment, customer_id) VALUES ('sent', 4);
+INSERT INTO loyalty.promotion (code, name, mechanic, rule, segments, segments_exclude) VALUES
+    ('NEXT', 'The next send', 'percent_off', '{"products": {"all": true}, "percent": 5}', '{fixative_only}', '{sent}'),
+    ('SLEEPERS', 'Wake up', 'percent_off', '{"products": {"all": true}, "percent": 5}', '{sleepers}', NULL),
+    ('NOTSLEEP', 'All but sleepers', 'percent_off', '{"products": {"all": true}, "percent": 5}', NULL, '{sleepers, sent}');
+SET loyalty.test_now = '2026-07-22 12:00+00';
+SELECT who, (SELECT coalesce(string_agg(p ->> 'code', ',' ORDER BY p ->> 'code'), '-')
+               FROM jsonb_array_elements(loyalty.calculate(jsonb_build_object(
+                        'lines', '[{"sku": "F1", "qty": 1}]'::jsonb) || who) -> 'lines' -> 0 -> 'promotions') p) AS promotions
+  FROM unnest(ARRAY['{}', '{"customer": 1}', '{"customer": 2}', '{"customer": 4}']::jsonb[]) AS who;
+-- 1: NEXT, NOTSLEEP; 2: SLEEPERS; 4: nothing (sent, so neither NEXT nor NOTSLEEP)

@@ -548,7 +548,7 @@ load_promotions(ConfigCache *c)
 	nrows = spi_query("SELECT code, name, mechanic, rule, priority, grp, exclusive, "
 					  "starts_at, ends_at, schedule, channels, stores, regions, tiers, "
 					  "segments, identified_only, requires_coupon, usage_limit, "
-					  "per_customer_limit FROM loyalty.promotion WHERE enabled "
+					  "per_customer_limit, segments_exclude FROM loyalty.promotion WHERE enabled "
 					  "ORDER BY priority, code COLLATE \"C\"");
 	c->npromotions = (int) nrows;
 	c->promotions = palloc0(sizeof(CachedPromotion) * Max(c->npromotions, 1));
@@ -610,6 +610,7 @@ load_promotions(ConfigCache *c)
 		p->requires_coupon = spi_bool(r, 17, false);
 		p->usage_limit = spi_int4(r, 18, 0);
 		p->per_customer_limit = spi_int4(r, 19, 0);
+		p->segments_exclude = namelist_column(r, 20);
 		if (p->usage_limit > 0 || p->per_customer_limit > 0)
 			c->any_usage_limit = true;
 

@@ -104,6 +104,7 @@ typedef struct CachedPromotion
 	NameList   *regions;
 	NameList   *tiers;
 	NameList   *segments;
+	NameList   *segments_exclude;	/* NULL = none; members of any never get it */
 	bool		identified_only;
 	bool		requires_coupon;
 	int			usage_limit;	/* 0 = none */

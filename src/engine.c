@@ -174,6 +174,9 @@ in_scope(CheckResult *r, const CachedPromotion *p, const bool *unlocked,
 		return false;
 	if (p->segments && !namelist_intersects(p->segments, cust->segments, cust->nsegments))
 		return false;
+	if (p->segments_exclude &&
+		namelist_intersects(p->segments_exclude, cust->segments, cust->nsegments))
+		return false;
 	if (p->requires_coupon && !unlocked[p->index])
 		return false;
 	if (p->usage_limit > 0 && usage != NULL && usage[p->index] >= p->usage_limit)
