@@ -1196,3 +1196,26 @@ GRANT EXECUTE ON FUNCTION loyalty.refresh_segments(boolean, timestamptz),
 ALTER TABLE loyalty.promotion ADD COLUMN segments_exclude text[];
 COMMENT ON COLUMN loyalty.promotion.segments_exclude IS
     'Segments whose members never get the promotion (members of none of them may); read with the customer, once per check';
+
+-- ---------------------------------------------------------------------------
+-- Issue 16: Segments (SPEC §10).  Part 4: loyalty.grant_points, the
+-- set-based campaign grant ("1000 points to the active segment"): one
+-- statement for every member, debts paid first, idempotent by operation_id
+-- (operation kind grant).
+-- ---------------------------------------------------------------------------
+ALTER DOMAIN loyalty.operation_kind DROP CONSTRAINT operation_kind_known;
+ALTER DOMAIN loyalty.operation_kind ADD CONSTRAINT operation_kind_known
+    CHECK (VALUE IN ('purchase', 'refund', 'adjust', 'expire', 'merge', 'grant'));
+COMMENT ON DOMAIN loyalty.operation_kind IS
+    'The kind of a writing call: purchase, refund, adjust, expire, merge or grant';
+
+CREATE FUNCTION loyalty.grant_points(request jsonb) RETURNS jsonb
+    LANGUAGE c STRICT SECURITY DEFINER
+    SET search_path = pg_catalog, pg_temp
+    AS 'MODULE_PATHNAME', 'loyalty_grant_points';
+COMMENT ON FUNCTION loyalty.grant_points(request jsonb) IS
+    'Campaign grant: the same points to every member of a segment or every listed customer in one set-based statement; idempotent by operation_id';
+REVOKE ALL ON FUNCTION loyalty.grant_points(jsonb) FROM PUBLIC;
+
+-- Issue 16: campaign grants are the marketer's
+GRANT EXECUTE ON FUNCTION loyalty.grant_points(jsonb) TO loyalty_marketer, loyalty_admin;

@@ -974,9 +974,9 @@ COMMENT ON VIEW loyalty.customer_masked IS
 -- ---------------------------------------------------------------------------
 CREATE DOMAIN loyalty.operation_kind AS text
     CONSTRAINT operation_kind_known
-    CHECK (VALUE IN ('purchase', 'refund', 'adjust', 'expire', 'merge'));
+    CHECK (VALUE IN ('purchase', 'refund', 'adjust', 'expire', 'merge', 'grant'));
 COMMENT ON DOMAIN loyalty.operation_kind IS
-    'The kind of a writing call: purchase, refund, adjust, expire or merge';
+    'The kind of a writing call: purchase, refund, adjust, expire, merge or grant';
 
 CREATE TABLE loyalty.operation (
     operation_id text NOT NULL COLLATE pg_catalog."C",
@@ -1118,6 +1118,13 @@ CREATE FUNCTION loyalty.adjust(request jsonb) RETURNS jsonb
     AS 'MODULE_PATHNAME', 'loyalty_adjust';
 COMMENT ON FUNCTION loyalty.adjust(request jsonb) IS
     'Manual grant (points > 0) or debit (points < 0) of a customer''s account; idempotent by operation_id';
+
+CREATE FUNCTION loyalty.grant_points(request jsonb) RETURNS jsonb
+    LANGUAGE c STRICT SECURITY DEFINER
+    SET search_path = pg_catalog, pg_temp
+    AS 'MODULE_PATHNAME', 'loyalty_grant_points';
+COMMENT ON FUNCTION loyalty.grant_points(request jsonb) IS
+    'Campaign grant: the same points to every member of a segment or every listed customer in one set-based statement; idempotent by operation_id';
 
 CREATE FUNCTION loyalty.balance(
         customer text,
@@ -2668,3 +2675,6 @@ GRANT ALL ON loyalty.segment_state TO loyalty_admin;
 GRANT EXECUTE ON FUNCTION loyalty.refresh_segments(boolean, timestamptz),
     loyalty.product_matches(jsonb, text), loyalty.segment_condition(jsonb, timestamptz),
     loyalty.segment_intervals(jsonb) TO loyalty_admin;
+
+-- Issue 16: campaign grants are the marketer's
+GRANT EXECUTE ON FUNCTION loyalty.grant_points(jsonb) TO loyalty_marketer, loyalty_admin;
