@@ -2517,9 +2517,6 @@ SELECT pg_catalog.pg_extension_config_dump('loyalty.event', '');
 SELECT pg_catalog.pg_extension_config_dump('loyalty.event_id_seq', '');
 SELECT pg_catalog.pg_extension_config_dump('loyalty.segment', '');
 SELECT pg_catalog.pg_extension_config_dump('loyalty.segment_member', '');
-SELECT pg_catalog.pg_extension_config_dump('loyalty.rfm_threshold', '');
-SELECT pg_catalog.pg_extension_config_dump('loyalty.rfm', '');
-SELECT pg_catalog.pg_extension_config_dump('loyalty.segment_state', '');
 SELECT pg_catalog.pg_extension_config_dump('loyalty.purchase', '');
 SELECT pg_catalog.pg_extension_config_dump('loyalty.purchase_line', '');
 SELECT pg_catalog.pg_extension_config_dump('loyalty.refund', '');
@@ -2530,6 +2527,9 @@ SELECT pg_catalog.pg_extension_config_dump('loyalty.coupon', '');
 SELECT pg_catalog.pg_extension_config_dump('loyalty.coupon_use', '');
 SELECT pg_catalog.pg_extension_config_dump('loyalty.subscription_plan', '');
 SELECT pg_catalog.pg_extension_config_dump('loyalty.subscription', '');
+SELECT pg_catalog.pg_extension_config_dump('loyalty.rfm_threshold', '');
+SELECT pg_catalog.pg_extension_config_dump('loyalty.rfm', '');
+SELECT pg_catalog.pg_extension_config_dump('loyalty.segment_state', '');
 
 -- ---------------------------------------------------------------------------
 -- Privileges (SPEC §13).  Nothing for PUBLIC but the phone type's machinery
