@@ -1219,3 +1219,370 @@ REVOKE ALL ON FUNCTION loyalty.grant_points(jsonb) FROM PUBLIC;
 
 -- Issue 16: campaign grants are the marketer's
 GRANT EXECUTE ON FUNCTION loyalty.grant_points(jsonb) TO loyalty_marketer, loyalty_admin;
+
+-- ---------------------------------------------------------------------------
+-- Issue 16: Experiments, KPIs and liability (SPEC §10).  Part 5: ab_group
+-- (a documented hash an analyst reproduces in SQL), experiments with a
+-- holdout and experiment_report (two-proportion z-test), kpi / kpi_daily,
+-- points_liability as of any moment (from the ledger entries), breakage.
+-- ---------------------------------------------------------------------------
+-- ---------------------------------------------------------------------------
+-- A/B experiments (SPEC §10).  ab_group hashes experiment || ':' ||
+-- customer_id with hashtextextended (seed 0, the 64-bit hash PostgreSQL's
+-- hash partitioning uses) into 10,000 buckets: bucket = hash mod 10000
+-- (taken non-negative), group = bucket * groups / 10000.  An experiment's
+-- holdout takes the first holdout_percent * 100 buckets, its variants the
+-- rest in proportion to their weights, in the order written.
+-- ---------------------------------------------------------------------------
+CREATE FUNCTION loyalty.ab_bucket(customer_id bigint, experiment text) RETURNS integer
+    LANGUAGE sql IMMUTABLE STRICT PARALLEL SAFE
+    AS $$
+    SELECT (((pg_catalog.hashtextextended(experiment || ':' || customer_id::text, 0) % 10000) + 10000) % 10000)::integer
+$$;
+COMMENT ON FUNCTION loyalty.ab_bucket(customer_id bigint, experiment text) IS
+    'The bucket (0..9999) of a customer in an experiment: hashtextextended(experiment || '':'' || customer_id, 0) mod 10000, non-negative';
+
+CREATE FUNCTION loyalty.ab_group(customer_id bigint, experiment text, groups integer DEFAULT 2) RETURNS integer
+    LANGUAGE sql IMMUTABLE STRICT PARALLEL SAFE
+    AS $$
+    SELECT CASE WHEN groups BETWEEN 1 AND 10000
+                THEN loyalty.ab_bucket(customer_id, experiment) * groups / 10000 END
+$$;
+COMMENT ON FUNCTION loyalty.ab_group(customer_id bigint, experiment text, groups integer) IS
+    'Deterministic A/B group 0..groups-1 of a customer: ab_bucket * groups / 10000 (NULL unless 1 <= groups <= 10000)';
+
+CREATE TABLE loyalty.experiment (
+    code text NOT NULL,
+    name text NOT NULL,
+    variants jsonb NOT NULL,
+    holdout_percent numeric(5,2) DEFAULT 0 NOT NULL,
+    starts_at timestamp with time zone NOT NULL,
+    ends_at timestamp with time zone NOT NULL,
+    CONSTRAINT experiment_code_check CHECK (code <> '' AND position(':' IN code) = 0),
+    CONSTRAINT experiment_holdout_range CHECK (holdout_percent >= 0 AND holdout_percent < 100),
+    CONSTRAINT experiment_period_not_empty CHECK (starts_at < ends_at),
+    CONSTRAINT experiment_pkey PRIMARY KEY (code)
+);
+COMMENT ON TABLE loyalty.experiment IS
+    'A/B experiments: variants [{"code", "weight"}], a holdout share that gets none of the experiment''s promotions, a period';
+
+CREATE FUNCTION loyalty.experiment_validate() RETURNS trigger
+    LANGUAGE plpgsql
+    SET search_path = pg_catalog, pg_temp
+    AS $$
+DECLARE
+    v    jsonb;
+    i    integer := 0;
+    path text;
+    why  text;
+    seen text[] := '{}';
+BEGIN
+    IF jsonb_typeof(NEW.variants) <> 'array' OR jsonb_array_length(NEW.variants) = 0 THEN
+        path := 'variants';
+        why := 'must be a non-empty array of {"code", "weight"}';
+    ELSE
+        FOR v IN SELECT jsonb_array_elements(NEW.variants) LOOP
+            path := format('variants[%s]', i);
+            IF jsonb_typeof(v) <> 'object' THEN
+                why := 'must be an object {"code", "weight"}';
+            ELSIF EXISTS (SELECT 1 FROM jsonb_object_keys(v) k WHERE k NOT IN ('code', 'weight')) THEN
+                path := path || '.' || (SELECT k FROM jsonb_object_keys(v) k WHERE k NOT IN ('code', 'weight') LIMIT 1);
+                why := 'is not a known field (known: code, weight)';
+            ELSIF jsonb_typeof(v -> 'code') IS DISTINCT FROM 'string' OR v ->> 'code' IN ('', 'holdout') THEN
+                path := path || '.code';
+                why := 'must be a non-empty string other than holdout';
+            ELSIF (v ->> 'code') = ANY (seen) THEN
+                path := path || '.code';
+                why := 'repeats another variant''s code';
+            ELSIF jsonb_typeof(v -> 'weight') IS DISTINCT FROM 'number'
+                  OR (v ->> 'weight') !~ '^[0-9]{1,4}$' OR (v ->> 'weight')::int < 1 THEN
+                path := path || '.weight';
+                why := 'must be a whole number from 1 to 9999';
+            END IF;
+            EXIT WHEN why IS NOT NULL;
+            seen := seen || (v ->> 'code');
+            i := i + 1;
+        END LOOP;
+    END IF;
+    IF why IS NOT NULL THEN
+        RAISE EXCEPTION 'invalid experiment "%"', NEW.code
+            USING ERRCODE = 'LY006', DETAIL = format('Field "%s" %s.', path, why);
+    END IF;
+    RETURN NEW;
+END
+$$;
+COMMENT ON FUNCTION loyalty.experiment_validate() IS 'Refuses an experiment whose variants are malformed (LY006, the JSON path named)';
+CREATE TRIGGER experiment_validate BEFORE INSERT OR UPDATE ON loyalty.experiment
+    FOR EACH ROW EXECUTE FUNCTION loyalty.experiment_validate();
+
+CREATE FUNCTION loyalty.experiment_variant(experiment text, customer_id bigint) RETURNS text
+    LANGUAGE sql STABLE STRICT PARALLEL SAFE
+    SET search_path = pg_catalog, pg_temp
+    AS $$
+    WITH e AS (SELECT x.holdout_percent, x.variants FROM loyalty.experiment x WHERE x.code = experiment),
+         b AS (SELECT loyalty.ab_bucket(customer_id, experiment) AS bucket),
+         v AS (SELECT o.value ->> 'code' AS code, o.ordinality AS n,
+                      sum((o.value ->> 'weight')::numeric) OVER (ORDER BY o.ordinality) AS upto,
+                      sum((o.value ->> 'weight')::numeric) OVER () AS total
+                 FROM e, jsonb_array_elements(e.variants) WITH ORDINALITY o)
+    SELECT CASE WHEN b.bucket < e.holdout_percent * 100 THEN 'holdout'
+                ELSE (SELECT v.code FROM v
+                       WHERE b.bucket - e.holdout_percent * 100 < v.upto * (10000 - e.holdout_percent * 100) / v.total
+                       ORDER BY v.n LIMIT 1) END
+      FROM e, b
+$$;
+COMMENT ON FUNCTION loyalty.experiment_variant(experiment text, customer_id bigint) IS
+    'The variant (or holdout) of a customer in an experiment: the first holdout_percent*100 buckets are the holdout, the rest split by weight';
+
+CREATE FUNCTION loyalty.normal_cdf(x double precision) RETURNS double precision
+    LANGUAGE sql IMMUTABLE STRICT PARALLEL SAFE
+    AS $$
+    -- Abramowitz and Stegun 7.1.26 (absolute error below 1.5e-7)
+    SELECT CASE WHEN x < 0 THEN 1 - loyalty.normal_cdf(-x)
+                ELSE 1 - 0.5 * t.poly * exp(-(x * x) / 2) END
+      FROM (SELECT k * (0.254829592 + k * (-0.284496736 + k * (1.421413741
+                   + k * (-1.453152027 + k * 1.061405429)))) AS poly
+              FROM (SELECT 1 / (1 + 0.3275911 * x / sqrt(2)) AS k) s) t
+$$;
+COMMENT ON FUNCTION loyalty.normal_cdf(x double precision) IS
+    'The standard normal distribution function (Abramowitz-Stegun 7.1.26; error below 1.5e-7)';
+
+CREATE FUNCTION loyalty.proportion_test(
+        base_buyers bigint, base_assigned bigint, buyers bigint, assigned bigint,
+        OUT uplift numeric, OUT z numeric, OUT confidence numeric,
+        OUT significant boolean, OUT needed_per_arm bigint)
+    LANGUAGE sql IMMUTABLE STRICT PARALLEL SAFE
+    AS $$
+    SELECT CASE WHEN p0 > 0 THEN round((p1 / p0 - 1)::numeric, 4) END,
+           round(zz::numeric, 4),
+           round((2 * loyalty.normal_cdf(abs(zz)) - 1)::numeric, 4),
+           abs(zz) >= 1.96,
+           CASE WHEN p1 <> p0 THEN
+               ceil(7.848879 * (p0 * (1 - p0) + p1 * (1 - p1)) / ((p1 - p0) ^ 2))::bigint END
+      FROM (SELECT p0, p1,
+                   CASE WHEN n0 > 0 AND n1 > 0 AND pooled * (1 - pooled) > 0
+                        THEN (p1 - p0) / sqrt(pooled * (1 - pooled) * (1.0 / n0 + 1.0 / n1)) END AS zz
+              FROM (SELECT base_buyers::float8 / nullif(base_assigned, 0) AS p0,
+                           buyers::float8 / nullif(assigned, 0) AS p1,
+                           (base_buyers + buyers)::float8 / nullif(base_assigned + assigned, 0) AS pooled,
+                           base_assigned::float8 AS n0, assigned::float8 AS n1) r) s
+$$;
+COMMENT ON FUNCTION loyalty.proportion_test(base_buyers bigint, base_assigned bigint, buyers bigint, assigned bigint) IS
+    'Two-proportion z-test of buyers/assigned against a base: relative uplift, z (pooled), two-sided confidence, |z| >= 1.96, customers per arm for 95 % / 80 % power ((1.959964 + 0.841621)^2 = 7.848879)';
+
+CREATE FUNCTION loyalty.experiment_report(code text)
+    RETURNS TABLE (variant text, assigned bigint, buyers bigint, conversion numeric,
+                   revenue_per_customer numeric, uplift numeric, z numeric, confidence numeric,
+                   significant boolean, needed_per_arm bigint)
+    LANGUAGE sql STABLE STRICT SECURITY DEFINER
+    SET search_path = pg_catalog, pg_temp
+    AS $$
+    WITH e AS (SELECT x.* FROM loyalty.experiment x WHERE x.code = experiment_report.code),
+         arms AS (SELECT 'holdout' AS variant, 0 AS n FROM e WHERE e.holdout_percent > 0
+                  UNION ALL
+                  SELECT o.value ->> 'code', o.ordinality FROM e, jsonb_array_elements(e.variants) WITH ORDINALITY o),
+         who AS (SELECT c.id, loyalty.experiment_variant(e.code, c.id) AS variant
+                   FROM e, loyalty.customer c
+                  WHERE c.merged_into IS NULL AND c.created_at < e.ends_at),
+         spend AS (SELECT p.customer_id, sum(p.total - p.refunded) AS paid
+                     FROM e, loyalty.purchase p
+                    WHERE p.at >= e.starts_at AND p.at < e.ends_at AND p.customer_id IS NOT NULL
+                    GROUP BY p.customer_id),
+         agg AS (SELECT a.variant, a.n, count(w.id) AS assigned, count(s.customer_id) AS buyers,
+                        coalesce(sum(s.paid), 0) AS paid
+                   FROM arms a LEFT JOIN who w ON w.variant = a.variant
+                   LEFT JOIN spend s ON s.customer_id = w.id
+                  GROUP BY a.variant, a.n),
+         base AS (SELECT * FROM agg ORDER BY n LIMIT 1)
+    SELECT g.variant, g.assigned, g.buyers,
+           round(g.buyers::numeric / nullif(g.assigned, 0), 4),
+           round(g.paid / nullif(g.assigned, 0), 2),
+           t.uplift, t.z, t.confidence, t.significant, t.needed_per_arm
+      FROM agg g CROSS JOIN base b
+      LEFT JOIN LATERAL (SELECT * FROM loyalty.proportion_test(b.buyers, b.assigned, g.buyers, g.assigned)
+                          WHERE g.n <> b.n) t ON true
+     ORDER BY g.n
+$$;
+COMMENT ON FUNCTION loyalty.experiment_report(code text) IS
+    'Per variant of an experiment (holdout first when there is one): assigned customers, buyers in the period, conversion, revenue per customer, and against the holdout (or the first variant) uplift, z, confidence, significance and customers needed per arm';
+
+-- ---------------------------------------------------------------------------
+-- KPIs and points liability (SPEC §10).  Money is paid total net of
+-- refunds; periods are program-time-zone days, weeks, months.
+-- ---------------------------------------------------------------------------
+CREATE FUNCTION loyalty.kpi("from" timestamptz, "to" timestamptz, by text DEFAULT 'day')
+    RETURNS TABLE (period text, checks bigint, identified_checks bigint, identified_share numeric,
+                   revenue numeric, member_revenue_share numeric, avg_check_member numeric,
+                   avg_check_anonymous numeric, customers bigint, repeat_rate numeric,
+                   retention numeric, points_earned numeric, points_spent numeric,
+                   points_expired numeric, points_reversed numeric, redemption_rate numeric)
+    LANGUAGE plpgsql STABLE STRICT SECURITY DEFINER
+    SET search_path = pg_catalog, pg_temp
+    AS $$
+#variable_conflict use_column
+DECLARE
+    tz   text := loyalty.setting_value('timezone');
+    unit text;
+BEGIN
+    IF by NOT IN ('day', 'week', 'month', 'store', 'channel') THEN
+        RAISE EXCEPTION 'invalid kpi grouping "%"', by
+            USING ERRCODE = '22023', DETAIL = 'Argument "by" must be day, week, month, store or channel.';
+    END IF;
+    IF "from" >= "to" THEN
+        RAISE EXCEPTION 'empty kpi period'
+            USING ERRCODE = '22023', DETAIL = 'Argument "from" must be earlier than "to".';
+    END IF;
+    unit := CASE WHEN by IN ('day', 'week', 'month') THEN by END;
+    RETURN QUERY
+    WITH p AS (
+        -- the purchases of the period and of the period before it (retention)
+        SELECT x.*, x.total - x.refunded AS paid,
+               CASE WHEN unit IS NOT NULL
+                    THEN to_char(date_trunc(unit, x.at AT TIME ZONE tz), 'YYYY-MM-DD')
+                    WHEN by = 'store' THEN coalesce(x.store, '-') ELSE x.channel END AS grp,
+               CASE WHEN unit IS NOT NULL
+                    THEN to_char(date_trunc(unit, (x.at AT TIME ZONE tz) + ('1 ' || unit)::interval), 'YYYY-MM-DD')
+                    WHEN by = 'store' THEN coalesce(x.store, '-') ELSE x.channel END AS next_grp,
+               x.at >= "from" AS current
+          FROM loyalty.purchase x
+         WHERE x.at < "to"
+           AND x.at >= CASE WHEN unit IS NULL THEN "from" - ("to" - "from")
+                            ELSE (date_trunc(unit, "from" AT TIME ZONE tz) - ('1 ' || unit)::interval) AT TIME ZONE tz END
+    ), cur AS (SELECT * FROM p WHERE p.current),
+    money AS (
+        SELECT c.grp, count(*) AS checks, count(c.customer_id) AS identified,
+               sum(c.paid) AS revenue,
+               coalesce(sum(c.paid) FILTER (WHERE c.customer_id IS NOT NULL), 0) AS member_revenue,
+               coalesce(sum(c.paid) FILTER (WHERE c.customer_id IS NULL), 0) AS anonymous_revenue,
+               count(DISTINCT c.customer_id) AS customers
+          FROM cur c GROUP BY c.grp
+    ), repeat AS (
+        SELECT b.grp, count(*) FILTER (WHERE b.n >= 2) AS repeaters
+          FROM (SELECT c.grp, c.customer_id, count(*) AS n FROM cur c
+                 WHERE c.customer_id IS NOT NULL GROUP BY c.grp, c.customer_id) b
+         GROUP BY b.grp
+    ), retained AS (
+        -- customers of the previous period (next_grp of theirs = this group)
+        -- and how many of them bought again in this one
+        SELECT q.next_grp AS grp, count(DISTINCT q.customer_id) AS before,
+               count(DISTINCT q.customer_id) FILTER (WHERE EXISTS (
+                   SELECT 1 FROM cur c WHERE c.customer_id = q.customer_id AND c.grp = q.next_grp)) AS again
+          FROM p q
+         WHERE q.customer_id IS NOT NULL
+           AND CASE WHEN unit IS NOT NULL THEN q.grp <> q.next_grp AND q.next_grp IN (SELECT grp FROM cur)
+                    ELSE NOT q.current END
+         GROUP BY q.next_grp
+    ), points AS (
+        SELECT CASE WHEN unit IS NOT NULL
+                    THEN to_char(date_trunc(unit, e.at AT TIME ZONE tz), 'YYYY-MM-DD')
+                    WHEN by = 'store' THEN coalesce(pu.store, '-') ELSE coalesce(pu.channel, '-') END AS grp,
+               coalesce(sum(e.points) FILTER (WHERE e.kind = 'earn'), 0) AS earned,
+               -coalesce(sum(e.points) FILTER (WHERE e.kind IN ('spend', 'return')), 0) AS spent,
+               -coalesce(sum(e.points) FILTER (WHERE e.kind = 'expire'), 0) AS expired,
+               -coalesce(sum(e.points) FILTER (WHERE e.kind = 'reverse'), 0) AS reversed
+          FROM loyalty.ledger_entry e
+          LEFT JOIN loyalty.purchase pu ON pu.operation_id = coalesce(e.ref_operation_id, e.operation_id)
+         WHERE e.at >= "from" AND e.at < "to"
+         GROUP BY 1
+    )
+    SELECT g.grp, coalesce(m.checks, 0), coalesce(m.identified, 0),
+           round(m.identified::numeric / nullif(m.checks, 0), 4),
+           coalesce(m.revenue, 0),
+           round(m.member_revenue / nullif(m.revenue, 0), 4),
+           round(m.member_revenue / nullif(m.identified, 0), 2),
+           round(m.anonymous_revenue / nullif(m.checks - m.identified, 0), 2),
+           coalesce(m.customers, 0),
+           round(r.repeaters::numeric / nullif(m.customers, 0), 4),
+           round(t.again::numeric / nullif(t.before, 0), 4),
+           coalesce(pt.earned, 0), coalesce(pt.spent, 0), coalesce(pt.expired, 0), coalesce(pt.reversed, 0),
+           round(pt.spent / nullif(pt.earned, 0), 4)
+      FROM (SELECT grp FROM money UNION SELECT grp FROM points) g
+      LEFT JOIN money m ON m.grp = g.grp
+      LEFT JOIN repeat r ON r.grp = g.grp
+      LEFT JOIN retained t ON t.grp = g.grp
+      LEFT JOIN points pt ON pt.grp = g.grp
+     ORDER BY g.grp;
+END
+$$;
+COMMENT ON FUNCTION loyalty.kpi("from" timestamp with time zone, "to" timestamp with time zone, by text) IS
+    'Program KPIs of [from, to) by day, week, month (program time zone), store or channel: checks, identified share, revenue, member share, average checks, customers, repeat rate, retention, points earned/spent/expired/reversed, redemption rate';
+
+CREATE VIEW loyalty.kpi_daily AS
+    SELECT k.*
+      FROM (SELECT min(at) AS first, max(at) AS last FROM loyalty.purchase) b
+     CROSS JOIN LATERAL loyalty.kpi(b.first, b.last + interval '1 microsecond', 'day') k
+     WHERE b.first IS NOT NULL;
+COMMENT ON VIEW loyalty.kpi_daily IS 'loyalty.kpi by program day over the whole history';
+
+CREATE FUNCTION loyalty.points_liability(as_of timestamptz DEFAULT now())
+    RETURNS TABLE (account text, expiry_month text, available numeric, pending numeric,
+                   negative numeric, points numeric, money numeric)
+    LANGUAGE sql STABLE STRICT SECURITY DEFINER
+    SET search_path = pg_catalog, pg_temp
+    AS $$
+    WITH l AS (
+        SELECT x.account, x.available_at, x.expires_at,
+               (SELECT coalesce(sum(e.points), 0) FROM loyalty.ledger_entry e
+                 WHERE e.lot_id = x.id AND e.at <= as_of) AS remaining
+          FROM loyalty.lot x
+         WHERE x.earned_at <= as_of AND (x.expires_at IS NULL OR x.expires_at > as_of OR x.amount < 0)
+    )
+    SELECT l.account,
+           to_char(l.expires_at AT TIME ZONE loyalty.setting_value('timezone'), 'YYYY-MM'),
+           sum(l.remaining) FILTER (WHERE l.remaining > 0 AND l.available_at <= as_of),
+           sum(l.remaining) FILTER (WHERE l.remaining > 0 AND l.available_at > as_of),
+           sum(l.remaining) FILTER (WHERE l.remaining < 0),
+           sum(l.remaining),
+           round(sum(l.remaining) * loyalty.setting_value('point_value')::numeric, 2)
+      FROM l
+     WHERE l.remaining <> 0
+     GROUP BY 1, 2
+     ORDER BY 1, 2 NULLS LAST
+$$;
+COMMENT ON FUNCTION loyalty.points_liability(as_of timestamp with time zone) IS
+    'Points owed as of a moment (from the ledger entries up to it) by account and expiry month (program time zone; NULL: no expiry): available, pending, debt, points and their money value';
+
+CREATE VIEW loyalty.breakage AS
+    SELECT to_char(x.earned_at AT TIME ZONE loyalty.setting_value('timezone'), 'YYYY-MM') AS earn_month,
+           x.account,
+           sum(x.amount) AS issued,
+           -coalesce(sum(e.spent), 0) AS redeemed,
+           -coalesce(sum(e.expired), 0) AS expired,
+           -coalesce(sum(e.reversed), 0) AS reversed,
+           round(-coalesce(sum(e.expired), 0) / nullif(sum(x.amount) + coalesce(sum(e.reversed), 0), 0), 4) AS breakage_rate
+      FROM loyalty.lot x
+      LEFT JOIN LATERAL (
+          SELECT sum(le.points) FILTER (WHERE le.kind IN ('spend', 'return')) AS spent,
+                 sum(le.points) FILTER (WHERE le.kind = 'expire') AS expired,
+                 sum(le.points) FILTER (WHERE le.kind = 'reverse') AS reversed
+            FROM loyalty.ledger_entry le WHERE le.lot_id = x.id) e ON true
+     WHERE x.amount > 0
+     GROUP BY 1, 2
+    HAVING bool_and(coalesce(x.remaining = 0 OR x.expires_at <= now(), false));
+COMMENT ON VIEW loyalty.breakage IS
+    'Per earn month (program time zone) and account whose lots have all ended: issued, redeemed, expired, reversed, breakage rate = expired / (issued - reversed)';
+
+SELECT pg_catalog.pg_extension_config_dump('loyalty.experiment', '');
+
+REVOKE ALL ON loyalty.experiment, loyalty.kpi_daily, loyalty.breakage FROM PUBLIC;
+REVOKE ALL ON FUNCTION
+    loyalty.ab_bucket(bigint, text), loyalty.ab_group(bigint, text, integer),
+    loyalty.experiment_variant(text, bigint), loyalty.normal_cdf(double precision),
+    loyalty.proportion_test(bigint, bigint, bigint, bigint), loyalty.experiment_report(text),
+    loyalty.kpi(timestamptz, timestamptz, text), loyalty.points_liability(timestamptz),
+    loyalty.experiment_validate()
+    FROM PUBLIC;
+
+-- Issue 16: experiments, KPIs and liability are the analyst's and the
+-- marketer's (the marketer also writes experiments)
+GRANT SELECT, INSERT, UPDATE, DELETE ON loyalty.experiment TO loyalty_marketer;
+GRANT SELECT ON loyalty.experiment, loyalty.kpi_daily, loyalty.breakage TO loyalty_analyst;
+GRANT SELECT ON loyalty.kpi_daily, loyalty.breakage TO loyalty_marketer, loyalty_admin;
+GRANT ALL ON loyalty.experiment TO loyalty_admin;
+GRANT EXECUTE ON FUNCTION
+    loyalty.ab_bucket(bigint, text), loyalty.ab_group(bigint, text, integer),
+    loyalty.experiment_variant(text, bigint), loyalty.normal_cdf(double precision),
+    loyalty.proportion_test(bigint, bigint, bigint, bigint), loyalty.experiment_report(text),
+    loyalty.kpi(timestamptz, timestamptz, text), loyalty.points_liability(timestamptz)
+    TO loyalty_analyst, loyalty_marketer, loyalty_admin;
+GRANT EXECUTE ON FUNCTION loyalty.experiment_validate() TO loyalty_admin;
