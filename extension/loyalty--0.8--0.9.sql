@@ -1586,3 +1586,16 @@ GRANT EXECUTE ON FUNCTION
     loyalty.kpi(timestamptz, timestamptz, text), loyalty.points_liability(timestamptz)
     TO loyalty_analyst, loyalty_marketer, loyalty_admin;
 GRANT EXECUTE ON FUNCTION loyalty.experiment_validate() TO loyalty_admin;
+
+-- ---------------------------------------------------------------------------
+-- Issue 16: promotion.experiment / variant (SPEC §10): an experiment's
+-- promotion goes only to the customers of its variant (any variant when
+-- NULL), never to the holdout; the engine assigns with the hash of
+-- loyalty.ab_bucket, from the experiments the configuration cache holds.
+-- ---------------------------------------------------------------------------
+ALTER TABLE loyalty.promotion ADD COLUMN experiment text, ADD COLUMN variant text,
+    ADD CONSTRAINT promotion_variant_needs_experiment CHECK (variant IS NULL OR experiment IS NOT NULL);
+COMMENT ON COLUMN loyalty.promotion.experiment IS
+    'The A/B experiment the promotion belongs to: only that experiment''s customers of "variant" (NULL: of any variant) get it, the holdout never';
+CREATE TRIGGER config_changed AFTER INSERT OR DELETE OR UPDATE OR TRUNCATE ON loyalty.experiment
+    FOR EACH STATEMENT EXECUTE FUNCTION loyalty.config_changed();

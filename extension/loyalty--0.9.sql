@@ -557,6 +557,9 @@ CREATE TABLE loyalty.promotion (
     per_customer_limit integer,
     enabled boolean DEFAULT true NOT NULL,
     segments_exclude text[],
+    experiment text,
+    variant text,
+    CONSTRAINT promotion_variant_needs_experiment CHECK (variant IS NULL OR experiment IS NOT NULL),
     CONSTRAINT promotion_channels_known CHECK (channels <@ ARRAY['pos', 'web', 'app']),
     CONSTRAINT promotion_code_check CHECK (code <> ''),
     CONSTRAINT promotion_per_customer_limit_positive CHECK (per_customer_limit > 0),
@@ -566,6 +569,8 @@ CREATE TABLE loyalty.promotion (
 );
 COMMENT ON TABLE loyalty.promotion IS
     'Promotions: a mechanic with its rule, order (priority, code), scope and limits';
+COMMENT ON COLUMN loyalty.promotion.experiment IS
+    'The A/B experiment the promotion belongs to: only that experiment''s customers of "variant" (NULL: of any variant) get it, the holdout never';
 COMMENT ON COLUMN loyalty.promotion.segments_exclude IS
     'Segments whose members never get the promotion (members of none of them may); read with the customer, once per check';
 
@@ -2380,6 +2385,8 @@ $$;
 COMMENT ON FUNCTION loyalty.experiment_validate() IS 'Refuses an experiment whose variants are malformed (LY006, the JSON path named)';
 CREATE TRIGGER experiment_validate BEFORE INSERT OR UPDATE ON loyalty.experiment
     FOR EACH ROW EXECUTE FUNCTION loyalty.experiment_validate();
+CREATE TRIGGER config_changed AFTER INSERT OR DELETE OR UPDATE OR TRUNCATE ON loyalty.experiment
+    FOR EACH STATEMENT EXECUTE FUNCTION loyalty.config_changed();
 
 CREATE FUNCTION loyalty.experiment_variant(experiment text, customer_id bigint) RETURNS text
     LANGUAGE sql STABLE STRICT PARALLEL SAFE

@@ -184,3 +184,36 @@ SELECT count(*) AS disagreements
        LATERAL loyalty.proportion_test(h.buyers, h.assigned, r.buyers, r.assigned) t
  WHERE h.variant = 'holdout' AND r.variant <> 'holdout'
    AND (r.z IS DISTINCT FROM t.z OR r.needed_per_arm IS DISTINCT FROM t.needed_per_arm);
+
+-- ---------------------------------------------------------------------------
+-- An experiment's promotions at the till: POINTS goes to the "points"
+-- variant, DISC to "discount", ALL to both; the holdout gets none, nor does
+-- an anonymous check.  From the assignment above: 3 is in points, 1 and 2
+-- in the holdout, 10 is the first of the discount variant.
+-- ---------------------------------------------------------------------------
+INSERT INTO loyalty.category (code, parent, name) VALUES ('all', NULL, 'All');
+INSERT INTO loyalty.product (sku, name, category, price) VALUES ('A', 'Cream', 'all', 100.00);
+INSERT INTO loyalty.promotion (code, name, mechanic, rule, experiment, variant) VALUES
+    ('POINTS', 'Variant points', 'percent_off', '{"products": {"all": true}, "percent": 1}', 'pvd', 'points'),
+    ('DISC', 'Variant discount', 'percent_off', '{"products": {"all": true}, "percent": 2}', 'pvd', 'discount'),
+    ('ALL', 'Every variant', 'percent_off', '{"products": {"all": true}, "percent": 3}', 'pvd', NULL);
+\set VERBOSITY terse
+INSERT INTO loyalty.promotion (code, name, mechanic, rule, variant) VALUES
+    ('BAD', 'Variant without experiment', 'percent_off', '{"products": {"all": true}, "percent": 1}', 'points');
+\set VERBOSITY default
+SET loyalty.test_now = '2026-03-02 12:00+00';
+SELECT who, loyalty.experiment_variant('pvd', (who ->> 'customer')::bigint) AS variant,
+       (SELECT coalesce(string_agg(p ->> 'code', ',' ORDER BY p ->> 'code'), '-')
+          FROM jsonb_array_elements(loyalty.calculate(jsonb_build_object(
+                   'lines', '[{"sku": "A", "qty": 1}]'::jsonb) || who) -> 'lines' -> 0 -> 'promotions') p) AS promotions
+  FROM unnest(ARRAY['{}', '{"customer": 1}', '{"customer": 3}',
+                    jsonb_build_object('customer', (SELECT min(id) FROM loyalty.customer
+                                                     WHERE loyalty.experiment_variant('pvd', id) = 'discount'))]) AS who;
+-- the engine (C) and experiment_variant (SQL) agree for every customer
+SELECT count(*) AS disagree
+  FROM loyalty.customer c
+ WHERE (SELECT coalesce(string_agg(p ->> 'code', ',' ORDER BY p ->> 'code'), '-')
+          FROM jsonb_array_elements(loyalty.calculate(jsonb_build_object(
+                   'customer', c.id, 'lines', '[{"sku": "A", "qty": 1}]'::jsonb)) -> 'lines' -> 0 -> 'promotions') p)
+       <> CASE loyalty.experiment_variant('pvd', c.id)
+               WHEN 'holdout' THEN '-' WHEN 'points' THEN 'ALL,POINTS' ELSE 'ALL,DISC' END;

@@ -25,6 +25,7 @@
 #include "pgtime.h"
 #include "utils/hsearch.h"
 
+#include "experiments.h"
 #include "rules.h"
 
 /* A sorted list of names (promotion scopes, segments). */
@@ -105,6 +106,12 @@ typedef struct CachedPromotion
 	NameList   *tiers;
 	NameList   *segments;
 	NameList   *segments_exclude;	/* NULL = none; members of any never get it */
+	/* an experiment's promotion: only its variant (EXPERIMENT_ANY_VARIANT:
+	 * every variant), never the holdout; NULL when none */
+	char	   *experiment_code;	/* as written; NULL when none */
+	char	   *variant_code;	/* NULL: every variant */
+	const CachedExperiment *experiment;
+	int			variant;
 	bool		identified_only;
 	bool		requires_coupon;
 	int			usage_limit;	/* 0 = none */
