@@ -1464,14 +1464,16 @@ BEGIN
     ), retained AS (
         -- customers of the previous period (next_grp of theirs = this group)
         -- and how many of them bought again in this one
-        SELECT q.next_grp AS grp, count(DISTINCT q.customer_id) AS before,
-               count(DISTINCT q.customer_id) FILTER (WHERE EXISTS (
-                   SELECT 1 FROM cur c WHERE c.customer_id = q.customer_id AND c.grp = q.next_grp)) AS again
-          FROM p q
-         WHERE q.customer_id IS NOT NULL
-           AND CASE WHEN unit IS NOT NULL THEN q.grp <> q.next_grp AND q.next_grp IN (SELECT grp FROM cur)
-                    ELSE NOT q.current END
-         GROUP BY q.next_grp
+        SELECT q.grp, count(*) AS before, count(k.customer_id) AS again
+          FROM (SELECT DISTINCT q.next_grp AS grp, q.customer_id
+                  FROM p q
+                 WHERE q.customer_id IS NOT NULL
+                   AND CASE WHEN unit IS NOT NULL THEN q.next_grp IN (SELECT c.grp FROM cur c)
+                            ELSE NOT q.current END) q
+          LEFT JOIN (SELECT DISTINCT c.grp, c.customer_id FROM cur c
+                      WHERE c.customer_id IS NOT NULL) k
+            ON k.grp = q.grp AND k.customer_id = q.customer_id
+         GROUP BY q.grp
     ), points AS (
         SELECT CASE WHEN unit IS NOT NULL
                     THEN to_char(date_trunc(unit, e.at AT TIME ZONE tz), 'YYYY-MM-DD')
@@ -1520,11 +1522,13 @@ CREATE FUNCTION loyalty.points_liability(as_of timestamptz DEFAULT now())
     LANGUAGE sql STABLE STRICT SECURITY DEFINER
     SET search_path = pg_catalog, pg_temp
     AS $$
-    WITH l AS (
-        SELECT x.account, x.available_at, x.expires_at,
-               (SELECT coalesce(sum(e.points), 0) FROM loyalty.ledger_entry e
-                 WHERE e.lot_id = x.id AND e.at <= as_of) AS remaining
-          FROM loyalty.lot x
+    WITH e AS (
+        -- one pass over the entries up to the moment (no index by lot needed)
+        SELECT y.lot_id, sum(y.points) AS remaining
+          FROM loyalty.ledger_entry y WHERE y.at <= as_of GROUP BY y.lot_id
+    ), l AS (
+        SELECT x.account, x.available_at, x.expires_at, e.remaining
+          FROM loyalty.lot x JOIN e ON e.lot_id = x.id
          WHERE x.earned_at <= as_of AND (x.expires_at IS NULL OR x.expires_at > as_of OR x.amount < 0)
     )
     SELECT l.account,
@@ -1551,11 +1555,12 @@ CREATE VIEW loyalty.breakage AS
            -coalesce(sum(e.reversed), 0) AS reversed,
            round(-coalesce(sum(e.expired), 0) / nullif(sum(x.amount) + coalesce(sum(e.reversed), 0), 0), 4) AS breakage_rate
       FROM loyalty.lot x
-      LEFT JOIN LATERAL (
-          SELECT sum(le.points) FILTER (WHERE le.kind IN ('spend', 'return')) AS spent,
+      LEFT JOIN (
+          SELECT le.lot_id,
+                 sum(le.points) FILTER (WHERE le.kind IN ('spend', 'return')) AS spent,
                  sum(le.points) FILTER (WHERE le.kind = 'expire') AS expired,
                  sum(le.points) FILTER (WHERE le.kind = 'reverse') AS reversed
-            FROM loyalty.ledger_entry le WHERE le.lot_id = x.id) e ON true
+            FROM loyalty.ledger_entry le GROUP BY le.lot_id) e ON e.lot_id = x.id
      WHERE x.amount > 0
      GROUP BY 1, 2
     HAVING bool_and(coalesce(x.remaining = 0 OR x.expires_at <= now(), false));
