@@ -43,5 +43,8 @@ VALUES ('BAD', 'typo', 'percent_off', '{\"products\": {\"categories\": [\"face\"
 say "a day of checks: priced, committed, two receipts and the summary (demo/checks.sql)"
 "${PSQL[@]}" -f demo/checks.sql
 
+say "the analyst's view: KPIs, RFM, a segment, an experiment, the liability (demo/analyst.sql)"
+"${PSQL[@]}" -f demo/analyst.sql
+
 cluster_stop
 say "done: the cluster is stopped and removed"
