@@ -2156,14 +2156,14 @@ BEGIN
     END IF;
     IF rule ? 'purchases' THEN
         parts := parts || format('(SELECT count(*) FROM loyalty.purchase p WHERE p.customer_id = c.id AND p.at < %1$s%2$s'
-                                 ' AND NOT (p.refunded = p.total AND p.total > 0)) BETWEEN %3$s AND %4$s',
+                                 ' AND NOT (p.refunded = p.total AND p.total > 0)) BETWEEN %3$L::numeric AND %4$L::numeric',
                                  t, CASE WHEN rule -> 'purchases' ? 'within'
                                          THEN format(' AND p.at >= %s - %L::interval', t, rule -> 'purchases' ->> 'within') ELSE '' END,
                                  coalesce(rule -> 'purchases' ->> 'min', '0'), coalesce(rule -> 'purchases' ->> 'max', '2147483647'));
     END IF;
     IF rule ? 'spend' THEN
         parts := parts || format('(SELECT coalesce(sum(p.total - p.refunded), 0) FROM loyalty.purchase p WHERE p.customer_id = c.id AND p.at < %1$s%2$s)'
-                                 ' BETWEEN %3$s AND %4$s',
+                                 ' BETWEEN %3$L::numeric AND %4$L::numeric',
                                  t, CASE WHEN rule -> 'spend' ? 'within'
                                          THEN format(' AND p.at >= %s - %L::interval', t, rule -> 'spend' ->> 'within') ELSE '' END,
                                  coalesce(rule -> 'spend' ->> 'min', '0'), coalesce(rule -> 'spend' ->> 'max', '1e15'));
