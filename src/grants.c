@@ -385,8 +385,9 @@ loyalty_grant_points(PG_FUNCTION_ARGS)
 					values, nulls, false, 0);
 
 	values[2] = CStringGetTextDatum(req.account);
-	values[3] = DirectFunctionCall1(numeric_in,
-									CStringGetDatum(scaled_to_cstring(points, precision)));
+	values[3] = DirectFunctionCall3(numeric_in,
+									CStringGetDatum(scaled_to_cstring(points, precision)),
+									ObjectIdGetDatum(InvalidOid), Int32GetDatum(-1));
 	values[4] = CStringGetTextDatum(req.operation_id);
 	values[5] = TimestampTzGetDatum(now);
 	values[6] = TimestampTzGetDatum(expires);
