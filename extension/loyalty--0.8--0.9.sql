@@ -818,3 +818,1011 @@ COMMENT ON TABLE loyalty.promotion_budget_claim IS
 SELECT pg_catalog.pg_extension_config_dump('loyalty.promotion_budget_claim', '');
 GRANT SELECT ON loyalty.promotion_budget_claim TO loyalty_marketer, loyalty_analyst;
 GRANT ALL ON loyalty.promotion_budget_claim TO loyalty_admin;
+
+
+-- ---------------------------------------------------------------------------
+-- Issue 16: Segments, RFM (SPEC §10).  Part 1: RFM scores by stored
+-- thresholds (never NTILE: equal values, equal scores), recomputed once a
+-- program day by maintenance in quantile mode or written by the marketer in
+-- fixed mode; the named boxes shipped; refunds net out.
+-- ---------------------------------------------------------------------------
+INSERT INTO loyalty.setting_definition (key, default_value, description) VALUES
+    ('rfm_window', '365 days',
+     'RFM window: frequency and monetary count the purchases of this long before the moment'),
+    ('rfm_mode', 'quantile',
+     'RFM thresholds: quantile (maintenance recomputes loyalty.rfm_threshold) or fixed (the marketer writes them)');
+
+CREATE FUNCTION loyalty.rfm_setting_validate() RETURNS trigger
+    LANGUAGE plpgsql
+    SET search_path = pg_catalog, pg_temp
+    AS $_$
+BEGIN
+    IF NEW.key = 'rfm_window' AND NOT (NEW.value ~ '^[0-9]{1,5} (day|days|month|months|year|years)$'
+                                       AND NEW.value::interval > interval '0') THEN
+        RAISE EXCEPTION 'invalid value for setting "%": "%"', NEW.key, NEW.value
+            USING ERRCODE = 'LY006',
+                  DETAIL = 'Field "value" of setting "rfm_window" must be a positive interval such as 365 days.';
+    END IF;
+    IF NEW.key = 'rfm_mode' AND NEW.value NOT IN ('quantile', 'fixed') THEN
+        RAISE EXCEPTION 'invalid value for setting "%": "%"', NEW.key, NEW.value
+            USING ERRCODE = 'LY006',
+                  DETAIL = 'Field "value" of setting "rfm_mode" must be quantile or fixed.';
+    END IF;
+    RETURN NEW;
+END
+$_$;
+COMMENT ON FUNCTION loyalty.rfm_setting_validate() IS
+    'Refuses a malformed rfm_window or rfm_mode setting (LY006)';
+CREATE TRIGGER setting_validate_rfm BEFORE INSERT OR UPDATE ON loyalty.setting
+    FOR EACH ROW WHEN (new.key IN ('rfm_window', 'rfm_mode')) EXECUTE FUNCTION loyalty.rfm_setting_validate();
+
+-- ---------------------------------------------------------------------------
+-- RFM (SPEC §10).  Scores 1..5 come from stored thresholds, never NTILE, so
+-- equal values get equal scores.  A threshold row (dimension, score) holds
+-- the values lower < v <= upper (NULL: unbounded); the recency dimension
+-- holds whole days, and the fewest days score 5.  Mode quantile (setting
+-- rfm_mode) recomputes them from the 0.2/0.4/0.6/0.8 quantiles
+-- (percentile_disc) over the customers with a purchase in the window; mode
+-- fixed leaves the marketer's rows alone.  Money is paid total net of the
+-- refunds made before the moment; a purchase a full refund ended before the
+-- moment is no purchase at all.  Named boxes: the first by rank wins.
+-- ---------------------------------------------------------------------------
+CREATE TABLE loyalty.rfm_threshold (
+    dimension text NOT NULL,
+    score integer NOT NULL,
+    lower numeric,
+    upper numeric,
+    computed_at timestamp with time zone DEFAULT now() NOT NULL,
+    CONSTRAINT rfm_threshold_dimension_check CHECK (dimension IN ('r', 'f', 'm')),
+    CONSTRAINT rfm_threshold_score_check CHECK (score BETWEEN 1 AND 5),
+    CONSTRAINT rfm_threshold_bounds CHECK (lower IS NULL OR upper IS NULL OR lower <= upper),
+    CONSTRAINT rfm_threshold_pkey PRIMARY KEY (dimension, score)
+);
+COMMENT ON TABLE loyalty.rfm_threshold IS
+    'RFM score thresholds: a value v scores "score" when lower < v <= upper (NULL unbounded); r in whole days (fewest days score 5)';
+
+CREATE TABLE loyalty.rfm_segment (
+    code text NOT NULL,
+    name text NOT NULL,
+    r_min integer DEFAULT 1 NOT NULL,
+    r_max integer DEFAULT 5 NOT NULL,
+    f_min integer DEFAULT 1 NOT NULL,
+    f_max integer DEFAULT 5 NOT NULL,
+    m_min integer DEFAULT 1 NOT NULL,
+    m_max integer DEFAULT 5 NOT NULL,
+    rank integer NOT NULL,
+    CONSTRAINT rfm_segment_code_check CHECK (code <> '' AND code <> 'prospect'),
+    CONSTRAINT rfm_segment_scores CHECK (1 <= r_min AND r_min <= r_max AND r_max <= 5
+                                         AND 1 <= f_min AND f_min <= f_max AND f_max <= 5
+                                         AND 1 <= m_min AND m_min <= m_max AND m_max <= 5),
+    CONSTRAINT rfm_segment_pkey PRIMARY KEY (code),
+    CONSTRAINT rfm_segment_rank_key UNIQUE (rank)
+);
+COMMENT ON TABLE loyalty.rfm_segment IS
+    'Named RFM boxes (scores from min to max inclusive); a customer falls into the first box by rank';
+
+INSERT INTO loyalty.rfm_segment (code, name, r_min, r_max, f_min, f_max, m_min, m_max, rank) VALUES
+    ('champions',          'Champions',           4, 5, 4, 5, 4, 5, 1),
+    ('cant_lose',          'Can''t lose them',    1, 2, 4, 5, 4, 5, 2),
+    ('at_risk',            'At risk',             1, 2, 3, 5, 1, 5, 3),
+    ('loyal',              'Loyal',               3, 5, 3, 5, 1, 5, 4),
+    ('new',                'New customers',       5, 5, 1, 1, 1, 5, 5),
+    ('potential_loyalist', 'Potential loyalists', 4, 5, 2, 3, 1, 5, 6),
+    ('promising',          'Promising',           3, 4, 1, 1, 1, 5, 7),
+    ('need_attention',     'Need attention',      3, 3, 2, 3, 1, 5, 8),
+    ('about_to_sleep',     'About to sleep',      2, 3, 1, 2, 1, 5, 9),
+    ('lost',               'Lost',                1, 5, 1, 5, 1, 5, 10);
+
+CREATE TABLE loyalty.rfm (
+    customer_id bigint NOT NULL,
+    recency_days integer,
+    frequency integer NOT NULL,
+    monetary numeric(14,2) NOT NULL,
+    r integer,
+    f integer,
+    m integer,
+    segment text NOT NULL,
+    computed_at timestamp with time zone NOT NULL,
+    CONSTRAINT rfm_pkey PRIMARY KEY (customer_id)
+);
+CREATE INDEX rfm_segment_idx ON loyalty.rfm (segment);
+COMMENT ON TABLE loyalty.rfm IS
+    'RFM of every customer as of computed_at: recency in whole days since the last purchase, frequency and monetary in the window, scores, segment (prospect: never bought)';
+
+CREATE FUNCTION loyalty.refresh_rfm(as_of timestamptz DEFAULT now()) RETURNS bigint
+    LANGUAGE plpgsql STRICT SECURITY DEFINER
+    SET search_path = pg_catalog, pg_temp
+    AS $$
+DECLARE
+    win  interval := loyalty.setting_value('rfm_window')::interval;
+    n    bigint;
+BEGIN
+    CREATE TEMPORARY TABLE IF NOT EXISTS loyalty_rfm_facts (
+        customer_id bigint PRIMARY KEY, last_at timestamptz,
+        frequency integer, monetary numeric(14,2)) ON COMMIT DROP;
+    TRUNCATE loyalty_rfm_facts;
+    -- one pass over the purchases of identified customers before the moment
+    INSERT INTO loyalty_rfm_facts
+    SELECT coalesce(c.merged_into, c.id),
+           max(p.at) FILTER (WHERE NOT coalesce(x.ended, false)),
+           count(*) FILTER (WHERE p.at >= as_of - win AND NOT coalesce(x.ended, false)),
+           coalesce(sum(p.total - coalesce(x.back, 0)) FILTER (WHERE p.at >= as_of - win), 0)
+      FROM loyalty.purchase p
+      JOIN loyalty.customer c ON c.id = p.customer_id
+      LEFT JOIN LATERAL (SELECT sum(r.amount) AS back, bool_or(r.full_refund) AS ended
+                           FROM loyalty.refund r
+                          WHERE r.purchase = p.operation_id AND r.at < as_of) x ON true
+     WHERE p.at < as_of
+     GROUP BY 1;
+    ANALYZE loyalty_rfm_facts;
+
+    IF loyalty.setting_value('rfm_mode') = 'quantile' THEN
+        DELETE FROM loyalty.rfm_threshold;
+        INSERT INTO loyalty.rfm_threshold (dimension, score, lower, upper, computed_at)
+        SELECT d.dimension, s.score,
+               CASE WHEN s.k > 1 THEN q.qs[s.k - 1] END,
+               CASE WHEN s.k < 5 THEN q.qs[s.k] END,
+               as_of
+          FROM (SELECT 'r' AS dimension,
+                       percentile_disc(ARRAY[0.2, 0.4, 0.6, 0.8]) WITHIN GROUP
+                           (ORDER BY floor(extract(epoch FROM as_of - last_at) / 86400)::numeric) AS qs
+                  FROM loyalty_rfm_facts WHERE frequency > 0
+                UNION ALL
+                SELECT 'f', percentile_disc(ARRAY[0.2, 0.4, 0.6, 0.8]) WITHIN GROUP (ORDER BY frequency::numeric)
+                  FROM loyalty_rfm_facts WHERE frequency > 0
+                UNION ALL
+                SELECT 'm', percentile_disc(ARRAY[0.2, 0.4, 0.6, 0.8]) WITHIN GROUP (ORDER BY monetary)
+                  FROM loyalty_rfm_facts WHERE frequency > 0) q
+          CROSS JOIN LATERAL (SELECT q.dimension) d
+          CROSS JOIN LATERAL (SELECT k, CASE WHEN q.dimension = 'r' THEN 6 - k ELSE k END AS score
+                                FROM generate_series(1, 5) k) s
+         WHERE q.qs IS NOT NULL;
+    END IF;
+
+    DELETE FROM loyalty.rfm;
+    INSERT INTO loyalty.rfm (customer_id, recency_days, frequency, monetary, r, f, m, segment, computed_at)
+    SELECT c.id, v.recency, coalesce(x.frequency, 0), coalesce(x.monetary, 0),
+           sc.r, sc.f, sc.m,
+           CASE WHEN x.last_at IS NULL THEN 'prospect'
+                WHEN x.frequency = 0 THEN 'lost'
+                ELSE coalesce((SELECT b.code FROM loyalty.rfm_segment b
+                                WHERE sc.r BETWEEN b.r_min AND b.r_max
+                                  AND sc.f BETWEEN b.f_min AND b.f_max
+                                  AND sc.m BETWEEN b.m_min AND b.m_max
+                                ORDER BY b.rank LIMIT 1), 'lost') END,
+           as_of
+      FROM loyalty.customer c
+      LEFT JOIN loyalty_rfm_facts x ON x.customer_id = c.id
+      CROSS JOIN LATERAL (SELECT floor(extract(epoch FROM as_of - x.last_at) / 86400)::integer AS recency) v
+      CROSS JOIN LATERAL (
+          SELECT (SELECT coalesce(max(t.score), CASE WHEN x.frequency > 0 THEN 1 END)
+                    FROM loyalty.rfm_threshold t
+                   WHERE x.frequency > 0 AND t.dimension = 'r'
+                     AND (t.lower IS NULL OR v.recency > t.lower)
+                     AND (t.upper IS NULL OR v.recency <= t.upper)) AS r,
+                 (SELECT coalesce(max(t.score), CASE WHEN x.frequency > 0 THEN 1 END)
+                    FROM loyalty.rfm_threshold t
+                   WHERE x.frequency > 0 AND t.dimension = 'f'
+                     AND (t.lower IS NULL OR x.frequency > t.lower)
+                     AND (t.upper IS NULL OR x.frequency <= t.upper)) AS f,
+                 (SELECT coalesce(max(t.score), CASE WHEN x.frequency > 0 THEN 1 END)
+                    FROM loyalty.rfm_threshold t
+                   WHERE x.frequency > 0 AND t.dimension = 'm'
+                     AND (t.lower IS NULL OR x.monetary > t.lower)
+                     AND (t.upper IS NULL OR x.monetary <= t.upper)) AS m) sc
+     WHERE c.merged_into IS NULL;
+    GET DIAGNOSTICS n = ROW_COUNT;
+    DROP TABLE loyalty_rfm_facts;
+    RETURN n;
+END
+$$;
+COMMENT ON FUNCTION loyalty.refresh_rfm(as_of timestamp with time zone) IS
+    'Recomputes loyalty.rfm as of a moment (and, in quantile mode, loyalty.rfm_threshold); returns the customers scored';
+
+CREATE FUNCTION loyalty.maintain_rfm(as_of timestamptz) RETURNS bigint
+    LANGUAGE plpgsql STRICT SECURITY DEFINER
+    SET search_path = pg_catalog, pg_temp
+    AS $$
+DECLARE
+    tz   text := loyalty.setting_value('timezone');
+    last timestamptz;
+BEGIN
+    -- recency counts whole days: once per program day is enough
+    SELECT computed_at INTO last FROM loyalty.rfm LIMIT 1;
+    IF last IS NOT NULL AND (last AT TIME ZONE tz)::date = (as_of AT TIME ZONE tz)::date
+       AND last <= as_of THEN
+        RETURN NULL;
+    END IF;
+    RETURN loyalty.refresh_rfm(as_of);
+END
+$$;
+COMMENT ON FUNCTION loyalty.maintain_rfm(as_of timestamp with time zone) IS
+    'refresh_rfm for run_maintenance: at most once per program day (NULL when it was already computed that day)';
+
+-- (run_maintenance and run_maintenance_proc call maintain_rfm: their
+-- final definitions are in part 2 below)
+
+SELECT pg_catalog.pg_extension_config_dump('loyalty.rfm_threshold', '');
+SELECT pg_catalog.pg_extension_config_dump('loyalty.rfm', '');
+
+REVOKE ALL ON loyalty.rfm_threshold, loyalty.rfm_segment, loyalty.rfm FROM PUBLIC;
+REVOKE ALL ON FUNCTION loyalty.refresh_rfm(timestamptz), loyalty.maintain_rfm(timestamptz),
+    loyalty.rfm_setting_validate() FROM PUBLIC;
+
+-- Issue 16: RFM.  The marketer writes thresholds (fixed mode) and boxes and
+-- may recompute; the analyst reads them; no PII in any of them.
+GRANT SELECT, INSERT, UPDATE, DELETE ON loyalty.rfm_threshold, loyalty.rfm_segment TO loyalty_marketer;
+GRANT SELECT ON loyalty.rfm TO loyalty_marketer;
+GRANT EXECUTE ON FUNCTION loyalty.refresh_rfm(timestamptz) TO loyalty_marketer;
+GRANT SELECT ON loyalty.rfm_threshold, loyalty.rfm_segment, loyalty.rfm TO loyalty_analyst;
+GRANT ALL ON loyalty.rfm_threshold, loyalty.rfm_segment, loyalty.rfm TO loyalty_admin;
+GRANT EXECUTE ON FUNCTION loyalty.refresh_rfm(timestamptz), loyalty.maintain_rfm(timestamptz),
+    loyalty.rfm_setting_validate() TO loyalty_admin;
+
+-- ---------------------------------------------------------------------------
+-- Issue 16: Segments (SPEC §10).  Part 2: rule segments validated on write
+-- (LY006 naming the JSON path), refreshed by maintenance incrementally (only
+-- the customers who may have changed, found through indexes) or in full
+-- (refresh_segments(full => true), and any segment new or changed since its
+-- last refresh), segment_changed events on entering and leaving.
+-- ---------------------------------------------------------------------------
+ALTER DOMAIN loyalty.event_kind DROP CONSTRAINT event_kind_known;
+ALTER DOMAIN loyalty.event_kind ADD CONSTRAINT event_kind_known
+    CHECK (VALUE IN ('points_earned', 'points_available', 'points_expiring', 'points_expired',
+                     'tier_changed', 'coupon_issued', 'segment_changed'));
+COMMENT ON DOMAIN loyalty.event_kind IS
+    'The kind of an event: points_earned, points_available, points_expiring, points_expired, tier_changed, coupon_issued or segment_changed';
+
+-- ---------------------------------------------------------------------------
+-- Rule segments (SPEC §10).  loyalty.segment.rule is validated on write by
+-- segment_validate (C, LY006 naming the JSON path).  loyalty.refresh_segments
+-- computes the members: a segment whose rule is new or changed since its
+-- last refresh (loyalty.segment_state) is computed over every customer; the
+-- others only over the customers who may have changed since the last run:
+-- those with a purchase or a refund since then (purchase_at_idx,
+-- refund_at_idx, max_backdate early to catch late checks), those whose
+-- purchases crossed one of the rules' time boundaries (inactive_for,
+-- active_within, within) since then, those whose tier changed (tier_changed
+-- events) and, when a rule reads RFM, those RFM rescored since then.
+-- Entering and leaving write segment_changed events.
+-- ---------------------------------------------------------------------------
+CREATE FUNCTION loyalty.segment_validate() RETURNS trigger
+    LANGUAGE c
+    AS 'MODULE_PATHNAME', 'segment_validate';
+COMMENT ON FUNCTION loyalty.segment_validate() IS
+    'Refuses a segment whose rule is malformed (LY006; errdetail names the JSON path)';
+CREATE TRIGGER segment_validate BEFORE INSERT OR UPDATE ON loyalty.segment
+    FOR EACH ROW EXECUTE FUNCTION loyalty.segment_validate();
+
+CREATE TABLE loyalty.segment_state (
+    segment text NOT NULL,
+    rule jsonb NOT NULL,
+    refreshed_at timestamp with time zone NOT NULL,
+    CONSTRAINT segment_state_pkey PRIMARY KEY (segment),
+    CONSTRAINT segment_state_segment_fkey FOREIGN KEY (segment) REFERENCES loyalty.segment(code) ON UPDATE CASCADE ON DELETE CASCADE
+);
+COMMENT ON TABLE loyalty.segment_state IS
+    'The rule each segment was last refreshed with, and when: a segment added or changed since is refreshed in full';
+
+CREATE FUNCTION loyalty.product_matches(sel jsonb, product_sku text) RETURNS boolean
+    LANGUAGE plpgsql STABLE PARALLEL SAFE
+    SET search_path = pg_catalog, pg_temp
+    AS $$
+BEGIN
+    IF sel ? 'exclude' AND loyalty.product_matches(sel -> 'exclude', product_sku) THEN
+        RETURN false;
+    END IF;
+    RETURN coalesce((sel ->> 'all')::boolean, false)
+        OR product_sku IN (SELECT jsonb_array_elements_text(coalesce(sel -> 'skus', '[]')))
+        OR EXISTS (
+            SELECT 1 FROM loyalty.product pr
+             WHERE pr.sku = product_sku
+               AND (pr.brand IN (SELECT jsonb_array_elements_text(coalesce(sel -> 'brands', '[]')))
+                    OR pr.tags && ARRAY(SELECT jsonb_array_elements_text(coalesce(sel -> 'tags', '[]')))
+                    OR EXISTS (
+                        WITH RECURSIVE up(code) AS (
+                            SELECT pr.category
+                            UNION
+                            SELECT k.parent FROM loyalty.category k JOIN up ON k.code = up.code
+                             WHERE k.parent IS NOT NULL)
+                        SELECT 1 FROM up
+                         WHERE up.code IN (SELECT jsonb_array_elements_text(coalesce(sel -> 'categories', '[]'))))));
+END
+$$;
+COMMENT ON FUNCTION loyalty.product_matches(sel jsonb, product_sku text) IS
+    'Does the product match the product selector (SEL: all, categories with their subcategories, brands, skus, tags, exclude)?';
+
+CREATE FUNCTION loyalty.segment_condition(rule jsonb, as_of timestamptz) RETURNS text
+    LANGUAGE plpgsql IMMUTABLE STRICT PARALLEL SAFE
+    SET search_path = pg_catalog, pg_temp
+    AS $$
+DECLARE
+    t     text := format('%L::timestamptz', as_of);
+    parts text[] := ARRAY['true'];
+    lines text;
+    r     jsonb;
+    alts  text[];
+BEGIN
+    IF rule ? 'rfm' THEN
+        parts := parts || format('EXISTS (SELECT 1 FROM loyalty.rfm x WHERE x.customer_id = c.id AND x.segment = ANY (%L::text[]))',
+                                 ARRAY(SELECT jsonb_array_elements_text(rule -> 'rfm')));
+    END IF;
+    IF rule ? 'tiers' THEN
+        parts := parts || format('c.tier = ANY (%L::text[])', ARRAY(SELECT jsonb_array_elements_text(rule -> 'tiers')));
+    END IF;
+    IF rule ? 'inactive_for' THEN
+        parts := parts || format('EXISTS (SELECT 1 FROM loyalty.purchase p WHERE p.customer_id = c.id AND p.at < %1$s - %2$L::interval)'
+                                 ' AND NOT EXISTS (SELECT 1 FROM loyalty.purchase p WHERE p.customer_id = c.id'
+                                 ' AND p.at >= %1$s - %2$L::interval AND p.at < %1$s)', t, rule ->> 'inactive_for');
+    END IF;
+    IF rule ? 'active_within' THEN
+        parts := parts || format('EXISTS (SELECT 1 FROM loyalty.purchase p WHERE p.customer_id = c.id'
+                                 ' AND p.at >= %1$s - %2$L::interval AND p.at < %1$s)', t, rule ->> 'active_within');
+    END IF;
+    lines := format('SELECT 1 FROM loyalty.purchase p JOIN loyalty.purchase_line l ON l.operation_id = p.operation_id'
+                    ' WHERE p.customer_id = c.id AND p.at < %1$s AND l.refunded_qty < l.qty%2$s',
+                    t, CASE WHEN rule ? 'within' THEN format(' AND p.at >= %s - %L::interval', t, rule ->> 'within') ELSE '' END);
+    IF rule ? 'bought' THEN
+        parts := parts || format('EXISTS (%s AND loyalty.product_matches(%L::jsonb, l.sku))', lines, rule -> 'bought');
+    END IF;
+    IF rule ? 'not_bought' THEN
+        parts := parts || format('NOT EXISTS (%s AND loyalty.product_matches(%L::jsonb, l.sku))', lines, rule -> 'not_bought');
+    END IF;
+    IF rule ? 'purchases' THEN
+        parts := parts || format('(SELECT count(*) FROM loyalty.purchase p WHERE p.customer_id = c.id AND p.at < %1$s%2$s'
+                                 ' AND NOT (p.refunded = p.total AND p.total > 0)) BETWEEN %3$L::numeric AND %4$L::numeric',
+                                 t, CASE WHEN rule -> 'purchases' ? 'within'
+                                         THEN format(' AND p.at >= %s - %L::interval', t, rule -> 'purchases' ->> 'within') ELSE '' END,
+                                 coalesce(rule -> 'purchases' ->> 'min', '0'), coalesce(rule -> 'purchases' ->> 'max', '2147483647'));
+    END IF;
+    IF rule ? 'spend' THEN
+        parts := parts || format('(SELECT coalesce(sum(p.total - p.refunded), 0) FROM loyalty.purchase p WHERE p.customer_id = c.id AND p.at < %1$s%2$s)'
+                                 ' BETWEEN %3$L::numeric AND %4$L::numeric',
+                                 t, CASE WHEN rule -> 'spend' ? 'within'
+                                         THEN format(' AND p.at >= %s - %L::interval', t, rule -> 'spend' ->> 'within') ELSE '' END,
+                                 coalesce(rule -> 'spend' ->> 'min', '0'), coalesce(rule -> 'spend' ->> 'max', '1e15'));
+    END IF;
+    IF rule ? 'used_promotion' THEN
+        parts := parts || format('EXISTS (SELECT 1 FROM loyalty.purchase p WHERE p.customer_id = c.id AND p.at < %s'
+                                 ' AND %L = ANY (p.promotions) AND NOT (p.refunded = p.total AND p.total > 0))', t, rule ->> 'used_promotion');
+    END IF;
+    IF rule ? 'not_used_promotion' THEN
+        parts := parts || format('NOT EXISTS (SELECT 1 FROM loyalty.purchase p WHERE p.customer_id = c.id AND p.at < %s'
+                                 ' AND %L = ANY (p.promotions) AND NOT (p.refunded = p.total AND p.total > 0))', t, rule ->> 'not_used_promotion');
+    END IF;
+    IF rule ? 'any_of' THEN
+        alts := ARRAY[]::text[];
+        FOR r IN SELECT jsonb_array_elements(rule -> 'any_of') LOOP
+            alts := alts || ('(' || loyalty.segment_condition(r, as_of) || ')');
+        END LOOP;
+        parts := parts || ('(' || array_to_string(alts, ' OR ') || ')');
+    END IF;
+    IF rule ? 'not' THEN
+        parts := parts || ('NOT (' || loyalty.segment_condition(rule -> 'not', as_of) || ')');
+    END IF;
+    RETURN array_to_string(parts, ' AND ');
+END
+$$;
+COMMENT ON FUNCTION loyalty.segment_condition(rule jsonb, as_of timestamp with time zone) IS
+    'The SQL condition on customer c of a (validated) segment rule as of a moment';
+
+CREATE FUNCTION loyalty.segment_intervals(rule jsonb) RETURNS SETOF interval
+    LANGUAGE sql IMMUTABLE STRICT PARALLEL SAFE
+    SET search_path = pg_catalog, pg_temp
+    AS $$
+    SELECT (q.j #>> '{}')::interval FROM jsonb_path_query(rule, 'lax $.**.inactive_for') AS q(j)
+    UNION
+    SELECT (q.j #>> '{}')::interval FROM jsonb_path_query(rule, 'lax $.**.active_within') AS q(j)
+    UNION
+    SELECT (q.j #>> '{}')::interval FROM jsonb_path_query(rule, 'lax $.**.within') AS q(j)
+$$;
+COMMENT ON FUNCTION loyalty.segment_intervals(rule jsonb) IS
+    'The time boundaries (inactive_for, active_within, within) anywhere in a segment rule';
+
+CREATE FUNCTION loyalty.refresh_segments(full boolean DEFAULT false, as_of timestamptz DEFAULT now()) RETURNS jsonb
+    LANGUAGE plpgsql STRICT SECURITY DEFINER
+    SET search_path = pg_catalog, pg_temp
+    AS $$
+DECLARE
+    s        record;
+    last     timestamptz;
+    late     interval := loyalty.setting_value('max_backdate')::interval;
+    cond     text;
+    entered  bigint;
+    left_    bigint;
+    total_in bigint := 0;
+    total_out bigint := 0;
+    cands    bigint := NULL;
+BEGIN
+    -- one refresh at a time (maintenance holds this lock already)
+    PERFORM pg_advisory_xact_lock(19545, 2);
+    CREATE TEMPORARY TABLE loyalty_seg_cand (customer_id bigint PRIMARY KEY) ON COMMIT DROP;
+    CREATE TEMPORARY TABLE loyalty_seg_want (customer_id bigint PRIMARY KEY) ON COMMIT DROP;
+    FOR s IN SELECT g.code, g.rule, st.rule AS old_rule, st.refreshed_at
+               FROM loyalty.segment g LEFT JOIN loyalty.segment_state st ON st.segment = g.code
+              ORDER BY g.code LOOP
+        TRUNCATE loyalty_seg_want;
+        cond := loyalty.segment_condition(s.rule, as_of);
+        IF refresh_segments.full OR s.old_rule IS DISTINCT FROM s.rule OR s.refreshed_at > as_of THEN
+            EXECUTE 'INSERT INTO loyalty_seg_want SELECT c.id FROM loyalty.customer c WHERE c.merged_into IS NULL AND ' || cond;
+            WITH gone AS (
+                DELETE FROM loyalty.segment_member m
+                 WHERE m.segment = s.code
+                   AND NOT EXISTS (SELECT 1 FROM loyalty_seg_want w WHERE w.customer_id = m.customer_id)
+                RETURNING m.customer_id)
+            INSERT INTO loyalty.event (customer_id, kind, payload)
+            SELECT customer_id, 'segment_changed',
+                   jsonb_build_object('segment', s.code, 'change', 'left', 'at', as_of) FROM gone;
+            GET DIAGNOSTICS left_ = ROW_COUNT;
+        ELSE
+            last := s.refreshed_at;
+            TRUNCATE loyalty_seg_cand;
+            INSERT INTO loyalty_seg_cand
+            SELECT p.customer_id FROM loyalty.purchase p
+             WHERE p.at >= last - late AND p.customer_id IS NOT NULL
+            UNION
+            SELECT r.customer_id FROM loyalty.refund r
+             WHERE r.at >= last - late AND r.customer_id IS NOT NULL
+            UNION
+            SELECT p.customer_id
+              FROM loyalty.segment_intervals(s.rule) AS i(len)
+              JOIN loyalty.purchase p ON p.at >= last - late - i.len AND p.at < as_of - i.len
+             WHERE p.customer_id IS NOT NULL
+            UNION
+            SELECT e.customer_id FROM loyalty.event e
+             WHERE e.kind = 'tier_changed' AND e.created_at >= last AND s.rule::text LIKE '%"tiers"%'
+            UNION
+            SELECT x.customer_id FROM loyalty.rfm x
+             WHERE x.computed_at > last AND s.rule::text LIKE '%"rfm"%'
+            ON CONFLICT DO NOTHING;
+            SELECT count(*) INTO cands FROM loyalty_seg_cand;
+            EXECUTE 'INSERT INTO loyalty_seg_want SELECT c.id FROM loyalty_seg_cand k JOIN loyalty.customer c ON c.id = k.customer_id'
+                    ' WHERE c.merged_into IS NULL AND ' || cond;
+            WITH gone AS (
+                DELETE FROM loyalty.segment_member m
+                 USING loyalty_seg_cand k
+                 WHERE m.segment = s.code AND m.customer_id = k.customer_id
+                   AND NOT EXISTS (SELECT 1 FROM loyalty_seg_want w WHERE w.customer_id = m.customer_id)
+                RETURNING m.customer_id)
+            INSERT INTO loyalty.event (customer_id, kind, payload)
+            SELECT customer_id, 'segment_changed',
+                   jsonb_build_object('segment', s.code, 'change', 'left', 'at', as_of) FROM gone;
+            GET DIAGNOSTICS left_ = ROW_COUNT;
+        END IF;
+        WITH came AS (
+            INSERT INTO loyalty.segment_member (segment, customer_id, since)
+            SELECT s.code, w.customer_id, as_of FROM loyalty_seg_want w
+            ON CONFLICT (segment, customer_id) DO NOTHING
+            RETURNING customer_id)
+        INSERT INTO loyalty.event (customer_id, kind, payload)
+        SELECT customer_id, 'segment_changed',
+               jsonb_build_object('segment', s.code, 'change', 'entered', 'at', as_of) FROM came;
+        GET DIAGNOSTICS entered = ROW_COUNT;
+        total_in := total_in + entered;
+        total_out := total_out + left_;
+        INSERT INTO loyalty.segment_state (segment, rule, refreshed_at) VALUES (s.code, s.rule, as_of)
+        ON CONFLICT (segment) DO UPDATE SET rule = EXCLUDED.rule, refreshed_at = EXCLUDED.refreshed_at;
+    END LOOP;
+    DROP TABLE loyalty_seg_cand;
+    DROP TABLE loyalty_seg_want;
+    RETURN jsonb_build_object('segments_entered', total_in, 'segments_left', total_out);
+END
+$$;
+COMMENT ON FUNCTION loyalty.refresh_segments(full boolean, as_of timestamp with time zone) IS
+    'Refreshes segment members as of a moment: in full (full => true, or a segment new or changed since its last refresh) or only for the customers who may have changed since; segment_changed events; returns the entries and exits';
+
+CREATE OR REPLACE FUNCTION loyalty.run_maintenance(as_of timestamptz DEFAULT now()) RETURNS jsonb
+    LANGUAGE plpgsql STRICT SECURITY DEFINER
+    SET search_path = pg_catalog, pg_temp
+    AS $$
+DECLARE
+    expired bigint;
+    orders bigint;
+BEGIN
+    IF pg_is_in_recovery() THEN
+        RETURN jsonb_build_object('skipped', 'standby');
+    END IF;
+    -- the same key as run_maintenance_proc: one run at a time
+    IF NOT pg_try_advisory_xact_lock(19545, 1) THEN
+        RETURN jsonb_build_object('skipped', 'another maintenance run is in progress');
+    END IF;
+    -- held orders first: points they held on lots due now expire below
+    orders := loyalty.expire_orders(as_of, 2147483647);
+    expired := loyalty.expire_points(as_of);
+    -- the day's RFM (once a program day; see maintain_rfm)
+    PERFORM loyalty.maintain_rfm(as_of);
+    -- segment members that may have changed since the last run
+    PERFORM loyalty.refresh_segments(false, as_of);
+    RETURN jsonb_build_object('as_of', as_of, 'expired_points', expired,
+                              'tier_changes', loyalty.recalculate_tiers(as_of))
+           || loyalty.announce_lots(as_of)
+           || CASE WHEN orders > 0 THEN jsonb_build_object('expired_orders', orders)
+                   ELSE '{}'::jsonb END;
+END
+$$;
+COMMENT ON FUNCTION loyalty.run_maintenance(as_of timestamp with time zone) IS
+    'Expiry, availability events, expiry reminders and the day''s RFM in one transaction; one run at a time; nothing on a standby';
+
+CREATE OR REPLACE PROCEDURE loyalty.run_maintenance_proc(
+        IN as_of timestamptz DEFAULT NULL,
+        IN batch_lots integer DEFAULT 5000)
+    LANGUAGE plpgsql
+    AS $$
+DECLARE
+    t        timestamptz := coalesce(as_of, pg_catalog.now());
+    b        record;
+    after_at timestamptz;
+    after_id bigint;
+    expired  bigint := 0;
+    tiers    int;
+    summary  jsonb;
+BEGIN
+    IF pg_catalog.pg_is_in_recovery() THEN
+        RAISE NOTICE 'loyalty maintenance: standby, nothing to do';
+        RETURN;
+    END IF;
+    IF NOT pg_catalog.pg_try_advisory_lock(19545, 1) THEN
+        RAISE NOTICE 'loyalty maintenance: another run is in progress';
+        RETURN;
+    END IF;
+    -- held orders past hold_until, in batches, each committed
+    LOOP
+        EXIT WHEN loyalty.expire_orders(t, batch_lots) = 0;
+        COMMIT;
+    END LOOP;
+    -- expiry in batches, each committed, so that no check waits for more than one batch
+    LOOP
+        SELECT * INTO b FROM loyalty.expire_batch(t, batch_lots, after_at, after_id);
+        EXIT WHEN b.lots_seen = 0;
+        expired := expired + b.points;
+        after_at := b.last_expires_at;
+        after_id := b.last_id;
+        COMMIT;
+    END LOOP;
+    tiers := loyalty.recalculate_tiers(t);
+    COMMIT;
+    PERFORM loyalty.maintain_rfm(t);
+    COMMIT;
+    PERFORM loyalty.refresh_segments(false, t);
+    COMMIT;
+    summary := loyalty.announce_lots(t);
+    COMMIT;
+    PERFORM pg_catalog.pg_advisory_unlock(19545, 1);
+    RAISE NOTICE 'loyalty maintenance: expired % points, % tier changes, %', expired / 100, tiers, summary;
+END
+$$;
+
+SELECT pg_catalog.pg_extension_config_dump('loyalty.segment_state', '');
+
+REVOKE ALL ON loyalty.segment_state FROM PUBLIC;
+REVOKE ALL ON FUNCTION loyalty.segment_validate(), loyalty.refresh_segments(boolean, timestamptz),
+    loyalty.product_matches(jsonb, text), loyalty.segment_condition(jsonb, timestamptz),
+    loyalty.segment_intervals(jsonb) FROM PUBLIC;
+
+-- Issue 16: rule segments.  The marketer refreshes them; the analyst reads
+-- when each was refreshed.
+GRANT SELECT ON loyalty.segment_state TO loyalty_marketer, loyalty_analyst;
+GRANT EXECUTE ON FUNCTION loyalty.refresh_segments(boolean, timestamptz) TO loyalty_marketer;
+GRANT ALL ON loyalty.segment_state TO loyalty_admin;
+GRANT EXECUTE ON FUNCTION loyalty.refresh_segments(boolean, timestamptz),
+    loyalty.product_matches(jsonb, text), loyalty.segment_condition(jsonb, timestamptz),
+    loyalty.segment_intervals(jsonb) TO loyalty_admin;
+
+-- ---------------------------------------------------------------------------
+-- Issue 16: Segments (SPEC §10).  Part 3: promotion.segments_exclude, the
+-- segments whose members never get a promotion (the next send of a campaign
+-- excludes those who already used it).  The check reads the customer's
+-- segments once, with the customer (one indexed read of segment_member);
+-- the engine tests both lists from memory.
+-- ---------------------------------------------------------------------------
+ALTER TABLE loyalty.promotion ADD COLUMN segments_exclude text[];
+COMMENT ON COLUMN loyalty.promotion.segments_exclude IS
+    'Segments whose members never get the promotion (members of none of them may); read with the customer, once per check';
+
+-- ---------------------------------------------------------------------------
+-- Issue 16: Segments (SPEC §10).  Part 4: loyalty.grant_points, the
+-- set-based campaign grant ("1000 points to the active segment"): one
+-- statement for every member, debts paid first, idempotent by operation_id
+-- (operation kind grant).
+-- ---------------------------------------------------------------------------
+ALTER DOMAIN loyalty.operation_kind DROP CONSTRAINT operation_kind_known;
+ALTER DOMAIN loyalty.operation_kind ADD CONSTRAINT operation_kind_known
+    CHECK (VALUE IN ('purchase', 'refund', 'adjust', 'expire', 'merge', 'order_hold', 'order_cancel', 'order_release', 'grant'));
+COMMENT ON DOMAIN loyalty.operation_kind IS
+    'The kind of a writing call: purchase, refund, adjust, expire, merge, order_hold, order_cancel, order_release or grant';
+
+CREATE FUNCTION loyalty.grant_points(request jsonb) RETURNS jsonb
+    LANGUAGE c STRICT SECURITY DEFINER
+    SET search_path = pg_catalog, pg_temp
+    AS 'MODULE_PATHNAME', 'loyalty_grant_points';
+COMMENT ON FUNCTION loyalty.grant_points(request jsonb) IS
+    'Campaign grant: the same points to every member of a segment or every listed customer in one set-based statement; idempotent by operation_id';
+REVOKE ALL ON FUNCTION loyalty.grant_points(jsonb) FROM PUBLIC;
+
+-- Issue 16: campaign grants are the marketer's
+GRANT EXECUTE ON FUNCTION loyalty.grant_points(jsonb) TO loyalty_marketer, loyalty_admin;
+
+-- ---------------------------------------------------------------------------
+-- Issue 16: Experiments, KPIs and liability (SPEC §10).  Part 5: ab_group
+-- (a documented hash an analyst reproduces in SQL), experiments with a
+-- holdout and experiment_report (two-proportion z-test), kpi / kpi_daily,
+-- points_liability as of any moment (from the ledger entries), breakage.
+-- ---------------------------------------------------------------------------
+-- ---------------------------------------------------------------------------
+-- A/B experiments (SPEC §10).  ab_group hashes experiment || ':' ||
+-- customer_id with hashtextextended (seed 0, the 64-bit hash PostgreSQL's
+-- hash partitioning uses) into 10,000 buckets: bucket = hash mod 10000
+-- (taken non-negative), group = bucket * groups / 10000.  An experiment's
+-- holdout takes the first holdout_percent * 100 buckets, its variants the
+-- rest in proportion to their weights, in the order written.
+-- ---------------------------------------------------------------------------
+CREATE FUNCTION loyalty.ab_bucket(customer_id bigint, experiment text) RETURNS integer
+    LANGUAGE sql IMMUTABLE STRICT PARALLEL SAFE
+    AS $$
+    SELECT (((pg_catalog.hashtextextended(experiment || ':' || customer_id::text, 0) % 10000) + 10000) % 10000)::integer
+$$;
+COMMENT ON FUNCTION loyalty.ab_bucket(customer_id bigint, experiment text) IS
+    'The bucket (0..9999) of a customer in an experiment: hashtextextended(experiment || '':'' || customer_id, 0) mod 10000, non-negative';
+
+CREATE FUNCTION loyalty.ab_group(customer_id bigint, experiment text, groups integer DEFAULT 2) RETURNS integer
+    LANGUAGE sql IMMUTABLE STRICT PARALLEL SAFE
+    AS $$
+    SELECT CASE WHEN groups BETWEEN 1 AND 10000
+                THEN loyalty.ab_bucket(customer_id, experiment) * groups / 10000 END
+$$;
+COMMENT ON FUNCTION loyalty.ab_group(customer_id bigint, experiment text, groups integer) IS
+    'Deterministic A/B group 0..groups-1 of a customer: ab_bucket * groups / 10000 (NULL unless 1 <= groups <= 10000)';
+
+CREATE TABLE loyalty.experiment (
+    code text NOT NULL,
+    name text NOT NULL,
+    variants jsonb NOT NULL,
+    holdout_percent numeric(5,2) DEFAULT 0 NOT NULL,
+    starts_at timestamp with time zone NOT NULL,
+    ends_at timestamp with time zone NOT NULL,
+    CONSTRAINT experiment_code_check CHECK (code <> '' AND position(':' IN code) = 0),
+    CONSTRAINT experiment_holdout_range CHECK (holdout_percent >= 0 AND holdout_percent < 100),
+    CONSTRAINT experiment_period_not_empty CHECK (starts_at < ends_at),
+    CONSTRAINT experiment_pkey PRIMARY KEY (code)
+);
+COMMENT ON TABLE loyalty.experiment IS
+    'A/B experiments: variants [{"code", "weight"}], a holdout share that gets none of the experiment''s promotions, a period';
+
+CREATE FUNCTION loyalty.experiment_validate() RETURNS trigger
+    LANGUAGE plpgsql
+    SET search_path = pg_catalog, pg_temp
+    AS $$
+DECLARE
+    v    jsonb;
+    i    integer := 0;
+    path text;
+    why  text;
+    seen text[] := '{}';
+BEGIN
+    IF jsonb_typeof(NEW.variants) <> 'array' OR jsonb_array_length(NEW.variants) = 0 THEN
+        path := 'variants';
+        why := 'must be a non-empty array of {"code", "weight"}';
+    ELSE
+        FOR v IN SELECT jsonb_array_elements(NEW.variants) LOOP
+            path := format('variants[%s]', i);
+            IF jsonb_typeof(v) <> 'object' THEN
+                why := 'must be an object {"code", "weight"}';
+            ELSIF EXISTS (SELECT 1 FROM jsonb_object_keys(v) k WHERE k NOT IN ('code', 'weight')) THEN
+                path := path || '.' || (SELECT k FROM jsonb_object_keys(v) k WHERE k NOT IN ('code', 'weight') LIMIT 1);
+                why := 'is not a known field (known: code, weight)';
+            ELSIF jsonb_typeof(v -> 'code') IS DISTINCT FROM 'string' OR v ->> 'code' IN ('', 'holdout') THEN
+                path := path || '.code';
+                why := 'must be a non-empty string other than holdout';
+            ELSIF (v ->> 'code') = ANY (seen) THEN
+                path := path || '.code';
+                why := 'repeats another variant''s code';
+            ELSIF jsonb_typeof(v -> 'weight') IS DISTINCT FROM 'number'
+                  OR (v ->> 'weight') !~ '^[0-9]{1,4}$' OR (v ->> 'weight')::int < 1 THEN
+                path := path || '.weight';
+                why := 'must be a whole number from 1 to 9999';
+            END IF;
+            EXIT WHEN why IS NOT NULL;
+            seen := seen || (v ->> 'code');
+            i := i + 1;
+        END LOOP;
+    END IF;
+    IF why IS NOT NULL THEN
+        RAISE EXCEPTION 'invalid experiment "%"', NEW.code
+            USING ERRCODE = 'LY006', DETAIL = format('Field "%s" %s.', path, why);
+    END IF;
+    RETURN NEW;
+END
+$$;
+COMMENT ON FUNCTION loyalty.experiment_validate() IS 'Refuses an experiment whose variants are malformed (LY006, the JSON path named)';
+CREATE TRIGGER experiment_validate BEFORE INSERT OR UPDATE ON loyalty.experiment
+    FOR EACH ROW EXECUTE FUNCTION loyalty.experiment_validate();
+
+CREATE FUNCTION loyalty.experiment_variant(experiment text, customer_id bigint) RETURNS text
+    LANGUAGE sql STABLE STRICT PARALLEL SAFE
+    SET search_path = pg_catalog, pg_temp
+    AS $$
+    WITH e AS (SELECT x.holdout_percent, x.variants FROM loyalty.experiment x WHERE x.code = experiment),
+         b AS (SELECT loyalty.ab_bucket(customer_id, experiment) AS bucket),
+         v AS (SELECT o.value ->> 'code' AS code, o.ordinality AS n,
+                      sum((o.value ->> 'weight')::numeric) OVER (ORDER BY o.ordinality) AS upto,
+                      sum((o.value ->> 'weight')::numeric) OVER () AS total
+                 FROM e, jsonb_array_elements(e.variants) WITH ORDINALITY o)
+    SELECT CASE WHEN b.bucket < e.holdout_percent * 100 THEN 'holdout'
+                ELSE (SELECT v.code FROM v
+                       WHERE b.bucket - e.holdout_percent * 100 < v.upto * (10000 - e.holdout_percent * 100) / v.total
+                       ORDER BY v.n LIMIT 1) END
+      FROM e, b
+$$;
+COMMENT ON FUNCTION loyalty.experiment_variant(experiment text, customer_id bigint) IS
+    'The variant (or holdout) of a customer in an experiment: the first holdout_percent*100 buckets are the holdout, the rest split by weight';
+
+CREATE FUNCTION loyalty.normal_cdf(x double precision) RETURNS double precision
+    LANGUAGE sql IMMUTABLE STRICT PARALLEL SAFE
+    AS $$
+    -- Abramowitz and Stegun 7.1.26 (absolute error below 1.5e-7)
+    SELECT CASE WHEN x < 0 THEN 1 - loyalty.normal_cdf(-x)
+                ELSE 1 - 0.5 * t.poly * exp(-(x * x) / 2) END
+      FROM (SELECT k * (0.254829592 + k * (-0.284496736 + k * (1.421413741
+                   + k * (-1.453152027 + k * 1.061405429)))) AS poly
+              FROM (SELECT 1 / (1 + 0.3275911 * x / sqrt(2)) AS k) s) t
+$$;
+COMMENT ON FUNCTION loyalty.normal_cdf(x double precision) IS
+    'The standard normal distribution function (Abramowitz-Stegun 7.1.26; error below 1.5e-7)';
+
+CREATE FUNCTION loyalty.proportion_test(
+        base_buyers bigint, base_assigned bigint, buyers bigint, assigned bigint,
+        OUT uplift numeric, OUT z numeric, OUT confidence numeric,
+        OUT significant boolean, OUT needed_per_arm bigint)
+    LANGUAGE sql IMMUTABLE STRICT PARALLEL SAFE
+    AS $$
+    SELECT CASE WHEN p0 > 0 THEN round((p1 / p0 - 1)::numeric, 4) END,
+           round(zz::numeric, 4),
+           round((2 * loyalty.normal_cdf(abs(zz)) - 1)::numeric, 4),
+           abs(zz) >= 1.96,
+           CASE WHEN p1 <> p0 THEN
+               ceil(7.848879 * (p0 * (1 - p0) + p1 * (1 - p1)) / ((p1 - p0) ^ 2))::bigint END
+      FROM (SELECT p0, p1,
+                   CASE WHEN n0 > 0 AND n1 > 0 AND pooled * (1 - pooled) > 0
+                        THEN (p1 - p0) / sqrt(pooled * (1 - pooled) * (1.0 / n0 + 1.0 / n1)) END AS zz
+              FROM (SELECT base_buyers::float8 / nullif(base_assigned, 0) AS p0,
+                           buyers::float8 / nullif(assigned, 0) AS p1,
+                           (base_buyers + buyers)::float8 / nullif(base_assigned + assigned, 0) AS pooled,
+                           base_assigned::float8 AS n0, assigned::float8 AS n1) r) s
+$$;
+COMMENT ON FUNCTION loyalty.proportion_test(base_buyers bigint, base_assigned bigint, buyers bigint, assigned bigint) IS
+    'Two-proportion z-test of buyers/assigned against a base: relative uplift, z (pooled), two-sided confidence, |z| >= 1.96, customers per arm for 95 % / 80 % power ((1.959964 + 0.841621)^2 = 7.848879)';
+
+CREATE FUNCTION loyalty.experiment_report(code text)
+    RETURNS TABLE (variant text, assigned bigint, buyers bigint, conversion numeric,
+                   revenue_per_customer numeric, uplift numeric, z numeric, confidence numeric,
+                   significant boolean, needed_per_arm bigint)
+    LANGUAGE sql STABLE STRICT SECURITY DEFINER
+    SET search_path = pg_catalog, pg_temp
+    AS $$
+    WITH e AS (SELECT x.* FROM loyalty.experiment x WHERE x.code = experiment_report.code),
+         arms AS (SELECT 'holdout' AS variant, 0 AS n FROM e WHERE e.holdout_percent > 0
+                  UNION ALL
+                  SELECT o.value ->> 'code', o.ordinality FROM e, jsonb_array_elements(e.variants) WITH ORDINALITY o),
+         who AS (SELECT c.id, loyalty.experiment_variant(e.code, c.id) AS variant
+                   FROM e, loyalty.customer c
+                  WHERE c.merged_into IS NULL AND c.created_at < e.ends_at),
+         spend AS (SELECT p.customer_id, sum(p.total - p.refunded) AS paid
+                     FROM e, loyalty.purchase p
+                    WHERE p.at >= e.starts_at AND p.at < e.ends_at AND p.customer_id IS NOT NULL
+                    GROUP BY p.customer_id),
+         agg AS (SELECT a.variant, a.n, count(w.id) AS assigned, count(s.customer_id) AS buyers,
+                        coalesce(sum(s.paid), 0) AS paid
+                   FROM arms a LEFT JOIN who w ON w.variant = a.variant
+                   LEFT JOIN spend s ON s.customer_id = w.id
+                  GROUP BY a.variant, a.n),
+         base AS (SELECT * FROM agg ORDER BY n LIMIT 1)
+    SELECT g.variant, g.assigned, g.buyers,
+           round(g.buyers::numeric / nullif(g.assigned, 0), 4),
+           round(g.paid / nullif(g.assigned, 0), 2),
+           t.uplift, t.z, t.confidence, t.significant, t.needed_per_arm
+      FROM agg g CROSS JOIN base b
+      LEFT JOIN LATERAL (SELECT * FROM loyalty.proportion_test(b.buyers, b.assigned, g.buyers, g.assigned)
+                          WHERE g.n <> b.n) t ON true
+     ORDER BY g.n
+$$;
+COMMENT ON FUNCTION loyalty.experiment_report(code text) IS
+    'Per variant of an experiment (holdout first when there is one): assigned customers, buyers in the period, conversion, revenue per customer, and against the holdout (or the first variant) uplift, z, confidence, significance and customers needed per arm';
+
+-- ---------------------------------------------------------------------------
+-- KPIs and points liability (SPEC §10).  Money is paid total net of
+-- refunds; periods are program-time-zone days, weeks, months.
+-- ---------------------------------------------------------------------------
+CREATE FUNCTION loyalty.kpi("from" timestamptz, "to" timestamptz, by text DEFAULT 'day')
+    RETURNS TABLE (period text, checks bigint, identified_checks bigint, identified_share numeric,
+                   revenue numeric, member_revenue_share numeric, avg_check_member numeric,
+                   avg_check_anonymous numeric, customers bigint, repeat_rate numeric,
+                   retention numeric, points_earned numeric, points_spent numeric,
+                   points_expired numeric, points_reversed numeric, redemption_rate numeric)
+    LANGUAGE plpgsql STABLE STRICT SECURITY DEFINER
+    SET search_path = pg_catalog, pg_temp
+    AS $$
+#variable_conflict use_column
+DECLARE
+    tz   text := loyalty.setting_value('timezone');
+    unit text;
+BEGIN
+    IF by NOT IN ('day', 'week', 'month', 'store', 'channel') THEN
+        RAISE EXCEPTION 'invalid kpi grouping "%"', by
+            USING ERRCODE = '22023', DETAIL = 'Argument "by" must be day, week, month, store or channel.';
+    END IF;
+    IF "from" >= "to" THEN
+        RAISE EXCEPTION 'empty kpi period'
+            USING ERRCODE = '22023', DETAIL = 'Argument "from" must be earlier than "to".';
+    END IF;
+    unit := CASE WHEN by IN ('day', 'week', 'month') THEN by END;
+    RETURN QUERY
+    WITH p AS (
+        -- the purchases of the period and of the period before it (retention)
+        SELECT x.*, x.total - x.refunded AS paid,
+               CASE WHEN unit IS NOT NULL
+                    THEN to_char(date_trunc(unit, x.at AT TIME ZONE tz), 'YYYY-MM-DD')
+                    WHEN by = 'store' THEN coalesce(x.store, '-') ELSE x.channel END AS grp,
+               CASE WHEN unit IS NOT NULL
+                    THEN to_char(date_trunc(unit, (x.at AT TIME ZONE tz) + ('1 ' || unit)::interval), 'YYYY-MM-DD')
+                    WHEN by = 'store' THEN coalesce(x.store, '-') ELSE x.channel END AS next_grp,
+               x.at >= "from" AS current
+          FROM loyalty.purchase x
+         WHERE x.at < "to"
+           AND x.at >= CASE WHEN unit IS NULL THEN "from" - ("to" - "from")
+                            ELSE (date_trunc(unit, "from" AT TIME ZONE tz) - ('1 ' || unit)::interval) AT TIME ZONE tz END
+    ), cur AS (SELECT * FROM p WHERE p.current),
+    money AS (
+        SELECT c.grp, count(*) AS checks, count(c.customer_id) AS identified,
+               sum(c.paid) AS revenue,
+               coalesce(sum(c.paid) FILTER (WHERE c.customer_id IS NOT NULL), 0) AS member_revenue,
+               coalesce(sum(c.paid) FILTER (WHERE c.customer_id IS NULL), 0) AS anonymous_revenue,
+               count(DISTINCT c.customer_id) AS customers
+          FROM cur c GROUP BY c.grp
+    ), repeat AS (
+        SELECT b.grp, count(*) FILTER (WHERE b.n >= 2) AS repeaters
+          FROM (SELECT c.grp, c.customer_id, count(*) AS n FROM cur c
+                 WHERE c.customer_id IS NOT NULL GROUP BY c.grp, c.customer_id) b
+         GROUP BY b.grp
+    ), retained AS (
+        -- customers of the previous period (next_grp of theirs = this group)
+        -- and how many of them bought again in this one
+        SELECT q.grp, count(*) AS before, count(k.customer_id) AS again
+          FROM (SELECT DISTINCT q.next_grp AS grp, q.customer_id
+                  FROM p q
+                 WHERE q.customer_id IS NOT NULL
+                   AND CASE WHEN unit IS NOT NULL THEN q.next_grp IN (SELECT c.grp FROM cur c)
+                            ELSE NOT q.current END) q
+          LEFT JOIN (SELECT DISTINCT c.grp, c.customer_id FROM cur c
+                      WHERE c.customer_id IS NOT NULL) k
+            ON k.grp = q.grp AND k.customer_id = q.customer_id
+         GROUP BY q.grp
+    ), points AS (
+        SELECT CASE WHEN unit IS NOT NULL
+                    THEN to_char(date_trunc(unit, e.at AT TIME ZONE tz), 'YYYY-MM-DD')
+                    WHEN by = 'store' THEN coalesce(pu.store, '-') ELSE coalesce(pu.channel, '-') END AS grp,
+               coalesce(sum(e.points) FILTER (WHERE e.kind = 'earn'), 0) AS earned,
+               -coalesce(sum(e.points) FILTER (WHERE e.kind IN ('spend', 'return')), 0) AS spent,
+               -coalesce(sum(e.points) FILTER (WHERE e.kind = 'expire'), 0) AS expired,
+               -coalesce(sum(e.points) FILTER (WHERE e.kind = 'reverse'), 0) AS reversed
+          FROM loyalty.ledger_entry e
+          LEFT JOIN loyalty.purchase pu ON pu.operation_id = coalesce(e.ref_operation_id, e.operation_id)
+         WHERE e.at >= "from" AND e.at < "to"
+         GROUP BY 1
+    )
+    SELECT g.grp, coalesce(m.checks, 0), coalesce(m.identified, 0),
+           round(m.identified::numeric / nullif(m.checks, 0), 4),
+           coalesce(m.revenue, 0),
+           round(m.member_revenue / nullif(m.revenue, 0), 4),
+           round(m.member_revenue / nullif(m.identified, 0), 2),
+           round(m.anonymous_revenue / nullif(m.checks - m.identified, 0), 2),
+           coalesce(m.customers, 0),
+           round(r.repeaters::numeric / nullif(m.customers, 0), 4),
+           round(t.again::numeric / nullif(t.before, 0), 4),
+           coalesce(pt.earned, 0), coalesce(pt.spent, 0), coalesce(pt.expired, 0), coalesce(pt.reversed, 0),
+           round(pt.spent / nullif(pt.earned, 0), 4)
+      FROM (SELECT grp FROM money UNION SELECT grp FROM points) g
+      LEFT JOIN money m ON m.grp = g.grp
+      LEFT JOIN repeat r ON r.grp = g.grp
+      LEFT JOIN retained t ON t.grp = g.grp
+      LEFT JOIN points pt ON pt.grp = g.grp
+     ORDER BY g.grp;
+END
+$$;
+COMMENT ON FUNCTION loyalty.kpi("from" timestamp with time zone, "to" timestamp with time zone, by text) IS
+    'Program KPIs of [from, to) by day, week, month (program time zone), store or channel: checks, identified share, revenue, member share, average checks, customers, repeat rate, retention, points earned/spent/expired/reversed, redemption rate';
+
+CREATE VIEW loyalty.kpi_daily AS
+    SELECT k.*
+      FROM (SELECT min(at) AS first, max(at) AS last FROM loyalty.purchase) b
+     CROSS JOIN LATERAL loyalty.kpi(b.first, b.last + interval '1 microsecond', 'day') k
+     WHERE b.first IS NOT NULL;
+COMMENT ON VIEW loyalty.kpi_daily IS 'loyalty.kpi by program day over the whole history';
+
+CREATE FUNCTION loyalty.points_liability(as_of timestamptz DEFAULT now())
+    RETURNS TABLE (account text, expiry_month text, available numeric, pending numeric,
+                   negative numeric, points numeric, money numeric)
+    LANGUAGE sql STABLE STRICT SECURITY DEFINER
+    SET search_path = pg_catalog, pg_temp
+    AS $$
+    WITH e AS (
+        -- one pass over the entries up to the moment (no index by lot needed)
+        SELECT y.lot_id, sum(y.points) AS remaining
+          FROM loyalty.ledger_entry y WHERE y.at <= as_of GROUP BY y.lot_id
+    ), l AS (
+        SELECT x.account, x.available_at, x.expires_at, e.remaining
+          FROM loyalty.lot x JOIN e ON e.lot_id = x.id
+         WHERE x.earned_at <= as_of AND (x.expires_at IS NULL OR x.expires_at > as_of OR x.amount < 0)
+    )
+    SELECT l.account,
+           to_char(l.expires_at AT TIME ZONE loyalty.setting_value('timezone'), 'YYYY-MM'),
+           sum(l.remaining) FILTER (WHERE l.remaining > 0 AND l.available_at <= as_of),
+           sum(l.remaining) FILTER (WHERE l.remaining > 0 AND l.available_at > as_of),
+           sum(l.remaining) FILTER (WHERE l.remaining < 0),
+           sum(l.remaining),
+           round(sum(l.remaining) * loyalty.setting_value('point_value')::numeric, 2)
+      FROM l
+     WHERE l.remaining <> 0
+     GROUP BY 1, 2
+     ORDER BY 1, 2 NULLS LAST
+$$;
+COMMENT ON FUNCTION loyalty.points_liability(as_of timestamp with time zone) IS
+    'Points owed as of a moment (from the ledger entries up to it) by account and expiry month (program time zone; NULL: no expiry): available, pending, debt, points and their money value';
+
+CREATE VIEW loyalty.breakage AS
+    SELECT to_char(x.earned_at AT TIME ZONE loyalty.setting_value('timezone'), 'YYYY-MM') AS earn_month,
+           x.account,
+           sum(x.amount) AS issued,
+           -coalesce(sum(e.spent), 0) AS redeemed,
+           -coalesce(sum(e.expired), 0) AS expired,
+           -coalesce(sum(e.reversed), 0) AS reversed,
+           round(-coalesce(sum(e.expired), 0) / nullif(sum(x.amount) + coalesce(sum(e.reversed), 0), 0), 4) AS breakage_rate
+      FROM loyalty.lot x
+      LEFT JOIN (
+          SELECT le.lot_id,
+                 sum(le.points) FILTER (WHERE le.kind IN ('spend', 'return')) AS spent,
+                 sum(le.points) FILTER (WHERE le.kind = 'expire') AS expired,
+                 sum(le.points) FILTER (WHERE le.kind = 'reverse') AS reversed
+            FROM loyalty.ledger_entry le GROUP BY le.lot_id) e ON e.lot_id = x.id
+     WHERE x.amount > 0
+     GROUP BY 1, 2
+    HAVING bool_and(coalesce(x.remaining = 0 OR x.expires_at <= now(), false));
+COMMENT ON VIEW loyalty.breakage IS
+    'Per earn month (program time zone) and account whose lots have all ended: issued, redeemed, expired, reversed, breakage rate = expired / (issued - reversed)';
+
+SELECT pg_catalog.pg_extension_config_dump('loyalty.experiment', '');
+
+REVOKE ALL ON loyalty.experiment, loyalty.kpi_daily, loyalty.breakage FROM PUBLIC;
+REVOKE ALL ON FUNCTION
+    loyalty.ab_bucket(bigint, text), loyalty.ab_group(bigint, text, integer),
+    loyalty.experiment_variant(text, bigint), loyalty.normal_cdf(double precision),
+    loyalty.proportion_test(bigint, bigint, bigint, bigint), loyalty.experiment_report(text),
+    loyalty.kpi(timestamptz, timestamptz, text), loyalty.points_liability(timestamptz),
+    loyalty.experiment_validate()
+    FROM PUBLIC;
+
+-- Issue 16: experiments, KPIs and liability are the analyst's and the
+-- marketer's (the marketer also writes experiments)
+GRANT SELECT, INSERT, UPDATE, DELETE ON loyalty.experiment TO loyalty_marketer;
+GRANT SELECT ON loyalty.experiment, loyalty.kpi_daily, loyalty.breakage TO loyalty_analyst;
+GRANT SELECT ON loyalty.kpi_daily, loyalty.breakage TO loyalty_marketer, loyalty_admin;
+GRANT ALL ON loyalty.experiment TO loyalty_admin;
+GRANT EXECUTE ON FUNCTION
+    loyalty.ab_bucket(bigint, text), loyalty.ab_group(bigint, text, integer),
+    loyalty.experiment_variant(text, bigint), loyalty.normal_cdf(double precision),
+    loyalty.proportion_test(bigint, bigint, bigint, bigint), loyalty.experiment_report(text),
+    loyalty.kpi(timestamptz, timestamptz, text), loyalty.points_liability(timestamptz)
+    TO loyalty_analyst, loyalty_marketer, loyalty_admin;
+GRANT EXECUTE ON FUNCTION loyalty.experiment_validate() TO loyalty_admin;
+
+-- ---------------------------------------------------------------------------
+-- Issue 16: promotion.experiment / variant (SPEC §10): an experiment's
+-- promotion goes only to the customers of its variant (any variant when
+-- NULL), never to the holdout; the engine assigns with the hash of
+-- loyalty.ab_bucket, from the experiments the configuration cache holds.
+-- ---------------------------------------------------------------------------
+ALTER TABLE loyalty.promotion ADD COLUMN experiment text, ADD COLUMN variant text,
+    ADD CONSTRAINT promotion_variant_needs_experiment CHECK (variant IS NULL OR experiment IS NOT NULL);
+COMMENT ON COLUMN loyalty.promotion.experiment IS
+    'The A/B experiment the promotion belongs to: only that experiment''s customers of "variant" (NULL: of any variant) get it, the holdout never';
+CREATE TRIGGER config_changed AFTER INSERT OR DELETE OR UPDATE OR TRUNCATE ON loyalty.experiment
+    FOR EACH STATEMENT EXECUTE FUNCTION loyalty.config_changed();

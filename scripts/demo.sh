@@ -45,6 +45,8 @@ say "a day of checks: priced, committed, two receipts and the summary (demo/chec
 
 say "an online order: held on the web, half picked up in a store (demo/orders.sql)"
 "${PSQL[@]}" -f demo/orders.sql
+say "the analyst's view: KPIs, RFM, a segment, an experiment, the liability (demo/analyst.sql)"
+"${PSQL[@]}" -f demo/analyst.sql
 
 cluster_stop
 say "done: the cluster is stopped and removed"

@@ -101,7 +101,8 @@ static const char *const PROMOTION_KEYS[] =
 {"code", "name", "mechanic", "rule", "priority", "grp", "exclusive",
 	"starts_at", "ends_at", "schedule", "channels", "stores", "regions",
 	"tiers", "segments", "identified_only", "requires_coupon", "usage_limit",
-	"per_customer_limit", "enabled", "budget", NULL};
+	"per_customer_limit", "enabled", "budget", "segments_exclude", "experiment",
+	"variant", NULL};
 
 static const JsonNumberKind SAMPLE = {6, 1, 1000000,
 "must be greater than 0 and at most 1"};
@@ -252,7 +253,7 @@ static char *
 candidate_check(JsonReader *r, JsonbContainer *obj)
 {
 	static const char *const NAME_LISTS[] =
-	{"channels", "stores", "regions", "tiers", "segments", NULL};
+	{"channels", "stores", "regions", "tiers", "segments", "segments_exclude", NULL};
 	char	   *code;
 	char	   *mechanic;
 	const MechanicRoutine *m;
@@ -282,6 +283,13 @@ candidate_check(JsonReader *r, JsonbContainer *obj)
 	(void) jr_number_field(r, obj, "per_customer_limit", &LIMIT, JR_OPTIONAL, 0);
 	/* a campaign budget (issue 18) is not replayed: no claims are read */
 	(void) jr_number_field(r, obj, "budget", &RULE_MONEY_POSITIVE, JR_OPTIONAL, 0);
+	/* an experiment's variant (issue 16), as the table's constraint says */
+	if (jr_string_field(r, obj, "variant", JR_OPTIONAL, NULL) != NULL &&
+		jr_string_field(r, obj, "experiment", JR_OPTIONAL, NULL) == NULL)
+	{
+		saved = jr_push_key(r, "variant");
+		jr_error(r, NULL, "needs \"experiment\".");
+	}
 	for (int k = 0; NAME_LISTS[k] != NULL; k++)
 	{
 		int			n;

@@ -545,11 +545,12 @@ typedef struct GroupEntry
 	"SELECT code, name, mechanic, rule, priority, grp, exclusive, " \
 	"starts_at, ends_at, schedule, channels, stores, regions, tiers, " \
 	"segments, identified_only, requires_coupon, usage_limit, " \
-	"per_customer_limit, budget FROM (" \
+	"per_customer_limit, budget, segments_exclude, experiment, variant FROM (" \
 	"SELECT p.code, p.name, p.mechanic, p.rule, p.priority, p.grp, p.exclusive, " \
 	"p.starts_at, p.ends_at, p.schedule, p.channels, p.stores, p.regions, p.tiers, " \
 	"p.segments, p.identified_only, p.requires_coupon, p.usage_limit, " \
-	"p.per_customer_limit, p.budget FROM loyalty.promotion p WHERE p.enabled " \
+	"p.per_customer_limit, p.budget, p.segments_exclude, p.experiment, p.variant " \
+	"FROM loyalty.promotion p WHERE p.enabled " \
 	"AND p.code <> ALL ($2) AND NOT EXISTS (SELECT FROM " \
 	"pg_catalog.jsonb_array_elements($1) e WHERE e OPERATOR(pg_catalog.->>) 'code' " \
 	"OPERATOR(pg_catalog.=) p.code) " \
@@ -557,7 +558,8 @@ typedef struct GroupEntry
 	"coalesce(c.priority, 100), c.grp, coalesce(c.exclusive, false), " \
 	"c.starts_at, c.ends_at, c.schedule, c.channels, c.stores, c.regions, c.tiers, " \
 	"c.segments, coalesce(c.identified_only, false), " \
-	"coalesce(c.requires_coupon, false), c.usage_limit, c.per_customer_limit, c.budget " \
+	"coalesce(c.requires_coupon, false), c.usage_limit, c.per_customer_limit, c.budget, " \
+	"c.segments_exclude, c.experiment, c.variant " \
 	"FROM pg_catalog.jsonb_populate_recordset(NULL::loyalty.promotion, $1) c " \
 	"WHERE coalesce(c.enabled, true)) x " \
 	"ORDER BY priority, code COLLATE \"C\""
@@ -579,7 +581,8 @@ load_promotions(ConfigCache *c, Jsonb *candidates, Datum disable)
 		nrows = spi_query("SELECT code, name, mechanic, rule, priority, grp, exclusive, "
 						  "starts_at, ends_at, schedule, channels, stores, regions, tiers, "
 						  "segments, identified_only, requires_coupon, usage_limit, "
-						  "per_customer_limit, budget FROM loyalty.promotion WHERE enabled "
+						  "per_customer_limit, budget, segments_exclude, experiment, variant "
+						  "FROM loyalty.promotion WHERE enabled "
 						  "ORDER BY priority, code COLLATE \"C\"");
 	else
 	{
@@ -652,6 +655,12 @@ load_promotions(ConfigCache *c, Jsonb *candidates, Datum disable)
 		p->requires_coupon = spi_bool(r, 17, false);
 		p->usage_limit = spi_int4(r, 18, 0);
 		p->per_customer_limit = spi_int4(r, 19, 0);
+		p->segments_exclude = namelist_column(r, 21);
+		/* resolved by load_experiments */
+		p->experiment_code = spi_isnull(r, 22) ? NULL : spi_text(r, 22, CurrentMemoryContext);
+		p->variant_code = spi_isnull(r, 23) ? NULL : spi_text(r, 23, CurrentMemoryContext);
+		p->experiment = NULL;
+		p->variant = EXPERIMENT_ANY_VARIANT;
 		if (p->usage_limit > 0 || p->per_customer_limit > 0)
 			c->any_usage_limit = true;
 		p->budget = spi_scaled(r, 20, 2, 0);
@@ -670,6 +679,77 @@ load_promotions(ConfigCache *c, Jsonb *candidates, Datum disable)
 		c->check_level[r] = p->key_sel < 0;
 	}
 	hash_destroy(groups);
+}
+
+/*
+ * load_experiments reads the experiments when an enabled promotion belongs
+ * to one, and resolves each such promotion's experiment and variant.
+ */
+static void
+load_experiments(ConfigCache *c)
+{
+	int			i,
+				k;
+	bool		any = false;
+	uint64		nrows;
+	uint64		r;
+	CachedExperiment *exps;
+
+	for (i = 0; i < c->npromotions; i++)
+		any |= (c->promotions[i].experiment_code != NULL);
+	if (!any)
+		return;					/* read only when a promotion needs it */
+	nrows = spi_query("SELECT e.code, (e.holdout_percent * 100)::int,"
+					  "       array_agg(v.value ->> 'code' ORDER BY v.n),"
+					  "       array_agg((sum_w)::int8 ORDER BY v.n),"
+					  "       max(sum_w)::int8"
+					  "  FROM loyalty.experiment e,"
+					  "       LATERAL (SELECT o.value, o.ordinality AS n,"
+					  "                       sum((o.value ->> 'weight')::int8) OVER (ORDER BY o.ordinality) AS sum_w"
+					  "                  FROM jsonb_array_elements(e.variants) WITH ORDINALITY o) v"
+					  " GROUP BY e.code, e.holdout_percent");
+	exps = palloc0(sizeof(CachedExperiment) * Max(nrows, 1));
+	for (r = 0; r < nrows; r++)
+	{
+		CachedExperiment *e = &exps[r];
+		bool		isnull;
+		Datum		d;
+		ArrayType  *arr;
+		Datum	   *elems;
+		int			n;
+
+		e->code = spi_text(r, 1, CurrentMemoryContext);
+		e->holdout = spi_int4(r, 2, 0);
+		e->variants = spi_text_array(r, 3, CurrentMemoryContext, &e->nvariants);
+		d = spi_datum(r, 4, &isnull);
+		arr = DatumGetArrayTypeP(d);
+		deconstruct_array(arr, INT8OID, 8, FLOAT8PASSBYVAL, TYPALIGN_DOUBLE,
+						  &elems, NULL, &n);
+		e->upto = palloc(sizeof(int64) * Max(n, 1));
+		for (k = 0; k < n; k++)
+			e->upto[k] = DatumGetInt64(elems[k]);
+		e->total = spi_int8(r, 5, 1);
+	}
+	for (i = 0; i < c->npromotions; i++)
+	{
+		CachedPromotion *p = &c->promotions[i];
+
+		if (p->experiment_code == NULL)
+			continue;
+		for (r = 0; r < nrows; r++)
+			if (strcmp(exps[r].code, p->experiment_code) == 0)
+				p->experiment = &exps[r];
+		/* a promotion of an experiment that is gone applies to nobody */
+		p->variant = EXPERIMENT_HOLDOUT;
+		if (p->experiment == NULL)
+			continue;
+		if (p->variant_code == NULL)
+			p->variant = EXPERIMENT_ANY_VARIANT;
+		else
+			for (k = 0; k < p->experiment->nvariants; k++)
+				if (strcmp(p->experiment->variants[k], p->variant_code) == 0)
+					p->variant = k;
+	}
 }
 
 /*
@@ -725,6 +805,7 @@ config_cache_build(Jsonb *candidates, Datum disable)
 	load_products(c);
 	load_accounts_and_tiers(c);
 	load_promotions(c, candidates, disable);
+	load_experiments(c);
 	load_plans(c);
 	MemoryContextSwitchTo(old);
 	/* SPI result tuples live in the SPI context; everything we keep is copied */

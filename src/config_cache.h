@@ -26,6 +26,7 @@
 #include "utils/hsearch.h"
 #include "utils/jsonb.h"
 
+#include "experiments.h"
 #include "mechanics/mechanics.h"
 #include "rules.h"
 
@@ -107,6 +108,13 @@ typedef struct CachedPromotion
 	NameList   *regions;
 	NameList   *tiers;
 	NameList   *segments;
+	NameList   *segments_exclude;	/* NULL = none; members of any never get it */
+	/* an experiment's promotion: only its variant (EXPERIMENT_ANY_VARIANT:
+	 * every variant), never the holdout; NULL when none */
+	char	   *experiment_code;	/* as written; NULL when none */
+	char	   *variant_code;	/* NULL: every variant */
+	const CachedExperiment *experiment;
+	int			variant;
 	bool		identified_only;
 	bool		requires_coupon;
 	int			usage_limit;	/* 0 = none */

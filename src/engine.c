@@ -146,6 +146,22 @@ customer_uses(CustomerInfo *cust, const CachedPromotion *p)
 }
 
 /*
+ * in_variant tells whether the customer is in the variant of the
+ * experiment promotion p belongs to (never: anonymous, the holdout, an
+ * experiment that is gone, a variant it does not have).
+ */
+static bool
+in_variant(const CustomerInfo *cust, const CachedPromotion *p)
+{
+	int			v;
+
+	if (!cust->identified || p->experiment == NULL || p->variant == EXPERIMENT_HOLDOUT)
+		return false;
+	v = experiment_variant_of(p->experiment, cust->id);
+	return v != EXPERIMENT_HOLDOUT && (p->variant == EXPERIMENT_ANY_VARIANT || v == p->variant);
+}
+
+/*
  * in_scope tells whether promotion p applies to this check at all: period,
  * channel, store, region, customer (identified, tier, segment, limits),
  * coupon, usage limit and schedule.
@@ -174,6 +190,11 @@ in_scope(CheckResult *r, const CachedPromotion *p, const bool *unlocked,
 	if (p->tiers && (cust->tier == NULL || !namelist_has(p->tiers, cust->tier->code)))
 		return false;
 	if (p->segments && !namelist_intersects(p->segments, cust->segments, cust->nsegments))
+		return false;
+	if (p->segments_exclude &&
+		namelist_intersects(p->segments_exclude, cust->segments, cust->nsegments))
+		return false;
+	if (p->experiment_code != NULL && !in_variant(cust, p))
 		return false;
 	if (p->requires_coupon && !unlocked[p->index])
 		return false;
