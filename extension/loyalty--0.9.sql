@@ -1392,6 +1392,23 @@ CREATE FUNCTION loyalty.backtest(request jsonb) RETURNS jsonb
 COMMENT ON FUNCTION loyalty.backtest(jsonb) IS
     'What candidate promotions would have cost on the purchases of a period: checks replayed and changed, discount and points before and after, by promotion, store, day and product; writes nothing';
 
+-- loyalty.backtest_check: one stored check priced now and with the
+-- candidates, as rows that loyalty.backtest adds up under a GROUP BY; PARALLEL
+-- SAFE (read-only), so that PostgreSQL's parallel query spreads a large
+-- history over its workers.  Internal: no role may call it (backtest calls
+-- it as definer).
+CREATE FUNCTION loyalty.backtest_check(request jsonb, at timestamptz, store text,
+                                       candidates jsonb, disable text[], run bigint,
+                                       progress_every bigint, total bigint)
+    RETURNS TABLE (kind text, key text, checks bigint, changed bigint,
+                   discount_before bigint, discount_after bigint,
+                   points_before bigint, points_after bigint)
+    AS 'MODULE_PATHNAME', 'loyalty_backtest_check'
+    LANGUAGE C STABLE PARALLEL SAFE COST 10000 ROWS 6;
+COMMENT ON FUNCTION loyalty.backtest_check(jsonb, timestamptz, text, jsonb, text[], bigint, bigint, bigint) IS
+    'Internal to loyalty.backtest: one stored check priced with the configuration now and with the candidates, as rows to add up (parallel safe)';
+REVOKE ALL ON FUNCTION loyalty.backtest_check(jsonb, timestamptz, text, jsonb, text[], bigint, bigint, bigint) FROM PUBLIC;
+
 CREATE FUNCTION loyalty.purchase(request jsonb) RETURNS jsonb
     LANGUAGE c STRICT SECURITY DEFINER
     SET search_path = pg_catalog, pg_temp

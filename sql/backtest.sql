@@ -153,3 +153,55 @@ SELECT r -> 'checks' AS checks, r -> 'changed' AS changed,
            (SELECT sum(discount) FROM loyalty.purchase WHERE at >= '2026-12-02T00:00:00+03:00') AS before_is_history,
        r -> 'by_promotion' AS by_promotion
   FROM b;
+
+-- The parallel replay ("parallel": "on": loyalty.backtest_check under a
+-- GROUP BY, PostgreSQL's parallel query) gives every figure of the serial
+-- replay ("parallel": "off"): the whole results are equal, on the three
+-- purchases of the fixed history and on the 400 above.  Parallel costs at
+-- zero so that the planner uses workers even on these few rows, and the
+-- leader not taking part, so that workers price the checks (each building
+-- the candidate configuration itself).
+SET parallel_setup_cost = 0;
+SET parallel_tuple_cost = 0;
+SET parallel_leader_participation = off;
+SET max_parallel_workers_per_gather = 2;
+CREATE FUNCTION pg_temp.both_ways(req jsonb) RETURNS TABLE (checks jsonb, changed jsonb, difference jsonb, same boolean)
+LANGUAGE sql AS $$
+    SELECT s -> 'checks', s -> 'changed', s -> 'discount' -> 'difference', s = p
+      FROM (SELECT loyalty.backtest(req || '{"parallel": "off"}') AS s,
+                   loyalty.backtest(req || '{"parallel": "on"}') AS p) x
+$$;
+SELECT * FROM pg_temp.both_ways('{"from": "2026-12-01T00:00:00+03:00", "to": "2026-12-03T00:00:00+03:00",
+    "promotions": [{"code": "TUE15", "name": "-15% on cosmetics on Tuesdays", "mechanic": "percent_off",
+                    "rule": {"products": {"categories": ["cosmetics"]}, "percent": 15},
+                    "schedule": {"weekdays": [2]}}]}');
+SELECT * FROM pg_temp.both_ways('{"from": "2026-12-01T00:00:00+03:00", "to": "2026-12-03T00:00:00+03:00",
+    "stores": ["MSK"], "disable": ["FOOD10"]}');
+SELECT * FROM pg_temp.both_ways('{"from": "2026-12-01T00:00:00+03:00", "to": "2026-12-05T00:00:00+03:00",
+    "promotions": [{"code": "FOOD10", "name": "20% off food", "mechanic": "percent_off",
+                    "rule": {"products": {"categories": ["food"]}, "percent": 20}},
+                   {"code": "TUE15", "name": "-15% on cosmetics on Tuesdays", "mechanic": "percent_off",
+                    "rule": {"products": {"categories": ["cosmetics"]}, "percent": 15},
+                    "schedule": {"weekdays": [3]}}],
+    "disable": ["BIG5"]}');
+SELECT * FROM pg_temp.both_ways('{"from": "2026-12-01T00:00:00+03:00", "to": "2026-12-05T00:00:00+03:00",
+    "sample": 0.5, "disable": ["FOOD10"]}');
+-- the plan of the parallel replay: workers under a Gather, each adding up
+-- its share of the purchases (a partial aggregate over a parallel scan)
+SET min_parallel_table_scan_size = 0;
+EXPLAIN (COSTS OFF)
+SELECT r.kind, r.key, sum(r.checks)
+  FROM loyalty.purchase p JOIN loyalty.operation o USING (operation_id),
+       LATERAL loyalty.backtest_check(o.request, p.at, p.store, '[]', '{}', 1, 10000, 0) r
+ WHERE p.at >= '2026-12-01' GROUP BY r.kind, r.key;
+RESET min_parallel_table_scan_size;
+-- "parallel" is auto, on or off
+SELECT pg_temp.try($$SELECT loyalty.backtest('{"from": "2026-12-01T00:00:00+03:00", "to": "2026-12-03T00:00:00+03:00", "parallel": "yes"}')$$) AS parallel_word;
+-- the internal function is nobody's to call
+SET ROLE loyalty_marketer;
+SELECT pg_temp.try($$SELECT * FROM loyalty.backtest_check('{}', now(), NULL, '[]', '{}', 1, 1, 1)$$) AS marketer_check;
+RESET ROLE;
+RESET parallel_setup_cost;
+RESET parallel_tuple_cost;
+RESET parallel_leader_participation;
+RESET max_parallel_workers_per_gather;

@@ -23,22 +23,27 @@
  *
  * The history is read through a cursor in batches; each check runs in a
  * memory context reset after it, calls CHECK_FOR_INTERRUPTS, and every
- * progress_every checks a NOTICE gives the rate and the time left.  The
- * replay is serial (see the issue note for the parallel design).
+ * progress_every checks a NOTICE gives the rate and the time left.  From
+ * BACKTEST_PARALLEL_MIN checks on (or "parallel": "on"), the replay is a
+ * parallel query instead: see "The parallel replay" below.
  *
  *-------------------------------------------------------------------------
  */
 #include "loyalty.h"
 
+#include "access/parallel.h"
 #include "catalog/pg_type.h"
 #include "common/hashfn.h"
 #include "executor/spi.h"
 #include "fmgr.h"
+#include "funcapi.h"
 #include "miscadmin.h"
+#include "optimizer/cost.h"
 #include "portability/instr_time.h"
 #include "utils/array.h"
 #include "utils/builtins.h"
 #include "utils/date.h"
+#include "utils/guc.h"
 #include "utils/hsearch.h"
 #include "utils/jsonb.h"
 #include "utils/memutils.h"
@@ -95,7 +100,8 @@ static const JsonReaderStyle CANDIDATE_STYLE = {
 };
 
 static const char *const REQUEST_KEYS[] =
-{"from", "to", "promotions", "disable", "stores", "sample", "progress_every", NULL};
+{"from", "to", "promotions", "disable", "stores", "sample", "progress_every",
+"parallel", NULL};
 
 static const char *const PROMOTION_KEYS[] =
 {"code", "name", "mechanic", "rule", "priority", "grp", "exclusive",
@@ -204,7 +210,17 @@ typedef struct BacktestRequest
 	char	  **stores;			/* NULL: every store */
 	int64		sample;			/* millionths; 1000000 = every check */
 	int64		progress_every;
+	int			parallel;		/* PARALLEL_AUTO, _ON or _OFF */
 } BacktestRequest;
+
+/* "parallel": how the history is replayed */
+#define PARALLEL_AUTO	0
+#define PARALLEL_ON		1
+#define PARALLEL_OFF	2
+static const char *const PARALLEL_MODES[] = {"auto", "on", "off", NULL};
+
+/* auto: the parallel query from this many checks on */
+#define BACKTEST_PARALLEL_MIN	5000
 
 /* timestamp_field reads obj.key as a request timestamp (22023). */
 static TimestampTz
@@ -362,6 +378,7 @@ backtest_parse(Jsonb *jb)
 	req->sample = jr_number_field(&r, root, "sample", &SAMPLE, JR_OPTIONAL, 1000000);
 	req->progress_every = jr_number_field(&r, root, "progress_every", &PROGRESS,
 										  JR_OPTIONAL, BACKTEST_PROGRESS);
+	req->parallel = jr_enum_field(&r, root, "parallel", PARALLEL_MODES, PARALLEL_AUTO);
 
 	/* the candidates: an array of objects (22023), each a row (LY006) */
 	v = jr_field(&r, root, "promotions", JR_OPTIONAL, &saved);
@@ -449,6 +466,46 @@ replay_bind(ConfigCache *cfg, CheckRequest *req, CustomerInfo *cust,
 		in->has_balances = true;
 	}
 	return in;
+}
+
+/*
+ * replay_check prices one stored request under now_cfg and cand_cfg, at
+ * the purchase's moment, for its customer as they are now (usage, coupons
+ * and points spent left out of both).  False when the purchase's store is
+ * no longer known (the check is skipped).  Must be called inside an SPI
+ * connection (the customer is read).
+ */
+static bool
+replay_check(ConfigCache *now_cfg, ConfigCache *cand_cfg, Jsonb *stored,
+			 TimestampTz at, const char *store,
+			 CheckResult **rb, CheckResult **ra)
+{
+	CheckRequest *creq;
+	CustomerInfo *cust;
+	CustomerInfo *cand_cust;
+	CheckInput *in_b;
+	CheckInput *in_a;
+
+	creq = request_parse_check(stored, false, now_cfg->points_precision);
+	/* not re-simulated: coupons, points spent */
+	creq->ncoupons = 0;
+	creq->redeem = REDEEM_NONE;
+	creq->redeem_points = 0;
+	cust = check_customer(now_cfg, creq);
+	/* not re-simulated: per-customer usage limits */
+	cust->nusage = 0;
+	cand_cust = palloc(sizeof(CustomerInfo));
+	*cand_cust = *cust;
+	if (cust->tier != NULL)
+		cand_cust->tier = config_tier(cand_cfg, cust->tier->code);
+
+	in_b = replay_bind(now_cfg, creq, cust, at, store);
+	in_a = in_b ? replay_bind(cand_cfg, creq, cand_cust, at, store) : NULL;
+	if (in_a == NULL)
+		return false;
+	*rb = engine_run(now_cfg, in_b, NULL);
+	*ra = engine_run(cand_cfg, in_a, NULL);
+	return true;
 }
 
 /* result_points is the points a priced check earns, all accounts. */
@@ -572,12 +629,333 @@ sorted_entries(HTAB *table, int *n, int (*cmp) (const void *, const void *))
 }
 
 /* The history's query: purchases of the period, stores, sample. */
-#define HISTORY_FROM \
-	" FROM loyalty.purchase p JOIN loyalty.operation o USING (operation_id)" \
+/* ---------------------------------------------------------------------
+ * The parallel replay
+ *
+ * loyalty.backtest_check(request, at, store, candidates, disable, run,
+ * progress_every, total) is PARALLEL SAFE: it prices one stored check under
+ * both configurations and returns its figures as rows (kind, key, sums),
+ * which backtest() adds up with GROUP BY kind, key over the period's
+ * purchases.  PostgreSQL's parallel query then spreads the purchases over
+ * its workers (a Parallel Seq Scan under a Partial Aggregate); each worker
+ * builds the candidate configuration once through the very builder the
+ * serial path uses (read-only SPI, which a parallel worker may do) and keeps
+ * it for the rest of the query.
+ * ---------------------------------------------------------------------
+ */
+
+/* The candidate configuration of this backend, with what it was built from. */
+typedef struct CandidateCache
+{
+	ConfigCache *cfg;			/* NULL when none */
+	ConfigCache *now;			/* the configuration it was built next to */
+	uint32		hash;			/* of the arguments below */
+	Jsonb	   *candidates;		/* copies, in cfg's context */
+	ArrayType  *disable;
+	int64		run;			/* the backtest run the counters belong to */
+	int64		done;			/* checks this process replayed in that run */
+	instr_time	start;
+} CandidateCache;
+
+static CandidateCache candidate_cache = {0};
+
+/* candidate_forget clears the candidate cache when its context goes. */
+static void
+candidate_forget(void *arg)
+{
+	candidate_cache.cfg = NULL;
+	candidate_cache.now = NULL;
+}
+
+/*
+ * backtest_candidate returns the candidate configuration for candidates and
+ * disable (a text[]) next to now_cfg, building it once per backend: the
+ * cache is keyed by a hash of the arguments (compared byte for byte on a
+ * hit) and lives in a child of now_cfg's context, so that a configuration
+ * change, which rebuilds now_cfg, drops it too.
+ */
+static ConfigCache *
+backtest_candidate(ConfigCache *now_cfg, Jsonb *candidates, ArrayType *disable)
+{
+	uint32		h;
+	MemoryContext old;
+	MemoryContextCallback *cb;
+	ConfigCache *cfg;
+
+	h = hash_bytes((const unsigned char *) candidates, VARSIZE(candidates));
+	h = hash_combine(h, hash_bytes((const unsigned char *) disable, VARSIZE(disable)));
+	if (candidate_cache.cfg != NULL && candidate_cache.now == now_cfg &&
+		candidate_cache.hash == h &&
+		VARSIZE(candidate_cache.candidates) == VARSIZE(candidates) &&
+		memcmp(candidate_cache.candidates, candidates, VARSIZE(candidates)) == 0 &&
+		VARSIZE(candidate_cache.disable) == VARSIZE(disable) &&
+		memcmp(candidate_cache.disable, disable, VARSIZE(disable)) == 0)
+		return candidate_cache.cfg;
+
+	if (candidate_cache.cfg != NULL)
+		MemoryContextDelete(candidate_cache.cfg->cxt);	/* clears the cache */
+	cfg = config_cache_build_candidate(candidates, PointerGetDatum(disable));
+	MemoryContextSetParent(cfg->cxt, now_cfg->cxt);
+	old = MemoryContextSwitchTo(cfg->cxt);
+	candidate_cache.candidates = palloc(VARSIZE(candidates));
+	memcpy(candidate_cache.candidates, candidates, VARSIZE(candidates));
+	candidate_cache.disable = palloc(VARSIZE(disable));
+	memcpy(candidate_cache.disable, disable, VARSIZE(disable));
+	cb = palloc0(sizeof(MemoryContextCallback));
+	cb->func = candidate_forget;
+	MemoryContextRegisterResetCallback(cfg->cxt, cb);
+	MemoryContextSwitchTo(old);
+	candidate_cache.cfg = cfg;
+	candidate_cache.now = now_cfg;
+	candidate_cache.hash = h;
+	candidate_cache.run = 0;
+	return cfg;
+}
+
+/* emit adds one row of loyalty.backtest_check's result. */
+static void
+emit(ReturnSetInfo *rsinfo, const char *kind, const char *key, int64 checks,
+	 int64 changed, int64 db, int64 da, int64 pb, int64 pa)
+{
+	Datum		values[8];
+	bool		nulls[8] = {0};
+
+	values[0] = CStringGetTextDatum(kind);
+	values[1] = CStringGetTextDatum(key);
+	values[2] = Int64GetDatum(checks);
+	values[3] = Int64GetDatum(changed);
+	values[4] = Int64GetDatum(db);
+	values[5] = Int64GetDatum(da);
+	values[6] = Int64GetDatum(pb);
+	values[7] = Int64GetDatum(pa);
+	tuplestore_putvalues(rsinfo->setResult, rsinfo->setDesc, values, nulls);
+}
+
+PG_FUNCTION_INFO_V1(loyalty_backtest_check);
+
+/*
+ * loyalty_backtest_check implements loyalty.backtest_check: one stored check
+ * priced under the configuration as it is now and under the candidate one,
+ * as rows to add up: K (skipped: checks 1), S (by store; '' when none),
+ * D (by day: the date's number), P (by promotion code) and R (by SKU, lines
+ * whose discount changed).  Every progress_every checks of this process a
+ * NOTICE gives its count and rate.
+ */
+Datum
+loyalty_backtest_check(PG_FUNCTION_ARGS)
+{
+	ReturnSetInfo *rsinfo = (ReturnSetInfo *) fcinfo->resultinfo;
+	Jsonb	   *stored;
+	TimestampTz at;
+	char	   *store;
+	Jsonb	   *candidates;
+	ArrayType  *disable;
+	int64		run;
+	int64		progress_every;
+	int64		total;
+	ConfigCache *now_cfg;
+	ConfigCache *cand_cfg;
+	CheckResult *rb;
+	CheckResult *ra;
+	int64		pb;
+	int64		pa;
+	bool		changed;
+	ListCell   *lc;
+	char		daykey[16];
+
+	InitMaterializedSRF(fcinfo, 0);
+	for (int i = 0; i < 8; i++)
+		if (i != 2 && PG_ARGISNULL(i))
+			elog(ERROR, "loyalty.backtest_check: argument %d is null", i + 1);
+	stored = PG_GETARG_JSONB_P(0);
+	at = PG_GETARG_TIMESTAMPTZ(1);
+	store = PG_ARGISNULL(2) ? NULL : text_to_cstring(PG_GETARG_TEXT_PP(2));
+	candidates = PG_GETARG_JSONB_P(3);
+	disable = PG_GETARG_ARRAYTYPE_P(4);
+	run = PG_GETARG_INT64(5);
+	progress_every = PG_GETARG_INT64(6);
+	total = PG_GETARG_INT64(7);
+
+	CHECK_FOR_INTERRUPTS();
+	if (SPI_connect() != SPI_OK_CONNECT)
+		elog(ERROR, "SPI_connect failed");
+	now_cfg = config_cache_get();
+	cand_cfg = backtest_candidate(now_cfg, candidates, disable);
+	if (candidate_cache.run != run)
+	{
+		candidate_cache.run = run;
+		candidate_cache.done = 0;
+		INSTR_TIME_SET_CURRENT(candidate_cache.start);
+	}
+
+	if (!replay_check(now_cfg, cand_cfg, stored, at, store, &rb, &ra))
+		emit(rsinfo, "K", "", 1, 0, 0, 0, 0, 0);
+	else
+	{
+		pb = result_points(rb);
+		pa = result_points(ra);
+		changed = rb->discount != ra->discount || pb != pa;
+		emit(rsinfo, "S", store ? store : "", 1, changed ? 1 : 0,
+			 rb->discount, ra->discount, pb, pa);
+		snprintf(daykey, sizeof(daykey), "%d", (int) rb->local_date);
+		emit(rsinfo, "D", daykey, 1, changed ? 1 : 0,
+			 rb->discount, ra->discount, pb, pa);
+		foreach(lc, rb->applied)
+		{
+			AppliedPromotion *ap = lfirst(lc);
+
+			emit(rsinfo, "P", ap->promo->code, 0, 0, ap->discount, 0, ap->points, 0);
+		}
+		foreach(lc, ra->applied)
+		{
+			AppliedPromotion *ap = lfirst(lc);
+
+			emit(rsinfo, "P", ap->promo->code, 0, 0, 0, ap->discount, 0, ap->points);
+		}
+		if (changed)
+			for (int i = 0; i < rb->nlines && i < ra->nlines; i++)
+				if (ra->lines[i].discount != rb->lines[i].discount)
+					emit(rsinfo, "R", rb->lines[i].sku, 1, 0,
+						 rb->lines[i].discount, ra->lines[i].discount, 0, 0);
+	}
+	SPI_finish();
+
+	candidate_cache.done++;
+	if (progress_every > 0 && candidate_cache.done % progress_every == 0)
+	{
+		instr_time	elapsed;
+		double		secs;
+
+		INSTR_TIME_SET_CURRENT(elapsed);
+		INSTR_TIME_SUBTRACT(elapsed, candidate_cache.start);
+		secs = INSTR_TIME_GET_DOUBLE(elapsed);
+		ereport(NOTICE,
+				(errmsg("backtest: " INT64_FORMAT " checks replayed by %s %d (of " INT64_FORMAT " in all), %.0f a second",
+						candidate_cache.done,
+						IsParallelWorker() ? "parallel worker" : "process",
+						MyProcPid, total,
+						secs > 0 ? candidate_cache.done / secs : 0.0)));
+	}
+	return (Datum) 0;
+}
+
+#define HISTORY_TABLES \
+	" FROM loyalty.purchase p JOIN loyalty.operation o USING (operation_id)"
+#define HISTORY_FROM HISTORY_TABLES HISTORY_WHERE
+#define HISTORY_WHERE \
 	" WHERE p.at >= $1 AND p.at < $2" \
 	" AND ($3 IS NULL OR p.store = ANY ($3))" \
 	" AND ($4 >= 1000000 OR (pg_catalog.hashtext(p.operation_id) & 2147483647)" \
 	" < ($4::bigint * 2147483648 / 1000000))"
+
+/*
+ * replay_parallel replays the history through loyalty.backtest_check under
+ * a GROUP BY (see "The parallel replay") and adds the grouped figures to the
+ * same tables the serial replay fills; returns the checks skipped.
+ * min_parallel_table_scan_size is 0 for the query alone (each row costs a
+ * check's pricing, so even a small purchase table is worth workers); how
+ * many workers is PostgreSQL's choice (max_parallel_workers_per_gather).
+ */
+static int64
+replay_parallel(BacktestRequest *req, Datum *hvalues, char *hnulls,
+				int64 total, Totals *all, HTAB *by_store, HTAB *by_promo,
+				HTAB *by_product, HTAB *by_day, MemoryContext work)
+{
+	Oid			types[8] = {TIMESTAMPTZOID, TIMESTAMPTZOID, TEXTARRAYOID, INT8OID,
+	JSONBOID, TEXTARRAYOID, INT8OID, INT8OID};
+	Datum		values[8];
+	char		nulls[8] = {' ', ' ', ' ', ' ', ' ', ' ', ' ', ' '};
+	int64		skipped = 0;
+	int			nest;
+	uint64		nrows;
+
+	for (int i = 0; i < 4; i++)
+	{
+		values[i] = hvalues[i];
+		nulls[i] = hnulls[i];
+	}
+	values[4] = JsonbPGetDatum(req->promotions);
+	values[5] = text_array(req->disable, req->ndisable);
+	values[6] = Int64GetDatum((int64) GetCurrentTimestamp() ^ (int64) MyProcPid);
+	values[7] = Int64GetDatum(req->progress_every);
+
+	nest = NewGUCNestLevel();
+	(void) set_config_option("min_parallel_table_scan_size", "0",
+							 PGC_USERSET, PGC_S_SESSION, GUC_ACTION_SAVE,
+							 true, 0, false);
+	/* tcount 0: a fetch count would keep the executor from using workers */
+	if (SPI_execute_with_args(psprintf("SELECT r.kind, r.key, sum(r.checks)::int8,"
+									   " sum(r.changed)::int8,"
+									   " sum(r.discount_before)::int8, sum(r.discount_after)::int8,"
+									   " sum(r.points_before)::int8, sum(r.points_after)::int8"
+									   HISTORY_TABLES ", LATERAL loyalty.backtest_check("
+									   "o.request, p.at, p.store, $5, $6, $7, $8, "
+									   INT64_FORMAT ") r" HISTORY_WHERE
+									   " GROUP BY r.kind, r.key", total),
+							  8, types, values, nulls, true, 0) != SPI_OK_SELECT)
+		elog(ERROR, "the parallel backtest query failed");
+	AtEOXact_GUC(true, nest);
+
+	nrows = SPI_processed;
+	for (uint64 row = 0; row < nrows; row++)
+	{
+		char	   *kind = spi_text(row, 1, work);
+		char	   *key = spi_text(row, 2, work);
+		Totals		t;
+		bool		found;
+
+		CHECK_FOR_INTERRUPTS();
+		t.checks = spi_int8(row, 3, 0);
+		t.changed = spi_int8(row, 4, 0);
+		t.discount_before = spi_int8(row, 5, 0);
+		t.discount_after = spi_int8(row, 6, 0);
+		t.points_before = spi_int8(row, 7, 0);
+		t.points_after = spi_int8(row, 8, 0);
+		switch (kind[0])
+		{
+			case 'K':
+				skipped += t.checks;
+				break;
+			case 'S':
+				{
+					NamedTotals *e = named(by_store, key, work);
+
+					e->t = t;
+					all->checks += t.checks;
+					all->changed += t.changed;
+					all->discount_before += t.discount_before;
+					all->discount_after += t.discount_after;
+					all->points_before += t.points_before;
+					all->points_after += t.points_after;
+				}
+				break;
+			case 'D':
+				{
+					DateADT		day = (DateADT) strtol(key, NULL, 10);
+					DayTotals  *e = hash_search(by_day, &day, HASH_ENTER, &found);
+
+					e->t = t;
+				}
+				break;
+			case 'P':
+				{
+					NamedTotals *e = named(by_promo, key, work);
+
+					e->t.discount_before += t.discount_before;
+					e->t.discount_after += t.discount_after;
+					e->t.points_before += t.points_before;
+					e->t.points_after += t.points_after;
+				}
+				break;
+			case 'R':
+				named(by_product, key, work)->t = t;
+				break;
+			default:
+				elog(ERROR, "unexpected backtest row kind \"%s\"", kind);
+		}
+	}
+	return skipped;
+}
 
 /*
  * loyalty_backtest implements loyalty.backtest(request jsonb): see the file
@@ -619,8 +997,9 @@ loyalty_backtest(PG_FUNCTION_ARGS)
 	work = CurrentMemoryContext;
 	req = backtest_parse(request);
 	now_cfg = config_cache_get();
-	cand_cfg = config_cache_build_candidate(req->promotions,
-											text_array(req->disable, req->ndisable));
+	/* kept in this backend for the replay (parallel workers build their own) */
+	cand_cfg = backtest_candidate(now_cfg, req->promotions,
+								  DatumGetArrayTypeP(text_array(req->disable, req->ndisable)));
 	precision = now_cfg->points_precision;
 
 	by_store = name_table("loyalty backtest stores");
@@ -650,6 +1029,16 @@ loyalty_backtest(PG_FUNCTION_ARGS)
 		elog(ERROR, "counting the backtest's history failed");
 	total = spi_int8(0, 1, 0);
 
+	if (req->parallel == PARALLEL_ON ||
+		(req->parallel == PARALLEL_AUTO && total >= BACKTEST_PARALLEL_MIN &&
+		 max_parallel_workers_per_gather > 0))
+	{
+		INSTR_TIME_SET_CURRENT(start);
+		skipped = replay_parallel(req, values, nulls, total, &all, by_store,
+								  by_promo, by_product, by_day, work);
+		done = all.checks;
+		goto replayed;
+	}
 	portal = SPI_cursor_open_with_args(NULL,
 									   "SELECT o.request, p.at, p.store" HISTORY_FROM
 									   " ORDER BY p.at, p.operation_id",
@@ -675,11 +1064,6 @@ loyalty_backtest(PG_FUNCTION_ARGS)
 			TimestampTz at;
 			char	   *store;
 			MemoryContext old;
-			CheckRequest *creq;
-			CustomerInfo *cust;
-			CustomerInfo *cand_cust;
-			CheckInput *in_b;
-			CheckInput *in_a;
 			CheckResult *rb;
 			CheckResult *ra;
 			int64		pb;
@@ -695,30 +1079,13 @@ loyalty_backtest(PG_FUNCTION_ARGS)
 			at = DatumGetTimestampTz(SPI_getbinval(tup, batch->tupdesc, 2, &isnull));
 			store = SPI_getvalue(tup, batch->tupdesc, 3);
 
-			creq = request_parse_check(stored, false, precision);
-			/* not re-simulated: coupons, points spent */
-			creq->ncoupons = 0;
-			creq->redeem = REDEEM_NONE;
-			creq->redeem_points = 0;
-			cust = check_customer(now_cfg, creq);
-			/* not re-simulated: per-customer usage limits */
-			cust->nusage = 0;
-			cand_cust = palloc(sizeof(CustomerInfo));
-			*cand_cust = *cust;
-			if (cust->tier != NULL)
-				cand_cust->tier = config_tier(cand_cfg, cust->tier->code);
-
-			in_b = replay_bind(now_cfg, creq, cust, at, store);
-			in_a = in_b ? replay_bind(cand_cfg, creq, cand_cust, at, store) : NULL;
-			if (in_a == NULL)
+			if (!replay_check(now_cfg, cand_cfg, stored, at, store, &rb, &ra))
 			{
 				skipped++;
 				MemoryContextSwitchTo(old);
 				MemoryContextReset(check_cxt);
 				continue;
 			}
-			rb = engine_run(now_cfg, in_b, NULL);
-			ra = engine_run(cand_cfg, in_a, NULL);
 			pb = result_points(rb);
 			pa = result_points(ra);
 			changed = rb->discount != ra->discount || pb != pa;
@@ -767,6 +1134,10 @@ loyalty_backtest(PG_FUNCTION_ARGS)
 		SPI_freetuptable(batch);
 	}
 	SPI_cursor_close(portal);
+replayed:
+	/* the candidate kept for the parallel replay is not kept after it */
+	if (candidate_cache.cfg != NULL)
+		MemoryContextDelete(candidate_cache.cfg->cxt);
 	INSTR_TIME_SET_CURRENT(elapsed);
 	INSTR_TIME_SUBTRACT(elapsed, start);
 	ereport(DEBUG1,

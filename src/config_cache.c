@@ -590,10 +590,19 @@ load_promotions(ConfigCache *c, Jsonb *candidates, Datum disable)
 		Oid			types[2] = {JSONBOID, TEXTARRAYOID};
 		Datum		values[2];
 
+		MemoryContext cxt = CurrentMemoryContext;
+
 		values[0] = JsonbPGetDatum(candidates);
 		values[1] = disable;
 		nrows = spi_exec(saved_plan(&plan, CANDIDATE_PROMOTIONS, 2, types),
 						 values, NULL, true, 0);
+
+		/*
+		 * SPI returns in its procedure context: back to the cache's, or the
+		 * rest of the candidate configuration would be freed by SPI_finish
+		 * (a candidate kept across calls, as the parallel backtest does)
+		 */
+		MemoryContextSwitchTo(cxt);
 	}
 	c->npromotions = (int) nrows;
 	c->promotions = palloc0(sizeof(CachedPromotion) * Max(c->npromotions, 1));
