@@ -852,13 +852,17 @@ loyalty_order_capture(PG_FUNCTION_ARGS)
 	response = purchase_commit(cfg, req, purchase_request, cust, true);
 	PopActiveSnapshot();
 
-	/* the purchase must come out at the held prices */
+	/*
+	 * the purchase must come out at the held prices (money: amount,
+	 * discount, redeemed, total); the points it earns follow the customer's
+	 * tier at the capture, which a concurrent purchase may have raised
+	 */
 	{
 		Oid			types[2] = {JSONBOID, JSONBOID};
 		Datum		values[2] = {JsonbPGetDatum(response), JsonbPGetDatum(o.response)};
 
 		spi_exec(saved_plan(&totals_plan,
-							"SELECT $1->'totals' = $2->'totals',"
+							"SELECT ($1->'totals') - 'accrual' = ($2->'totals') - 'accrual',"
 							" $1->'totals'->>'total', $2->'totals'->>'total'",
 							2, types),
 				 values, NULL, true, 0);
