@@ -24,6 +24,7 @@
 #include "operation_id.h"
 #include "operations.h"
 #include "request.h"
+#include "rules.h"
 #include "spi_util.h"
 
 #include "catalog/pg_type.h"
@@ -90,32 +91,6 @@ grant_error(const char *path, const char *fmt,...)
 	va_start(args, fmt);
 	jr_verror(&GRANT_STYLE, GRANT_STYLE.errmsg, path, NULL, fmt, args);
 	va_end(args);
-}
-
-/*
- * is_interval_text tells whether s is "N unit": N from 1 to 100000, unit
- * day(s), week(s), month(s) or year(s).
- */
-static bool
-is_interval_text(const char *s)
-{
-	const char *p = s;
-	long		n = 0;
-	int			digits = 0;
-
-	while (*p >= '0' && *p <= '9' && digits < 7)
-	{
-		n = n * 10 + (*p - '0');
-		p++;
-		digits++;
-	}
-	if (digits == 0 || n < 1 || n > 100000 || *p != ' ')
-		return false;
-	p++;
-	return strcmp(p, "day") == 0 || strcmp(p, "days") == 0 ||
-		strcmp(p, "week") == 0 || strcmp(p, "weeks") == 0 ||
-		strcmp(p, "month") == 0 || strcmp(p, "months") == 0 ||
-		strcmp(p, "year") == 0 || strcmp(p, "years") == 0;
 }
 
 /* parse_customers reads "customers": a non-empty array of positive ids. */
@@ -187,7 +162,7 @@ parse_grant(Jsonb *request, GrantRequest *req)
 		else if (strcmp(key, "lifetime") == 0)
 		{
 			req->lifetime = jr_string(&r, &v);
-			if (!is_interval_text(req->lifetime))
+			if (!interval_text_ok(req->lifetime))
 				jr_error(&r, NULL, "must be an interval such as \"30 days\", \"2 weeks\", \"6 months\" or \"1 year\".");
 		}
 		else if (strcmp(key, "reason") == 0)

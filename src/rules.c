@@ -211,6 +211,33 @@ parse_interval(const char *str, Interval *result)
 	return itmin2interval(&itm, result) == 0;
 }
 
+/*
+ * interval_text_ok tells whether s is "N unit" with N a whole number from
+ * 1 to 100000 and unit day(s), week(s), month(s) or year(s): the intervals
+ * a marketer writes in segment rules and campaign grants.
+ */
+bool
+interval_text_ok(const char *s)
+{
+	const char *p = s;
+	long		n = 0;
+	int			digits = 0;
+
+	while (*p >= '0' && *p <= '9' && digits < 7)
+	{
+		n = n * 10 + (*p - '0');
+		p++;
+		digits++;
+	}
+	if (digits == 0 || n < 1 || n > 100000 || *p != ' ')
+		return false;
+	p++;
+	return strcmp(p, "day") == 0 || strcmp(p, "days") == 0 ||
+		strcmp(p, "week") == 0 || strcmp(p, "weeks") == 0 ||
+		strcmp(p, "month") == 0 || strcmp(p, "months") == 0 ||
+		strcmp(p, "year") == 0 || strcmp(p, "years") == 0;
+}
+
 /* interval_is_positive tells whether iv has no negative part and is not 0. */
 static bool
 interval_is_positive(const Interval *iv)

@@ -260,4 +260,7 @@ extern bool selector_matches(const ProductSelector *sel, const char *sku,
 extern int	cstring_ptr_cmp(const void *a, const void *b);
 extern int	dateadt_qsort_cmp(const void *a, const void *b);
 
+/* "N day(s)|week(s)|month(s)|year(s)", N from 1 to 100000 (segments, grants) */
+extern bool interval_text_ok(const char *s);
+
 #endif							/* LOYALTY_RULES_H */

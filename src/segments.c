@@ -19,7 +19,7 @@
  *
  *-------------------------------------------------------------------------
  */
-#include "postgres.h"
+#include "loyalty.h"
 
 #include "commands/trigger.h"
 #include "executor/spi.h"
@@ -74,21 +74,8 @@ static void
 parse_interval(JsonReader *r, JsonbValue *v)
 {
 	char	   *s = jr_string(r, v);
-	char	   *p = s;
-	long		n = 0;
-	int			digits = 0;
 
-	while (*p >= '0' && *p <= '9' && digits < 7)
-	{
-		n = n * 10 + (*p - '0');
-		p++;
-		digits++;
-	}
-	if (digits == 0 || n < 1 || n > 100000 || *p != ' ' ||
-		!(strcmp(p + 1, "day") == 0 || strcmp(p + 1, "days") == 0 ||
-		  strcmp(p + 1, "week") == 0 || strcmp(p + 1, "weeks") == 0 ||
-		  strcmp(p + 1, "month") == 0 || strcmp(p + 1, "months") == 0 ||
-		  strcmp(p + 1, "year") == 0 || strcmp(p + 1, "years") == 0))
+	if (!interval_text_ok(s))
 		jr_error(r, "Write an interval such as \"90 days\", \"2 weeks\", \"6 months\" or \"1 year\".",
 				 "must be a positive interval of days, weeks, months or years.");
 }
