@@ -11,7 +11,7 @@
  *
  *-------------------------------------------------------------------------
  */
-#include "postgres.h"
+#include "loyalty.h"
 
 #include "common/hashfn.h"
 
