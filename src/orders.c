@@ -58,6 +58,7 @@
 #include "utils/array.h"
 #include "utils/builtins.h"
 #include "utils/jsonb.h"
+#include "utils/memutils.h"
 #include "utils/numeric.h"
 #include "utils/snapmgr.h"
 #include "utils/timestamp.h"
@@ -98,9 +99,15 @@ static SPIPlanPtr held_lines_plan = NULL;
 static SPIPlanPtr rest_plan = NULL;
 static SPIPlanPtr stored_plan = NULL;
 static SPIPlanPtr due_plan = NULL;
-static SPIPlanPtr lock_customer_plan = NULL;
-static SPIPlanPtr order_try_lock_plan = NULL;
 static SPIPlanPtr expire_operation_plan = NULL;
+static SPIPlanPtr expire_lock_customers_plan = NULL;
+static SPIPlanPtr expire_lock_orders_plan = NULL;
+static SPIPlanPtr expire_operations_plan = NULL;
+static SPIPlanPtr expire_release_plan = NULL;
+static SPIPlanPtr expire_coupons_plan = NULL;
+static SPIPlanPtr expire_global_plan = NULL;
+static SPIPlanPtr expire_customer_plan = NULL;
+static SPIPlanPtr expire_close_plan = NULL;
 
 /* one order's row, as locked */
 typedef struct OrderRow
@@ -899,14 +906,357 @@ loyalty_order_capture(PG_FUNCTION_ARGS)
 	PG_RETURN_JSONB_P(response);
 }
 
+/* the orders of one expiry batch, as locked (expire_batch) */
+typedef struct ExpireSet
+{
+	int			n;
+	Datum	   *ids;			/* text */
+	Datum	   *customers;		/* int8, 0: anonymous */
+	Datum	   *holds;			/* text: the hold's operation_id */
+	Datum	   *ops;			/* text: "~order-expire:<order_id>" */
+	Datum	   *ords;			/* int4: position in the batch */
+} ExpireSet;
+
+/* text_array, int8_array, int4_array build a one-dimensional array datum */
+static Datum
+text_array(Datum *elems, int n)
+{
+	return PointerGetDatum(construct_array(elems, n, TEXTOID, -1, false, TYPALIGN_INT));
+}
+
+static Datum
+int8_array(Datum *elems, int n)
+{
+	return PointerGetDatum(construct_array(elems, n, INT8OID, 8, FLOAT8PASSBYVAL,
+										   TYPALIGN_DOUBLE));
+}
+
+static Datum
+int4_array(Datum *elems, int n)
+{
+	return PointerGetDatum(construct_array(elems, n, INT4OID, 4, true, TYPALIGN_INT));
+}
+
+/*
+ * expire_release_uses gives back the usage counts the batch's orders
+ * counted, as check_release_uses would have order by order: the global
+ * counters one promotion at a time in the configuration cache's order
+ * (codes it does not know after them), each by the number of its uses
+ * counted, never below zero; the customers' counters in one statement,
+ * one use per order and promotion (the order's customer row is locked).
+ */
+static void
+expire_release_uses(ConfigCache *cfg, char ***counted, int *ncounted,
+					ExpireSet *set, char ***customer_counted, int *ncustomer_counted)
+{
+	int			total = 0;
+	char	  **codes;
+	int64	   *counts;
+	bool	   *done;
+	int			ncodes = 0;
+	int			i,
+				k,
+				j;
+	Datum	   *cust;
+	Datum	   *promo;
+	Datum	   *ord;
+	int			m = 0;
+
+	for (i = 0; i < set->n; i++)
+		total += ncounted[i];
+	codes = palloc(sizeof(char *) * Max(total, 1));
+	counts = palloc0(sizeof(int64) * Max(total, 1));
+	done = palloc0(sizeof(bool) * Max(total, 1));
+	for (i = 0; i < set->n; i++)
+		for (k = 0; k < ncounted[i]; k++)
+		{
+			for (j = 0; j < ncodes; j++)
+				if (strcmp(codes[j], counted[i][k]) == 0)
+					break;
+			if (j == ncodes)
+				codes[ncodes++] = counted[i][k];
+			counts[j]++;
+		}
+	/* i == npromotions: the codes the cache does not know */
+	for (i = 0; i <= cfg->npromotions; i++)
+		for (j = 0; j < ncodes; j++)
+		{
+			Oid			types[2] = {TEXTOID, INT8OID};
+			Datum		values[2];
+
+			CHECK_FOR_INTERRUPTS();
+			if (done[j] ||
+				(i < cfg->npromotions && strcmp(cfg->promotions[i].code, codes[j]) != 0))
+				continue;
+			done[j] = true;
+			values[0] = CStringGetTextDatum(codes[j]);
+			values[1] = Int64GetDatum(counts[j]);
+			spi_exec(saved_plan(&expire_global_plan,
+								"UPDATE loyalty.promotion_usage"
+								" SET uses = uses - least(uses, $2)"
+								" WHERE promotion = $1 AND uses > 0",
+								2, types),
+					 values, NULL, false, 0);
+		}
+
+	total = 0;
+	for (i = 0; i < set->n; i++)
+		if (DatumGetInt64(set->customers[i]) > 0)
+			total += ncustomer_counted[i];
+	if (total == 0)
+		return;
+	cust = palloc(sizeof(Datum) * total);
+	promo = palloc(sizeof(Datum) * total);
+	ord = palloc(sizeof(Datum) * total);
+	for (i = 0; i < set->n; i++)
+		if (DatumGetInt64(set->customers[i]) > 0)
+			for (k = 0; k < ncustomer_counted[i]; k++)
+			{
+				cust[m] = set->customers[i];
+				promo[m] = CStringGetTextDatum(customer_counted[i][k]);
+				ord[m++] = set->ords[i];
+			}
+	{
+		Oid			types[3] = {INT8ARRAYOID, TEXTARRAYOID, INT4ARRAYOID};
+		Datum		values[3] = {int8_array(cust, m), text_array(promo, m), int4_array(ord, m)};
+
+		spi_exec(saved_batch_plan(&expire_customer_plan,
+								  "UPDATE loyalty.promotion_customer_usage u"
+								  "   SET uses = u.uses - least(u.uses, x.n)"
+								  "  FROM (SELECT c, p, count(DISTINCT o) AS n"
+								  "          FROM ROWS FROM (pg_catalog.unnest($1), pg_catalog.unnest($2),"
+								  "                          pg_catalog.unnest($3)) AS x (c, p, o)"
+								  "         GROUP BY c, p) x"
+								  " WHERE u.customer_id = x.c AND u.promotion = x.p AND u.uses > 0",
+								  3, types),
+				 values, NULL, false, 0);
+	}
+}
+
+/*
+ * expire_batch expires the due held orders among ids/customers (n of
+ * them, in the order they fell due) in a few statements over arrays, and
+ * returns how many it expired.  It locks first the customers (FOR NO KEY
+ * UPDATE SKIP LOCKED), then the orders that are still held and due and
+ * whose customer it locked (FOR UPDATE SKIP LOCKED): the lock order of a
+ * check, and it never waits for one.  Then, for all the locked orders at
+ * once, exactly what order_cancel's release and order_close do one order
+ * at a time: the internal operations, the points back to their lots (one
+ * "release" entry per order and lot, in the order the orders fell due),
+ * the coupons and certificate amounts, the usage counts, the orders'
+ * state.
+ */
+static int64
+expire_batch(ConfigCache *cfg, TimestampTz as_of, Datum *ids, Datum *customers, int n)
+{
+	ExpireSet	set;
+	char	 ***counted;
+	int		   *ncounted;
+	char	 ***customer_counted;
+	int		   *ncustomer_counted;
+	Datum		locked;
+	bool		isnull;
+	uint64		rows;
+	int			i;
+
+	/* the customers: the ones a check holds are left for the next run */
+	{
+		Oid			types[1] = {INT8ARRAYOID};
+		Datum		values[1] = {int8_array(customers, n)};
+
+		spi_exec(saved_batch_plan(&expire_lock_customers_plan,
+								  "SELECT pg_catalog.array_agg(c.id) FROM"
+								  " (SELECT id FROM loyalty.customer WHERE id = ANY ($1)"
+								  "   ORDER BY id FOR NO KEY UPDATE SKIP LOCKED) c",
+								  1, types),
+				 values, NULL, false, 0);
+		locked = spi_datum(0, 1, &isnull);
+		if (isnull)
+			locked = int8_array(NULL, 0);
+		else
+			locked = PointerGetDatum(DatumGetArrayTypePCopy(locked));
+	}
+	/* the orders: still held and due, and not being captured right now */
+	{
+		Oid			types[3] = {TEXTARRAYOID, INT8ARRAYOID, TIMESTAMPTZOID};
+		Datum		values[3] = {text_array(ids, n), locked, TimestampTzGetDatum(as_of)};
+
+		rows = spi_exec(saved_batch_plan(&expire_lock_orders_plan,
+										 "SELECT order_id, coalesce(customer_id, 0), hold_operation_id,"
+										 "       usage_counted, customer_usage_counted"
+										 "  FROM loyalty.\"order\""
+										 " WHERE order_id = ANY ($1) AND state = 'held' AND hold_until <= $3"
+										 "   AND (coalesce(customer_id, 0) <= 0 OR customer_id = ANY ($2))"
+										 " ORDER BY hold_until, order_id"
+										 "   FOR UPDATE SKIP LOCKED",
+										 3, types),
+						values, NULL, false, 0);
+	}
+	if (rows == 0)
+		return 0;
+
+	set.n = (int) rows;
+	set.ids = palloc(sizeof(Datum) * set.n);
+	set.customers = palloc(sizeof(Datum) * set.n);
+	set.holds = palloc(sizeof(Datum) * set.n);
+	set.ops = palloc(sizeof(Datum) * set.n);
+	set.ords = palloc(sizeof(Datum) * set.n);
+	counted = palloc(sizeof(char **) * set.n);
+	ncounted = palloc(sizeof(int) * set.n);
+	customer_counted = palloc(sizeof(char **) * set.n);
+	ncustomer_counted = palloc(sizeof(int) * set.n);
+	for (i = 0; i < set.n; i++)
+	{
+		char	   *id = spi_text(i, 1, CurrentMemoryContext);
+
+		CHECK_FOR_INTERRUPTS();
+		set.ids[i] = CStringGetTextDatum(id);
+		set.customers[i] = Int64GetDatum(spi_int8(i, 2, 0));
+		set.holds[i] = CStringGetTextDatum(spi_text(i, 3, CurrentMemoryContext));
+		set.ops[i] = CStringGetTextDatum(psprintf("~order-expire:%s", id));
+		set.ords[i] = Int32GetDatum(i);
+		counted[i] = spi_text_array(i, 4, CurrentMemoryContext, &ncounted[i]);
+		customer_counted[i] = spi_text_array(i, 5, CurrentMemoryContext,
+											 &ncustomer_counted[i]);
+	}
+
+	/* the internal operations, which the entries and coupon uses reference */
+	{
+		Oid			types[4] = {TEXTARRAYOID, TEXTARRAYOID, INT8ARRAYOID, INT4ARRAYOID};
+		Datum		values[4] = {text_array(set.ops, set.n), text_array(set.ids, set.n),
+		int8_array(set.customers, set.n), int4_array(set.ords, set.n)};
+
+		spi_exec(saved_batch_plan(&expire_operations_plan,
+								  "INSERT INTO loyalty.operation (operation_id, kind, customer_id,"
+								  "        request, response)"
+								  " SELECT x.op, 'expire', CASE WHEN x.c > 0 THEN x.c END,"
+								  "        pg_catalog.jsonb_build_object('order_id', x.id),"
+								  "        pg_catalog.jsonb_build_object('order_id', x.id)"
+								  "   FROM ROWS FROM (pg_catalog.unnest($1), pg_catalog.unnest($2),"
+								  "                   pg_catalog.unnest($3), pg_catalog.unnest($4))"
+								  "        AS x (op, id, c, o)"
+								  "  ORDER BY x.o",
+								  4, types),
+				 values, NULL, false, 0);
+	}
+
+	/*
+	 * the points, back to the lots they were held on (ledger_release_held
+	 * for every order): a lot held by several orders of one customer gets
+	 * them all back in one update.  Each order's entries are read through
+	 * the operation indexes (LATERAL ... OFFSET 0 keeps the join a nested
+	 * loop: a hash join would read every hold entry of the ledger for
+	 * every batch); every held lot exists (the foreign key), so each gets
+	 * its "release" entries.
+	 */
+	{
+		Oid			types[5] = {INT8ARRAYOID, TEXTARRAYOID, TEXTARRAYOID, INT4ARRAYOID,
+		TIMESTAMPTZOID};
+		Datum		values[5] = {int8_array(set.customers, set.n), text_array(set.holds, set.n),
+			text_array(set.ops, set.n), int4_array(set.ords, set.n),
+		TimestampTzGetDatum(as_of)};
+
+		spi_exec(saved_batch_plan(&expire_release_plan,
+								  "WITH x AS ("
+								  "  SELECT * FROM ROWS FROM (pg_catalog.unnest($1), pg_catalog.unnest($2),"
+								  "                          pg_catalog.unnest($3), pg_catalog.unnest($4))"
+								  "         AS x (customer_id, hold, op, o)"
+								  "   WHERE x.customer_id > 0"
+								  "), moves AS ("
+								  "  SELECT x.o, x.customer_id, x.hold, x.op, e.lot_id, e.account, e.points"
+								  "    FROM x, LATERAL ("
+								  "         SELECT e.lot_id, e.account, e.points FROM loyalty.ledger_entry e"
+								  "          WHERE e.operation_id = x.hold AND e.kind = 'hold'"
+								  "            AND e.customer_id = x.customer_id"
+								  "         UNION ALL"
+								  "         SELECT e.lot_id, e.account, e.points FROM loyalty.ledger_entry e"
+								  "          WHERE e.ref_operation_id = x.hold AND e.kind = 'release'"
+								  "            AND e.customer_id = x.customer_id"
+								  "         OFFSET 0) e"
+								  "), held AS ("
+								  "  SELECT m.o, m.customer_id, m.hold, m.op, m.lot_id, m.account,"
+								  "         -sum(m.points) AS open"
+								  "    FROM moves m"
+								  "   GROUP BY m.o, m.customer_id, m.hold, m.op, m.lot_id, m.account"
+								  "  HAVING -sum(m.points) > 0"
+								  "), upd AS ("
+								  "  UPDATE loyalty.lot l SET remaining = l.remaining + h.open"
+								  "    FROM (SELECT lot_id, sum(open) AS open FROM held GROUP BY lot_id) h"
+								  "   WHERE l.id = h.lot_id RETURNING l.id"
+								  ") INSERT INTO loyalty.ledger_entry (customer_id, account, lot_id,"
+								  "         operation_id, ref_operation_id, kind, points, at)"
+								  "  SELECT h.customer_id, h.account, h.lot_id, h.op, h.hold, 'release', h.open, $5"
+								  "    FROM held h"
+								  "   ORDER BY h.o, h.lot_id, h.account",
+								  5, types),
+				 values, NULL, false, 0);
+	}
+
+	/* coupons and certificate amounts (coupons_refund of every hold) */
+	{
+		Oid			types[3] = {TEXTARRAYOID, TEXTARRAYOID, TIMESTAMPTZOID};
+		Datum		values[3] = {text_array(set.holds, set.n), text_array(set.ops, set.n),
+		TimestampTzGetDatum(as_of)};
+
+		spi_exec(saved_batch_plan(&expire_coupons_plan,
+								  "WITH x AS ("
+								  "  SELECT * FROM ROWS FROM (pg_catalog.unnest($1), pg_catalog.unnest($2))"
+								  "         AS x (hold, op)"
+								  "), used AS ("
+								  "  SELECT u.code, u.amount, u.customer_id, x.op"
+								  "    FROM x JOIN loyalty.coupon_use u ON u.operation_id = x.hold"
+								  "), restored AS ("
+								  "  UPDATE loyalty.coupon c SET uses = c.uses - a.n, status = 'active',"
+								  "         balance = CASE WHEN c.kind = 'certificate'"
+								  "                        THEN c.balance + a.amount ELSE c.balance END"
+								  "    FROM (SELECT code, count(*) AS n, sum(amount) AS amount"
+								  "            FROM used GROUP BY code) a"
+								  "   WHERE c.code = a.code AND c.status <> 'void'"
+								  "     AND (c.valid_until IS NULL OR c.valid_until > $3)"
+								  "  RETURNING c.code"
+								  "), logged AS ("
+								  "  INSERT INTO loyalty.coupon_use (code, operation_id, customer_id, amount, at)"
+								  "  SELECT u.code, u.op, u.customer_id, -u.amount, $3"
+								  "    FROM used u WHERE u.code IN (SELECT code FROM restored)"
+								  ") UPDATE loyalty.coupon SET status = 'void'"
+								  "   WHERE issued_by = ANY ($1) AND uses = 0 AND status = 'active'",
+								  3, types),
+				 values, NULL, false, 0);
+	}
+
+	expire_release_uses(cfg, counted, ncounted, &set, customer_counted, ncustomer_counted);
+
+	/* the orders: expired by their internal operation (order_close) */
+	{
+		Oid			types[3] = {TEXTARRAYOID, TEXTARRAYOID, TIMESTAMPTZOID};
+		Datum		values[3] = {text_array(set.ids, set.n), text_array(set.ops, set.n),
+		TimestampTzGetDatum(as_of)};
+
+		spi_exec(saved_batch_plan(&expire_close_plan,
+								  "UPDATE loyalty.\"order\" o SET state = 'expired',"
+								  "       final_operation_id = x.op, closed_at = $3,"
+								  "       captured_at = NULL, capture_request = NULL"
+								  "  FROM ROWS FROM (pg_catalog.unnest($1), pg_catalog.unnest($2))"
+								  "       AS x (id, op)"
+								  " WHERE o.order_id = x.id",
+								  3, types),
+				 values, NULL, false, 0);
+	}
+	return set.n;
+}
+
 /*
  * loyalty_expire_orders implements loyalty.expire_orders(as_of, max_orders):
  * releases up to max_orders held orders whose hold_until has passed, as
  * order_cancel would, and marks them expired; returns how many.  Orders
  * and customers a check holds locked are skipped (SKIP LOCKED): the next
  * run takes them, and a check never waits for this.  Each expiry is the
- * internal operation "~order-expire:<order_id>" (kind expire).
+ * internal operation "~order-expire:<order_id>" (kind expire).  The due
+ * orders are expired EXPIRE_BATCH at a time, each batch in a few
+ * statements over arrays (expire_batch).
  */
+#define EXPIRE_BATCH 5000
+
 Datum
 loyalty_expire_orders(PG_FUNCTION_ARGS)
 {
@@ -917,8 +1267,8 @@ loyalty_expire_orders(PG_FUNCTION_ARGS)
 	Datum		values[2];
 	uint64		n;
 	uint64		i;
-	char	  **ids;
-	int64	   *customers;
+	Datum	   *ids;
+	Datum	   *customers;
 	int64		expired = 0;
 
 	if (SPI_connect() != SPI_OK_CONNECT)
@@ -932,51 +1282,26 @@ loyalty_expire_orders(PG_FUNCTION_ARGS)
 							" ORDER BY hold_until, order_id LIMIT $2",
 							2, types),
 				 values, NULL, false, 0);
-	ids = palloc(sizeof(char *) * Max(n, 1));
-	customers = palloc(sizeof(int64) * Max(n, 1));
+	ids = palloc(sizeof(Datum) * Max(n, 1));
+	customers = palloc(sizeof(Datum) * Max(n, 1));
 	for (i = 0; i < n; i++)
 	{
-		ids[i] = spi_text(i, 1, CurrentMemoryContext);
-		customers[i] = spi_int8(i, 2, 0);
+		CHECK_FOR_INTERRUPTS();
+		ids[i] = CStringGetTextDatum(spi_text(i, 1, CurrentMemoryContext));
+		customers[i] = Int64GetDatum(spi_int8(i, 2, 0));
 	}
-	for (i = 0; i < n; i++)
+	for (i = 0; i < n; i += EXPIRE_BATCH)
 	{
-		OrderRow	o;
-		char	   *operation_id;
+		MemoryContext batch_cxt = AllocSetContextCreate(CurrentMemoryContext,
+														"expire_orders batch",
+														ALLOCSET_DEFAULT_SIZES);
+		MemoryContext old = MemoryContextSwitchTo(batch_cxt);
 
 		CHECK_FOR_INTERRUPTS();
-		if (customers[i] > 0)
-		{
-			Oid			ctypes[1] = {INT8OID};
-			Datum		cvalues[1] = {Int64GetDatum(customers[i])};
-
-			/* a customer a check holds: left for the next run */
-			if (spi_exec(saved_plan(&lock_customer_plan,
-									"SELECT 1 FROM loyalty.customer WHERE id = $1"
-									" FOR NO KEY UPDATE SKIP LOCKED",
-									1, ctypes),
-						 cvalues, NULL, false, 0) == 0)
-				continue;
-		}
-		/* the order: still held and due, and not being captured right now */
-		{
-			Oid			otypes[2] = {TEXTOID, TIMESTAMPTZOID};
-			Datum		ovalues[2] = {CStringGetTextDatum(ids[i]), TimestampTzGetDatum(as_of)};
-
-			if (spi_exec(saved_plan(&order_try_lock_plan,
-									"SELECT 1 FROM loyalty.\"order\" WHERE order_id = $1"
-									" AND state = 'held' AND hold_until <= $2"
-									" FOR UPDATE SKIP LOCKED",
-									2, otypes),
-						 ovalues, NULL, false, 0) == 0)
-				continue;
-		}
-		order_lock(ids[i], &o);
-		operation_id = psprintf("~order-expire:%s", ids[i]);
-		internal_operation(operation_id, "expire", customers[i], ids[i]);
-		(void) order_release(cfg, &o, operation_id, as_of, as_of);
-		order_close(ids[i], "expired", operation_id, as_of, NULL, NULL);
-		expired++;
+		expired += expire_batch(cfg, as_of, ids + i, customers + i,
+								(int) Min(n - i, EXPIRE_BATCH));
+		MemoryContextSwitchTo(old);
+		MemoryContextDelete(batch_cxt);
 	}
 	SPI_finish();
 	PG_RETURN_INT64(expired);
