@@ -1844,3 +1844,10 @@ CREATE FUNCTION loyalty.backtest_check(request jsonb, at timestamptz, store text
 COMMENT ON FUNCTION loyalty.backtest_check(jsonb, timestamptz, text, jsonb, text[], bigint, bigint, bigint) IS
     'Internal to loyalty.backtest: one stored check priced with the configuration now and with the candidates, as rows to add up (parallel safe)';
 REVOKE ALL ON FUNCTION loyalty.backtest_check(jsonb, timestamptz, text, jsonb, text[], bigint, bigint, bigint) FROM PUBLIC;
+
+-- ---------------------------------------------------------------------------
+-- Issue 17: a full refund (coupons_refund) and an order's release read the
+-- coupon uses of one operation; coupon_use's key leads with the code, so
+-- each read scanned the whole table.  An index by operation.
+-- ---------------------------------------------------------------------------
+CREATE INDEX coupon_use_operation_idx ON loyalty.coupon_use (operation_id);

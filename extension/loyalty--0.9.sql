@@ -1506,6 +1506,9 @@ CREATE TABLE loyalty.coupon_use (
 );
 
 CREATE INDEX coupon_use_customer_idx ON loyalty.coupon_use (customer_id, code);
+-- a full refund and an order's release find a purchase's or hold's uses by
+-- its operation (the key leads with the code)
+CREATE INDEX coupon_use_operation_idx ON loyalty.coupon_use (operation_id);
 COMMENT ON TABLE loyalty.coupon_use IS
     'Every use of a coupon or certificate by a purchase (amount: certificate money spent); a refund that restores it writes a negative amount';
 
