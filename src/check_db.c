@@ -69,21 +69,6 @@ static SPIPlanPtr purchase_plan = NULL;
 	"                            array_agg(y.ends_at) AS ends" \
 	"                       FROM loyalty.subscription y WHERE y.customer_id = s.id) v"
 
-/*
- * db_exec runs a saved plan and checks it succeeded: spi_exec as the
- * customer resolution below still spells it (it goes when that part moves
- * to one function, issue 15).
- */
-static void
-db_exec(SPIPlanPtr plan, Datum *values, const char *nulls, bool read_only)
-{
-	int			rc = SPI_execute_plan(plan, values, nulls, read_only, 0);
-
-	if (rc < 0)
-		elog(ERROR, "check statement failed: %s", SPI_result_code_string(rc));
-}
-
-
 /* ---------------------------------------------------------------------
  * Customers
  * ---------------------------------------------------------------------
@@ -193,9 +178,9 @@ load_by_id(ConfigCache *cfg, CustomerInfo *cust, int64 id, bool latest)
 	Oid			types[1] = {INT8OID};
 	Datum		values[1] = {Int64GetDatum(id)};
 
-	db_exec(saved_plan(&customer_by_id_plan, CUSTOMER_SELECT " WHERE c.id = $1",
+	(void) spi_exec(saved_plan(&customer_by_id_plan, CUSTOMER_SELECT " WHERE c.id = $1",
 					1, types),
-			values, NULL, !latest);
+			values, NULL, !latest, 0);
 	if (SPI_processed == 0)
 		return false;
 	fill_customer(cfg, cust);
@@ -254,9 +239,9 @@ check_customer(ConfigCache *cfg, CheckRequest *req)
 		char		nulls[2];
 
 		customer_key_args(&key, values, nulls);
-		db_exec(saved_plan(&customer_by_text_plan,
+		(void) spi_exec(saved_plan(&customer_by_text_plan,
 						   CUSTOMER_SELECT CUSTOMER_KEY_WHERE, 2, types),
-				values, nulls, true);
+				values, nulls, true, 0);
 		found = SPI_processed > 0;
 		if (found)
 			fill_customer(cfg, cust);
@@ -310,18 +295,18 @@ check_customer_locked(ConfigCache *cfg, CheckRequest *req)
 		Oid			types[1] = {INT8OID};
 
 		values[0] = Int64GetDatum(key.id);
-		db_exec(saved_plan(&lock_by_id_plan, LOCK_SELECT " WHERE c.id = $1" LOCK_END,
+		(void) spi_exec(saved_plan(&lock_by_id_plan, LOCK_SELECT " WHERE c.id = $1" LOCK_END,
 						   1, types),
-				values, NULL, false);
+				values, NULL, false, 0);
 	}
 	else
 	{
 		Oid			types[2] = {TEXTOID, TEXTOID};
 
 		customer_key_args(&key, values, nulls);
-		db_exec(saved_plan(&lock_by_text_plan, LOCK_SELECT CUSTOMER_KEY_WHERE LOCK_END,
+		(void) spi_exec(saved_plan(&lock_by_text_plan, LOCK_SELECT CUSTOMER_KEY_WHERE LOCK_END,
 						   2, types),
-				values, nulls, false);
+				values, nulls, false, 0);
 	}
 	if (SPI_processed == 0)
 		customer_not_found(req);
@@ -337,9 +322,9 @@ check_customer_locked(ConfigCache *cfg, CheckRequest *req)
 			break;
 		CHECK_FOR_INTERRUPTS();
 		values[0] = survivor;
-		db_exec(saved_plan(&lock_by_id_plan, LOCK_SELECT " WHERE c.id = $1" LOCK_END,
+		(void) spi_exec(saved_plan(&lock_by_id_plan, LOCK_SELECT " WHERE c.id = $1" LOCK_END,
 						   1, types),
-				values, NULL, false);
+				values, NULL, false, 0);
 		if (SPI_processed == 0)
 			customer_not_found(req);
 		id = DatumGetInt64(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull));
