@@ -690,6 +690,90 @@ load_promotions(ConfigCache *c, Jsonb *candidates, Datum disable)
 	hash_destroy(groups);
 }
 
+/* ---------------------------------------------------------------------
+ * The promotion index (issue 21)
+ * ---------------------------------------------------------------------
+ */
+
+/* promolist_add appends promotion index i to list (in the current context). */
+static void
+promolist_add(PromoList *list, int i)
+{
+	if (list->count > 0 && list->items[list->count - 1] == i)
+		return;					/* a name listed twice in one selector */
+	if (list->count == list->capacity)
+	{
+		list->capacity = list->capacity ? list->capacity * 2 : 4;
+		list->items = list->items ?
+			repalloc(list->items, sizeof(int) * list->capacity) :
+			palloc(sizeof(int) * list->capacity);
+	}
+	list->items[list->count++] = i;
+}
+
+/* index_names files promotion i under each of names in table. */
+static void
+index_names(HTAB *table, const StringList *names, int i)
+{
+	int			k;
+
+	for (k = 0; k < names->count; k++)
+	{
+		const char *key = names->items[k];
+		bool		found;
+		NameEntry  *e = hash_search(table, &key, HASH_ENTER, &found);
+
+		if (!found)
+			e->value = palloc0(sizeof(PromoList));
+		promolist_add(e->value, i);
+	}
+}
+
+/*
+ * build_promotion_index builds the promotion index of the cache (see
+ * config_cache.h) from the promotions' key selectors: once per
+ * configuration, in the order of the promotions, so every list is
+ * ascending.
+ */
+static void
+build_promotion_index(ConfigCache *c)
+{
+	PromoList	any = {0, 0, NULL};
+	PromoList	check = {0, 0, NULL};
+	int			i;
+
+	c->idx_skus = name_table(c->cxt, "loyalty promotions by sku", 64);
+	c->idx_categories = name_table(c->cxt, "loyalty promotions by category", 64);
+	c->idx_brands = name_table(c->cxt, "loyalty promotions by brand", 64);
+	c->idx_tags = name_table(c->cxt, "loyalty promotions by tag", 16);
+	for (i = 0; i < c->npromotions; i++)
+	{
+		const CachedPromotion *p = &c->promotions[i];
+		const ProductSelector *sel;
+
+		CHECK_FOR_INTERRUPTS();
+		if (p->key_sel < 0)
+		{
+			promolist_add(&check, i);
+			continue;
+		}
+		sel = c->selectors[p->key_sel];
+		if (sel->all)
+		{
+			promolist_add(&any, i);
+			continue;
+		}
+		index_names(c->idx_skus, &sel->skus, i);
+		index_names(c->idx_categories, &sel->categories, i);
+		index_names(c->idx_brands, &sel->brands, i);
+		index_names(c->idx_tags, &sel->tags, i);
+	}
+	c->any_product = any.items;
+	c->nany_product = any.count;
+	c->check_level_list = check.items;
+	c->ncheck_level = check.count;
+}
+
 /*
  * load_experiments reads the experiments when an enabled promotion belongs
  * to one, and resolves each such promotion's experiment and variant.
@@ -814,6 +898,7 @@ config_cache_build(Jsonb *candidates, Datum disable)
 	load_products(c);
 	load_accounts_and_tiers(c);
 	load_promotions(c, candidates, disable);
+	build_promotion_index(c);
 	load_experiments(c);
 	load_plans(c);
 	MemoryContextSwitchTo(old);
@@ -953,33 +1038,85 @@ config_plan(ConfigCache *cfg, const char *code)
 	return NULL;
 }
 
+/* int_cmp orders ints ascending, for qsort. */
+static int
+int_cmp(const void *a, const void *b)
+{
+	int			x = *(const int *) a;
+	int			y = *(const int *) b;
+
+	return (x > y) - (x < y);
+}
+
+/* gather_list appends the entries of table[key] to out (when any). */
+static void
+gather_list(HTAB *table, const char *key, int **out, int *n, int *cap)
+{
+	PromoList  *list = name_get(table, key);
+
+	if (list == NULL)
+		return;
+	if (*n + list->count > *cap)
+	{
+		*cap = Max(*cap * 2, *n + list->count);
+		*out = repalloc(*out, sizeof(int) * *cap);
+	}
+	memcpy(*out + *n, list->items, sizeof(int) * list->count);
+	*n += list->count;
+}
+
 /*
  * config_product_promotions returns the indexes of the promotions whose key
  * selector (products, or trigger) product p matches, computing the list
- * the first time: a check then only evaluates the promotions some line can
- * trigger, plus the check-level ones, whatever the number of promotions.
+ * the first time from the promotion index: the lists of its SKU, brand,
+ * categories (its own and the ancestors), tags and the "all" list, each
+ * candidate confirmed by the exact selector match (its "exclude" too).  A
+ * check then only evaluates the promotions some line can trigger, plus the
+ * check-level ones, whatever the number of promotions; and a promotion
+ * naming none of the product's keys is never looked at.
  */
 const int *
 config_product_promotions(ConfigCache *cfg, CachedProduct *p, int *n)
 {
 	if (p->npromos < 0)
 	{
-		int		   *tmp = palloc(sizeof(int) * Max(cfg->npromotions, 1));
+		int			cap = 16;
+		int		   *cand = palloc(sizeof(int) * cap);
+		int			ncand = 0;
 		int			count = 0;
 		int			i;
 
-		for (i = 0; i < cfg->npromotions; i++)
+		gather_list(cfg->idx_skus, p->sku, &cand, &ncand, &cap);
+		gather_list(cfg->idx_brands, p->brand, &cand, &ncand, &cap);
+		for (i = 0; i < p->ncategories; i++)
+			gather_list(cfg->idx_categories, p->categories[i], &cand, &ncand, &cap);
+		for (i = 0; i < p->ntags; i++)
+			gather_list(cfg->idx_tags, p->tags[i], &cand, &ncand, &cap);
+		if (cfg->nany_product > 0)
 		{
-			int			sel = cfg->promotions[i].key_sel;
+			if (ncand + cfg->nany_product > cap)
+			{
+				cap = ncand + cfg->nany_product;
+				cand = repalloc(cand, sizeof(int) * cap);
+			}
+			memcpy(cand + ncand, cfg->any_product, sizeof(int) * cfg->nany_product);
+			ncand += cfg->nany_product;
+		}
+		if (ncand > 1)
+			qsort(cand, ncand, sizeof(int), int_cmp);
+		/* kept for the cache's life: exactly as long as needed */
+		p->promos = MemoryContextAlloc(cfg->memo_cxt, sizeof(int) * Max(ncand, 1));
+		for (i = 0; i < ncand; i++)
+		{
+			int			k = cand[i];
 
 			CHECK_FOR_INTERRUPTS();
-			if (sel >= 0 && config_product_matches(cfg, p, sel))
-				tmp[count++] = i;
+			if (i > 0 && cand[i - 1] == k)
+				continue;		/* named by two of the product's keys */
+			if (config_product_matches(cfg, p, cfg->promotions[k].key_sel))
+				p->promos[count++] = k;
 		}
-		/* kept for the cache's life: exactly as long as needed */
-		p->promos = MemoryContextAlloc(cfg->memo_cxt, sizeof(int) * Max(count, 1));
-		memcpy(p->promos, tmp, sizeof(int) * count);
-		pfree(tmp);
+		pfree(cand);
 		p->npromos = count;
 	}
 	*n = p->npromos;

@@ -15,7 +15,11 @@
  * the next command of the changing session itself).
  *
  * Per-product matches of promotion selectors are computed lazily, once per
- * product and selector, and kept in two bitsets on the product.
+ * product and selector, and kept in two bitsets on the product.  A
+ * product's candidate promotions come from the promotion index built with
+ * the cache (by SKU, category with ancestors, brand and tag, plus those
+ * for any product), so a promotion naming none of a product's keys costs
+ * that product nothing (issue 21).
  *
  *-------------------------------------------------------------------------
  */
@@ -189,7 +193,32 @@ typedef struct ConfigCache
 	int			nplans;
 	CachedSubscriptionPlan *plans;
 	bool	   *check_level;	/* by promotion index: key_sel < 0 */
+	/*
+	 * The promotion index (issue 21), built with the cache: the promotions
+	 * whose key selector names a SKU, a category (a product matches it
+	 * through its own category or an ancestor), a brand or a tag, by that
+	 * name (PromoList values, indexes ascending); those whose key selector
+	 * is "all" (any product may match); and the check-level ones.  A
+	 * product's candidates are the union of its names' lists and the "all"
+	 * list, filtered by the exact selector match (which applies "exclude").
+	 */
+	HTAB	   *idx_skus;
+	HTAB	   *idx_categories;
+	HTAB	   *idx_brands;
+	HTAB	   *idx_tags;
+	int		   *any_product;	/* key selector "all", ascending */
+	int			nany_product;
+	int		   *check_level_list;	/* key_sel < 0, ascending */
+	int			ncheck_level;
 } ConfigCache;
+
+/* A list of promotion indexes, ascending (the promotion index). */
+typedef struct PromoList
+{
+	int			count;
+	int			capacity;
+	int		   *items;
+} PromoList;
 
 /* the cache, built when missing or stale; call inside SPI_connect */
 extern ConfigCache *config_cache_get(void);

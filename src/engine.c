@@ -13,6 +13,9 @@
  *
  * Costs: per check, one pass over the lines per promotion in scope at most
  * (selector matches are memoized on the cached product), no query at all.
+ * Only the candidates are visited: the check-level promotions and those
+ * the lines' products trigger through the promotion index (config_cache.h);
+ * the rest cost nothing, however many there are.
  *
  * Interrupts (issue 14): the loops over the lines, over the promotions and
  * a group's members, over points rates and grants, and the rounds of
@@ -26,6 +29,7 @@
 #include "loyalty.h"
 
 #include "miscadmin.h"
+#include "port/pg_bitutils.h"
 #include "utils/datetime.h"
 
 #include "coupons_apply.h"
@@ -219,6 +223,73 @@ effect_reset(Effect *eff, int nlines)
 }
 
 /*
+ * collect_candidates lists, ascending and each once, the promotions a
+ * check may apply: the check-level ones and those whose key selector some
+ * line's product matches (config_product_promotions, from the promotion
+ * index).  A promotion no line can trigger does nothing, so it is never
+ * looked at: the cost follows the lines and what they trigger, not the
+ * number of promotions (a bitmap of one bit per promotion is all).
+ */
+static int *
+collect_candidates(CheckResult *r, int *ncand)
+{
+	ConfigCache *cfg = r->cfg;
+	int			nwords = (cfg->npromotions + 63) / 64;
+	uint64	   *seen = palloc0(sizeof(uint64) * Max(nwords, 1));
+	int			count = 0;
+	int		   *cand;
+	int			i,
+				j,
+				w;
+
+	for (j = 0; j < cfg->ncheck_level; j++)
+	{
+		int			k = cfg->check_level_list[j];
+
+		seen[k / 64] |= UINT64CONST(1) << (k % 64);
+	}
+	count = cfg->ncheck_level;
+	for (i = 0; i < r->nlines; i++)
+	{
+		const int  *promos;
+		int			n;
+
+		CHECK_FOR_INTERRUPTS();
+		if (r->lines[i].product == NULL)
+			continue;
+		promos = config_product_promotions(cfg, r->lines[i].product, &n);
+		for (j = 0; j < n; j++)
+		{
+			int			k = promos[j];
+			uint64		bit = UINT64CONST(1) << (k % 64);
+
+			if (!(seen[k / 64] & bit))
+			{
+				seen[k / 64] |= bit;
+				count++;
+			}
+		}
+	}
+	cand = palloc(sizeof(int) * Max(count, 1));
+	*ncand = 0;
+	for (w = 0; w < nwords; w++)
+	{
+		uint64		word = seen[w];
+
+		while (word != 0)
+		{
+			int			b = pg_rightmost_one_pos64(word);
+
+			cand[(*ncand)++] = w * 64 + b;
+			word &= word - 1;
+		}
+	}
+	Assert(*ncand == count);
+	pfree(seen);
+	return cand;
+}
+
+/*
  * run_promotions applies the promotions in scope in (priority, code) order.
  * A group is decided at its first member's turn: every member in scope is
  * evaluated on the check as it stands and only the one giving the largest
@@ -230,51 +301,37 @@ run_promotions(CheckResult *r, const bool *excluded)
 	ConfigCache *cfg = r->cfg;
 	const int64 *usage = r->in->usage;
 	bool	   *unlocked = palloc0(sizeof(bool) * Max(cfg->npromotions, 1));
-	bool	   *scope = palloc0(sizeof(bool) * Max(cfg->npromotions, 1));
 	bool	   *group_done = palloc0(sizeof(bool) * Max(cfg->ngroups, 1));
+	int		   *scope;
+	int			nscope = 0;
+	int			ncand;
 	Effect		eff;
 	Effect		best;
-	int			i,
-				j;
+	int			s,
+				t;
 
 	coupons_check(r, unlocked);
 
-	/*
-	 * Candidates: check-level promotions, and those whose key selector some
-	 * line's product matches (a promotion no line can trigger does nothing,
-	 * so it need not be looked at: the cost follows the lines, not the
-	 * number of promotions).
-	 */
-	memcpy(scope, cfg->check_level, sizeof(bool) * cfg->npromotions);
-	for (i = 0; i < r->nlines; i++)
+	/* the candidates, then those in scope: both ascending (the order) */
+	scope = collect_candidates(r, &ncand);
+	for (s = 0; s < ncand; s++)
 	{
-		const int  *promos;
-		int			n;
+		int			i = scope[s];
 
 		CHECK_FOR_INTERRUPTS();
-		if (r->lines[i].product == NULL)
-			continue;
-		promos = config_product_promotions(cfg, r->lines[i].product, &n);
-		for (j = 0; j < n; j++)
-			scope[promos[j]] = true;
-	}
-	for (i = 0; i < cfg->npromotions; i++)
-	{
-		CHECK_FOR_INTERRUPTS();
-		scope[i] = scope[i] && (excluded == NULL || !excluded[i]) &&
-			in_scope(r, &cfg->promotions[i], unlocked, usage);
+		if ((excluded == NULL || !excluded[i]) &&
+			in_scope(r, &cfg->promotions[i], unlocked, usage))
+			scope[nscope++] = i;
 	}
 
 	eff.delta = palloc0(sizeof(int64) * r->nlines);
 	best.delta = palloc0(sizeof(int64) * r->nlines);
-	for (i = 0; i < cfg->npromotions; i++)
+	for (s = 0; s < nscope; s++)
 	{
-		const CachedPromotion *p = &cfg->promotions[i];
+		const CachedPromotion *p = &cfg->promotions[scope[s]];
 		const CachedPromotion *winner = NULL;
 
 		CHECK_FOR_INTERRUPTS();
-		if (!scope[i])
-			continue;
 		if (p->grp_id < 0)
 		{
 			effect_reset(&eff, r->nlines);
@@ -286,12 +343,12 @@ run_promotions(CheckResult *r, const bool *excluded)
 			continue;
 		group_done[p->grp_id] = true;
 		effect_reset(&best, r->nlines);
-		for (j = i; j < cfg->npromotions; j++)
+		for (t = s; t < nscope; t++)
 		{
-			const CachedPromotion *q = &cfg->promotions[j];
+			const CachedPromotion *q = &cfg->promotions[scope[t]];
 
 			CHECK_FOR_INTERRUPTS();
-			if (!scope[j] || q->grp_id != p->grp_id)
+			if (q->grp_id != p->grp_id)
 				continue;
 			effect_reset(&eff, r->nlines);
 			mech_apply(r, q, &eff);
