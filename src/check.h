@@ -266,6 +266,14 @@ typedef struct CheckResult
 	int			minute_of_day;
 	int			nlines;
 	CheckLine  *lines;
+	/*
+	 * While the engine evaluates a promotion that has a key selector: the
+	 * lines that selector matches (check_line_matches), ascending, from the
+	 * per-promotion line lists built once per check (issue 21); NULL
+	 * otherwise (every line must be looked at).
+	 */
+	const int  *key_lines;
+	int			nkey_lines;
 	/* totals, minor units */
 	int64		amount;
 	int64		discount;

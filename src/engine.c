@@ -15,7 +15,9 @@
  * (selector matches are memoized on the cached product), no query at all.
  * Only the candidates are visited: the check-level promotions and those
  * the lines' products trigger through the promotion index (config_cache.h);
- * the rest cost nothing, however many there are.
+ * the rest cost nothing, however many there are.  Each candidate's lines
+ * (those its key selector matches) are listed once per check, and the
+ * shared passes of mechanics/common.c visit only those (r->key_lines).
  *
  * Interrupts (issue 14): the loops over the lines, over the promotions and
  * a group's members, over points rates and grants, and the rounds of
@@ -290,6 +292,94 @@ collect_candidates(CheckResult *r, int *ncand)
 }
 
 /*
+ * The lines each candidate promotion's key selector matches (the
+ * per-promotion line lists), built once per check from the lines' own
+ * candidate lists: entry s of "start" and "count" is cand[s]'s slice of
+ * "lines".  A gift certificate line matches no selector and is in none.
+ */
+typedef struct PromoLines
+{
+	int		   *start;
+	int		   *count;
+	int		   *lines;
+} PromoLines;
+
+/* build_promo_lines builds the line lists of the ncand candidates cand. */
+static void
+build_promo_lines(CheckResult *r, const int *cand, int ncand, PromoLines *pl)
+{
+	ConfigCache *cfg = r->cfg;
+	/* candidate position by promotion index: only candidates' are read */
+	int		   *pos = palloc(sizeof(int) * Max(cfg->npromotions, 1));
+	int			total = 0;
+	int			i,
+				j,
+				s;
+
+	pl->start = palloc(sizeof(int) * Max(ncand, 1));
+	pl->count = palloc0(sizeof(int) * Max(ncand, 1));
+	for (s = 0; s < ncand; s++)
+		pos[cand[s]] = s;
+	for (i = 0; i < r->nlines; i++)
+	{
+		const int  *promos;
+		int			n;
+
+		if (r->lines[i].product == NULL || r->lines[i].gift_certificate)
+			continue;
+		promos = config_product_promotions(cfg, r->lines[i].product, &n);
+		for (j = 0; j < n; j++)
+			pl->count[pos[promos[j]]]++;
+		total += n;
+	}
+	total = 0;
+	for (s = 0; s < ncand; s++)
+	{
+		pl->start[s] = total;
+		total += pl->count[s];
+		pl->count[s] = 0;
+	}
+	pl->lines = palloc(sizeof(int) * Max(total, 1));
+	for (i = 0; i < r->nlines; i++)
+	{
+		const int  *promos;
+		int			n;
+
+		CHECK_FOR_INTERRUPTS();
+		if (r->lines[i].product == NULL || r->lines[i].gift_certificate)
+			continue;
+		promos = config_product_promotions(cfg, r->lines[i].product, &n);
+		for (j = 0; j < n; j++)
+		{
+			s = pos[promos[j]];
+			pl->lines[pl->start[s] + pl->count[s]++] = i;
+		}
+	}
+	pfree(pos);
+}
+
+/*
+ * apply_one computes promotion cand[s]'s effect into eff, showing the
+ * mechanic only the lines its key selector matches (r->key_lines).
+ */
+static void
+apply_one(CheckResult *r, const PromoLines *pl, const int *cand, int s,
+		  Effect *eff)
+{
+	const CachedPromotion *p = &r->cfg->promotions[cand[s]];
+
+	effect_reset(eff, r->nlines);
+	if (p->key_sel >= 0)
+	{
+		r->key_lines = pl->lines + pl->start[s];
+		r->nkey_lines = pl->count[s];
+	}
+	mech_apply(r, p, eff);
+	r->key_lines = NULL;
+	r->nkey_lines = 0;
+}
+
+/*
  * run_promotions applies the promotions in scope in (priority, code) order.
  * A group is decided at its first member's turn: every member in scope is
  * evaluated on the check as it stands and only the one giving the largest
@@ -302,9 +392,11 @@ run_promotions(CheckResult *r, const bool *excluded)
 	const int64 *usage = r->in->usage;
 	bool	   *unlocked = palloc0(sizeof(bool) * Max(cfg->npromotions, 1));
 	bool	   *group_done = palloc0(sizeof(bool) * Max(cfg->ngroups, 1));
-	int		   *scope;
+	int		   *cand;
+	int		   *scope;			/* positions in cand, ascending */
 	int			nscope = 0;
 	int			ncand;
+	PromoLines	pl;
 	Effect		eff;
 	Effect		best;
 	int			s,
@@ -313,29 +405,30 @@ run_promotions(CheckResult *r, const bool *excluded)
 	coupons_check(r, unlocked);
 
 	/* the candidates, then those in scope: both ascending (the order) */
-	scope = collect_candidates(r, &ncand);
+	cand = collect_candidates(r, &ncand);
+	scope = palloc(sizeof(int) * Max(ncand, 1));
 	for (s = 0; s < ncand; s++)
 	{
-		int			i = scope[s];
+		int			i = cand[s];
 
 		CHECK_FOR_INTERRUPTS();
 		if ((excluded == NULL || !excluded[i]) &&
 			in_scope(r, &cfg->promotions[i], unlocked, usage))
-			scope[nscope++] = i;
+			scope[nscope++] = s;
 	}
+	build_promo_lines(r, cand, ncand, &pl);
 
 	eff.delta = palloc0(sizeof(int64) * r->nlines);
 	best.delta = palloc0(sizeof(int64) * r->nlines);
 	for (s = 0; s < nscope; s++)
 	{
-		const CachedPromotion *p = &cfg->promotions[scope[s]];
+		const CachedPromotion *p = &cfg->promotions[cand[scope[s]]];
 		const CachedPromotion *winner = NULL;
 
 		CHECK_FOR_INTERRUPTS();
 		if (p->grp_id < 0)
 		{
-			effect_reset(&eff, r->nlines);
-			mech_apply(r, p, &eff);
+			apply_one(r, &pl, cand, scope[s], &eff);
 			check_apply_effect(r, p, &eff);
 			continue;
 		}
@@ -345,13 +438,12 @@ run_promotions(CheckResult *r, const bool *excluded)
 		effect_reset(&best, r->nlines);
 		for (t = s; t < nscope; t++)
 		{
-			const CachedPromotion *q = &cfg->promotions[scope[t]];
+			const CachedPromotion *q = &cfg->promotions[cand[scope[t]]];
 
 			CHECK_FOR_INTERRUPTS();
 			if (q->grp_id != p->grp_id)
 				continue;
-			effect_reset(&eff, r->nlines);
-			mech_apply(r, q, &eff);
+			apply_one(r, &pl, cand, scope[t], &eff);
 			if (winner == NULL || eff.total > best.total)
 			{
 				int64	   *tmp = best.delta;
@@ -367,7 +459,11 @@ run_promotions(CheckResult *r, const bool *excluded)
 	pfree(eff.delta);
 	pfree(best.delta);
 	pfree(unlocked);
+	pfree(cand);
 	pfree(scope);
+	pfree(pl.start);
+	pfree(pl.count);
+	pfree(pl.lines);
 	pfree(group_done);
 }
 

@@ -21,21 +21,30 @@
 /*
  * mech_percent_lines takes percent (hundredths) off every discountable line
  * matching selector sel: round_half_up(current * percent / 100) per line.
+ * When sel is p's key selector and the engine listed its lines
+ * (r->key_lines), only those are visited.
  */
 void
 mech_percent_lines(CheckResult *r, const CachedPromotion *p, int sel,
 				   int32 percent, Effect *eff)
 {
-	int			i;
+	bool		keyed = r->key_lines != NULL && sel == p->key_sel;
+	int			n = keyed ? r->nkey_lines : r->nlines;
+	int			i,
+				k;
 
 	if (percent <= 0)
 		return;
-	for (i = 0; i < r->nlines; i++)
+	/* the key selector's lines only, when the engine listed them */
+	for (k = 0; k < n; k++)
 	{
-		CheckLine  *l = &r->lines[i];
+		CheckLine  *l;
 		int64		d;
 
-		if (!check_line_discountable(r, i, p) || !check_line_matches(r, i, sel))
+		i = keyed ? r->key_lines[k] : k;
+		l = &r->lines[i];
+		if (!check_line_discountable(r, i, p) ||
+			(!keyed && !check_line_matches(r, i, sel)))
 			continue;
 		d = Min(money_percent(LINE_CURRENT(l), percent), check_line_cap(r, i));
 		if (d > 0)
@@ -119,6 +128,14 @@ conditions_met(CheckResult *r, const CachedPromotion *p)
 
 	if (p->common.min_qty <= 0 && p->common.min_items <= 0)
 		return true;
+	if (p->key_sel >= 0 && r->key_lines != NULL)
+	{
+		/* the engine listed the key selector's lines */
+		for (i = 0; i < r->nkey_lines; i++)
+			qty += r->lines[r->key_lines[i]].qty;
+		items = r->nkey_lines;
+		return qty >= p->common.min_qty && items >= p->common.min_items;
+	}
 	for (i = 0; i < r->nlines; i++)
 	{
 		if (p->key_sel >= 0 ? !check_line_matches(r, i, p->key_sel)
