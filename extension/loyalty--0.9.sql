@@ -3191,3 +3191,177 @@ GRANT EXECUTE ON FUNCTION
     loyalty.kpi(timestamptz, timestamptz, text), loyalty.points_liability(timestamptz)
     TO loyalty_analyst, loyalty_marketer, loyalty_admin;
 GRANT EXECUTE ON FUNCTION loyalty.experiment_validate() TO loyalty_admin;
+
+-- ---------------------------------------------------------------------------
+-- Issue 20 (item 6): configuration replicated from one configuration master
+-- to every shard by logical replication (SPEC §14).  loyalty.config_tables()
+-- lists what the publication carries.  A logical replication apply worker
+-- runs with session_replication_role = replica and fires only row triggers
+-- enabled REPLICA or ALWAYS, never statement triggers: so the statement
+-- trigger config_changed is enabled ALWAYS (it still fires for a replicated
+-- TRUNCATE and the initial COPY) and a row trigger config_changed_replica,
+-- enabled REPLICA only (no per-row cost on the master), invalidates the
+-- shards' caches for replicated INSERT, UPDATE and DELETE.  Foreign key
+-- actions do not run on a subscriber either (internal triggers): when the
+-- master renames or deletes a key that shard rows reference (a tier, a
+-- promotion, an account type, a subscription plan, a segment),
+-- config_replica_follow, enabled REPLICA, does on the shard what the
+-- foreign key does on one node (cascade, set null) or refuses the change
+-- (LY006) where the key may not go.  promotion_usage_follow (per-customer
+-- counters, no foreign key) is enabled ALWAYS for the same reason.
+-- loyalty.config_digest() is a digest of everything that prices a check, so
+-- that a DBA sees every node price with the same rules.
+-- ---------------------------------------------------------------------------
+CREATE FUNCTION loyalty.config_tables() RETURNS SETOF regclass
+    LANGUAGE sql STABLE PARALLEL SAFE
+    SET search_path = pg_catalog, pg_temp
+    AS $$
+    SELECT t::regclass
+      FROM unnest(ARRAY['loyalty.setting', 'loyalty.store', 'loyalty.category', 'loyalty.product',
+                        'loyalty.account_type', 'loyalty.tier', 'loyalty.experiment',
+                        'loyalty.promotion', 'loyalty.subscription_plan', 'loyalty.segment',
+                        'loyalty.rfm_segment', 'loyalty.message_template']) WITH ORDINALITY AS u(t, i)
+     ORDER BY i
+$$;
+COMMENT ON FUNCTION loyalty.config_tables() IS
+    'The configuration tables a configuration master publishes to every shard (in the order of their references)';
+
+CREATE TRIGGER config_changed_replica AFTER INSERT OR DELETE OR UPDATE ON loyalty.setting
+    FOR EACH ROW EXECUTE FUNCTION loyalty.config_changed();
+CREATE TRIGGER config_changed_replica AFTER INSERT OR DELETE OR UPDATE ON loyalty.store
+    FOR EACH ROW EXECUTE FUNCTION loyalty.config_changed();
+CREATE TRIGGER config_changed_replica AFTER INSERT OR DELETE OR UPDATE ON loyalty.category
+    FOR EACH ROW EXECUTE FUNCTION loyalty.config_changed();
+CREATE TRIGGER config_changed_replica AFTER INSERT OR DELETE OR UPDATE ON loyalty.product
+    FOR EACH ROW EXECUTE FUNCTION loyalty.config_changed();
+CREATE TRIGGER config_changed_replica AFTER INSERT OR DELETE OR UPDATE ON loyalty.account_type
+    FOR EACH ROW EXECUTE FUNCTION loyalty.config_changed();
+CREATE TRIGGER config_changed_replica AFTER INSERT OR DELETE OR UPDATE ON loyalty.tier
+    FOR EACH ROW EXECUTE FUNCTION loyalty.config_changed();
+CREATE TRIGGER config_changed_replica AFTER INSERT OR DELETE OR UPDATE ON loyalty.experiment
+    FOR EACH ROW EXECUTE FUNCTION loyalty.config_changed();
+CREATE TRIGGER config_changed_replica AFTER INSERT OR DELETE OR UPDATE ON loyalty.promotion
+    FOR EACH ROW EXECUTE FUNCTION loyalty.config_changed();
+CREATE TRIGGER config_changed_replica AFTER INSERT OR DELETE OR UPDATE ON loyalty.subscription_plan
+    FOR EACH ROW EXECUTE FUNCTION loyalty.config_changed();
+ALTER TABLE loyalty.setting ENABLE ALWAYS TRIGGER config_changed, ENABLE REPLICA TRIGGER config_changed_replica;
+ALTER TABLE loyalty.store ENABLE ALWAYS TRIGGER config_changed, ENABLE REPLICA TRIGGER config_changed_replica;
+ALTER TABLE loyalty.category ENABLE ALWAYS TRIGGER config_changed, ENABLE REPLICA TRIGGER config_changed_replica;
+ALTER TABLE loyalty.product ENABLE ALWAYS TRIGGER config_changed, ENABLE REPLICA TRIGGER config_changed_replica;
+ALTER TABLE loyalty.account_type ENABLE ALWAYS TRIGGER config_changed, ENABLE REPLICA TRIGGER config_changed_replica;
+ALTER TABLE loyalty.tier ENABLE ALWAYS TRIGGER config_changed, ENABLE REPLICA TRIGGER config_changed_replica;
+ALTER TABLE loyalty.experiment ENABLE ALWAYS TRIGGER config_changed, ENABLE REPLICA TRIGGER config_changed_replica;
+ALTER TABLE loyalty.promotion ENABLE ALWAYS TRIGGER config_changed, ENABLE REPLICA TRIGGER config_changed_replica,
+    ENABLE ALWAYS TRIGGER promotion_usage_follow;
+ALTER TABLE loyalty.subscription_plan ENABLE ALWAYS TRIGGER config_changed,
+    ENABLE REPLICA TRIGGER config_changed_replica;
+
+CREATE FUNCTION loyalty.config_replica_follow() RETURNS trigger
+    LANGUAGE plpgsql
+    SET search_path = pg_catalog, pg_temp
+    AS $$
+DECLARE
+    fk record;
+    old_key text;
+    new_key text;
+    referenced boolean;
+BEGIN
+    -- every foreign key from a table that is not replicated to this one
+    FOR fk IN
+        SELECT c.conrelid::regclass::text AS tab, a.attname AS col, r.attname AS refcol,
+               CASE WHEN TG_OP = 'UPDATE' THEN c.confupdtype ELSE c.confdeltype END AS act
+          FROM pg_constraint c
+          JOIN pg_attribute a ON a.attrelid = c.conrelid AND a.attnum = c.conkey[1]
+          JOIN pg_attribute r ON r.attrelid = c.confrelid AND r.attnum = c.confkey[1]
+         WHERE c.contype = 'f' AND c.confrelid = TG_RELID AND cardinality(c.conkey) = 1
+           AND c.conrelid NOT IN (SELECT t FROM loyalty.config_tables() t)
+         ORDER BY 1, 2
+    LOOP
+        old_key := to_jsonb(OLD) ->> fk.refcol;
+        IF TG_OP = 'UPDATE' THEN
+            new_key := to_jsonb(NEW) ->> fk.refcol;
+            CONTINUE WHEN new_key IS NOT DISTINCT FROM old_key;
+        END IF;
+        IF fk.act = 'c' AND TG_OP = 'UPDATE' THEN
+            EXECUTE format('UPDATE %s SET %I = $1 WHERE %I = $2', fk.tab, fk.col, fk.col) USING new_key, old_key;
+        ELSIF fk.act = 'c' THEN
+            EXECUTE format('DELETE FROM %s WHERE %I = $1', fk.tab, fk.col) USING old_key;
+        ELSIF fk.act = 'n' THEN
+            EXECUTE format('UPDATE %s SET %I = NULL WHERE %I = $1', fk.tab, fk.col, fk.col) USING old_key;
+        ELSE
+            EXECUTE format('SELECT EXISTS (SELECT FROM %s WHERE %I = $1)', fk.tab, fk.col)
+               INTO referenced USING old_key;
+            IF referenced THEN
+                RAISE EXCEPTION 'replicated % of % "%" refused: % still references it',
+                                lower(TG_OP), TG_TABLE_NAME, old_key, fk.tab
+                    USING ERRCODE = 'LY006',
+                          DETAIL = format('The configuration master changed a key that rows of %s on this node reference (column %s).', fk.tab, fk.col),
+                          HINT = 'Reassign or remove those rows on this node and the subscription applies the change; or skip it with ALTER SUBSCRIPTION ... SKIP.';
+            END IF;
+        END IF;
+    END LOOP;
+    RETURN NULL;
+END
+$$;
+COMMENT ON FUNCTION loyalty.config_replica_follow() IS
+    'On a shard, for a replicated rename or deletion of a configuration key: does what the foreign keys of the shard''s own rows do on one node (cascade, set null), or refuses (LY006)';
+
+CREATE TRIGGER config_replica_follow AFTER DELETE OR UPDATE ON loyalty.account_type
+    FOR EACH ROW EXECUTE FUNCTION loyalty.config_replica_follow();
+CREATE TRIGGER config_replica_follow AFTER DELETE OR UPDATE ON loyalty.tier
+    FOR EACH ROW EXECUTE FUNCTION loyalty.config_replica_follow();
+CREATE TRIGGER config_replica_follow AFTER DELETE OR UPDATE ON loyalty.promotion
+    FOR EACH ROW EXECUTE FUNCTION loyalty.config_replica_follow();
+CREATE TRIGGER config_replica_follow AFTER DELETE OR UPDATE ON loyalty.subscription_plan
+    FOR EACH ROW EXECUTE FUNCTION loyalty.config_replica_follow();
+CREATE TRIGGER config_replica_follow AFTER DELETE OR UPDATE ON loyalty.segment
+    FOR EACH ROW EXECUTE FUNCTION loyalty.config_replica_follow();
+ALTER TABLE loyalty.account_type ENABLE REPLICA TRIGGER config_replica_follow;
+ALTER TABLE loyalty.tier ENABLE REPLICA TRIGGER config_replica_follow;
+ALTER TABLE loyalty.promotion ENABLE REPLICA TRIGGER config_replica_follow;
+ALTER TABLE loyalty.subscription_plan ENABLE REPLICA TRIGGER config_replica_follow;
+ALTER TABLE loyalty.segment ENABLE REPLICA TRIGGER config_replica_follow;
+
+CREATE FUNCTION loyalty.config_digest_parts()
+    RETURNS TABLE (part text, rows bigint, digest text)
+    LANGUAGE plpgsql STABLE PARALLEL RESTRICTED SECURITY DEFINER
+    SET search_path = pg_catalog, pg_temp
+    SET "TimeZone" = 'UTC' SET "DateStyle" = 'ISO, YMD' SET "IntervalStyle" = 'postgres'
+    SET extra_float_digits = 1
+    AS $$
+DECLARE
+    t text;
+BEGIN
+    -- what the configuration cache reads, and the segment rules and RFM
+    -- boxes that target promotions; rows as text in a fixed time zone and
+    -- styles, sorted bytewise, so that every node spells them alike
+    FOREACH t IN ARRAY ARRAY['account_type', 'category', 'experiment', 'product', 'promotion',
+                             'rfm_segment', 'segment', 'settings', 'store', 'subscription_plan', 'tier'] LOOP
+        part := t;
+        EXECUTE format('SELECT count(*), md5(coalesce(string_agg(x::text, E''\n'' ORDER BY x::text COLLATE "C"), ''''))
+                          FROM %s x',
+                       CASE WHEN t = 'settings' THEN '(SELECT key, value FROM loyalty.settings) '
+                            ELSE 'loyalty.' || quote_ident(t) END)
+           INTO rows, digest;
+        RETURN NEXT;
+    END LOOP;
+END
+$$;
+COMMENT ON FUNCTION loyalty.config_digest_parts() IS
+    'Per configuration table that prices checks: its rows and an md5 of their text (fixed time zone and styles, bytewise order); compare across nodes';
+
+CREATE FUNCTION loyalty.config_digest() RETURNS text
+    LANGUAGE sql STABLE PARALLEL RESTRICTED SECURITY DEFINER
+    SET search_path = pg_catalog, pg_temp
+    AS $$
+    SELECT md5(string_agg(p.part || ' ' || p.rows || ' ' || p.digest, E'\n' ORDER BY p.part COLLATE "C"))
+      FROM loyalty.config_digest_parts() p
+$$;
+COMMENT ON FUNCTION loyalty.config_digest() IS
+    'A digest of everything that prices a check (loyalty.config_digest_parts): equal on two nodes = same pricing rules';
+
+REVOKE ALL ON FUNCTION loyalty.config_tables(), loyalty.config_replica_follow(),
+    loyalty.config_digest_parts(), loyalty.config_digest() FROM PUBLIC;
+GRANT EXECUTE ON FUNCTION loyalty.config_tables(), loyalty.config_digest_parts(), loyalty.config_digest()
+    TO loyalty_marketer, loyalty_analyst, loyalty_admin;
+GRANT EXECUTE ON FUNCTION loyalty.config_replica_follow() TO loyalty_admin;
