@@ -615,7 +615,9 @@ CREATE TABLE loyalty.promotion_usage (
     promotion text NOT NULL COLLATE pg_catalog."C",
     uses bigint DEFAULT 0 NOT NULL,
     given numeric(14,2) DEFAULT 0 NOT NULL,
+    quota integer,
     CONSTRAINT promotion_usage_given_check CHECK (given >= 0),
+    CONSTRAINT promotion_usage_quota_check CHECK (quota >= 0),
     CONSTRAINT promotion_usage_uses_check CHECK (uses >= 0),
     CONSTRAINT promotion_usage_pkey PRIMARY KEY (promotion),
     CONSTRAINT promotion_usage_promotion_fkey FOREIGN KEY (promotion) REFERENCES loyalty.promotion(code) ON UPDATE CASCADE ON DELETE CASCADE
@@ -624,6 +626,8 @@ COMMENT ON TABLE loyalty.promotion_usage IS
     'Uses of promotions with a usage_limit (purchases that applied them)';
 COMMENT ON COLUMN loyalty.promotion_usage.given IS
     'Money the promotion gave on committed purchases (counted against promotion.budget)';
+COMMENT ON COLUMN loyalty.promotion_usage.quota IS
+    'This node''s share of the promotion''s usage_limit when customers are sharded (NULL: the whole limit)';
 
 CREATE TABLE loyalty.promotion_budget_claim (
     operation_id text NOT NULL COLLATE pg_catalog."C",
@@ -3631,3 +3635,50 @@ GRANT EXECUTE ON FUNCTION loyalty.kpi_parts(timestamptz, timestamptz, text), loy
     loyalty.rfm_thresholds_merge(jsonb)
     TO loyalty_analyst, loyalty_marketer, loyalty_admin;
 GRANT EXECUTE ON FUNCTION loyalty.rfm_set_thresholds(jsonb, timestamptz) TO loyalty_marketer, loyalty_admin;
+
+-- Issue 20 (item 5): a node's quota of a sharded usage_limit (promotion_usage.quota)
+
+CREATE FUNCTION loyalty.set_usage_quota(promotion text, quota integer) RETURNS bigint
+    LANGUAGE plpgsql SECURITY DEFINER
+    SET search_path = pg_catalog, pg_temp
+    AS $$
+#variable_conflict use_variable
+DECLARE
+    used bigint;
+BEGIN
+    IF promotion IS NULL OR NOT EXISTS (SELECT FROM loyalty.promotion p WHERE p.code = promotion) THEN
+        RAISE EXCEPTION 'promotion "%" not found', promotion
+            USING ERRCODE = 'LY006', DETAIL = 'Argument "promotion" must name a promotion.';
+    END IF;
+    IF quota < 0 THEN
+        RAISE EXCEPTION 'invalid usage quota %', quota
+            USING ERRCODE = '22023', DETAIL = 'Argument "quota" must be 0 or more, or NULL for the whole limit.';
+    END IF;
+    INSERT INTO loyalty.promotion_usage AS u (promotion, quota) VALUES (promotion, quota)
+        ON CONFLICT ON CONSTRAINT promotion_usage_pkey DO UPDATE SET quota = EXCLUDED.quota
+        RETURNING u.uses INTO used;
+    RETURN used;
+END
+$$;
+COMMENT ON FUNCTION loyalty.set_usage_quota(text, integer) IS
+    'Sets this node''s share of a promotion''s usage_limit (NULL: the whole limit); returns the uses counted here so far';
+
+CREATE FUNCTION loyalty.usage_quotas(usage_limit integer, uses bigint[]) RETURNS integer[]
+    LANGUAGE sql IMMUTABLE STRICT PARALLEL SAFE
+    SET search_path = pg_catalog, pg_temp
+    AS $$
+    -- what is left of the limit, split evenly (the first nodes one more);
+    -- each node keeps what it has used
+    SELECT array_agg((u.n + CASE WHEN left_over > 0
+                                 THEN left_over / n_nodes + CASE WHEN u.i <= left_over % n_nodes THEN 1 ELSE 0 END
+                                 ELSE 0 END)::integer ORDER BY u.i)
+      FROM unnest(uses) WITH ORDINALITY AS u(n, i),
+           LATERAL (SELECT greatest(usage_limit - (SELECT sum(x) FROM unnest(uses) x), 0)::bigint AS left_over,
+                           cardinality(uses)::bigint AS n_nodes) k
+$$;
+COMMENT ON FUNCTION loyalty.usage_quotas(integer, bigint[]) IS
+    'New quotas of a sharded usage_limit from every node''s uses (same order): each keeps its uses plus an even share of what is left; they add up to at most the limit';
+
+REVOKE ALL ON FUNCTION loyalty.set_usage_quota(text, integer), loyalty.usage_quotas(integer, bigint[]) FROM PUBLIC;
+GRANT EXECUTE ON FUNCTION loyalty.set_usage_quota(text, integer), loyalty.usage_quotas(integer, bigint[])
+    TO loyalty_marketer, loyalty_admin;
