@@ -2295,16 +2295,25 @@ GRANT EXECUTE ON FUNCTION loyalty.rfm_set_thresholds(jsonb, timestamptz) TO loya
 -- ---------------------------------------------------------------------------
 -- Issue 20 (item 5): a promotion-wide usage_limit over shards.  Each shard
 -- counts the uses of its own customers (promotion_usage); split into
--- quotas, the limit holds across shards: promotion_usage.quota is this
--- node's share (NULL, the default: the whole limit, as on one node), the
+-- quotas, the limit holds across shards: loyalty.promotion_quota is this
+-- node's share (no row, the default: the whole limit, as on one node), the
 -- claim refuses past it, and a rebalancing job (docs/scale-out.md) reads
 -- every shard's uses and gives each a new quota by loyalty.usage_quotas,
 -- whose sum never exceeds the limit.
 -- ---------------------------------------------------------------------------
-ALTER TABLE loyalty.promotion_usage ADD COLUMN quota integer,
-    ADD CONSTRAINT promotion_usage_quota_check CHECK (quota >= 0);
-COMMENT ON COLUMN loyalty.promotion_usage.quota IS
-    'This node''s share of the promotion''s usage_limit when customers are sharded (NULL: the whole limit)';
+CREATE TABLE loyalty.promotion_quota (
+    promotion text NOT NULL COLLATE pg_catalog."C",
+    quota integer NOT NULL,
+    CONSTRAINT promotion_quota_quota_check CHECK (quota >= 0),
+    CONSTRAINT promotion_quota_pkey PRIMARY KEY (promotion),
+    CONSTRAINT promotion_quota_promotion_fkey FOREIGN KEY (promotion) REFERENCES loyalty.promotion(code) ON UPDATE CASCADE ON DELETE CASCADE
+);
+COMMENT ON TABLE loyalty.promotion_quota IS
+    'This node''s share of a promotion''s usage_limit when customers are sharded (no row: the whole limit); not replicated';
+REVOKE ALL ON loyalty.promotion_quota FROM PUBLIC;
+GRANT SELECT ON loyalty.promotion_quota TO loyalty_marketer, loyalty_analyst;
+GRANT ALL ON loyalty.promotion_quota TO loyalty_admin;
+SELECT pg_catalog.pg_extension_config_dump('loyalty.promotion_quota', '');
 
 CREATE FUNCTION loyalty.set_usage_quota(promotion text, quota integer) RETURNS bigint
     LANGUAGE plpgsql SECURITY DEFINER
@@ -2322,9 +2331,16 @@ BEGIN
         RAISE EXCEPTION 'invalid usage quota %', quota
             USING ERRCODE = '22023', DETAIL = 'Argument "quota" must be 0 or more, or NULL for the whole limit.';
     END IF;
-    INSERT INTO loyalty.promotion_usage AS u (promotion, quota) VALUES (promotion, quota)
-        ON CONFLICT ON CONSTRAINT promotion_usage_pkey DO UPDATE SET quota = EXCLUDED.quota
-        RETURNING u.uses INTO used;
+    IF quota IS NULL THEN
+        DELETE FROM loyalty.promotion_quota q WHERE q.promotion = set_usage_quota.promotion;
+    ELSE
+        INSERT INTO loyalty.promotion_quota AS q (promotion, quota) VALUES (promotion, quota)
+            ON CONFLICT ON CONSTRAINT promotion_quota_pkey DO UPDATE SET quota = EXCLUDED.quota;
+    END IF;
+    -- the counter row, so that the claim (an update of it) sees the quota
+    INSERT INTO loyalty.promotion_usage AS u (promotion) VALUES (promotion)
+        ON CONFLICT ON CONSTRAINT promotion_usage_pkey DO NOTHING;
+    SELECT u.uses INTO used FROM loyalty.promotion_usage u WHERE u.promotion = set_usage_quota.promotion;
     RETURN used;
 END
 $$;

@@ -615,9 +615,7 @@ CREATE TABLE loyalty.promotion_usage (
     promotion text NOT NULL COLLATE pg_catalog."C",
     uses bigint DEFAULT 0 NOT NULL,
     given numeric(14,2) DEFAULT 0 NOT NULL,
-    quota integer,
     CONSTRAINT promotion_usage_given_check CHECK (given >= 0),
-    CONSTRAINT promotion_usage_quota_check CHECK (quota >= 0),
     CONSTRAINT promotion_usage_uses_check CHECK (uses >= 0),
     CONSTRAINT promotion_usage_pkey PRIMARY KEY (promotion),
     CONSTRAINT promotion_usage_promotion_fkey FOREIGN KEY (promotion) REFERENCES loyalty.promotion(code) ON UPDATE CASCADE ON DELETE CASCADE
@@ -626,8 +624,6 @@ COMMENT ON TABLE loyalty.promotion_usage IS
     'Uses of promotions with a usage_limit (purchases that applied them)';
 COMMENT ON COLUMN loyalty.promotion_usage.given IS
     'Money the promotion gave on committed purchases (counted against promotion.budget)';
-COMMENT ON COLUMN loyalty.promotion_usage.quota IS
-    'This node''s share of the promotion''s usage_limit when customers are sharded (NULL: the whole limit)';
 
 CREATE TABLE loyalty.promotion_budget_claim (
     operation_id text NOT NULL COLLATE pg_catalog."C",
@@ -651,6 +647,20 @@ CREATE TABLE loyalty.promotion_customer_usage (
 CREATE INDEX promotion_customer_usage_customer_idx ON loyalty.promotion_customer_usage (customer_id);
 COMMENT ON TABLE loyalty.promotion_customer_usage IS
     'Uses of promotions with a per_customer_limit, per customer';
+
+-- Issue 20: a node's quota of a sharded usage_limit (read with the uses)
+CREATE TABLE loyalty.promotion_quota (
+    promotion text NOT NULL COLLATE pg_catalog."C",
+    quota integer NOT NULL,
+    CONSTRAINT promotion_quota_quota_check CHECK (quota >= 0),
+    CONSTRAINT promotion_quota_pkey PRIMARY KEY (promotion),
+    CONSTRAINT promotion_quota_promotion_fkey FOREIGN KEY (promotion) REFERENCES loyalty.promotion(code) ON UPDATE CASCADE ON DELETE CASCADE
+);
+COMMENT ON TABLE loyalty.promotion_quota IS
+    'This node''s share of a promotion''s usage_limit when customers are sharded (no row: the whole limit); not replicated';
+REVOKE ALL ON loyalty.promotion_quota FROM PUBLIC;
+GRANT SELECT ON loyalty.promotion_quota TO loyalty_marketer, loyalty_analyst;
+GRANT ALL ON loyalty.promotion_quota TO loyalty_admin;
 
 -- ---------------------------------------------------------------------------
 -- Customers and cards (SPEC §4): every customer gets a virtual card when
@@ -3121,6 +3131,7 @@ SELECT pg_catalog.pg_extension_config_dump('loyalty.rfm_threshold', '');
 SELECT pg_catalog.pg_extension_config_dump('loyalty.rfm', '');
 SELECT pg_catalog.pg_extension_config_dump('loyalty.segment_state', '');
 SELECT pg_catalog.pg_extension_config_dump('loyalty.experiment', '');
+SELECT pg_catalog.pg_extension_config_dump('loyalty.promotion_quota', '');
 
 CREATE FUNCTION loyalty.order_hold(request jsonb) RETURNS jsonb
     LANGUAGE c STRICT SECURITY DEFINER
@@ -3636,7 +3647,9 @@ GRANT EXECUTE ON FUNCTION loyalty.kpi_parts(timestamptz, timestamptz, text), loy
     TO loyalty_analyst, loyalty_marketer, loyalty_admin;
 GRANT EXECUTE ON FUNCTION loyalty.rfm_set_thresholds(jsonb, timestamptz) TO loyalty_marketer, loyalty_admin;
 
--- Issue 20 (item 5): a node's quota of a sharded usage_limit (promotion_usage.quota)
+-- Issue 20 (item 5): a node's quota of a sharded usage_limit (loyalty.promotion_quota,
+-- read with the uses by check_usage and the claim); set_usage_quota writes
+-- it, usage_quotas rebalances what is left from every node's uses
 
 CREATE FUNCTION loyalty.set_usage_quota(promotion text, quota integer) RETURNS bigint
     LANGUAGE plpgsql SECURITY DEFINER
@@ -3654,9 +3667,16 @@ BEGIN
         RAISE EXCEPTION 'invalid usage quota %', quota
             USING ERRCODE = '22023', DETAIL = 'Argument "quota" must be 0 or more, or NULL for the whole limit.';
     END IF;
-    INSERT INTO loyalty.promotion_usage AS u (promotion, quota) VALUES (promotion, quota)
-        ON CONFLICT ON CONSTRAINT promotion_usage_pkey DO UPDATE SET quota = EXCLUDED.quota
-        RETURNING u.uses INTO used;
+    IF quota IS NULL THEN
+        DELETE FROM loyalty.promotion_quota q WHERE q.promotion = set_usage_quota.promotion;
+    ELSE
+        INSERT INTO loyalty.promotion_quota AS q (promotion, quota) VALUES (promotion, quota)
+            ON CONFLICT ON CONSTRAINT promotion_quota_pkey DO UPDATE SET quota = EXCLUDED.quota;
+    END IF;
+    -- the counter row, so that the claim (an update of it) sees the quota
+    INSERT INTO loyalty.promotion_usage AS u (promotion) VALUES (promotion)
+        ON CONFLICT ON CONSTRAINT promotion_usage_pkey DO NOTHING;
+    SELECT u.uses INTO used FROM loyalty.promotion_usage u WHERE u.promotion = set_usage_quota.promotion;
     RETURN used;
 END
 $$;

@@ -27,11 +27,11 @@ $$;
 
 -- this shard's share: 3 of the 10 (no uses yet)
 SELECT loyalty.set_usage_quota('TEN', 3) AS used_so_far;
-SELECT promotion, uses, quota FROM loyalty.promotion_usage;
+SELECT u.promotion, u.uses, q.quota FROM loyalty.promotion_usage u LEFT JOIN loyalty.promotion_quota q USING (promotion);
 -- three checks get 10.00 off, the fourth nothing (calculate says so too)
 SELECT op, pg_temp.buy(op) AS discount FROM unnest(ARRAY['P1', 'P2', 'P3', 'P4']) op;
 SELECT loyalty.calculate('{"store": "S1", "lines": [{"sku": "A1", "qty": 1}]}') -> 'totals' ->> 'discount' AS calculated;
-SELECT promotion, uses, quota FROM loyalty.promotion_usage;
+SELECT u.promotion, u.uses, q.quota FROM loyalty.promotion_usage u LEFT JOIN loyalty.promotion_quota q USING (promotion);
 -- a refund of a check that used it gives the use back to this shard
 SELECT loyalty.refund('{"operation_id": "R1", "purchase": "P1", "lines": [{"index": 0, "qty": 1}]}') IS NOT NULL AS refunded;
 SELECT uses FROM loyalty.promotion_usage;
@@ -54,7 +54,7 @@ SELECT pg_temp.buy('P9') AS discount;
 -- a quota above the limit does not raise the limit
 SELECT loyalty.set_usage_quota('TEN', 50) AS used_so_far;
 SELECT op, pg_temp.buy(op) AS discount FROM unnest(ARRAY['Q1', 'Q2', 'Q3', 'Q4', 'Q5', 'Q6']) op;
-SELECT uses, quota FROM loyalty.promotion_usage;
+SELECT u.uses, q.quota FROM loyalty.promotion_usage u LEFT JOIN loyalty.promotion_quota q USING (promotion);
 -- errors
 \set VERBOSITY default
 SELECT loyalty.set_usage_quota('NOPE', 1);

@@ -369,8 +369,9 @@ check_usage(ConfigCache *cfg)
 		return usage;
 	values[0] = PointerGetDatum(construct_array(codes, n, TEXTOID, -1, false, TYPALIGN_INT));
 	spi_exec(saved_plan(&usage_plan,
-					 "SELECT promotion, uses, quota FROM loyalty.promotion_usage"
-					 " WHERE promotion = ANY ($1)", 1, types),
+					 "SELECT u.promotion, u.uses, q.quota FROM loyalty.promotion_usage u"
+					 " LEFT JOIN loyalty.promotion_quota q ON q.promotion = u.promotion"
+					 " WHERE u.promotion = ANY ($1)", 1, types),
 			 values, NULL, true, 0);
 	for (r = 0; r < SPI_processed; r++)
 	{
@@ -421,8 +422,9 @@ counts_customer(const CachedPromotion *p, const CustomerInfo *cust)
 /*
  * claim_global counts a use of promotion p unless that reaches past its
  * usage limit, or past this node's quota of it when the limit is split
- * over shards (promotion_usage.quota); false when refused.  These counters are shared by every
- * purchase, so each is one short statement taking its row lock last.
+ * over shards (loyalty.promotion_quota); false when refused.  These
+ * counters are shared by every purchase, so each is one short statement
+ * taking its row lock last.
  */
 static bool
 claim_global(const CachedPromotion *p)
@@ -434,7 +436,8 @@ claim_global(const CachedPromotion *p)
 					 "INSERT INTO loyalty.promotion_usage AS u (promotion, uses)"
 					 " VALUES ($1, 1) ON CONFLICT (promotion)"
 					 " DO UPDATE SET uses = u.uses + 1"
-					 " WHERE u.uses < least(coalesce(u.quota, $2), $2)"
+					 " WHERE u.uses < least(coalesce((SELECT q.quota"
+					 " FROM loyalty.promotion_quota q WHERE q.promotion = $1), $2), $2)"
 					 " RETURNING u.uses", 2, types),
 			 values, NULL, false, 0);
 	return SPI_processed == 1;
