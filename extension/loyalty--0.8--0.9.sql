@@ -1851,3 +1851,518 @@ REVOKE ALL ON FUNCTION loyalty.backtest_check(jsonb, timestamptz, text, jsonb, t
 -- each read scanned the whole table.  An index by operation.
 -- ---------------------------------------------------------------------------
 CREATE INDEX coupon_use_operation_idx ON loyalty.coupon_use (operation_id);
+
+-- ---------------------------------------------------------------------------
+-- Issue 20 (item 6): configuration replicated from one configuration master
+-- to every shard by logical replication (SPEC §14).  loyalty.config_tables()
+-- lists what the publication carries.  A logical replication apply worker
+-- runs with session_replication_role = replica and fires only row triggers
+-- enabled REPLICA or ALWAYS, never statement triggers: so the statement
+-- trigger config_changed is enabled ALWAYS (it still fires for a replicated
+-- TRUNCATE and the initial COPY) and a row trigger config_changed_replica,
+-- enabled REPLICA only (no per-row cost on the master), invalidates the
+-- shards' caches for replicated INSERT, UPDATE and DELETE.  Foreign key
+-- actions do not run on a subscriber either (internal triggers): when the
+-- master renames or deletes a key that shard rows reference (a tier, a
+-- promotion, an account type, a subscription plan, a segment),
+-- config_replica_follow, enabled REPLICA, does on the shard what the
+-- foreign key does on one node (cascade, set null) or refuses the change
+-- (LY006) where the key may not go.  promotion_usage_follow (per-customer
+-- counters, no foreign key) is enabled ALWAYS for the same reason.
+-- loyalty.config_digest() is a digest of everything that prices a check, so
+-- that a DBA sees every node price with the same rules.
+-- ---------------------------------------------------------------------------
+CREATE FUNCTION loyalty.config_tables() RETURNS SETOF regclass
+    LANGUAGE sql STABLE PARALLEL SAFE
+    SET search_path = pg_catalog, pg_temp
+    AS $$
+    SELECT t::regclass
+      FROM unnest(ARRAY['loyalty.setting', 'loyalty.store', 'loyalty.category', 'loyalty.product',
+                        'loyalty.account_type', 'loyalty.tier', 'loyalty.experiment',
+                        'loyalty.promotion', 'loyalty.subscription_plan', 'loyalty.segment',
+                        'loyalty.rfm_segment', 'loyalty.message_template']) WITH ORDINALITY AS u(t, i)
+     ORDER BY i
+$$;
+COMMENT ON FUNCTION loyalty.config_tables() IS
+    'The configuration tables a configuration master publishes to every shard (in the order of their references)';
+
+CREATE TRIGGER config_changed_replica AFTER INSERT OR DELETE OR UPDATE ON loyalty.setting
+    FOR EACH ROW EXECUTE FUNCTION loyalty.config_changed();
+CREATE TRIGGER config_changed_replica AFTER INSERT OR DELETE OR UPDATE ON loyalty.store
+    FOR EACH ROW EXECUTE FUNCTION loyalty.config_changed();
+CREATE TRIGGER config_changed_replica AFTER INSERT OR DELETE OR UPDATE ON loyalty.category
+    FOR EACH ROW EXECUTE FUNCTION loyalty.config_changed();
+CREATE TRIGGER config_changed_replica AFTER INSERT OR DELETE OR UPDATE ON loyalty.product
+    FOR EACH ROW EXECUTE FUNCTION loyalty.config_changed();
+CREATE TRIGGER config_changed_replica AFTER INSERT OR DELETE OR UPDATE ON loyalty.account_type
+    FOR EACH ROW EXECUTE FUNCTION loyalty.config_changed();
+CREATE TRIGGER config_changed_replica AFTER INSERT OR DELETE OR UPDATE ON loyalty.tier
+    FOR EACH ROW EXECUTE FUNCTION loyalty.config_changed();
+CREATE TRIGGER config_changed_replica AFTER INSERT OR DELETE OR UPDATE ON loyalty.experiment
+    FOR EACH ROW EXECUTE FUNCTION loyalty.config_changed();
+CREATE TRIGGER config_changed_replica AFTER INSERT OR DELETE OR UPDATE ON loyalty.promotion
+    FOR EACH ROW EXECUTE FUNCTION loyalty.config_changed();
+CREATE TRIGGER config_changed_replica AFTER INSERT OR DELETE OR UPDATE ON loyalty.subscription_plan
+    FOR EACH ROW EXECUTE FUNCTION loyalty.config_changed();
+ALTER TABLE loyalty.setting ENABLE ALWAYS TRIGGER config_changed, ENABLE REPLICA TRIGGER config_changed_replica;
+ALTER TABLE loyalty.store ENABLE ALWAYS TRIGGER config_changed, ENABLE REPLICA TRIGGER config_changed_replica;
+ALTER TABLE loyalty.category ENABLE ALWAYS TRIGGER config_changed, ENABLE REPLICA TRIGGER config_changed_replica;
+ALTER TABLE loyalty.product ENABLE ALWAYS TRIGGER config_changed, ENABLE REPLICA TRIGGER config_changed_replica;
+ALTER TABLE loyalty.account_type ENABLE ALWAYS TRIGGER config_changed, ENABLE REPLICA TRIGGER config_changed_replica;
+ALTER TABLE loyalty.tier ENABLE ALWAYS TRIGGER config_changed, ENABLE REPLICA TRIGGER config_changed_replica;
+ALTER TABLE loyalty.experiment ENABLE ALWAYS TRIGGER config_changed, ENABLE REPLICA TRIGGER config_changed_replica;
+ALTER TABLE loyalty.promotion ENABLE ALWAYS TRIGGER config_changed, ENABLE REPLICA TRIGGER config_changed_replica,
+    ENABLE ALWAYS TRIGGER promotion_usage_follow;
+ALTER TABLE loyalty.subscription_plan ENABLE ALWAYS TRIGGER config_changed,
+    ENABLE REPLICA TRIGGER config_changed_replica;
+
+CREATE FUNCTION loyalty.config_replica_follow() RETURNS trigger
+    LANGUAGE plpgsql
+    SET search_path = pg_catalog, pg_temp
+    AS $$
+DECLARE
+    fk record;
+    old_key text;
+    new_key text;
+    referenced boolean;
+BEGIN
+    -- every foreign key from a table that is not replicated to this one
+    FOR fk IN
+        SELECT c.conrelid::regclass::text AS tab, a.attname AS col, r.attname AS refcol,
+               CASE WHEN TG_OP = 'UPDATE' THEN c.confupdtype ELSE c.confdeltype END AS act
+          FROM pg_constraint c
+          JOIN pg_attribute a ON a.attrelid = c.conrelid AND a.attnum = c.conkey[1]
+          JOIN pg_attribute r ON r.attrelid = c.confrelid AND r.attnum = c.confkey[1]
+         WHERE c.contype = 'f' AND c.confrelid = TG_RELID AND cardinality(c.conkey) = 1
+           AND c.conrelid NOT IN (SELECT t FROM loyalty.config_tables() t)
+         ORDER BY 1, 2
+    LOOP
+        old_key := to_jsonb(OLD) ->> fk.refcol;
+        IF TG_OP = 'UPDATE' THEN
+            new_key := to_jsonb(NEW) ->> fk.refcol;
+            CONTINUE WHEN new_key IS NOT DISTINCT FROM old_key;
+        END IF;
+        IF fk.act = 'c' AND TG_OP = 'UPDATE' THEN
+            EXECUTE format('UPDATE %s SET %I = $1 WHERE %I = $2', fk.tab, fk.col, fk.col) USING new_key, old_key;
+        ELSIF fk.act = 'c' THEN
+            EXECUTE format('DELETE FROM %s WHERE %I = $1', fk.tab, fk.col) USING old_key;
+        ELSIF fk.act = 'n' THEN
+            EXECUTE format('UPDATE %s SET %I = NULL WHERE %I = $1', fk.tab, fk.col, fk.col) USING old_key;
+        ELSE
+            EXECUTE format('SELECT EXISTS (SELECT FROM %s WHERE %I = $1)', fk.tab, fk.col)
+               INTO referenced USING old_key;
+            IF referenced THEN
+                RAISE EXCEPTION 'replicated % of % "%" refused: % still references it',
+                                lower(TG_OP), TG_TABLE_NAME, old_key, fk.tab
+                    USING ERRCODE = 'LY006',
+                          DETAIL = format('The configuration master changed a key that rows of %s on this node reference (column %s).', fk.tab, fk.col),
+                          HINT = 'Reassign or remove those rows on this node and the subscription applies the change; or skip it with ALTER SUBSCRIPTION ... SKIP.';
+            END IF;
+        END IF;
+    END LOOP;
+    RETURN NULL;
+END
+$$;
+COMMENT ON FUNCTION loyalty.config_replica_follow() IS
+    'On a shard, for a replicated rename or deletion of a configuration key: does what the foreign keys of the shard''s own rows do on one node (cascade, set null), or refuses (LY006)';
+
+CREATE TRIGGER config_replica_follow AFTER DELETE OR UPDATE ON loyalty.account_type
+    FOR EACH ROW EXECUTE FUNCTION loyalty.config_replica_follow();
+CREATE TRIGGER config_replica_follow AFTER DELETE OR UPDATE ON loyalty.tier
+    FOR EACH ROW EXECUTE FUNCTION loyalty.config_replica_follow();
+CREATE TRIGGER config_replica_follow AFTER DELETE OR UPDATE ON loyalty.promotion
+    FOR EACH ROW EXECUTE FUNCTION loyalty.config_replica_follow();
+CREATE TRIGGER config_replica_follow AFTER DELETE OR UPDATE ON loyalty.subscription_plan
+    FOR EACH ROW EXECUTE FUNCTION loyalty.config_replica_follow();
+CREATE TRIGGER config_replica_follow AFTER DELETE OR UPDATE ON loyalty.segment
+    FOR EACH ROW EXECUTE FUNCTION loyalty.config_replica_follow();
+ALTER TABLE loyalty.account_type ENABLE REPLICA TRIGGER config_replica_follow;
+ALTER TABLE loyalty.tier ENABLE REPLICA TRIGGER config_replica_follow;
+ALTER TABLE loyalty.promotion ENABLE REPLICA TRIGGER config_replica_follow;
+ALTER TABLE loyalty.subscription_plan ENABLE REPLICA TRIGGER config_replica_follow;
+ALTER TABLE loyalty.segment ENABLE REPLICA TRIGGER config_replica_follow;
+
+CREATE FUNCTION loyalty.config_digest_parts()
+    RETURNS TABLE (part text, rows bigint, digest text)
+    LANGUAGE plpgsql STABLE PARALLEL RESTRICTED SECURITY DEFINER
+    SET search_path = pg_catalog, pg_temp
+    SET "TimeZone" = 'UTC' SET "DateStyle" = 'ISO, YMD' SET "IntervalStyle" = 'postgres'
+    SET extra_float_digits = 1
+    AS $$
+DECLARE
+    t text;
+BEGIN
+    -- what the configuration cache reads, and the segment rules and RFM
+    -- boxes that target promotions; rows as text in a fixed time zone and
+    -- styles, sorted bytewise, so that every node spells them alike
+    FOREACH t IN ARRAY ARRAY['account_type', 'category', 'experiment', 'product', 'promotion',
+                             'rfm_segment', 'segment', 'settings', 'store', 'subscription_plan', 'tier'] LOOP
+        part := t;
+        EXECUTE format('SELECT count(*), md5(coalesce(string_agg(x::text, E''\n'' ORDER BY x::text COLLATE "C"), ''''))
+                          FROM %s x',
+                       CASE WHEN t = 'settings' THEN '(SELECT key, value FROM loyalty.settings) '
+                            ELSE 'loyalty.' || quote_ident(t) END)
+           INTO rows, digest;
+        RETURN NEXT;
+    END LOOP;
+END
+$$;
+COMMENT ON FUNCTION loyalty.config_digest_parts() IS
+    'Per configuration table that prices checks: its rows and an md5 of their text (fixed time zone and styles, bytewise order); compare across nodes';
+
+CREATE FUNCTION loyalty.config_digest() RETURNS text
+    LANGUAGE sql STABLE PARALLEL RESTRICTED SECURITY DEFINER
+    SET search_path = pg_catalog, pg_temp
+    AS $$
+    SELECT md5(string_agg(p.part || ' ' || p.rows || ' ' || p.digest, E'\n' ORDER BY p.part COLLATE "C"))
+      FROM loyalty.config_digest_parts() p
+$$;
+COMMENT ON FUNCTION loyalty.config_digest() IS
+    'A digest of everything that prices a check (loyalty.config_digest_parts): equal on two nodes = same pricing rules';
+
+REVOKE ALL ON FUNCTION loyalty.config_tables(), loyalty.config_replica_follow(),
+    loyalty.config_digest_parts(), loyalty.config_digest() FROM PUBLIC;
+GRANT EXECUTE ON FUNCTION loyalty.config_tables(), loyalty.config_digest_parts(), loyalty.config_digest()
+    TO loyalty_marketer, loyalty_analyst, loyalty_admin;
+GRANT EXECUTE ON FUNCTION loyalty.config_replica_follow() TO loyalty_admin;
+
+-- ---------------------------------------------------------------------------
+-- Issue 20 (item 9): reports across shards.  Sums and counts add up over
+-- shards, ratios do not; and since every customer lives on one shard,
+-- per-customer counts (distinct customers, repeaters, retained customers)
+-- add up too.  loyalty.kpi_parts returns kpi's additive parts per group,
+-- loyalty.kpi_merge makes kpi's rows from the parts of any number of nodes
+-- (one node's parts give exactly its kpi).  points_liability's rows are
+-- additive but for the money column, which points_liability_merge
+-- recomputes from the summed points.  RFM thresholds in two steps:
+-- rfm_parts gives each node's count of customers per distinct value of
+-- each dimension (customers with a purchase in the window), and
+-- rfm_thresholds_merge turns the summed counts into exactly the
+-- percentile_disc thresholds one node with every customer computes;
+-- rfm_set_thresholds writes them on every node (rfm_mode fixed there).
+-- ---------------------------------------------------------------------------
+CREATE TYPE loyalty.kpi_part AS (
+    period text, checks bigint, identified_checks bigint, revenue numeric,
+    member_revenue numeric, anonymous_revenue numeric, customers bigint, repeaters bigint,
+    retained_before bigint, retained_again bigint, points_earned numeric, points_spent numeric,
+    points_expired numeric, points_reversed numeric, listed boolean);
+COMMENT ON TYPE loyalty.kpi_part IS
+    'One node''s additive KPI parts of a group (loyalty.kpi_parts; listed: the node''s kpi has the group, else only its retention counts); loyalty.kpi_merge adds them up';
+
+CREATE FUNCTION loyalty.kpi_parts("from" timestamptz, "to" timestamptz, by text DEFAULT 'day')
+    RETURNS SETOF loyalty.kpi_part
+    LANGUAGE plpgsql STABLE STRICT SECURITY DEFINER
+    SET search_path = pg_catalog, pg_temp
+    AS $$
+#variable_conflict use_column
+DECLARE
+    tz   text := loyalty.setting_value('timezone');
+    unit text;
+BEGIN
+    IF by NOT IN ('day', 'week', 'month', 'store', 'channel') THEN
+        RAISE EXCEPTION 'invalid kpi grouping "%"', by
+            USING ERRCODE = '22023', DETAIL = 'Argument "by" must be day, week, month, store or channel.';
+    END IF;
+    IF "from" >= "to" THEN
+        RAISE EXCEPTION 'empty kpi period'
+            USING ERRCODE = '22023', DETAIL = 'Argument "from" must be earlier than "to".';
+    END IF;
+    unit := CASE WHEN by IN ('day', 'week', 'month') THEN by END;
+    RETURN QUERY
+    WITH p AS (
+        -- the purchases of the period and of the period before it (retention)
+        SELECT x.*, x.total - x.refunded AS paid,
+               CASE WHEN unit IS NOT NULL
+                    THEN to_char(date_trunc(unit, x.at AT TIME ZONE tz), 'YYYY-MM-DD')
+                    WHEN by = 'store' THEN coalesce(x.store, '-') ELSE x.channel END AS grp,
+               CASE WHEN unit IS NOT NULL
+                    THEN to_char(date_trunc(unit, (x.at AT TIME ZONE tz) + ('1 ' || unit)::interval), 'YYYY-MM-DD')
+                    WHEN by = 'store' THEN coalesce(x.store, '-') ELSE x.channel END AS next_grp,
+               x.at >= "from" AS current
+          FROM loyalty.purchase x
+         WHERE x.at < "to"
+           AND x.at >= CASE WHEN unit IS NULL THEN "from" - ("to" - "from")
+                            ELSE (date_trunc(unit, "from" AT TIME ZONE tz) - ('1 ' || unit)::interval) AT TIME ZONE tz END
+    ), cur AS (SELECT * FROM p WHERE p.current),
+    money AS (
+        SELECT c.grp, count(*) AS checks, count(c.customer_id) AS identified,
+               sum(c.paid) AS revenue,
+               coalesce(sum(c.paid) FILTER (WHERE c.customer_id IS NOT NULL), 0) AS member_revenue,
+               coalesce(sum(c.paid) FILTER (WHERE c.customer_id IS NULL), 0) AS anonymous_revenue,
+               count(DISTINCT c.customer_id) AS customers
+          FROM cur c GROUP BY c.grp
+    ), repeat AS (
+        SELECT b.grp, count(*) FILTER (WHERE b.n >= 2) AS repeaters
+          FROM (SELECT c.grp, c.customer_id, count(*) AS n FROM cur c
+                 WHERE c.customer_id IS NOT NULL GROUP BY c.grp, c.customer_id) b
+         GROUP BY b.grp
+    ), retained AS (
+        -- customers of the previous period (next_grp of theirs = this group)
+        -- and how many of them bought again in this one
+        SELECT q.grp, count(*) AS before, count(k.customer_id) AS again
+          FROM (SELECT DISTINCT q.next_grp AS grp, q.customer_id
+                  FROM p q
+                 WHERE q.customer_id IS NOT NULL
+                   AND CASE WHEN unit IS NOT NULL
+                            -- every period of [from, to), bought in here or not:
+                            -- another node may have this period's buyers
+                            THEN q.next_grp BETWEEN to_char(date_trunc(unit, "from" AT TIME ZONE tz), 'YYYY-MM-DD')
+                                                AND to_char(date_trunc(unit, ("to" AT TIME ZONE tz) - interval '1 microsecond'), 'YYYY-MM-DD')
+                            ELSE NOT q.current END) q
+          LEFT JOIN (SELECT DISTINCT c.grp, c.customer_id FROM cur c
+                      WHERE c.customer_id IS NOT NULL) k
+            ON k.grp = q.grp AND k.customer_id = q.customer_id
+         GROUP BY q.grp
+    ), points AS (
+        SELECT CASE WHEN unit IS NOT NULL
+                    THEN to_char(date_trunc(unit, e.at AT TIME ZONE tz), 'YYYY-MM-DD')
+                    WHEN by = 'store' THEN coalesce(pu.store, '-') ELSE coalesce(pu.channel, '-') END AS grp,
+               coalesce(sum(e.points) FILTER (WHERE e.kind = 'earn'), 0) AS earned,
+               -coalesce(sum(e.points) FILTER (WHERE e.kind IN ('spend', 'return')), 0) AS spent,
+               -coalesce(sum(e.points) FILTER (WHERE e.kind = 'expire'), 0) AS expired,
+               -coalesce(sum(e.points) FILTER (WHERE e.kind = 'reverse'), 0) AS reversed
+          FROM loyalty.ledger_entry e
+          LEFT JOIN loyalty.purchase pu ON pu.operation_id = coalesce(e.ref_operation_id, e.operation_id)
+         WHERE e.at >= "from" AND e.at < "to"
+         GROUP BY 1
+    )
+    SELECT g.grp, coalesce(m.checks, 0), coalesce(m.identified, 0),
+           coalesce(m.revenue, 0), coalesce(m.member_revenue, 0), coalesce(m.anonymous_revenue, 0),
+           coalesce(m.customers, 0), coalesce(r.repeaters, 0),
+           coalesce(t.before, 0), coalesce(t.again, 0),
+           coalesce(pt.earned, 0), coalesce(pt.spent, 0), coalesce(pt.expired, 0), coalesce(pt.reversed, 0),
+           m.grp IS NOT NULL OR pt.grp IS NOT NULL
+      FROM (SELECT grp FROM money UNION SELECT grp FROM points UNION SELECT grp FROM retained) g
+      LEFT JOIN money m ON m.grp = g.grp
+      LEFT JOIN repeat r ON r.grp = g.grp
+      LEFT JOIN retained t ON t.grp = g.grp
+      LEFT JOIN points pt ON pt.grp = g.grp
+     ORDER BY g.grp;
+END
+$$;
+COMMENT ON FUNCTION loyalty.kpi_parts("from" timestamp with time zone, "to" timestamp with time zone, by text) IS
+    'The additive parts of loyalty.kpi on this node (sums and counts per group); loyalty.kpi_merge combines the parts of every shard';
+
+CREATE FUNCTION loyalty.kpi_merge(parts loyalty.kpi_part[])
+    RETURNS TABLE (period text, checks bigint, identified_checks bigint, identified_share numeric,
+                   revenue numeric, member_revenue_share numeric, avg_check_member numeric,
+                   avg_check_anonymous numeric, customers bigint, repeat_rate numeric,
+                   retention numeric, points_earned numeric, points_spent numeric,
+                   points_expired numeric, points_reversed numeric, redemption_rate numeric)
+    LANGUAGE sql IMMUTABLE STRICT PARALLEL SAFE
+    SET search_path = pg_catalog, pg_temp
+    AS $$
+    SELECT p.period, sum(p.checks)::bigint, sum(p.identified_checks)::bigint,
+           round(sum(p.identified_checks)::numeric / nullif(sum(p.checks), 0), 4),
+           sum(p.revenue),
+           round(sum(p.member_revenue) / nullif(sum(p.revenue), 0), 4),
+           round(sum(p.member_revenue) / nullif(sum(p.identified_checks), 0), 2),
+           round(sum(p.anonymous_revenue) / nullif(sum(p.checks) - sum(p.identified_checks), 0), 2),
+           sum(p.customers)::bigint,
+           round(sum(p.repeaters)::numeric / nullif(sum(p.customers), 0), 4),
+           round(sum(p.retained_again)::numeric / nullif(sum(p.retained_before), 0), 4),
+           sum(p.points_earned), sum(p.points_spent), sum(p.points_expired), sum(p.points_reversed),
+           round(sum(p.points_spent) / nullif(sum(p.points_earned), 0), 4)
+      FROM unnest(parts) p
+     GROUP BY p.period
+    HAVING bool_or(p.listed)
+     ORDER BY p.period
+$$;
+COMMENT ON FUNCTION loyalty.kpi_merge(loyalty.kpi_part[]) IS
+    'loyalty.kpi''s rows from the kpi_parts of every shard (sums and counts added, then the ratios)';
+
+CREATE TYPE loyalty.liability_part AS (
+    account text, expiry_month text, available numeric, pending numeric, negative numeric, points numeric);
+COMMENT ON TYPE loyalty.liability_part IS
+    'One node''s row of loyalty.points_liability without its money (all additive)';
+
+CREATE FUNCTION loyalty.points_liability_merge(parts loyalty.liability_part[], point_value numeric)
+    RETURNS TABLE (account text, expiry_month text, available numeric, pending numeric,
+                   negative numeric, points numeric, money numeric)
+    LANGUAGE sql IMMUTABLE STRICT PARALLEL SAFE
+    SET search_path = pg_catalog, pg_temp
+    AS $$
+    SELECT p.account, p.expiry_month, sum(p.available), sum(p.pending), sum(p.negative),
+           sum(p.points), round(sum(p.points) * point_value, 2)
+      FROM unnest(parts) p
+     GROUP BY 1, 2
+     ORDER BY 1, 2 NULLS LAST
+$$;
+COMMENT ON FUNCTION loyalty.points_liability_merge(loyalty.liability_part[], numeric) IS
+    'loyalty.points_liability of every shard together: the points added up, their money computed once (setting point_value)';
+
+CREATE FUNCTION loyalty.rfm_parts(as_of timestamptz DEFAULT now())
+    RETURNS TABLE (dimension text, value numeric, customers bigint)
+    LANGUAGE plpgsql STABLE STRICT SECURITY DEFINER
+    SET search_path = pg_catalog, pg_temp
+    AS $$
+#variable_conflict use_column
+DECLARE
+    win interval := loyalty.setting_value('rfm_window')::interval;
+BEGIN
+    -- the facts exactly as refresh_rfm computes them
+    RETURN QUERY
+    WITH x AS (
+        SELECT coalesce(c.merged_into, c.id) AS customer_id,
+               max(p.at) FILTER (WHERE NOT coalesce(r.ended, false)) AS last_at,
+               count(*) FILTER (WHERE p.at >= as_of - win AND NOT coalesce(r.ended, false)) AS frequency,
+               coalesce(sum(p.total - coalesce(r.back, 0)) FILTER (WHERE p.at >= as_of - win), 0)::numeric(14,2) AS monetary
+          FROM loyalty.purchase p
+          JOIN loyalty.customer c ON c.id = p.customer_id
+          LEFT JOIN LATERAL (SELECT sum(f.amount) AS back, bool_or(f.full_refund) AS ended
+                               FROM loyalty.refund f
+                              WHERE f.purchase = p.operation_id AND f.at < as_of) r ON true
+         WHERE p.at < as_of
+         GROUP BY 1
+    ), v AS (
+        SELECT 'r' AS d, floor(extract(epoch FROM as_of - x.last_at) / 86400)::numeric AS val
+          FROM x WHERE x.frequency > 0
+        UNION ALL
+        SELECT 'f', x.frequency::numeric FROM x WHERE x.frequency > 0
+        UNION ALL
+        SELECT 'm', x.monetary FROM x WHERE x.frequency > 0
+    )
+    SELECT v.d, v.val, count(*) FROM v GROUP BY 1, 2 ORDER BY 1, 2;
+END
+$$;
+COMMENT ON FUNCTION loyalty.rfm_parts(as_of timestamp with time zone) IS
+    'This node''s RFM values as of a moment: customers per distinct recency, frequency and monetary (customers with a purchase in the window); rfm_thresholds_merge adds the shards'' up';
+
+CREATE FUNCTION loyalty.rfm_thresholds_merge(parts jsonb)
+    RETURNS TABLE (dimension text, score integer, lower numeric, upper numeric)
+    LANGUAGE sql IMMUTABLE STRICT PARALLEL SAFE
+    SET search_path = pg_catalog, pg_temp
+    AS $$
+    -- percentile_disc(q) over N values is the value at position
+    -- max(ceil(q * N), 1) in order: the first value whose running count
+    -- reaches it
+    WITH h AS (
+        SELECT e ->> 'dimension' AS d, (e ->> 'value')::numeric AS val, sum((e ->> 'customers')::bigint) AS n
+          FROM jsonb_array_elements(parts) e GROUP BY 1, 2
+    ), c AS (
+        SELECT h.d, h.val, sum(h.n) OVER (PARTITION BY h.d ORDER BY h.val) AS upto,
+               sum(h.n) OVER (PARTITION BY h.d) AS total
+          FROM h
+    ), q AS (
+        SELECT c.d, k, (SELECT min(c2.val) FROM c c2
+                         WHERE c2.d = c.d AND c2.upto >= greatest(ceil(k * 0.2 * c.total), 1)) AS qv
+          FROM (SELECT DISTINCT d, total FROM c) c CROSS JOIN generate_series(1, 4) k
+    ), qs AS (
+        SELECT q.d, array_agg(q.qv ORDER BY q.k) AS qs FROM q GROUP BY q.d
+    )
+    SELECT qs.d, CASE WHEN qs.d = 'r' THEN 6 - s.k ELSE s.k END,
+           CASE WHEN s.k > 1 THEN qs.qs[s.k - 1] END,
+           CASE WHEN s.k < 5 THEN qs.qs[s.k] END
+      FROM qs CROSS JOIN generate_series(1, 5) s(k)
+     ORDER BY 1, 2
+$$;
+COMMENT ON FUNCTION loyalty.rfm_thresholds_merge(jsonb) IS
+    'RFM thresholds (0.2/0.4/0.6/0.8 percentile_disc) from the rfm_parts rows of every shard as one jsonb array: exactly those of one node holding every customer';
+
+CREATE FUNCTION loyalty.rfm_set_thresholds(thresholds jsonb, computed_at timestamptz DEFAULT now())
+    RETURNS bigint
+    LANGUAGE plpgsql STRICT SECURITY DEFINER
+    SET search_path = pg_catalog, pg_temp
+    AS $$
+DECLARE
+    n bigint;
+BEGIN
+    IF jsonb_typeof(thresholds) IS DISTINCT FROM 'array' THEN
+        RAISE EXCEPTION 'invalid RFM thresholds'
+            USING ERRCODE = '22023', DETAIL = 'Argument "thresholds" must be a JSON array of rows of rfm_thresholds_merge.';
+    END IF;
+    DELETE FROM loyalty.rfm_threshold;
+    INSERT INTO loyalty.rfm_threshold (dimension, score, lower, upper, computed_at)
+    SELECT e ->> 'dimension', (e ->> 'score')::int, (e ->> 'lower')::numeric, (e ->> 'upper')::numeric,
+           rfm_set_thresholds.computed_at
+      FROM jsonb_array_elements(thresholds) e;
+    GET DIAGNOSTICS n = ROW_COUNT;
+    RETURN n;
+END
+$$;
+COMMENT ON FUNCTION loyalty.rfm_set_thresholds(jsonb, timestamp with time zone) IS
+    'Replaces loyalty.rfm_threshold with globally computed thresholds (rows of rfm_thresholds_merge as a jsonb array); with rfm_mode fixed, refresh_rfm scores by them';
+
+REVOKE ALL ON FUNCTION loyalty.kpi_parts(timestamptz, timestamptz, text), loyalty.kpi_merge(loyalty.kpi_part[]),
+    loyalty.points_liability_merge(loyalty.liability_part[], numeric), loyalty.rfm_parts(timestamptz),
+    loyalty.rfm_thresholds_merge(jsonb), loyalty.rfm_set_thresholds(jsonb, timestamptz) FROM PUBLIC;
+GRANT EXECUTE ON FUNCTION loyalty.kpi_parts(timestamptz, timestamptz, text), loyalty.kpi_merge(loyalty.kpi_part[]),
+    loyalty.points_liability_merge(loyalty.liability_part[], numeric), loyalty.rfm_parts(timestamptz),
+    loyalty.rfm_thresholds_merge(jsonb)
+    TO loyalty_analyst, loyalty_marketer, loyalty_admin;
+GRANT EXECUTE ON FUNCTION loyalty.rfm_set_thresholds(jsonb, timestamptz) TO loyalty_marketer, loyalty_admin;
+
+-- ---------------------------------------------------------------------------
+-- Issue 20 (item 5): a promotion-wide usage_limit over shards.  Each shard
+-- counts the uses of its own customers (promotion_usage); split into
+-- quotas, the limit holds across shards: loyalty.promotion_quota is this
+-- node's share (no row, the default: the whole limit, as on one node), the
+-- claim refuses past it, and a rebalancing job (docs/scale-out.md) reads
+-- every shard's uses and gives each a new quota by loyalty.usage_quotas,
+-- whose sum never exceeds the limit.
+-- ---------------------------------------------------------------------------
+CREATE TABLE loyalty.promotion_quota (
+    promotion text NOT NULL COLLATE pg_catalog."C",
+    quota integer NOT NULL,
+    CONSTRAINT promotion_quota_quota_check CHECK (quota >= 0),
+    CONSTRAINT promotion_quota_pkey PRIMARY KEY (promotion),
+    CONSTRAINT promotion_quota_promotion_fkey FOREIGN KEY (promotion) REFERENCES loyalty.promotion(code) ON UPDATE CASCADE ON DELETE CASCADE
+);
+COMMENT ON TABLE loyalty.promotion_quota IS
+    'This node''s share of a promotion''s usage_limit when customers are sharded (no row: the whole limit); not replicated';
+REVOKE ALL ON loyalty.promotion_quota FROM PUBLIC;
+GRANT SELECT ON loyalty.promotion_quota TO loyalty_marketer, loyalty_analyst;
+GRANT ALL ON loyalty.promotion_quota TO loyalty_admin;
+SELECT pg_catalog.pg_extension_config_dump('loyalty.promotion_quota', '');
+
+CREATE FUNCTION loyalty.set_usage_quota(promotion text, quota integer) RETURNS bigint
+    LANGUAGE plpgsql SECURITY DEFINER
+    SET search_path = pg_catalog, pg_temp
+    AS $$
+#variable_conflict use_variable
+DECLARE
+    used bigint;
+BEGIN
+    IF promotion IS NULL OR NOT EXISTS (SELECT FROM loyalty.promotion p WHERE p.code = promotion) THEN
+        RAISE EXCEPTION 'promotion "%" not found', promotion
+            USING ERRCODE = 'LY006', DETAIL = 'Argument "promotion" must name a promotion.';
+    END IF;
+    IF quota < 0 THEN
+        RAISE EXCEPTION 'invalid usage quota %', quota
+            USING ERRCODE = '22023', DETAIL = 'Argument "quota" must be 0 or more, or NULL for the whole limit.';
+    END IF;
+    IF quota IS NULL THEN
+        DELETE FROM loyalty.promotion_quota q WHERE q.promotion = set_usage_quota.promotion;
+    ELSE
+        INSERT INTO loyalty.promotion_quota AS q (promotion, quota) VALUES (promotion, quota)
+            ON CONFLICT ON CONSTRAINT promotion_quota_pkey DO UPDATE SET quota = EXCLUDED.quota;
+    END IF;
+    -- the counter row, so that the claim (an update of it) sees the quota
+    INSERT INTO loyalty.promotion_usage AS u (promotion) VALUES (promotion)
+        ON CONFLICT ON CONSTRAINT promotion_usage_pkey DO NOTHING;
+    SELECT u.uses INTO used FROM loyalty.promotion_usage u WHERE u.promotion = set_usage_quota.promotion;
+    RETURN used;
+END
+$$;
+COMMENT ON FUNCTION loyalty.set_usage_quota(text, integer) IS
+    'Sets this node''s share of a promotion''s usage_limit (NULL: the whole limit); returns the uses counted here so far';
+
+CREATE FUNCTION loyalty.usage_quotas(usage_limit integer, uses bigint[]) RETURNS integer[]
+    LANGUAGE sql IMMUTABLE STRICT PARALLEL SAFE
+    SET search_path = pg_catalog, pg_temp
+    AS $$
+    -- what is left of the limit, split evenly (the first nodes one more);
+    -- each node keeps what it has used
+    SELECT array_agg((u.n + CASE WHEN left_over > 0
+                                 THEN left_over / n_nodes + CASE WHEN u.i <= left_over % n_nodes THEN 1 ELSE 0 END
+                                 ELSE 0 END)::integer ORDER BY u.i)
+      FROM unnest(uses) WITH ORDINALITY AS u(n, i),
+           LATERAL (SELECT greatest(usage_limit - (SELECT sum(x) FROM unnest(uses) x), 0)::bigint AS left_over,
+                           cardinality(uses)::bigint AS n_nodes) k
+$$;
+COMMENT ON FUNCTION loyalty.usage_quotas(integer, bigint[]) IS
+    'New quotas of a sharded usage_limit from every node''s uses (same order): each keeps its uses plus an even share of what is left; they add up to at most the limit';
+
+REVOKE ALL ON FUNCTION loyalty.set_usage_quota(text, integer), loyalty.usage_quotas(integer, bigint[]) FROM PUBLIC;
+GRANT EXECUTE ON FUNCTION loyalty.set_usage_quota(text, integer), loyalty.usage_quotas(integer, bigint[])
+    TO loyalty_marketer, loyalty_admin;

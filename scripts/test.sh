@@ -18,6 +18,7 @@
 # .ci/run calls exactly this.
 
 source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
+source "$(dirname "${BASH_SOURCE[0]}")/test_replication.sh"
 need_root "$@"
 PARTS=${1:-all}
 START=$(date +%s)
@@ -400,7 +401,7 @@ run_valgrind() {
 }
 
 case $PARTS in
-    all)       run_includes; run_regress; run_tap; run_isolation; run_dump; run_schema; run_standby; run_fuzz; run_bench ;;
+    all)       run_includes; run_regress; run_tap; run_isolation; run_dump; run_schema; run_standby; run_replication; run_fuzz; run_bench ;;
     regress)   run_regress ;;
     includes)  run_includes ;;
     tap)       run_tap ;;
@@ -408,10 +409,11 @@ case $PARTS in
     dump)      run_dump ;;
     schema)    run_schema ;;
     standby)   run_standby ;;
+    replication) run_replication ;;
     fuzz)      run_fuzz ;;
     bench)     run_bench ;;
     valgrind)  run_valgrind ;;
-    *) echo "usage: $0 [all|regress|includes|tap|isolation|dump|schema|standby|fuzz|bench|valgrind]" >&2; exit 2 ;;
+    *) echo "usage: $0 [all|regress|includes|tap|isolation|dump|schema|standby|replication|fuzz|bench|valgrind]" >&2; exit 2 ;;
 esac
 
 say "done in $(( $(date +%s) - START )) s"

@@ -369,18 +369,31 @@ check_usage(ConfigCache *cfg)
 		return usage;
 	values[0] = PointerGetDatum(construct_array(codes, n, TEXTOID, -1, false, TYPALIGN_INT));
 	spi_exec(saved_plan(&usage_plan,
-					 "SELECT promotion, uses FROM loyalty.promotion_usage"
-					 " WHERE promotion = ANY ($1)", 1, types),
+					 "SELECT u.promotion, u.uses, q.quota FROM loyalty.promotion_usage u"
+					 " LEFT JOIN loyalty.promotion_quota q ON q.promotion = u.promotion"
+					 " WHERE u.promotion = ANY ($1)", 1, types),
 			 values, NULL, true, 0);
 	for (r = 0; r < SPI_processed; r++)
 	{
 		char	   *code = spi_text(r, 1, CurrentMemoryContext);
 		int64		uses = spi_int8(r, 2, 0);
+		int64		quota = spi_int4(r, 3, -1);
 
 		CHECK_FOR_INTERRUPTS();
 		for (i = 0; i < cfg->npromotions; i++)
 			if (strcmp(cfg->promotions[i].code, code) == 0)
+			{
+				int64		limit = cfg->promotions[i].usage_limit;
+
+				/*
+				 * This node's quota of a sharded limit (issue 20): the engine
+				 * compares uses with the limit, so the part of the limit that
+				 * is other nodes' counts as used here.
+				 */
 				usage[i] = uses;
+				if (quota >= 0 && quota < limit)
+					usage[i] += limit - quota;
+			}
 	}
 	return usage;
 }
@@ -408,8 +421,10 @@ counts_customer(const CachedPromotion *p, const CustomerInfo *cust)
 
 /*
  * claim_global counts a use of promotion p unless that reaches past its
- * usage limit; false when refused.  These counters are shared by every
- * purchase, so each is one short statement taking its row lock last.
+ * usage limit, or past this node's quota of it when the limit is split
+ * over shards (loyalty.promotion_quota); false when refused.  These
+ * counters are shared by every purchase, so each is one short statement
+ * taking its row lock last.
  */
 static bool
 claim_global(const CachedPromotion *p)
@@ -420,7 +435,9 @@ claim_global(const CachedPromotion *p)
 	spi_exec(saved_plan(&claim_plan,
 					 "INSERT INTO loyalty.promotion_usage AS u (promotion, uses)"
 					 " VALUES ($1, 1) ON CONFLICT (promotion)"
-					 " DO UPDATE SET uses = u.uses + 1 WHERE u.uses < $2"
+					 " DO UPDATE SET uses = u.uses + 1"
+					 " WHERE u.uses < least(coalesce((SELECT q.quota"
+					 " FROM loyalty.promotion_quota q WHERE q.promotion = $1), $2), $2)"
 					 " RETURNING u.uses", 2, types),
 			 values, NULL, false, 0);
 	return SPI_processed == 1;
