@@ -320,7 +320,8 @@ loyalty_catalog_prices(PG_FUNCTION_ARGS)
 		req.customer_kind = CUSTOMER_TEXT;
 		req.customer_text = customer;
 	}
-	cust = check_customer(cfg, &req);
+	/* a catalog price spends nothing: no balances */
+	cust = check_customer_reading(cfg, &req, check_customer_reads(cfg) & ~CUST_READ_BALANCES);
 
 	for (i = 0; i < nskus; i++)
 	{

@@ -40,10 +40,11 @@
 #include "check_db.h"
 #include "customers.h"
 #include "jsonb_builder.h"
+#include "ledger.h"
+#include "clock.h"
+#include "lib/stringinfo.h"
 #include "spi_util.h"
 
-static SPIPlanPtr customer_by_id_plan = NULL;
-static SPIPlanPtr customer_by_text_plan = NULL;
 static SPIPlanPtr usage_plan = NULL;
 static SPIPlanPtr claim_plan = NULL;
 static SPIPlanPtr claim_fresh_plan = NULL;
@@ -54,20 +55,114 @@ static SPIPlanPtr release_plan = NULL;
 static SPIPlanPtr release_customer_plan = NULL;
 static SPIPlanPtr purchase_plan = NULL;
 
-/* what every customer query returns, after "FROM ... c" resolves c */
-#define CUSTOMER_SELECT \
-	"SELECT s.id, s.tier, s.status," \
-	" ARRAY(SELECT m.segment FROM loyalty.segment_member m WHERE m.customer_id = s.id)," \
-	" u.promotions, u.uses, v.plans, v.starts, v.ends" \
-	" FROM loyalty.customer c" \
-	" JOIN loyalty.customer s ON s.id = coalesce(c.merged_into, c.id)" \
-	" CROSS JOIN LATERAL (SELECT array_agg(x.promotion ORDER BY x.promotion) AS promotions," \
-	"                            array_agg(x.uses ORDER BY x.promotion) AS uses" \
-	"                       FROM loyalty.promotion_customer_usage x" \
-	"                      WHERE x.customer_id = s.id) u" \
-	" CROSS JOIN LATERAL (SELECT array_agg(y.plan) AS plans, array_agg(y.starts_at) AS starts," \
-	"                            array_agg(y.ends_at) AS ends" \
-	"                       FROM loyalty.subscription y WHERE y.customer_id = s.id) v"
+/*
+ * The customer's read is one statement built from parts: the customer row
+ * (resolved from the request's key; or, for a purchase, the id of the row
+ * it locked), then, each only when the configuration has something that
+ * uses it (check_customer_reads), the customer's segments, their uses of
+ * promotions with a per-customer limit, their subscriptions and their
+ * balances.  The balances join last, one row per account holding open lots
+ * (LEDGER_BALANCE_ROWS), so the statement returns one row or a few; the
+ * other parts are one lateral row each, evaluated once.  A plan per
+ * combination, built when first used.
+ */
+#define CUST_FROM_ID		0	/* $1: a customer id */
+#define CUST_FROM_KEY		1	/* $1, $2: CUSTOMER_KEY_WHERE's */
+#define CUST_FROM_LOCKED	2	/* $1: the id of the row locked, read anew */
+#define CUST_NFROM			3
+
+static SPIPlanPtr customer_plans[CUST_NFROM][CUST_READ_ALL + 1];
+
+/*
+ * check_customer_reads is what a customer's read of cfg must include (see
+ * check_db.h).
+ */
+int
+check_customer_reads(ConfigCache *cfg)
+{
+	int			reads = 0;
+
+	if (cfg->any_segments)
+		reads |= CUST_READ_SEGMENTS;
+	if (cfg->any_customer_limit)
+		reads |= CUST_READ_USAGE;
+	if (cfg->nplans > 0)
+		reads |= CUST_READ_SUBSCRIPTIONS;
+	if (cfg->naccounts > 0)
+		reads |= CUST_READ_BALANCES;
+	return reads;
+}
+
+/*
+ * customer_plan returns the saved plan of the customer's read from the
+ * given source with the given parts.  Columns: id, tier, status (NULL
+ * from CUST_FROM_LOCKED: the lock read them), then segments (text[]),
+ * usage promotions and uses (text[], int8[]), subscription plans, starts
+ * and ends (text[], timestamptz[] x 2), each when read, then account,
+ * available, pending, in_debt when the balances are read.  The moment of
+ * the balances is the last parameter.
+ */
+static SPIPlanPtr
+customer_plan(int from, int reads)
+{
+	StringInfoData sql;
+	Oid			types[3] = {INT8OID, InvalidOid, InvalidOid};
+	int			nargs = 1;
+	const char *at;
+
+	if (customer_plans[from][reads] != NULL)
+		return customer_plans[from][reads];
+	if (from == CUST_FROM_KEY)
+	{
+		types[0] = types[1] = TEXTOID;
+		nargs = 2;
+	}
+	types[nargs] = TIMESTAMPTZOID;
+	at = nargs == 1 ? "$2" : "$3";
+	initStringInfo(&sql);
+	if (from == CUST_FROM_LOCKED)
+		appendStringInfoString(&sql, "SELECT s.id, NULL::text, NULL::text");
+	else
+		appendStringInfoString(&sql, "SELECT s.id, s.tier, s.status");
+	if (reads & CUST_READ_SEGMENTS)
+		appendStringInfoString(&sql, ", g.segments");
+	if (reads & CUST_READ_USAGE)
+		appendStringInfoString(&sql, ", u.promotions, u.uses");
+	if (reads & CUST_READ_SUBSCRIPTIONS)
+		appendStringInfoString(&sql, ", v.plans, v.starts, v.ends");
+	if (reads & CUST_READ_BALANCES)
+		appendStringInfoString(&sql, ", b.account, b.available, b.pending, b.in_debt");
+	if (from == CUST_FROM_LOCKED)
+		appendStringInfoString(&sql, " FROM (SELECT $1::int8 AS id) s");
+	else
+		appendStringInfoString(&sql,
+							   " FROM loyalty.customer c"
+							   " JOIN loyalty.customer s ON s.id = coalesce(c.merged_into, c.id)");
+	if (reads & CUST_READ_SEGMENTS)
+		appendStringInfoString(&sql,
+							   " CROSS JOIN LATERAL (SELECT ARRAY(SELECT m.segment"
+							   " FROM loyalty.segment_member m WHERE m.customer_id = s.id)"
+							   " AS segments) g");
+	if (reads & CUST_READ_USAGE)
+		appendStringInfoString(&sql,
+							   " CROSS JOIN LATERAL (SELECT array_agg(x.promotion ORDER BY x.promotion)"
+							   " AS promotions, array_agg(x.uses ORDER BY x.promotion) AS uses"
+							   " FROM loyalty.promotion_customer_usage x"
+							   " WHERE x.customer_id = s.id) u");
+	if (reads & CUST_READ_SUBSCRIPTIONS)
+		appendStringInfoString(&sql,
+							   " CROSS JOIN LATERAL (SELECT array_agg(y.plan) AS plans,"
+							   " array_agg(y.starts_at) AS starts, array_agg(y.ends_at) AS ends"
+							   " FROM loyalty.subscription y WHERE y.customer_id = s.id) v");
+	if (reads & CUST_READ_BALANCES)
+		appendStringInfo(&sql, " LEFT JOIN LATERAL (%s) b ON true",
+						 psprintf(LEDGER_BALANCE_ROWS("s.id", "%s"), at, at, at));
+	if (from == CUST_FROM_KEY)
+		appendStringInfoString(&sql, CUSTOMER_KEY_WHERE);
+	else if (from == CUST_FROM_ID)
+		appendStringInfoString(&sql, " WHERE c.id = $1");
+	return saved_plan(&customer_plans[from][reads], sql.data, nargs + 1, types);
+}
 
 /* ---------------------------------------------------------------------
  * Customers
@@ -121,70 +216,84 @@ timestamp_array_col(int col, int n)
 	return result;
 }
 
-/* fill_customer reads the customer query's row into cust. */
+/*
+ * fill_row sets the customer's id, tier and status: blocked customers are
+ * priced as anonymous; no tier yet is the lowest rank (SPEC section 3),
+ * none when the program has no tiers.
+ */
 static void
-fill_customer(ConfigCache *cfg, CustomerInfo *cust)
+fill_row(ConfigCache *cfg, CustomerInfo *cust, int64 id, const char *tier,
+		 const char *status)
 {
-	bool		isnull;
-	Datum		d;
-	char	   *tier;
-	char	   *status;
-	int			n,
-				i;
-
-	d = SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull);
-	cust->id = DatumGetInt64(d);
-	tier = SPI_getvalue(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 2);
-	status = SPI_getvalue(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 3);
+	cust->id = id;
 	cust->blocked = status != NULL && strcmp(status, "blocked") == 0;
 	cust->identified = !cust->blocked;
-	/* no tier yet: the lowest rank (SPEC section 3); none when no tiers */
 	cust->tier = config_tier(cfg, tier);
 	if (cust->tier == NULL && cfg->ntiers > 0)
 		cust->tier = &cfg->tiers[0];
-	cust->nsegments = text_array_col(4, &cust->segments);
-	cust->nusage = text_array_col(5, &cust->usage_promotion);
-	d = SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 6, &isnull);
-	n = 0;
-	if (!isnull)
-	{
-		Datum	   *elems;
-		bool	   *nulls;
-
-		deconstruct_array(DatumGetArrayTypeP(d), INT8OID, 8, FLOAT8PASSBYVAL,
-						  TYPALIGN_DOUBLE, &elems, &nulls, &n);
-		cust->usage_count = palloc(sizeof(int64) * Max(n, 1));
-		for (i = 0; i < n; i++)
-			cust->usage_count[i] = nulls[i] ? 0 : DatumGetInt64(elems[i]);
-	}
-	if (n != cust->nusage)
-		elog(ERROR, "customer usage arrays differ in length");
-
-	cust->nsubs = text_array_col(7, &cust->sub_plan);
-	cust->sub_starts = timestamp_array_col(8, cust->nsubs);
-	cust->sub_ends = timestamp_array_col(9, cust->nsubs);
 }
 
 /*
- * load_by_id runs the customer query for an id; false when not found.
- * latest: read with a new snapshot, as a purchase must once it holds the
- * customer's lock (in READ COMMITTED the statement's own snapshot predates
- * the lock wait, and would miss what the purchase waited for: usage
- * counters, a tier, segments); calculate reads with the statement's.
+ * fill_parts reads the customer read's optional parts (customer_plan's
+ * columns from 4 on) into cust, from a result of nrows rows.
  */
-static bool
-load_by_id(ConfigCache *cfg, CustomerInfo *cust, int64 id, bool latest)
+static void
+fill_parts(ConfigCache *cfg, CustomerInfo *cust, int reads, uint64 nrows)
 {
-	Oid			types[1] = {INT8OID};
-	Datum		values[1] = {Int64GetDatum(id)};
+	int			col = 4;
 
-	(void) spi_exec(saved_plan(&customer_by_id_plan, CUSTOMER_SELECT " WHERE c.id = $1",
-					1, types),
-			values, NULL, !latest, 0);
-	if (SPI_processed == 0)
-		return false;
-	fill_customer(cfg, cust);
-	return true;
+	if (reads & CUST_READ_SEGMENTS)
+		cust->nsegments = text_array_col(col++, &cust->segments);
+	if (reads & CUST_READ_USAGE)
+	{
+		bool		isnull;
+		Datum		d;
+		int			n = 0;
+
+		cust->nusage = text_array_col(col++, &cust->usage_promotion);
+		d = SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, col++, &isnull);
+		if (!isnull)
+		{
+			Datum	   *elems;
+			bool	   *nulls;
+
+			deconstruct_array(DatumGetArrayTypeP(d), INT8OID, 8, FLOAT8PASSBYVAL,
+							  TYPALIGN_DOUBLE, &elems, &nulls, &n);
+			cust->usage_count = palloc(sizeof(int64) * Max(n, 1));
+			for (int i = 0; i < n; i++)
+				cust->usage_count[i] = nulls[i] ? 0 : DatumGetInt64(elems[i]);
+		}
+		if (n != cust->nusage)
+			elog(ERROR, "customer usage arrays differ in length");
+	}
+	if (reads & CUST_READ_SUBSCRIPTIONS)
+	{
+		cust->nsubs = text_array_col(col++, &cust->sub_plan);
+		cust->sub_starts = timestamp_array_col(col++, cust->nsubs);
+		cust->sub_ends = timestamp_array_col(col++, cust->nsubs);
+	}
+	if (reads & CUST_READ_BALANCES)
+	{
+		const char **codes = palloc(sizeof(char *) * cfg->naccounts);
+
+		for (int a = 0; a < cfg->naccounts; a++)
+			codes[a] = cfg->accounts[a].code;
+		cust->balances = palloc0(sizeof(LedgerBalance) * cfg->naccounts);
+		ledger_balances_result(nrows, col, cfg->naccounts, codes, cust->balances);
+		cust->has_balances = true;
+	}
+}
+
+/*
+ * customer_now is the moment a request's balances are read as of: the
+ * server's time, not the check's (what may be spent is judged now), or
+ * the moment of the hold a captured order is judged as of (check_bind's
+ * server_now).
+ */
+static TimestampTz
+customer_now(CheckRequest *req)
+{
+	return req->at_held ? req->held_now : clock_server_now(req->has_at, req->at);
 }
 
 /* customer_not_found raises LY001 for the request's customer. */
@@ -223,50 +332,68 @@ request_key(CheckRequest *req, CustomerKey *key)
 CustomerInfo *
 check_customer(ConfigCache *cfg, CheckRequest *req)
 {
+	return check_customer_reading(cfg, req, check_customer_reads(cfg));
+}
+
+/*
+ * check_customer_reading is check_customer reading the given parts (see
+ * check_db.h): one statement.
+ */
+CustomerInfo *
+check_customer_reading(ConfigCache *cfg, CheckRequest *req, int reads)
+{
 	CustomerInfo *cust = palloc0(sizeof(CustomerInfo));
 	CustomerKey key;
-	bool		found;
+	Datum		values[3];
+	char		nulls[3] = {' ', ' ', ' '};
+	uint64		nrows;
 
 	if (req->customer_kind == CUSTOMER_NONE)
 		return cust;
 	request_key(req, &key);
+	/* balances as of the server's time: a new snapshot, as ledger_balances */
 	if (key.by_id)
-		found = load_by_id(cfg, cust, key.id, false);
+	{
+		values[0] = Int64GetDatum(key.id);
+		values[1] = TimestampTzGetDatum(customer_now(req));
+		nrows = spi_exec(customer_plan(CUST_FROM_ID, reads), values, NULL,
+						 (reads & CUST_READ_BALANCES) == 0, 0);
+	}
 	else
 	{
-		Oid			types[2] = {TEXTOID, TEXTOID};
-		Datum		values[2];
-		char		nulls[2];
-
 		customer_key_args(&key, values, nulls);
-		(void) spi_exec(saved_plan(&customer_by_text_plan,
-						   CUSTOMER_SELECT CUSTOMER_KEY_WHERE, 2, types),
-				values, nulls, true, 0);
-		found = SPI_processed > 0;
-		if (found)
-			fill_customer(cfg, cust);
+		values[2] = TimestampTzGetDatum(customer_now(req));
+		nrows = spi_exec(customer_plan(CUST_FROM_KEY, reads), values, nulls,
+						 (reads & CUST_READ_BALANCES) == 0, 0);
 	}
-	if (!found)
+	if (nrows == 0)
 		customer_not_found(req);
+	fill_row(cfg, cust, spi_int8(0, 1, 0), spi_isnull(0, 2) ? NULL : spi_text(0, 2, CurrentMemoryContext),
+			 spi_isnull(0, 3) ? NULL : spi_text(0, 3, CurrentMemoryContext));
+	fill_parts(cfg, cust, reads, nrows);
 	return cust;
 }
 
 /*
- * what the locking queries return: the locked row's id and, read from its
- * latest version once locked, whom it was merged into meanwhile
+ * what the locking queries return: the locked row's id, whom it was merged
+ * into meanwhile, its tier and status, read from its latest version once
+ * locked
  */
 #define LOCK_SELECT \
-	"SELECT s.id, s.merged_into FROM loyalty.customer c" \
+	"SELECT s.id, s.merged_into, s.tier, s.status FROM loyalty.customer c" \
 	"  JOIN loyalty.customer s ON s.id = coalesce(c.merged_into, c.id)"
 #define LOCK_END " FOR NO KEY UPDATE OF s"
 
 /*
  * check_customer_locked is check_customer for a purchase: it resolves the
  * customer and locks the row that holds their points (the survivor of a
- * merge) until the end of the transaction, then loads them.  Two queries:
- * the load must come after the lock, so that it sees what a concurrent
- * purchase of the same customer committed (uses of limited promotions,
- * subscriptions, tier); a locking query sees only the locked row anew.
+ * merge) until the end of the transaction, reading the row's latest
+ * version (tier, status) as it locks it.  The other parts, when the
+ * configuration reads any, come after the lock in one statement with a new
+ * snapshot, so that it sees what a concurrent purchase of the same
+ * customer committed (uses of limited promotions, subscriptions, lots); a
+ * locking query sees only the locked row anew.  The customer row itself is
+ * read once.
  *
  * A merge (loyalty.merge_customers) locks both customers the same way, in
  * id order.  A purchase of the absorbed customer that waited for the merge
@@ -285,6 +412,9 @@ check_customer_locked(ConfigCache *cfg, CheckRequest *req)
 	Datum		values[2];
 	char		nulls[2];
 	int64		id;
+	char	   *tier;
+	char	   *status;
+	int			reads = check_customer_reads(cfg);
 	bool		isnull;
 
 	if (req->customer_kind == CUSTOMER_NONE)
@@ -310,7 +440,6 @@ check_customer_locked(ConfigCache *cfg, CheckRequest *req)
 	}
 	if (SPI_processed == 0)
 		customer_not_found(req);
-	id = DatumGetInt64(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull));
 	/* merged while this waited for the lock: the survivor, under their lock */
 	for (;;)
 	{
@@ -327,13 +456,24 @@ check_customer_locked(ConfigCache *cfg, CheckRequest *req)
 				values, NULL, false, 0);
 		if (SPI_processed == 0)
 			customer_not_found(req);
-		id = DatumGetInt64(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull));
 	}
-	if (!load_by_id(cfg, cust, id, true))
-		customer_not_found(req);
+	id = spi_int8(0, 1, 0);
+	tier = spi_isnull(0, 3) ? NULL : spi_text(0, 3, CurrentMemoryContext);
+	status = spi_isnull(0, 4) ? NULL : spi_text(0, 4, CurrentMemoryContext);
+	fill_row(cfg, cust, id, tier, status);
+	if (reads != 0)
+	{
+		Datum		pvalues[2];
+		uint64		nrows;
+
+		pvalues[0] = Int64GetDatum(id);
+		pvalues[1] = TimestampTzGetDatum(customer_now(req));
+		/* not read-only: a new snapshot, taken after the lock */
+		nrows = spi_exec(customer_plan(CUST_FROM_LOCKED, reads), pvalues, NULL, false, 0);
+		fill_parts(cfg, cust, reads, nrows);
+	}
 	return cust;
 }
-
 
 /* ---------------------------------------------------------------------
  * Usage limits
