@@ -828,65 +828,85 @@ money_datum(int64 money)
 }
 
 /*
- * line_points builds the lines' points: an array with one object per line,
- * {"account": {"earned": e, "spent": s}} for the accounts the line earned
- * or spent on (points as decimals, trailing zeros dropped), and the
- * check's totals in hundredths.
+ * line_points builds one line's points: {"account": {"earned": e, "spent":
+ * s}} for the accounts the line earned or spent on (points as decimals,
+ * trailing zeros dropped), adding them to the check's totals in hundredths.
  */
 static Jsonb *
-line_points(CheckResult *r, int64 *earned, int64 *spent)
+line_points(CheckResult *r, CheckLine *l, int64 *earned, int64 *spent)
 {
 	JsonBuilder b = {0};
-	int			i,
-				a;
 
-	*earned = *spent = 0;
-	jb_begin_array(&b);
-	for (i = 0; i < r->nlines; i++)
+	jb_begin_object(&b);
+	for (int a = 0; a < r->cfg->naccounts; a++)
 	{
-		CheckLine  *l = &r->lines[i];
-
-		CHECK_FOR_INTERRUPTS();
+		if (l->accrual[a] == 0 && l->redeem_points[a] == 0)
+			continue;
+		jb_key(&b, r->cfg->accounts[a].code);
 		jb_begin_object(&b);
-		for (a = 0; a < r->cfg->naccounts; a++)
-		{
-			if (l->accrual[a] == 0 && l->redeem_points[a] == 0)
-				continue;
-			jb_key(&b, r->cfg->accounts[a].code);
-			jb_begin_object(&b);
-			jb_key(&b, "earned");
-			jb_trimmed(&b, false, l->accrual[a], POINTS_SCALE);
-			jb_key(&b, "spent");
-			jb_trimmed(&b, false, l->redeem_points[a], POINTS_SCALE);
-			jb_end_object(&b);
-			*earned += l->accrual[a];
-			*spent += l->redeem_points[a];
-		}
+		jb_key(&b, "earned");
+		jb_trimmed(&b, false, l->accrual[a], POINTS_SCALE);
+		jb_key(&b, "spent");
+		jb_trimmed(&b, false, l->redeem_points[a], POINTS_SCALE);
+		jb_end_object(&b);
+		*earned += l->accrual[a];
+		*spent += l->redeem_points[a];
+	}
+	jb_end_object(&b);
+	return jb_finish(&b);
+}
+
+/*
+ * line_promotions builds one line's promotions as the response shows them:
+ * [{"code": c, "discount": d}] in the order they applied.
+ */
+static Jsonb *
+line_promotions(CheckLine *l)
+{
+	JsonBuilder b = {0};
+
+	jb_begin_array(&b);
+	for (int k = 0; k < l->npromos; k++)
+	{
+		jb_begin_object(&b);
+		jb_key(&b, "code");
+		jb_string(&b, false, l->promos[k].promo->code);
+		jb_key(&b, "discount");
+		jb_money(&b, false, l->promos[k].discount);
 		jb_end_object(&b);
 	}
 	jb_end_array(&b);
 	return jb_finish(&b);
 }
 
+/* LINE_COLUMNS: the typed arrays check_write_purchase passes per line */
+#define LINE_COLUMNS	11
+
 /*
- * check_write_purchase writes the purchase and its lines (from the
- * response's "lines"), each with its points per account, in one statement.
- * The purchase records which usage counters check_claim_uses incremented
- * for it, for its full refund to take back.
+ * check_write_purchase writes the purchase and its lines, each with its
+ * points per account, in one statement.  The lines go as typed arrays, one
+ * per column, straight from the priced check (not back through the
+ * response, which is not read).  The purchase records which usage counters check_claim_uses
+ * incremented for it, for its full refund to take back.
  */
 void
 check_write_purchase(CheckResult *r, const char *operation_id, Jsonb *response)
 {
-	Oid			types[18] = {TEXTOID, INT8OID, TEXTOID, TEXTOID, TIMESTAMPTZOID,
+	Oid			types[16 + LINE_COLUMNS] = {TEXTOID, INT8OID, TEXTOID, TEXTOID, TIMESTAMPTZOID,
 		NUMERICOID, NUMERICOID, NUMERICOID, NUMERICOID, NUMERICOID, NUMERICOID,
-	INT4OID, TEXTARRAYOID, NUMERICOID, JSONBOID, JSONBOID, TEXTARRAYOID, TEXTARRAYOID};
-	Datum		values[18];
-	char		nulls[18];
-	int64		earned,
-				spent;
+		INT4OID, TEXTARRAYOID, NUMERICOID, TEXTARRAYOID, TEXTARRAYOID,
+		INT4ARRAYOID, TEXTARRAYOID, NUMERICARRAYOID, NUMERICARRAYOID, NUMERICARRAYOID,
+	NUMERICARRAYOID, NUMERICARRAYOID, NUMERICARRAYOID, NUMERICARRAYOID, JSONBARRAYOID,
+	JSONBARRAYOID};
+	Datum		values[16 + LINE_COLUMNS];
+	char		nulls[16 + LINE_COLUMNS];
+	int64		earned = 0,
+				spent = 0;
 	Datum	   *codes;
 	Datum	   *counted;
 	Datum	   *customer_counted;
+	Datum	   *cols[LINE_COLUMNS];
+	int			n = Max(r->nlines, 1);
 	int			ncodes = 0;
 	int			ncounted = 0;
 	int			ncustomer_counted = 0;
@@ -908,8 +928,27 @@ check_write_purchase(CheckResult *r, const char *operation_id, Jsonb *response)
 			customer_counted[ncustomer_counted++] = code;
 	}
 
-	values[14] = JsonbPGetDatum(response);
-	values[15] = JsonbPGetDatum(line_points(r, &earned, &spent));
+	/* the lines, one array per column: index, sku, qty, the money, promotions, points */
+	for (int c = 0; c < LINE_COLUMNS; c++)
+		cols[c] = palloc(sizeof(Datum) * n);
+	for (int i = 0; i < r->nlines; i++)
+	{
+		CheckLine  *l = &r->lines[i];
+
+		CHECK_FOR_INTERRUPTS();
+		cols[0][i] = Int32GetDatum(l->index);
+		cols[1][i] = CStringGetTextDatum(l->sku);
+		cols[2][i] = NumericGetDatum(scaled_to_numeric(l->qty, QTY_SCALE));
+		cols[3][i] = money_datum(l->price);
+		cols[4][i] = money_datum(l->amount);
+		cols[5][i] = money_datum(l->discount);
+		cols[6][i] = money_datum(l->certificate);
+		cols[7][i] = money_datum(l->redeemed);
+		cols[8][i] = money_datum(l->total);
+		cols[9][i] = JsonbPGetDatum(line_promotions(l));
+		cols[10][i] = JsonbPGetDatum(line_points(r, l, &earned, &spent));
+	}
+
 	values[0] = CStringGetTextDatum(operation_id);
 	values[1] = Int64GetDatum(r->cust->id);
 	if (!r->cust->identified)
@@ -929,10 +968,21 @@ check_write_purchase(CheckResult *r, const char *operation_id, Jsonb *response)
 	values[11] = Int32GetDatum(r->nlines);
 	values[12] = PointerGetDatum(construct_array(codes, ncodes, TEXTOID, -1, false, TYPALIGN_INT));
 	values[13] = money_datum(r->certificate);
-	values[16] = PointerGetDatum(construct_array(counted, ncounted, TEXTOID, -1, false,
+	values[14] = PointerGetDatum(construct_array(counted, ncounted, TEXTOID, -1, false,
 												 TYPALIGN_INT));
-	values[17] = PointerGetDatum(construct_array(customer_counted, ncustomer_counted, TEXTOID,
+	values[15] = PointerGetDatum(construct_array(customer_counted, ncustomer_counted, TEXTOID,
 												 -1, false, TYPALIGN_INT));
+	values[16] = PointerGetDatum(construct_array(cols[0], r->nlines, INT4OID, 4, true,
+												 TYPALIGN_INT));
+	values[17] = PointerGetDatum(construct_array(cols[1], r->nlines, TEXTOID, -1, false,
+												 TYPALIGN_INT));
+	for (int c = 2; c <= 8; c++)
+		values[16 + c] = PointerGetDatum(construct_array(cols[c], r->nlines, NUMERICOID, -1,
+														 false, TYPALIGN_INT));
+	values[25] = PointerGetDatum(construct_array(cols[9], r->nlines, JSONBOID, -1, false,
+												 TYPALIGN_INT));
+	values[26] = PointerGetDatum(construct_array(cols[10], r->nlines, JSONBOID, -1, false,
+												 TYPALIGN_INT));
 	spi_exec(saved_plan(&purchase_plan,
 					 "WITH p AS ("
 					 " INSERT INTO loyalty.purchase (operation_id, customer_id, store,"
@@ -941,17 +991,19 @@ check_write_purchase(CheckResult *r, const char *operation_id, Jsonb *response)
 					 " customer_usage_counted)"
 					 " VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9,"
 					 " pg_catalog.trim_scale($10), pg_catalog.trim_scale($11), $12, $13, $14,"
-					 " $17, $18))"
+					 " $15, $16))"
 					 " INSERT INTO loyalty.purchase_line (operation_id, line_index, sku,"
 					 " qty, price, amount, discount, certificate, redeemed, total, promotions,"
 					 " points)"
 					 " SELECT $1, x.index, x.sku, x.qty, x.price, x.amount, x.discount,"
-					 "        coalesce(x.certificate, 0), x.redeemed, x.total, x.promotions,"
-					 "        $16 -> x.index"
-					 "   FROM pg_catalog.jsonb_to_recordset($15 -> 'lines') AS x(index int,"
-					 "        sku text, qty numeric, price numeric, amount numeric,"
-					 "        discount numeric, certificate numeric, redeemed numeric,"
-					 "        total numeric, promotions jsonb)",
-					 18, types),
+					 "        x.certificate, x.redeemed, x.total, x.promotions, x.points"
+					 "   FROM ROWS FROM (pg_catalog.unnest($17), pg_catalog.unnest($18),"
+					 "        pg_catalog.unnest($19), pg_catalog.unnest($20),"
+					 "        pg_catalog.unnest($21), pg_catalog.unnest($22),"
+					 "        pg_catalog.unnest($23), pg_catalog.unnest($24),"
+					 "        pg_catalog.unnest($25), pg_catalog.unnest($26),"
+					 "        pg_catalog.unnest($27)) AS x(index, sku, qty, price, amount, discount,"
+					 "        certificate, redeemed, total, promotions, points)",
+					 27, types),
 			 values, nulls, false, 0);
 }
