@@ -62,8 +62,8 @@ SELECT * FROM pg_temp.scans();
 COMMIT;
 
 -- a purchase by id scans the customer table 4 times: the locking read's two
--- (the row named, the row holding the points) and two by the writes (a
--- foreign key, the tier's refresh); the row is not read again after the
+-- (the row named, the row holding the points) and two by the writes that
+-- follow (foreign keys, the tier); the row is not read again after the
 -- lock (it was: two scans more, 6)
 BEGIN;
 SELECT pg_temp.mark();
