@@ -8,7 +8,10 @@
  * Customer identifiers are read as loyalty.find_customer reads them
  * (customers.h: "id:N", a card number, or a phone in any spelling); a
  * merged customer resolves to the survivor.  The identifier is resolved
- * and the customer loaded in a single query.
+ * and the customer loaded in a single query, with their balances and only
+ * the parts the configuration uses (segments, per-customer uses,
+ * subscriptions); a purchase locks the row, reading it as it locks it, and
+ * reads the parts in one query after the lock.
  *
  * Usage limits hold under concurrency: a use is counted by
  * INSERT ... ON CONFLICT DO UPDATE ... WHERE uses < limit, which locks the
