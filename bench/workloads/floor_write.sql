@@ -10,7 +10,7 @@
 -- (parameters: pgbench -M prepared sends them untyped, hence the casts)
 WITH o AS (
     INSERT INTO floor.operation (operation_id, kind, customer_id, request, response)
-    SELECT 'floor-' || CAST(:client_id AS text) || '-' || CAST(:op AS text), 'purchase', CAST(:c AS bigint), s.request, s.response
+    SELECT 'floor-' || CAST(:tag AS text) || '-' || CAST(:client_id AS text) || '-' || CAST(:op AS text), 'purchase', CAST(:c AS bigint), s.request, s.response
       FROM floor.sample s
     RETURNING operation_id),
 p AS (
