@@ -2366,3 +2366,102 @@ COMMENT ON FUNCTION loyalty.usage_quotas(integer, bigint[]) IS
 REVOKE ALL ON FUNCTION loyalty.set_usage_quota(text, integer), loyalty.usage_quotas(integer, bigint[]) FROM PUBLIC;
 GRANT EXECUTE ON FUNCTION loyalty.set_usage_quota(text, integer), loyalty.usage_quotas(integer, bigint[])
     TO loyalty_marketer, loyalty_admin;
+-- Issue 21: no CHECK constraint preparation on a purchase's statements.
+-- PostgreSQL prepares a table's CHECK constraints again for every statement
+-- that writes it (parsed back from text, planned, compiled), saved plan or
+-- not: a fifth of a purchase's instructions.  The checks of the tables a
+-- purchase writes move, unchanged, into loyalty.row_checks triggers, which
+-- compile them once per session and raise what the constraints raised
+-- (23514, the same message, the constraint named).  BEFORE INSERT and AFTER
+-- UPDATE (a BEFORE UPDATE row trigger locks each row once more).
+-- ---------------------------------------------------------------------------
+CREATE FUNCTION loyalty.row_checks() RETURNS trigger
+    LANGUAGE c
+    AS 'MODULE_PATHNAME', 'loyalty_row_checks';
+COMMENT ON FUNCTION loyalty.row_checks() IS
+    'Trigger: the row checks of the tables a purchase writes, as CHECK constraints (23514) compiled once per session; arguments are pairs of a check''s name and expression';
+REVOKE ALL ON FUNCTION loyalty.row_checks() FROM PUBLIC;
+ALTER TABLE loyalty.operation
+    DROP CONSTRAINT operation_id_format,
+    DROP CONSTRAINT operation_internal_namespace;
+CREATE TRIGGER operation_checks BEFORE INSERT ON loyalty.operation
+    FOR EACH ROW EXECUTE FUNCTION loyalty.row_checks(
+        'operation_id_format', '(operation_id <> '''') AND (length(operation_id) <= 200)',
+        'operation_internal_namespace', '(kind IN (''merge'', ''expire'', ''order_release'')) = (operation_id LIKE ''~%'')');
+CREATE TRIGGER operation_checks_update AFTER UPDATE ON loyalty.operation
+    FOR EACH ROW EXECUTE FUNCTION loyalty.row_checks(
+        'operation_id_format', '(operation_id <> '''') AND (length(operation_id) <= 200)',
+        'operation_internal_namespace', '(kind IN (''merge'', ''expire'', ''order_release'')) = (operation_id LIKE ''~%'')');
+ALTER TABLE loyalty.lot
+    DROP CONSTRAINT lot_debt_never_expires,
+    DROP CONSTRAINT lot_expires_after_earned,
+    DROP CONSTRAINT lot_points_two_decimals,
+    DROP CONSTRAINT lot_remaining_within_amount;
+CREATE TRIGGER lot_checks BEFORE INSERT ON loyalty.lot
+    FOR EACH ROW EXECUTE FUNCTION loyalty.row_checks(
+        'lot_debt_never_expires', '(amount > 0) OR (expires_at IS NULL)',
+        'lot_expires_after_earned', 'expires_at > earned_at',
+        'lot_points_two_decimals', '(amount = round(amount, 2)) AND (remaining = round(remaining, 2))',
+        'lot_remaining_within_amount', '((amount > 0) AND (remaining >= 0) AND (remaining <= amount)) OR ((amount < 0) AND (remaining <= 0) AND (remaining >= amount))');
+CREATE TRIGGER lot_checks_update AFTER UPDATE ON loyalty.lot
+    FOR EACH ROW EXECUTE FUNCTION loyalty.row_checks(
+        'lot_debt_never_expires', '(amount > 0) OR (expires_at IS NULL)',
+        'lot_expires_after_earned', 'expires_at > earned_at',
+        'lot_points_two_decimals', '(amount = round(amount, 2)) AND (remaining = round(remaining, 2))',
+        'lot_remaining_within_amount', '((amount > 0) AND (remaining >= 0) AND (remaining <= amount)) OR ((amount < 0) AND (remaining <= 0) AND (remaining >= amount))');
+ALTER TABLE loyalty.ledger_entry
+    DROP CONSTRAINT ledger_entry_points_nonzero;
+CREATE TRIGGER ledger_entry_checks BEFORE INSERT ON loyalty.ledger_entry
+    FOR EACH ROW EXECUTE FUNCTION loyalty.row_checks(
+        'ledger_entry_points_nonzero', 'points <> 0');
+CREATE TRIGGER ledger_entry_checks_update AFTER UPDATE ON loyalty.ledger_entry
+    FOR EACH ROW EXECUTE FUNCTION loyalty.row_checks(
+        'ledger_entry_points_nonzero', 'points <> 0');
+ALTER TABLE loyalty.purchase
+    DROP CONSTRAINT purchase_refunded_within_total,
+    DROP CONSTRAINT purchase_total_adds_up;
+CREATE TRIGGER purchase_checks BEFORE INSERT ON loyalty.purchase
+    FOR EACH ROW EXECUTE FUNCTION loyalty.row_checks(
+        'purchase_refunded_within_total', '(refunded >= 0) AND (refunded <= total)',
+        'purchase_total_adds_up', 'total = (((amount - discount) - certificate) - redeemed)');
+CREATE TRIGGER purchase_checks_update AFTER UPDATE ON loyalty.purchase
+    FOR EACH ROW EXECUTE FUNCTION loyalty.row_checks(
+        'purchase_refunded_within_total', '(refunded >= 0) AND (refunded <= total)',
+        'purchase_total_adds_up', 'total = (((amount - discount) - certificate) - redeemed)');
+ALTER TABLE loyalty.purchase_line
+    DROP CONSTRAINT purchase_line_refund_within;
+CREATE TRIGGER purchase_line_checks BEFORE INSERT ON loyalty.purchase_line
+    FOR EACH ROW EXECUTE FUNCTION loyalty.row_checks(
+        'purchase_line_refund_within', '(refunded_qty <= qty) AND (refunded_total <= total)');
+CREATE TRIGGER purchase_line_checks_update AFTER UPDATE ON loyalty.purchase_line
+    FOR EACH ROW EXECUTE FUNCTION loyalty.row_checks(
+        'purchase_line_refund_within', '(refunded_qty <= qty) AND (refunded_total <= total)');
+ALTER TABLE loyalty.coupon
+    DROP CONSTRAINT coupon_certificate_has_value,
+    DROP CONSTRAINT coupon_code_format,
+    DROP CONSTRAINT coupon_does_something,
+    DROP CONSTRAINT coupon_max_uses_positive,
+    DROP CONSTRAINT coupon_personal_has_customer,
+    DROP CONSTRAINT coupon_sold_line_of_purchase,
+    DROP CONSTRAINT coupon_uses_within_max,
+    DROP CONSTRAINT coupon_valid_period;
+CREATE TRIGGER coupon_checks BEFORE INSERT ON loyalty.coupon
+    FOR EACH ROW EXECUTE FUNCTION loyalty.row_checks(
+        'coupon_certificate_has_value', '((kind)::text <> ''certificate'') OR (((value)::numeric > 0) AND (balance IS NOT NULL) AND ((balance)::numeric <= (value)::numeric))',
+        'coupon_code_format', 'code ~ ''^[0-9A-Z][0-9A-Z-]{2,38}[0-9A-Z]$''',
+        'coupon_does_something', '((kind)::text = ''certificate'') OR (promotion IS NOT NULL) OR ((percent)::numeric > 0) OR ((value)::numeric > 0)',
+        'coupon_max_uses_positive', 'max_uses > 0',
+        'coupon_personal_has_customer', '((kind)::text <> ''personal'') OR (customer_id IS NOT NULL)',
+        'coupon_sold_line_of_purchase', '(sold_line IS NULL) OR ((sold_line >= 0) AND (issued_by IS NOT NULL) AND ((kind)::text = ''certificate''))',
+        'coupon_uses_within_max', '(uses >= 0) AND (uses <= max_uses)',
+        'coupon_valid_period', 'valid_until > valid_from');
+CREATE TRIGGER coupon_checks_update AFTER UPDATE ON loyalty.coupon
+    FOR EACH ROW EXECUTE FUNCTION loyalty.row_checks(
+        'coupon_certificate_has_value', '((kind)::text <> ''certificate'') OR (((value)::numeric > 0) AND (balance IS NOT NULL) AND ((balance)::numeric <= (value)::numeric))',
+        'coupon_code_format', 'code ~ ''^[0-9A-Z][0-9A-Z-]{2,38}[0-9A-Z]$''',
+        'coupon_does_something', '((kind)::text = ''certificate'') OR (promotion IS NOT NULL) OR ((percent)::numeric > 0) OR ((value)::numeric > 0)',
+        'coupon_max_uses_positive', 'max_uses > 0',
+        'coupon_personal_has_customer', '((kind)::text <> ''personal'') OR (customer_id IS NOT NULL)',
+        'coupon_sold_line_of_purchase', '(sold_line IS NULL) OR ((sold_line >= 0) AND (issued_by IS NOT NULL) AND ((kind)::text = ''certificate''))',
+        'coupon_uses_within_max', '(uses >= 0) AND (uses <= max_uses)',
+        'coupon_valid_period', 'valid_until > valid_from');

@@ -196,6 +196,13 @@ CREATE FUNCTION loyalty.is_valid_timezone(tz text) RETURNS boolean
 COMMENT ON FUNCTION loyalty.is_valid_timezone(tz text) IS
     'True when the text names a time zone of the server''s tz database (Europe/Moscow)';
 
+CREATE FUNCTION loyalty.row_checks() RETURNS trigger
+    LANGUAGE c
+    AS 'MODULE_PATHNAME', 'loyalty_row_checks';
+COMMENT ON FUNCTION loyalty.row_checks() IS
+    'Trigger: the row checks of the tables a purchase writes, as CHECK constraints (23514) compiled once per session; arguments are pairs of a check''s name and expression';
+REVOKE ALL ON FUNCTION loyalty.row_checks() FROM PUBLIC;
+
 -- ---------------------------------------------------------------------------
 -- Program settings (SPEC §3).  loyalty.setting holds what the operator set;
 -- loyalty.setting_definition (the extension's own, not dumped) holds the
@@ -1025,21 +1032,24 @@ CREATE TABLE loyalty.operation (
     request jsonb NOT NULL,
     response jsonb,
     created_at timestamp with time zone DEFAULT now() NOT NULL,
-    CONSTRAINT operation_id_format CHECK ((operation_id <> '') AND (length(operation_id) <= 200)),
     CONSTRAINT operation_pkey PRIMARY KEY (operation_id)
 );
+-- Its checks (loyalty.row_checks, issue 21); internal operations, and only
+-- they, begin with "~" (rows an earlier version accepted stay).
+CREATE TRIGGER operation_checks BEFORE INSERT ON loyalty.operation
+    FOR EACH ROW EXECUTE FUNCTION loyalty.row_checks(
+        'operation_id_format', '(operation_id <> '''') AND (length(operation_id) <= 200)',
+        'operation_internal_namespace', '(kind IN (''merge'', ''expire'', ''order_release'')) = (operation_id LIKE ''~%'')');
+CREATE TRIGGER operation_checks_update AFTER UPDATE ON loyalty.operation
+    FOR EACH ROW EXECUTE FUNCTION loyalty.row_checks(
+        'operation_id_format', '(operation_id <> '''') AND (length(operation_id) <= 200)',
+        'operation_internal_namespace', '(kind IN (''merge'', ''expire'', ''order_release'')) = (operation_id LIKE ''~%'')');
 -- requests and responses stay in the row, compressed with lz4
 ALTER TABLE loyalty.operation
     ALTER COLUMN request SET STORAGE MAIN,
     ALTER COLUMN request SET COMPRESSION lz4,
     ALTER COLUMN response SET STORAGE MAIN,
     ALTER COLUMN response SET COMPRESSION lz4;
--- Internal operations, and only they, begin with "~".  NOT VALID as in an
--- updated installation, where an earlier version may have accepted a client
--- id beginning with "~" (such a row stays; every new row obeys).
-ALTER TABLE loyalty.operation
-    ADD CONSTRAINT operation_internal_namespace
-    CHECK ((kind IN ('merge', 'expire', 'order_release')) = (operation_id LIKE '~%')) NOT VALID;
 
 CREATE INDEX operation_customer_idx ON loyalty.operation (customer_id, created_at);
 COMMENT ON TABLE loyalty.operation IS
@@ -1075,14 +1085,23 @@ CREATE TABLE loyalty.lot (
     operation_id text NOT NULL COLLATE pg_catalog."C",
     announced_at timestamp with time zone,
     reminded_at timestamp with time zone,
-    CONSTRAINT lot_debt_never_expires CHECK ((amount > 0) OR (expires_at IS NULL)),
-    CONSTRAINT lot_expires_after_earned CHECK (expires_at > earned_at),
-    CONSTRAINT lot_points_two_decimals CHECK ((amount = round(amount, 2)) AND (remaining = round(remaining, 2))),
-    CONSTRAINT lot_remaining_within_amount CHECK (((amount > 0) AND (remaining >= 0) AND (remaining <= amount)) OR ((amount < 0) AND (remaining <= 0) AND (remaining >= amount))),
     CONSTRAINT lot_pkey PRIMARY KEY (id),
     CONSTRAINT lot_account_fkey FOREIGN KEY (account) REFERENCES loyalty.account_type(code),
     CONSTRAINT lot_customer_id_fkey FOREIGN KEY (customer_id) REFERENCES loyalty.customer(id)
 );
+-- Its checks are loyalty.row_checks triggers (issue 21).
+CREATE TRIGGER lot_checks BEFORE INSERT ON loyalty.lot
+    FOR EACH ROW EXECUTE FUNCTION loyalty.row_checks(
+        'lot_debt_never_expires', '(amount > 0) OR (expires_at IS NULL)',
+        'lot_expires_after_earned', 'expires_at > earned_at',
+        'lot_points_two_decimals', '(amount = round(amount, 2)) AND (remaining = round(remaining, 2))',
+        'lot_remaining_within_amount', '((amount > 0) AND (remaining >= 0) AND (remaining <= amount)) OR ((amount < 0) AND (remaining <= 0) AND (remaining >= amount))');
+CREATE TRIGGER lot_checks_update AFTER UPDATE ON loyalty.lot
+    FOR EACH ROW EXECUTE FUNCTION loyalty.row_checks(
+        'lot_debt_never_expires', '(amount > 0) OR (expires_at IS NULL)',
+        'lot_expires_after_earned', 'expires_at > earned_at',
+        'lot_points_two_decimals', '(amount = round(amount, 2)) AND (remaining = round(remaining, 2))',
+        'lot_remaining_within_amount', '((amount > 0) AND (remaining >= 0) AND (remaining <= amount)) OR ((amount < 0) AND (remaining <= 0) AND (remaining >= amount))');
 
 CREATE INDEX lot_customer_open_idx ON loyalty.lot (customer_id, account) WHERE (remaining <> 0);
 
@@ -1116,9 +1135,15 @@ CREATE TABLE loyalty.ledger_entry (
     points numeric NOT NULL,
     at timestamp with time zone NOT NULL,
     created_at timestamp with time zone DEFAULT now() NOT NULL,
-    CONSTRAINT ledger_entry_points_nonzero CHECK (points <> 0),
     CONSTRAINT ledger_entry_pkey PRIMARY KEY (id)
 );
+-- Its checks are loyalty.row_checks triggers (issue 21).
+CREATE TRIGGER ledger_entry_checks BEFORE INSERT ON loyalty.ledger_entry
+    FOR EACH ROW EXECUTE FUNCTION loyalty.row_checks(
+        'ledger_entry_points_nonzero', 'points <> 0');
+CREATE TRIGGER ledger_entry_checks_update AFTER UPDATE ON loyalty.ledger_entry
+    FOR EACH ROW EXECUTE FUNCTION loyalty.row_checks(
+        'ledger_entry_points_nonzero', 'points <> 0');
 
 CREATE INDEX ledger_entry_customer_idx ON loyalty.ledger_entry (customer_id, id);
 
@@ -1314,11 +1339,18 @@ CREATE TABLE loyalty.purchase (
     refunded numeric(14,2) DEFAULT 0 NOT NULL,
     usage_counted text[] DEFAULT '{}'::text[] NOT NULL,
     customer_usage_counted text[] DEFAULT '{}'::text[] NOT NULL,
-    CONSTRAINT purchase_refunded_within_total CHECK ((refunded >= 0) AND (refunded <= total)),
-    CONSTRAINT purchase_total_adds_up CHECK (total = (((amount - discount) - certificate) - redeemed)),
     CONSTRAINT purchase_pkey PRIMARY KEY (operation_id),
     CONSTRAINT purchase_customer_id_fkey FOREIGN KEY (customer_id) REFERENCES loyalty.customer(id)
 );
+-- Its checks are loyalty.row_checks triggers (issue 21).
+CREATE TRIGGER purchase_checks BEFORE INSERT ON loyalty.purchase
+    FOR EACH ROW EXECUTE FUNCTION loyalty.row_checks(
+        'purchase_refunded_within_total', '(refunded >= 0) AND (refunded <= total)',
+        'purchase_total_adds_up', 'total = (((amount - discount) - certificate) - redeemed)');
+CREATE TRIGGER purchase_checks_update AFTER UPDATE ON loyalty.purchase
+    FOR EACH ROW EXECUTE FUNCTION loyalty.row_checks(
+        'purchase_refunded_within_total', '(refunded >= 0) AND (refunded <= total)',
+        'purchase_total_adds_up', 'total = (((amount - discount) - certificate) - redeemed)');
 
 CREATE INDEX purchase_at_idx ON loyalty.purchase (at);
 
@@ -1345,9 +1377,15 @@ CREATE TABLE loyalty.purchase_line (
     refunded_qty numeric(12,3) DEFAULT 0 NOT NULL,
     refunded_total numeric(14,2) DEFAULT 0 NOT NULL,
     points jsonb DEFAULT '{}'::jsonb NOT NULL,
-    CONSTRAINT purchase_line_refund_within CHECK ((refunded_qty <= qty) AND (refunded_total <= total)),
     CONSTRAINT purchase_line_pkey PRIMARY KEY (operation_id, line_index)
 );
+-- Its checks are loyalty.row_checks triggers (issue 21).
+CREATE TRIGGER purchase_line_checks BEFORE INSERT ON loyalty.purchase_line
+    FOR EACH ROW EXECUTE FUNCTION loyalty.row_checks(
+        'purchase_line_refund_within', '(refunded_qty <= qty) AND (refunded_total <= total)');
+CREATE TRIGGER purchase_line_checks_update AFTER UPDATE ON loyalty.purchase_line
+    FOR EACH ROW EXECUTE FUNCTION loyalty.row_checks(
+        'purchase_line_refund_within', '(refunded_qty <= qty) AND (refunded_total <= total)');
 COMMENT ON TABLE loyalty.purchase_line IS
     'Lines of committed checks: money, the promotions that changed them ([{code, discount}]), refunds';
 COMMENT ON COLUMN loyalty.purchase_line.points IS
@@ -1481,18 +1519,31 @@ CREATE TABLE loyalty.coupon (
     issued_by text COLLATE pg_catalog."C",
     created_at timestamp with time zone DEFAULT now() NOT NULL,
     sold_line integer,
-    CONSTRAINT coupon_certificate_has_value CHECK (((kind)::text <> 'certificate') OR (((value)::numeric > 0) AND (balance IS NOT NULL) AND ((balance)::numeric <= (value)::numeric))),
-    CONSTRAINT coupon_code_format CHECK (code ~ '^[0-9A-Z][0-9A-Z-]{2,38}[0-9A-Z]$'),
-    CONSTRAINT coupon_does_something CHECK (((kind)::text = 'certificate') OR (promotion IS NOT NULL) OR ((percent)::numeric > 0) OR ((value)::numeric > 0)),
-    CONSTRAINT coupon_max_uses_positive CHECK (max_uses > 0),
-    CONSTRAINT coupon_personal_has_customer CHECK (((kind)::text <> 'personal') OR (customer_id IS NOT NULL)),
-    CONSTRAINT coupon_sold_line_of_purchase CHECK ((sold_line IS NULL) OR ((sold_line >= 0) AND (issued_by IS NOT NULL) AND ((kind)::text = 'certificate'))),
-    CONSTRAINT coupon_uses_within_max CHECK ((uses >= 0) AND (uses <= max_uses)),
-    CONSTRAINT coupon_valid_period CHECK (valid_until > valid_from),
     CONSTRAINT coupon_pkey PRIMARY KEY (code),
     CONSTRAINT coupon_customer_id_fkey FOREIGN KEY (customer_id) REFERENCES loyalty.customer(id),
     CONSTRAINT coupon_promotion_fkey FOREIGN KEY (promotion) REFERENCES loyalty.promotion(code) ON UPDATE CASCADE
 );
+-- Its checks are loyalty.row_checks triggers (issue 21).
+CREATE TRIGGER coupon_checks BEFORE INSERT ON loyalty.coupon
+    FOR EACH ROW EXECUTE FUNCTION loyalty.row_checks(
+        'coupon_certificate_has_value', '((kind)::text <> ''certificate'') OR (((value)::numeric > 0) AND (balance IS NOT NULL) AND ((balance)::numeric <= (value)::numeric))',
+        'coupon_code_format', 'code ~ ''^[0-9A-Z][0-9A-Z-]{2,38}[0-9A-Z]$''',
+        'coupon_does_something', '((kind)::text = ''certificate'') OR (promotion IS NOT NULL) OR ((percent)::numeric > 0) OR ((value)::numeric > 0)',
+        'coupon_max_uses_positive', 'max_uses > 0',
+        'coupon_personal_has_customer', '((kind)::text <> ''personal'') OR (customer_id IS NOT NULL)',
+        'coupon_sold_line_of_purchase', '(sold_line IS NULL) OR ((sold_line >= 0) AND (issued_by IS NOT NULL) AND ((kind)::text = ''certificate''))',
+        'coupon_uses_within_max', '(uses >= 0) AND (uses <= max_uses)',
+        'coupon_valid_period', 'valid_until > valid_from');
+CREATE TRIGGER coupon_checks_update AFTER UPDATE ON loyalty.coupon
+    FOR EACH ROW EXECUTE FUNCTION loyalty.row_checks(
+        'coupon_certificate_has_value', '((kind)::text <> ''certificate'') OR (((value)::numeric > 0) AND (balance IS NOT NULL) AND ((balance)::numeric <= (value)::numeric))',
+        'coupon_code_format', 'code ~ ''^[0-9A-Z][0-9A-Z-]{2,38}[0-9A-Z]$''',
+        'coupon_does_something', '((kind)::text = ''certificate'') OR (promotion IS NOT NULL) OR ((percent)::numeric > 0) OR ((value)::numeric > 0)',
+        'coupon_max_uses_positive', 'max_uses > 0',
+        'coupon_personal_has_customer', '((kind)::text <> ''personal'') OR (customer_id IS NOT NULL)',
+        'coupon_sold_line_of_purchase', '(sold_line IS NULL) OR ((sold_line >= 0) AND (issued_by IS NOT NULL) AND ((kind)::text = ''certificate''))',
+        'coupon_uses_within_max', '(uses >= 0) AND (uses <= max_uses)',
+        'coupon_valid_period', 'valid_until > valid_from');
 
 CREATE INDEX coupon_customer_idx ON loyalty.coupon (customer_id) WHERE (customer_id IS NOT NULL);
 

@@ -491,7 +491,8 @@ replay_check(ConfigCache *now_cfg, ConfigCache *cand_cfg, Jsonb *stored,
 	creq->ncoupons = 0;
 	creq->redeem = REDEEM_NONE;
 	creq->redeem_points = 0;
-	cust = check_customer(now_cfg, creq);
+	cust = check_customer_reading(now_cfg, creq, (check_customer_reads(now_cfg) |
+												 check_customer_reads(cand_cfg)) & ~CUST_READ_BALANCES);
 	/* not re-simulated: per-customer usage limits */
 	cust->nusage = 0;
 	cand_cust = palloc(sizeof(CustomerInfo));

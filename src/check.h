@@ -56,6 +56,9 @@ typedef struct CustomerInfo
 	char	  **sub_plan;
 	TimestampTz *sub_starts;
 	TimestampTz *sub_ends;
+	/* balances by account index, when read with the customer (check_db.c) */
+	bool		has_balances;
+	LedgerBalance *balances;
 } CustomerInfo;
 
 /* A promotion that changed a line, and by how much. */

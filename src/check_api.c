@@ -7,11 +7,11 @@
  *
  * Each call does all its SPI work inside one SPI connection, top-down:
  * the configuration cache (rebuilt only after a configuration change), the
- * customer (check_db.c, one query), then check_load (check_load.c) binds
- * the request and reads the usage counters of limited promotions (one
- * query, only when some promotion is limited), the coupon rows (one query,
- * only when codes are sent) and the balances (one query, identified
- * customers only); engine_run prices the check in memory and
+ * customer with their balances (check_db.c, one query; a purchase's lock
+ * and one query after it), then check_load (check_load.c) binds the
+ * request and reads the usage counters of limited promotions (one query,
+ * only when some promotion is limited) and the coupon rows (one query,
+ * only when codes are sent); engine_run prices the check in memory and
  * response_build renders it.  purchase then writes through saved plans.
  *
  *-------------------------------------------------------------------------
@@ -320,7 +320,8 @@ loyalty_catalog_prices(PG_FUNCTION_ARGS)
 		req.customer_kind = CUSTOMER_TEXT;
 		req.customer_text = customer;
 	}
-	cust = check_customer(cfg, &req);
+	/* a catalog price spends nothing: no balances */
+	cust = check_customer_reading(cfg, &req, check_customer_reads(cfg) & ~CUST_READ_BALANCES);
 
 	for (i = 0; i < nskus; i++)
 	{

@@ -8,7 +8,10 @@
  * Customer identifiers are read as loyalty.find_customer reads them
  * (customers.h: "id:N", a card number, or a phone in any spelling); a
  * merged customer resolves to the survivor.  The identifier is resolved
- * and the customer loaded in a single query.
+ * and the customer loaded in a single query, with their balances and only
+ * the parts the configuration uses (segments, per-customer uses,
+ * subscriptions); a purchase locks the row, reading it as it locks it, and
+ * reads the parts in one query after the lock.
  *
  * Usage limits hold under concurrency: a use is counted by
  * INSERT ... ON CONFLICT DO UPDATE ... WHERE uses < limit, which locks the
@@ -40,10 +43,11 @@
 #include "check_db.h"
 #include "customers.h"
 #include "jsonb_builder.h"
+#include "ledger.h"
+#include "clock.h"
+#include "lib/stringinfo.h"
 #include "spi_util.h"
 
-static SPIPlanPtr customer_by_id_plan = NULL;
-static SPIPlanPtr customer_by_text_plan = NULL;
 static SPIPlanPtr usage_plan = NULL;
 static SPIPlanPtr claim_plan = NULL;
 static SPIPlanPtr claim_fresh_plan = NULL;
@@ -54,20 +58,114 @@ static SPIPlanPtr release_plan = NULL;
 static SPIPlanPtr release_customer_plan = NULL;
 static SPIPlanPtr purchase_plan = NULL;
 
-/* what every customer query returns, after "FROM ... c" resolves c */
-#define CUSTOMER_SELECT \
-	"SELECT s.id, s.tier, s.status," \
-	" ARRAY(SELECT m.segment FROM loyalty.segment_member m WHERE m.customer_id = s.id)," \
-	" u.promotions, u.uses, v.plans, v.starts, v.ends" \
-	" FROM loyalty.customer c" \
-	" JOIN loyalty.customer s ON s.id = coalesce(c.merged_into, c.id)" \
-	" CROSS JOIN LATERAL (SELECT array_agg(x.promotion ORDER BY x.promotion) AS promotions," \
-	"                            array_agg(x.uses ORDER BY x.promotion) AS uses" \
-	"                       FROM loyalty.promotion_customer_usage x" \
-	"                      WHERE x.customer_id = s.id) u" \
-	" CROSS JOIN LATERAL (SELECT array_agg(y.plan) AS plans, array_agg(y.starts_at) AS starts," \
-	"                            array_agg(y.ends_at) AS ends" \
-	"                       FROM loyalty.subscription y WHERE y.customer_id = s.id) v"
+/*
+ * The customer's read is one statement built from parts: the customer row
+ * (resolved from the request's key; or, for a purchase, the id of the row
+ * it locked), then, each only when the configuration has something that
+ * uses it (check_customer_reads), the customer's segments, their uses of
+ * promotions with a per-customer limit, their subscriptions and their
+ * balances.  The balances join last, one row per account holding open lots
+ * (LEDGER_BALANCE_ROWS), so the statement returns one row or a few; the
+ * other parts are one lateral row each, evaluated once.  A plan per
+ * combination, built when first used.
+ */
+#define CUST_FROM_ID		0	/* $1: a customer id */
+#define CUST_FROM_KEY		1	/* $1, $2: CUSTOMER_KEY_WHERE's */
+#define CUST_FROM_LOCKED	2	/* $1: the id of the row locked, read anew */
+#define CUST_NFROM			3
+
+static SPIPlanPtr customer_plans[CUST_NFROM][CUST_READ_ALL + 1];
+
+/*
+ * check_customer_reads is what a customer's read of cfg must include (see
+ * check_db.h).
+ */
+int
+check_customer_reads(ConfigCache *cfg)
+{
+	int			reads = 0;
+
+	if (cfg->any_segments)
+		reads |= CUST_READ_SEGMENTS;
+	if (cfg->any_customer_limit)
+		reads |= CUST_READ_USAGE;
+	if (cfg->nplans > 0)
+		reads |= CUST_READ_SUBSCRIPTIONS;
+	if (cfg->naccounts > 0)
+		reads |= CUST_READ_BALANCES;
+	return reads;
+}
+
+/*
+ * customer_plan returns the saved plan of the customer's read from the
+ * given source with the given parts.  Columns: id, tier, status (NULL
+ * from CUST_FROM_LOCKED: the lock read them), then segments (text[]),
+ * usage promotions and uses (text[], int8[]), subscription plans, starts
+ * and ends (text[], timestamptz[] x 2), each when read, then account,
+ * available, pending, in_debt when the balances are read.  The moment of
+ * the balances is the last parameter.
+ */
+static SPIPlanPtr
+customer_plan(int from, int reads)
+{
+	StringInfoData sql;
+	Oid			types[3] = {INT8OID, InvalidOid, InvalidOid};
+	int			nargs = 1;
+	const char *at;
+
+	if (customer_plans[from][reads] != NULL)
+		return customer_plans[from][reads];
+	if (from == CUST_FROM_KEY)
+	{
+		types[0] = types[1] = TEXTOID;
+		nargs = 2;
+	}
+	types[nargs] = TIMESTAMPTZOID;
+	at = nargs == 1 ? "$2" : "$3";
+	initStringInfo(&sql);
+	if (from == CUST_FROM_LOCKED)
+		appendStringInfoString(&sql, "SELECT s.id, NULL::text, NULL::text");
+	else
+		appendStringInfoString(&sql, "SELECT s.id, s.tier, s.status");
+	if (reads & CUST_READ_SEGMENTS)
+		appendStringInfoString(&sql, ", g.segments");
+	if (reads & CUST_READ_USAGE)
+		appendStringInfoString(&sql, ", u.promotions, u.uses");
+	if (reads & CUST_READ_SUBSCRIPTIONS)
+		appendStringInfoString(&sql, ", v.plans, v.starts, v.ends");
+	if (reads & CUST_READ_BALANCES)
+		appendStringInfoString(&sql, ", b.account, b.available, b.pending, b.in_debt");
+	if (from == CUST_FROM_LOCKED)
+		appendStringInfoString(&sql, " FROM (SELECT $1::int8 AS id) s");
+	else
+		appendStringInfoString(&sql,
+							   " FROM loyalty.customer c"
+							   " JOIN loyalty.customer s ON s.id = coalesce(c.merged_into, c.id)");
+	if (reads & CUST_READ_SEGMENTS)
+		appendStringInfoString(&sql,
+							   " CROSS JOIN LATERAL (SELECT ARRAY(SELECT m.segment"
+							   " FROM loyalty.segment_member m WHERE m.customer_id = s.id)"
+							   " AS segments) g");
+	if (reads & CUST_READ_USAGE)
+		appendStringInfoString(&sql,
+							   " CROSS JOIN LATERAL (SELECT array_agg(x.promotion ORDER BY x.promotion)"
+							   " AS promotions, array_agg(x.uses ORDER BY x.promotion) AS uses"
+							   " FROM loyalty.promotion_customer_usage x"
+							   " WHERE x.customer_id = s.id) u");
+	if (reads & CUST_READ_SUBSCRIPTIONS)
+		appendStringInfoString(&sql,
+							   " CROSS JOIN LATERAL (SELECT array_agg(y.plan) AS plans,"
+							   " array_agg(y.starts_at) AS starts, array_agg(y.ends_at) AS ends"
+							   " FROM loyalty.subscription y WHERE y.customer_id = s.id) v");
+	if (reads & CUST_READ_BALANCES)
+		appendStringInfo(&sql, " LEFT JOIN LATERAL (%s) b ON true",
+						 psprintf(LEDGER_BALANCE_ROWS("s.id", "%s"), at, at, at));
+	if (from == CUST_FROM_KEY)
+		appendStringInfoString(&sql, CUSTOMER_KEY_WHERE);
+	else if (from == CUST_FROM_ID)
+		appendStringInfoString(&sql, " WHERE c.id = $1");
+	return saved_plan(&customer_plans[from][reads], sql.data, nargs + 1, types);
+}
 
 /* ---------------------------------------------------------------------
  * Customers
@@ -121,70 +219,84 @@ timestamp_array_col(int col, int n)
 	return result;
 }
 
-/* fill_customer reads the customer query's row into cust. */
+/*
+ * fill_row sets the customer's id, tier and status: blocked customers are
+ * priced as anonymous; no tier yet is the lowest rank (SPEC section 3),
+ * none when the program has no tiers.
+ */
 static void
-fill_customer(ConfigCache *cfg, CustomerInfo *cust)
+fill_row(ConfigCache *cfg, CustomerInfo *cust, int64 id, const char *tier,
+		 const char *status)
 {
-	bool		isnull;
-	Datum		d;
-	char	   *tier;
-	char	   *status;
-	int			n,
-				i;
-
-	d = SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull);
-	cust->id = DatumGetInt64(d);
-	tier = SPI_getvalue(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 2);
-	status = SPI_getvalue(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 3);
+	cust->id = id;
 	cust->blocked = status != NULL && strcmp(status, "blocked") == 0;
 	cust->identified = !cust->blocked;
-	/* no tier yet: the lowest rank (SPEC section 3); none when no tiers */
 	cust->tier = config_tier(cfg, tier);
 	if (cust->tier == NULL && cfg->ntiers > 0)
 		cust->tier = &cfg->tiers[0];
-	cust->nsegments = text_array_col(4, &cust->segments);
-	cust->nusage = text_array_col(5, &cust->usage_promotion);
-	d = SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 6, &isnull);
-	n = 0;
-	if (!isnull)
-	{
-		Datum	   *elems;
-		bool	   *nulls;
-
-		deconstruct_array(DatumGetArrayTypeP(d), INT8OID, 8, FLOAT8PASSBYVAL,
-						  TYPALIGN_DOUBLE, &elems, &nulls, &n);
-		cust->usage_count = palloc(sizeof(int64) * Max(n, 1));
-		for (i = 0; i < n; i++)
-			cust->usage_count[i] = nulls[i] ? 0 : DatumGetInt64(elems[i]);
-	}
-	if (n != cust->nusage)
-		elog(ERROR, "customer usage arrays differ in length");
-
-	cust->nsubs = text_array_col(7, &cust->sub_plan);
-	cust->sub_starts = timestamp_array_col(8, cust->nsubs);
-	cust->sub_ends = timestamp_array_col(9, cust->nsubs);
 }
 
 /*
- * load_by_id runs the customer query for an id; false when not found.
- * latest: read with a new snapshot, as a purchase must once it holds the
- * customer's lock (in READ COMMITTED the statement's own snapshot predates
- * the lock wait, and would miss what the purchase waited for: usage
- * counters, a tier, segments); calculate reads with the statement's.
+ * fill_parts reads the customer read's optional parts (customer_plan's
+ * columns from 4 on) into cust, from a result of nrows rows.
  */
-static bool
-load_by_id(ConfigCache *cfg, CustomerInfo *cust, int64 id, bool latest)
+static void
+fill_parts(ConfigCache *cfg, CustomerInfo *cust, int reads, uint64 nrows)
 {
-	Oid			types[1] = {INT8OID};
-	Datum		values[1] = {Int64GetDatum(id)};
+	int			col = 4;
 
-	(void) spi_exec(saved_plan(&customer_by_id_plan, CUSTOMER_SELECT " WHERE c.id = $1",
-					1, types),
-			values, NULL, !latest, 0);
-	if (SPI_processed == 0)
-		return false;
-	fill_customer(cfg, cust);
-	return true;
+	if (reads & CUST_READ_SEGMENTS)
+		cust->nsegments = text_array_col(col++, &cust->segments);
+	if (reads & CUST_READ_USAGE)
+	{
+		bool		isnull;
+		Datum		d;
+		int			n = 0;
+
+		cust->nusage = text_array_col(col++, &cust->usage_promotion);
+		d = SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, col++, &isnull);
+		if (!isnull)
+		{
+			Datum	   *elems;
+			bool	   *nulls;
+
+			deconstruct_array(DatumGetArrayTypeP(d), INT8OID, 8, FLOAT8PASSBYVAL,
+							  TYPALIGN_DOUBLE, &elems, &nulls, &n);
+			cust->usage_count = palloc(sizeof(int64) * Max(n, 1));
+			for (int i = 0; i < n; i++)
+				cust->usage_count[i] = nulls[i] ? 0 : DatumGetInt64(elems[i]);
+		}
+		if (n != cust->nusage)
+			elog(ERROR, "customer usage arrays differ in length");
+	}
+	if (reads & CUST_READ_SUBSCRIPTIONS)
+	{
+		cust->nsubs = text_array_col(col++, &cust->sub_plan);
+		cust->sub_starts = timestamp_array_col(col++, cust->nsubs);
+		cust->sub_ends = timestamp_array_col(col++, cust->nsubs);
+	}
+	if (reads & CUST_READ_BALANCES)
+	{
+		const char **codes = palloc(sizeof(char *) * cfg->naccounts);
+
+		for (int a = 0; a < cfg->naccounts; a++)
+			codes[a] = cfg->accounts[a].code;
+		cust->balances = palloc0(sizeof(LedgerBalance) * cfg->naccounts);
+		ledger_balances_result(nrows, col, cfg->naccounts, codes, cust->balances);
+		cust->has_balances = true;
+	}
+}
+
+/*
+ * customer_now is the moment a request's balances are read as of: the
+ * server's time, not the check's (what may be spent is judged now), or
+ * the moment of the hold a captured order is judged as of (check_bind's
+ * server_now).
+ */
+static TimestampTz
+customer_now(CheckRequest *req)
+{
+	return req->at_held ? req->held_now : clock_server_now(req->has_at, req->at);
 }
 
 /* customer_not_found raises LY001 for the request's customer. */
@@ -223,50 +335,68 @@ request_key(CheckRequest *req, CustomerKey *key)
 CustomerInfo *
 check_customer(ConfigCache *cfg, CheckRequest *req)
 {
+	return check_customer_reading(cfg, req, check_customer_reads(cfg));
+}
+
+/*
+ * check_customer_reading is check_customer reading the given parts (see
+ * check_db.h): one statement.
+ */
+CustomerInfo *
+check_customer_reading(ConfigCache *cfg, CheckRequest *req, int reads)
+{
 	CustomerInfo *cust = palloc0(sizeof(CustomerInfo));
 	CustomerKey key;
-	bool		found;
+	Datum		values[3];
+	char		nulls[3] = {' ', ' ', ' '};
+	uint64		nrows;
 
 	if (req->customer_kind == CUSTOMER_NONE)
 		return cust;
 	request_key(req, &key);
+	/* balances as of the server's time: a new snapshot, as ledger_balances */
 	if (key.by_id)
-		found = load_by_id(cfg, cust, key.id, false);
+	{
+		values[0] = Int64GetDatum(key.id);
+		values[1] = TimestampTzGetDatum(customer_now(req));
+		nrows = spi_exec(customer_plan(CUST_FROM_ID, reads), values, NULL,
+						 (reads & CUST_READ_BALANCES) == 0, 0);
+	}
 	else
 	{
-		Oid			types[2] = {TEXTOID, TEXTOID};
-		Datum		values[2];
-		char		nulls[2];
-
 		customer_key_args(&key, values, nulls);
-		(void) spi_exec(saved_plan(&customer_by_text_plan,
-						   CUSTOMER_SELECT CUSTOMER_KEY_WHERE, 2, types),
-				values, nulls, true, 0);
-		found = SPI_processed > 0;
-		if (found)
-			fill_customer(cfg, cust);
+		values[2] = TimestampTzGetDatum(customer_now(req));
+		nrows = spi_exec(customer_plan(CUST_FROM_KEY, reads), values, nulls,
+						 (reads & CUST_READ_BALANCES) == 0, 0);
 	}
-	if (!found)
+	if (nrows == 0)
 		customer_not_found(req);
+	fill_row(cfg, cust, spi_int8(0, 1, 0), spi_isnull(0, 2) ? NULL : spi_text(0, 2, CurrentMemoryContext),
+			 spi_isnull(0, 3) ? NULL : spi_text(0, 3, CurrentMemoryContext));
+	fill_parts(cfg, cust, reads, nrows);
 	return cust;
 }
 
 /*
- * what the locking queries return: the locked row's id and, read from its
- * latest version once locked, whom it was merged into meanwhile
+ * what the locking queries return: the locked row's id, whom it was merged
+ * into meanwhile, its tier and status, read from its latest version once
+ * locked
  */
 #define LOCK_SELECT \
-	"SELECT s.id, s.merged_into FROM loyalty.customer c" \
+	"SELECT s.id, s.merged_into, s.tier, s.status FROM loyalty.customer c" \
 	"  JOIN loyalty.customer s ON s.id = coalesce(c.merged_into, c.id)"
 #define LOCK_END " FOR NO KEY UPDATE OF s"
 
 /*
  * check_customer_locked is check_customer for a purchase: it resolves the
  * customer and locks the row that holds their points (the survivor of a
- * merge) until the end of the transaction, then loads them.  Two queries:
- * the load must come after the lock, so that it sees what a concurrent
- * purchase of the same customer committed (uses of limited promotions,
- * subscriptions, tier); a locking query sees only the locked row anew.
+ * merge) until the end of the transaction, reading the row's latest
+ * version (tier, status) as it locks it.  The other parts, when the
+ * configuration reads any, come after the lock in one statement with a new
+ * snapshot, so that it sees what a concurrent purchase of the same
+ * customer committed (uses of limited promotions, subscriptions, lots); a
+ * locking query sees only the locked row anew.  The customer row itself is
+ * read once.
  *
  * A merge (loyalty.merge_customers) locks both customers the same way, in
  * id order.  A purchase of the absorbed customer that waited for the merge
@@ -285,6 +415,9 @@ check_customer_locked(ConfigCache *cfg, CheckRequest *req)
 	Datum		values[2];
 	char		nulls[2];
 	int64		id;
+	char	   *tier;
+	char	   *status;
+	int			reads = check_customer_reads(cfg);
 	bool		isnull;
 
 	if (req->customer_kind == CUSTOMER_NONE)
@@ -310,7 +443,6 @@ check_customer_locked(ConfigCache *cfg, CheckRequest *req)
 	}
 	if (SPI_processed == 0)
 		customer_not_found(req);
-	id = DatumGetInt64(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull));
 	/* merged while this waited for the lock: the survivor, under their lock */
 	for (;;)
 	{
@@ -327,13 +459,24 @@ check_customer_locked(ConfigCache *cfg, CheckRequest *req)
 				values, NULL, false, 0);
 		if (SPI_processed == 0)
 			customer_not_found(req);
-		id = DatumGetInt64(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull));
 	}
-	if (!load_by_id(cfg, cust, id, true))
-		customer_not_found(req);
+	id = spi_int8(0, 1, 0);
+	tier = spi_isnull(0, 3) ? NULL : spi_text(0, 3, CurrentMemoryContext);
+	status = spi_isnull(0, 4) ? NULL : spi_text(0, 4, CurrentMemoryContext);
+	fill_row(cfg, cust, id, tier, status);
+	if (reads != 0)
+	{
+		Datum		pvalues[2];
+		uint64		nrows;
+
+		pvalues[0] = Int64GetDatum(id);
+		pvalues[1] = TimestampTzGetDatum(customer_now(req));
+		/* not read-only: a new snapshot, taken after the lock */
+		nrows = spi_exec(customer_plan(CUST_FROM_LOCKED, reads), pvalues, NULL, false, 0);
+		fill_parts(cfg, cust, reads, nrows);
+	}
 	return cust;
 }
-
 
 /* ---------------------------------------------------------------------
  * Usage limits
@@ -705,65 +848,85 @@ money_datum(int64 money)
 }
 
 /*
- * line_points builds the lines' points: an array with one object per line,
- * {"account": {"earned": e, "spent": s}} for the accounts the line earned
- * or spent on (points as decimals, trailing zeros dropped), and the
- * check's totals in hundredths.
+ * line_points builds one line's points: {"account": {"earned": e, "spent":
+ * s}} for the accounts the line earned or spent on (points as decimals,
+ * trailing zeros dropped), adding them to the check's totals in hundredths.
  */
 static Jsonb *
-line_points(CheckResult *r, int64 *earned, int64 *spent)
+line_points(CheckResult *r, CheckLine *l, int64 *earned, int64 *spent)
 {
 	JsonBuilder b = {0};
-	int			i,
-				a;
 
-	*earned = *spent = 0;
-	jb_begin_array(&b);
-	for (i = 0; i < r->nlines; i++)
+	jb_begin_object(&b);
+	for (int a = 0; a < r->cfg->naccounts; a++)
 	{
-		CheckLine  *l = &r->lines[i];
-
-		CHECK_FOR_INTERRUPTS();
+		if (l->accrual[a] == 0 && l->redeem_points[a] == 0)
+			continue;
+		jb_key(&b, r->cfg->accounts[a].code);
 		jb_begin_object(&b);
-		for (a = 0; a < r->cfg->naccounts; a++)
-		{
-			if (l->accrual[a] == 0 && l->redeem_points[a] == 0)
-				continue;
-			jb_key(&b, r->cfg->accounts[a].code);
-			jb_begin_object(&b);
-			jb_key(&b, "earned");
-			jb_trimmed(&b, false, l->accrual[a], POINTS_SCALE);
-			jb_key(&b, "spent");
-			jb_trimmed(&b, false, l->redeem_points[a], POINTS_SCALE);
-			jb_end_object(&b);
-			*earned += l->accrual[a];
-			*spent += l->redeem_points[a];
-		}
+		jb_key(&b, "earned");
+		jb_trimmed(&b, false, l->accrual[a], POINTS_SCALE);
+		jb_key(&b, "spent");
+		jb_trimmed(&b, false, l->redeem_points[a], POINTS_SCALE);
+		jb_end_object(&b);
+		*earned += l->accrual[a];
+		*spent += l->redeem_points[a];
+	}
+	jb_end_object(&b);
+	return jb_finish(&b);
+}
+
+/*
+ * line_promotions builds one line's promotions as the response shows them:
+ * [{"code": c, "discount": d}] in the order they applied.
+ */
+static Jsonb *
+line_promotions(CheckLine *l)
+{
+	JsonBuilder b = {0};
+
+	jb_begin_array(&b);
+	for (int k = 0; k < l->npromos; k++)
+	{
+		jb_begin_object(&b);
+		jb_key(&b, "code");
+		jb_string(&b, false, l->promos[k].promo->code);
+		jb_key(&b, "discount");
+		jb_money(&b, false, l->promos[k].discount);
 		jb_end_object(&b);
 	}
 	jb_end_array(&b);
 	return jb_finish(&b);
 }
 
+/* LINE_COLUMNS: the typed arrays check_write_purchase passes per line */
+#define LINE_COLUMNS	11
+
 /*
- * check_write_purchase writes the purchase and its lines (from the
- * response's "lines"), each with its points per account, in one statement.
- * The purchase records which usage counters check_claim_uses incremented
- * for it, for its full refund to take back.
+ * check_write_purchase writes the purchase and its lines, each with its
+ * points per account, in one statement.  The lines go as typed arrays, one
+ * per column, straight from the priced check (not back through the
+ * response, which is not read).  The purchase records which usage counters check_claim_uses
+ * incremented for it, for its full refund to take back.
  */
 void
 check_write_purchase(CheckResult *r, const char *operation_id, Jsonb *response)
 {
-	Oid			types[18] = {TEXTOID, INT8OID, TEXTOID, TEXTOID, TIMESTAMPTZOID,
+	Oid			types[16 + LINE_COLUMNS] = {TEXTOID, INT8OID, TEXTOID, TEXTOID, TIMESTAMPTZOID,
 		NUMERICOID, NUMERICOID, NUMERICOID, NUMERICOID, NUMERICOID, NUMERICOID,
-	INT4OID, TEXTARRAYOID, NUMERICOID, JSONBOID, JSONBOID, TEXTARRAYOID, TEXTARRAYOID};
-	Datum		values[18];
-	char		nulls[18];
-	int64		earned,
-				spent;
+		INT4OID, TEXTARRAYOID, NUMERICOID, TEXTARRAYOID, TEXTARRAYOID,
+		INT4ARRAYOID, TEXTARRAYOID, NUMERICARRAYOID, NUMERICARRAYOID, NUMERICARRAYOID,
+	NUMERICARRAYOID, NUMERICARRAYOID, NUMERICARRAYOID, NUMERICARRAYOID, JSONBARRAYOID,
+	JSONBARRAYOID};
+	Datum		values[16 + LINE_COLUMNS];
+	char		nulls[16 + LINE_COLUMNS];
+	int64		earned = 0,
+				spent = 0;
 	Datum	   *codes;
 	Datum	   *counted;
 	Datum	   *customer_counted;
+	Datum	   *cols[LINE_COLUMNS];
+	int			n = Max(r->nlines, 1);
 	int			ncodes = 0;
 	int			ncounted = 0;
 	int			ncustomer_counted = 0;
@@ -785,8 +948,27 @@ check_write_purchase(CheckResult *r, const char *operation_id, Jsonb *response)
 			customer_counted[ncustomer_counted++] = code;
 	}
 
-	values[14] = JsonbPGetDatum(response);
-	values[15] = JsonbPGetDatum(line_points(r, &earned, &spent));
+	/* the lines, one array per column: index, sku, qty, the money, promotions, points */
+	for (int c = 0; c < LINE_COLUMNS; c++)
+		cols[c] = palloc(sizeof(Datum) * n);
+	for (int i = 0; i < r->nlines; i++)
+	{
+		CheckLine  *l = &r->lines[i];
+
+		CHECK_FOR_INTERRUPTS();
+		cols[0][i] = Int32GetDatum(l->index);
+		cols[1][i] = CStringGetTextDatum(l->sku);
+		cols[2][i] = NumericGetDatum(scaled_to_numeric(l->qty, QTY_SCALE));
+		cols[3][i] = money_datum(l->price);
+		cols[4][i] = money_datum(l->amount);
+		cols[5][i] = money_datum(l->discount);
+		cols[6][i] = money_datum(l->certificate);
+		cols[7][i] = money_datum(l->redeemed);
+		cols[8][i] = money_datum(l->total);
+		cols[9][i] = JsonbPGetDatum(line_promotions(l));
+		cols[10][i] = JsonbPGetDatum(line_points(r, l, &earned, &spent));
+	}
+
 	values[0] = CStringGetTextDatum(operation_id);
 	values[1] = Int64GetDatum(r->cust->id);
 	if (!r->cust->identified)
@@ -806,10 +988,21 @@ check_write_purchase(CheckResult *r, const char *operation_id, Jsonb *response)
 	values[11] = Int32GetDatum(r->nlines);
 	values[12] = PointerGetDatum(construct_array(codes, ncodes, TEXTOID, -1, false, TYPALIGN_INT));
 	values[13] = money_datum(r->certificate);
-	values[16] = PointerGetDatum(construct_array(counted, ncounted, TEXTOID, -1, false,
+	values[14] = PointerGetDatum(construct_array(counted, ncounted, TEXTOID, -1, false,
 												 TYPALIGN_INT));
-	values[17] = PointerGetDatum(construct_array(customer_counted, ncustomer_counted, TEXTOID,
+	values[15] = PointerGetDatum(construct_array(customer_counted, ncustomer_counted, TEXTOID,
 												 -1, false, TYPALIGN_INT));
+	values[16] = PointerGetDatum(construct_array(cols[0], r->nlines, INT4OID, 4, true,
+												 TYPALIGN_INT));
+	values[17] = PointerGetDatum(construct_array(cols[1], r->nlines, TEXTOID, -1, false,
+												 TYPALIGN_INT));
+	for (int c = 2; c <= 8; c++)
+		values[16 + c] = PointerGetDatum(construct_array(cols[c], r->nlines, NUMERICOID, -1,
+														 false, TYPALIGN_INT));
+	values[25] = PointerGetDatum(construct_array(cols[9], r->nlines, JSONBOID, -1, false,
+												 TYPALIGN_INT));
+	values[26] = PointerGetDatum(construct_array(cols[10], r->nlines, JSONBOID, -1, false,
+												 TYPALIGN_INT));
 	spi_exec(saved_plan(&purchase_plan,
 					 "WITH p AS ("
 					 " INSERT INTO loyalty.purchase (operation_id, customer_id, store,"
@@ -818,17 +1011,19 @@ check_write_purchase(CheckResult *r, const char *operation_id, Jsonb *response)
 					 " customer_usage_counted)"
 					 " VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9,"
 					 " pg_catalog.trim_scale($10), pg_catalog.trim_scale($11), $12, $13, $14,"
-					 " $17, $18))"
+					 " $15, $16))"
 					 " INSERT INTO loyalty.purchase_line (operation_id, line_index, sku,"
 					 " qty, price, amount, discount, certificate, redeemed, total, promotions,"
 					 " points)"
 					 " SELECT $1, x.index, x.sku, x.qty, x.price, x.amount, x.discount,"
-					 "        coalesce(x.certificate, 0), x.redeemed, x.total, x.promotions,"
-					 "        $16 -> x.index"
-					 "   FROM pg_catalog.jsonb_to_recordset($15 -> 'lines') AS x(index int,"
-					 "        sku text, qty numeric, price numeric, amount numeric,"
-					 "        discount numeric, certificate numeric, redeemed numeric,"
-					 "        total numeric, promotions jsonb)",
-					 18, types),
+					 "        x.certificate, x.redeemed, x.total, x.promotions, x.points"
+					 "   FROM ROWS FROM (pg_catalog.unnest($17), pg_catalog.unnest($18),"
+					 "        pg_catalog.unnest($19), pg_catalog.unnest($20),"
+					 "        pg_catalog.unnest($21), pg_catalog.unnest($22),"
+					 "        pg_catalog.unnest($23), pg_catalog.unnest($24),"
+					 "        pg_catalog.unnest($25), pg_catalog.unnest($26),"
+					 "        pg_catalog.unnest($27)) AS x(index, sku, qty, price, amount, discount,"
+					 "        certificate, redeemed, total, promotions, points)",
+					 27, types),
 			 values, nulls, false, 0);
 }

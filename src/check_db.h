@@ -14,17 +14,38 @@
 #include "check.h"
 
 /*
+ * What a customer's read includes besides the customer row (id, tier,
+ * status): each part only when the configuration uses it.
+ */
+#define CUST_READ_SEGMENTS		0x01	/* segments (promotions name some) */
+#define CUST_READ_USAGE			0x02	/* uses of per-customer-limited promotions */
+#define CUST_READ_SUBSCRIPTIONS	0x04	/* subscriptions (the program has plans) */
+#define CUST_READ_BALANCES		0x08	/* balances (the program has accounts) */
+#define CUST_READ_ALL			0x0F
+
+/* check_customer_reads is what a customer's read of cfg must include */
+extern int	check_customer_reads(ConfigCache *cfg);
+
+/*
  * check_customer resolves the request's customer (LY001 when unknown;
- * merged customers resolve to the survivor) and loads tier, segments and
- * per-customer promotion uses, in one query.  An anonymous request gives
- * an unidentified CustomerInfo without any query.
+ * merged customers resolve to the survivor) and loads tier and, as
+ * check_customer_reads says, segments, per-customer promotion uses,
+ * subscriptions and balances (as of the request's server time), in one
+ * query.  An anonymous request gives an unidentified CustomerInfo without
+ * any query.
  */
 extern CustomerInfo *check_customer(ConfigCache *cfg, CheckRequest *req);
 
+/* check_customer_reading is check_customer reading the given CUST_READ_ parts */
+extern CustomerInfo *check_customer_reading(ConfigCache *cfg, CheckRequest *req,
+											int reads);
+
 /*
  * check_customer_locked is check_customer for a purchase: the customer's
- * row is locked (FOR NO KEY UPDATE) until the end of the transaction before
- * the customer is loaded, so their points cannot be spent twice.
+ * row is locked (FOR NO KEY UPDATE) until the end of the transaction and
+ * read as it is locked; the other parts are read after the lock in one
+ * more query (none when the configuration reads none), so their points
+ * cannot be spent twice.
  */
 extern CustomerInfo *check_customer_locked(ConfigCache *cfg, CheckRequest *req);
 

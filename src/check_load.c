@@ -15,8 +15,9 @@
  *
  * Queries, in this order (each one statement, only when needed): the
  * usage counters of limited promotions (check_usage), the coupon rows
- * (coupons_read), the balances (ledger_balances, identified customers).
- * The customer is loaded before, by the caller.
+ * (coupons_read).  The customer is loaded before, by the caller, with
+ * their balances in the same statement (check_db.c); a customer loaded
+ * without them (backtests) has them read here (ledger_balances).
  *
  *-------------------------------------------------------------------------
  */
@@ -132,7 +133,13 @@ check_load(ConfigCache *cfg, CheckRequest *req, CustomerInfo *cust,
 	in->usage = check_usage(cfg);
 	in->budget_left = budget_read(cfg);
 	coupons_read(in);
-	if (cust->identified && na > 0)
+	if (cust->identified && cust->has_balances)
+	{
+		/* read with the customer (check_db.c) */
+		in->balances = cust->balances;
+		in->has_balances = true;
+	}
+	else if (cust->identified && na > 0)
 	{
 		const char **codes = palloc(sizeof(char *) * na);
 

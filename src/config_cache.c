@@ -672,6 +672,10 @@ load_promotions(ConfigCache *c, Jsonb *candidates, Datum disable)
 		p->variant = EXPERIMENT_ANY_VARIANT;
 		if (p->usage_limit > 0 || p->per_customer_limit > 0)
 			c->any_usage_limit = true;
+		if (p->per_customer_limit > 0)
+			c->any_customer_limit = true;
+		if (p->segments != NULL || p->segments_exclude != NULL)
+			c->any_segments = true;
 		p->budget = spi_scaled(r, 20, 2, 0);
 		if (p->budget > 0)
 			c->any_budget = true;

@@ -189,6 +189,8 @@ typedef struct ConfigCache
 	const ProductSelector **selectors;	/* by selector index */
 	bool		any_usage_limit;	/* some promotion has a usage limit */
 	bool		any_budget;		/* some promotion has a budget */
+	bool		any_segments;	/* some promotion names segments (to include or exclude) */
+	bool		any_customer_limit;	/* some promotion has a per-customer limit */
 	/* subscription plans by code */
 	int			nplans;
 	CachedSubscriptionPlan *plans;

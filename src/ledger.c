@@ -159,6 +159,46 @@ ledger_lock_survivor(int64 customer_id)
 }
 
 /*
+ * ledger_balances_result fills balances[i] for accounts[i] from rows 0 to
+ * nrows - 1 of the last SPI result, whose columns col to col + 3 are
+ * LEDGER_BALANCE_ROWS' (see ledger.h); a row without an account (NULL: the
+ * customer holds no open lot) is passed over.  Accounts without a row hold
+ * nothing.
+ */
+void
+ledger_balances_result(uint64 nrows, int col, int naccounts,
+					   const char *const *accounts, LedgerBalance *balances)
+{
+	uint64		row;
+	int			i;
+
+	for (i = 0; i < naccounts; i++)
+	{
+		balances[i].available = balances[i].pending = 0;
+		balances[i].in_debt = false;
+	}
+	for (row = 0; row < nrows; row++)
+	{
+		char	   *account;
+
+		CHECK_FOR_INTERRUPTS();
+		if (spi_isnull(row, col))
+			continue;
+		account = spi_text(row, col, CurrentMemoryContext);
+		for (i = 0; i < naccounts; i++)
+		{
+			if (strcmp(accounts[i], account) == 0)
+			{
+				balances[i].available = spi_int8(row, col + 1, 0);
+				balances[i].pending = spi_int8(row, col + 2, 0);
+				balances[i].in_debt = spi_bool(row, col + 3, false);
+				break;
+			}
+		}
+	}
+}
+
+/*
  * ledger_balances reads every requested account's available and pending
  * points as of "at" in one query.
  */
@@ -168,49 +208,15 @@ ledger_balances(int64 customer_id, TimestampTz at, int naccounts,
 {
 	Oid			types[2] = {INT8OID, TIMESTAMPTZOID};
 	Datum		values[2];
-	SPIPlanPtr	plan;
 	uint64		nrows;
-	uint64		row;
-	int			i;
 
-	for (i = 0; i < naccounts; i++)
-	{
-		balances[i].available = balances[i].pending = 0;
-		balances[i].in_debt = false;
-	}
 	if (naccounts == 0)
 		return;
-
-	plan = saved_plan(&balances_plan,
-					   "SELECT l.account,"
-					   " " PTS_OUT("coalesce(sum(l.remaining) FILTER (WHERE l.available_at <= $2"
-								   " AND (l.expires_at IS NULL OR l.expires_at > $2)), 0)") ","
-					   " " PTS_OUT("coalesce(sum(l.remaining) FILTER (WHERE l.available_at > $2), 0)") ","
-					   " bool_or(l.remaining < 0)"
-					   " FROM loyalty.lot l"
-					   " WHERE l.customer_id = $1 AND l.remaining <> 0"
-					   " GROUP BY l.account",
-					   2, types);
 	values[0] = Int64GetDatum(customer_id);
 	values[1] = TimestampTzGetDatum(at);
-	nrows = spi_exec(plan, values, NULL, false, 0);
-
-	for (row = 0; row < nrows; row++)
-	{
-		char	   *account = spi_text(row, 1, CurrentMemoryContext);
-
-		CHECK_FOR_INTERRUPTS();
-		for (i = 0; i < naccounts; i++)
-		{
-			if (strcmp(accounts[i], account) == 0)
-			{
-				balances[i].available = spi_int8(row, 2, 0);
-				balances[i].pending = spi_int8(row, 3, 0);
-				balances[i].in_debt = spi_bool(row, 4, false);
-				break;
-			}
-		}
-	}
+	nrows = spi_exec(saved_plan(&balances_plan, LEDGER_BALANCE_ROWS("$1", "$2"), 2, types),
+					 values, NULL, false, 0);
+	ledger_balances_result(nrows, 1, naccounts, accounts, balances);
 }
 
 /*

@@ -54,6 +54,33 @@ extern void ledger_lock_customer(int64 customer_id);
 extern int64 ledger_lock_survivor(int64 customer_id);
 
 /*
+ * LEDGER_BALANCE_ROWS(cust, at) is the balances query over SQL expressions
+ * cust (a customer id) and at (a timestamptz): one row per account holding
+ * open lots, with its account, available and pending points (hundredths,
+ * int8) and whether it holds a debt lot.  ledger_balances runs it alone;
+ * the check loader (check_db.c) joins it to the customer's read.
+ */
+#define LEDGER_BALANCE_ROWS(cust, at) \
+	"SELECT l.account," \
+	" ((coalesce(sum(l.remaining) FILTER (WHERE l.available_at <= " at \
+	" AND (l.expires_at IS NULL OR l.expires_at > " at ")), 0)) * 100)::int8 AS available," \
+	" ((coalesce(sum(l.remaining) FILTER (WHERE l.available_at > " at "), 0)) * 100)::int8" \
+	" AS pending," \
+	" bool_or(l.remaining < 0) AS in_debt" \
+	" FROM loyalty.lot l" \
+	" WHERE l.customer_id = " cust " AND l.remaining <> 0" \
+	" GROUP BY l.account"
+
+/*
+ * ledger_balances_result fills balances[i] for accounts[i] from the last
+ * SPI result's rows, whose columns col..col + 3 are LEDGER_BALANCE_ROWS'
+ * (a NULL account is no row).
+ */
+extern void ledger_balances_result(uint64 nrows, int col, int naccounts,
+								   const char *const *accounts,
+								   LedgerBalance *balances);
+
+/*
  * ledger_balances fills balances[i] for accounts[i] (account type codes) as
  * of "at", in one query.  Lots count when available_at <= at < expires_at.
  */
