@@ -18,7 +18,8 @@
  * that pays the account's debt first and an event of the grant's own kind
  * (welcome_points, first_purchase_points, birthday_points), whose message
  * templates ship with the extension.  The operation id makes each grant
- * idempotent: a grant whose operation has ledger entries is not repeated.
+ * idempotent: it is recorded (loyalty.operation, kind "grant"), and a
+ * recorded one is not repeated.
  *
  *-------------------------------------------------------------------------
  */
@@ -28,12 +29,14 @@
 #include "executor/spi.h"
 #include "fmgr.h"
 #include "utils/builtins.h"
+#include "utils/jsonb.h"
 #include "utils/timestamp.h"
 
 #include "clock.h"
 #include "event_points.h"
 #include "ledger.h"
 #include "money.h"
+#include "operations.h"
 #include "spi_util.h"
 
 PG_FUNCTION_INFO_V1(loyalty_grant_event_points);
@@ -54,6 +57,8 @@ event_points_grant(int64 customer_id, const char *event,
 	char	   *account;
 	TimestampTz expires;
 	char	   *event_kind;
+	char	   *request;
+	char	   *response;
 
 	if (spi_exec(saved_plan(&event_config_plan,
 							"SELECT e.points, e.account, $2 + coalesce(e.lifetime, a.lifetime)"
@@ -67,13 +72,22 @@ event_points_grant(int64 customer_id, const char *event,
 	account = spi_text(0, 2, CurrentMemoryContext);
 	expires = spi_isnull(0, 3) ? DT_NOEND : spi_timestamptz(0, 3, 0);
 	if (spi_exec(saved_plan(&done_plan,
-							"SELECT 1 FROM loyalty.ledger_entry WHERE operation_id = $1 LIMIT 1",
+							"SELECT 1 FROM loyalty.operation WHERE operation_id = $1",
 							1, (Oid[]) {TEXTOID}),
 				 &values[2], NULL, true, 1) > 0)
 		return 0;
 	event_kind = psprintf("%s_points", event);
 	ledger_accrue_event(customer_id, account, points, operation_id, at, at,
 						expires, "adjust", event_kind);
+	/* recorded as an internal grant: the ledger's entries name it */
+	request = psprintf("{\"event\": \"%s\", \"customer\": " INT64_FORMAT "}",
+					   event, customer_id);
+	response = psprintf("{\"event\": \"%s\", \"account\": \"%s\", \"points\": %s}",
+						event, account, scaled_to_cstring(points, 2));
+	operation_record(operation_id, "grant",
+					 DatumGetJsonbP(DirectFunctionCall1(jsonb_in, CStringGetDatum(request))),
+					 customer_id,
+					 DatumGetJsonbP(DirectFunctionCall1(jsonb_in, CStringGetDatum(response))));
 	return points;
 }
 
