@@ -1891,6 +1891,16 @@ COMMENT ON COLUMN loyalty.promotion_budget_claim.points IS
 -- ledger (a lot and an "adjust" entry under its own operation id, which
 -- makes it idempotent) with an event of its own kind and message templates.
 -- ---------------------------------------------------------------------------
+-- event grants are internal operations of their own kind ("~welcome:1", ...)
+ALTER DOMAIN loyalty.operation_kind DROP CONSTRAINT operation_kind_known;
+ALTER DOMAIN loyalty.operation_kind ADD CONSTRAINT operation_kind_known
+    CHECK (VALUE IN ('purchase', 'refund', 'adjust', 'expire', 'merge', 'order_hold', 'order_cancel', 'order_release', 'grant', 'event_points'));
+COMMENT ON DOMAIN loyalty.operation_kind IS
+    'The kind of a writing call: purchase, refund, adjust, expire, merge, order_hold, order_cancel, order_release, grant or event_points';
+ALTER TABLE loyalty.operation DROP CONSTRAINT operation_internal_namespace;
+ALTER TABLE loyalty.operation
+    ADD CONSTRAINT operation_internal_namespace
+    CHECK ((kind IN ('merge', 'expire', 'order_release', 'event_points')) = (operation_id LIKE '~%')) NOT VALID;
 ALTER DOMAIN loyalty.event_kind DROP CONSTRAINT event_kind_known;
 ALTER DOMAIN loyalty.event_kind ADD CONSTRAINT event_kind_known
     CHECK (VALUE IN ('points_earned', 'points_available', 'points_expiring', 'points_expired',
@@ -1949,6 +1959,7 @@ END
 $_$;
 COMMENT ON FUNCTION loyalty.points_event_validate() IS
     'Refuses a malformed points event (LY006 naming the field)';
+REVOKE ALL ON FUNCTION loyalty.points_event_validate() FROM PUBLIC;
 CREATE TRIGGER points_event_validate BEFORE INSERT OR UPDATE ON loyalty.points_event
     FOR EACH ROW EXECUTE FUNCTION loyalty.points_event_validate();
 CREATE TRIGGER config_changed AFTER INSERT OR DELETE OR UPDATE OR TRUNCATE ON loyalty.points_event

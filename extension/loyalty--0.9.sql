@@ -1015,9 +1015,9 @@ COMMENT ON VIEW loyalty.customer_masked IS
 -- ---------------------------------------------------------------------------
 CREATE DOMAIN loyalty.operation_kind AS text
     CONSTRAINT operation_kind_known
-    CHECK (VALUE IN ('purchase', 'refund', 'adjust', 'expire', 'merge', 'order_hold', 'order_cancel', 'order_release', 'grant'));
+    CHECK (VALUE IN ('purchase', 'refund', 'adjust', 'expire', 'merge', 'order_hold', 'order_cancel', 'order_release', 'grant', 'event_points'));
 COMMENT ON DOMAIN loyalty.operation_kind IS
-    'The kind of a writing call: purchase, refund, adjust, expire, merge, order_hold, order_cancel, order_release or grant';
+    'The kind of a writing call: purchase, refund, adjust, expire, merge, order_hold, order_cancel, order_release, grant or event_points';
 
 CREATE TABLE loyalty.operation (
     operation_id text NOT NULL COLLATE pg_catalog."C",
@@ -1040,7 +1040,7 @@ ALTER TABLE loyalty.operation
 -- id beginning with "~" (such a row stays; every new row obeys).
 ALTER TABLE loyalty.operation
     ADD CONSTRAINT operation_internal_namespace
-    CHECK ((kind IN ('merge', 'expire', 'order_release')) = (operation_id LIKE '~%')) NOT VALID;
+    CHECK ((kind IN ('merge', 'expire', 'order_release', 'event_points')) = (operation_id LIKE '~%')) NOT VALID;
 
 CREATE INDEX operation_customer_idx ON loyalty.operation (customer_id, created_at);
 COMMENT ON TABLE loyalty.operation IS

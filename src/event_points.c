@@ -18,7 +18,7 @@
  * that pays the account's debt first and an event of the grant's own kind
  * (welcome_points, first_purchase_points, birthday_points), whose message
  * templates ship with the extension.  The operation id makes each grant
- * idempotent: it is recorded (loyalty.operation, kind "grant"), and a
+ * idempotent: it is recorded (loyalty.operation, kind "event_points"), and a
  * recorded one is not repeated.
  *
  *-------------------------------------------------------------------------
@@ -79,12 +79,12 @@ event_points_grant(int64 customer_id, const char *event,
 	event_kind = psprintf("%s_points", event);
 	ledger_accrue_event(customer_id, account, points, operation_id, at, at,
 						expires, "adjust", event_kind);
-	/* recorded as an internal grant: the ledger's entries name it */
+	/* recorded as an internal operation: the ledger's entries name it */
 	request = psprintf("{\"event\": \"%s\", \"customer\": " INT64_FORMAT "}",
 					   event, customer_id);
 	response = psprintf("{\"event\": \"%s\", \"account\": \"%s\", \"points\": %s}",
 						event, account, scaled_to_cstring(points, 2));
-	operation_record(operation_id, "grant",
+	operation_record(operation_id, "event_points",
 					 DatumGetJsonbP(DirectFunctionCall1(jsonb_in, CStringGetDatum(request))),
 					 customer_id,
 					 DatumGetJsonbP(DirectFunctionCall1(jsonb_in, CStringGetDatum(response))));
