@@ -1,7 +1,7 @@
 -- demo/checks.sql: a day of checks for the demo program.
 --
--- Forty more customers join (some with a welcome bonus, some in the gold
--- tier); then 400 checks of the last 14 hours, across the five stores and
+-- Forty more customers join (each with the welcome points, some in the
+-- gold tier); then 400 checks of the last 14 hours, across the five stores and
 -- their time zones, are priced and committed with loyalty.purchase in the
 -- order they happened (registers that were offline send their checks late:
 -- inside the max_backdate window of 72 hours).  Two receipts are printed in full, then the day's summary, and
@@ -12,12 +12,13 @@ SELECT setseed(0.2026) AS seeded \gset
 
 \echo
 \echo '--- forty more customers; welcome bonuses; some are gold ---'
+-- welcome points: 300 main points for every customer registered from now on
+-- (loyalty.points_event; registration grants them, once)
+INSERT INTO loyalty.points_event (event, points, account) VALUES ('welcome', 300, 'main')
+    ON CONFLICT (event) DO UPDATE SET points = excluded.points, account = excluded.account, enabled = true;
 SELECT count(loyalty.register('+7912' || lpad((1000000 + i)::text, 7, '0'))) AS registered
   FROM generate_series(1, 40) AS i;
-SELECT count(loyalty.adjust(jsonb_build_object(
-           'operation_id', 'welcome-' || c.id, 'customer', 'id:' || c.id,
-           'account', 'main', 'points', 300, 'reason', 'welcome bonus'))) AS welcome_bonuses
-  FROM loyalty.customer c WHERE c.status = 'active' AND c.id % 3 = 0;
+SELECT count(*) AS welcome_bonuses FROM loyalty.event WHERE kind = 'welcome_points';
 UPDATE loyalty.customer SET tier = 'gold' WHERE id % 5 = 0 AND status = 'active';
 
 -- ---------------------------------------------------------------------------

@@ -2366,6 +2366,302 @@ COMMENT ON FUNCTION loyalty.usage_quotas(integer, bigint[]) IS
 REVOKE ALL ON FUNCTION loyalty.set_usage_quota(text, integer), loyalty.usage_quotas(integer, bigint[]) FROM PUBLIC;
 GRANT EXECUTE ON FUNCTION loyalty.set_usage_quota(text, integer), loyalty.usage_quotas(integer, bigint[])
     TO loyalty_marketer, loyalty_admin;
+-- ---------------------------------------------------------------------------
+-- Issue 18 (continued): points budget.  promotion.points_budget caps the
+-- points a promotion (points_percent, points_fixed) gives across all
+-- committed purchases, as promotion.budget caps money: counted on the
+-- promotion's usage counter (promotion_usage.points_given) under its row
+-- lock, each purchase's take recorded in promotion_budget_claim.points, so
+-- two purchases racing for the last points cannot both take them and the
+-- full refund of a purchase gives its points back.
+-- ---------------------------------------------------------------------------
+ALTER TABLE loyalty.promotion ADD COLUMN points_budget numeric(14,2);
+ALTER TABLE loyalty.promotion
+    ADD CONSTRAINT promotion_points_budget_positive CHECK (points_budget > 0);
+COMMENT ON COLUMN loyalty.promotion.points_budget IS
+    'Points the promotion may give across all committed purchases; NULL = no points budget';
+ALTER TABLE loyalty.promotion_usage ADD COLUMN points_given numeric(14,2) DEFAULT 0 NOT NULL;
+ALTER TABLE loyalty.promotion_usage
+    ADD CONSTRAINT promotion_usage_points_given_check CHECK (points_given >= 0);
+COMMENT ON COLUMN loyalty.promotion_usage.points_given IS
+    'Points the promotion gave on committed purchases (counted against promotion.points_budget)';
+ALTER TABLE loyalty.promotion_budget_claim DROP CONSTRAINT promotion_budget_claim_given_check;
+ALTER TABLE loyalty.promotion_budget_claim
+    ADD CONSTRAINT promotion_budget_claim_given_check CHECK (given >= 0);
+ALTER TABLE loyalty.promotion_budget_claim ADD COLUMN points numeric(14,2) DEFAULT 0 NOT NULL;
+ALTER TABLE loyalty.promotion_budget_claim
+    ADD CONSTRAINT promotion_budget_claim_points_check CHECK (points >= 0);
+ALTER TABLE loyalty.promotion_budget_claim
+    ADD CONSTRAINT promotion_budget_claim_not_empty CHECK (given > 0 OR points > 0);
+COMMENT ON COLUMN loyalty.promotion_budget_claim.points IS
+    'Points the purchase took from the promotion''s points_budget';
+
+-- ---------------------------------------------------------------------------
+-- Issue 18 (continued): event points.  loyalty.points_event configures the
+-- points a customer gets for an event of their own: "welcome" on
+-- registration, "first_purchase" with their first purchase (taken back by
+-- that purchase's full refund), "birthday" from maintenance on their
+-- birthday in the program's time zone, once a year.  Each goes through the
+-- ledger (a lot and an "adjust" entry under its own operation id, which
+-- makes it idempotent) with an event of its own kind and message templates.
+-- ---------------------------------------------------------------------------
+-- event grants are internal operations of their own kind ("~welcome:1", ...)
+ALTER DOMAIN loyalty.operation_kind DROP CONSTRAINT operation_kind_known;
+ALTER DOMAIN loyalty.operation_kind ADD CONSTRAINT operation_kind_known
+    CHECK (VALUE IN ('purchase', 'refund', 'adjust', 'expire', 'merge', 'order_hold', 'order_cancel', 'order_release', 'grant', 'event_points'));
+COMMENT ON DOMAIN loyalty.operation_kind IS
+    'The kind of a writing call: purchase, refund, adjust, expire, merge, order_hold, order_cancel, order_release, grant or event_points';
+ALTER TABLE loyalty.operation DROP CONSTRAINT operation_internal_namespace;
+ALTER TABLE loyalty.operation
+    ADD CONSTRAINT operation_internal_namespace
+    CHECK ((kind IN ('merge', 'expire', 'order_release', 'event_points')) = (operation_id LIKE '~%')) NOT VALID;
+ALTER DOMAIN loyalty.event_kind DROP CONSTRAINT event_kind_known;
+ALTER DOMAIN loyalty.event_kind ADD CONSTRAINT event_kind_known
+    CHECK (VALUE IN ('points_earned', 'points_available', 'points_expiring', 'points_expired',
+                     'tier_changed', 'coupon_issued', 'segment_changed',
+                     'welcome_points', 'first_purchase_points', 'birthday_points'));
+COMMENT ON DOMAIN loyalty.event_kind IS
+    'The kind of an event: points_earned, points_available, points_expiring, points_expired, tier_changed, coupon_issued, segment_changed, welcome_points, first_purchase_points or birthday_points';
+
+CREATE TABLE loyalty.points_event (
+    event text NOT NULL COLLATE pg_catalog."C",
+    points numeric(14,2) NOT NULL,
+    account text DEFAULT 'main' NOT NULL COLLATE pg_catalog."C",
+    lifetime interval,
+    enabled boolean DEFAULT true NOT NULL,
+    CONSTRAINT points_event_pkey PRIMARY KEY (event)
+);
+COMMENT ON TABLE loyalty.points_event IS
+    'Points for a customer''s own events: welcome (registration), first_purchase, birthday (maintenance, once a year)';
+COMMENT ON COLUMN loyalty.points_event.lifetime IS
+    'How long the points live; NULL = the account type''s lifetime (NULL there too: they never expire)';
+
+CREATE FUNCTION loyalty.points_event_validate() RETURNS trigger
+    LANGUAGE plpgsql
+    SET search_path = pg_catalog, pg_temp
+    AS $_$
+DECLARE
+    precision int := loyalty.setting_value('points_precision')::int;
+BEGIN
+    IF NEW.event IS NULL OR NEW.event NOT IN ('welcome', 'first_purchase', 'birthday') THEN
+        RAISE EXCEPTION 'invalid points event "%"', NEW.event
+            USING ERRCODE = 'LY006',
+                  DETAIL = 'Field "event" must be one of "welcome", "first_purchase", "birthday".';
+    END IF;
+    IF NEW.points IS NULL OR NEW.points <= 0 THEN
+        RAISE EXCEPTION 'invalid points event "%"', NEW.event
+            USING ERRCODE = 'LY006',
+                  DETAIL = 'Field "points" must be greater than 0.';
+    END IF;
+    IF precision = 0 AND NEW.points <> trunc(NEW.points) THEN
+        RAISE EXCEPTION 'invalid points event "%"', NEW.event
+            USING ERRCODE = 'LY006',
+                  DETAIL = 'Field "points" must be a whole number of points (points_precision is 0).';
+    END IF;
+    IF NOT EXISTS (SELECT 1 FROM loyalty.account_type a WHERE a.code = NEW.account) THEN
+        RAISE EXCEPTION 'invalid points event "%"', NEW.event
+            USING ERRCODE = 'LY006',
+                  DETAIL = format('Field "account" names no account type: "%s".', NEW.account);
+    END IF;
+    IF NEW.lifetime IS NOT NULL AND NEW.lifetime <= interval '0' THEN
+        RAISE EXCEPTION 'invalid points event "%"', NEW.event
+            USING ERRCODE = 'LY006',
+                  DETAIL = 'Field "lifetime" must be a positive interval such as 7 days.';
+    END IF;
+    RETURN NEW;
+END
+$_$;
+COMMENT ON FUNCTION loyalty.points_event_validate() IS
+    'Refuses a malformed points event (LY006 naming the field)';
+REVOKE ALL ON FUNCTION loyalty.points_event_validate() FROM PUBLIC;
+CREATE TRIGGER points_event_validate BEFORE INSERT OR UPDATE ON loyalty.points_event
+    FOR EACH ROW EXECUTE FUNCTION loyalty.points_event_validate();
+CREATE TRIGGER config_changed AFTER INSERT OR DELETE OR UPDATE OR TRUNCATE ON loyalty.points_event
+    FOR EACH STATEMENT EXECUTE FUNCTION loyalty.config_changed();
+SELECT pg_catalog.pg_extension_config_dump('loyalty.points_event', '');
+
+INSERT INTO loyalty.message_template_default (kind, locale, template) VALUES
+    ('welcome_points', 'en',
+     'Welcome! You got {points, plural, one {# point} other {# points}}'),
+    ('welcome_points', 'ru',
+     'Добро пожаловать! Вам начислено {points, plural, one {# балл} few {# балла} many {# баллов} other {# балла}}'),
+    ('first_purchase_points', 'en',
+     'Thank you for your first purchase: {points, plural, one {# point} other {# points}}'),
+    ('first_purchase_points', 'ru',
+     'Спасибо за первую покупку: {points, plural, one {# балл} few {# балла} many {# баллов} other {# балла}}'),
+    ('birthday_points', 'en',
+     'Happy birthday! {points, plural, one {# point} other {# points}}{date, select, none {} other { until {date}}}'),
+    ('birthday_points', 'ru',
+     'С днём рождения! {points, plural, one {# балл} few {# балла} many {# баллов} other {# балла}}{date, select, none {} other { до {date}}}');
+
+-- the grant itself: internal, called by register, run_maintenance and (in C)
+-- the purchase
+CREATE FUNCTION loyalty.grant_event_points(customer_id bigint, event text,
+                                           operation_id text, at timestamptz)
+    RETURNS numeric
+    LANGUAGE c SECURITY DEFINER
+    SET search_path = pg_catalog, pg_temp
+    AS 'MODULE_PATHNAME', 'loyalty_grant_event_points';
+COMMENT ON FUNCTION loyalty.grant_event_points(bigint, text, text, timestamptz) IS
+    'Internal: grants the points of a points_event to a customer under operation_id, once (0 when not configured or already granted); at NULL = now';
+REVOKE ALL ON FUNCTION loyalty.grant_event_points(bigint, text, text, timestamptz) FROM PUBLIC;
+GRANT EXECUTE ON FUNCTION loyalty.grant_event_points(bigint, text, text, timestamptz) TO loyalty_admin;
+
+CREATE FUNCTION loyalty.grant_birthday_points(as_of timestamptz) RETURNS bigint
+    LANGUAGE plpgsql STRICT SECURITY DEFINER
+    SET search_path = pg_catalog, pg_temp
+    AS $_$
+DECLARE
+    d   date := (as_of AT TIME ZONE loyalty.setting_value('timezone'))::date;
+    c   record;
+    n   bigint := 0;
+BEGIN
+    IF NOT EXISTS (SELECT 1 FROM loyalty.points_event e WHERE e.event = 'birthday' AND e.enabled) THEN
+        RETURN 0;
+    END IF;
+    -- born on 29 February: on 28 February in a year without one
+    FOR c IN SELECT cu.id FROM loyalty.customer cu
+              WHERE cu.status = 'active' AND cu.birth_date IS NOT NULL
+                AND (to_char(cu.birth_date, 'MM-DD') = to_char(d, 'MM-DD')
+                     OR to_char(cu.birth_date, 'MM-DD') = '02-29' AND to_char(d, 'MM-DD') = '02-28'
+                        AND to_char(d + 1, 'MM-DD') = '03-01')
+              ORDER BY cu.id
+    LOOP
+        IF loyalty.grant_event_points(c.id, 'birthday',
+                                      format('~birthday:%s:%s', c.id, to_char(d, 'YYYY')),
+                                      as_of) > 0 THEN
+            n := n + 1;
+        END IF;
+    END LOOP;
+    RETURN n;
+END
+$_$;
+COMMENT ON FUNCTION loyalty.grant_birthday_points(as_of timestamptz) IS
+    'Birthday points (points_event "birthday") to every active customer whose birthday is as_of''s date in the program''s time zone, once a year; returns the customers granted';
+REVOKE ALL ON FUNCTION loyalty.grant_birthday_points(timestamptz) FROM PUBLIC;
+GRANT EXECUTE ON FUNCTION loyalty.grant_birthday_points(timestamptz) TO loyalty_admin;
+GRANT SELECT, INSERT, UPDATE, DELETE ON loyalty.points_event TO loyalty_marketer;
+GRANT SELECT ON loyalty.points_event TO loyalty_analyst;
+GRANT ALL ON loyalty.points_event TO loyalty_admin;
+
+-- registration grants the welcome points; maintenance the birthday points
+CREATE OR REPLACE FUNCTION loyalty.register(phone text, profile jsonb DEFAULT '{}'::jsonb) RETURNS bigint
+    LANGUAGE plpgsql STRICT SECURITY DEFINER
+    SET search_path = pg_catalog, pg_temp
+    AS $_$
+DECLARE
+    p       loyalty.phone := register.phone::loyalty.phone;
+    k       text;
+    v_email text;
+    v_name  text;
+    v_birth date;
+    v_attrs jsonb := '{}';
+    cid     bigint;
+BEGIN
+    IF jsonb_typeof(profile) <> 'object' THEN
+        RAISE EXCEPTION 'malformed profile'
+            USING ERRCODE = 'invalid_parameter_value',
+                  DETAIL = 'Field "profile" must be a JSON object.';
+    END IF;
+    FOR k IN SELECT jsonb_object_keys(profile) LOOP
+        IF k NOT IN ('email', 'name', 'birth_date', 'attrs') THEN
+            RAISE EXCEPTION 'malformed profile'
+                USING ERRCODE = 'invalid_parameter_value',
+                      DETAIL = format('Field "profile.%s" is not known.', k),
+                      HINT = 'Known fields are email, name, birth_date and attrs; put anything else under attrs.';
+        END IF;
+        IF k = 'attrs' AND jsonb_typeof(profile -> k) <> 'object'
+           OR k <> 'attrs' AND jsonb_typeof(profile -> k) NOT IN ('string', 'null') THEN
+            RAISE EXCEPTION 'malformed profile'
+                USING ERRCODE = 'invalid_parameter_value',
+                      DETAIL = format('Field "profile.%s" must be %s.', k,
+                                      CASE k WHEN 'attrs' THEN 'a JSON object' ELSE 'a string' END);
+        END IF;
+    END LOOP;
+    v_email := nullif(btrim(profile ->> 'email'), '');
+    v_name := nullif(btrim(profile ->> 'name'), '');
+    v_attrs := coalesce(profile -> 'attrs', '{}');
+    IF profile ->> 'birth_date' IS NOT NULL THEN
+        IF profile ->> 'birth_date' !~ '^\d{4}-\d{2}-\d{2}$' THEN
+            RAISE EXCEPTION 'malformed profile'
+                USING ERRCODE = 'invalid_parameter_value',
+                      DETAIL = 'Field "profile.birth_date" must be a date written YYYY-MM-DD.';
+        END IF;
+        v_birth := (profile ->> 'birth_date')::date;
+    END IF;
+
+    -- look first, so that repeated registrations do not burn ids
+    SELECT coalesce(c.merged_into, c.id) INTO cid
+      FROM loyalty.customer c WHERE c.phone OPERATOR(loyalty.=) p;
+    IF cid IS NULL THEN
+        INSERT INTO loyalty.customer AS c (phone, email, name, birth_date, attrs)
+        VALUES (p, lower(v_email), v_name, v_birth, v_attrs)
+        ON CONFLICT ON CONSTRAINT customer_phone_key DO NOTHING
+        RETURNING c.id INTO cid;
+        IF cid IS NOT NULL THEN
+            -- a new customer: the welcome points (points_event), once
+            PERFORM loyalty.grant_event_points(cid, 'welcome', '~welcome:' || cid, NULL);
+            RETURN cid;
+        END IF;
+        -- a concurrent registration of the same phone won the race
+        SELECT coalesce(c.merged_into, c.id) INTO cid
+          FROM loyalty.customer c WHERE c.phone OPERATOR(loyalty.=) p;
+    END IF;
+
+    -- already known: fill in what is missing, never overwrite
+    IF cid IS NOT NULL THEN
+        UPDATE loyalty.customer c
+           SET email = coalesce(c.email, lower(v_email)),
+               name = coalesce(c.name, v_name),
+               birth_date = coalesce(c.birth_date, v_birth),
+               attrs = v_attrs || c.attrs
+         WHERE c.id = cid
+           AND (c.email IS NULL AND v_email IS NOT NULL
+                OR c.name IS NULL AND v_name IS NOT NULL
+                OR c.birth_date IS NULL AND v_birth IS NOT NULL
+                OR NOT c.attrs @> v_attrs);
+    END IF;
+    RETURN cid;
+END
+$_$;
+
+CREATE OR REPLACE FUNCTION loyalty.run_maintenance(as_of timestamptz DEFAULT now()) RETURNS jsonb
+    LANGUAGE plpgsql STRICT SECURITY DEFINER
+    SET search_path = pg_catalog, pg_temp
+    AS $$
+DECLARE
+    expired bigint;
+    orders bigint;
+    birthdays bigint;
+BEGIN
+    IF pg_is_in_recovery() THEN
+        RETURN jsonb_build_object('skipped', 'standby');
+    END IF;
+    -- the same key as run_maintenance_proc: one run at a time
+    IF NOT pg_try_advisory_xact_lock(19545, 1) THEN
+        RETURN jsonb_build_object('skipped', 'another maintenance run is in progress');
+    END IF;
+    -- held orders first: points they held on lots due now expire below
+    orders := loyalty.expire_orders(as_of, 2147483647);
+    expired := loyalty.expire_points(as_of);
+    -- the day's RFM (once a program day; see maintain_rfm)
+    PERFORM loyalty.maintain_rfm(as_of);
+    -- segment members that may have changed since the last run
+    PERFORM loyalty.refresh_segments(false, as_of);
+    -- the day's birthday points (points_event), once a year per customer
+    birthdays := loyalty.grant_birthday_points(as_of);
+    RETURN jsonb_build_object('as_of', as_of, 'expired_points', expired,
+                              'tier_changes', loyalty.recalculate_tiers(as_of))
+           || loyalty.announce_lots(as_of)
+           || CASE WHEN orders > 0 THEN jsonb_build_object('expired_orders', orders)
+                   ELSE '{}'::jsonb END
+           || CASE WHEN birthdays > 0 THEN jsonb_build_object('birthday_points', birthdays)
+                   ELSE '{}'::jsonb END;
+END
+$$;
+COMMENT ON FUNCTION loyalty.run_maintenance(as_of timestamp with time zone) IS
+    'Expiry, availability events, expiry reminders, the day''s RFM and birthday points in one transaction; one run at a time; nothing on a standby';
+
 -- Issue 21: no CHECK constraint preparation on a purchase's statements.
 -- PostgreSQL prepares a table's CHECK constraints again for every statement
 -- that writes it (parsed back from text, planned, compiled), saved plan or
@@ -2387,11 +2683,11 @@ ALTER TABLE loyalty.operation
 CREATE TRIGGER operation_checks BEFORE INSERT ON loyalty.operation
     FOR EACH ROW EXECUTE FUNCTION loyalty.row_checks(
         'operation_id_format', '(operation_id <> '''') AND (length(operation_id) <= 200)',
-        'operation_internal_namespace', '(kind IN (''merge'', ''expire'', ''order_release'')) = (operation_id LIKE ''~%'')');
+        'operation_internal_namespace', '(kind IN (''merge'', ''expire'', ''order_release'', ''event_points'')) = (operation_id LIKE ''~%'')');
 CREATE TRIGGER operation_checks_update AFTER UPDATE ON loyalty.operation
     FOR EACH ROW EXECUTE FUNCTION loyalty.row_checks(
         'operation_id_format', '(operation_id <> '''') AND (length(operation_id) <= 200)',
-        'operation_internal_namespace', '(kind IN (''merge'', ''expire'', ''order_release'')) = (operation_id LIKE ''~%'')');
+        'operation_internal_namespace', '(kind IN (''merge'', ''expire'', ''order_release'', ''event_points'')) = (operation_id LIKE ''~%'')');
 ALTER TABLE loyalty.lot
     DROP CONSTRAINT lot_debt_never_expires,
     DROP CONSTRAINT lot_expires_after_earned,

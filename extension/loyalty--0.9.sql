@@ -570,6 +570,8 @@ CREATE TABLE loyalty.promotion (
     segments_exclude text[],
     experiment text,
     variant text,
+    points_budget numeric(14,2),
+    CONSTRAINT promotion_points_budget_positive CHECK (points_budget > 0),
     CONSTRAINT promotion_variant_needs_experiment CHECK (variant IS NULL OR experiment IS NOT NULL),
     CONSTRAINT promotion_channels_known CHECK (channels <@ ARRAY['pos', 'web', 'app']),
     CONSTRAINT promotion_code_check CHECK (code <> ''),
@@ -582,6 +584,8 @@ COMMENT ON TABLE loyalty.promotion IS
     'Promotions: a mechanic with its rule, order (priority, code), scope and limits';
 COMMENT ON COLUMN loyalty.promotion.budget IS
     'Money the promotion may give across all committed purchases; NULL = no budget';
+COMMENT ON COLUMN loyalty.promotion.points_budget IS
+    'Points the promotion may give across all committed purchases; NULL = no points budget';
 COMMENT ON COLUMN loyalty.promotion.experiment IS
     'The A/B experiment the promotion belongs to: only that experiment''s customers of "variant" (NULL: of any variant) get it, the holdout never';
 COMMENT ON COLUMN loyalty.promotion.segments_exclude IS
@@ -622,7 +626,9 @@ CREATE TABLE loyalty.promotion_usage (
     promotion text NOT NULL COLLATE pg_catalog."C",
     uses bigint DEFAULT 0 NOT NULL,
     given numeric(14,2) DEFAULT 0 NOT NULL,
+    points_given numeric(14,2) DEFAULT 0 NOT NULL,
     CONSTRAINT promotion_usage_given_check CHECK (given >= 0),
+    CONSTRAINT promotion_usage_points_given_check CHECK (points_given >= 0),
     CONSTRAINT promotion_usage_uses_check CHECK (uses >= 0),
     CONSTRAINT promotion_usage_pkey PRIMARY KEY (promotion),
     CONSTRAINT promotion_usage_promotion_fkey FOREIGN KEY (promotion) REFERENCES loyalty.promotion(code) ON UPDATE CASCADE ON DELETE CASCADE
@@ -631,17 +637,24 @@ COMMENT ON TABLE loyalty.promotion_usage IS
     'Uses of promotions with a usage_limit (purchases that applied them)';
 COMMENT ON COLUMN loyalty.promotion_usage.given IS
     'Money the promotion gave on committed purchases (counted against promotion.budget)';
+COMMENT ON COLUMN loyalty.promotion_usage.points_given IS
+    'Points the promotion gave on committed purchases (counted against promotion.points_budget)';
 
 CREATE TABLE loyalty.promotion_budget_claim (
     operation_id text NOT NULL COLLATE pg_catalog."C",
     promotion text NOT NULL COLLATE pg_catalog."C",
     given numeric(14,2) NOT NULL,
-    CONSTRAINT promotion_budget_claim_given_check CHECK (given > 0),
+    points numeric(14,2) DEFAULT 0 NOT NULL,
+    CONSTRAINT promotion_budget_claim_given_check CHECK (given >= 0),
+    CONSTRAINT promotion_budget_claim_points_check CHECK (points >= 0),
+    CONSTRAINT promotion_budget_claim_not_empty CHECK (given > 0 OR points > 0),
     CONSTRAINT promotion_budget_claim_pkey PRIMARY KEY (operation_id, promotion),
     CONSTRAINT promotion_budget_claim_promotion_fkey FOREIGN KEY (promotion) REFERENCES loyalty.promotion(code) ON UPDATE CASCADE ON DELETE CASCADE
 );
 COMMENT ON TABLE loyalty.promotion_budget_claim IS
     'What each purchase took from the budget of a promotion; its full refund gives it back';
+COMMENT ON COLUMN loyalty.promotion_budget_claim.points IS
+    'Points the purchase took from the promotion''s points_budget';
 
 CREATE TABLE loyalty.promotion_customer_usage (
     promotion text NOT NULL COLLATE pg_catalog."C",
@@ -855,6 +868,8 @@ BEGIN
         ON CONFLICT ON CONSTRAINT customer_phone_key DO NOTHING
         RETURNING c.id INTO cid;
         IF cid IS NOT NULL THEN
+            -- a new customer: the welcome points (points_event), once
+            PERFORM loyalty.grant_event_points(cid, 'welcome', '~welcome:' || cid, NULL);
             RETURN cid;
         END IF;
         -- a concurrent registration of the same phone won the race
@@ -1021,9 +1036,9 @@ COMMENT ON VIEW loyalty.customer_masked IS
 -- ---------------------------------------------------------------------------
 CREATE DOMAIN loyalty.operation_kind AS text
     CONSTRAINT operation_kind_known
-    CHECK (VALUE IN ('purchase', 'refund', 'adjust', 'expire', 'merge', 'order_hold', 'order_cancel', 'order_release', 'grant'));
+    CHECK (VALUE IN ('purchase', 'refund', 'adjust', 'expire', 'merge', 'order_hold', 'order_cancel', 'order_release', 'grant', 'event_points'));
 COMMENT ON DOMAIN loyalty.operation_kind IS
-    'The kind of a writing call: purchase, refund, adjust, expire, merge, order_hold, order_cancel, order_release or grant';
+    'The kind of a writing call: purchase, refund, adjust, expire, merge, order_hold, order_cancel, order_release, grant or event_points';
 
 CREATE TABLE loyalty.operation (
     operation_id text NOT NULL COLLATE pg_catalog."C",
@@ -1039,11 +1054,11 @@ CREATE TABLE loyalty.operation (
 CREATE TRIGGER operation_checks BEFORE INSERT ON loyalty.operation
     FOR EACH ROW EXECUTE FUNCTION loyalty.row_checks(
         'operation_id_format', '(operation_id <> '''') AND (length(operation_id) <= 200)',
-        'operation_internal_namespace', '(kind IN (''merge'', ''expire'', ''order_release'')) = (operation_id LIKE ''~%'')');
+        'operation_internal_namespace', '(kind IN (''merge'', ''expire'', ''order_release'', ''event_points'')) = (operation_id LIKE ''~%'')');
 CREATE TRIGGER operation_checks_update AFTER UPDATE ON loyalty.operation
     FOR EACH ROW EXECUTE FUNCTION loyalty.row_checks(
         'operation_id_format', '(operation_id <> '''') AND (length(operation_id) <= 200)',
-        'operation_internal_namespace', '(kind IN (''merge'', ''expire'', ''order_release'')) = (operation_id LIKE ''~%'')');
+        'operation_internal_namespace', '(kind IN (''merge'', ''expire'', ''order_release'', ''event_points'')) = (operation_id LIKE ''~%'')');
 -- requests and responses stay in the row, compressed with lz4
 ALTER TABLE loyalty.operation
     ALTER COLUMN request SET STORAGE MAIN,
@@ -1779,9 +1794,10 @@ COMMENT ON TABLE loyalty.subscription IS
 CREATE DOMAIN loyalty.event_kind AS text
     CONSTRAINT event_kind_known
     CHECK (VALUE IN ('points_earned', 'points_available', 'points_expiring', 'points_expired',
-                     'tier_changed', 'coupon_issued', 'segment_changed'));
+                     'tier_changed', 'coupon_issued', 'segment_changed',
+                     'welcome_points', 'first_purchase_points', 'birthday_points'));
 COMMENT ON DOMAIN loyalty.event_kind IS
-    'The kind of an event: points_earned, points_available, points_expiring, points_expired, tier_changed, coupon_issued or segment_changed';
+    'The kind of an event: points_earned, points_available, points_expiring, points_expired, tier_changed, coupon_issued, segment_changed, welcome_points, first_purchase_points or birthday_points';
 
 CREATE SEQUENCE loyalty.event_id_seq
     START WITH 1
@@ -1968,6 +1984,134 @@ CREATE FUNCTION loyalty.event_message(
 $$;
 COMMENT ON FUNCTION loyalty.event_message(kind text, payload jsonb, locale text) IS
     'The customer message of an event, from the template of its kind in the locale (program locale by default)';
+
+-- ---------------------------------------------------------------------------
+-- Event points (issue 18): loyalty.points_event configures the points a
+-- customer gets for an event of their own: "welcome" on registration,
+-- "first_purchase" with their first purchase (taken back by that purchase's
+-- full refund), "birthday" from maintenance on their birthday in the
+-- program's time zone, once a year.  Each goes through the ledger (a lot
+-- and an "adjust" entry under its own operation id, which makes it
+-- idempotent) with an event of its own kind and message templates.
+-- ---------------------------------------------------------------------------
+CREATE TABLE loyalty.points_event (
+    event text NOT NULL COLLATE pg_catalog."C",
+    points numeric(14,2) NOT NULL,
+    account text DEFAULT 'main' NOT NULL COLLATE pg_catalog."C",
+    lifetime interval,
+    enabled boolean DEFAULT true NOT NULL,
+    CONSTRAINT points_event_pkey PRIMARY KEY (event)
+);
+COMMENT ON TABLE loyalty.points_event IS
+    'Points for a customer''s own events: welcome (registration), first_purchase, birthday (maintenance, once a year)';
+COMMENT ON COLUMN loyalty.points_event.lifetime IS
+    'How long the points live; NULL = the account type''s lifetime (NULL there too: they never expire)';
+
+CREATE FUNCTION loyalty.points_event_validate() RETURNS trigger
+    LANGUAGE plpgsql
+    SET search_path = pg_catalog, pg_temp
+    AS $_$
+DECLARE
+    precision int := loyalty.setting_value('points_precision')::int;
+BEGIN
+    IF NEW.event IS NULL OR NEW.event NOT IN ('welcome', 'first_purchase', 'birthday') THEN
+        RAISE EXCEPTION 'invalid points event "%"', NEW.event
+            USING ERRCODE = 'LY006',
+                  DETAIL = 'Field "event" must be one of "welcome", "first_purchase", "birthday".';
+    END IF;
+    IF NEW.points IS NULL OR NEW.points <= 0 THEN
+        RAISE EXCEPTION 'invalid points event "%"', NEW.event
+            USING ERRCODE = 'LY006',
+                  DETAIL = 'Field "points" must be greater than 0.';
+    END IF;
+    IF precision = 0 AND NEW.points <> trunc(NEW.points) THEN
+        RAISE EXCEPTION 'invalid points event "%"', NEW.event
+            USING ERRCODE = 'LY006',
+                  DETAIL = 'Field "points" must be a whole number of points (points_precision is 0).';
+    END IF;
+    IF NOT EXISTS (SELECT 1 FROM loyalty.account_type a WHERE a.code = NEW.account) THEN
+        RAISE EXCEPTION 'invalid points event "%"', NEW.event
+            USING ERRCODE = 'LY006',
+                  DETAIL = format('Field "account" names no account type: "%s".', NEW.account);
+    END IF;
+    IF NEW.lifetime IS NOT NULL AND NEW.lifetime <= interval '0' THEN
+        RAISE EXCEPTION 'invalid points event "%"', NEW.event
+            USING ERRCODE = 'LY006',
+                  DETAIL = 'Field "lifetime" must be a positive interval such as 7 days.';
+    END IF;
+    RETURN NEW;
+END
+$_$;
+COMMENT ON FUNCTION loyalty.points_event_validate() IS
+    'Refuses a malformed points event (LY006 naming the field)';
+CREATE TRIGGER points_event_validate BEFORE INSERT OR UPDATE ON loyalty.points_event
+    FOR EACH ROW EXECUTE FUNCTION loyalty.points_event_validate();
+CREATE TRIGGER config_changed AFTER INSERT OR DELETE OR UPDATE OR TRUNCATE ON loyalty.points_event
+    FOR EACH STATEMENT EXECUTE FUNCTION loyalty.config_changed();
+
+INSERT INTO loyalty.message_template_default (kind, locale, template) VALUES
+    ('welcome_points', 'en',
+     'Welcome! You got {points, plural, one {# point} other {# points}}'),
+    ('welcome_points', 'ru',
+     'Добро пожаловать! Вам начислено {points, plural, one {# балл} few {# балла} many {# баллов} other {# балла}}'),
+    ('first_purchase_points', 'en',
+     'Thank you for your first purchase: {points, plural, one {# point} other {# points}}'),
+    ('first_purchase_points', 'ru',
+     'Спасибо за первую покупку: {points, plural, one {# балл} few {# балла} many {# баллов} other {# балла}}'),
+    ('birthday_points', 'en',
+     'Happy birthday! {points, plural, one {# point} other {# points}}{date, select, none {} other { until {date}}}'),
+    ('birthday_points', 'ru',
+     'С днём рождения! {points, plural, one {# балл} few {# балла} many {# баллов} other {# балла}}{date, select, none {} other { до {date}}}');
+
+-- the grant itself: internal, called by register, run_maintenance and (in C)
+-- the purchase
+CREATE FUNCTION loyalty.grant_event_points(customer_id bigint, event text,
+                                           operation_id text, at timestamptz)
+    RETURNS numeric
+    LANGUAGE c SECURITY DEFINER
+    SET search_path = pg_catalog, pg_temp
+    AS 'MODULE_PATHNAME', 'loyalty_grant_event_points';
+COMMENT ON FUNCTION loyalty.grant_event_points(bigint, text, text, timestamptz) IS
+    'Internal: grants the points of a points_event to a customer under operation_id, once (0 when not configured or already granted); at NULL = now';
+REVOKE ALL ON FUNCTION loyalty.grant_event_points(bigint, text, text, timestamptz) FROM PUBLIC;
+GRANT EXECUTE ON FUNCTION loyalty.grant_event_points(bigint, text, text, timestamptz) TO loyalty_admin;
+
+CREATE FUNCTION loyalty.grant_birthday_points(as_of timestamptz) RETURNS bigint
+    LANGUAGE plpgsql STRICT SECURITY DEFINER
+    SET search_path = pg_catalog, pg_temp
+    AS $_$
+DECLARE
+    d   date := (as_of AT TIME ZONE loyalty.setting_value('timezone'))::date;
+    c   record;
+    n   bigint := 0;
+BEGIN
+    IF NOT EXISTS (SELECT 1 FROM loyalty.points_event e WHERE e.event = 'birthday' AND e.enabled) THEN
+        RETURN 0;
+    END IF;
+    -- born on 29 February: on 28 February in a year without one
+    FOR c IN SELECT cu.id FROM loyalty.customer cu
+              WHERE cu.status = 'active' AND cu.birth_date IS NOT NULL
+                AND (to_char(cu.birth_date, 'MM-DD') = to_char(d, 'MM-DD')
+                     OR to_char(cu.birth_date, 'MM-DD') = '02-29' AND to_char(d, 'MM-DD') = '02-28'
+                        AND to_char(d + 1, 'MM-DD') = '03-01')
+              ORDER BY cu.id
+    LOOP
+        IF loyalty.grant_event_points(c.id, 'birthday',
+                                      format('~birthday:%s:%s', c.id, to_char(d, 'YYYY')),
+                                      as_of) > 0 THEN
+            n := n + 1;
+        END IF;
+    END LOOP;
+    RETURN n;
+END
+$_$;
+COMMENT ON FUNCTION loyalty.grant_birthday_points(as_of timestamptz) IS
+    'Birthday points (points_event "birthday") to every active customer whose birthday is as_of''s date in the program''s time zone, once a year; returns the customers granted';
+REVOKE ALL ON FUNCTION loyalty.grant_birthday_points(timestamptz) FROM PUBLIC;
+GRANT EXECUTE ON FUNCTION loyalty.grant_birthday_points(timestamptz) TO loyalty_admin;
+GRANT SELECT, INSERT, UPDATE, DELETE ON loyalty.points_event TO loyalty_marketer;
+GRANT SELECT ON loyalty.points_event TO loyalty_analyst;
+GRANT ALL ON loyalty.points_event TO loyalty_admin;
 
 -- ---------------------------------------------------------------------------
 -- Customer segments (SPEC §10), to which promotions may be limited.
@@ -2872,6 +3016,7 @@ CREATE FUNCTION loyalty.run_maintenance(as_of timestamptz DEFAULT now()) RETURNS
 DECLARE
     expired bigint;
     orders bigint;
+    birthdays bigint;
 BEGIN
     IF pg_is_in_recovery() THEN
         RETURN jsonb_build_object('skipped', 'standby');
@@ -2887,15 +3032,19 @@ BEGIN
     PERFORM loyalty.maintain_rfm(as_of);
     -- segment members that may have changed since the last run
     PERFORM loyalty.refresh_segments(false, as_of);
+    -- the day's birthday points (points_event), once a year per customer
+    birthdays := loyalty.grant_birthday_points(as_of);
     RETURN jsonb_build_object('as_of', as_of, 'expired_points', expired,
                               'tier_changes', loyalty.recalculate_tiers(as_of))
            || loyalty.announce_lots(as_of)
            || CASE WHEN orders > 0 THEN jsonb_build_object('expired_orders', orders)
+                   ELSE '{}'::jsonb END
+           || CASE WHEN birthdays > 0 THEN jsonb_build_object('birthday_points', birthdays)
                    ELSE '{}'::jsonb END;
 END
 $$;
 COMMENT ON FUNCTION loyalty.run_maintenance(as_of timestamp with time zone) IS
-    'Expiry, availability events, expiry reminders and the day''s RFM in one transaction; one run at a time; nothing on a standby';
+    'Expiry, availability events, expiry reminders, the day''s RFM and birthday points in one transaction; one run at a time; nothing on a standby';
 
 CREATE PROCEDURE loyalty.run_maintenance_proc(
         IN as_of timestamptz DEFAULT NULL,
@@ -3183,6 +3332,8 @@ SELECT pg_catalog.pg_extension_config_dump('loyalty.rfm', '');
 SELECT pg_catalog.pg_extension_config_dump('loyalty.segment_state', '');
 SELECT pg_catalog.pg_extension_config_dump('loyalty.experiment', '');
 SELECT pg_catalog.pg_extension_config_dump('loyalty.promotion_quota', '');
+-- event points (issue 18, continued) last, as the chain registers them
+SELECT pg_catalog.pg_extension_config_dump('loyalty.points_event', '');
 
 CREATE FUNCTION loyalty.order_hold(request jsonb) RETURNS jsonb
     LANGUAGE c STRICT SECURITY DEFINER

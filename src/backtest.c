@@ -108,7 +108,7 @@ static const char *const PROMOTION_KEYS[] =
 	"starts_at", "ends_at", "schedule", "channels", "stores", "regions",
 	"tiers", "segments", "identified_only", "requires_coupon", "usage_limit",
 	"per_customer_limit", "enabled", "budget", "segments_exclude", "experiment",
-	"variant", NULL};
+	"variant", "points_budget", NULL};
 
 static const JsonNumberKind SAMPLE = {6, 1, 1000000,
 "must be greater than 0 and at most 1"};
@@ -297,8 +297,9 @@ candidate_check(JsonReader *r, JsonbContainer *obj)
 	(void) jr_bool_field(r, obj, "enabled", true);
 	(void) jr_number_field(r, obj, "usage_limit", &LIMIT, JR_OPTIONAL, 0);
 	(void) jr_number_field(r, obj, "per_customer_limit", &LIMIT, JR_OPTIONAL, 0);
-	/* a campaign budget (issue 18) is not replayed: no claims are read */
+	/* a campaign budget (issue 18), money or points, is not replayed: no claims are read */
 	(void) jr_number_field(r, obj, "budget", &RULE_MONEY_POSITIVE, JR_OPTIONAL, 0);
+	(void) jr_number_field(r, obj, "points_budget", &RULE_MONEY_POSITIVE, JR_OPTIONAL, 0);
 	/* an experiment's variant (issue 16), as the table's constraint says */
 	if (jr_string_field(r, obj, "variant", JR_OPTIONAL, NULL) != NULL &&
 		jr_string_field(r, obj, "experiment", JR_OPTIONAL, NULL) == NULL)

@@ -2,8 +2,9 @@
  *
  * budget.h
  *	  Campaign budgets (issue 18): promotion.budget, the money a promotion
- *	  may give across all committed purchases.  Read for the loader, claimed
- *	  by a purchase, given back by its full refund.
+ *	  may give across all committed purchases, and promotion.points_budget,
+ *	  the points.  Read for the loader, claimed by a purchase, given back by
+ *	  its full refund.
  *
  *-------------------------------------------------------------------------
  */
@@ -14,13 +15,16 @@
 
 /*
  * budget_read returns the money left of each promotion's budget, by cache
- * index (-1: the promotion has no budget); NULL when no promotion has one.
+ * index (-1: the promotion has no budget), and sets *points_left to the
+ * points (hundredths) left of each points_budget likewise; both NULL when
+ * no promotion has either.
  */
-extern int64 *budget_read(ConfigCache *cfg);
+extern int64 *budget_read(ConfigCache *cfg, const int64 **points_left);
 
 /*
- * budget_claim counts the discount each applied promotion with a budget
- * gave on the priced check r against its budget, and records it for
+ * budget_claim counts the discount (and the points) each applied promotion
+ * with a budget (a points_budget) gave on the priced check r against it,
+ * and records it for
  * operation_id.  Returns -1 when every claim fit; otherwise the cache
  * index of the promotion whose budget a concurrent purchase used up
  * meanwhile, with nothing claimed (the check is to be priced again with

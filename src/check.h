@@ -243,6 +243,9 @@ typedef struct CheckInput
 								 * unlimited); NULL: not counted */
 	const int64 *budget_left;	/* money left of each promotion's budget
 								 * (-1: none); NULL: no budgets (budget.c) */
+	const int64 *points_left;	/* points (hundredths) left of each
+								 * points_budget (-1: none); NULL with
+								 * budget_left */
 	char	  **coupon_codes;	/* req->ncoupons, as stored (canonical) */
 	int			ncoupon_rows;
 	CouponRow  *coupon_rows;	/* the rows of those codes, in no order */

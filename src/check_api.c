@@ -38,6 +38,7 @@
 #include "config_cache.h"
 #include "coupons.h"
 #include "engine.h"
+#include "event_points.h"
 #include "events.h"
 #include "operations.h"
 #include "request.h"
@@ -137,9 +138,11 @@ purchase_price(ConfigCache *cfg, CheckRequest *req, CustomerInfo *cust)
 		if (failed >= 0)
 		{
 			const int64 *before = in->budget_left;
+			const int64 *before_points = in->points_left;
 
-			in->budget_left = budget_read(cfg);
-			if (before[failed] == in->budget_left[failed])
+			in->budget_left = budget_read(cfg, &in->points_left);
+			if (before[failed] == in->budget_left[failed] &&
+				before_points[failed] == in->points_left[failed])
 				excluded[failed] = true;	/* cannot happen: no progress */
 			continue;
 		}
@@ -196,6 +199,7 @@ purchase_commit(ConfigCache *cfg, CheckRequest *req, Jsonb *request,
 							 req->operation_id, r->at, r->server_now);
 		ledger_accrue_check(r, req->operation_id, &events);
 		event_batch_write(&events, cust->id);
+		event_points_first_purchase(r, req->operation_id);
 		tiers_refresh(r);
 	}
 

@@ -131,7 +131,7 @@ check_load(ConfigCache *cfg, CheckRequest *req, CustomerInfo *cust,
 	if (mode != ENGINE_CHECK)
 		return in;
 	in->usage = check_usage(cfg);
-	in->budget_left = budget_read(cfg);
+	in->budget_left = budget_read(cfg, &in->points_left);
 	coupons_read(in);
 	if (cust->identified && cust->has_balances)
 	{

@@ -545,11 +545,11 @@ typedef struct GroupEntry
 	"SELECT code, name, mechanic, rule, priority, grp, exclusive, " \
 	"starts_at, ends_at, schedule, channels, stores, regions, tiers, " \
 	"segments, identified_only, requires_coupon, usage_limit, " \
-	"per_customer_limit, budget, segments_exclude, experiment, variant FROM (" \
+	"per_customer_limit, budget, segments_exclude, experiment, variant, points_budget FROM (" \
 	"SELECT p.code, p.name, p.mechanic, p.rule, p.priority, p.grp, p.exclusive, " \
 	"p.starts_at, p.ends_at, p.schedule, p.channels, p.stores, p.regions, p.tiers, " \
 	"p.segments, p.identified_only, p.requires_coupon, p.usage_limit, " \
-	"p.per_customer_limit, p.budget, p.segments_exclude, p.experiment, p.variant " \
+	"p.per_customer_limit, p.budget, p.segments_exclude, p.experiment, p.variant, p.points_budget " \
 	"FROM loyalty.promotion p WHERE p.enabled " \
 	"AND p.code <> ALL ($2) AND NOT EXISTS (SELECT FROM " \
 	"pg_catalog.jsonb_array_elements($1) e WHERE e OPERATOR(pg_catalog.->>) 'code' " \
@@ -559,7 +559,7 @@ typedef struct GroupEntry
 	"c.starts_at, c.ends_at, c.schedule, c.channels, c.stores, c.regions, c.tiers, " \
 	"c.segments, coalesce(c.identified_only, false), " \
 	"coalesce(c.requires_coupon, false), c.usage_limit, c.per_customer_limit, c.budget, " \
-	"c.segments_exclude, c.experiment, c.variant " \
+	"c.segments_exclude, c.experiment, c.variant, c.points_budget " \
 	"FROM pg_catalog.jsonb_populate_recordset(NULL::loyalty.promotion, $1) c " \
 	"WHERE coalesce(c.enabled, true)) x " \
 	"ORDER BY priority, code COLLATE \"C\""
@@ -581,7 +581,7 @@ load_promotions(ConfigCache *c, Jsonb *candidates, Datum disable)
 		nrows = spi_query("SELECT code, name, mechanic, rule, priority, grp, exclusive, "
 						  "starts_at, ends_at, schedule, channels, stores, regions, tiers, "
 						  "segments, identified_only, requires_coupon, usage_limit, "
-						  "per_customer_limit, budget, segments_exclude, experiment, variant "
+						  "per_customer_limit, budget, segments_exclude, experiment, variant, points_budget "
 						  "FROM loyalty.promotion WHERE enabled "
 						  "ORDER BY priority, code COLLATE \"C\"");
 	else
@@ -677,7 +677,8 @@ load_promotions(ConfigCache *c, Jsonb *candidates, Datum disable)
 		if (p->segments != NULL || p->segments_exclude != NULL)
 			c->any_segments = true;
 		p->budget = spi_scaled(r, 20, 2, 0);
-		if (p->budget > 0)
+		p->points_budget = spi_scaled(r, 24, 2, 0);
+		if (p->budget > 0 || p->points_budget > 0)
 			c->any_budget = true;
 
 		/* the selectors of the rule (mechanics.h), indexed in this order */
@@ -881,6 +882,18 @@ load_plans(ConfigCache *c)
 	}
 }
 
+/*
+ * load_points_events notes whether first-purchase points are configured, so
+ * that a purchase looks for them only then (event_points.c).
+ */
+static void
+load_points_events(ConfigCache *c)
+{
+	c->first_purchase_points =
+		spi_query("SELECT 1 FROM loyalty.points_event"
+				  " WHERE event = 'first_purchase' AND enabled") > 0;
+}
+
 /* config_cache_build builds a new cache (in a new context) and returns it. */
 static ConfigCache *
 config_cache_build(Jsonb *candidates, Datum disable)
@@ -905,6 +918,7 @@ config_cache_build(Jsonb *candidates, Datum disable)
 	build_promotion_index(c);
 	load_experiments(c);
 	load_plans(c);
+	load_points_events(c);
 	MemoryContextSwitchTo(old);
 	/* SPI result tuples live in the SPI context; everything we keep is copied */
 	return c;

@@ -124,6 +124,7 @@ typedef struct CachedPromotion
 	int			usage_limit;	/* 0 = none */
 	int			per_customer_limit; /* 0 = none */
 	int64		budget;			/* money, minor units; 0 = none (budget.c) */
+	int64		points_budget;	/* hundredths of a point; 0 = none (budget.c) */
 	/* selector indexes for config_product_matches; -1 when unused */
 	int			sel_products;
 	int			sel_trigger;
@@ -188,9 +189,11 @@ typedef struct ConfigCache
 	int			nselectors;
 	const ProductSelector **selectors;	/* by selector index */
 	bool		any_usage_limit;	/* some promotion has a usage limit */
-	bool		any_budget;		/* some promotion has a budget */
+	bool		any_budget;		/* some promotion has a budget or points_budget */
 	bool		any_segments;	/* some promotion names segments (to include or exclude) */
 	bool		any_customer_limit;	/* some promotion has a per-customer limit */
+	bool		first_purchase_points;	/* points_event "first_purchase" is
+										 * enabled (event_points.c) */
 	/* subscription plans by code */
 	int			nplans;
 	CachedSubscriptionPlan *plans;

@@ -792,6 +792,7 @@ engine_run(ConfigCache *cfg, const CheckInput *in, const bool *excluded)
 	coupons_apply_certificates(r);
 	run_redemption(r);
 	compute_accrual(r);
+	mech_cap_points(r);			/* points budgets (mechanics/common.c) */
 	sell_certificates(r);
 	finish_lines(r);
 	return r;

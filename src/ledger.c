@@ -306,8 +306,7 @@ ledger_accrue(int64 customer_id, const char *account, int64 points,
 
 /*
  * ledger_accrue_kind is ledger_accrue with the kind of the lot's first
- * entry: "earn" for purchases, "adjust" for manual grants.  One statement
- * pays debt, creates the lot, writes the entries and the event.
+ * entry: "earn" for purchases, "adjust" for manual grants.
  */
 void
 ledger_accrue_kind(int64 customer_id, const char *account, int64 points,
@@ -315,10 +314,25 @@ ledger_accrue_kind(int64 customer_id, const char *account, int64 points,
 				   TimestampTz available_at, TimestampTz expires_at,
 				   const char *kind)
 {
-	Oid			types[8] = {INT8OID, TEXTOID, INT8OID, TIMESTAMPTZOID, TEXTOID,
-	TIMESTAMPTZOID, TIMESTAMPTZOID, TEXTOID};
-	Datum		values[8];
-	char		nulls[8] = {' ', ' ', ' ', ' ', ' ', ' ', ' ', ' '};
+	ledger_accrue_event(customer_id, account, points, operation_id, at,
+						available_at, expires_at, kind, "points_earned");
+}
+
+/*
+ * ledger_accrue_event is ledger_accrue_kind with the kind of the event it
+ * writes (event points have their own, event_points.c).  One statement
+ * pays debt, creates the lot, writes the entries and the event.
+ */
+void
+ledger_accrue_event(int64 customer_id, const char *account, int64 points,
+					const char *operation_id, TimestampTz at,
+					TimestampTz available_at, TimestampTz expires_at,
+					const char *kind, const char *event_kind)
+{
+	Oid			types[9] = {INT8OID, TEXTOID, INT8OID, TIMESTAMPTZOID, TEXTOID,
+	TIMESTAMPTZOID, TIMESTAMPTZOID, TEXTOID, TEXTOID};
+	Datum		values[9];
+	char		nulls[9] = {' ', ' ', ' ', ' ', ' ', ' ', ' ', ' ', ' '};
 	SPIPlanPtr	plan;
 
 	if (points <= 0)
@@ -352,16 +366,17 @@ ledger_accrue_kind(int64 customer_id, const char *account, int64 points,
 					   "         (customer_id, account, lot_id, operation_id, kind, points, at)"
 					   "  SELECT $1, $2, n.id, $5, $8, n.amount, $4 FROM new_lot n"
 					   ") INSERT INTO loyalty.event (customer_id, kind, payload)"
-					   "  VALUES ($1, 'points_earned', pg_catalog.jsonb_build_object("
+					   "  VALUES ($1, $9, pg_catalog.jsonb_build_object("
 					   "    'account', $2, 'points', " PTS_IN("$3") ", 'operation_id', $5,"
 					   "    'available_at', $6, 'expires_at', $7))",
-					   8, types);
+					   9, types);
 	movement_args(values, customer_id, account, points, at, operation_id, NULL);
 	values[5] = TimestampTzGetDatum(available_at);
 	values[6] = TimestampTzGetDatum(expires_at);
 	if (TIMESTAMP_IS_NOEND(expires_at))
 		nulls[6] = 'n';
 	values[7] = CStringGetTextDatum(kind);
+	values[8] = CStringGetTextDatum(event_kind);
 	(void) spi_exec(plan, values, nulls, false, 0);
 }
 

@@ -131,6 +131,13 @@ extern void ledger_accrue_kind(int64 customer_id, const char *account,
 							   TimestampTz at, TimestampTz available_at,
 							   TimestampTz expires_at, const char *kind);
 
+/* ledger_accrue_kind with the kind of the event it writes ("points_earned") */
+extern void ledger_accrue_event(int64 customer_id, const char *account,
+								int64 points, const char *operation_id,
+								TimestampTz at, TimestampTz available_at,
+								TimestampTz expires_at, const char *kind,
+								const char *event_kind);
+
 /*
  * ledger_reverse_accrual takes back points that purchase_operation_id
  * earned (a refund): from that purchase's own lots first, then FEFO from

@@ -54,6 +54,9 @@ static const EventKindArgs event_kind_args[] = {
 	{"points_expired", 2, {"points", "account"}},
 	{"tier_changed", 2, {"tier", "old_tier"}},
 	{"coupon_issued", 5, {"code", "kind", "percent", "value", "date"}},
+	{"welcome_points", 5, {"points", "account", "available_date", "expires_date", "date"}},
+	{"first_purchase_points", 5, {"points", "account", "available_date", "expires_date", "date"}},
+	{"birthday_points", 5, {"points", "account", "available_date", "expires_date", "date"}},
 };
 
 /*

@@ -63,6 +63,7 @@
 #include "utils/snapmgr.h"
 #include "utils/timestamp.h"
 
+#include "budget.h"
 #include "check_api.h"
 #include "clock.h"
 #include "check_db.h"
@@ -261,6 +262,8 @@ order_release(ConfigCache *cfg, const OrderRow *o, const char *operation_id,
 	coupons_refund(o->hold_operation_id, operation_id, true, coupons_now);
 	check_release_uses(cfg, o->customer_id, o->counted, o->ncounted,
 					   o->customer_counted, o->ncustomer_counted);
+	/* campaign budgets the hold claimed (a capture's purchase claims anew) */
+	budget_release(cfg, o->hold_operation_id);
 	return points;
 }
 
@@ -1222,6 +1225,13 @@ expire_batch(ConfigCache *cfg, TimestampTz as_of, Datum *ids, Datum *customers, 
 								  "   WHERE issued_by = ANY ($1) AND uses = 0 AND status = 'active'",
 								  3, types),
 				 values, NULL, false, 0);
+	}
+
+	/* campaign budgets the holds claimed (budget.c; only when some promotion has one) */
+	for (i = 0; cfg->any_budget && i < set.n; i++)
+	{
+		CHECK_FOR_INTERRUPTS();
+		budget_release(cfg, TextDatumGetCString(set.holds[i]));
 	}
 
 	expire_release_uses(cfg, counted, ncounted, &set, customer_counted, ncustomer_counted);

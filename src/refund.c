@@ -53,6 +53,7 @@
 #include "utils/timestamp.h"
 
 #include "budget.h"
+#include "event_points.h"
 #include "check_db.h"
 #include "clock.h"
 #include "config_cache.h"
@@ -399,6 +400,8 @@ give_back(Refund *rf)
 		check_release_uses(rf->cfg, rf->customer_id, rf->counted, rf->ncounted,
 						   rf->customer_counted, rf->ncustomer_counted);
 		budget_release(rf->cfg, rf->req->purchase);
+		event_points_refund(rf->customer_id, rf->req->purchase,
+							rf->req->operation_id, rf->at);
 	}
 }
 

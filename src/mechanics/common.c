@@ -16,6 +16,8 @@
  */
 #include "loyalty.h"
 
+#include "miscadmin.h"
+
 #include "common.h"
 
 /*
@@ -178,6 +180,10 @@ mech_apply(CheckResult *r, const CachedPromotion *p, Effect *eff)
 {
 	int64		cap = p->common.max_discount;
 
+	/* a points budget used up: the promotion gives nothing more */
+	if (p->points_budget > 0 && r->in != NULL && r->in->points_left != NULL &&
+		r->in->points_left[p->index] == 0)
+		return;
 	if (p->budget > 0 && r->in != NULL && r->in->budget_left != NULL)
 	{
 		int64		left = r->in->budget_left[p->index];
@@ -191,3 +197,93 @@ mech_apply(CheckResult *r, const CachedPromotion *p, Effect *eff)
 	p->mechanic->apply(r, p, eff);
 	cap_effect(r, cap, eff);
 }
+
+/*
+ * cap_one_promotion takes "excess" points (hundredths, a multiple of the
+ * points precision's unit) of promotion p off the check: off its account's
+ * points on the lines p covers, in proportion to what each line earns in
+ * that account (largest remainder), and off the grant or the rate points
+ * that carry them to the ledger.
+ */
+static int64
+cap_one_promotion(CheckResult *r, const CachedPromotion *p, int64 excess)
+{
+	int64		unit = r->cfg->points_precision == 0 ? 100 : 1;
+	int64	   *weights = palloc0(sizeof(int64) * r->nlines);
+	int64	   *out = palloc0(sizeof(int64) * r->nlines);
+	PointsGrant *grant = NULL;
+	PointsRate *rate = NULL;
+	int64		sum = 0;
+	int			a;
+	int			i;
+	ListCell   *lc;
+
+	foreach(lc, r->grants)
+		if (((PointsGrant *) lfirst(lc))->promo == p)
+			grant = lfirst(lc);
+	foreach(lc, r->rates)
+		if (((PointsRate *) lfirst(lc))->promo == p)
+			rate = lfirst(lc);
+	if (grant == NULL && rate == NULL)
+		return 0;
+	a = grant != NULL ? grant->account : rate->account;
+	for (i = 0; i < r->nlines; i++)
+	{
+		bool		covered = grant != NULL
+			? (grant->line_weights == NULL || grant->line_weights[i] > 0)
+			: rate->lines[i];
+
+		if (covered && r->lines[i].accrual[a] > 0)
+			weights[i] = r->lines[i].accrual[a];
+		sum += weights[i];
+	}
+	/* the lines carry what the promotion gave: never more to take */
+	excess = Min(excess, sum - sum % unit);
+	if (excess <= 0)
+		return 0;
+	allocate_largest_remainder(excess / unit, weights, r->nlines, out);
+	for (i = 0; i < r->nlines; i++)
+		r->lines[i].accrual[a] -= out[i] * unit;
+	r->accrual[a] -= excess;
+	if (grant != NULL)
+		grant->points -= excess;
+	else
+		r->rate_points[a] -= excess;
+	pfree(weights);
+	pfree(out);
+	return excess;
+}
+
+/*
+ * mech_cap_points caps the points each promotion with a points_budget gives
+ * on the check at what is left of that budget (the loader read it:
+ * CheckInput.points_left), rounded down to the points precision.  A
+ * post-pass over the accrual: percent points are known only once the
+ * check's paid money is, so the cap cannot be a promotion's own step.
+ */
+void
+mech_cap_points(CheckResult *r)
+{
+	int64		unit = r->cfg->points_precision == 0 ? 100 : 1;
+	ListCell   *lc;
+
+	if (r->in == NULL || r->in->points_left == NULL || r->mode != ENGINE_CHECK)
+		return;
+	foreach(lc, r->applied)
+	{
+		AppliedPromotion *ap = lfirst(lc);
+		const CachedPromotion *p = ap->promo;
+		int64		left;
+
+		CHECK_FOR_INTERRUPTS();
+		if (p->points_budget <= 0 || ap->points <= 0)
+			continue;
+		left = r->in->points_left[p->index];
+		if (left < 0)
+			continue;
+		left -= left % unit;
+		if (ap->points > left)
+			ap->points -= cap_one_promotion(r, p, ap->points - left);
+	}
+}
+

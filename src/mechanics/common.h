@@ -50,4 +50,10 @@ extern const RuleStep *mech_step_reached(const StepList *steps, int64 total);
  */
 extern void mech_apply(CheckResult *r, const CachedPromotion *p, Effect *eff);
 
+/*
+ * mech_cap_points caps the points of each promotion with a points_budget
+ * at what is left of it; the engine calls it after the accrual.
+ */
+extern void mech_cap_points(CheckResult *r);
+
 #endif							/* LOYALTY_MECHANICS_COMMON_H */
