@@ -649,6 +649,93 @@ COMMENT ON TABLE loyalty.promotion_customer_usage IS
     'Uses of promotions with a per_customer_limit, per customer';
 
 -- ---------------------------------------------------------------------------
+-- Issue 20: partitions (SPEC §14).  Past one machine customers are sharded
+-- over P logical partitions (a power of two, fixed at install) by the hash
+-- of the canonical phone; a customer id is seq * P + partition and a
+-- virtual card's 10-digit middle is too, so any id or card routes without a
+-- directory.  P = 1 (no row) gives exactly the ids and numbers of before.
+-- ---------------------------------------------------------------------------
+CREATE TABLE loyalty.partitioning (
+    partitions integer DEFAULT 1 NOT NULL,
+    single boolean DEFAULT true NOT NULL,
+    CONSTRAINT partitioning_one_row CHECK (single),
+    CONSTRAINT partitioning_pkey PRIMARY KEY (single)
+);
+COMMENT ON TABLE loyalty.partitioning IS
+    'The number of logical partitions P of a sharded installation (one row; no row: 1); changes only while there are no customers';
+
+CREATE FUNCTION loyalty.partitions() RETURNS integer
+    LANGUAGE sql STABLE PARALLEL SAFE
+    SET search_path = pg_catalog, pg_temp
+    AS $$
+    SELECT coalesce((SELECT p.partitions FROM loyalty.partitioning p), 1)
+$$;
+COMMENT ON FUNCTION loyalty.partitions() IS
+    'The number of logical partitions P (1 when loyalty.partitioning has no row)';
+
+CREATE FUNCTION loyalty.partitioning_validate() RETURNS trigger
+    LANGUAGE plpgsql
+    SET search_path = pg_catalog, pg_temp
+    AS $$
+DECLARE
+    now_p int := loyalty.partitions();
+    new_p int := 1;
+BEGIN
+    IF TG_OP IN ('INSERT', 'UPDATE') THEN
+        new_p := NEW.partitions;
+        IF new_p IS NULL OR new_p < 1 OR new_p > 1024 OR new_p & (new_p - 1) <> 0 THEN
+            RAISE EXCEPTION 'invalid partitioning'
+                USING ERRCODE = 'LY006',
+                      DETAIL = format('Field "partitions" must be a power of two from 1 to 1024, not %s.', new_p);
+        END IF;
+    END IF;
+    IF new_p <> now_p AND EXISTS (SELECT 1 FROM loyalty.customer) THEN
+        RAISE EXCEPTION 'the number of partitions cannot change while there are customers'
+            USING ERRCODE = 'LY006',
+                  DETAIL = format('Field "partitions" would change from %s to %s; customer ids and card numbers carry their partition under %s.',
+                                  now_p, new_p, now_p),
+                  HINT = 'Set the number of partitions right after CREATE EXTENSION, before the first customer (or restore with pg_restore --disable-triggers).';
+    END IF;
+    RETURN CASE WHEN TG_OP = 'DELETE' THEN OLD ELSE NEW END;
+END
+$$;
+COMMENT ON FUNCTION loyalty.partitioning_validate() IS
+    'Keeps loyalty.partitioning a power of two from 1 to 1024 that changes only while there are no customers';
+
+CREATE TRIGGER partitioning_validate BEFORE INSERT OR DELETE OR UPDATE ON loyalty.partitioning
+    FOR EACH ROW EXECUTE FUNCTION loyalty.partitioning_validate();
+CREATE TRIGGER partitioning_validate_truncate BEFORE TRUNCATE ON loyalty.partitioning
+    FOR EACH STATEMENT EXECUTE FUNCTION loyalty.partitioning_validate();
+
+CREATE FUNCTION loyalty.partition_of(phone loyalty.phone) RETURNS integer
+    LANGUAGE sql STABLE STRICT PARALLEL SAFE
+    SET search_path = pg_catalog, pg_temp
+    AS $$
+    SELECT pg_catalog.hashtext(phone::text) & (loyalty.partitions() - 1)
+$$;
+COMMENT ON FUNCTION loyalty.partition_of(phone loyalty.phone) IS
+    'The logical partition of a customer: hashtext of the canonical phone (+79123456789) & (P - 1), as the router computes it';
+
+CREATE FUNCTION loyalty.customer_assign_id() RETURNS trigger
+    LANGUAGE plpgsql
+    SET search_path = pg_catalog, pg_temp
+    AS $$
+DECLARE
+    p int;
+BEGIN
+    -- the column default is minus the next serial number: place it in the
+    -- customer's partition (an id given explicitly is kept as it is)
+    IF NEW.id < 0 THEN
+        p := loyalty.partitions();
+        NEW.id := -NEW.id * p + coalesce(loyalty.partition_of(NEW.phone), 0);
+    END IF;
+    RETURN NEW;
+END
+$$;
+COMMENT ON FUNCTION loyalty.customer_assign_id() IS
+    'Gives a new customer the id seq * P + partition (its phone''s partition; 0 without a phone)';
+
+-- ---------------------------------------------------------------------------
 -- Customers and cards (SPEC §4): every customer gets a virtual card when
 -- entering the base; a merged customer keeps its row and points to the
 -- survivor.  Identity functions resolve a phone, card or id:N.
@@ -662,7 +749,7 @@ CREATE SEQUENCE loyalty.customer_id_seq
 COMMENT ON SEQUENCE loyalty.customer_id_seq IS 'Customer ids';
 
 CREATE TABLE loyalty.customer (
-    id bigint DEFAULT nextval('loyalty.customer_id_seq'::regclass) NOT NULL,
+    id bigint DEFAULT (- nextval('loyalty.customer_id_seq'::regclass)) NOT NULL,
     phone loyalty.phone,
     email text,
     name text,
@@ -711,15 +798,17 @@ $_$;
 COMMENT ON FUNCTION loyalty.card_check_digit(digits text) IS
     'EAN-13 style check digit of a digit string (NULL when it is not all digits)';
 
-CREATE FUNCTION loyalty.next_card_number() RETURNS text
-    LANGUAGE sql
+CREATE FUNCTION loyalty.next_card_number(customer_id bigint) RETURNS text
+    LANGUAGE sql STRICT
     SET search_path = pg_catalog, pg_temp
     AS $$
     SELECT s || loyalty.card_check_digit(s)
-      FROM (SELECT '27' || lpad(nextval('loyalty.card_number_seq')::text, 10, '0') AS s) AS n
+      FROM (SELECT '27' || lpad((nextval('loyalty.card_number_seq') * q.p + (customer_id & (q.p - 1)))::text,
+                                10, '0') AS s
+              FROM (SELECT loyalty.partitions() AS p) AS q) AS n
 $$;
-COMMENT ON FUNCTION loyalty.next_card_number() IS
-    'A new virtual card number: 13 digits, in-store EAN-13 range 27, last digit a check digit';
+COMMENT ON FUNCTION loyalty.next_card_number(customer_id bigint) IS
+    'A new virtual card number of a customer: 13 digits, in-store EAN-13 range 27, a 10-digit middle seq * P + the customer''s partition, last digit a check digit';
 
 CREATE TABLE loyalty.card (
     number text NOT NULL COLLATE pg_catalog."C",
@@ -745,7 +834,7 @@ CREATE FUNCTION loyalty.customer_issue_virtual_card() RETURNS trigger
     AS $$
 BEGIN
     INSERT INTO loyalty.card (number, customer_id, kind, issued_at)
-    VALUES (loyalty.next_card_number(), NEW.id, 'virtual', NEW.created_at);
+    VALUES (loyalty.next_card_number(NEW.id), NEW.id, 'virtual', NEW.created_at);
     RETURN NULL;
 END
 $$;
@@ -764,6 +853,11 @@ BEGIN
 END
 $$;
 COMMENT ON FUNCTION loyalty.customer_initial_tier() IS 'Puts a new customer in the lowest tier';
+
+-- the column default gives minus the serial number; customer_assign_id
+-- (before customer_initial_tier, by name) places it in the partition
+CREATE TRIGGER customer_assign_id BEFORE INSERT ON loyalty.customer
+    FOR EACH ROW EXECUTE FUNCTION loyalty.customer_assign_id();
 
 CREATE TRIGGER customer_initial_tier BEFORE INSERT ON loyalty.customer
     FOR EACH ROW EXECUTE FUNCTION loyalty.customer_initial_tier();
@@ -972,7 +1066,7 @@ CREATE FUNCTION loyalty.issue_missing_cards() RETURNS bigint
     AS $$
     WITH issued AS (
         INSERT INTO loyalty.card (number, customer_id, kind, issued_at)
-        SELECT loyalty.next_card_number(), c.id, 'virtual', now()
+        SELECT loyalty.next_card_number(c.id), c.id, 'virtual', now()
           FROM loyalty.customer c
          WHERE c.status <> 'merged'
            AND NOT EXISTS (SELECT 1 FROM loyalty.card k WHERE k.customer_id = c.id)
@@ -3052,7 +3146,7 @@ GRANT EXECUTE ON FUNCTION
     loyalty.certificate_max_value_validate(), loyalty.config_changed(),
     loyalty.setting_value(text), loyalty.category_no_cycle(), loyalty.promotion_validate(),
     loyalty.tier_window(timestamptz), loyalty.recalculate_tiers(timestamptz, bigint),
-    loyalty.card_check_digit(text), loyalty.next_card_number(),
+    loyalty.card_check_digit(text), loyalty.next_card_number(bigint),
     loyalty.customer_issue_virtual_card(), loyalty.issue_missing_cards(),
     loyalty.find_customer(text), loyalty.register(text, jsonb),
     loyalty.merge_customers(bigint, bigint),
@@ -3191,3 +3285,203 @@ GRANT EXECUTE ON FUNCTION
     loyalty.kpi(timestamptz, timestamptz, text), loyalty.points_liability(timestamptz)
     TO loyalty_analyst, loyalty_marketer, loyalty_admin;
 GRANT EXECUTE ON FUNCTION loyalty.experiment_validate() TO loyalty_admin;
+
+-- ---------------------------------------------------------------------------
+-- Issue 20: cards that do not carry a partition, and operation ids across
+-- partitions (SPEC §14).  A plastic card issued outside the program is
+-- attached in two steps by the router: a directory row on the card's own
+-- hash partition (hashtext(number) & (P - 1)) names the customer's
+-- partition (card_directory_put), then the card row is written on the
+-- customer's partition (attach_card).  The router finds such a card in two
+-- hops: card_home on the card's hash partition, then the call on the
+-- partition it names.  A client's operation_id is claimed for one
+-- partition on its own hash partition (claim_operation) before a writing
+-- call: the same operation_id for customers on two partitions is LY003, as
+-- on one node.
+-- ---------------------------------------------------------------------------
+CREATE TABLE loyalty.card_directory (
+    number text NOT NULL COLLATE pg_catalog."C",
+    home integer NOT NULL,
+    created_at timestamp with time zone DEFAULT now() NOT NULL,
+    CONSTRAINT card_directory_home_range CHECK (home >= 0 AND home < 1024),
+    CONSTRAINT card_directory_number_format CHECK (number ~ '^[0-9A-Za-z-]{4,32}$'),
+    CONSTRAINT card_directory_pkey PRIMARY KEY (number)
+);
+COMMENT ON TABLE loyalty.card_directory IS
+    'Plastic cards whose hash partition is this node''s: the partition of the customer holding each (the router''s first hop)';
+
+CREATE TABLE loyalty.operation_home (
+    operation_id text NOT NULL COLLATE pg_catalog."C",
+    home integer NOT NULL,
+    created_at timestamp with time zone DEFAULT now() NOT NULL,
+    CONSTRAINT operation_home_range CHECK (home >= 0 AND home < 1024),
+    CONSTRAINT operation_home_id_format CHECK ((operation_id <> '') AND (length(operation_id) <= 200)),
+    CONSTRAINT operation_home_pkey PRIMARY KEY (operation_id)
+);
+CREATE INDEX operation_home_created_idx ON loyalty.operation_home (created_at);
+COMMENT ON TABLE loyalty.operation_home IS
+    'Client operation ids whose hash partition is this node''s, each claimed by the partition of the call that first used it';
+
+CREATE FUNCTION loyalty.looks_virtual(number text) RETURNS boolean
+    LANGUAGE sql IMMUTABLE STRICT PARALLEL SAFE
+    SET search_path = pg_catalog, pg_temp
+    AS $$
+    SELECT number ~ '^27[0-9]{11}$'
+           AND right(number, 1)::int = loyalty.card_check_digit(left(number, 12))
+$$;
+COMMENT ON FUNCTION loyalty.looks_virtual(number text) IS
+    'Whether a card number has the virtual form (range 27, 13 digits, valid check digit), whose middle carries the partition';
+
+CREATE FUNCTION loyalty.card_home(number text) RETURNS integer
+    LANGUAGE sql STABLE STRICT SECURITY DEFINER PARALLEL SAFE
+    SET search_path = pg_catalog, pg_temp
+    AS $$
+    SELECT CASE WHEN loyalty.looks_virtual(btrim(number))
+                THEN (substr(btrim(number), 3, 10)::bigint & (loyalty.partitions() - 1))::int
+                ELSE (SELECT d.home FROM loyalty.card_directory d WHERE d.number = btrim(card_home.number)) END
+$$;
+COMMENT ON FUNCTION loyalty.card_home(number text) IS
+    'The partition of the customer holding a card: from a virtual card''s number, or from this node''s card directory (NULL when unknown)';
+
+CREATE FUNCTION loyalty.card_directory_put(number text, home integer) RETURNS boolean
+    LANGUAGE plpgsql STRICT SECURITY DEFINER
+    SET search_path = pg_catalog, pg_temp
+    AS $$
+DECLARE
+    n    text := btrim(card_directory_put.number);
+    h    int;
+BEGIN
+    IF home < 0 OR home >= loyalty.partitions() THEN
+        RAISE EXCEPTION 'partition % does not exist', home
+            USING ERRCODE = 'invalid_parameter_value',
+                  DETAIL = format('Argument "home" must be a partition from 0 to %s.', loyalty.partitions() - 1);
+    END IF;
+    IF n !~ '^[0-9A-Za-z-]{4,32}$' OR loyalty.looks_virtual(n) THEN
+        RAISE EXCEPTION 'invalid card number "%"', n
+            USING ERRCODE = 'invalid_parameter_value',
+                  DETAIL = 'A plastic card number has 4 to 32 letters, digits or dashes and is not of the virtual form (27, 13 digits, valid check digit).';
+    END IF;
+    INSERT INTO loyalty.card_directory AS d (number, home) VALUES (n, home)
+        ON CONFLICT ON CONSTRAINT card_directory_pkey DO NOTHING;
+    IF FOUND THEN
+        RETURN true;
+    END IF;
+    SELECT d.home INTO h FROM loyalty.card_directory d WHERE d.number = n;
+    IF h <> home THEN
+        RAISE EXCEPTION 'card "%" is attached on partition %', n, h
+            USING ERRCODE = 'unique_violation',
+                  DETAIL = format('The card directory names partition %s, not %s.', h, home),
+                  HINT = 'Detach the card there first (loyalty.card_directory_drop after deleting its card row).';
+    END IF;
+    RETURN false;
+END
+$$;
+COMMENT ON FUNCTION loyalty.card_directory_put(number text, home integer) IS
+    'Step 1 of attaching a plastic card (on the card''s hash partition): names the partition of its customer; true when written, false when already so; 23505 when another partition holds it';
+
+CREATE FUNCTION loyalty.card_directory_drop(number text) RETURNS boolean
+    LANGUAGE sql STRICT SECURITY DEFINER
+    SET search_path = pg_catalog, pg_temp
+    AS $$
+    WITH gone AS (DELETE FROM loyalty.card_directory d WHERE d.number = btrim(card_directory_drop.number) RETURNING 1)
+    SELECT count(*) > 0 FROM gone
+$$;
+COMMENT ON FUNCTION loyalty.card_directory_drop(number text) IS
+    'Removes a plastic card from this node''s card directory (after its card row was deleted on its customer''s partition); whether it was there';
+
+CREATE FUNCTION loyalty.attach_card(customer text, number text) RETURNS bigint
+    LANGUAGE plpgsql STRICT SECURITY DEFINER
+    SET search_path = pg_catalog, pg_temp
+    AS $$
+DECLARE
+    n     text := btrim(attach_card.number);
+    cid   bigint := loyalty.find_customer(customer);
+    owner bigint;
+BEGIN
+    IF cid IS NULL THEN
+        RAISE EXCEPTION 'customer "%" not found', customer
+            USING ERRCODE = 'LY001';
+    END IF;
+    IF n !~ '^[0-9A-Za-z-]{4,32}$' OR loyalty.looks_virtual(n) THEN
+        RAISE EXCEPTION 'invalid card number "%"', n
+            USING ERRCODE = 'invalid_parameter_value',
+                  DETAIL = 'A plastic card number has 4 to 32 letters, digits or dashes and is not of the virtual form (27, 13 digits, valid check digit).';
+    END IF;
+    PERFORM 1 FROM loyalty.customer c WHERE c.id = cid FOR NO KEY UPDATE;
+    SELECT k.customer_id INTO owner FROM loyalty.card k WHERE k.number = n;
+    IF owner = cid THEN
+        RETURN cid;
+    ELSIF owner IS NOT NULL THEN
+        RAISE EXCEPTION 'card "%" belongs to another customer', n
+            USING ERRCODE = 'unique_violation',
+                  DETAIL = 'A card identifies one customer.';
+    END IF;
+    INSERT INTO loyalty.card (number, customer_id, kind) VALUES (n, cid, 'plastic');
+    RETURN cid;
+END
+$$;
+COMMENT ON FUNCTION loyalty.attach_card(customer text, number text) IS
+    'Step 2 of attaching a plastic card (on the customer''s partition): the card now identifies the customer; idempotent; returns the customer id';
+
+CREATE FUNCTION loyalty.claim_operation(operation_id text, home integer) RETURNS integer
+    LANGUAGE plpgsql STRICT SECURITY DEFINER
+    SET search_path = pg_catalog, pg_temp
+    AS $$
+DECLARE
+    h int;
+BEGIN
+    IF home < 0 OR home >= loyalty.partitions() THEN
+        RAISE EXCEPTION 'partition % does not exist', home
+            USING ERRCODE = 'invalid_parameter_value',
+                  DETAIL = format('Argument "home" must be a partition from 0 to %s.', loyalty.partitions() - 1);
+    END IF;
+    IF operation_id = '' OR length(operation_id) > 200 OR operation_id LIKE '~%' THEN
+        RAISE EXCEPTION 'malformed request'
+            USING ERRCODE = 'invalid_parameter_value',
+                  DETAIL = 'Field "operation_id" must be 1 to 200 characters and must not begin with "~".';
+    END IF;
+    INSERT INTO loyalty.operation_home AS o (operation_id, home)
+    VALUES (claim_operation.operation_id, claim_operation.home)
+        ON CONFLICT ON CONSTRAINT operation_home_pkey DO NOTHING;
+    IF FOUND THEN
+        RETURN home;
+    END IF;
+    SELECT o.home INTO h FROM loyalty.operation_home o WHERE o.operation_id = claim_operation.operation_id;
+    IF h <> home THEN
+        RAISE EXCEPTION 'operation_id "%" reused with a different request', operation_id
+            USING ERRCODE = 'LY003',
+                  DETAIL = format('It was first used for a customer on partition %s, not %s.', h, home),
+                  HINT = 'Every call needs an operation_id of its own.';
+    END IF;
+    RETURN h;
+END
+$$;
+COMMENT ON FUNCTION loyalty.claim_operation(operation_id text, home integer) IS
+    'On an operation id''s hash partition, before a writing call: binds the id to the partition of the call; LY003 when another partition claimed it first';
+
+-- the partitioning and the directories are dumped (a restore of a sharded
+-- node with P > 1 runs pg_restore --disable-triggers: customers come first)
+SELECT pg_catalog.pg_extension_config_dump('loyalty.partitioning', '');
+SELECT pg_catalog.pg_extension_config_dump('loyalty.card_directory', '');
+SELECT pg_catalog.pg_extension_config_dump('loyalty.operation_home', '');
+
+-- Issue 20: the router calls card_home, the directory functions and
+-- claim_operation as a cashier; P is the admin's (others may read it)
+REVOKE ALL ON loyalty.partitioning, loyalty.card_directory, loyalty.operation_home FROM PUBLIC;
+REVOKE ALL ON FUNCTION
+    loyalty.partitions(), loyalty.partitioning_validate(), loyalty.partition_of(loyalty.phone),
+    loyalty.customer_assign_id(), loyalty.next_card_number(bigint),
+    loyalty.looks_virtual(text), loyalty.card_home(text),
+    loyalty.card_directory_put(text, integer), loyalty.card_directory_drop(text),
+    loyalty.attach_card(text, text), loyalty.claim_operation(text, integer)
+    FROM PUBLIC;
+GRANT SELECT ON loyalty.partitioning TO loyalty_cashier, loyalty_marketer, loyalty_analyst;
+GRANT ALL ON loyalty.partitioning, loyalty.card_directory, loyalty.operation_home TO loyalty_admin;
+GRANT EXECUTE ON FUNCTION loyalty.partitions()
+    TO loyalty_cashier, loyalty_marketer, loyalty_analyst, loyalty_admin;
+GRANT EXECUTE ON FUNCTION
+    loyalty.partition_of(loyalty.phone), loyalty.looks_virtual(text), loyalty.card_home(text),
+    loyalty.card_directory_put(text, integer), loyalty.card_directory_drop(text),
+    loyalty.attach_card(text, text), loyalty.claim_operation(text, integer)
+    TO loyalty_cashier, loyalty_admin;
+GRANT EXECUTE ON FUNCTION loyalty.next_card_number(bigint) TO loyalty_admin;
