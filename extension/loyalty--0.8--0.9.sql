@@ -2188,3 +2188,337 @@ GRANT EXECUTE ON FUNCTION
     loyalty.attach_card(text, text), loyalty.claim_operation(text, integer)
     TO loyalty_cashier, loyalty_admin;
 GRANT EXECUTE ON FUNCTION loyalty.next_card_number(bigint) TO loyalty_admin;
+
+-- ---------------------------------------------------------------------------
+-- Issue 20: moving a customer between nodes (SPEC §14), for rebalancing and
+-- for merges across shards.  export_customer on the source gives the
+-- customer (with the customers merged into it) as one document: every row
+-- of theirs, the operations their points name and the shared codes their
+-- uses name, and a summary (balances, entries, purchases, ledger problems).
+-- import_customer on the target writes the rows (lots, entries and events
+-- get the target's ids), recomputes the summary and fails unless it equals
+-- the exported one; remove_customer on the source checks the summary again
+-- (nothing happened since the export) and deletes the rows.  A failed step
+-- changes nothing; docs/scale-out.md gives the recipe.
+-- ---------------------------------------------------------------------------
+-- the ledger lets remove_customer, and only it, delete a moved customer's entries
+CREATE OR REPLACE FUNCTION loyalty.ledger_entry_append_only() RETURNS trigger
+    LANGUAGE plpgsql
+    SET search_path = pg_catalog, pg_temp
+    AS $$
+BEGIN
+    -- loyalty.remove_customer deletes a moved customer's entries (issue 20)
+    IF TG_OP = 'DELETE' AND TG_LEVEL = 'ROW'
+       AND current_setting('loyalty_move.removing', true) = 'on' THEN
+        RETURN OLD;
+    END IF;
+    RAISE EXCEPTION 'ledger entries are append-only'
+        USING ERRCODE = 'object_not_in_prerequisite_state',
+              DETAIL = format('%s on loyalty.ledger_entry is refused.', TG_OP),
+              HINT = 'Correct a balance with loyalty.adjust, which appends an entry.';
+END
+$$;
+
+CREATE FUNCTION loyalty.customer_summary(customer bigint) RETURNS jsonb
+    LANGUAGE sql STABLE STRICT SECURITY DEFINER
+    SET search_path = pg_catalog, pg_temp
+    AS $$
+    WITH ids AS (SELECT c.id FROM loyalty.customer c
+                  WHERE c.id = customer_summary.customer OR c.merged_into = customer_summary.customer),
+         lots AS (SELECT l.* FROM loyalty.lot l WHERE l.customer_id IN (SELECT id FROM ids)),
+         entries AS (SELECT e.* FROM loyalty.ledger_entry e WHERE e.customer_id IN (SELECT id FROM ids)),
+         buys AS (SELECT p.* FROM loyalty.purchase p WHERE p.customer_id IN (SELECT id FROM ids))
+    SELECT jsonb_build_object(
+        'customer', customer_summary.customer,
+        'customers', (SELECT count(*) FROM ids),
+        'cards', (SELECT count(*) FROM loyalty.card k WHERE k.customer_id IN (SELECT id FROM ids)),
+        'balance', (SELECT coalesce(jsonb_object_agg(b.account, b.points ORDER BY b.account), '{}')
+                      FROM (SELECT l.account, sum(l.remaining) AS points FROM lots l GROUP BY l.account) b),
+        'lots', (SELECT count(*) FROM lots),
+        'entries', (SELECT count(*) FROM entries),
+        'entry_points', (SELECT coalesce(sum(e.points), 0) FROM entries e),
+        'purchases', (SELECT count(*) FROM buys),
+        'purchase_total', (SELECT coalesce(sum(p.total), 0) FROM buys p),
+        'refunded', (SELECT coalesce(sum(p.refunded), 0) FROM buys p),
+        'operations', (SELECT count(*) FROM loyalty.operation o WHERE o.customer_id IN (SELECT id FROM ids)),
+        'coupons', (SELECT count(*) FROM loyalty.coupon k WHERE k.customer_id IN (SELECT id FROM ids)),
+        'orders', (SELECT count(*) FROM loyalty."order" o WHERE o.customer_id IN (SELECT id FROM ids)),
+        -- verify_ledger's rules, for these customers' lots and entries only
+        'ledger_problems',
+            (SELECT count(*) FROM lots l
+              WHERE l.remaining IS DISTINCT FROM
+                    (SELECT coalesce(sum(e.points), 0) FROM loyalty.ledger_entry e WHERE e.lot_id = l.id))
+          + (SELECT count(*) FROM entries e LEFT JOIN loyalty.lot l ON l.id = e.lot_id
+              WHERE l.id IS NULL OR e.customer_id <> l.customer_id OR e.account <> l.account)
+          + (SELECT count(*) FROM entries e
+              WHERE NOT EXISTS (SELECT 1 FROM loyalty.operation o WHERE o.operation_id = e.operation_id)
+                 OR (e.ref_operation_id IS NOT NULL
+                     AND NOT EXISTS (SELECT 1 FROM loyalty.operation o WHERE o.operation_id = e.ref_operation_id)))
+          + (SELECT count(*) FROM lots l
+              WHERE NOT EXISTS (SELECT 1 FROM loyalty.operation o WHERE o.operation_id = l.operation_id))
+          + (SELECT count(*) FROM lots d
+              WHERE d.remaining < 0
+                AND EXISTS (SELECT 1 FROM lots p WHERE p.customer_id = d.customer_id
+                                                   AND p.account = d.account AND p.remaining > 0)))
+$$;
+COMMENT ON FUNCTION loyalty.customer_summary(customer bigint) IS
+    'What a move must keep of a customer (with those merged into it): balances, lots, entries, purchases, operations, coupons, orders, and verify_ledger''s problems for its rows';
+
+CREATE FUNCTION loyalty.export_customer(customer bigint) RETURNS jsonb
+    LANGUAGE plpgsql STRICT SECURITY DEFINER
+    SET search_path = pg_catalog, pg_temp
+    AS $$
+DECLARE
+    c     loyalty.customer;
+    ids   bigint[];
+    ops   text[];
+    doc   jsonb;
+BEGIN
+    SELECT * INTO c FROM loyalty.customer k WHERE k.id = customer FOR UPDATE;
+    IF c.id IS NULL THEN
+        RAISE EXCEPTION 'customer % not found', customer USING ERRCODE = 'LY001';
+    END IF;
+    IF c.status = 'merged' THEN
+        RAISE EXCEPTION 'customer % was merged into customer %', customer, c.merged_into
+            USING ERRCODE = 'invalid_parameter_value',
+                  HINT = format('Move customer %s, which carries it.', c.merged_into);
+    END IF;
+    -- the customers merged into it go with it (locked as merge_customers does)
+    SELECT array_agg(k.id ORDER BY k.id) INTO ids
+      FROM (SELECT k.id FROM loyalty.customer k
+             WHERE k.id = customer OR k.merged_into = customer ORDER BY k.id FOR UPDATE) k;
+    SELECT coalesce(array_agg(o.operation_id), '{}') INTO ops
+      FROM loyalty.operation o WHERE o.customer_id = ANY (ids);
+
+    doc := jsonb_build_object(
+        'format', 'loyalty-customer-1',
+        'customer', customer,
+        'partitions', loyalty.partitions(),
+        'summary', loyalty.customer_summary(customer),
+        'customers', (SELECT coalesce(jsonb_agg(to_jsonb(k) ORDER BY k.merged_into NULLS FIRST, k.id), '[]')
+                        FROM loyalty.customer k WHERE k.id = ANY (ids)),
+        'cards', (SELECT coalesce(jsonb_agg(to_jsonb(k) ORDER BY k.number), '[]')
+                    FROM loyalty.card k WHERE k.customer_id = ANY (ids)),
+        'operations', (SELECT coalesce(jsonb_agg(to_jsonb(o) ORDER BY o.created_at, o.operation_id), '[]')
+                         FROM loyalty.operation o WHERE o.operation_id = ANY (ops)),
+        -- operations of several customers (grants, expiry) that their points name
+        'shared_operations',
+            (SELECT coalesce(jsonb_agg(to_jsonb(o) ORDER BY o.operation_id), '[]')
+               FROM loyalty.operation o
+              WHERE o.operation_id <> ALL (ops)
+                AND o.operation_id IN (SELECT e.operation_id FROM loyalty.ledger_entry e WHERE e.customer_id = ANY (ids)
+                                       UNION SELECT e.ref_operation_id FROM loyalty.ledger_entry e WHERE e.customer_id = ANY (ids)
+                                       UNION SELECT l.operation_id FROM loyalty.lot l WHERE l.customer_id = ANY (ids))),
+        'lots', (SELECT coalesce(jsonb_agg(to_jsonb(l) ORDER BY l.id), '[]')
+                   FROM loyalty.lot l WHERE l.customer_id = ANY (ids)),
+        'ledger_entries', (SELECT coalesce(jsonb_agg(to_jsonb(e) ORDER BY e.id), '[]')
+                             FROM loyalty.ledger_entry e WHERE e.customer_id = ANY (ids)),
+        'purchases', (SELECT coalesce(jsonb_agg(to_jsonb(p) ORDER BY p.at, p.operation_id), '[]')
+                        FROM loyalty.purchase p WHERE p.customer_id = ANY (ids)),
+        'purchase_lines', (SELECT coalesce(jsonb_agg(to_jsonb(l) ORDER BY l.operation_id, l.line_index), '[]')
+                             FROM loyalty.purchase_line l
+                            WHERE l.operation_id IN (SELECT p.operation_id FROM loyalty.purchase p
+                                                      WHERE p.customer_id = ANY (ids))),
+        'refunds', (SELECT coalesce(jsonb_agg(to_jsonb(r) ORDER BY r.at, r.operation_id), '[]')
+                      FROM loyalty.refund r
+                     WHERE r.purchase IN (SELECT p.operation_id FROM loyalty.purchase p WHERE p.customer_id = ANY (ids))),
+        'coupons', (SELECT coalesce(jsonb_agg(to_jsonb(k) ORDER BY k.code), '[]')
+                      FROM loyalty.coupon k WHERE k.customer_id = ANY (ids)),
+        -- codes not theirs (mass codes, certificates) that their uses name:
+        -- the target gets a void copy, so the use keeps its code; the code
+        -- itself lives on where it is
+        'shared_coupons',
+            (SELECT coalesce(jsonb_agg(to_jsonb(k) ORDER BY k.code), '[]')
+               FROM loyalty.coupon k
+              WHERE (k.customer_id IS NULL OR k.customer_id <> ALL (ids))
+                AND k.code IN (SELECT u.code FROM loyalty.coupon_use u
+                                WHERE u.customer_id = ANY (ids) OR u.operation_id = ANY (ops))),
+        'coupon_uses', (SELECT coalesce(jsonb_agg(to_jsonb(u) ORDER BY u.at, u.code, u.operation_id), '[]')
+                          FROM loyalty.coupon_use u WHERE u.customer_id = ANY (ids) OR u.operation_id = ANY (ops)),
+        'promotion_customer_usage', (SELECT coalesce(jsonb_agg(to_jsonb(u) ORDER BY u.promotion, u.customer_id), '[]')
+                                       FROM loyalty.promotion_customer_usage u WHERE u.customer_id = ANY (ids)),
+        'promotion_budget_claims', (SELECT coalesce(jsonb_agg(to_jsonb(b) ORDER BY b.operation_id, b.promotion), '[]')
+                                      FROM loyalty.promotion_budget_claim b WHERE b.operation_id = ANY (ops)),
+        'orders', (SELECT coalesce(jsonb_agg(to_jsonb(o) ORDER BY o.order_id), '[]')
+                     FROM loyalty."order" o WHERE o.customer_id = ANY (ids)),
+        'subscriptions', (SELECT coalesce(jsonb_agg(to_jsonb(s) ORDER BY s.customer_id, s.plan), '[]')
+                            FROM loyalty.subscription s WHERE s.customer_id = ANY (ids)),
+        'segment_members', (SELECT coalesce(jsonb_agg(to_jsonb(m) ORDER BY m.segment, m.customer_id), '[]')
+                              FROM loyalty.segment_member m WHERE m.customer_id = ANY (ids)),
+        'rfm', (SELECT coalesce(jsonb_agg(to_jsonb(r) ORDER BY r.customer_id), '[]')
+                  FROM loyalty.rfm r WHERE r.customer_id = ANY (ids)),
+        'events', (SELECT coalesce(jsonb_agg(to_jsonb(e) ORDER BY e.id), '[]')
+                     FROM loyalty.event e WHERE e.customer_id = ANY (ids)));
+    RETURN doc;
+END
+$$;
+COMMENT ON FUNCTION loyalty.export_customer(customer bigint) IS
+    'Step 1 of moving a customer (on the source): the customer, those merged into it and every row of theirs as one document with its summary; locks them until commit';
+
+CREATE FUNCTION loyalty.import_customer(doc jsonb) RETURNS jsonb
+    LANGUAGE plpgsql STRICT SECURITY DEFINER
+    SET search_path = pg_catalog, pg_temp
+    AS $$
+DECLARE
+    cid     bigint := (doc ->> 'customer')::bigint;
+    p       int := loyalty.partitions();
+    lot_map jsonb;
+    got     jsonb;
+BEGIN
+    IF doc ->> 'format' IS DISTINCT FROM 'loyalty-customer-1' OR cid IS NULL THEN
+        RAISE EXCEPTION 'malformed customer document'
+            USING ERRCODE = 'invalid_parameter_value',
+                  DETAIL = 'The document must come from loyalty.export_customer (format loyalty-customer-1).';
+    END IF;
+    IF (doc ->> 'partitions')::int IS DISTINCT FROM p THEN
+        RAISE EXCEPTION 'the customer comes from a node with % partitions, this one has %', doc ->> 'partitions', p
+            USING ERRCODE = 'LY006',
+                  DETAIL = 'Every node of a chain has the same number of partitions.';
+    END IF;
+    IF EXISTS (SELECT 1 FROM loyalty.customer c WHERE c.id = cid) THEN
+        -- imported before (a move re-run after the source failed to commit)
+        IF loyalty.customer_summary(cid) = doc -> 'summary' THEN
+            RETURN jsonb_build_object('customer', cid, 'imported', false, 'summary', doc -> 'summary');
+        END IF;
+        RAISE EXCEPTION 'customer % already exists here', cid
+            USING ERRCODE = 'unique_violation',
+                  DETAIL = 'Its rows differ from the document''s.';
+    END IF;
+
+    INSERT INTO loyalty.customer
+    SELECT * FROM jsonb_populate_recordset(NULL::loyalty.customer, doc -> 'customers');
+    INSERT INTO loyalty.card
+    SELECT * FROM jsonb_populate_recordset(NULL::loyalty.card, doc -> 'cards');
+    INSERT INTO loyalty.operation
+    SELECT * FROM jsonb_populate_recordset(NULL::loyalty.operation, doc -> 'operations');
+    INSERT INTO loyalty.operation
+    SELECT * FROM jsonb_populate_recordset(NULL::loyalty.operation, doc -> 'shared_operations')
+        ON CONFLICT ON CONSTRAINT operation_pkey DO NOTHING;
+
+    -- lots and entries get this node's ids, in their order
+    SELECT coalesce(jsonb_object_agg(x.old, x.new), '{}') INTO lot_map
+      FROM (SELECT l.old, nextval('loyalty.lot_id_seq') AS new
+              FROM (SELECT x ->> 'id' AS old FROM jsonb_array_elements(doc -> 'lots') x
+                     ORDER BY (x ->> 'id')::bigint) l) x;
+    INSERT INTO loyalty.lot
+    SELECT * FROM jsonb_populate_recordset(NULL::loyalty.lot,
+        (SELECT coalesce(jsonb_agg(x || jsonb_build_object('id', lot_map -> (x ->> 'id'))), '[]')
+           FROM jsonb_array_elements(doc -> 'lots') x));
+    INSERT INTO loyalty.ledger_entry
+    SELECT * FROM jsonb_populate_recordset(NULL::loyalty.ledger_entry,
+        (SELECT coalesce(jsonb_agg(x.e || jsonb_build_object('id', nextval('loyalty.ledger_entry_id_seq'),
+                                                             'lot_id', lot_map -> (x.e ->> 'lot_id'))
+                                   ORDER BY x.n), '[]')
+           FROM (SELECT e, row_number() OVER (ORDER BY (e ->> 'id')::bigint) AS n
+                   FROM jsonb_array_elements(doc -> 'ledger_entries') e) x));
+
+    INSERT INTO loyalty.purchase
+    SELECT * FROM jsonb_populate_recordset(NULL::loyalty.purchase, doc -> 'purchases');
+    INSERT INTO loyalty.purchase_line
+    SELECT * FROM jsonb_populate_recordset(NULL::loyalty.purchase_line, doc -> 'purchase_lines');
+    INSERT INTO loyalty.refund
+    SELECT * FROM jsonb_populate_recordset(NULL::loyalty.refund, doc -> 'refunds');
+    INSERT INTO loyalty.coupon
+    SELECT * FROM jsonb_populate_recordset(NULL::loyalty.coupon, doc -> 'coupons');
+    INSERT INTO loyalty.coupon
+    SELECT * FROM jsonb_populate_recordset(NULL::loyalty.coupon,
+        (SELECT coalesce(jsonb_agg(x || '{"status": "void"}'), '[]') FROM jsonb_array_elements(doc -> 'shared_coupons') x))
+        ON CONFLICT ON CONSTRAINT coupon_pkey DO NOTHING;
+    INSERT INTO loyalty.coupon_use
+    SELECT * FROM jsonb_populate_recordset(NULL::loyalty.coupon_use, doc -> 'coupon_uses');
+    INSERT INTO loyalty.promotion_customer_usage
+    SELECT * FROM jsonb_populate_recordset(NULL::loyalty.promotion_customer_usage, doc -> 'promotion_customer_usage');
+    INSERT INTO loyalty.promotion_budget_claim
+    SELECT * FROM jsonb_populate_recordset(NULL::loyalty.promotion_budget_claim, doc -> 'promotion_budget_claims');
+    INSERT INTO loyalty."order"
+    SELECT * FROM jsonb_populate_recordset(NULL::loyalty."order", doc -> 'orders');
+    INSERT INTO loyalty.subscription
+    SELECT * FROM jsonb_populate_recordset(NULL::loyalty.subscription, doc -> 'subscriptions');
+    INSERT INTO loyalty.segment_member
+    SELECT * FROM jsonb_populate_recordset(NULL::loyalty.segment_member, doc -> 'segment_members');
+    INSERT INTO loyalty.rfm
+    SELECT * FROM jsonb_populate_recordset(NULL::loyalty.rfm, doc -> 'rfm');
+    INSERT INTO loyalty.event
+    SELECT * FROM jsonb_populate_recordset(NULL::loyalty.event,
+        (SELECT coalesce(jsonb_agg(x.e || jsonb_build_object('id', nextval('loyalty.event_id_seq')) ORDER BY x.n), '[]')
+           FROM (SELECT e, row_number() OVER (ORDER BY (e ->> 'id')::bigint) AS n
+                   FROM jsonb_array_elements(doc -> 'events') e) x));
+
+    -- ids and virtual cards made here later must not meet the moved ones
+    PERFORM setval('loyalty.customer_id_seq',
+                   greatest((SELECT max(c.id) / p FROM loyalty.customer c WHERE c.id = ANY (
+                                 SELECT (x ->> 'id')::bigint FROM jsonb_array_elements(doc -> 'customers') x)),
+                            (SELECT s.last_value FROM loyalty.customer_id_seq s)));
+    PERFORM setval('loyalty.card_number_seq',
+                   greatest(coalesce((SELECT max(substr(k.number, 3, 10)::bigint / p) FROM loyalty.card k
+                                       WHERE k.kind = 'virtual' AND k.customer_id = ANY (
+                                             SELECT (x ->> 'id')::bigint FROM jsonb_array_elements(doc -> 'customers') x)), 0),
+                            (SELECT s.last_value FROM loyalty.card_number_seq s)));
+
+    got := loyalty.customer_summary(cid);
+    IF got IS DISTINCT FROM doc -> 'summary' THEN
+        RAISE EXCEPTION 'the imported customer % differs from the exported one', cid
+            USING ERRCODE = 'data_corrupted',
+                  DETAIL = format('Exported %s, imported %s.', doc -> 'summary', got);
+    END IF;
+    RETURN jsonb_build_object('customer', cid, 'imported', true, 'summary', got);
+END
+$$;
+COMMENT ON FUNCTION loyalty.import_customer(doc jsonb) IS
+    'Step 2 of moving a customer (on the target): writes an export_customer document and fails unless the summary is the exported one; idempotent';
+
+CREATE FUNCTION loyalty.remove_customer(customer bigint, summary jsonb) RETURNS jsonb
+    LANGUAGE plpgsql STRICT SECURITY DEFINER
+    SET search_path = pg_catalog, pg_temp
+    AS $$
+DECLARE
+    ids bigint[];
+    ops text[];
+    buys text[];
+    now_summary jsonb;
+BEGIN
+    PERFORM 1 FROM loyalty.customer c WHERE c.id = customer OR c.merged_into = customer ORDER BY c.id FOR UPDATE;
+    IF NOT FOUND THEN
+        RAISE EXCEPTION 'customer % not found', customer USING ERRCODE = 'LY001';
+    END IF;
+    now_summary := loyalty.customer_summary(customer);
+    IF now_summary IS DISTINCT FROM summary THEN
+        RAISE EXCEPTION 'customer % changed since it was exported', customer
+            USING ERRCODE = 'object_not_in_prerequisite_state',
+                  DETAIL = format('Exported %s, now %s.', summary, now_summary),
+                  HINT = 'Export and import it again; the target''s copy must be removed first.';
+    END IF;
+    SELECT array_agg(c.id) INTO ids FROM loyalty.customer c WHERE c.id = customer OR c.merged_into = customer;
+    SELECT coalesce(array_agg(o.operation_id), '{}') INTO ops FROM loyalty.operation o WHERE o.customer_id = ANY (ids);
+    SELECT coalesce(array_agg(p.operation_id), '{}') INTO buys FROM loyalty.purchase p WHERE p.customer_id = ANY (ids);
+
+    DELETE FROM loyalty.coupon_use u WHERE u.customer_id = ANY (ids) OR u.operation_id = ANY (ops);
+    DELETE FROM loyalty.subscription s WHERE s.customer_id = ANY (ids);
+    DELETE FROM loyalty.segment_member m WHERE m.customer_id = ANY (ids);
+    DELETE FROM loyalty.rfm r WHERE r.customer_id = ANY (ids);
+    DELETE FROM loyalty.event e WHERE e.customer_id = ANY (ids);
+    DELETE FROM loyalty.promotion_customer_usage u WHERE u.customer_id = ANY (ids);
+    DELETE FROM loyalty.promotion_budget_claim b WHERE b.operation_id = ANY (ops);
+    DELETE FROM loyalty."order" o WHERE o.customer_id = ANY (ids);
+    DELETE FROM loyalty.refund r WHERE r.purchase = ANY (buys);
+    DELETE FROM loyalty.purchase_line l WHERE l.operation_id = ANY (buys);
+    DELETE FROM loyalty.purchase p WHERE p.operation_id = ANY (buys);
+    PERFORM set_config('loyalty_move.removing', 'on', true);
+    DELETE FROM loyalty.ledger_entry e WHERE e.customer_id = ANY (ids);
+    PERFORM set_config('loyalty_move.removing', '', true);
+    DELETE FROM loyalty.lot l WHERE l.customer_id = ANY (ids);
+    DELETE FROM loyalty.coupon k WHERE k.customer_id = ANY (ids);
+    DELETE FROM loyalty.card k WHERE k.customer_id = ANY (ids);
+    DELETE FROM loyalty.operation o WHERE o.operation_id = ANY (ops);
+    DELETE FROM loyalty.customer c WHERE c.id = ANY (ids) AND c.merged_into IS NOT NULL;
+    DELETE FROM loyalty.customer c WHERE c.id = customer;
+    RETURN jsonb_build_object('customer', customer, 'removed', true, 'summary', now_summary);
+END
+$$;
+COMMENT ON FUNCTION loyalty.remove_customer(customer bigint, summary jsonb) IS
+    'Step 3 of moving a customer (on the source, once the target committed the import): fails unless the summary is still the exported one, then deletes every row of the customer and those merged into it';
+
+REVOKE ALL ON FUNCTION loyalty.customer_summary(bigint), loyalty.export_customer(bigint),
+    loyalty.import_customer(jsonb), loyalty.remove_customer(bigint, jsonb) FROM PUBLIC;
+GRANT EXECUTE ON FUNCTION loyalty.customer_summary(bigint), loyalty.export_customer(bigint),
+    loyalty.import_customer(jsonb), loyalty.remove_customer(bigint, jsonb) TO loyalty_admin;
