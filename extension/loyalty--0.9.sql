@@ -3503,6 +3503,49 @@ GRANT EXECUTE ON FUNCTION loyalty.next_card_number(bigint) TO loyalty_admin;
 -- (nothing happened since the export) and deletes the rows.  A failed step
 -- changes nothing; docs/scale-out.md gives the recipe.
 -- ---------------------------------------------------------------------------
+-- Where moved customers went: remove_customer leaves their keys (id:N,
+-- phones, card numbers) with the partition that holds them now, so that a
+-- router that met LY001 on the key's own partition (a customer merged into
+-- one on another partition) asks moved_home there and tries again.
+CREATE TABLE loyalty.moved_key (
+    key text NOT NULL COLLATE pg_catalog."C",
+    customer_id bigint NOT NULL,
+    home integer NOT NULL,
+    moved_at timestamp with time zone DEFAULT now() NOT NULL,
+    CONSTRAINT moved_key_home_range CHECK (home >= 0 AND home < 1024),
+    CONSTRAINT moved_key_pkey PRIMARY KEY (key)
+);
+COMMENT ON TABLE loyalty.moved_key IS
+    'Keys (id:N, phone, card number) of customers moved to another node, with the partition that holds them now';
+
+CREATE FUNCTION loyalty.moved_home(identifier text) RETURNS integer
+    LANGUAGE plpgsql STABLE STRICT SECURITY DEFINER
+    SET search_path = pg_catalog, pg_temp
+    AS $$
+DECLARE
+    k text := btrim(identifier);
+    h int;
+BEGIN
+    SELECT m.home INTO h FROM loyalty.moved_key m WHERE m.key = k;
+    IF FOUND THEN
+        RETURN h;
+    END IF;
+    IF k ~* '^id:\s*[0-9]{1,18}$' THEN
+        k := 'id:' || regexp_replace(k, '^id:\s*', '', 'i')::bigint;
+    ELSE
+        BEGIN
+            k := k::loyalty.phone::text;
+        EXCEPTION WHEN invalid_text_representation THEN
+            RETURN NULL;
+        END;
+    END IF;
+    SELECT m.home INTO h FROM loyalty.moved_key m WHERE m.key = k;
+    RETURN h;
+END
+$$;
+COMMENT ON FUNCTION loyalty.moved_home(identifier text) IS
+    'The partition that now holds a customer moved away from this node (phone in any spelling, card number or id:N); NULL when none was';
+
 CREATE FUNCTION loyalty.customer_summary(customer bigint) RETURNS jsonb
     LANGUAGE sql STABLE STRICT SECURITY DEFINER
     SET search_path = pg_catalog, pg_temp
@@ -3671,6 +3714,8 @@ BEGIN
 
     INSERT INTO loyalty.customer
     SELECT * FROM jsonb_populate_recordset(NULL::loyalty.customer, doc -> 'customers');
+    -- a customer coming back is no longer away
+    DELETE FROM loyalty.moved_key m WHERE m.customer_id = cid;
     INSERT INTO loyalty.card
     SELECT * FROM jsonb_populate_recordset(NULL::loyalty.card, doc -> 'cards');
     INSERT INTO loyalty.operation
@@ -3751,7 +3796,7 @@ $$;
 COMMENT ON FUNCTION loyalty.import_customer(doc jsonb) IS
     'Step 2 of moving a customer (on the target): writes an export_customer document and fails unless the summary is the exported one; idempotent';
 
-CREATE FUNCTION loyalty.remove_customer(customer bigint, summary jsonb) RETURNS jsonb
+CREATE FUNCTION loyalty.remove_customer(customer bigint, summary jsonb, home integer) RETURNS jsonb
     LANGUAGE plpgsql STRICT SECURITY DEFINER
     SET search_path = pg_catalog, pg_temp
     AS $$
@@ -3761,6 +3806,11 @@ DECLARE
     buys text[];
     now_summary jsonb;
 BEGIN
+    IF home < 0 OR home >= loyalty.partitions() THEN
+        RAISE EXCEPTION 'partition % does not exist', home
+            USING ERRCODE = 'invalid_parameter_value',
+                  DETAIL = format('Argument "home" must be a partition from 0 to %s.', loyalty.partitions() - 1);
+    END IF;
     PERFORM 1 FROM loyalty.customer c WHERE c.id = customer OR c.merged_into = customer ORDER BY c.id FOR UPDATE;
     IF NOT FOUND THEN
         RAISE EXCEPTION 'customer % not found', customer USING ERRCODE = 'LY001';
@@ -3776,6 +3826,14 @@ BEGIN
     SELECT coalesce(array_agg(o.operation_id), '{}') INTO ops FROM loyalty.operation o WHERE o.customer_id = ANY (ids);
     SELECT coalesce(array_agg(p.operation_id), '{}') INTO buys FROM loyalty.purchase p WHERE p.customer_id = ANY (ids);
 
+    -- the keys that found them here now name where they live
+    INSERT INTO loyalty.moved_key AS m (key, customer_id, home)
+    SELECT k.key, customer, remove_customer.home
+      FROM (SELECT 'id:' || c.id AS key FROM loyalty.customer c WHERE c.id = ANY (ids)
+            UNION SELECT c.phone::text FROM loyalty.customer c WHERE c.id = ANY (ids) AND c.phone IS NOT NULL
+            UNION SELECT k.number FROM loyalty.card k WHERE k.customer_id = ANY (ids)) k
+        ON CONFLICT ON CONSTRAINT moved_key_pkey
+        DO UPDATE SET customer_id = EXCLUDED.customer_id, home = EXCLUDED.home, moved_at = EXCLUDED.moved_at;
     DELETE FROM loyalty.coupon_use u WHERE u.customer_id = ANY (ids) OR u.operation_id = ANY (ops);
     DELETE FROM loyalty.subscription s WHERE s.customer_id = ANY (ids);
     DELETE FROM loyalty.segment_member m WHERE m.customer_id = ANY (ids);
@@ -3799,10 +3857,15 @@ BEGIN
     RETURN jsonb_build_object('customer', customer, 'removed', true, 'summary', now_summary);
 END
 $$;
-COMMENT ON FUNCTION loyalty.remove_customer(customer bigint, summary jsonb) IS
-    'Step 3 of moving a customer (on the source, once the target committed the import): fails unless the summary is still the exported one, then deletes every row of the customer and those merged into it';
+COMMENT ON FUNCTION loyalty.remove_customer(customer bigint, summary jsonb, home integer) IS
+    'Step 3 of moving a customer (on the source, once the target committed the import): fails unless the summary is still the exported one, then deletes every row of the customer and those merged into it and records their keys as moved to partition home';
 
+SELECT pg_catalog.pg_extension_config_dump('loyalty.moved_key', '');
+REVOKE ALL ON loyalty.moved_key FROM PUBLIC;
+GRANT ALL ON loyalty.moved_key TO loyalty_admin;
 REVOKE ALL ON FUNCTION loyalty.customer_summary(bigint), loyalty.export_customer(bigint),
-    loyalty.import_customer(jsonb), loyalty.remove_customer(bigint, jsonb) FROM PUBLIC;
+    loyalty.import_customer(jsonb), loyalty.remove_customer(bigint, jsonb, integer),
+    loyalty.moved_home(text) FROM PUBLIC;
 GRANT EXECUTE ON FUNCTION loyalty.customer_summary(bigint), loyalty.export_customer(bigint),
-    loyalty.import_customer(jsonb), loyalty.remove_customer(bigint, jsonb) TO loyalty_admin;
+    loyalty.import_customer(jsonb), loyalty.remove_customer(bigint, jsonb, integer) TO loyalty_admin;
+GRANT EXECUTE ON FUNCTION loyalty.moved_home(text) TO loyalty_cashier, loyalty_admin;

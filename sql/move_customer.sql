@@ -97,7 +97,7 @@ SELECT jsonb_array_length(d -> 'customers') AS customers, jsonb_array_length(d -
 SELECT pg_temp.on_target(format('SELECT loyalty.import_customer(%L) ->> ''imported''', d)) AS imported FROM doc;
 -- a re-run of the import (the source failed to commit) changes nothing
 SELECT pg_temp.on_target(format('SELECT loyalty.import_customer(%L) ->> ''imported''', d)) AS imported_again FROM doc;
-SELECT loyalty.remove_customer((d ->> 'customer')::bigint, d -> 'summary') ->> 'removed' AS removed FROM doc;
+SELECT loyalty.remove_customer((d ->> 'customer')::bigint, d -> 'summary', loyalty.partition_of('+79120000001')) ->> 'removed' AS removed FROM doc;
 
 -- after: the target has her balance, history and summary; the source has
 -- nothing of her and Boris untouched; both ledgers verify
@@ -117,6 +117,29 @@ SELECT count(*) AS source_rows FROM loyalty.ledger_entry e JOIN loyalty.customer
 SELECT (SELECT count(*) FROM loyalty.purchase) AS source_purchases, (SELECT count(*) FROM loyalty.operation) AS source_operations;
 SELECT available FROM loyalty.balance('+79120000002');
 
+-- the source remembers where her keys went (phone in any spelling, the
+-- merged customer's phone, her cards, id:N); other keys are not its to say
+SELECT loyalty.moved_home('8 912 000 00 01') AS by_phone, loyalty.moved_home('+79120000007') AS by_old_phone,
+       loyalty.moved_home('id:' || (d ->> 'customer')) AS by_id,
+       loyalty.moved_home(d -> 'cards' -> 0 ->> 'number') AS by_card,
+       loyalty.moved_home('+79120000002') AS boris, loyalty.moved_home('not a key') AS nothing
+  FROM doc;
+
+-- a merge across nodes: Gleb (on the source) is merged into Anna (on the
+-- target): move Gleb to Anna's partition, then merge there
+SELECT loyalty.register('+79120000005') IS NOT NULL AS gleb;
+SELECT loyalty.adjust('{"operation_id": "W-5", "customer": "+79120000005", "account": "main", "points": 5, "reason": "welcome"}') ->> 'points' AS gleb_points;
+CREATE TEMP TABLE doc_gleb AS SELECT loyalty.export_customer(loyalty.find_customer('+79120000005')) AS d;
+SELECT pg_temp.on_target(format('SELECT loyalty.import_customer(%L) ->> ''imported''', d)) AS imported FROM doc_gleb;
+SELECT loyalty.remove_customer((d ->> 'customer')::bigint, d -> 'summary', loyalty.partition_of('+79120000001')) ->> 'removed' AS removed
+  FROM doc_gleb;
+SELECT pg_temp.on_target($$SELECT loyalty.merge_customers(loyalty.find_customer('+79120000001'), loyalty.find_customer('+79120000005')) ->> 'lots'$$) AS lots_merged;
+-- Anna's 53 + 5; Gleb's phone finds her on the target and is forwarded from the source
+SELECT pg_temp.on_target($$SELECT available FROM loyalty.balance('+79120000005')$$) AS anna_with_gleb,
+       loyalty.moved_home('+79120000005') AS gleb_home;
+SELECT pg_temp.on_target($$SELECT count(*) FROM loyalty.verify_ledger()$$) AS target_problems,
+       (SELECT count(*) FROM loyalty.verify_ledger()) AS source_problems;
+
 -- she goes on living on the target: a refund of a moved purchase, a new check
 SELECT pg_temp.on_target($$SELECT loyalty.refund('{"operation_id": "R-2", "purchase": "P-1", "customer": "+79120000001", "at": "2026-03-01T10:00:00Z"}') ->> 'full'$$) AS full_refund;
 SELECT pg_temp.on_target($$SELECT loyalty.purchase('{"operation_id": "P-4", "customer": "+79120000001", "at": "2026-03-01T10:00:00Z", "lines": [{"sku": "B", "qty": 1}]}') -> 'totals' ->> 'total'$$) AS total;
@@ -129,7 +152,7 @@ SELECT pg_temp.on_target($$SELECT count(*) = count(DISTINCT number) FROM loyalty
 -- import over a customer with the same id but other rows is refused (23505)
 CREATE TEMP TABLE doc_boris AS SELECT loyalty.export_customer(loyalty.find_customer('+79120000002')) AS d;
 SELECT loyalty.adjust('{"operation_id": "W-3", "customer": "+79120000002", "account": "main", "points": 1, "reason": "late"}') ->> 'points' AS late;
-SELECT pg_temp.err(format('SELECT loyalty.remove_customer(%s, %L)', d ->> 'customer', d -> 'summary')) FROM doc_boris;
+SELECT pg_temp.err(format('SELECT loyalty.remove_customer(%s, %L, 1)', d ->> 'customer', d -> 'summary')) FROM doc_boris;
 SELECT loyalty.find_customer('+79120000002') IS NOT NULL AS boris_still_here;
 SELECT pg_temp.err(format('SELECT loyalty.import_customer(%L)', d)) FROM doc_boris;
 SELECT pg_temp.err($$SELECT loyalty.export_customer(loyalty.find_customer('+79120000002') + 1000)$$);
