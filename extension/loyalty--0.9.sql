@@ -1217,15 +1217,14 @@ CREATE FUNCTION loyalty.ledger_entry_append_only() RETURNS trigger
     SET search_path = pg_catalog, pg_temp
     AS $$
 BEGIN
-    -- loyalty.remove_customer deletes a moved customer's entries (issue 20)
-    IF TG_OP = 'DELETE' AND TG_LEVEL = 'ROW'
-       AND current_setting('loyalty_move.removing', true) = 'on' THEN
-        RETURN OLD;
-    END IF;
-    RAISE EXCEPTION 'ledger entries are append-only'
+    IF (TG_OP, TG_LEVEL, current_setting('loyalty_move.removing', true)) IS DISTINCT FROM ('DELETE', 'ROW', 'on') THEN RAISE EXCEPTION 'ledger entries are append-only'
         USING ERRCODE = 'object_not_in_prerequisite_state',
               DETAIL = format('%s on loyalty.ledger_entry is refused.', TG_OP),
               HINT = 'Correct a balance with loyalty.adjust, which appends an entry.';
+    END IF;
+    -- only loyalty.remove_customer, which sets loyalty_move.removing, deletes
+    -- a moved customer's entries (issue 20)
+    RETURN OLD;
 END
 $$;
 COMMENT ON FUNCTION loyalty.ledger_entry_append_only() IS
