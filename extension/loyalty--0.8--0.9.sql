@@ -1893,18 +1893,27 @@ BEGIN
                       DETAIL = format('Field "partitions" must be a power of two from 1 to 1024, not %s.', new_p);
         END IF;
     END IF;
-    IF new_p <> now_p AND EXISTS (SELECT 1 FROM loyalty.customer) THEN
+    -- with customers, only a larger P that every id and virtual card
+    -- already carries (a restore writes the customers first)
+    IF new_p <> now_p AND EXISTS (SELECT 1 FROM loyalty.customer)
+       AND (new_p < now_p
+            OR EXISTS (SELECT 1 FROM loyalty.customer c
+                        WHERE c.phone IS NOT NULL
+                          AND c.id & (new_p - 1) <> pg_catalog.hashtext(c.phone::text) & (new_p - 1))
+            OR EXISTS (SELECT 1 FROM loyalty.card k
+                        WHERE k.kind = 'virtual'
+                          AND substr(k.number, 3, 10)::bigint & (new_p - 1) <> k.customer_id & (new_p - 1))) THEN
         RAISE EXCEPTION 'the number of partitions cannot change while there are customers'
             USING ERRCODE = 'LY006',
-                  DETAIL = format('Field "partitions" would change from %s to %s; customer ids and card numbers carry their partition under %s.',
-                                  now_p, new_p, now_p),
-                  HINT = 'Set the number of partitions right after CREATE EXTENSION, before the first customer (or restore with pg_restore --disable-triggers).';
+                  DETAIL = format('Field "partitions" would change from %s to %s; the existing customer ids and card numbers do not carry their partition under %s.',
+                                  now_p, new_p, new_p),
+                  HINT = 'Set the number of partitions right after CREATE EXTENSION, before the first customer.';
     END IF;
     RETURN CASE WHEN TG_OP = 'DELETE' THEN OLD ELSE NEW END;
 END
 $$;
 COMMENT ON FUNCTION loyalty.partitioning_validate() IS
-    'Keeps loyalty.partitioning a power of two from 1 to 1024 that changes only while there are no customers';
+    'Keeps loyalty.partitioning a power of two from 1 to 1024 that changes only while there are no customers (or to a larger P every id and card already carries, as in a restore)';
 
 CREATE TRIGGER partitioning_validate BEFORE INSERT OR DELETE OR UPDATE ON loyalty.partitioning
     FOR EACH ROW EXECUTE FUNCTION loyalty.partitioning_validate();
@@ -2162,8 +2171,8 @@ $$;
 COMMENT ON FUNCTION loyalty.claim_operation(operation_id text, home integer) IS
     'On an operation id''s hash partition, before a writing call: binds the id to the partition of the call; LY003 when another partition claimed it first';
 
--- the partitioning and the directories are dumped (a restore of a sharded
--- node with P > 1 runs pg_restore --disable-triggers: customers come first)
+-- the partitioning and the directories are dumped (a restore writes the
+-- customers first; their ids carry the P it then writes)
 SELECT pg_catalog.pg_extension_config_dump('loyalty.partitioning', '');
 SELECT pg_catalog.pg_extension_config_dump('loyalty.card_directory', '');
 SELECT pg_catalog.pg_extension_config_dump('loyalty.operation_home', '');

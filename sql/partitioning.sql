@@ -72,9 +72,28 @@ SELECT loyalty.issue_missing_cards() AS issued;
 SELECT substr(number, 3, 10)::bigint & 3 AS card_partition, 1001 & 3 AS id_partition
   FROM loyalty.card WHERE customer_id = 1001;
 
--- and P is fixed now
+-- and P is fixed now: never smaller, larger only if every id and card
+-- already carries it (here customer 1001, partition 1001 & 7 = 1, has a
+-- phone of partition hashtext & 7 shown below)
+SELECT pg_catalog.hashtext('+79995550000') & 7 AS phone_partition_under_8, 1001 & 7 AS id_partition_under_8;
 UPDATE loyalty.partitioning SET partitions = 8;
 TRUNCATE loyalty.partitioning;
+
+-- a restore writes the customers before the partitioning row: the P their
+-- ids and cards carry is accepted then (the row is taken away here the way
+-- pg_restore --disable-triggers could)
+SET session_replication_role = replica;
+DELETE FROM loyalty.partitioning;
+RESET session_replication_role;
+SELECT loyalty.partitions() AS p_before_restore;
+-- customer 1001, whose id was given by hand, does not carry its phone's
+-- partition (1001 & 3 = 1, the phone's is 4 & 3 = 0): refused
+INSERT INTO loyalty.partitioning (partitions) VALUES (4);
+-- without it every id and card carries P = 4: accepted
+DELETE FROM loyalty.card WHERE customer_id = 1001;
+DELETE FROM loyalty.customer WHERE id = 1001;
+INSERT INTO loyalty.partitioning (partitions) VALUES (4);
+SELECT loyalty.partitions() AS p_restored;
 
 --
 -- Plastic cards issued outside: step 1 on the card's hash partition (the
