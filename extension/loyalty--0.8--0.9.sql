@@ -1905,8 +1905,11 @@ BEGIN
                           AND substr(k.number, 3, 10)::bigint & (new_p - 1) <> k.customer_id & (new_p - 1))) THEN
         RAISE EXCEPTION 'the number of partitions cannot change while there are customers'
             USING ERRCODE = 'LY006',
-                  DETAIL = format('Field "partitions" would change from %s to %s; the existing customer ids and card numbers do not carry their partition under %s.',
-                                  now_p, new_p, new_p),
+                  DETAIL = CASE WHEN new_p < now_p
+                                THEN format('Field "partitions" would shrink from %s to %s; new customer ids would meet existing ones.',
+                                            now_p, new_p)
+                                ELSE format('Field "partitions" would change from %s to %s; the existing customer ids and card numbers do not carry their partition under %s.',
+                                            now_p, new_p, new_p) END,
                   HINT = 'Set the number of partitions right after CREATE EXTENSION, before the first customer.';
     END IF;
     RETURN CASE WHEN TG_OP = 'DELETE' THEN OLD ELSE NEW END;
