@@ -34,10 +34,10 @@
  * loyalty_refund runs short steps over one Refund, in this order (the order
  * of its statements and locks): load the purchase and its lines under the
  * lock, check the request's optional "customer" against the purchase's
- * (LY002 for someone else's purchase), plan what each line returns (pure C), void the certificates sold,
- * load the points and plan their return, write the ledger movements and the
- * facts, build the response, store it with the refund row and the coupon and
- * usage give-back.  This file does not price or parse a check: what the
+ * (LY002 for someone else's purchase), plan what each line returns (pure
+ * C), void the certificates sold, load the points and plan their return,
+ * write the ledger movements and the facts, build the response, store it
+ * with the refund row and the coupon and usage give-back.  This file does not price or parse a check: what the
  * check core owns (coupons, promotion uses) is called in give_back and
  * void_certificates only.
  *
@@ -219,8 +219,8 @@ load_purchase(Refund *rf)
 }
 
 /*
- * check_refund_customer compares the request's "customer" (optional; a sharded
- * chain's router routes the refund by it) with the purchase's, the
+ * check_refund_customer compares the request's "customer" (optional; a
+ * sharded chain's router routes the refund by it) with the purchase's, the
  * survivor's for a merged one.  An unknown customer is LY001; a purchase
  * of someone else is LY002, as if it were not there: the customer's
  * partition holds only the customer's purchases.

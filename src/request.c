@@ -372,7 +372,8 @@ request_parse_check(Jsonb *jb, bool need_operation_id, int points_precision)
 
 /*
  * request_parse_refund parses {"operation_id", "purchase", "customer"?,
- * "at"?, "lines"?: [{"index", "qty"}]}.  Two entries for one index are refused.
+ * "at"?, "lines"?: [{"index", "qty"}]}.  Two entries for one index are
+ * refused.
  */
 RefundRequest *
 request_parse_refund(Jsonb *jb)
