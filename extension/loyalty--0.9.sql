@@ -683,6 +683,105 @@ GRANT SELECT ON loyalty.promotion_quota TO loyalty_marketer, loyalty_analyst;
 GRANT ALL ON loyalty.promotion_quota TO loyalty_admin;
 
 -- ---------------------------------------------------------------------------
+-- Issue 20: partitions (SPEC §14).  Past one machine customers are sharded
+-- over P logical partitions (a power of two, fixed at install) by the hash
+-- of the canonical phone; a customer id is seq * P + partition and a
+-- virtual card's 10-digit middle is too, so any id or card routes without a
+-- directory.  P = 1 (no row) gives exactly the ids and numbers of before.
+-- ---------------------------------------------------------------------------
+CREATE TABLE loyalty.partitioning (
+    partitions integer DEFAULT 1 NOT NULL,
+    single boolean DEFAULT true NOT NULL,
+    CONSTRAINT partitioning_one_row CHECK (single),
+    CONSTRAINT partitioning_pkey PRIMARY KEY (single)
+);
+COMMENT ON TABLE loyalty.partitioning IS
+    'The number of logical partitions P of a sharded installation (one row; no row: 1); changes only while there are no customers';
+
+CREATE FUNCTION loyalty.partitions() RETURNS integer
+    LANGUAGE sql STABLE PARALLEL SAFE
+    SET search_path = pg_catalog, pg_temp
+    AS $$
+    SELECT coalesce((SELECT p.partitions FROM loyalty.partitioning p), 1)
+$$;
+COMMENT ON FUNCTION loyalty.partitions() IS
+    'The number of logical partitions P (1 when loyalty.partitioning has no row)';
+
+CREATE FUNCTION loyalty.partitioning_validate() RETURNS trigger
+    LANGUAGE plpgsql
+    SET search_path = pg_catalog, pg_temp
+    AS $$
+DECLARE
+    now_p int := loyalty.partitions();
+    new_p int := 1;
+BEGIN
+    IF TG_OP IN ('INSERT', 'UPDATE') THEN
+        new_p := NEW.partitions;
+        IF new_p IS NULL OR new_p < 1 OR new_p > 1024 OR new_p & (new_p - 1) <> 0 THEN
+            RAISE EXCEPTION 'invalid partitioning'
+                USING ERRCODE = 'LY006',
+                      DETAIL = format('Field "partitions" must be a power of two from 1 to 1024, not %s.', new_p);
+        END IF;
+    END IF;
+    -- with customers, only a larger P that every id and virtual card
+    -- already carries (a restore writes the customers first)
+    IF new_p <> now_p AND EXISTS (SELECT 1 FROM loyalty.customer)
+       AND (new_p < now_p
+            OR EXISTS (SELECT 1 FROM loyalty.customer c
+                        WHERE c.phone IS NOT NULL
+                          AND c.id & (new_p - 1) <> pg_catalog.hashtext(c.phone::text) & (new_p - 1))
+            OR EXISTS (SELECT 1 FROM loyalty.card k
+                        WHERE k.kind = 'virtual'
+                          AND substr(k.number, 3, 10)::bigint & (new_p - 1) <> k.customer_id & (new_p - 1))) THEN
+        RAISE EXCEPTION 'the number of partitions cannot change while there are customers'
+            USING ERRCODE = 'LY006',
+                  DETAIL = CASE WHEN new_p < now_p
+                                THEN format('Field "partitions" would shrink from %s to %s; new customer ids would meet existing ones.',
+                                            now_p, new_p)
+                                ELSE format('Field "partitions" would change from %s to %s; the existing customer ids and card numbers do not carry their partition under %s.',
+                                            now_p, new_p, new_p) END,
+                  HINT = 'Set the number of partitions right after CREATE EXTENSION, before the first customer.';
+    END IF;
+    RETURN CASE WHEN TG_OP = 'DELETE' THEN OLD ELSE NEW END;
+END
+$$;
+COMMENT ON FUNCTION loyalty.partitioning_validate() IS
+    'Keeps loyalty.partitioning a power of two from 1 to 1024 that changes only while there are no customers (or to a larger P every id and card already carries, as in a restore)';
+
+CREATE TRIGGER partitioning_validate BEFORE INSERT OR DELETE OR UPDATE ON loyalty.partitioning
+    FOR EACH ROW EXECUTE FUNCTION loyalty.partitioning_validate();
+CREATE TRIGGER partitioning_validate_truncate BEFORE TRUNCATE ON loyalty.partitioning
+    FOR EACH STATEMENT EXECUTE FUNCTION loyalty.partitioning_validate();
+
+CREATE FUNCTION loyalty.partition_of(phone loyalty.phone) RETURNS integer
+    LANGUAGE sql STABLE STRICT PARALLEL SAFE
+    SET search_path = pg_catalog, pg_temp
+    AS $$
+    SELECT pg_catalog.hashtext(phone::text) & (loyalty.partitions() - 1)
+$$;
+COMMENT ON FUNCTION loyalty.partition_of(phone loyalty.phone) IS
+    'The logical partition of a customer: hashtext of the canonical phone (+79123456789) & (P - 1), as the router computes it';
+
+CREATE FUNCTION loyalty.customer_assign_id() RETURNS trigger
+    LANGUAGE plpgsql
+    SET search_path = pg_catalog, pg_temp
+    AS $$
+DECLARE
+    p int;
+BEGIN
+    -- the column default is minus the next serial number: place it in the
+    -- customer's partition (an id given explicitly is kept as it is)
+    IF NEW.id < 0 THEN
+        p := loyalty.partitions();
+        NEW.id := -NEW.id * p + coalesce(loyalty.partition_of(NEW.phone), 0);
+    END IF;
+    RETURN NEW;
+END
+$$;
+COMMENT ON FUNCTION loyalty.customer_assign_id() IS
+    'Gives a new customer the id seq * P + partition (its phone''s partition; 0 without a phone)';
+
+-- ---------------------------------------------------------------------------
 -- Customers and cards (SPEC §4): every customer gets a virtual card when
 -- entering the base; a merged customer keeps its row and points to the
 -- survivor.  Identity functions resolve a phone, card or id:N.
@@ -696,7 +795,7 @@ CREATE SEQUENCE loyalty.customer_id_seq
 COMMENT ON SEQUENCE loyalty.customer_id_seq IS 'Customer ids';
 
 CREATE TABLE loyalty.customer (
-    id bigint DEFAULT nextval('loyalty.customer_id_seq'::regclass) NOT NULL,
+    id bigint DEFAULT (- nextval('loyalty.customer_id_seq'::regclass)) NOT NULL,
     phone loyalty.phone,
     email text,
     name text,
@@ -745,15 +844,17 @@ $_$;
 COMMENT ON FUNCTION loyalty.card_check_digit(digits text) IS
     'EAN-13 style check digit of a digit string (NULL when it is not all digits)';
 
-CREATE FUNCTION loyalty.next_card_number() RETURNS text
-    LANGUAGE sql
+CREATE FUNCTION loyalty.next_card_number(customer_id bigint) RETURNS text
+    LANGUAGE sql STRICT
     SET search_path = pg_catalog, pg_temp
     AS $$
     SELECT s || loyalty.card_check_digit(s)
-      FROM (SELECT '27' || lpad(nextval('loyalty.card_number_seq')::text, 10, '0') AS s) AS n
+      FROM (SELECT '27' || lpad((nextval('loyalty.card_number_seq') * q.p + (customer_id & (q.p - 1)))::text,
+                                10, '0') AS s
+              FROM (SELECT loyalty.partitions() AS p) AS q) AS n
 $$;
-COMMENT ON FUNCTION loyalty.next_card_number() IS
-    'A new virtual card number: 13 digits, in-store EAN-13 range 27, last digit a check digit';
+COMMENT ON FUNCTION loyalty.next_card_number(customer_id bigint) IS
+    'A new virtual card number of a customer: 13 digits, in-store EAN-13 range 27, a 10-digit middle seq * P + the customer''s partition, last digit a check digit';
 
 CREATE TABLE loyalty.card (
     number text NOT NULL COLLATE pg_catalog."C",
@@ -779,7 +880,7 @@ CREATE FUNCTION loyalty.customer_issue_virtual_card() RETURNS trigger
     AS $$
 BEGIN
     INSERT INTO loyalty.card (number, customer_id, kind, issued_at)
-    VALUES (loyalty.next_card_number(), NEW.id, 'virtual', NEW.created_at);
+    VALUES (loyalty.next_card_number(NEW.id), NEW.id, 'virtual', NEW.created_at);
     RETURN NULL;
 END
 $$;
@@ -798,6 +899,11 @@ BEGIN
 END
 $$;
 COMMENT ON FUNCTION loyalty.customer_initial_tier() IS 'Puts a new customer in the lowest tier';
+
+-- the column default gives minus the serial number; customer_assign_id
+-- (before customer_initial_tier, by name) places it in the partition
+CREATE TRIGGER customer_assign_id BEFORE INSERT ON loyalty.customer
+    FOR EACH ROW EXECUTE FUNCTION loyalty.customer_assign_id();
 
 CREATE TRIGGER customer_initial_tier BEFORE INSERT ON loyalty.customer
     FOR EACH ROW EXECUTE FUNCTION loyalty.customer_initial_tier();
@@ -1008,7 +1114,7 @@ CREATE FUNCTION loyalty.issue_missing_cards() RETURNS bigint
     AS $$
     WITH issued AS (
         INSERT INTO loyalty.card (number, customer_id, kind, issued_at)
-        SELECT loyalty.next_card_number(), c.id, 'virtual', now()
+        SELECT loyalty.next_card_number(c.id), c.id, 'virtual', now()
           FROM loyalty.customer c
          WHERE c.status <> 'merged'
            AND NOT EXISTS (SELECT 1 FROM loyalty.card k WHERE k.customer_id = c.id)
@@ -1177,10 +1283,14 @@ CREATE FUNCTION loyalty.ledger_entry_append_only() RETURNS trigger
     SET search_path = pg_catalog, pg_temp
     AS $$
 BEGIN
-    RAISE EXCEPTION 'ledger entries are append-only'
+    IF (TG_OP, TG_LEVEL, current_setting('loyalty_move.removing', true)) IS DISTINCT FROM ('DELETE', 'ROW', 'on') THEN RAISE EXCEPTION 'ledger entries are append-only'
         USING ERRCODE = 'object_not_in_prerequisite_state',
               DETAIL = format('%s on loyalty.ledger_entry is refused.', TG_OP),
               HINT = 'Correct a balance with loyalty.adjust, which appends an entry.';
+    END IF;
+    -- only loyalty.remove_customer, which sets loyalty_move.removing, deletes
+    -- a moved customer's entries (issue 20)
+    RETURN OLD;
 END
 $$;
 COMMENT ON FUNCTION loyalty.ledger_entry_append_only() IS
@@ -3266,7 +3376,7 @@ GRANT EXECUTE ON FUNCTION
     loyalty.certificate_max_value_validate(), loyalty.config_changed(),
     loyalty.setting_value(text), loyalty.category_no_cycle(), loyalty.promotion_validate(),
     loyalty.tier_window(timestamptz), loyalty.recalculate_tiers(timestamptz, bigint),
-    loyalty.card_check_digit(text), loyalty.next_card_number(),
+    loyalty.card_check_digit(text), loyalty.next_card_number(bigint),
     loyalty.customer_issue_virtual_card(), loyalty.issue_missing_cards(),
     loyalty.find_customer(text), loyalty.register(text, jsonb),
     loyalty.merge_customers(bigint, bigint),
@@ -3904,3 +4014,582 @@ COMMENT ON FUNCTION loyalty.usage_quotas(integer, bigint[]) IS
 REVOKE ALL ON FUNCTION loyalty.set_usage_quota(text, integer), loyalty.usage_quotas(integer, bigint[]) FROM PUBLIC;
 GRANT EXECUTE ON FUNCTION loyalty.set_usage_quota(text, integer), loyalty.usage_quotas(integer, bigint[])
     TO loyalty_marketer, loyalty_admin;
+
+-- ---------------------------------------------------------------------------
+-- Issue 20: cards that do not carry a partition, and operation ids across
+-- partitions (SPEC §14).  A plastic card issued outside the program is
+-- attached in two steps by the router: a directory row on the card's own
+-- hash partition (hashtext(number) & (P - 1)) names the customer's
+-- partition (card_directory_put), then the card row is written on the
+-- customer's partition (attach_card).  The router finds such a card in two
+-- hops: card_home on the card's hash partition, then the call on the
+-- partition it names.  A client's operation_id is claimed for one
+-- partition on its own hash partition (claim_operation) before a writing
+-- call: the same operation_id for customers on two partitions is LY003, as
+-- on one node.
+-- ---------------------------------------------------------------------------
+CREATE TABLE loyalty.card_directory (
+    number text NOT NULL COLLATE pg_catalog."C",
+    home integer NOT NULL,
+    created_at timestamp with time zone DEFAULT now() NOT NULL,
+    CONSTRAINT card_directory_home_range CHECK (home >= 0 AND home < 1024),
+    CONSTRAINT card_directory_number_format CHECK (number ~ '^[0-9A-Za-z-]{4,32}$'),
+    CONSTRAINT card_directory_pkey PRIMARY KEY (number)
+);
+COMMENT ON TABLE loyalty.card_directory IS
+    'Plastic cards whose hash partition is this node''s: the partition of the customer holding each (the router''s first hop)';
+
+CREATE TABLE loyalty.operation_home (
+    operation_id text NOT NULL COLLATE pg_catalog."C",
+    home integer NOT NULL,
+    created_at timestamp with time zone DEFAULT now() NOT NULL,
+    CONSTRAINT operation_home_range CHECK (home >= 0 AND home < 1024),
+    CONSTRAINT operation_home_id_format CHECK ((operation_id <> '') AND (length(operation_id) <= 200)),
+    CONSTRAINT operation_home_pkey PRIMARY KEY (operation_id)
+);
+CREATE INDEX operation_home_created_idx ON loyalty.operation_home (created_at);
+COMMENT ON TABLE loyalty.operation_home IS
+    'Client operation ids whose hash partition is this node''s, each claimed by the partition of the call that first used it';
+
+CREATE FUNCTION loyalty.looks_virtual(number text) RETURNS boolean
+    LANGUAGE sql IMMUTABLE STRICT PARALLEL SAFE
+    SET search_path = pg_catalog, pg_temp
+    AS $$
+    SELECT number ~ '^27[0-9]{11}$'
+           AND right(number, 1)::int = loyalty.card_check_digit(left(number, 12))
+$$;
+COMMENT ON FUNCTION loyalty.looks_virtual(number text) IS
+    'Whether a card number has the virtual form (range 27, 13 digits, valid check digit), whose middle carries the partition';
+
+CREATE FUNCTION loyalty.card_home(number text) RETURNS integer
+    LANGUAGE sql STABLE STRICT SECURITY DEFINER PARALLEL SAFE
+    SET search_path = pg_catalog, pg_temp
+    AS $$
+    SELECT CASE WHEN loyalty.looks_virtual(btrim(number))
+                THEN (substr(btrim(number), 3, 10)::bigint & (loyalty.partitions() - 1))::int
+                ELSE (SELECT d.home FROM loyalty.card_directory d WHERE d.number = btrim(card_home.number)) END
+$$;
+COMMENT ON FUNCTION loyalty.card_home(number text) IS
+    'The partition of the customer holding a card: from a virtual card''s number, or from this node''s card directory (NULL when unknown)';
+
+CREATE FUNCTION loyalty.card_directory_put(number text, home integer) RETURNS boolean
+    LANGUAGE plpgsql STRICT SECURITY DEFINER
+    SET search_path = pg_catalog, pg_temp
+    AS $$
+DECLARE
+    n    text := btrim(card_directory_put.number);
+    h    int;
+BEGIN
+    IF home < 0 OR home >= loyalty.partitions() THEN
+        RAISE EXCEPTION 'partition % does not exist', home
+            USING ERRCODE = 'invalid_parameter_value',
+                  DETAIL = format('Argument "home" must be a partition from 0 to %s.', loyalty.partitions() - 1);
+    END IF;
+    IF n !~ '^[0-9A-Za-z-]{4,32}$' OR loyalty.looks_virtual(n) THEN
+        RAISE EXCEPTION 'invalid card number "%"', n
+            USING ERRCODE = 'invalid_parameter_value',
+                  DETAIL = 'A plastic card number has 4 to 32 letters, digits or dashes and is not of the virtual form (27, 13 digits, valid check digit).';
+    END IF;
+    INSERT INTO loyalty.card_directory AS d (number, home) VALUES (n, home)
+        ON CONFLICT ON CONSTRAINT card_directory_pkey DO NOTHING;
+    IF FOUND THEN
+        RETURN true;
+    END IF;
+    SELECT d.home INTO h FROM loyalty.card_directory d WHERE d.number = n;
+    IF h <> home THEN
+        RAISE EXCEPTION 'card "%" is attached on partition %', n, h
+            USING ERRCODE = 'unique_violation',
+                  DETAIL = format('The card directory names partition %s, not %s.', h, home),
+                  HINT = 'Detach the card there first (loyalty.card_directory_drop after deleting its card row).';
+    END IF;
+    RETURN false;
+END
+$$;
+COMMENT ON FUNCTION loyalty.card_directory_put(number text, home integer) IS
+    'Step 1 of attaching a plastic card (on the card''s hash partition): names the partition of its customer; true when written, false when already so; 23505 when another partition holds it';
+
+CREATE FUNCTION loyalty.card_directory_drop(number text) RETURNS boolean
+    LANGUAGE sql STRICT SECURITY DEFINER
+    SET search_path = pg_catalog, pg_temp
+    AS $$
+    WITH gone AS (DELETE FROM loyalty.card_directory d WHERE d.number = btrim(card_directory_drop.number) RETURNING 1)
+    SELECT count(*) > 0 FROM gone
+$$;
+COMMENT ON FUNCTION loyalty.card_directory_drop(number text) IS
+    'Removes a plastic card from this node''s card directory (after its card row was deleted on its customer''s partition); whether it was there';
+
+CREATE FUNCTION loyalty.attach_card(customer text, number text) RETURNS bigint
+    LANGUAGE plpgsql STRICT SECURITY DEFINER
+    SET search_path = pg_catalog, pg_temp
+    AS $$
+DECLARE
+    n     text := btrim(attach_card.number);
+    cid   bigint := loyalty.find_customer(customer);
+    owner bigint;
+BEGIN
+    IF cid IS NULL THEN
+        RAISE EXCEPTION 'customer "%" not found', customer
+            USING ERRCODE = 'LY001';
+    END IF;
+    IF n !~ '^[0-9A-Za-z-]{4,32}$' OR loyalty.looks_virtual(n) THEN
+        RAISE EXCEPTION 'invalid card number "%"', n
+            USING ERRCODE = 'invalid_parameter_value',
+                  DETAIL = 'A plastic card number has 4 to 32 letters, digits or dashes and is not of the virtual form (27, 13 digits, valid check digit).';
+    END IF;
+    PERFORM 1 FROM loyalty.customer c WHERE c.id = cid FOR NO KEY UPDATE;
+    SELECT k.customer_id INTO owner FROM loyalty.card k WHERE k.number = n;
+    IF owner = cid THEN
+        RETURN cid;
+    ELSIF owner IS NOT NULL THEN
+        RAISE EXCEPTION 'card "%" belongs to another customer', n
+            USING ERRCODE = 'unique_violation',
+                  DETAIL = 'A card identifies one customer.';
+    END IF;
+    INSERT INTO loyalty.card (number, customer_id, kind) VALUES (n, cid, 'plastic');
+    RETURN cid;
+END
+$$;
+COMMENT ON FUNCTION loyalty.attach_card(customer text, number text) IS
+    'Step 2 of attaching a plastic card (on the customer''s partition): the card now identifies the customer; idempotent; returns the customer id';
+
+CREATE FUNCTION loyalty.claim_operation(operation_id text, home integer) RETURNS integer
+    LANGUAGE plpgsql STRICT SECURITY DEFINER
+    SET search_path = pg_catalog, pg_temp
+    AS $$
+DECLARE
+    h int;
+BEGIN
+    IF home < 0 OR home >= loyalty.partitions() THEN
+        RAISE EXCEPTION 'partition % does not exist', home
+            USING ERRCODE = 'invalid_parameter_value',
+                  DETAIL = format('Argument "home" must be a partition from 0 to %s.', loyalty.partitions() - 1);
+    END IF;
+    IF operation_id = '' OR length(operation_id) > 200 OR operation_id LIKE '~%' THEN
+        RAISE EXCEPTION 'malformed request'
+            USING ERRCODE = 'invalid_parameter_value',
+                  DETAIL = 'Field "operation_id" must be 1 to 200 characters and must not begin with "~".';
+    END IF;
+    INSERT INTO loyalty.operation_home AS o (operation_id, home)
+    VALUES (claim_operation.operation_id, claim_operation.home)
+        ON CONFLICT ON CONSTRAINT operation_home_pkey DO NOTHING;
+    IF FOUND THEN
+        RETURN home;
+    END IF;
+    SELECT o.home INTO h FROM loyalty.operation_home o WHERE o.operation_id = claim_operation.operation_id;
+    IF h <> home THEN
+        RAISE EXCEPTION 'operation_id "%" reused with a different request', operation_id
+            USING ERRCODE = 'LY003',
+                  DETAIL = format('It was first used for a customer on partition %s, not %s.', h, home),
+                  HINT = 'Every call needs an operation_id of its own.';
+    END IF;
+    RETURN h;
+END
+$$;
+COMMENT ON FUNCTION loyalty.claim_operation(operation_id text, home integer) IS
+    'On an operation id''s hash partition, before a writing call: binds the id to the partition of the call; LY003 when another partition claimed it first';
+
+-- the partitioning and the directories are dumped (a restore writes the
+-- customers first; their ids carry the P it then writes)
+SELECT pg_catalog.pg_extension_config_dump('loyalty.partitioning', '');
+SELECT pg_catalog.pg_extension_config_dump('loyalty.card_directory', '');
+SELECT pg_catalog.pg_extension_config_dump('loyalty.operation_home', '');
+
+-- Issue 20: the router calls card_home, the directory functions and
+-- claim_operation as a cashier; P is the admin's (others may read it)
+REVOKE ALL ON loyalty.partitioning, loyalty.card_directory, loyalty.operation_home FROM PUBLIC;
+REVOKE ALL ON FUNCTION
+    loyalty.partitions(), loyalty.partitioning_validate(), loyalty.partition_of(loyalty.phone),
+    loyalty.customer_assign_id(), loyalty.next_card_number(bigint),
+    loyalty.looks_virtual(text), loyalty.card_home(text),
+    loyalty.card_directory_put(text, integer), loyalty.card_directory_drop(text),
+    loyalty.attach_card(text, text), loyalty.claim_operation(text, integer)
+    FROM PUBLIC;
+GRANT SELECT ON loyalty.partitioning TO loyalty_cashier, loyalty_marketer, loyalty_analyst;
+GRANT ALL ON loyalty.partitioning, loyalty.card_directory, loyalty.operation_home TO loyalty_admin;
+GRANT EXECUTE ON FUNCTION loyalty.partitions()
+    TO loyalty_cashier, loyalty_marketer, loyalty_analyst, loyalty_admin;
+GRANT EXECUTE ON FUNCTION
+    loyalty.partition_of(loyalty.phone), loyalty.looks_virtual(text), loyalty.card_home(text),
+    loyalty.card_directory_put(text, integer), loyalty.card_directory_drop(text),
+    loyalty.attach_card(text, text), loyalty.claim_operation(text, integer)
+    TO loyalty_cashier, loyalty_admin;
+GRANT EXECUTE ON FUNCTION loyalty.next_card_number(bigint) TO loyalty_admin;
+
+-- ---------------------------------------------------------------------------
+-- Issue 20: moving a customer between nodes (SPEC §14), for rebalancing and
+-- for merges across shards.  export_customer on the source gives the
+-- customer (with the customers merged into it) as one document: every row
+-- of theirs, the operations their points name and the shared codes their
+-- uses name, and a summary (balances, entries, purchases, ledger problems).
+-- import_customer on the target writes the rows (lots, entries and events
+-- get the target's ids), recomputes the summary and fails unless it equals
+-- the exported one; remove_customer on the source checks the summary again
+-- (nothing happened since the export) and deletes the rows.  A failed step
+-- changes nothing; docs/scale-out.md gives the recipe.
+-- ---------------------------------------------------------------------------
+-- Where moved customers went: remove_customer leaves their keys (id:N,
+-- phones, card numbers) with the partition that holds them now, so that a
+-- router that met LY001 on the key's own partition (a customer merged into
+-- one on another partition) asks moved_home there and tries again.
+CREATE TABLE loyalty.moved_key (
+    key text NOT NULL COLLATE pg_catalog."C",
+    customer_id bigint NOT NULL,
+    home integer NOT NULL,
+    moved_at timestamp with time zone DEFAULT now() NOT NULL,
+    CONSTRAINT moved_key_home_range CHECK (home >= 0 AND home < 1024),
+    CONSTRAINT moved_key_pkey PRIMARY KEY (key)
+);
+COMMENT ON TABLE loyalty.moved_key IS
+    'Keys (id:N, phone, card number) of customers moved to another node, with the partition that holds them now';
+
+CREATE FUNCTION loyalty.moved_home(identifier text) RETURNS integer
+    LANGUAGE plpgsql STABLE STRICT SECURITY DEFINER
+    SET search_path = pg_catalog, pg_temp
+    AS $$
+DECLARE
+    k text := btrim(identifier);
+    h int;
+BEGIN
+    SELECT m.home INTO h FROM loyalty.moved_key m WHERE m.key = k;
+    IF FOUND THEN
+        RETURN h;
+    END IF;
+    IF k ~* '^id:\s*[0-9]{1,18}$' THEN
+        k := 'id:' || regexp_replace(k, '^id:\s*', '', 'i')::bigint;
+    ELSE
+        BEGIN
+            k := k::loyalty.phone::text;
+        EXCEPTION WHEN invalid_text_representation THEN
+            RETURN NULL;
+        END;
+    END IF;
+    SELECT m.home INTO h FROM loyalty.moved_key m WHERE m.key = k;
+    RETURN h;
+END
+$$;
+COMMENT ON FUNCTION loyalty.moved_home(identifier text) IS
+    'The partition that now holds a customer moved away from this node (phone in any spelling, card number or id:N); NULL when none was';
+
+CREATE FUNCTION loyalty.customer_summary(customer bigint) RETURNS jsonb
+    LANGUAGE sql STABLE STRICT SECURITY DEFINER
+    SET search_path = pg_catalog, pg_temp
+    AS $$
+    WITH ids AS (SELECT c.id FROM loyalty.customer c
+                  WHERE c.id = customer_summary.customer OR c.merged_into = customer_summary.customer),
+         lots AS (SELECT l.* FROM loyalty.lot l WHERE l.customer_id IN (SELECT id FROM ids)),
+         entries AS (SELECT e.* FROM loyalty.ledger_entry e WHERE e.customer_id IN (SELECT id FROM ids)),
+         buys AS (SELECT p.* FROM loyalty.purchase p WHERE p.customer_id IN (SELECT id FROM ids))
+    SELECT jsonb_build_object(
+        'customer', customer_summary.customer,
+        'customers', (SELECT count(*) FROM ids),
+        'cards', (SELECT count(*) FROM loyalty.card k WHERE k.customer_id IN (SELECT id FROM ids)),
+        'balance', (SELECT coalesce(jsonb_object_agg(b.account, b.points ORDER BY b.account), '{}')
+                      FROM (SELECT l.account, sum(l.remaining) AS points FROM lots l GROUP BY l.account) b),
+        'lots', (SELECT count(*) FROM lots),
+        'entries', (SELECT count(*) FROM entries),
+        'entry_points', (SELECT coalesce(sum(e.points), 0) FROM entries e),
+        'purchases', (SELECT count(*) FROM buys),
+        'purchase_total', (SELECT coalesce(sum(p.total), 0) FROM buys p),
+        'refunded', (SELECT coalesce(sum(p.refunded), 0) FROM buys p),
+        'operations', (SELECT count(*) FROM loyalty.operation o WHERE o.customer_id IN (SELECT id FROM ids)),
+        'coupons', (SELECT count(*) FROM loyalty.coupon k WHERE k.customer_id IN (SELECT id FROM ids)),
+        'orders', (SELECT count(*) FROM loyalty."order" o WHERE o.customer_id IN (SELECT id FROM ids)),
+        -- verify_ledger's rules, for these customers' lots and entries only
+        'ledger_problems',
+            (SELECT count(*) FROM lots l
+              WHERE l.remaining IS DISTINCT FROM
+                    (SELECT coalesce(sum(e.points), 0) FROM loyalty.ledger_entry e WHERE e.lot_id = l.id))
+          + (SELECT count(*) FROM entries e LEFT JOIN loyalty.lot l ON l.id = e.lot_id
+              WHERE l.id IS NULL OR e.customer_id <> l.customer_id OR e.account <> l.account)
+          + (SELECT count(*) FROM entries e
+              WHERE NOT EXISTS (SELECT 1 FROM loyalty.operation o WHERE o.operation_id = e.operation_id)
+                 OR (e.ref_operation_id IS NOT NULL
+                     AND NOT EXISTS (SELECT 1 FROM loyalty.operation o WHERE o.operation_id = e.ref_operation_id)))
+          + (SELECT count(*) FROM lots l
+              WHERE NOT EXISTS (SELECT 1 FROM loyalty.operation o WHERE o.operation_id = l.operation_id))
+          + (SELECT count(*) FROM lots d
+              WHERE d.remaining < 0
+                AND EXISTS (SELECT 1 FROM lots p WHERE p.customer_id = d.customer_id
+                                                   AND p.account = d.account AND p.remaining > 0)))
+$$;
+COMMENT ON FUNCTION loyalty.customer_summary(customer bigint) IS
+    'What a move must keep of a customer (with those merged into it): balances, lots, entries, purchases, operations, coupons, orders, and verify_ledger''s problems for its rows';
+
+CREATE FUNCTION loyalty.export_customer(customer bigint) RETURNS jsonb
+    LANGUAGE plpgsql STRICT SECURITY DEFINER
+    SET search_path = pg_catalog, pg_temp
+    AS $$
+DECLARE
+    c     loyalty.customer;
+    ids   bigint[];
+    ops   text[];
+    doc   jsonb;
+BEGIN
+    SELECT * INTO c FROM loyalty.customer k WHERE k.id = customer FOR UPDATE;
+    IF c.id IS NULL THEN
+        RAISE EXCEPTION 'customer % not found', customer USING ERRCODE = 'LY001';
+    END IF;
+    IF c.status = 'merged' THEN
+        RAISE EXCEPTION 'customer % was merged into customer %', customer, c.merged_into
+            USING ERRCODE = 'invalid_parameter_value',
+                  HINT = format('Move customer %s, which carries it.', c.merged_into);
+    END IF;
+    -- the customers merged into it go with it (locked as merge_customers does)
+    SELECT array_agg(k.id ORDER BY k.id) INTO ids
+      FROM (SELECT k.id FROM loyalty.customer k
+             WHERE k.id = customer OR k.merged_into = customer ORDER BY k.id FOR UPDATE) k;
+    SELECT coalesce(array_agg(o.operation_id), '{}') INTO ops
+      FROM loyalty.operation o WHERE o.customer_id = ANY (ids);
+
+    doc := jsonb_build_object(
+        'format', 'loyalty-customer-1',
+        'customer', customer,
+        'partitions', loyalty.partitions(),
+        'summary', loyalty.customer_summary(customer),
+        'customers', (SELECT coalesce(jsonb_agg(to_jsonb(k) ORDER BY k.merged_into NULLS FIRST, k.id), '[]')
+                        FROM loyalty.customer k WHERE k.id = ANY (ids)),
+        'cards', (SELECT coalesce(jsonb_agg(to_jsonb(k) ORDER BY k.number), '[]')
+                    FROM loyalty.card k WHERE k.customer_id = ANY (ids)),
+        'operations', (SELECT coalesce(jsonb_agg(to_jsonb(o) ORDER BY o.created_at, o.operation_id), '[]')
+                         FROM loyalty.operation o WHERE o.operation_id = ANY (ops)),
+        -- operations of several customers (grants, expiry) that their points name
+        'shared_operations',
+            (SELECT coalesce(jsonb_agg(to_jsonb(o) ORDER BY o.operation_id), '[]')
+               FROM loyalty.operation o
+              WHERE o.operation_id <> ALL (ops)
+                AND o.operation_id IN (SELECT e.operation_id FROM loyalty.ledger_entry e WHERE e.customer_id = ANY (ids)
+                                       UNION SELECT e.ref_operation_id FROM loyalty.ledger_entry e WHERE e.customer_id = ANY (ids)
+                                       UNION SELECT l.operation_id FROM loyalty.lot l WHERE l.customer_id = ANY (ids))),
+        'lots', (SELECT coalesce(jsonb_agg(to_jsonb(l) ORDER BY l.id), '[]')
+                   FROM loyalty.lot l WHERE l.customer_id = ANY (ids)),
+        'ledger_entries', (SELECT coalesce(jsonb_agg(to_jsonb(e) ORDER BY e.id), '[]')
+                             FROM loyalty.ledger_entry e WHERE e.customer_id = ANY (ids)),
+        'purchases', (SELECT coalesce(jsonb_agg(to_jsonb(p) ORDER BY p.at, p.operation_id), '[]')
+                        FROM loyalty.purchase p WHERE p.customer_id = ANY (ids)),
+        'purchase_lines', (SELECT coalesce(jsonb_agg(to_jsonb(l) ORDER BY l.operation_id, l.line_index), '[]')
+                             FROM loyalty.purchase_line l
+                            WHERE l.operation_id IN (SELECT p.operation_id FROM loyalty.purchase p
+                                                      WHERE p.customer_id = ANY (ids))),
+        'refunds', (SELECT coalesce(jsonb_agg(to_jsonb(r) ORDER BY r.at, r.operation_id), '[]')
+                      FROM loyalty.refund r
+                     WHERE r.purchase IN (SELECT p.operation_id FROM loyalty.purchase p WHERE p.customer_id = ANY (ids))),
+        'coupons', (SELECT coalesce(jsonb_agg(to_jsonb(k) ORDER BY k.code), '[]')
+                      FROM loyalty.coupon k WHERE k.customer_id = ANY (ids)),
+        -- codes not theirs (mass codes, certificates) that their uses name:
+        -- the target gets a void copy, so the use keeps its code; the code
+        -- itself lives on where it is
+        'shared_coupons',
+            (SELECT coalesce(jsonb_agg(to_jsonb(k) ORDER BY k.code), '[]')
+               FROM loyalty.coupon k
+              WHERE (k.customer_id IS NULL OR k.customer_id <> ALL (ids))
+                AND k.code IN (SELECT u.code FROM loyalty.coupon_use u
+                                WHERE u.customer_id = ANY (ids) OR u.operation_id = ANY (ops))),
+        'coupon_uses', (SELECT coalesce(jsonb_agg(to_jsonb(u) ORDER BY u.at, u.code, u.operation_id), '[]')
+                          FROM loyalty.coupon_use u WHERE u.customer_id = ANY (ids) OR u.operation_id = ANY (ops)),
+        'promotion_customer_usage', (SELECT coalesce(jsonb_agg(to_jsonb(u) ORDER BY u.promotion, u.customer_id), '[]')
+                                       FROM loyalty.promotion_customer_usage u WHERE u.customer_id = ANY (ids)),
+        'promotion_budget_claims', (SELECT coalesce(jsonb_agg(to_jsonb(b) ORDER BY b.operation_id, b.promotion), '[]')
+                                      FROM loyalty.promotion_budget_claim b WHERE b.operation_id = ANY (ops)),
+        'orders', (SELECT coalesce(jsonb_agg(to_jsonb(o) ORDER BY o.order_id), '[]')
+                     FROM loyalty."order" o WHERE o.customer_id = ANY (ids)),
+        'subscriptions', (SELECT coalesce(jsonb_agg(to_jsonb(s) ORDER BY s.customer_id, s.plan), '[]')
+                            FROM loyalty.subscription s WHERE s.customer_id = ANY (ids)),
+        'segment_members', (SELECT coalesce(jsonb_agg(to_jsonb(m) ORDER BY m.segment, m.customer_id), '[]')
+                              FROM loyalty.segment_member m WHERE m.customer_id = ANY (ids)),
+        'rfm', (SELECT coalesce(jsonb_agg(to_jsonb(r) ORDER BY r.customer_id), '[]')
+                  FROM loyalty.rfm r WHERE r.customer_id = ANY (ids)),
+        'events', (SELECT coalesce(jsonb_agg(to_jsonb(e) ORDER BY e.id), '[]')
+                     FROM loyalty.event e WHERE e.customer_id = ANY (ids)));
+    RETURN doc;
+END
+$$;
+COMMENT ON FUNCTION loyalty.export_customer(customer bigint) IS
+    'Step 1 of moving a customer (on the source): the customer, those merged into it and every row of theirs as one document with its summary; locks them until commit';
+
+CREATE FUNCTION loyalty.import_customer(doc jsonb) RETURNS jsonb
+    LANGUAGE plpgsql STRICT SECURITY DEFINER
+    SET search_path = pg_catalog, pg_temp
+    AS $$
+DECLARE
+    cid     bigint := (doc ->> 'customer')::bigint;
+    p       int := loyalty.partitions();
+    lot_map jsonb;
+    got     jsonb;
+BEGIN
+    IF doc ->> 'format' IS DISTINCT FROM 'loyalty-customer-1' OR cid IS NULL THEN
+        RAISE EXCEPTION 'malformed customer document'
+            USING ERRCODE = 'invalid_parameter_value',
+                  DETAIL = 'The document must come from loyalty.export_customer (format loyalty-customer-1).';
+    END IF;
+    IF (doc ->> 'partitions')::int IS DISTINCT FROM p THEN
+        RAISE EXCEPTION 'the customer comes from a node with % partitions, this one has %', doc ->> 'partitions', p
+            USING ERRCODE = 'LY006',
+                  DETAIL = 'Every node of a chain has the same number of partitions.';
+    END IF;
+    IF EXISTS (SELECT 1 FROM loyalty.customer c WHERE c.id = cid) THEN
+        -- imported before (a move re-run after the source failed to commit)
+        IF loyalty.customer_summary(cid) = doc -> 'summary' THEN
+            RETURN jsonb_build_object('customer', cid, 'imported', false, 'summary', doc -> 'summary');
+        END IF;
+        RAISE EXCEPTION 'customer % already exists here', cid
+            USING ERRCODE = 'unique_violation',
+                  DETAIL = 'Its rows differ from the document''s.';
+    END IF;
+
+    INSERT INTO loyalty.customer
+    SELECT * FROM jsonb_populate_recordset(NULL::loyalty.customer, doc -> 'customers');
+    -- a customer coming back is no longer away
+    DELETE FROM loyalty.moved_key m WHERE m.customer_id = cid;
+    INSERT INTO loyalty.card
+    SELECT * FROM jsonb_populate_recordset(NULL::loyalty.card, doc -> 'cards');
+    INSERT INTO loyalty.operation
+    SELECT * FROM jsonb_populate_recordset(NULL::loyalty.operation, doc -> 'operations');
+    INSERT INTO loyalty.operation
+    SELECT * FROM jsonb_populate_recordset(NULL::loyalty.operation, doc -> 'shared_operations')
+        ON CONFLICT ON CONSTRAINT operation_pkey DO NOTHING;
+
+    -- lots and entries get this node's ids, in their order
+    SELECT coalesce(jsonb_object_agg(x.old, x.new), '{}') INTO lot_map
+      FROM (SELECT l.old, nextval('loyalty.lot_id_seq') AS new
+              FROM (SELECT x ->> 'id' AS old FROM jsonb_array_elements(doc -> 'lots') x
+                     ORDER BY (x ->> 'id')::bigint) l) x;
+    INSERT INTO loyalty.lot
+    SELECT * FROM jsonb_populate_recordset(NULL::loyalty.lot,
+        (SELECT coalesce(jsonb_agg(x || jsonb_build_object('id', lot_map -> (x ->> 'id'))), '[]')
+           FROM jsonb_array_elements(doc -> 'lots') x));
+    INSERT INTO loyalty.ledger_entry
+    SELECT * FROM jsonb_populate_recordset(NULL::loyalty.ledger_entry,
+        (SELECT coalesce(jsonb_agg(x.e || jsonb_build_object('id', nextval('loyalty.ledger_entry_id_seq'),
+                                                             'lot_id', lot_map -> (x.e ->> 'lot_id'))
+                                   ORDER BY x.n), '[]')
+           FROM (SELECT e, row_number() OVER (ORDER BY (e ->> 'id')::bigint) AS n
+                   FROM jsonb_array_elements(doc -> 'ledger_entries') e) x));
+
+    INSERT INTO loyalty.purchase
+    SELECT * FROM jsonb_populate_recordset(NULL::loyalty.purchase, doc -> 'purchases');
+    INSERT INTO loyalty.purchase_line
+    SELECT * FROM jsonb_populate_recordset(NULL::loyalty.purchase_line, doc -> 'purchase_lines');
+    INSERT INTO loyalty.refund
+    SELECT * FROM jsonb_populate_recordset(NULL::loyalty.refund, doc -> 'refunds');
+    INSERT INTO loyalty.coupon
+    SELECT * FROM jsonb_populate_recordset(NULL::loyalty.coupon, doc -> 'coupons');
+    INSERT INTO loyalty.coupon
+    SELECT * FROM jsonb_populate_recordset(NULL::loyalty.coupon,
+        (SELECT coalesce(jsonb_agg(x || '{"status": "void"}'), '[]') FROM jsonb_array_elements(doc -> 'shared_coupons') x))
+        ON CONFLICT ON CONSTRAINT coupon_pkey DO NOTHING;
+    INSERT INTO loyalty.coupon_use
+    SELECT * FROM jsonb_populate_recordset(NULL::loyalty.coupon_use, doc -> 'coupon_uses');
+    INSERT INTO loyalty.promotion_customer_usage
+    SELECT * FROM jsonb_populate_recordset(NULL::loyalty.promotion_customer_usage, doc -> 'promotion_customer_usage');
+    INSERT INTO loyalty.promotion_budget_claim
+    SELECT * FROM jsonb_populate_recordset(NULL::loyalty.promotion_budget_claim, doc -> 'promotion_budget_claims');
+    INSERT INTO loyalty."order"
+    SELECT * FROM jsonb_populate_recordset(NULL::loyalty."order", doc -> 'orders');
+    INSERT INTO loyalty.subscription
+    SELECT * FROM jsonb_populate_recordset(NULL::loyalty.subscription, doc -> 'subscriptions');
+    INSERT INTO loyalty.segment_member
+    SELECT * FROM jsonb_populate_recordset(NULL::loyalty.segment_member, doc -> 'segment_members');
+    INSERT INTO loyalty.rfm
+    SELECT * FROM jsonb_populate_recordset(NULL::loyalty.rfm, doc -> 'rfm');
+    INSERT INTO loyalty.event
+    SELECT * FROM jsonb_populate_recordset(NULL::loyalty.event,
+        (SELECT coalesce(jsonb_agg(x.e || jsonb_build_object('id', nextval('loyalty.event_id_seq')) ORDER BY x.n), '[]')
+           FROM (SELECT e, row_number() OVER (ORDER BY (e ->> 'id')::bigint) AS n
+                   FROM jsonb_array_elements(doc -> 'events') e) x));
+
+    -- ids and virtual cards made here later must not meet the moved ones
+    PERFORM setval('loyalty.customer_id_seq',
+                   greatest((SELECT max(c.id) / p FROM loyalty.customer c WHERE c.id = ANY (
+                                 SELECT (x ->> 'id')::bigint FROM jsonb_array_elements(doc -> 'customers') x)),
+                            (SELECT s.last_value FROM loyalty.customer_id_seq s)));
+    PERFORM setval('loyalty.card_number_seq',
+                   greatest(coalesce((SELECT max(substr(k.number, 3, 10)::bigint / p) FROM loyalty.card k
+                                       WHERE k.kind = 'virtual' AND k.customer_id = ANY (
+                                             SELECT (x ->> 'id')::bigint FROM jsonb_array_elements(doc -> 'customers') x)), 0),
+                            (SELECT s.last_value FROM loyalty.card_number_seq s)));
+
+    got := loyalty.customer_summary(cid);
+    IF got IS DISTINCT FROM doc -> 'summary' THEN
+        RAISE EXCEPTION 'the imported customer % differs from the exported one', cid
+            USING ERRCODE = 'data_corrupted',
+                  DETAIL = format('Exported %s, imported %s.', doc -> 'summary', got);
+    END IF;
+    RETURN jsonb_build_object('customer', cid, 'imported', true, 'summary', got);
+END
+$$;
+COMMENT ON FUNCTION loyalty.import_customer(doc jsonb) IS
+    'Step 2 of moving a customer (on the target): writes an export_customer document and fails unless the summary is the exported one; idempotent';
+
+CREATE FUNCTION loyalty.remove_customer(customer bigint, summary jsonb, home integer) RETURNS jsonb
+    LANGUAGE plpgsql STRICT SECURITY DEFINER
+    SET search_path = pg_catalog, pg_temp
+    AS $$
+DECLARE
+    ids bigint[];
+    ops text[];
+    buys text[];
+    now_summary jsonb;
+BEGIN
+    IF home < 0 OR home >= loyalty.partitions() THEN
+        RAISE EXCEPTION 'partition % does not exist', home
+            USING ERRCODE = 'invalid_parameter_value',
+                  DETAIL = format('Argument "home" must be a partition from 0 to %s.', loyalty.partitions() - 1);
+    END IF;
+    PERFORM 1 FROM loyalty.customer c WHERE c.id = customer OR c.merged_into = customer ORDER BY c.id FOR UPDATE;
+    IF NOT FOUND THEN
+        RAISE EXCEPTION 'customer % not found', customer USING ERRCODE = 'LY001';
+    END IF;
+    now_summary := loyalty.customer_summary(customer);
+    IF now_summary IS DISTINCT FROM summary THEN
+        RAISE EXCEPTION 'customer % changed since it was exported', customer
+            USING ERRCODE = 'object_not_in_prerequisite_state',
+                  DETAIL = format('Exported %s, now %s.', summary, now_summary),
+                  HINT = 'Export and import it again; the target''s copy must be removed first.';
+    END IF;
+    SELECT array_agg(c.id) INTO ids FROM loyalty.customer c WHERE c.id = customer OR c.merged_into = customer;
+    SELECT coalesce(array_agg(o.operation_id), '{}') INTO ops FROM loyalty.operation o WHERE o.customer_id = ANY (ids);
+    SELECT coalesce(array_agg(p.operation_id), '{}') INTO buys FROM loyalty.purchase p WHERE p.customer_id = ANY (ids);
+
+    -- the keys that found them here now name where they live
+    INSERT INTO loyalty.moved_key AS m (key, customer_id, home)
+    SELECT k.key, customer, remove_customer.home
+      FROM (SELECT 'id:' || c.id AS key FROM loyalty.customer c WHERE c.id = ANY (ids)
+            UNION SELECT c.phone::text FROM loyalty.customer c WHERE c.id = ANY (ids) AND c.phone IS NOT NULL
+            UNION SELECT k.number FROM loyalty.card k WHERE k.customer_id = ANY (ids)) k
+        ON CONFLICT ON CONSTRAINT moved_key_pkey
+        DO UPDATE SET customer_id = EXCLUDED.customer_id, home = EXCLUDED.home, moved_at = EXCLUDED.moved_at;
+    DELETE FROM loyalty.coupon_use u WHERE u.customer_id = ANY (ids) OR u.operation_id = ANY (ops);
+    DELETE FROM loyalty.subscription s WHERE s.customer_id = ANY (ids);
+    DELETE FROM loyalty.segment_member m WHERE m.customer_id = ANY (ids);
+    DELETE FROM loyalty.rfm r WHERE r.customer_id = ANY (ids);
+    DELETE FROM loyalty.event e WHERE e.customer_id = ANY (ids);
+    DELETE FROM loyalty.promotion_customer_usage u WHERE u.customer_id = ANY (ids);
+    DELETE FROM loyalty.promotion_budget_claim b WHERE b.operation_id = ANY (ops);
+    DELETE FROM loyalty."order" o WHERE o.customer_id = ANY (ids);
+    DELETE FROM loyalty.refund r WHERE r.purchase = ANY (buys);
+    DELETE FROM loyalty.purchase_line l WHERE l.operation_id = ANY (buys);
+    DELETE FROM loyalty.purchase p WHERE p.operation_id = ANY (buys);
+    PERFORM set_config('loyalty_move.removing', 'on', true);
+    DELETE FROM loyalty.ledger_entry e WHERE e.customer_id = ANY (ids);
+    PERFORM set_config('loyalty_move.removing', '', true);
+    DELETE FROM loyalty.lot l WHERE l.customer_id = ANY (ids);
+    DELETE FROM loyalty.coupon k WHERE k.customer_id = ANY (ids);
+    DELETE FROM loyalty.card k WHERE k.customer_id = ANY (ids);
+    DELETE FROM loyalty.operation o WHERE o.operation_id = ANY (ops);
+    DELETE FROM loyalty.customer c WHERE c.id = ANY (ids) AND c.merged_into IS NOT NULL;
+    DELETE FROM loyalty.customer c WHERE c.id = customer;
+    RETURN jsonb_build_object('customer', customer, 'removed', true, 'summary', now_summary);
+END
+$$;
+COMMENT ON FUNCTION loyalty.remove_customer(customer bigint, summary jsonb, home integer) IS
+    'Step 3 of moving a customer (on the source, once the target committed the import): fails unless the summary is still the exported one, then deletes every row of the customer and those merged into it and records their keys as moved to partition home';
+
+SELECT pg_catalog.pg_extension_config_dump('loyalty.moved_key', '');
+REVOKE ALL ON loyalty.moved_key FROM PUBLIC;
+GRANT ALL ON loyalty.moved_key TO loyalty_admin;
+REVOKE ALL ON FUNCTION loyalty.customer_summary(bigint), loyalty.export_customer(bigint),
+    loyalty.import_customer(jsonb), loyalty.remove_customer(bigint, jsonb, integer),
+    loyalty.moved_home(text) FROM PUBLIC;
+GRANT EXECUTE ON FUNCTION loyalty.customer_summary(bigint), loyalty.export_customer(bigint),
+    loyalty.import_customer(jsonb), loyalty.remove_customer(bigint, jsonb, integer) TO loyalty_admin;
+GRANT EXECUTE ON FUNCTION loyalty.moved_home(text) TO loyalty_cashier, loyalty_admin;

@@ -33,10 +33,11 @@
  *
  * loyalty_refund runs short steps over one Refund, in this order (the order
  * of its statements and locks): load the purchase and its lines under the
- * lock, plan what each line returns (pure C), void the certificates sold,
- * load the points and plan their return, write the ledger movements and the
- * facts, build the response, store it with the refund row and the coupon and
- * usage give-back.  This file does not price or parse a check: what the
+ * lock, check the request's optional "customer" against the purchase's
+ * (LY002 for someone else's purchase), plan what each line returns (pure
+ * C), void the certificates sold, load the points and plan their return,
+ * write the ledger movements and the facts, build the response, store it
+ * with the refund row and the coupon and usage give-back.  This file does not price or parse a check: what the
  * check core owns (coupons, promotion uses) is called in give_back and
  * void_certificates only.
  *
@@ -58,6 +59,7 @@
 #include "clock.h"
 #include "config_cache.h"
 #include "coupons.h"
+#include "customers.h"
 #include "ledger.h"
 #include "money.h"
 #include "operations.h"
@@ -215,6 +217,44 @@ load_purchase(Refund *rf)
 		l->refunded_qty = spi_scaled(r, 5, QTY_SCALE, 0);
 		l->refunded_total = spi_scaled(r, 6, MONEY_SCALE, 0);
 	}
+}
+
+/*
+ * check_refund_customer compares the request's "customer" (optional; a
+ * sharded chain's router routes the refund by it) with the purchase's, the
+ * survivor's for a merged one.  An unknown customer is LY001; a purchase
+ * of someone else is LY002, as if it were not there: the customer's
+ * partition holds only the customer's purchases.
+ */
+static void
+check_refund_customer(const Refund *rf)
+{
+	const RefundRequest *req = rf->req;
+	int64		named;
+	int64		owner = rf->customer_id;
+
+	if (req->customer_kind == CUSTOMER_NONE)
+		return;
+	named = customer_resolve(req->customer_kind == CUSTOMER_ID ?
+							 psprintf("id:" INT64_FORMAT, req->customer_id) :
+							 req->customer_text);
+	if (named == 0)
+		ereport(ERROR,
+				(errcode(ERRCODE_LOYALTY_CUSTOMER_NOT_FOUND),
+				 errmsg("customer not found"),
+				 req->customer_kind == CUSTOMER_ID ?
+				 errdetail("No customer has id " INT64_FORMAT ".", req->customer_id) :
+				 errdetail("No customer has the phone, card or id \"%s\".",
+						   req->customer_text)));
+	if (owner > 0 && owner != named)
+		owner = customer_resolve(psprintf("id:" INT64_FORMAT, owner));
+	if (owner != named)
+		ereport(ERROR,
+				(errcode(ERRCODE_LOYALTY_OPERATION_NOT_FOUND),
+				 errmsg("purchase \"%s\" not found for this customer", req->purchase),
+				 errdetail("Field \"customer\" names a customer who did not make purchase \"%s\".",
+						   req->purchase),
+				 errhint("Leave \"customer\" out to refund an anonymous purchase.")));
 }
 
 /* load_points reads the points per line and account, as the lines are. */
@@ -664,6 +704,7 @@ loyalty_refund(PG_FUNCTION_ARGS)
 	clock_check_at(rf.cfg, "at", rf.at, rf.server_now);
 
 	load_purchase(&rf);
+	check_refund_customer(&rf);
 	plan_lines(&rf);
 	void_certificates(&rf);
 	load_points(&rf);

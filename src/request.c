@@ -29,7 +29,7 @@ static const char *const CHECK_KEYS[] =
 "redeem", NULL};
 static const char *const LINE_KEYS[] = {"sku", "qty", "price", NULL};
 static const char *const REFUND_KEYS[] =
-{"operation_id", "purchase", "at", "lines", NULL};
+{"operation_id", "purchase", "customer", "at", "lines", NULL};
 static const char *const REFUND_LINE_KEYS[] = {"index", "qty", NULL};
 
 /* how requests are read and their errors worded */
@@ -224,25 +224,29 @@ array_field(JsonReader *r, JsonbContainer *obj, const char *key,
  * ---------------------------------------------------------------------
  */
 
-/* parse_customer reads "customer": a string, a number or null. */
+/*
+ * parse_customer reads "customer": a string, a number or null (into the
+ * fields of a check or a refund request).
+ */
 static void
-parse_customer(JsonReader *r, JsonbContainer *obj, CheckRequest *req)
+parse_customer(JsonReader *r, JsonbContainer *obj, CustomerRefKind *kind,
+			   int64 *id, char **text)
 {
 	int			saved;
 	JsonbValue *v = jr_field(r, obj, "customer", JR_OPTIONAL, &saved);
 
-	req->customer_kind = CUSTOMER_NONE;
+	*kind = CUSTOMER_NONE;
 	if (v == NULL)
 		return;
 	if (v->type == jbvString)
 	{
-		req->customer_kind = CUSTOMER_TEXT;
-		req->customer_text = jr_name(r, v, REQUEST_MAX_NAME);
+		*kind = CUSTOMER_TEXT;
+		*text = jr_name(r, v, REQUEST_MAX_NAME);
 	}
 	else if (v->type == jbvNumeric)
 	{
-		req->customer_kind = CUSTOMER_ID;
-		req->customer_id = jr_number(r, v, &CUSTOMER_ID_NUMBER);
+		*kind = CUSTOMER_ID;
+		*id = jr_number(r, v, &CUSTOMER_ID_NUMBER);
 	}
 	else
 		jr_error(r, NULL, "must be a string (phone or card number), a number (customer id) or null.");
@@ -314,7 +318,8 @@ request_parse_check(Jsonb *jb, bool need_operation_id, int points_precision)
 	jr_check_keys(&r, obj, "A check request", CHECK_KEYS);
 	req->operation_id = operation_id_field(&r, obj, "operation_id",
 										   need_operation_id, false);
-	parse_customer(&r, obj, req);
+	parse_customer(&r, obj, &req->customer_kind, &req->customer_id,
+				   &req->customer_text);
 	req->store = jr_name_field(&r, obj, "store", JR_OPTIONAL, REQUEST_MAX_NAME);
 	req->channel = jr_name_field(&r, obj, "channel", JR_OPTIONAL, REQUEST_MAX_NAME);
 	if (req->channel != NULL && strcmp(req->channel, "pos") != 0 &&
@@ -366,8 +371,9 @@ request_parse_check(Jsonb *jb, bool need_operation_id, int points_precision)
  */
 
 /*
- * request_parse_refund parses {"operation_id", "purchase", "at"?,
- * "lines"?: [{"index", "qty"}]}.  Two entries for one index are refused.
+ * request_parse_refund parses {"operation_id", "purchase", "customer"?,
+ * "at"?, "lines"?: [{"index", "qty"}]}.  Two entries for one index are
+ * refused.
  */
 RefundRequest *
 request_parse_refund(Jsonb *jb)
@@ -385,6 +391,8 @@ request_parse_refund(Jsonb *jb)
 	jr_check_keys(&r, obj, "A refund request", REFUND_KEYS);
 	req->operation_id = operation_id_field(&r, obj, "operation_id", JR_REQUIRED, false);
 	req->purchase = operation_id_field(&r, obj, "purchase", JR_REQUIRED, true);
+	parse_customer(&r, obj, &req->customer_kind, &req->customer_id,
+				   &req->customer_text);
 	req->has_at = at_field(&r, obj, &req->at);
 	arr = array_field(&r, obj, "lines", JR_OPTIONAL, REQUEST_MAX_LINES, "lines");
 	req->all = (arr == NULL);

@@ -82,6 +82,9 @@ typedef struct RefundRequest
 	Jsonb	   *raw;
 	char	   *operation_id;
 	char	   *purchase;		/* operation_id of the purchase */
+	CustomerRefKind customer_kind;	/* "customer": whose purchase it is */
+	int64		customer_id;	/* CUSTOMER_ID */
+	char	   *customer_text;	/* CUSTOMER_TEXT, trimmed */
 	bool		has_at;
 	TimestampTz at;
 	bool		all;			/* no "lines": everything that is left */
