@@ -65,7 +65,8 @@ run_tap() {
     pg_prove -d loyalty_tap --ext .sql -v "${files[@]}" >"$out" 2>&1 || rc=$?
     grep -vE '^ok ' "$out" | grep -vE '^#? *$' || true
     tests=$(grep -oE 'Tests=[0-9]+' "$out" | tail -n 1 | cut -d= -f2)
-    failed=$(grep -cE '^not ok ' "$out" || true)
+    # a "not ok ... # TODO" is a known bug pg_prove expects to fail, not a failure
+    failed=$(grep -E '^not ok ' "$out" | grep -vc '# TODO' || true)
     PASSED=$((PASSED + ${tests:-0} - failed))
     FAILED=$((FAILED + failed))
     if [ $rc -ne 0 ]; then
