@@ -16,11 +16,17 @@
 
 #include "utils/jsonb.h"
 
-/* A document being built; zero it ({0}) to start. */
+/*
+ * A document being built; zero it ({0}) to start.  The open containers are
+ * a stack of JsonbValue objects and arrays, filled in place: no
+ * pushJsonbValue per field (issue 21).
+ */
 typedef struct JsonBuilder
 {
-	JsonbParseState *state;
-	JsonbValue *result;
+	JsonbValue **stack;			/* open containers, innermost last */
+	int			depth;
+	int			stack_size;
+	JsonbValue *result;			/* the root once closed */
 } JsonBuilder;
 
 extern void jb_begin_object(JsonBuilder *b);
