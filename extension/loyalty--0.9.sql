@@ -1380,6 +1380,16 @@ CREATE FUNCTION loyalty.calculate(request jsonb) RETURNS jsonb
 COMMENT ON FUNCTION loyalty.calculate(request jsonb) IS
     'Prices a check with every active promotion, points to redeem and to earn; no side effects';
 
+-- calculate's response as json text (issue 21), for a client that only
+-- prints it or passes it on: written as text directly, no binary jsonb
+-- built and printed.  The same document as calculate's (equal as jsonb).
+CREATE FUNCTION loyalty.calculate_json(request jsonb) RETURNS json
+    LANGUAGE c STABLE STRICT SECURITY DEFINER PARALLEL RESTRICTED
+    SET search_path = pg_catalog, pg_temp
+    AS 'MODULE_PATHNAME', 'loyalty_calculate_json';
+COMMENT ON FUNCTION loyalty.calculate_json(request jsonb) IS
+    'calculate with the response as json text, for clients that only print or pass it on; no side effects';
+
 -- The promotion backtest (SPEC section 16, issue 19): replays the stored
 -- requests of a period's purchases with the configuration now and with
 -- candidate promotions; writes nothing.  It reads loyalty.operation's
@@ -3191,3 +3201,7 @@ GRANT EXECUTE ON FUNCTION
     loyalty.kpi(timestamptz, timestamptz, text), loyalty.points_liability(timestamptz)
     TO loyalty_analyst, loyalty_marketer, loyalty_admin;
 GRANT EXECUTE ON FUNCTION loyalty.experiment_validate() TO loyalty_admin;
+
+-- calculate_json (issue 21): whoever may calculate
+GRANT EXECUTE ON FUNCTION loyalty.calculate_json(jsonb)
+    TO loyalty_cashier, loyalty_marketer, loyalty_admin;

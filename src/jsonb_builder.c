@@ -21,6 +21,8 @@
  */
 #include "loyalty.h"
 
+#include "utils/builtins.h"
+
 #include "jsonb_builder.h"
 #include "money.h"
 
@@ -148,32 +150,186 @@ close_container(JsonBuilder *b, enum jbvType type)
 		*slot(b) = *c;
 }
 
+/* ---------------------------------------------------------------------
+ * Text mode
+ * ---------------------------------------------------------------------
+ */
+
+/* jb_begin_text starts a document written as JSON text. */
+void
+jb_begin_text(JsonBuilder *b)
+{
+	b->text = makeStringInfo();
+	b->need_comma = false;
+}
+
+/*
+ * text_value starts a value: ", " before an array element that follows
+ * another (a key wrote its own).
+ */
+static inline void
+text_value(JsonBuilder *b)
+{
+	if (!b->after_key && b->need_comma)
+		appendBinaryStringInfo(b->text, ", ", 2);
+	b->after_key = false;
+	b->need_comma = true;
+}
+
+/* text_open opens a container in text mode. */
+static void
+text_open(JsonBuilder *b, char c)
+{
+	text_value(b);
+	appendStringInfoChar(b->text, c);
+	b->need_comma = false;
+	b->depth++;
+}
+
+/* text_close closes a container in text mode. */
+static void
+text_close(JsonBuilder *b, char c)
+{
+	Assert(b->depth > 0);
+	appendStringInfoChar(b->text, c);
+	b->need_comma = true;
+	b->depth--;
+}
+
+/* text_scaled writes value 10^-scale units with exactly "scale" decimals. */
+static void
+text_scaled(StringInfo buf, int64 value, int scale)
+{
+	uint64		mag = value < 0 ? -(uint64) value : (uint64) value;
+	char		digits[32];
+	int			n = 0;
+	int			i;
+
+	/* the digits, least significant first, at least scale + 1 of them */
+	do
+	{
+		digits[n++] = '0' + (char) (mag % 10);
+		mag /= 10;
+	} while (mag > 0 || n <= scale);
+	enlargeStringInfo(buf, n + 2);
+	if (value < 0)
+		buf->data[buf->len++] = '-';
+	for (i = n - 1; i >= 0; i--)
+	{
+		buf->data[buf->len++] = digits[i];
+		if (i == scale && scale > 0)
+			buf->data[buf->len++] = '.';
+	}
+	buf->data[buf->len] = '\0';
+}
+
+/*
+ * text_string writes s as a JSON string, escaped as escape_json escapes it
+ * (so that the text is jsonb_out's), copying the runs between escapes
+ * whole rather than a character at a time.
+ */
+static void
+text_string(StringInfo buf, const char *s)
+{
+	const char *run = s;
+	const char *p;
+
+	appendStringInfoCharMacro(buf, '"');
+	for (p = s; *p; p++)
+	{
+		unsigned char c = (unsigned char) *p;
+		const char *esc;
+
+		if (c >= 0x20 && c != '"' && c != '\\')
+			continue;
+		appendBinaryStringInfo(buf, run, p - run);
+		run = p + 1;
+		switch (c)
+		{
+			case '\b':
+				esc = "\\b";
+				break;
+			case '\f':
+				esc = "\\f";
+				break;
+			case '\n':
+				esc = "\\n";
+				break;
+			case '\r':
+				esc = "\\r";
+				break;
+			case '\t':
+				esc = "\\t";
+				break;
+			case '"':
+				esc = "\\\"";
+				break;
+			case '\\':
+				esc = "\\\\";
+				break;
+			default:
+				appendStringInfo(buf, "\\u%04x", (int) c);
+				continue;
+		}
+		appendBinaryStringInfo(buf, esc, 2);
+	}
+	appendBinaryStringInfo(buf, run, p - run);
+	appendStringInfoCharMacro(buf, '"');
+}
+
+/* jb_finish_text returns the written document as a json datum. */
+text *
+jb_finish_text(JsonBuilder *b)
+{
+	if (b->text == NULL || b->depth != 0)
+		elog(ERROR, "jsonb builder: the document is not complete");
+	return cstring_to_text_with_len(b->text->data, b->text->len);
+}
+
+
+/* ---------------------------------------------------------------------
+ * The calls
+ * ---------------------------------------------------------------------
+ */
+
 /* jb_begin_object opens an object. */
 void
 jb_begin_object(JsonBuilder *b)
 {
-	open_container(b, jbvObject);
+	if (b->text)
+		text_open(b, '{');
+	else
+		open_container(b, jbvObject);
 }
 
 /* jb_end_object closes an object. */
 void
 jb_end_object(JsonBuilder *b)
 {
-	close_container(b, jbvObject);
+	if (b->text)
+		text_close(b, '}');
+	else
+		close_container(b, jbvObject);
 }
 
 /* jb_begin_array opens an array. */
 void
 jb_begin_array(JsonBuilder *b)
 {
-	open_container(b, jbvArray);
+	if (b->text)
+		text_open(b, '[');
+	else
+		open_container(b, jbvArray);
 }
 
 /* jb_end_array closes an array. */
 void
 jb_end_array(JsonBuilder *b)
 {
-	close_container(b, jbvArray);
+	if (b->text)
+		text_close(b, ']');
+	else
+		close_container(b, jbvArray);
 }
 
 /* jb_key adds an object key; its value comes next. */
@@ -184,6 +340,15 @@ jb_key(JsonBuilder *b, const char *key)
 	JsonbPair  *p;
 	int			n;
 
+	if (b->text)
+	{
+		if (b->need_comma)
+			appendBinaryStringInfo(b->text, ", ", 2);
+		text_string(b->text, key);
+		appendBinaryStringInfo(b->text, ": ", 2);
+		b->after_key = true;
+		return;
+	}
 	Assert(b->depth > 0);
 	c = b->stack[b->depth - 1];
 	if (c->type != jbvObject)
@@ -212,6 +377,12 @@ jb_string(JsonBuilder *b, bool elem, const char *s)
 		jb_null(b, elem);
 		return;
 	}
+	if (b->text)
+	{
+		text_value(b);
+		text_string(b->text, s);
+		return;
+	}
 	v = slot(b);
 	v->type = jbvString;
 	v->val.string.val = (char *) s;
@@ -222,6 +393,12 @@ jb_string(JsonBuilder *b, bool elem, const char *s)
 void
 jb_null(JsonBuilder *b, bool elem)
 {
+	if (b->text)
+	{
+		text_value(b);
+		appendBinaryStringInfo(b->text, "null", 4);
+		return;
+	}
 	slot(b)->type = jbvNull;
 }
 
@@ -229,8 +406,15 @@ jb_null(JsonBuilder *b, bool elem)
 void
 jb_bool(JsonBuilder *b, bool elem, bool value)
 {
-	JsonbValue *v = slot(b);
+	JsonbValue *v;
 
+	if (b->text)
+	{
+		text_value(b);
+		appendStringInfoString(b->text, value ? "true" : "false");
+		return;
+	}
+	v = slot(b);
 	v->type = jbvBool;
 	v->val.boolean = value;
 }
@@ -239,8 +423,15 @@ jb_bool(JsonBuilder *b, bool elem, bool value)
 void
 jb_scaled(JsonBuilder *b, bool elem, int64 value, int scale)
 {
-	JsonbValue *v = slot(b);
+	JsonbValue *v;
 
+	if (b->text)
+	{
+		text_value(b);
+		text_scaled(b->text, value, scale);
+		return;
+	}
+	v = slot(b);
 	v->type = jbvNumeric;
 	v->val.numeric = scaled_to_numeric(value, scale);
 }

@@ -14,6 +14,7 @@
 #ifndef LOYALTY_JSONB_BUILDER_H
 #define LOYALTY_JSONB_BUILDER_H
 
+#include "lib/stringinfo.h"
 #include "utils/jsonb.h"
 
 /*
@@ -27,6 +28,9 @@ typedef struct JsonBuilder
 	int			depth;
 	int			stack_size;
 	JsonbValue *result;			/* the root once closed */
+	StringInfo	text;			/* text mode (jb_begin_text): JSON text here */
+	bool		need_comma;		/* text mode: a value came before */
+	bool		after_key;		/* text mode: a key waits for its value */
 } JsonBuilder;
 
 extern void jb_begin_object(JsonBuilder *b);
@@ -45,5 +49,13 @@ extern void jb_trimmed(JsonBuilder *b, bool elem, int64 v, int scale);
 extern void jb_qty(JsonBuilder *b, bool elem, int64 qty);
 extern void jb_points(JsonBuilder *b, bool elem, int64 points, int precision);
 extern Jsonb *jb_finish(JsonBuilder *b);
+
+/*
+ * Text mode: the same calls write JSON text (spaced as jsonb_out spaces it,
+ * keys in the order given) instead of building jsonb; for a document that
+ * leaves as json and would only be printed.
+ */
+extern void jb_begin_text(JsonBuilder *b);
+extern text *jb_finish_text(JsonBuilder *b);
 
 #endif							/* LOYALTY_JSONB_BUILDER_H */
