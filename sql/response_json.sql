@@ -66,6 +66,18 @@ SELECT loyalty.calculate_json(req) -> 'balance' AS as_json, loyalty.calculate(re
 -- (names with a quote and a backslash; 1.5 x 33.33 = 49.995 -> 50.00)
 SELECT loyalty.calculate_json('{"store": "S1", "lines": [{"sku": "B", "qty": 1.5}, {"sku": "A", "qty": 1}]}') AS response;
 
+-- calculate's jsonb is written in jsonb's binary form by the extension
+-- (jsonb_builder.c): the same bytes' worth as PostgreSQL's own conversion
+-- of its text, and every element found where jsonb looks for it, beyond
+-- the 32 entries after which a container stores offsets (a 40-line check)
+SELECT pg_column_size(r) = pg_column_size(r::text::jsonb) AS same_size, r = r::text::jsonb AS same_value,
+       r #>> '{lines,39,sku}' AS sku_39, r #>> '{lines,33,price}' AS price_33,
+       jsonb_array_length(r -> 'lines') AS nlines,
+       (SELECT count(*) FROM jsonb_array_elements(r -> 'lines') l WHERE (l ->> 'index')::int BETWEEN 0 AND 39) AS indexed
+  FROM loyalty.calculate((SELECT jsonb_build_object('customer', 1, 'lines',
+          jsonb_agg(jsonb_build_object('sku', CASE WHEN i = 39 THEN 'B' ELSE 'A' END, 'qty', 1, 'price', i)))
+          FROM generate_series(0, 39) i)) r;
+
 -- the same errors
 SELECT pg_temp.err($$SELECT loyalty.calculate_json('{"lines": [{"sku": "A", "qty": 1.0005}]}')$$) AS malformed;
 SELECT pg_temp.err($$SELECT loyalty.calculate_json('{"customer": "+79990000000", "lines": [{"sku": "A", "qty": 1}]}')$$) AS unknown;

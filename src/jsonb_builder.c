@@ -22,6 +22,7 @@
 #include "loyalty.h"
 
 #include "utils/builtins.h"
+#include "utils/memutils.h"
 
 #include "jsonb_builder.h"
 #include "money.h"
@@ -482,11 +483,167 @@ jb_points(JsonBuilder *b, bool elem, int64 points, int precision)
 		jb_scaled(b, elem, points, POINTS_SCALE);
 }
 
-/* jb_finish returns the built document (every container closed). */
+/* ---------------------------------------------------------------------
+ * The binary form
+ *
+ * What convertToJsonb (jsonb_util.c) writes, written here with the
+ * buffer's bounds checked inline: a container is its header (count and
+ * kind), one JEntry per key and value (keys first; every
+ * JB_OFFSET_STRIDE-th holds the end offset, the others the length), then
+ * the data; numbers and nested containers start 4-byte aligned, the
+ * padding counting as theirs.
+ * ---------------------------------------------------------------------
+ */
+
+/* The document being written. */
+typedef struct JbOut
+{
+	char	   *data;
+	int			len;
+	int			size;
+} JbOut;
+
+/* out_grow makes room for n more bytes. */
+static void
+out_grow(JbOut *o, int n)
+{
+	Size		want = (Size) o->len + n;
+	Size		size = (Size) o->size * 2;
+
+	while (size < want)
+		size *= 2;
+	if (size > MaxAllocSize)
+		ereport(ERROR,
+				(errcode(ERRCODE_PROGRAM_LIMIT_EXCEEDED),
+				 errmsg("jsonb document too large")));
+	o->data = repalloc(o->data, size);
+	o->size = (int) size;
+}
+
+/* out_reserve makes sure n more bytes fit. */
+static inline void
+out_reserve(JbOut *o, int n)
+{
+	if (o->len + n > o->size)
+		out_grow(o, n);
+}
+
+/* out_pad pads with zeros to a 4-byte boundary; returns the padding. */
+static inline int
+out_pad(JbOut *o)
+{
+	int			pad = INTALIGN(o->len) - o->len;
+
+	out_reserve(o, pad);
+	memset(o->data + o->len, 0, pad);
+	o->len += pad;
+	return pad;
+}
+
+static uint32 put_value(JbOut *o, const JsonbValue *v);
+
+/*
+ * put_container writes an object or array; returns its JEntry (the
+ * padding before it counts as its data).
+ */
+static uint32
+put_container(JbOut *o, const JsonbValue *v)
+{
+	int			base = o->len;
+	bool		object = v->type == jbvObject;
+	int			n = object ? v->val.object.nPairs : v->val.array.nElems;
+	int			nentries = object ? 2 * n : n;
+	uint32		head = (uint32) n | (object ? JB_FOBJECT : JB_FARRAY);
+	int			jpos;
+	uint32		total = 0;
+	int			i;
+
+	out_pad(o);
+	out_reserve(o, sizeof(uint32) + sizeof(JEntry) * nentries);
+	memcpy(o->data + o->len, &head, sizeof(uint32));
+	o->len += sizeof(uint32);
+	jpos = o->len;
+	o->len += sizeof(JEntry) * nentries;
+
+	for (i = 0; i < nentries; i++)
+	{
+		const JsonbValue *item;
+		uint32		meta;
+
+		if (!object)
+			item = &v->val.array.elems[i];
+		else if (i < n)
+			item = &v->val.object.pairs[i].key;
+		else
+			item = &v->val.object.pairs[i - n].value;
+		meta = put_value(o, item);
+		total += JBE_OFFLENFLD(meta);
+		if (total > JENTRY_OFFLENMASK)
+			ereport(ERROR,
+					(errcode(ERRCODE_PROGRAM_LIMIT_EXCEEDED),
+					 errmsg("total size of jsonb elements exceeds the maximum of %u bytes",
+							JENTRY_OFFLENMASK)));
+		if (i % JB_OFFSET_STRIDE == 0)
+			meta = (meta & JENTRY_TYPEMASK) | total | JENTRY_HAS_OFF;
+		memcpy(o->data + jpos + sizeof(JEntry) * i, &meta, sizeof(JEntry));
+	}
+	if (o->len - base > JENTRY_OFFLENMASK)
+		ereport(ERROR,
+				(errcode(ERRCODE_PROGRAM_LIMIT_EXCEEDED),
+				 errmsg("total size of jsonb elements exceeds the maximum of %u bytes",
+						JENTRY_OFFLENMASK)));
+	return JENTRY_ISCONTAINER | (uint32) (o->len - base);
+}
+
+/* put_value writes one value; returns its JEntry (kind and length). */
+static uint32
+put_value(JbOut *o, const JsonbValue *v)
+{
+	switch (v->type)
+	{
+		case jbvNull:
+			return JENTRY_ISNULL;
+		case jbvBool:
+			return v->val.boolean ? JENTRY_ISBOOL_TRUE : JENTRY_ISBOOL_FALSE;
+		case jbvString:
+			out_reserve(o, v->val.string.len);
+			memcpy(o->data + o->len, v->val.string.val, v->val.string.len);
+			o->len += v->val.string.len;
+			return (uint32) v->val.string.len;
+		case jbvNumeric:
+			{
+				int			size = VARSIZE_ANY(v->val.numeric);
+				int			pad = out_pad(o);
+
+				out_reserve(o, size);
+				memcpy(o->data + o->len, v->val.numeric, size);
+				o->len += size;
+				return JENTRY_ISNUMERIC | (uint32) (pad + size);
+			}
+		case jbvObject:
+		case jbvArray:
+			return put_container(o, v);
+		default:
+			elog(ERROR, "jsonb builder: unexpected value type %d", (int) v->type);
+	}
+	return 0;					/* keep the compiler quiet */
+}
+
+/*
+ * jb_finish returns the built document (every container closed), written
+ * in jsonb's binary form in one pass.
+ */
 Jsonb *
 jb_finish(JsonBuilder *b)
 {
+	JbOut		o;
+
 	if (b->depth != 0 || b->result == NULL)
 		elog(ERROR, "jsonb builder: the document is not complete");
-	return JsonbValueToJsonb(b->result);
+	o.size = 1024;
+	o.data = palloc(o.size);
+	o.len = VARHDRSZ;
+	(void) put_value(&o, b->result);
+	SET_VARSIZE(o.data, o.len);
+	return (Jsonb *) o.data;
 }
