@@ -533,10 +533,11 @@ static inline int
 out_pad(JbOut *o)
 {
 	int			pad = INTALIGN(o->len) - o->len;
+	int			i;
 
 	out_reserve(o, pad);
-	memset(o->data + o->len, 0, pad);
-	o->len += pad;
+	for (i = 0; i < pad; i++)
+		o->data[o->len++] = '\0';
 	return pad;
 }
 
