@@ -206,6 +206,9 @@ text_scaled(StringInfo buf, int64 value, int scale)
 	int			n = 0;
 	int			i;
 
+	if (scale < 0 || scale > 8)
+		elog(ERROR, "jsonb builder: scale %d out of range", scale);
+
 	/* the digits, least significant first, at least scale + 1 of them */
 	do
 	{

@@ -108,7 +108,8 @@ numeric_to_scaled_status(Numeric num, int scale, int64 *result, int *dscale)
 	int128		acc = 0;
 	int			i;
 
-	Assert(scale >= 0 && scale < lengthof(pow10_18));
+	if (scale < 0 || scale >= lengthof(pow10_18))
+		elog(ERROR, "numeric_to_scaled: scale %d out of range", scale);
 	if (!numeric_decode(num, &negative, &weight, dscale, &digits, &ndigits))
 		return NUM_TO_SCALED_SPECIAL;
 
@@ -160,11 +161,12 @@ numeric_to_scaled(Numeric num, int scale, int64 *result)
 }
 
 /*
- * scaled_to_numeric makes a numeric with exactly "scale" decimals (at most
- * 8) from a count of 10^-scale units: (19990, 2) is 199.90.  It writes the
+ * scaled_to_numeric makes a numeric with exactly "scale" decimals from a
+ * count of 10^-scale units: (19990, 2) is 199.90.  It writes the
  * short storage form (see above) directly, as numeric.c's make_result would:
  * a response has a hundred numbers or more, and going through NumericVar
  * arithmetic for each was a measurable share of a calculate (issue 21).
+ * Scales above 8 (none of the extension's) take numeric.c's way.
  */
 Numeric
 scaled_to_numeric(int64 value, int scale)
@@ -185,7 +187,8 @@ scaled_to_numeric(int64 value, int scale)
 	Numeric		result;
 	int			g;
 
-	Assert(scale >= 0 && scale <= 8);
+	if (scale < 0 || scale > 8)
+		return int64_div_fast_to_numeric(value, scale);
 	ip = mag / (uint64) pow10_18[scale];
 	fp = (mag % (uint64) pow10_18[scale]) * (uint64) pow10_18[fgroups * 4 - scale];
 	while (ip > 0)
