@@ -3506,3 +3506,19 @@ REVOKE ALL ON FUNCTION loyalty.customer_summary(bigint), loyalty.export_customer
 GRANT EXECUTE ON FUNCTION loyalty.customer_summary(bigint), loyalty.export_customer(bigint),
     loyalty.import_customer(jsonb), loyalty.remove_customer(bigint, jsonb, integer) TO loyalty_admin;
 GRANT EXECUTE ON FUNCTION loyalty.moved_home(text) TO loyalty_cashier, loyalty_admin;
+
+-- ---------------------------------------------------------------------------
+-- Issue 21: calculate's response as json text.  A client that only prints
+-- the response (or passes it on) paid for building binary jsonb and for
+-- printing it again; calculate_json writes the same document as text
+-- directly.  Whoever may calculate may call it.
+-- ---------------------------------------------------------------------------
+CREATE FUNCTION loyalty.calculate_json(request jsonb) RETURNS json
+    LANGUAGE c STABLE STRICT SECURITY DEFINER PARALLEL RESTRICTED
+    SET search_path = pg_catalog, pg_temp
+    AS 'MODULE_PATHNAME', 'loyalty_calculate_json';
+COMMENT ON FUNCTION loyalty.calculate_json(request jsonb) IS
+    'calculate with the response as json text, for clients that only print or pass it on; no side effects';
+REVOKE ALL ON FUNCTION loyalty.calculate_json(jsonb) FROM PUBLIC;
+GRANT EXECUTE ON FUNCTION loyalty.calculate_json(jsonb)
+    TO loyalty_cashier, loyalty_marketer, loyalty_admin;

@@ -1557,6 +1557,16 @@ CREATE FUNCTION loyalty.calculate(request jsonb) RETURNS jsonb
 COMMENT ON FUNCTION loyalty.calculate(request jsonb) IS
     'Prices a check with every active promotion, points to redeem and to earn; no side effects';
 
+-- calculate's response as json text (issue 21), for a client that only
+-- prints it or passes it on: written as text directly, no binary jsonb
+-- built and printed.  The same document as calculate's (equal as jsonb).
+CREATE FUNCTION loyalty.calculate_json(request jsonb) RETURNS json
+    LANGUAGE c STABLE STRICT SECURITY DEFINER PARALLEL RESTRICTED
+    SET search_path = pg_catalog, pg_temp
+    AS 'MODULE_PATHNAME', 'loyalty_calculate_json';
+COMMENT ON FUNCTION loyalty.calculate_json(request jsonb) IS
+    'calculate with the response as json text, for clients that only print or pass it on; no side effects';
+
 -- The promotion backtest (SPEC section 16, issue 19): replays the stored
 -- requests of a period's purchases with the configuration now and with
 -- candidate promotions; writes nothing.  It reads loyalty.operation's
@@ -4593,3 +4603,7 @@ REVOKE ALL ON FUNCTION loyalty.customer_summary(bigint), loyalty.export_customer
 GRANT EXECUTE ON FUNCTION loyalty.customer_summary(bigint), loyalty.export_customer(bigint),
     loyalty.import_customer(jsonb), loyalty.remove_customer(bigint, jsonb, integer) TO loyalty_admin;
 GRANT EXECUTE ON FUNCTION loyalty.moved_home(text) TO loyalty_cashier, loyalty_admin;
+
+-- calculate_json (issue 21): whoever may calculate
+GRANT EXECUTE ON FUNCTION loyalty.calculate_json(jsonb)
+    TO loyalty_cashier, loyalty_marketer, loyalty_admin;

@@ -404,7 +404,7 @@ backtest_parse(Jsonb *jb)
 			e = jr_element(&r, arr, i, &esaved);
 			row = jr_object(&r, e);
 
-			jr_init(&pr, &CANDIDATE_STYLE, NULL, r.path.data);
+			jr_init(&pr, &CANDIDATE_STYLE, NULL, jr_path(&r));
 			req->candidates[i] = candidate_check(&pr, row);
 			for (int j = 0; j < i; j++)
 				if (strcmp(req->candidates[j], req->candidates[i]) == 0)

@@ -48,6 +48,7 @@
 #include "tiers.h"
 
 PG_FUNCTION_INFO_V1(loyalty_calculate);
+PG_FUNCTION_INFO_V1(loyalty_calculate_json);
 PG_FUNCTION_INFO_V1(loyalty_purchase);
 PG_FUNCTION_INFO_V1(loyalty_catalog_prices);
 
@@ -87,6 +88,38 @@ loyalty_calculate(PG_FUNCTION_ARGS)
 	response = copy_out(response_build(r, NULL), outer);
 	SPI_finish();
 	PG_RETURN_JSONB_P(response);
+}
+
+/*
+ * loyalty_calculate_json implements loyalty.calculate_json(request jsonb):
+ * calculate's response as json text, for clients that only print or pass
+ * it on: no binary jsonb is built and none is printed (issue 21).
+ */
+Datum
+loyalty_calculate_json(PG_FUNCTION_ARGS)
+{
+	Jsonb	   *request = PG_GETARG_JSONB_P(0);
+	MemoryContext outer = CurrentMemoryContext;
+	ConfigCache *cfg;
+	CheckRequest *req;
+	CustomerInfo *cust;
+	CheckInput *in;
+	CheckResult *r;
+	text	   *response;
+	text	   *copy;
+
+	if (SPI_connect() != SPI_OK_CONNECT)
+		elog(ERROR, "SPI_connect failed");
+	cfg = config_cache_get();
+	req = request_parse_check(request, false, cfg->points_precision);
+	cust = check_customer(cfg, req);
+	in = check_load(cfg, req, cust, ENGINE_CHECK);
+	r = engine_run(cfg, in, NULL);
+	response = response_build_text(r, NULL);
+	copy = MemoryContextAlloc(outer, VARSIZE(response));
+	memcpy(copy, response, VARSIZE(response));
+	SPI_finish();
+	PG_RETURN_TEXT_P(copy);
 }
 
 /* points_text prints points (hundredths) at the points precision. */

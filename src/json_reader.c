@@ -6,8 +6,10 @@
  *	  values and fields.
  *
  * The reader walks the jsonb with the container API.  Numbers are read
- * exactly (numeric_to_scaled, numeric arithmetic), never through floating
- * point.  Nothing here runs SQL.
+ * exactly by arithmetic on numeric's stored digits (numeric_to_scaled_status)
+ * or on a decimal string's, never through floating point or a text form.
+ * The path is a stack of steps; its text is made only for an error.
+ * Nothing here runs SQL.
  *
  *-------------------------------------------------------------------------
  */
@@ -37,15 +39,17 @@ jr_init(JsonReader *r, const JsonReaderStyle *style, const char *errmsg,
 {
 	r->style = style;
 	r->errmsg = errmsg ? errmsg : style->errmsg;
-	initStringInfo(&r->path);
-	appendStringInfoString(&r->path, root);
+	r->root = pstrdup(root);
+	r->size = 8;
+	r->depth = 0;
+	r->steps = palloc(sizeof(JsonPathStep) * r->size);
 }
 
 /* jr_free frees what the reader allocated. */
 void
 jr_free(JsonReader *r)
 {
-	pfree(r->path.data);
+	pfree(r->steps);
 }
 
 /*
@@ -86,7 +90,7 @@ jr_error(JsonReader *r, const char *hint, const char *fmt,...)
 	va_list		args;
 
 	va_start(args, fmt);
-	jr_verror(r->style, r->errmsg, r->path.data, hint, fmt, args);
+	jr_verror(r->style, r->errmsg, jr_path(r), hint, fmt, args);
 	va_end(args);
 }
 
@@ -110,32 +114,71 @@ jr_key_list(const char *const *keys, bool quoted, const char *last_sep)
 	return buf.data;
 }
 
-/* jr_push_key appends ".key" ("key" at the root); returns the old length */
+/*
+ * jr_path_upto prints the path as it was when "saved" was returned by a
+ * push: "lines[2].sku" ("key" first at the root, ".key" after it).
+ */
+char *
+jr_path_upto(JsonReader *r, int saved)
+{
+	StringInfoData buf;
+	int			i;
+
+	initStringInfo(&buf);
+	appendStringInfoString(&buf, r->root);
+	for (i = 0; i < saved && i < r->depth; i++)
+	{
+		if (r->steps[i].key == NULL)
+			appendStringInfo(&buf, "[%d]", r->steps[i].index);
+		else if (buf.len == 0)
+			appendStringInfoString(&buf, r->steps[i].key);
+		else
+			appendStringInfo(&buf, ".%s", r->steps[i].key);
+	}
+	return buf.data;
+}
+
+/* jr_path prints the path of the value being read. */
+char *
+jr_path(JsonReader *r)
+{
+	return jr_path_upto(r, r->depth);
+}
+
+/* push_step adds a step to the path; returns the depth before it. */
+static inline int
+push_step(JsonReader *r, const char *key, int index)
+{
+	if (r->depth == r->size)
+	{
+		r->size *= 2;
+		r->steps = repalloc(r->steps, sizeof(JsonPathStep) * r->size);
+	}
+	r->steps[r->depth].key = key;
+	r->steps[r->depth].index = index;
+	return r->depth++;
+}
+
+/* jr_push_key appends ".key" ("key" at the root); returns the old depth */
 int
 jr_push_key(JsonReader *r, const char *key)
 {
-	int			saved = r->path.len;
-
-	appendStringInfo(&r->path, saved == 0 ? "%s" : ".%s", key);
-	return saved;
+	return push_step(r, key, 0);
 }
 
-/* jr_push_index appends "[i]"; returns the old length */
+/* jr_push_index appends "[i]"; returns the old depth */
 int
 jr_push_index(JsonReader *r, int i)
 {
-	int			saved = r->path.len;
-
-	appendStringInfo(&r->path, "[%d]", i);
-	return saved;
+	return push_step(r, NULL, i);
 }
 
-/* jr_pop cuts the path back to a length returned by a push */
+/* jr_pop cuts the path back to a depth returned by a push */
 void
 jr_pop(JsonReader *r, int saved)
 {
-	r->path.len = saved;
-	r->path.data[saved] = '\0';
+	Assert(saved >= 0 && saved <= r->depth);
+	r->depth = saved;
 }
 
 
@@ -315,79 +358,185 @@ jr_element(JsonReader *r, JsonbContainer *arr, int i, int *saved)
  * ---------------------------------------------------------------------
  */
 
-/* numeric_cmp_int64 compares a numeric with an int64. */
-static int
-numeric_cmp_int64(Numeric n, int64 i)
+/*
+ * A number being read: a JSON number, or a decimal string where the style
+ * takes them ("199.90").
+ */
+typedef struct NumberSource
 {
-	return DatumGetInt32(DirectFunctionCall2(numeric_cmp, NumericGetDatum(n),
-											 NumericGetDatum(int64_to_numeric(i))));
-}
+	Numeric		numeric;		/* NULL for a string */
+	const char *text;
+	int			len;
+} NumberSource;
 
 /*
- * number_as_written reads n with decimals counted as written ("2.00" has
- * two), for a kind of scale 0 or 2.
+ * decimal_text_valid tells whether text is a plain decimal: an optional
+ * minus, digits, and optionally a point and digits ("-12", "199.90");
+ * *fraction gets the digits written after the point.
  */
-static int64
-number_as_written(JsonReader *r, Numeric n, const JsonNumberKind *kind)
+static bool
+decimal_text_valid(const char *text, int len, int *fraction)
 {
-	int32		scale;
-	Numeric		scaled;
+	int			i = 0;
+	int			digits = 0;
 
-	scale = DatumGetInt32(DirectFunctionCall1(numeric_scale, NumericGetDatum(n)));
-	if (scale > kind->scale && kind->scale == 0)
-		jr_error(r, NULL, "must be a whole number.");
-	if (scale > kind->scale)
-		jr_error(r, NULL, r->style->decimals, kind->scale);
-
-	scaled = DatumGetNumeric(DirectFunctionCall2(numeric_mul, NumericGetDatum(n),
-												 NumericGetDatum(int64_to_numeric(kind->scale == 2 ? 100 : 1))));
-	if (numeric_cmp_int64(scaled, kind->min) < 0 ||
-		numeric_cmp_int64(scaled, kind->max) > 0)
-		jr_error(r, NULL, "%s.", kind->range);
-
-	return DatumGetInt64(DirectFunctionCall1(numeric_int8, NumericGetDatum(scaled)));
-}
-
-/*
- * number_as_valued reads n with decimals counted by value (2.00 is whole),
- * telling "too many decimals" from "too large".
- */
-static int64
-number_as_valued(JsonReader *r, Numeric n, const JsonNumberKind *kind)
-{
-	int64		result;
-
-	if (!numeric_to_scaled(n, kind->scale, &result))
+	*fraction = 0;
+	if (i < len && text[i] == '-')
+		i++;
+	while (i < len && text[i] >= '0' && text[i] <= '9')
+		i++, digits++;
+	if (digits == 0)
+		return false;
+	if (i < len && text[i] == '.')
 	{
-		int64		dummy;
-
-		if (numeric_to_scaled(n, 6, &dummy) || numeric_to_scaled(n, 12, &dummy))
-		{
-			if (kind->scale == 0)
-				jr_error(r, NULL, "must be a whole number.");
-			jr_error(r, NULL, r->style->decimals, kind->scale);
-		}
-		jr_error(r, NULL, "%s.", kind->range);
+		i++;
+		while (i < len && text[i] >= '0' && text[i] <= '9')
+			i++, (*fraction)++;
+		if (*fraction == 0)
+			return false;
 	}
-	if (result < kind->min || result > kind->max)
+	return i == len;
+}
+
+/*
+ * decimal_text_to_scaled is numeric_to_scaled_status for a valid decimal
+ * text (decimal_text_valid): the same answers for "12.345" as for 12.345.
+ */
+static NumToScaled
+decimal_text_to_scaled(const char *text, int len, int scale, int64 *result)
+{
+	bool		negative = len > 0 && text[0] == '-';
+	int128		acc = 0;
+	bool		range = false;
+	bool		decimals = false;
+	int			after = -1;		/* digits read after the point */
+	int			i;
+
+	for (i = negative ? 1 : 0; i < len; i++)
+	{
+		if (text[i] == '.')
+		{
+			after = 0;
+			continue;
+		}
+		if (after >= 0 && after++ >= scale)
+		{
+			/* beyond the scale: only zeros */
+			if (text[i] != '0')
+				decimals = true;
+			continue;
+		}
+		if (!range)
+		{
+			acc = acc * 10 + (text[i] - '0');
+			if (acc > (int128) PG_INT64_MAX + 1)
+				range = true;
+		}
+	}
+	for (i = Max(after, 0); i < scale && !range; i++)
+	{
+		acc *= 10;
+		if (acc > (int128) PG_INT64_MAX + 1)
+			range = true;
+	}
+	if (decimals)
+		return NUM_TO_SCALED_DECIMALS;
+	if (negative)
+		acc = -acc;
+	if (range || acc > PG_INT64_MAX || acc < PG_INT64_MIN)
+		return NUM_TO_SCALED_RANGE;
+	*result = (int64) acc;
+	return NUM_TO_SCALED_OK;
+}
+
+/*
+ * to_scaled converts a number being read at the given scale; *written gets
+ * its decimals as written.
+ */
+static NumToScaled
+to_scaled(const NumberSource *src, int scale, int64 *result, int *written)
+{
+	if (src->numeric != NULL)
+		return numeric_to_scaled_status(src->numeric, scale, result, written);
+	(void) decimal_text_valid(src->text, src->len, written);
+	return decimal_text_to_scaled(src->text, src->len, scale, result);
+}
+
+/*
+ * number_read reads a number of the given kind, scaled: arithmetic on the
+ * stored digits or the string's, never a text form in between.
+ */
+static int64
+number_read(JsonReader *r, const NumberSource *src, const JsonNumberKind *kind)
+{
+	int64		result = 0;
+	int64		dummy;
+	int			written;
+	NumToScaled status;
+
+	status = to_scaled(src, kind->scale, &result, &written);
+	if (status == NUM_TO_SCALED_SPECIAL)
+		jr_error(r, NULL, "%s", r->style->not_finite);
+	if (r->style->written_decimals && written > kind->scale)
+	{
+		/* decimals as written: "2.00" has two */
+		if (kind->scale == 0)
+			jr_error(r, NULL, "must be a whole number.");
+		jr_error(r, NULL, r->style->decimals, kind->scale);
+	}
+	if (status == NUM_TO_SCALED_DECIMALS &&
+		(to_scaled(src, 6, &dummy, &written) == NUM_TO_SCALED_OK ||
+		 to_scaled(src, 12, &dummy, &written) == NUM_TO_SCALED_OK))
+	{
+		/* a value with a few decimals too many, not a huge one */
+		if (kind->scale == 0)
+			jr_error(r, NULL, "must be a whole number.");
+		jr_error(r, NULL, r->style->decimals, kind->scale);
+	}
+	if (status != NUM_TO_SCALED_OK || result < kind->min || result > kind->max)
 		jr_error(r, NULL, "%s.", kind->range);
 	return result;
 }
 
 /*
+ * jr_is_decimal_string tells whether v is a string the style reads as a
+ * number ("199.90").
+ */
+bool
+jr_is_decimal_string(JsonReader *r, JsonbValue *v)
+{
+	int			fraction;
+
+	return r->style->decimal_strings && v->type == jbvString &&
+		decimal_text_valid(v->val.string.val, v->val.string.len, &fraction);
+}
+
+/*
  * jr_number reads a JSON number of the given kind, returned scaled by
  * 10^kind->scale (money in minor units, quantities in thousandths, ...).
+ * Where the style says so, a decimal string ("199.90") is read as the
+ * number it writes, under the same rules.
  */
 int64
 jr_number(JsonReader *r, JsonbValue *v, const JsonNumberKind *kind)
 {
-	if (v->type != jbvNumeric)
+	NumberSource src = {0};
+
+	if (v->type == jbvNumeric)
+		src.numeric = v->val.numeric;
+	else if (v->type == jbvString && r->style->decimal_strings)
+	{
+		int			fraction;
+
+		if (!decimal_text_valid(v->val.string.val, v->val.string.len, &fraction))
+			jr_error(r, "A number may also be given as a string of its decimal digits, such as \"199.90\".",
+					 "must be a number.");
+		src.text = v->val.string.val;
+		src.len = v->val.string.len;
+	}
+	else
 		jr_error(r, NULL, "must be a number.");
-	if (numeric_is_nan(v->val.numeric) || numeric_is_inf(v->val.numeric))
-		jr_error(r, NULL, "%s", r->style->not_finite);
-	if (r->style->written_decimals)
-		return number_as_written(r, v->val.numeric, kind);
-	return number_as_valued(r, v->val.numeric, kind);
+	return number_read(r, &src, kind);
 }
 
 /* jr_numeric returns the number held by v as it is, or errors. */

@@ -48,14 +48,28 @@ typedef struct JsonReaderStyle
 	bool		written_decimals;	/* decimals as written ("2.00" has 2),
 									 * not as valued (2.00 is whole) */
 	const char *decimals;		/* "must have at most %d decimals." */
+	bool		decimal_strings;	/* jr_number takes "199.90" as 199.90 */
 } JsonReaderStyle;
 
-/* A reader: its style, errmsg and the path being read. */
+/* One step of the path: an object key, or an array index when key is NULL. */
+typedef struct JsonPathStep
+{
+	const char *key;
+	int			index;
+} JsonPathStep;
+
+/*
+ * A reader: its style, errmsg and the path being read (root, then depth
+ * steps; the text only when an error needs it: jr_path).
+ */
 typedef struct JsonReader
 {
 	const JsonReaderStyle *style;
 	const char *errmsg;
-	StringInfoData path;
+	const char *root;
+	JsonPathStep *steps;
+	int			depth;
+	int			size;
 } JsonReader;
 
 /*
@@ -99,7 +113,9 @@ extern void jr_verror(const JsonReaderStyle *style, const char *message,
 extern char *jr_key_list(const char *const *keys, bool quoted,
 						 const char *last_sep);
 
-/* the path */
+/* the path; a pushed key must live as long as it is on the path */
+extern char *jr_path(JsonReader *r);
+extern char *jr_path_upto(JsonReader *r, int saved);
 extern int	jr_push_key(JsonReader *r, const char *key);
 extern int	jr_push_index(JsonReader *r, int i);
 extern void jr_pop(JsonReader *r, int saved);
@@ -126,6 +142,7 @@ extern JsonbValue *jr_element(JsonReader *r, JsonbContainer *arr, int i,
 /* values at the current path */
 extern int64 jr_number(JsonReader *r, JsonbValue *v, const JsonNumberKind *kind);
 extern Numeric jr_numeric(JsonReader *r, JsonbValue *v);
+extern bool jr_is_decimal_string(JsonReader *r, JsonbValue *v);
 extern char *jr_string(JsonReader *r, JsonbValue *v);
 extern char *jr_name(JsonReader *r, JsonbValue *v, int max_chars);
 

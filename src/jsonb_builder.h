@@ -14,13 +14,23 @@
 #ifndef LOYALTY_JSONB_BUILDER_H
 #define LOYALTY_JSONB_BUILDER_H
 
+#include "lib/stringinfo.h"
 #include "utils/jsonb.h"
 
-/* A document being built; zero it ({0}) to start. */
+/*
+ * A document being built; zero it ({0}) to start.  The open containers are
+ * a stack of JsonbValue objects and arrays, filled in place: no
+ * pushJsonbValue per field (issue 21).
+ */
 typedef struct JsonBuilder
 {
-	JsonbParseState *state;
-	JsonbValue *result;
+	JsonbValue **stack;			/* open containers, innermost last */
+	int			depth;
+	int			stack_size;
+	JsonbValue *result;			/* the root once closed */
+	StringInfo	text;			/* text mode (jb_begin_text): JSON text here */
+	bool		need_comma;		/* text mode: a value came before */
+	bool		after_key;		/* text mode: a key waits for its value */
 } JsonBuilder;
 
 extern void jb_begin_object(JsonBuilder *b);
@@ -39,5 +49,13 @@ extern void jb_trimmed(JsonBuilder *b, bool elem, int64 v, int scale);
 extern void jb_qty(JsonBuilder *b, bool elem, int64 qty);
 extern void jb_points(JsonBuilder *b, bool elem, int64 points, int precision);
 extern Jsonb *jb_finish(JsonBuilder *b);
+
+/*
+ * Text mode: the same calls write JSON text (spaced as jsonb_out spaces it,
+ * keys in the order given) instead of building jsonb; for a document that
+ * leaves as json and would only be printed.
+ */
+extern void jb_begin_text(JsonBuilder *b);
+extern text *jb_finish_text(JsonBuilder *b);
 
 #endif							/* LOYALTY_JSONB_BUILDER_H */

@@ -16,10 +16,134 @@
 #include "common/int.h"
 #include "utils/builtins.h"
 
-static const int64 pow10_table[] = {
+
+/*
+ * The numeric storage format, read and written here without going through
+ * numeric.c's NumericVar arithmetic or its text form.  It is PostgreSQL's
+ * on-disk format (numeric.c: "NumericShort" and "NumericLong"), stable
+ * across releases since pg_upgrade keeps numeric columns as they are: a
+ * uint16 header, an int16 weight in the long form, then base-10000 digits
+ * with leading and trailing zero digits stripped; the value is
+ * sum(digit[i] * 10000^(weight - i)).
+ */
+#define NUM_SIGN_MASK			0xC000
+#define NUM_NEG					0x4000
+#define NUM_SHORT				0x8000
+#define NUM_SPECIAL				0xC000
+#define NUM_SHORT_SIGN_MASK		0x2000
+#define NUM_SHORT_DSCALE_MASK	0x1F80
+#define NUM_SHORT_DSCALE_SHIFT	7
+#define NUM_SHORT_WEIGHT_SIGN	0x0040
+#define NUM_SHORT_WEIGHT_MASK	0x003F
+#define NUM_DSCALE_MASK			0x3FFF
+#define NUM_BASE				10000
+
+/* 10^i for i in 0..18 */
+static const int64 pow10_18[] = {
 	INT64CONST(1), INT64CONST(10), INT64CONST(100), INT64CONST(1000),
-	INT64CONST(10000), INT64CONST(100000), INT64CONST(1000000)
+	INT64CONST(10000), INT64CONST(100000), INT64CONST(1000000),
+	INT64CONST(10000000), INT64CONST(100000000), INT64CONST(1000000000),
+	INT64CONST(10000000000), INT64CONST(100000000000),
+	INT64CONST(1000000000000), INT64CONST(10000000000000),
+	INT64CONST(100000000000000), INT64CONST(1000000000000000),
+	INT64CONST(10000000000000000), INT64CONST(100000000000000000),
+	INT64CONST(1000000000000000000)
 };
+
+/*
+ * numeric_decode reads num's sign, weight, display scale and digits from its
+ * storage (see above); false for NaN and the infinities.
+ */
+static bool
+numeric_decode(Numeric num, bool *negative, int *weight, int *dscale,
+			   const uint16 **digits, int *ndigits)
+{
+	const char *data = VARDATA_ANY(num);
+	int			size = VARSIZE_ANY_EXHDR(num);
+	uint16		header;
+
+	memcpy(&header, data, sizeof(uint16));
+	if ((header & NUM_SIGN_MASK) == NUM_SPECIAL)
+		return false;
+	if ((header & NUM_SIGN_MASK) == NUM_SHORT)
+	{
+		*negative = (header & NUM_SHORT_SIGN_MASK) != 0;
+		*dscale = (header & NUM_SHORT_DSCALE_MASK) >> NUM_SHORT_DSCALE_SHIFT;
+		*weight = (header & NUM_SHORT_WEIGHT_MASK) |
+			((header & NUM_SHORT_WEIGHT_SIGN) ? ~NUM_SHORT_WEIGHT_MASK : 0);
+		data += sizeof(uint16);
+		size -= sizeof(uint16);
+	}
+	else
+	{
+		int16		w;
+
+		*negative = (header & NUM_SIGN_MASK) == NUM_NEG;
+		*dscale = header & NUM_DSCALE_MASK;
+		memcpy(&w, data + sizeof(uint16), sizeof(int16));
+		*weight = w;
+		data += 2 * sizeof(uint16);
+		size -= 2 * sizeof(uint16);
+	}
+	*digits = (const uint16 *) data;
+	*ndigits = size / (int) sizeof(uint16);
+	return true;
+}
+
+/*
+ * numeric_to_scaled_status converts num to an int64 count of 10^-scale
+ * units (scale at most 18), telling why it cannot: NUM_TO_SCALED_DECIMALS
+ * when a non-zero digit lies beyond "scale" decimals, NUM_TO_SCALED_RANGE
+ * when the count does not fit int64, NUM_TO_SCALED_SPECIAL for NaN and the
+ * infinities.  *dscale gets the decimals as written (its display scale).
+ * Arithmetic on the stored digits: no text form, no NumericVar.
+ */
+NumToScaled
+numeric_to_scaled_status(Numeric num, int scale, int64 *result, int *dscale)
+{
+	bool		negative;
+	int			weight;
+	int			ndigits;
+	const uint16 *digits;
+	int128		acc = 0;
+	int			i;
+
+	if (scale < 0 || scale >= lengthof(pow10_18))
+		elog(ERROR, "numeric_to_scaled: scale %d out of range", scale);
+	if (!numeric_decode(num, &negative, &weight, dscale, &digits, &ndigits))
+		return NUM_TO_SCALED_SPECIAL;
+
+	for (i = 0; i < ndigits; i++)
+	{
+		/* digit i is worth 10^(4 * (weight - i) + scale) units */
+		int			exp10 = 4 * (weight - i) + scale;
+		int64		d = digits[i];
+
+		if (d == 0)
+			continue;
+		if (exp10 < 0)
+		{
+			/* only the digit's trailing zeros may lie beyond the scale */
+			if (exp10 < -3 || d % pow10_18[-exp10] != 0)
+				return NUM_TO_SCALED_DECIMALS;
+			acc += d / pow10_18[-exp10];
+		}
+		else if (exp10 > 18)
+			return NUM_TO_SCALED_RANGE;
+		else
+		{
+			acc += (int128) d * pow10_18[exp10];
+			if (acc > (int128) PG_INT64_MAX + 1)
+				return NUM_TO_SCALED_RANGE;
+		}
+	}
+	if (negative)
+		acc = -acc;
+	if (acc > PG_INT64_MAX || acc < PG_INT64_MIN)
+		return NUM_TO_SCALED_RANGE;
+	*result = (int64) acc;
+	return NUM_TO_SCALED_OK;
+}
 
 /*
  * numeric_to_scaled converts num to an int64 count of 10^-scale units.
@@ -31,61 +155,79 @@ static const int64 pow10_table[] = {
 bool
 numeric_to_scaled(Numeric num, int scale, int64 *result)
 {
-	char	   *str;
-	const char *p;
-	bool		negative = false;
-	int64		value = 0;
-	int			decimals;
-	bool		digits = false;
+	int			dscale;
 
-	Assert(scale >= 0 && scale < lengthof(pow10_table));
-
-	if (numeric_is_nan(num) || numeric_is_inf(num))
-		return false;
-
-	/* numeric_normalize drops insignificant trailing zeros */
-	str = numeric_normalize(num);
-	p = str;
-	if (*p == '-')
-	{
-		negative = true;
-		p++;
-	}
-	for (; *p; p++)
-	{
-		if (*p == '.')
-			continue;
-		if (*p < '0' || *p > '9')
-			return false;
-		digits = true;
-		if (pg_mul_s64_overflow(value, 10, &value) ||
-			pg_add_s64_overflow(value, *p - '0', &value))
-			return false;
-	}
-	if (!digits)
-		return false;
-
-	/* count the decimals written after the point */
-	p = strchr(str, '.');
-	decimals = p ? (int) strlen(p + 1) : 0;
-	if (decimals > scale)
-		return false;
-	if (pg_mul_s64_overflow(value, pow10_table[scale - decimals], &value))
-		return false;
-
-	*result = negative ? -value : value;
-	pfree(str);
-	return true;
+	return numeric_to_scaled_status(num, scale, result, &dscale) == NUM_TO_SCALED_OK;
 }
 
 /*
  * scaled_to_numeric makes a numeric with exactly "scale" decimals from a
- * count of 10^-scale units: (19990, 2) is 199.90.
+ * count of 10^-scale units: (19990, 2) is 199.90.  It writes the
+ * short storage form (see above) directly, as numeric.c's make_result would:
+ * a response has a hundred numbers or more, and going through NumericVar
+ * arithmetic for each was a measurable share of a calculate (issue 21).
+ * Scales above 8 (none of the extension's) take numeric.c's way.
  */
 Numeric
 scaled_to_numeric(int64 value, int scale)
 {
-	return int64_div_fast_to_numeric(value, scale);
+	uint64		mag = value < 0 ? -(uint64) value : (uint64) value;
+	uint64		ip;
+	uint64		fp;
+	int			fgroups = (scale + 3) / 4;
+	uint16		tmp[5];
+	uint16		digits[8];
+	int			ni = 0;
+	int			n = 0;
+	int			first = 0;
+	int			weight;
+	bool		negative = value < 0;
+	int			len;
+	uint16		header;
+	Numeric		result;
+	int			g;
+
+	if (scale < 0 || scale > 8)
+		return int64_div_fast_to_numeric(value, scale);
+	ip = mag / (uint64) pow10_18[scale];
+	fp = (mag % (uint64) pow10_18[scale]) * (uint64) pow10_18[fgroups * 4 - scale];
+	while (ip > 0)
+	{
+		tmp[ni++] = (uint16) (ip % NUM_BASE);
+		ip /= NUM_BASE;
+	}
+	while (ni > 0)
+		digits[n++] = tmp[--ni];
+	weight = n - 1;
+	for (g = fgroups - 1; g >= 0; g--)
+		digits[n++] = (uint16) ((fp / (uint64) pow10_18[4 * g]) % NUM_BASE);
+
+	/* strip zero digits as make_result does; zero is positive of weight 0 */
+	while (first < n && digits[first] == 0)
+	{
+		first++;
+		weight--;
+	}
+	while (n > first && digits[n - 1] == 0)
+		n--;
+	if (n == first)
+	{
+		weight = 0;
+		negative = false;
+	}
+
+	len = VARHDRSZ + sizeof(uint16) + (n - first) * sizeof(uint16);
+	result = (Numeric) palloc(len);
+	SET_VARSIZE(result, len);
+	header = NUM_SHORT | (negative ? NUM_SHORT_SIGN_MASK : 0) |
+		(scale << NUM_SHORT_DSCALE_SHIFT) |
+		(weight < 0 ? NUM_SHORT_WEIGHT_SIGN : 0) |
+		(weight & NUM_SHORT_WEIGHT_MASK);
+	memcpy(VARDATA(result), &header, sizeof(uint16));
+	if (n > first)
+		memcpy(VARDATA(result) + sizeof(uint16), digits + first,
+			   (n - first) * sizeof(uint16));
+	return result;
 }
 
 /*
@@ -98,11 +240,11 @@ scaled_to_cstring(int64 value, int scale)
 	uint64		mag;
 	int64		unit;
 
-	Assert(scale >= 0 && scale < lengthof(pow10_table));
+	Assert(scale >= 0 && scale < lengthof(pow10_18));
 	if (scale == 0)
 		return psprintf(INT64_FORMAT, value);
 
-	unit = pow10_table[scale];
+	unit = pow10_18[scale];
 	mag = value < 0 ? -(uint64) value : (uint64) value;
 	return psprintf("%s" UINT64_FORMAT ".%0*" INT64_MODIFIER "u",
 					value < 0 ? "-" : "", mag / (uint64) unit, scale,

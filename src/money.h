@@ -39,6 +39,16 @@ typedef struct MoneyPart
 } MoneyPart;
 
 /* numeric <-> int64 with a fixed number of decimals */
+typedef enum NumToScaled
+{
+	NUM_TO_SCALED_OK,
+	NUM_TO_SCALED_DECIMALS,		/* a non-zero digit beyond the scale */
+	NUM_TO_SCALED_RANGE,		/* does not fit int64 */
+	NUM_TO_SCALED_SPECIAL		/* NaN or an infinity */
+} NumToScaled;
+
+extern NumToScaled numeric_to_scaled_status(Numeric num, int scale,
+											int64 *result, int *dscale);
 extern bool numeric_to_scaled(Numeric num, int scale, int64 *result);
 extern Numeric scaled_to_numeric(int64 value, int scale);
 extern char *scaled_to_cstring(int64 value, int scale);

@@ -45,6 +45,7 @@ static const JsonReaderStyle REQUEST_STYLE = {
 	.not_finite = "must be a finite number.",
 	.written_decimals = false,
 	.decimals = "must have at most %d decimals.",
+	.decimal_strings = true,	/* a Python POS sends Decimals as strings */
 };
 
 /* the numbers of a request */
@@ -192,7 +193,7 @@ at_field(JsonReader *r, JsonbContainer *obj, TimestampTz *result)
 	if (s == NULL)
 		return false;
 	saved = jr_push_key(r, "at");
-	*result = request_parse_at(r->path.data, s);
+	*result = request_parse_at(jr_path(r), s);
 	jr_pop(r, saved);
 	return true;
 }
@@ -276,13 +277,13 @@ parse_redeem(JsonReader *r, JsonbContainer *obj, CheckRequest *req,
 	req->redeem = REDEEM_NONE;
 	if (v == NULL)
 		return;
-	if (v->type == jbvString)
+	if (v->type == jbvString && !jr_is_decimal_string(r, v))
 	{
 		if (v->val.string.len != 3 || memcmp(v->val.string.val, "max", 3) != 0)
 			jr_error(r, NULL, "must be \"max\", a number of points or null.");
 		req->redeem = REDEEM_MAX;
 	}
-	else if (v->type == jbvNumeric)
+	else if (v->type == jbvNumeric || v->type == jbvString)
 	{
 		JsonNumberKind points = {points_precision, 0,
 			INT64CONST(1000000000000) - 1,

@@ -233,176 +233,204 @@ string_array(JsonBuilder *b, List *list)
 }
 
 /*
- * response_build makes the response of calculate and purchase (see the
- * file header for the keys beyond SPEC section 7).  Keys are pushed in
- * jsonb's key order (shorter first, then bytewise), which makes closing
- * each object cheap.
+ * build_response writes the response of calculate and purchase (see the
+ * file header for the keys beyond SPEC section 7) into b, a jsonb or a
+ * text builder.  Keys are added in jsonb's key order (shorter first, then
+ * bytewise), which spares sorting most objects when they close.
  */
-Jsonb *
-response_build(CheckResult *r, const char *operation_id)
+static void
+build_response(JsonBuilder *b, CheckResult *r, const char *operation_id)
 {
-	JsonBuilder b = {0};
 	int			prec = r->cfg->points_precision;
 	ListCell   *lc;
 	int			i;
 
-	jb_begin_object(&b);
-	jb_key(&b, "at");
-	jb_string(&b, false, response_timestamp(r->at, r->tz));
+	jb_begin_object(b);
+	jb_key(b, "at");
+	jb_string(b, false, response_timestamp(r->at, r->tz));
 
-	jb_key(&b, "lines");
-	jb_begin_array(&b);
+	jb_key(b, "lines");
+	jb_begin_array(b);
 	for (i = 0; i < r->nlines; i++)
 	{
 		CHECK_FOR_INTERRUPTS();
-		build_line(&b, r, &r->lines[i]);
+		build_line(b, r, &r->lines[i]);
 	}
-	jb_end_array(&b);
+	jb_end_array(b);
 
-	jb_key(&b, "store");
-	jb_string(&b, false, r->store ? r->store->code : NULL);
+	jb_key(b, "store");
+	jb_string(b, false, r->store ? r->store->code : NULL);
 
-	jb_key(&b, "issued");
-	jb_begin_array(&b);
+	jb_key(b, "issued");
+	jb_begin_array(b);
 	foreach(lc, r->issued)
-		build_issued(&b, r, lfirst(lc));
-	jb_end_array(&b);
+		build_issued(b, r, lfirst(lc));
+	jb_end_array(b);
 
-	jb_key(&b, "redeem");
-	build_redeem(&b, r);
+	jb_key(b, "redeem");
+	build_redeem(b, r);
 
-	jb_key(&b, "totals");
-	jb_begin_object(&b);
-	jb_key(&b, "total");
-	jb_money(&b, false, r->total);
-	jb_key(&b, "amount");
-	jb_money(&b, false, r->amount);
-	jb_key(&b, "accrual");
-	accrual_object(&b, r, r->accrual);
-	jb_key(&b, "discount");
-	jb_money(&b, false, r->discount);
-	jb_key(&b, "redeemed");
-	jb_money(&b, false, r->redeemed);
+	jb_key(b, "totals");
+	jb_begin_object(b);
+	jb_key(b, "total");
+	jb_money(b, false, r->total);
+	jb_key(b, "amount");
+	jb_money(b, false, r->amount);
+	jb_key(b, "accrual");
+	accrual_object(b, r, r->accrual);
+	jb_key(b, "discount");
+	jb_money(b, false, r->discount);
+	jb_key(b, "redeemed");
+	jb_money(b, false, r->redeemed);
 	if (r->certificate > 0)
 	{
-		jb_key(&b, "certificate");
-		jb_money(&b, false, r->certificate);
+		jb_key(b, "certificate");
+		jb_money(b, false, r->certificate);
 	}
-	jb_end_object(&b);
+	jb_end_object(b);
 
-	jb_key(&b, "balance");
-	jb_begin_object(&b);
+	jb_key(b, "balance");
+	jb_begin_object(b);
 	for (i = 0; r->has_balances && i < r->cfg->naccounts; i++)
 	{
-		jb_key(&b, r->cfg->accounts[i].code);
-		jb_begin_object(&b);
-		jb_key(&b, "pending");
-		jb_points(&b, false, r->balances[i].pending, prec);
-		jb_key(&b, "available");
-		jb_points(&b, false, r->balances[i].available, prec);
-		jb_end_object(&b);
+		jb_key(b, r->cfg->accounts[i].code);
+		jb_begin_object(b);
+		jb_key(b, "pending");
+		jb_points(b, false, r->balances[i].pending, prec);
+		jb_key(b, "available");
+		jb_points(b, false, r->balances[i].available, prec);
+		jb_end_object(b);
 	}
-	jb_end_object(&b);
+	jb_end_object(b);
 
-	jb_key(&b, "channel");
-	jb_string(&b, false, r->channel);
+	jb_key(b, "channel");
+	jb_string(b, false, r->channel);
 
-	jb_key(&b, "coupons");
-	jb_begin_array(&b);
+	jb_key(b, "coupons");
+	jb_begin_array(b);
 	for (i = 0; i < r->ncoupons; i++)
 	{
-		jb_begin_object(&b);
-		jb_key(&b, "code");
-		jb_string(&b, false, r->coupons[i].code);
+		jb_begin_object(b);
+		jb_key(b, "code");
+		jb_string(b, false, r->coupons[i].code);
 		if (r->coupons[i].applied)
 		{
-			jb_key(&b, "amount");
-			jb_money(&b, false, r->coupons[i].amount);
+			jb_key(b, "amount");
+			jb_money(b, false, r->coupons[i].amount);
 		}
 		else
 		{
-			jb_key(&b, "reason");
-			jb_string(&b, false, r->coupons[i].reason);
+			jb_key(b, "reason");
+			jb_string(b, false, r->coupons[i].reason);
 		}
-		jb_key(&b, "status");
-		jb_string(&b, false, r->coupons[i].applied ? "applied" : "rejected");
+		jb_key(b, "status");
+		jb_string(b, false, r->coupons[i].applied ? "applied" : "rejected");
 		if (r->coupons[i].applied && r->coupons[i].kind == 'c')
 		{
 			/* a certificate: what is left on it after this check */
-			jb_key(&b, "balance");
-			jb_money(&b, false, r->coupons[i].balance - r->coupons[i].amount);
+			jb_key(b, "balance");
+			jb_money(b, false, r->coupons[i].balance - r->coupons[i].amount);
 		}
-		jb_end_object(&b);
+		jb_end_object(b);
 	}
-	jb_end_array(&b);
+	jb_end_array(b);
 
-	jb_key(&b, "customer");
+	jb_key(b, "customer");
 	if (r->cust->identified)
 	{
-		jb_begin_object(&b);
-		jb_key(&b, "id");
-		jb_int(&b, false, r->cust->id);
-		jb_key(&b, "tier");
-		jb_string(&b, false, r->cust->tier ? r->cust->tier->code : NULL);
-		jb_end_object(&b);
+		jb_begin_object(b);
+		jb_key(b, "id");
+		jb_int(b, false, r->cust->id);
+		jb_key(b, "tier");
+		jb_string(b, false, r->cust->tier ? r->cust->tier->code : NULL);
+		jb_end_object(b);
 	}
 	else
-		jb_null(&b, false);
+		jb_null(b, false);
 
-	jb_key(&b, "messages");
-	string_array(&b, r->messages);
-	jb_key(&b, "warnings");
-	string_array(&b, r->warnings);
+	jb_key(b, "messages");
+	string_array(b, r->messages);
+	jb_key(b, "warnings");
+	string_array(b, r->warnings);
 
-	jb_key(&b, "promotions");
-	jb_begin_array(&b);
+	jb_key(b, "promotions");
+	jb_begin_array(b);
 	foreach(lc, r->applied)
 	{
 		AppliedPromotion *ap = lfirst(lc);
 
 		CHECK_FOR_INTERRUPTS();
-		jb_begin_object(&b);
-		jb_key(&b, "code");
-		jb_string(&b, false, ap->promo->code);
-		jb_key(&b, "name");
-		jb_string(&b, false, ap->promo->name);
+		jb_begin_object(b);
+		jb_key(b, "code");
+		jb_string(b, false, ap->promo->code);
+		jb_key(b, "name");
+		jb_string(b, false, ap->promo->name);
 		if (ap->points > 0)
 		{
-			jb_key(&b, "points");
-			jb_points(&b, false, ap->points, prec);
+			jb_key(b, "points");
+			jb_points(b, false, ap->points, prec);
 		}
-		jb_key(&b, "discount");
-		jb_money(&b, false, ap->discount);
-		jb_key(&b, "mechanic");
-		jb_string(&b, false, mechanic_name(ap->promo->mechanic));
-		jb_end_object(&b);
+		jb_key(b, "discount");
+		jb_money(b, false, ap->discount);
+		jb_key(b, "mechanic");
+		jb_string(b, false, mechanic_name(ap->promo->mechanic));
+		jb_end_object(b);
 	}
-	jb_end_array(&b);
+	jb_end_array(b);
 
-	jb_key(&b, "suggestions");
-	jb_begin_array(&b);
+	jb_key(b, "suggestions");
+	jb_begin_array(b);
 	foreach(lc, r->suggestions)
 	{
 		Suggestion *s = lfirst(lc);
 
-		jb_begin_object(&b);
-		jb_key(&b, "qty");
-		jb_int(&b, false, s->qty);
-		jb_key(&b, "sku");
-		jb_string(&b, false, s->sku);
-		jb_key(&b, "text");
-		jb_string(&b, false, s->text);
-		jb_key(&b, "promotion");
-		jb_string(&b, false, s->promo->code);
-		jb_end_object(&b);
+		jb_begin_object(b);
+		jb_key(b, "qty");
+		jb_int(b, false, s->qty);
+		jb_key(b, "sku");
+		jb_string(b, false, s->sku);
+		jb_key(b, "text");
+		jb_string(b, false, s->text);
+		jb_key(b, "promotion");
+		jb_string(b, false, s->promo->code);
+		jb_end_object(b);
 	}
-	jb_end_array(&b);
+	jb_end_array(b);
 
 	if (operation_id)
 	{
-		jb_key(&b, "operation_id");
-		jb_string(&b, false, operation_id);
+		jb_key(b, "operation_id");
+		jb_string(b, false, operation_id);
 	}
-	jb_end_object(&b);
+	jb_end_object(b);
+}
+
+/*
+ * response_build makes the response of calculate and purchase as jsonb:
+ * containers filled in place and numbers written in numeric's storage
+ * form (jsonb_builder.c), one conversion to binary at the end.
+ */
+Jsonb *
+response_build(CheckResult *r, const char *operation_id)
+{
+	JsonBuilder b = {0};
+
+	build_response(&b, r, operation_id);
 	return jb_finish(&b);
+}
+
+/*
+ * response_build_text makes the same response as JSON text (the keys of
+ * an object in the order build_response adds them; jsonb's spacing): for
+ * calculate_json, whose clients only print it, no binary jsonb is built
+ * and none is printed.
+ */
+text *
+response_build_text(CheckResult *r, const char *operation_id)
+{
+	JsonBuilder b = {0};
+
+	jb_begin_text(&b);
+	build_response(&b, r, operation_id);
+	return jb_finish_text(&b);
 }

@@ -25,5 +25,7 @@ extern char *response_timestamp(TimestampTz t, pg_tz *tz);
  * added when not NULL (purchase).
  */
 extern Jsonb *response_build(CheckResult *r, const char *operation_id);
+/* the same response as JSON text (loyalty.calculate_json) */
+extern text *response_build_text(CheckResult *r, const char *operation_id);
 
 #endif							/* LOYALTY_RESPONSE_H */

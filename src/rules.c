@@ -406,7 +406,7 @@ rule_steps_field(JsonReader *ctx, JsonbContainer *obj, const char *key)
 		for (j = 0; j < i; j++)
 			if (list.steps[j].min_total == list.steps[i].min_total)
 			{
-				char	   *steps_path = pnstrdup(ctx->path.data, saved_elem);
+				char	   *steps_path = jr_path_upto(ctx, saved_elem);
 
 				jr_push_key(ctx, "min_total");
 				jr_error(ctx, "Each step needs its own min_total.",

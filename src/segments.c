@@ -161,7 +161,7 @@ selector_field(JsonReader *r, const char *code, JsonbContainer *obj, const char 
 	if (v == NULL)
 		return;
 	(void) jr_object(r, v);
-	(void) selector_parse("segment", code, r->path.data, JsonbValueToJsonb(v));
+	(void) selector_parse("segment", code, jr_path(r), JsonbValueToJsonb(v));
 	jr_pop(r, saved);
 }
 
