@@ -18,6 +18,7 @@
 # .ci/run calls exactly this.
 
 source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
+source "$(dirname "${BASH_SOURCE[0]}")/test_shard.sh"
 need_root "$@"
 PARTS=${1:-all}
 START=$(date +%s)
@@ -400,7 +401,7 @@ run_valgrind() {
 }
 
 case $PARTS in
-    all)       run_includes; run_regress; run_tap; run_isolation; run_dump; run_schema; run_standby; run_fuzz; run_bench ;;
+    all)       run_includes; run_regress; run_tap; run_isolation; run_dump; run_schema; run_standby; run_fuzz; run_shard; run_bench ;;
     regress)   run_regress ;;
     includes)  run_includes ;;
     tap)       run_tap ;;
@@ -410,8 +411,9 @@ case $PARTS in
     standby)   run_standby ;;
     fuzz)      run_fuzz ;;
     bench)     run_bench ;;
+    shard)     run_shard ;;
     valgrind)  run_valgrind ;;
-    *) echo "usage: $0 [all|regress|includes|tap|isolation|dump|schema|standby|fuzz|bench|valgrind]" >&2; exit 2 ;;
+    *) echo "usage: $0 [all|regress|includes|tap|isolation|dump|schema|standby|fuzz|shard|bench|valgrind]" >&2; exit 2 ;;
 esac
 
 say "done in $(( $(date +%s) - START )) s"
