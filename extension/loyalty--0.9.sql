@@ -3222,10 +3222,17 @@ BEGIN
     WHEN 'history' THEN
         SELECT coalesce(jsonb_agg(to_jsonb(h)), '[]') INTO r
           FROM loyalty.history(args ->> 'customer', coalesce((args ->> 'lim')::integer, 100)) AS h;
+    -- the router's first hop of a writing call (issue 20 item 7); a shard
+    -- without partitions (no loyalty.claim_operation) has nothing to claim
+    WHEN 'claim_operation' THEN
+        IF to_regprocedure('loyalty.claim_operation(text, integer)') IS NOT NULL THEN
+            EXECUTE 'SELECT to_jsonb(loyalty.claim_operation($1, $2))' INTO r
+                USING args ->> 'operation_id', (args ->> 'home')::integer;
+        END IF;
     ELSE
         RAISE EXCEPTION 'unknown API method "%"', method
             USING ERRCODE = 'invalid_parameter_value',
-                  DETAIL = 'loyalty.api runs calculate, purchase, refund, adjust, order_hold, order_capture, order_cancel, register, find_customer, balance and history.';
+                  DETAIL = 'loyalty.api runs calculate, purchase, refund, adjust, order_hold, order_capture, order_cancel, register, find_customer, balance, history and claim_operation.';
     END CASE;
     RETURN jsonb_build_object('result', r);
 EXCEPTION WHEN OTHERS THEN

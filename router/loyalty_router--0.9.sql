@@ -246,6 +246,28 @@ COMMENT ON FUNCTION loyalty_router.move_partition(integer, text) IS
     'Points one logical partition at another node (after its rows were copied there; docs/scale-out.md)';
 REVOKE ALL ON FUNCTION loyalty_router.move_partition(integer, text) FROM PUBLIC;
 
+-- a writing call: its operation_id is first claimed for the call's
+-- partition on the id's own hash partition (loyalty.claim_operation on the
+-- shards), so the same id used for customers on two partitions is LY003 as
+-- on one node; then the call runs on its partition
+CREATE FUNCTION loyalty_router.write_call(method text, route integer, request jsonb) RETURNS jsonb
+    LANGUAGE plpgsql
+    SET search_path = pg_catalog, pg_temp
+    AS $$
+DECLARE
+    p  integer := (SELECT c.partitions FROM loyalty_router.config c);
+    op text := request ->> 'operation_id';
+BEGIN
+    IF p > 1 AND op IS NOT NULL THEN
+        PERFORM loyalty_router.unwrap(loyalty_router.call(hashtext(op), 'claim_operation',
+                    jsonb_build_object('operation_id', op, 'home', route & (p - 1))));
+    END IF;
+    RETURN loyalty_router.unwrap(loyalty_router.call(route, method, jsonb_build_object('request', request)));
+END
+$$;
+COMMENT ON FUNCTION loyalty_router.write_call(text, integer, jsonb) IS
+    'A writing call on partition route & (P - 1), its operation_id claimed for that partition first';
+
 -- the API, with the names and signatures of the loyalty extension's
 CREATE FUNCTION loyalty.calculate(request jsonb) RETURNS jsonb
     LANGUAGE sql STRICT
@@ -255,38 +277,32 @@ COMMENT ON FUNCTION loyalty.calculate(jsonb) IS 'loyalty.calculate on the custom
 
 CREATE FUNCTION loyalty.purchase(request jsonb) RETURNS jsonb
     LANGUAGE sql STRICT
-    AS $$ SELECT loyalty_router.unwrap(loyalty_router.call(loyalty_router.partition_of(request),
-                     'purchase', jsonb_build_object('request', request))) $$;
+    AS $$ SELECT loyalty_router.write_call('purchase', loyalty_router.partition_of(request), request) $$;
 COMMENT ON FUNCTION loyalty.purchase(jsonb) IS 'loyalty.purchase on the customer''s shard';
 
 CREATE FUNCTION loyalty.refund(request jsonb) RETURNS jsonb
     LANGUAGE sql STRICT
-    AS $$ SELECT loyalty_router.unwrap(loyalty_router.call(loyalty_router.refund_route(request),
-                     'refund', jsonb_build_object('request', request))) $$;
+    AS $$ SELECT loyalty_router.write_call('refund', loyalty_router.refund_route(request), request) $$;
 COMMENT ON FUNCTION loyalty.refund(jsonb) IS 'loyalty.refund on the shard of the purchase''s customer';
 
 CREATE FUNCTION loyalty.adjust(request jsonb) RETURNS jsonb
     LANGUAGE sql STRICT
-    AS $$ SELECT loyalty_router.unwrap(loyalty_router.call(loyalty_router.partition_of(request),
-                     'adjust', jsonb_build_object('request', request))) $$;
+    AS $$ SELECT loyalty_router.write_call('adjust', loyalty_router.partition_of(request), request) $$;
 COMMENT ON FUNCTION loyalty.adjust(jsonb) IS 'loyalty.adjust on the customer''s shard';
 
 CREATE FUNCTION loyalty.order_hold(request jsonb) RETURNS jsonb
     LANGUAGE sql STRICT
-    AS $$ SELECT loyalty_router.unwrap(loyalty_router.call(loyalty_router.partition_of(request),
-                     'order_hold', jsonb_build_object('request', request))) $$;
+    AS $$ SELECT loyalty_router.write_call('order_hold', loyalty_router.partition_of(request), request) $$;
 COMMENT ON FUNCTION loyalty.order_hold(jsonb) IS 'loyalty.order_hold on the customer''s shard';
 
 CREATE FUNCTION loyalty.order_capture(request jsonb) RETURNS jsonb
     LANGUAGE sql STRICT
-    AS $$ SELECT loyalty_router.unwrap(loyalty_router.call(loyalty_router.order_route(request),
-                     'order_capture', jsonb_build_object('request', request))) $$;
+    AS $$ SELECT loyalty_router.write_call('order_capture', loyalty_router.order_route(request), request) $$;
 COMMENT ON FUNCTION loyalty.order_capture(jsonb) IS 'loyalty.order_capture on the shard of the order''s customer';
 
 CREATE FUNCTION loyalty.order_cancel(request jsonb) RETURNS jsonb
     LANGUAGE sql STRICT
-    AS $$ SELECT loyalty_router.unwrap(loyalty_router.call(loyalty_router.order_route(request),
-                     'order_cancel', jsonb_build_object('request', request))) $$;
+    AS $$ SELECT loyalty_router.write_call('order_cancel', loyalty_router.order_route(request), request) $$;
 COMMENT ON FUNCTION loyalty.order_cancel(jsonb) IS 'loyalty.order_cancel on the shard of the order''s customer';
 
 CREATE FUNCTION loyalty.register(phone text, profile jsonb DEFAULT '{}'::jsonb) RETURNS bigint
@@ -342,6 +358,6 @@ GRANT EXECUTE ON FUNCTION
     loyalty_router.purchase_routes(text), loyalty_router.order_routes(text),
     loyalty_router.partition_of(text), loyalty_router.partition_of(bigint),
     loyalty_router.partition_of(jsonb), loyalty_router.refund_route(jsonb),
-    loyalty_router.order_route(jsonb)
+    loyalty_router.order_route(jsonb), loyalty_router.write_call(text, integer, jsonb)
     TO loyalty_cashier, loyalty_marketer, loyalty_admin;
 GRANT SELECT ON loyalty_router.config TO loyalty_cashier, loyalty_marketer, loyalty_admin;

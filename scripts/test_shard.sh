@@ -165,6 +165,17 @@ run_shard() {
     check "the unknown customer is LY001 through the router, message and all" \
         grep -qF 'error LY001: customer not found | No customer has the phone, card or id "+79990000000".' "$router/via_router.out"
 
+    # an operation_id reused for other customers (on other partitions too)
+    # is LY003 through the router as on one node (the id's claim, s8e);
+    # needs the shards' partitions
+    if [ "$p" -gt 2 ]; then
+        a=$("${q[@]}" -h "$router" -d router -c "
+            SELECT string_agg(DISTINCT t(format(\$q\$SELECT loyalty.adjust('{\"operation_id\": \"G1\", \"customer\": \"+7912%s\",
+                   \"account\": \"main\", \"points\": 7, \"reason\": \"again\"}')\$q\$, 1000000 + i)), ',')
+              FROM generate_series(2, 9) AS i" | cut -c1-12)
+        check "operation_id G1 reused for 8 other customers: LY003 through the router ($a)" [ "$a" = "error LY003:" ]
+    fi
+
     # both shards hold customers; together exactly the single node's
     a=$("${q[@]}" -h "${dirs[0]}" -d loyalty -c "SELECT count(*) FROM loyalty.customer")
     b=$("${q[@]}" -h "${dirs[1]}" -d loyalty -c "SELECT count(*) FROM loyalty.customer")
