@@ -122,7 +122,7 @@ run_shard() {
     if [ "$("${q[@]}" -d loyalty -c "SELECT to_regclass('loyalty.partitioning') IS NOT NULL")" = t ]; then
         p=8
         for d in "${dirs[@]}"; do
-            "${q[@]}" -h "$d" -d loyalty -c "UPDATE loyalty.partitioning SET partitions = $p" >/dev/null
+            "${q[@]}" -h "$d" -d loyalty -c "INSERT INTO loyalty.partitioning (partitions) VALUES ($p)" >/dev/null
         done
     fi
     # the router
