@@ -174,6 +174,17 @@ run_shard() {
                    \"account\": \"main\", \"points\": 7, \"reason\": \"again\"}')\$q\$, 1000000 + i)), ',')
               FROM generate_series(2, 9) AS i" | cut -c1-12)
         check "operation_id G1 reused for 8 other customers: LY003 through the router ($a)" [ "$a" = "error LY003:" ]
+        # ids and virtual cards carry the partition: they route without a directory
+        a=$("${q[@]}" -h "$router" -d router -c "
+            SELECT count(*) FILTER (WHERE loyalty.find_customer('id:' || id) = id) || ' of ' || count(*)
+              FROM (SELECT loyalty.find_customer('+7912' || (1000000 + i)) AS id FROM generate_series(1, 60) AS i) x")
+        check "id:N finds each of the 60 customers through the router ($a)" [ "$a" = "60 of 60" ]
+        b=$( { "${q[@]}" -h "${dirs[0]}" -d loyalty -c "SELECT number || ' ' || customer_id FROM loyalty.card WHERE kind = 'virtual'"
+               "${q[@]}" -h "${dirs[1]}" -d loyalty -c "SELECT number || ' ' || customer_id FROM loyalty.card WHERE kind = 'virtual'"; } |
+             while read -r card id; do
+                 [ "$("${q[@]}" -h "$router" -d router -c "SELECT loyalty.find_customer('$card')")" = "$id" ] && echo ok
+             done | wc -l)
+        check "each virtual card finds its customer through the router ($b of 60)" [ "$b" = 60 ]
     fi
 
     # both shards hold customers; together exactly the single node's
