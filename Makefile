@@ -53,3 +53,16 @@ isolationcheck:
 	$(pg_isolation_regress) --inputdir=$(srcdir)/test/isolation \
 	  --outputdir=test/isolation/results --bindir='$(bindir)' \
 	  --dbname=isolation_regression $(ISOLATION_SPECS)
+
+# the router's companion extension loyalty_router (router/, docs/scale-out.md)
+# is built and installed with the extension
+.PHONY: router router-install router-clean
+all: router
+router:
+	$(MAKE) -C router PG_CONFIG=$(PG_CONFIG) $(if $(WERROR),WERROR=1)
+install: router-install
+router-install:
+	$(MAKE) -C router PG_CONFIG=$(PG_CONFIG) install
+clean: router-clean
+router-clean:
+	$(MAKE) -C router PG_CONFIG=$(PG_CONFIG) clean

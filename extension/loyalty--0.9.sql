@@ -4607,3 +4607,59 @@ GRANT EXECUTE ON FUNCTION loyalty.moved_home(text) TO loyalty_cashier, loyalty_a
 -- calculate_json (issue 21): whoever may calculate
 GRANT EXECUTE ON FUNCTION loyalty.calculate_json(jsonb)
     TO loyalty_cashier, loyalty_marketer, loyalty_admin;
+
+-- The API by name with errors as JSON, for a PL/Proxy router (issue 20, SPEC
+-- section 14): runs as the caller, in a subtransaction; router/ re-raises.
+CREATE FUNCTION loyalty.api(method text, args jsonb) RETURNS jsonb
+    LANGUAGE plpgsql
+    SET search_path = pg_catalog, pg_temp
+    AS $$
+DECLARE
+    r   jsonb;
+    st  text;
+    msg text;
+    det text;
+    hnt text;
+BEGIN
+    CASE method
+    WHEN 'calculate' THEN r := loyalty.calculate(args -> 'request');
+    WHEN 'purchase' THEN r := loyalty.purchase(args -> 'request');
+    WHEN 'refund' THEN r := loyalty.refund(args -> 'request');
+    WHEN 'adjust' THEN r := loyalty.adjust(args -> 'request');
+    WHEN 'order_hold' THEN r := loyalty.order_hold(args -> 'request');
+    WHEN 'order_capture' THEN r := loyalty.order_capture(args -> 'request');
+    WHEN 'order_cancel' THEN r := loyalty.order_cancel(args -> 'request');
+    WHEN 'register' THEN
+        r := to_jsonb(loyalty.register(args ->> 'phone', coalesce(args -> 'profile', '{}')));
+    WHEN 'find_customer' THEN r := to_jsonb(loyalty.find_customer(args ->> 'identifier'));
+    WHEN 'balance' THEN
+        SELECT coalesce(jsonb_agg(to_jsonb(b)), '[]') INTO r
+          FROM loyalty.balance(args ->> 'customer', coalesce((args ->> 'at')::timestamptz, now())) AS b;
+    WHEN 'history' THEN
+        SELECT coalesce(jsonb_agg(to_jsonb(h)), '[]') INTO r
+          FROM loyalty.history(args ->> 'customer', coalesce((args ->> 'lim')::integer, 100)) AS h;
+    -- the router's first hop of a writing call (issue 20 item 7); a shard
+    -- without partitions (no loyalty.claim_operation) has nothing to claim
+    WHEN 'claim_operation' THEN
+        IF to_regprocedure('loyalty.claim_operation(text, integer)') IS NOT NULL THEN
+            EXECUTE 'SELECT to_jsonb(loyalty.claim_operation($1, $2))' INTO r
+                USING args ->> 'operation_id', (args ->> 'home')::integer;
+        END IF;
+    ELSE
+        RAISE EXCEPTION 'unknown API method "%"', method
+            USING ERRCODE = 'invalid_parameter_value',
+                  DETAIL = 'loyalty.api runs calculate, purchase, refund, adjust, order_hold, order_capture, order_cancel, register, find_customer, balance, history and claim_operation.';
+    END CASE;
+    RETURN jsonb_build_object('result', r);
+EXCEPTION WHEN OTHERS THEN
+    GET STACKED DIAGNOSTICS st = RETURNED_SQLSTATE, msg = MESSAGE_TEXT,
+                            det = PG_EXCEPTION_DETAIL, hnt = PG_EXCEPTION_HINT;
+    RETURN jsonb_build_object('error', jsonb_strip_nulls(jsonb_build_object(
+        'sqlstate', st, 'message', msg, 'detail', nullif(det, ''), 'hint', nullif(hnt, ''))));
+END
+$$;
+COMMENT ON FUNCTION loyalty.api(text, jsonb) IS
+    'One API call by name, args named like its parameters: {"result": ...}, or {"error": {sqlstate, message, detail, hint}} with the call''s effects rolled back (for a PL/Proxy router)';
+REVOKE ALL ON FUNCTION loyalty.api(text, jsonb) FROM PUBLIC;
+GRANT EXECUTE ON FUNCTION loyalty.api(text, jsonb)
+    TO loyalty_cashier, loyalty_marketer, loyalty_admin;

@@ -18,7 +18,7 @@ PG_CONFIG=${LOYALTY_PG_CONFIG:-/usr/lib/postgresql/$PG_MAJOR/bin/pg_config}
 PACKAGES=(build-essential pkg-config libicu-dev
           postgresql-$PG_MAJOR postgresql-server-dev-$PG_MAJOR
           postgresql-$PG_MAJOR-cron postgresql-$PG_MAJOR-pgtap
-          libtap-parser-sourcehandler-pgtap-perl)
+          libtap-parser-sourcehandler-pgtap-perl postgresql-$PG_MAJOR-plproxy)
 
 CLUSTERS=()
 

@@ -19,6 +19,7 @@
 
 source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 source "$(dirname "${BASH_SOURCE[0]}")/test_replication.sh"
+source "$(dirname "${BASH_SOURCE[0]}")/test_shard.sh"
 need_root "$@"
 PARTS=${1:-all}
 START=$(date +%s)
@@ -404,7 +405,7 @@ run_valgrind() {
 }
 
 case $PARTS in
-    all)       run_includes; run_regress; run_tap; run_isolation; run_dump; run_schema; run_standby; run_replication; run_fuzz; run_bench ;;
+    all)       run_includes; run_regress; run_tap; run_isolation; run_dump; run_schema; run_standby; run_replication; run_fuzz; run_shard; run_bench ;;
     regress)   run_regress ;;
     includes)  run_includes ;;
     tap)       run_tap ;;
@@ -415,8 +416,9 @@ case $PARTS in
     replication) run_replication ;;
     fuzz)      run_fuzz ;;
     bench)     run_bench ;;
+    shard)     run_shard ;;
     valgrind)  run_valgrind ;;
-    *) echo "usage: $0 [all|regress|includes|tap|isolation|dump|schema|standby|replication|fuzz|bench|valgrind]" >&2; exit 2 ;;
+    *) echo "usage: $0 [all|regress|includes|tap|isolation|dump|schema|standby|replication|fuzz|shard|bench|valgrind]" >&2; exit 2 ;;
 esac
 
 say "done in $(( $(date +%s) - START )) s"

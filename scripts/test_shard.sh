@@ -1,0 +1,213 @@
+# scripts/test_shard.sh: the "shard" part of scripts/test.sh (issue 20, SPEC
+# section 14, docs/scale-out.md), sourced by it.
+#
+# Starts a router cluster (plproxy + loyalty_router) over two shard clusters
+# and a single node, all with the same program (demo/program.sql) and clock
+# (loyalty.test_now), replays one generated request stream through the
+# router and on the single node, and asserts: the same responses line by
+# line (customer ids, card numbers and issued codes masked), the same
+# balances for every customer, the same KPI sums (shards added up), an empty
+# verify_ledger() on every shard, customers spread over both shards, each
+# phone spelling registered once, and an unknown customer raised by the
+# router with the shard's SQLSTATE, message and detail.
+#
+# P logical partitions: 8 when the shards have loyalty.partitioning
+# (ids and cards carry the partition), else 2 (one per node: phones route
+# by hash, ids and cards are not routable yet and the stream uses phones).
+
+# shard_stream SEED prints the request stream: one SQL statement a line,
+# each wrapped by the caller's t(); "$q$" quotes the statement.
+shard_stream() {
+    awk -v seed="$1" '
+    function phone(i, s,   n) {
+        n = sprintf("%07d", 1000000 + i)
+        s = s % 4
+        if (s == 0) return "+7 912 " substr(n, 1, 3) "-" substr(n, 4, 2) "-" substr(n, 6, 2)
+        if (s == 1) return "8 (912) " n
+        if (s == 2) return "7912" n
+        return "912" n
+    }
+    function lines(   k, i, out, sku) {
+        k = 1 + int(rand() * 4); out = ""
+        for (i = 0; i < k; i++) {
+            sku = skus[int(rand() * nsku)]
+            out = out (i ? ", " : "") "{\"sku\": \"" sku "\", \"qty\": " (1 + int(rand() * 3)) "}"
+        }
+        return out
+    }
+    function q(s) { print "$q$" s "$q$" }
+    BEGIN {
+        srand(seed); nsku = split("A1 A2 MASK1 SH1 DET1 AV1 LZ1 BAG", a, " ")
+        for (i = 1; i <= nsku; i++) skus[i - 1] = a[i]
+        ncust = 60; nbuy = 0
+        for (i = 1; i <= ncust; i++)
+            q("SELECT loyalty.register(\x27" phone(i, i) "\x27)")
+        # second spellings find the same customer (one row each, not two)
+        for (i = 1; i <= ncust; i += 3)
+            q("SELECT loyalty.register(\x27" phone(i, i + 1) "\x27)")
+        for (i = 1; i <= ncust; i += 2)
+            q("SELECT loyalty.adjust(\x27{\"operation_id\": \"G" i "\", \"customer\": \"" phone(i, i + 2) \
+              "\", \"account\": \"main\", \"points\": " (100 * (1 + i % 5)) ", \"reason\": \"welcome\"}\x27)")
+        for (n = 1; n <= 300; n++) {
+            c = 1 + int(rand() * (ncust + 6))
+            cust = (c > ncust) ? "" : ", \"customer\": \"" phone(c, n) "\""
+            store = (rand() < 0.5) ? "S017" : "S042"
+            red = (rand() < 0.3) ? ", \"redeem\": \"max\"" : ""
+            req = "\"store\": \"" store "\"" cust red ", \"lines\": [" lines() "]"
+            if (rand() < 0.25)
+                q("SELECT loyalty.calculate(\x27{" req "}\x27) - \x27at\x27")
+            else {
+                nbuy++; bought[nbuy] = "P" n
+                q("SELECT loyalty.purchase(\x27{\"operation_id\": \"P" n "\", " req "}\x27) - \x27at\x27")
+            }
+        }
+        for (n = 1; n <= nbuy; n += 7)
+            q("SELECT loyalty.refund(\x27{\"operation_id\": \"R" n "\", \"purchase\": \"" bought[n] "\"" \
+              ((n % 2) ? ", \"lines\": [{\"index\": 0, \"qty\": 1}]" : "") "}\x27)")
+        # errors: unknown customer, insufficient points, a refund of nothing
+        q("SELECT loyalty.calculate(\x27{\"store\": \"S017\", \"customer\": \"+79990000000\", \"lines\": [{\"sku\": \"A1\", \"qty\": 1}]}\x27)")
+        q("SELECT loyalty.adjust(\x27{\"operation_id\": \"X1\", \"customer\": \"" phone(2, 0) "\", \"account\": \"main\", \"points\": -1000000, \"reason\": \"too much\"}\x27)")
+        q("SELECT loyalty.refund(\x27{\"operation_id\": \"X2\", \"purchase\": \"no-such-purchase\"}\x27)")
+        q("SELECT loyalty.find_customer(\x27+79990000000\x27)")
+        # an online order held and captured
+        q("SELECT loyalty.order_hold(\x27{\"operation_id\": \"H1\", \"order_id\": \"O1\", \"channel\": \"web\", \"store\": \"WEB\", \"customer\": \"" phone(5, 1) "\", \"redeem\": \"max\", \"lines\": [{\"sku\": \"A2\", \"qty\": 2}]}\x27) - \x27at\x27")
+        q("SELECT loyalty.order_capture(\x27{\"operation_id\": \"C1\", \"order_id\": \"O1\"}\x27) - \x27at\x27")
+        # every customer: balance and history, in another spelling
+        for (i = 1; i <= ncust; i++) {
+            q("SELECT string_agg(format(\x27%s %s %s %s\x27, account, available, pending, held), \x27; \x27) FROM loyalty.balance(\x27" phone(i, i + 3) "\x27, \x272026-06-02 00:00+03\x27)")
+            q("SELECT string_agg(format(\x27%s %s %s %s\x27, kind, account, points, operation_id), \x27; \x27) FROM loyalty.history(\x27" phone(i, i + 1) "\x27)")
+        }
+    }'
+}
+
+# shard_t_sql: the function that runs one stream statement and prints its
+# first column, or its error as "error SQLSTATE: message | detail | hint"
+shard_t_sql() {
+    cat <<'SQL'
+CREATE FUNCTION public.t(q text) RETURNS text LANGUAGE plpgsql AS $f$
+DECLARE r text; st text; m text; d text; h text;
+BEGIN
+    EXECUTE q INTO r;
+    RETURN 'ok ' || coalesce(r, 'NULL');
+EXCEPTION WHEN OTHERS THEN
+    GET STACKED DIAGNOSTICS st = RETURNED_SQLSTATE, m = MESSAGE_TEXT, d = PG_EXCEPTION_DETAIL, h = PG_EXCEPTION_HINT;
+    RETURN format('error %s: %s | %s | %s', st, m, d, h);
+END $f$;
+SQL
+}
+
+# shard_mask: ids, card numbers and issued codes out of a response stream
+shard_mask() {
+    sed -E -e 's/"(customer|customer_id|id|purchase_id|order_ref)": [0-9]+/"\1": N/g' \
+           -e 's/\b27[0-9]{11}\b/CARD/g' \
+           -e 's/"codes": \[[^]]*\]/"codes": CODES/g' \
+           -e 's/^ok [0-9]+$/ok ID/'
+}
+
+# run_shard is the part itself.
+run_shard() {
+    say "sharding: a PL/Proxy router over two shards against one node (scripts/test_shard.sh)"
+    PART_FAILED=
+    local q=(psql -X -q -A -t -v ON_ERROR_STOP=1) dirs=() d i p nodes stream a b out
+    local now="ALTER DATABASE loyalty SET loyalty.test_now = '2026-06-01 12:00:00+03'"
+    # three loyalty clusters: shard 0, shard 1, the single node
+    for i in 0 1 2; do
+        cluster_start loyalty
+        dirs+=("$CLUSTER_DIR")
+        createdb loyalty
+        "${q[@]}" -d loyalty -c 'CREATE EXTENSION loyalty' -f demo/program.sql -c "$now" >/dev/null
+        shard_t_sql | "${q[@]}" -d loyalty >/dev/null
+    done
+    p=2
+    if [ "$("${q[@]}" -d loyalty -c "SELECT to_regclass('loyalty.partitioning') IS NOT NULL")" = t ]; then
+        p=8
+        for d in "${dirs[@]}"; do
+            "${q[@]}" -h "$d" -d loyalty -c "INSERT INTO loyalty.partitioning (partitions) VALUES ($p)" >/dev/null
+        done
+    fi
+    # the router
+    cluster_start router
+    local router=$CLUSTER_DIR
+    createdb router
+    nodes="ARRAY['host=${dirs[0]} port=5432 dbname=loyalty user=postgres', 'host=${dirs[1]} port=5432 dbname=loyalty user=postgres']"
+    "${q[@]}" -d router -c 'CREATE EXTENSION loyalty_router CASCADE' \
+        -c "SELECT loyalty_router.setup(7, $p, $nodes)" >/dev/null
+    shard_t_sql | "${q[@]}" -d router >/dev/null
+    echo "P = $p logical partitions on 2 nodes"
+
+    # the router's key and partition agree with the shard's own for every spelling
+    a=$("${q[@]}" -h "$router" -d router -c "
+        SELECT string_agg(loyalty_router.customer_key(s) || ' ' || (hashtext(loyalty_router.customer_key(s)) & ($p - 1))
+                          || ' ' || (loyalty_router.route_key(s) & ($p - 1)), ',' ORDER BY s)
+          FROM unnest(ARRAY['+7 912 100-00-01', '8 (912) 1000001', '79121000001', '9121000001',
+                            '+7 912 100-00-07', '89121000007', ' 9121000007 ', '+44 20 7946 0958']) AS s")
+    b=$("${q[@]}" -h "${dirs[0]}" -d loyalty -c "
+        SELECT string_agg(s::loyalty.phone::text || ' ' || (hashtext(s::loyalty.phone::text) & ($p - 1))
+                          || ' ' || (hashtext(s::loyalty.phone::text) & ($p - 1)), ',' ORDER BY s)
+          FROM unnest(ARRAY['+7 912 100-00-01', '8 (912) 1000001', '79121000001', '9121000001',
+                            '+7 912 100-00-07', '89121000007', ' 9121000007 ', '+44 20 7946 0958']) AS s")
+    check "router key and partition equal the shard's for 8 spellings" [ -n "$a" -a "$a" = "$b" ]
+    check "customer_key is immutable and national numbers take the configured country" \
+        [ "$("${q[@]}" -h "$router" -d router -c "SELECT provolatile::text || ' ' || loyalty_router.customer_key('8 912 100 00 01') FROM pg_proc WHERE oid = 'loyalty_router.customer_key'::regproc")" = "i +79121000001" ]
+    out=$("${q[@]}" -h "$router" -d router -c "UPDATE loyalty_router.config SET country = 44" 2>&1 || true)
+    check "the router's country cannot change once set" grep -q "cannot change" <<<"$out"
+
+    # one stream, through the router and on the single node
+    stream=$CLUSTER_DIR/stream.sql
+    shard_stream 20 | sed 's/^/SELECT t(/; s/$/);/' >"$stream"
+    echo "stream: $(wc -l <"$stream") calls"
+    "${q[@]}" -h "$router" -d router -f "$stream" >"$router/via_router.out"
+    "${q[@]}" -h "${dirs[2]}" -d loyalty -f "$stream" >"$router/single.out"
+    a=$(shard_mask <"$router/via_router.out"); b=$(shard_mask <"$router/single.out")
+    check "$(grep -c '^ok' "$router/single.out") answers and $(grep -c '^error' "$router/single.out") errors equal through the router and on one node" \
+        [ -n "$a" -a "$a" = "$b" ]
+    [ "$a" = "$b" ] || diff <(echo "$b") <(echo "$a") | head -n 20 || true
+    check "the unknown customer is LY001 through the router, message and all" \
+        grep -qF 'error LY001: customer not found | No customer has the phone, card or id "+79990000000".' "$router/via_router.out"
+
+    # an operation_id reused for other customers (on other partitions too)
+    # is LY003 through the router as on one node (the id's claim, s8e);
+    # needs the shards' partitions
+    if [ "$p" -gt 2 ]; then
+        a=$("${q[@]}" -h "$router" -d router -c "
+            SELECT string_agg(DISTINCT t(format(\$q\$SELECT loyalty.adjust('{\"operation_id\": \"G1\", \"customer\": \"+7912%s\",
+                   \"account\": \"main\", \"points\": 7, \"reason\": \"again\"}')\$q\$, 1000000 + i)), ',')
+              FROM generate_series(2, 9) AS i" | cut -c1-12)
+        check "operation_id G1 reused for 8 other customers: LY003 through the router ($a)" [ "$a" = "error LY003:" ]
+        # ids and virtual cards carry the partition: they route without a directory
+        a=$("${q[@]}" -h "$router" -d router -c "
+            SELECT count(*) FILTER (WHERE loyalty.find_customer('id:' || id) = id) || ' of ' || count(*)
+              FROM (SELECT loyalty.find_customer('+7912' || (1000000 + i)) AS id FROM generate_series(1, 60) AS i) x")
+        check "id:N finds each of the 60 customers through the router ($a)" [ "$a" = "60 of 60" ]
+        b=$( { "${q[@]}" -h "${dirs[0]}" -d loyalty -c "SELECT number || ' ' || customer_id FROM loyalty.card WHERE kind = 'virtual'"
+               "${q[@]}" -h "${dirs[1]}" -d loyalty -c "SELECT number || ' ' || customer_id FROM loyalty.card WHERE kind = 'virtual'"; } |
+             while read -r card id; do
+                 [ "$("${q[@]}" -h "$router" -d router -c "SELECT loyalty.find_customer('$card')")" = "$id" ] && echo ok
+             done | wc -l)
+        check "each virtual card finds its customer through the router ($b of 60)" [ "$b" = 60 ]
+    fi
+
+    # both shards hold customers; together exactly the single node's
+    a=$("${q[@]}" -h "${dirs[0]}" -d loyalty -c "SELECT count(*) FROM loyalty.customer")
+    b=$("${q[@]}" -h "${dirs[1]}" -d loyalty -c "SELECT count(*) FROM loyalty.customer")
+    check "customers on both shards ($a + $b = 60, no duplicate spelling)" [ "$a" -gt 0 -a "$b" -gt 0 -a $((a + b)) = 60 ]
+    check "the single node has 60 customers too" \
+        [ "$("${q[@]}" -h "${dirs[2]}" -d loyalty -c "SELECT count(*) FROM loyalty.customer")" = 60 ]
+
+    # KPI sums: the additive columns of both shards add up to the single node's
+    local kpi="SELECT sum(checks), sum(identified_checks), sum(revenue), sum(customers), sum(points_earned),
+                      sum(points_spent), sum(points_reversed)
+                 FROM loyalty.kpi('2026-01-01', '2027-01-01', 'store')"
+    a=$( { "${q[@]}" -h "${dirs[0]}" -d loyalty -F ' ' -c "$kpi"; "${q[@]}" -h "${dirs[1]}" -d loyalty -F ' ' -c "$kpi"; } |
+         awk '{ for (i = 1; i <= NF; i++) s[i] += $i } END { for (i = 1; i <= 7; i++) printf "%s ", s[i] }')
+    b=$("${q[@]}" -h "${dirs[2]}" -d loyalty -F ' ' -c "$kpi" | awk '{ for (i = 1; i <= NF; i++) printf "%s ", $i + 0 }')
+    check "KPI sums of the shards equal the single node's ($b)" [ -n "$b" -a "$a" = "$b" ]
+    for i in 0 1 2; do
+        check "verify_ledger() is empty on $( [ $i = 2 ] && echo 'the single node' || echo "shard $i")" \
+            [ "$("${q[@]}" -h "${dirs[$i]}" -d loyalty -c 'SELECT count(*) FROM loyalty.verify_ledger()')" = 0 ]
+    done
+
+    [ -z "$PART_FAILED" ] || { BROKEN+=(shard); for d in "${dirs[@]}" "$router"; do CLUSTER_DIR=$d cluster_log_tail; done; }
+    [ -z "${SHARD_KEEP:-}" ] || cp "$router"/*.out "$stream" "$SHARD_KEEP"/
+    for d in "${dirs[@]}" "$router"; do CLUSTER_DIR=$d; cluster_stop; done
+}
