@@ -3585,3 +3585,70 @@ COMMENT ON FUNCTION loyalty.api(text, jsonb) IS
 REVOKE ALL ON FUNCTION loyalty.api(text, jsonb) FROM PUBLIC;
 GRANT EXECUTE ON FUNCTION loyalty.api(text, jsonb)
     TO loyalty_cashier, loyalty_marketer, loyalty_admin;
+
+-- Issue 20 round 2: the router's strict idempotency in one round trip, and
+-- the calls it routes for plastic cards, moved customers and campaign
+-- grants.  loyalty.api takes an optional "claim" (the operation id's claim
+-- made on this node inside the call's subtransaction, when the id's hash
+-- partition lives here: one round trip instead of two) and runs
+-- grant_points, card_directory_put, attach_card and moved_home, so the
+-- router meets their errors as JSON too (PL/Proxy drops its connection
+-- after a remote error).
+CREATE OR REPLACE FUNCTION loyalty.api(method text, args jsonb) RETURNS jsonb
+    LANGUAGE plpgsql
+    SET search_path = pg_catalog, pg_temp
+    AS $$
+DECLARE
+    r   jsonb;
+    st  text;
+    msg text;
+    det text;
+    hnt text;
+BEGIN
+    -- strict idempotency in one round trip: when the operation id's own hash
+    -- partition lives on this node, the router asks for the claim here, in
+    -- the call's subtransaction (a failed call leaves no claim)
+    IF args ? 'claim' THEN
+        PERFORM loyalty.claim_operation(args -> 'request' ->> 'operation_id', (args ->> 'claim')::integer);
+    END IF;
+    CASE method
+    WHEN 'calculate' THEN r := loyalty.calculate(args -> 'request');
+    WHEN 'purchase' THEN r := loyalty.purchase(args -> 'request');
+    WHEN 'refund' THEN r := loyalty.refund(args -> 'request');
+    WHEN 'adjust' THEN r := loyalty.adjust(args -> 'request');
+    WHEN 'grant_points' THEN r := loyalty.grant_points(args -> 'request');
+    WHEN 'order_hold' THEN r := loyalty.order_hold(args -> 'request');
+    WHEN 'order_capture' THEN r := loyalty.order_capture(args -> 'request');
+    WHEN 'order_cancel' THEN r := loyalty.order_cancel(args -> 'request');
+    WHEN 'register' THEN
+        r := to_jsonb(loyalty.register(args ->> 'phone', coalesce(args -> 'profile', '{}')));
+    WHEN 'find_customer' THEN r := to_jsonb(loyalty.find_customer(args ->> 'identifier'));
+    WHEN 'balance' THEN
+        SELECT coalesce(jsonb_agg(to_jsonb(b)), '[]') INTO r
+          FROM loyalty.balance(args ->> 'customer', coalesce((args ->> 'at')::timestamptz, now())) AS b;
+    WHEN 'history' THEN
+        SELECT coalesce(jsonb_agg(to_jsonb(h)), '[]') INTO r
+          FROM loyalty.history(args ->> 'customer', coalesce((args ->> 'lim')::integer, 100)) AS h;
+    -- the router's first hop of a writing call (issue 20 item 7)
+    WHEN 'claim_operation' THEN
+        r := to_jsonb(loyalty.claim_operation(args ->> 'operation_id', (args ->> 'home')::integer));
+    -- plastic cards and moved customers (issue 20 items 2 and 10)
+    WHEN 'card_directory_put' THEN
+        r := to_jsonb(loyalty.card_directory_put(args ->> 'number', (args ->> 'home')::integer));
+    WHEN 'attach_card' THEN r := to_jsonb(loyalty.attach_card(args ->> 'customer', args ->> 'number'));
+    WHEN 'moved_home' THEN r := to_jsonb(loyalty.moved_home(args ->> 'identifier'));
+    ELSE
+        RAISE EXCEPTION 'unknown API method "%"', method
+            USING ERRCODE = 'invalid_parameter_value',
+                  DETAIL = 'loyalty.api runs calculate, purchase, refund, adjust, grant_points, order_hold, order_capture, order_cancel, register, find_customer, balance, history, claim_operation, card_directory_put, attach_card and moved_home.';
+    END CASE;
+    RETURN jsonb_build_object('result', r);
+EXCEPTION WHEN OTHERS THEN
+    GET STACKED DIAGNOSTICS st = RETURNED_SQLSTATE, msg = MESSAGE_TEXT,
+                            det = PG_EXCEPTION_DETAIL, hnt = PG_EXCEPTION_HINT;
+    RETURN jsonb_build_object('error', jsonb_strip_nulls(jsonb_build_object(
+        'sqlstate', st, 'message', msg, 'detail', nullif(det, ''), 'hint', nullif(hnt, ''))));
+END
+$$;
+COMMENT ON FUNCTION loyalty.api(text, jsonb) IS
+    'One API call by name, args named like its parameters (plus "claim": the operation id''s claim made here first): {"result": ...}, or {"error": {sqlstate, message, detail, hint}} with the call''s effects rolled back (for a PL/Proxy router)';

@@ -4621,11 +4621,18 @@ DECLARE
     det text;
     hnt text;
 BEGIN
+    -- strict idempotency in one round trip: when the operation id's own hash
+    -- partition lives on this node, the router asks for the claim here, in
+    -- the call's subtransaction (a failed call leaves no claim)
+    IF args ? 'claim' THEN
+        PERFORM loyalty.claim_operation(args -> 'request' ->> 'operation_id', (args ->> 'claim')::integer);
+    END IF;
     CASE method
     WHEN 'calculate' THEN r := loyalty.calculate(args -> 'request');
     WHEN 'purchase' THEN r := loyalty.purchase(args -> 'request');
     WHEN 'refund' THEN r := loyalty.refund(args -> 'request');
     WHEN 'adjust' THEN r := loyalty.adjust(args -> 'request');
+    WHEN 'grant_points' THEN r := loyalty.grant_points(args -> 'request');
     WHEN 'order_hold' THEN r := loyalty.order_hold(args -> 'request');
     WHEN 'order_capture' THEN r := loyalty.order_capture(args -> 'request');
     WHEN 'order_cancel' THEN r := loyalty.order_cancel(args -> 'request');
@@ -4638,17 +4645,18 @@ BEGIN
     WHEN 'history' THEN
         SELECT coalesce(jsonb_agg(to_jsonb(h)), '[]') INTO r
           FROM loyalty.history(args ->> 'customer', coalesce((args ->> 'lim')::integer, 100)) AS h;
-    -- the router's first hop of a writing call (issue 20 item 7); a shard
-    -- without partitions (no loyalty.claim_operation) has nothing to claim
+    -- the router's first hop of a writing call (issue 20 item 7)
     WHEN 'claim_operation' THEN
-        IF to_regprocedure('loyalty.claim_operation(text, integer)') IS NOT NULL THEN
-            EXECUTE 'SELECT to_jsonb(loyalty.claim_operation($1, $2))' INTO r
-                USING args ->> 'operation_id', (args ->> 'home')::integer;
-        END IF;
+        r := to_jsonb(loyalty.claim_operation(args ->> 'operation_id', (args ->> 'home')::integer));
+    -- plastic cards and moved customers (issue 20 items 2 and 10)
+    WHEN 'card_directory_put' THEN
+        r := to_jsonb(loyalty.card_directory_put(args ->> 'number', (args ->> 'home')::integer));
+    WHEN 'attach_card' THEN r := to_jsonb(loyalty.attach_card(args ->> 'customer', args ->> 'number'));
+    WHEN 'moved_home' THEN r := to_jsonb(loyalty.moved_home(args ->> 'identifier'));
     ELSE
         RAISE EXCEPTION 'unknown API method "%"', method
             USING ERRCODE = 'invalid_parameter_value',
-                  DETAIL = 'loyalty.api runs calculate, purchase, refund, adjust, order_hold, order_capture, order_cancel, register, find_customer, balance, history and claim_operation.';
+                  DETAIL = 'loyalty.api runs calculate, purchase, refund, adjust, grant_points, order_hold, order_capture, order_cancel, register, find_customer, balance, history, claim_operation, card_directory_put, attach_card and moved_home.';
     END CASE;
     RETURN jsonb_build_object('result', r);
 EXCEPTION WHEN OTHERS THEN
@@ -4659,7 +4667,7 @@ EXCEPTION WHEN OTHERS THEN
 END
 $$;
 COMMENT ON FUNCTION loyalty.api(text, jsonb) IS
-    'One API call by name, args named like its parameters: {"result": ...}, or {"error": {sqlstate, message, detail, hint}} with the call''s effects rolled back (for a PL/Proxy router)';
+    'One API call by name, args named like its parameters (plus "claim": the operation id''s claim made here first): {"result": ...}, or {"error": {sqlstate, message, detail, hint}} with the call''s effects rolled back (for a PL/Proxy router)';
 REVOKE ALL ON FUNCTION loyalty.api(text, jsonb) FROM PUBLIC;
 GRANT EXECUTE ON FUNCTION loyalty.api(text, jsonb)
     TO loyalty_cashier, loyalty_marketer, loyalty_admin;

@@ -57,13 +57,38 @@ shard_stream() {
             if (rand() < 0.25)
                 q("SELECT loyalty.calculate(\x27{" req "}\x27) - \x27at\x27")
             else {
-                nbuy++; bought[nbuy] = "P" n
+                nbuy++; bought[nbuy] = "P" n; buyer[nbuy] = (c > ncust) ? 0 : c
                 q("SELECT loyalty.purchase(\x27{\"operation_id\": \"P" n "\", " req "}\x27) - \x27at\x27")
             }
         }
+        # refunds; every third naming the customer of the purchase (round 2)
         for (n = 1; n <= nbuy; n += 7)
             q("SELECT loyalty.refund(\x27{\"operation_id\": \"R" n "\", \"purchase\": \"" bought[n] "\"" \
+              ((buyer[n] && n % 3 == 0) ? ", \"customer\": \"" phone(buyer[n], n + 2) "\"" : "") \
               ((n % 2) ? ", \"lines\": [{\"index\": 0, \"qty\": 1}]" : "") "}\x27)")
+        # a purchase of another customer named with a customer: LY002
+        if (buyer[1] != 9 && buyer[1])
+            q("SELECT loyalty.refund(\x27{\"operation_id\": \"R-other\", \"purchase\": \"" bought[1] "\", \"customer\": \"" phone(9, 0) "\"}\x27)")
+        # a plastic card attached through the router (directory on the
+        # hash partition of the card, card row on the partition of the customer) and used
+        q("SELECT loyalty.attach_card(\x27" phone(7, 2) "\x27, \x27PLC-0007\x27)")
+        q("SELECT loyalty.attach_card(\x27" phone(7, 1) "\x27, \x27PLC-0007\x27)")
+        q("SELECT loyalty.purchase(\x27{\"operation_id\": \"PC1\", \"store\": \"S017\", \"customer\": \"PLC-0007\", \"lines\": [{\"sku\": \"A1\", \"qty\": 2}, {\"sku\": \"SH1\", \"qty\": 1}]}\x27) - \x27at\x27")
+        q("SELECT loyalty.purchase(\x27{\"operation_id\": \"PC2\", \"store\": \"S042\", \"customer\": \"" phone(7, 3) "\", \"lines\": [{\"sku\": \"LZ1\", \"qty\": 1}, {\"sku\": \"BAG\", \"qty\": 1}]}\x27) - \x27at\x27")
+        # a campaign grant to ten listed customers (ids looked up where the
+        # call runs): on every shard that holds some, customers summed; replayed
+        for (k = 1; k <= 2; k++)
+            q("SELECT loyalty.grant_points(jsonb_build_object(\x27operation_id\x27, \x27GP1\x27, \x27customers\x27, (SELECT jsonb_agg(loyalty.find_customer(\x27+7912\x27 || (1000000 + i)) ORDER BY i) FROM generate_series(1, 10) AS i), \x27account\x27, \x27main\x27, \x27points\x27, 25, \x27reason\x27, \x27campaign\x27))")
+        # the router moves customer 7 to the other shard here (not on the single node)
+        print "MOVE"
+        q("SELECT loyalty.calculate(\x27{\"store\": \"S017\", \"customer\": \"" phone(7, 0) "\", \"redeem\": \"max\", \"lines\": [{\"sku\": \"A2\", \"qty\": 1}]}\x27) - \x27at\x27")
+        q("SELECT loyalty.purchase(\x27{\"operation_id\": \"PM1\", \"store\": \"S017\", \"customer\": \"" phone(7, 1) "\", \"redeem\": 10, \"lines\": [{\"sku\": \"A2\", \"qty\": 1}, {\"sku\": \"DET1\", \"qty\": 2}]}\x27) - \x27at\x27")
+        q("SELECT loyalty.purchase(\x27{\"operation_id\": \"PM2\", \"store\": \"S042\", \"customer\": \"PLC-0007\", \"lines\": [{\"sku\": \"MASK1\", \"qty\": 1}]}\x27) - \x27at\x27")
+        q("SELECT loyalty.purchase(\x27{\"operation_id\": \"PM1\", \"store\": \"S017\", \"customer\": \"" phone(7, 2) "\", \"redeem\": 10, \"lines\": [{\"sku\": \"A2\", \"qty\": 1}, {\"sku\": \"DET1\", \"qty\": 2}]}\x27) - \x27at\x27")
+        q("SELECT loyalty.refund(\x27{\"operation_id\": \"RM1\", \"purchase\": \"PC1\", \"customer\": \"" phone(7, 2) "\", \"lines\": [{\"index\": 0, \"qty\": 1}]}\x27)")
+        q("SELECT loyalty.refund(\x27{\"operation_id\": \"RM2\", \"purchase\": \"PM1\", \"customer\": \"PLC-0007\"}\x27)")
+        q("SELECT loyalty.adjust(\x27{\"operation_id\": \"AM1\", \"customer\": \"" phone(7, 3) "\", \"account\": \"main\", \"points\": 15, \"reason\": \"moved\"}\x27)")
+        q("SELECT loyalty.register(\x27" phone(7, 2) "\x27) = loyalty.find_customer(\x27PLC-0007\x27)")
         # errors: unknown customer, insufficient points, a refund of nothing
         q("SELECT loyalty.calculate(\x27{\"store\": \"S017\", \"customer\": \"+79990000000\", \"lines\": [{\"sku\": \"A1\", \"qty\": 1}]}\x27)")
         q("SELECT loyalty.adjust(\x27{\"operation_id\": \"X1\", \"customer\": \"" phone(2, 0) "\", \"account\": \"main\", \"points\": -1000000, \"reason\": \"too much\"}\x27)")
@@ -154,10 +179,23 @@ run_shard() {
 
     # one stream, through the router and on the single node
     stream=$CLUSTER_DIR/stream.sql
-    shard_stream 20 | sed 's/^/SELECT t(/; s/$/);/' >"$stream"
-    echo "stream: $(wc -l <"$stream") calls"
-    "${q[@]}" -h "$router" -d router -f "$stream" >"$router/via_router.out"
-    "${q[@]}" -h "${dirs[2]}" -d loyalty -f "$stream" >"$router/single.out"
+    shard_stream 20 | sed '/^MOVE$/!{s/^/SELECT t(/; s/$/);/}' >"$stream"
+    echo "stream: $(grep -vc '^MOVE$' "$stream") calls"
+    sed '/^MOVE$/,$d' "$stream" >"$stream.1"
+    sed '1,/^MOVE$/d' "$stream" >"$stream.2"
+    "${q[@]}" -h "$router" -d router -f "$stream.1" >"$router/via_router.out"
+    "${q[@]}" -h "${dirs[2]}" -d loyalty -f "$stream.1" >"$router/single.out"
+    # customer 7 (a plastic card, purchases, refunds) moves to a partition
+    # of the other shard through the router: export, import, remove
+    local moved_from moved_to
+    moved_from=$("${q[@]}" -h "$router" -d router -c "SELECT loyalty_router.partition_of('+79121000007') & ($p - 1)")
+    moved_to=$(( (moved_from + 1) % p ))
+    a=$("${q[@]}" -h "$router" -d router -c "SELECT (loyalty_router.move_customer('8 912 100-00-07', $moved_to)) - 'summary'")
+    echo "moved: $a"
+    check "customer 7 moved from partition $moved_from to $moved_to (the other shard) through the router" \
+        [ "$(echo "$a" | grep -c "\"to\": $moved_to")" = 1 ]
+    "${q[@]}" -h "$router" -d router -f "$stream.2" >>"$router/via_router.out"
+    "${q[@]}" -h "${dirs[2]}" -d loyalty -f "$stream.2" >>"$router/single.out"
     a=$(shard_mask <"$router/via_router.out"); b=$(shard_mask <"$router/single.out")
     check "$(grep -c '^ok' "$router/single.out") answers and $(grep -c '^error' "$router/single.out") errors equal through the router and on one node" \
         [ -n "$a" -a "$a" = "$b" ]
@@ -202,6 +240,34 @@ run_shard() {
          awk '{ for (i = 1; i <= NF; i++) s[i] += $i } END { for (i = 1; i <= 7; i++) printf "%s ", s[i] }')
     b=$("${q[@]}" -h "${dirs[2]}" -d loyalty -F ' ' -c "$kpi" | awk '{ for (i = 1; i <= NF; i++) printf "%s ", $i + 0 }')
     check "KPI sums of the shards equal the single node's ($b)" [ -n "$b" -a "$a" = "$b" ]
+    # the KPI through the router (kpi_parts on every shard, kpi_merge) is
+    # the single node's kpi, ratios and all
+    for by in day store; do
+        a=$("${q[@]}" -h "$router" -d router -c "SELECT * FROM loyalty.kpi('2026-01-01', '2027-01-01', '$by') ORDER BY 1")
+        b=$("${q[@]}" -h "${dirs[2]}" -d loyalty -c "SELECT * FROM loyalty.kpi('2026-01-01', '2027-01-01', '$by') ORDER BY 1")
+        check "kpi by $by through the router equals the single node's ($(echo "$b" | wc -l) rows)" [ -n "$b" -a "$a" = "$b" ]
+    done
+    # every shard prices with the same rules as the single node
+    a=$("${q[@]}" -h "$router" -d router -c "SELECT count(DISTINCT digest) || ' ' || min(digest) || ' ' || count(*) FROM loyalty_router.config_digests()")
+    b=$("${q[@]}" -h "${dirs[2]}" -d loyalty -c "SELECT '1 ' || loyalty.config_digest() || ' 2'")
+    check "config_digest() is one value on both shards and the single node's" [ -n "$b" -a "$a" = "$b" ]
+    # the moved customer is on the other shard only; its old node answers moved_home
+    a=$("${q[@]}" -h "${dirs[$((moved_from % 2))]}" -d loyalty -c "SELECT count(*) FROM loyalty.customer WHERE phone = '+79121000007'")
+    b=$("${q[@]}" -h "${dirs[$((moved_to % 2))]}" -d loyalty -c "SELECT count(*) FROM loyalty.customer WHERE phone = '+79121000007'")
+    check "customer 7 lives on the target shard only ($a on the source, $b on the target)" [ "$a" = 0 -a "$b" = 1 ]
+
+    # customer idempotency (one round trip, no claim): the same operation_id
+    # for customers on the two shards commits on each (documented)
+    "${q[@]}" -h "$router" -d router -c "UPDATE loyalty_router.config SET idempotency = 'customer'" >/dev/null
+    a=$("${q[@]}" -h "$router" -d router -c "
+        SELECT count(*) FILTER (WHERE x LIKE 'ok %') || ' ok, ' || count(*) FILTER (WHERE x LIKE 'error LY003:%') || ' LY003'
+          FROM (SELECT t(format(\$q\$SELECT loyalty.adjust('{\"operation_id\": \"CUST-1\", \"customer\": \"+7912%s\",
+                       \"account\": \"main\", \"points\": 1, \"reason\": \"mode\"}')\$q\$, 1000000 + i)) AS x
+                  FROM generate_series(1, 8) AS i) s")
+    "${q[@]}" -h "$router" -d router -c "UPDATE loyalty_router.config SET idempotency = 'strict'" >/dev/null
+    check "customer idempotency: CUST-1 for 8 customers commits once on each shard, LY003 for the rest ($a)" \
+        [ "$a" = "2 ok, 6 LY003" ]
+
     for i in 0 1 2; do
         check "verify_ledger() is empty on $( [ $i = 2 ] && echo 'the single node' || echo "shard $i")" \
             [ "$("${q[@]}" -h "${dirs[$i]}" -d loyalty -c 'SELECT count(*) FROM loyalty.verify_ledger()')" = 0 ]

@@ -98,3 +98,23 @@ SET ROLE loyalty_cashier;
 SELECT loyalty.api('calculate', '{"request": {"customer": "+79120000001", "store": "S017",
           "lines": [{"sku": "A1", "qty": 1}]}}') ? 'result' AS cashier_calculates;
 RESET ROLE;
+
+-- "claim": the operation id's claim made in the call's own subtransaction
+-- (the router's strict idempotency in one round trip).  P = 1 here, so the
+-- only partition is 0.  A call that succeeds leaves the claim; one that
+-- fails (LY004: -1000 of 215) leaves none; a claim for another partition
+-- (1 does not exist: 22023) fails before the call and the call does nothing
+SELECT loyalty.api('adjust', '{"claim": 0, "request": {"operation_id": "C1", "customer": "+79120000001",
+          "account": "main", "points": 5, "reason": "claimed"}}') ? 'result' AS claimed_adjust;
+SELECT loyalty.api('adjust', '{"claim": 0, "request": {"operation_id": "C2", "customer": "+79120000001",
+          "account": "main", "points": -1000, "reason": "too much"}}') -> 'error' ->> 'sqlstate' AS failed_adjust;
+SELECT loyalty.api('adjust', '{"claim": 1, "request": {"operation_id": "C3", "customer": "+79120000001",
+          "account": "main", "points": 5, "reason": "x"}}') -> 'error' ->> 'sqlstate' AS bad_claim;
+SELECT operation_id, home FROM loyalty.operation_home WHERE operation_id LIKE 'C_' ORDER BY 1;
+-- 215 + 5 = 220: C1 only
+SELECT available FROM loyalty.balance('+79120000001', '2026-06-02 00:00+03') WHERE account = 'main';
+-- the calls the router makes for plastic cards and moved customers
+SELECT loyalty.api('card_directory_put', '{"number": "PLC-1", "home": 0}') AS put,
+       loyalty.api('attach_card', '{"customer": "+79120000001", "number": "PLC-1"}') ->> 'result'
+           = loyalty.find_customer('+79120000001')::text AS attached,
+       loyalty.api('moved_home', '{"identifier": "PLC-1"}') AS moved;
