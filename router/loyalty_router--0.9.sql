@@ -291,7 +291,9 @@ DECLARE
     r jsonb := loyalty_router.call(route, method, args);
     h integer;
 BEGIN
-    IF identifier IS NOT NULL AND r -> 'error' ->> 'sqlstate' = 'LY001' THEN
+    IF identifier IS NOT NULL
+       AND (r -> 'error' ->> 'sqlstate' = 'LY001'
+            OR (method = 'find_customer' AND r -> 'result' = 'null'::jsonb)) THEN
         h := loyalty_router.moved_home(route, identifier);
         IF h IS NOT NULL THEN
             r := loyalty_router.call(h, method, args);
@@ -301,7 +303,7 @@ BEGIN
 END
 $$;
 COMMENT ON FUNCTION loyalty_router.routed(integer, text, jsonb, text) IS
-    'A reading call on partition route & (P - 1); after LY001 once more on the partition a moved customer went to';
+    'A reading call on partition route & (P - 1); after LY001 (find_customer: NULL) once more on the partition a moved customer went to';
 
 -- a writing call.  Strict idempotency (the default): its operation_id is
 -- claimed for the call's partition on the id's own hash partition
@@ -349,7 +351,10 @@ DECLARE
     id text;
     h  integer;
 BEGIN
-    IF r -> 'error' ->> 'sqlstate' = 'LY001' THEN
+    -- LY001, or for a refund naming its customer LY002 (the purchase moved
+    -- with the customer): ask the key's partition where it went
+    IF r -> 'error' ->> 'sqlstate' = 'LY001'
+       OR (method = 'refund' AND r -> 'error' ->> 'sqlstate' = 'LY002') THEN
         id := loyalty_router.ident(request);
         IF id IS NOT NULL THEN
             h := loyalty_router.moved_home(route, id);
@@ -363,7 +368,7 @@ BEGIN
 END
 $$;
 COMMENT ON FUNCTION loyalty_router.write_call(text, integer, jsonb) IS
-    'A writing call on partition route & (P - 1) (its operation_id claimed per the idempotency mode); after LY001 on the partition a moved customer went to';
+    'A writing call on partition route & (P - 1) (its operation_id claimed per the idempotency mode); after LY001 (a refund: LY002) on the partition a moved customer went to';
 
 -- one partition of each node (RUN ON ALL would run once per partition)
 CREATE FUNCTION loyalty_router.node_routes() RETURNS SETOF integer

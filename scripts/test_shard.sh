@@ -252,8 +252,8 @@ run_shard() {
     b=$("${q[@]}" -h "${dirs[2]}" -d loyalty -c "SELECT '1 ' || loyalty.config_digest() || ' 2'")
     check "config_digest() is one value on both shards and the single node's" [ -n "$b" -a "$a" = "$b" ]
     # the moved customer is on the other shard only; its old node answers moved_home
-    a=$("${q[@]}" -h "${dirs[$((moved_from % 2))]}" -d loyalty -c "SELECT count(*) FROM loyalty.customer WHERE phone = '+79121000007'")
-    b=$("${q[@]}" -h "${dirs[$((moved_to % 2))]}" -d loyalty -c "SELECT count(*) FROM loyalty.customer WHERE phone = '+79121000007'")
+    a=$("${q[@]}" -h "${dirs[$((moved_from % 2))]}" -d loyalty -c "SELECT count(*) FROM loyalty.customer WHERE phone::text = '+79121000007'")
+    b=$("${q[@]}" -h "${dirs[$((moved_to % 2))]}" -d loyalty -c "SELECT count(*) FROM loyalty.customer WHERE phone::text = '+79121000007'")
     check "customer 7 lives on the target shard only ($a on the source, $b on the target)" [ "$a" = 0 -a "$b" = 1 ]
 
     # customer idempotency (one round trip, no claim): the same operation_id
