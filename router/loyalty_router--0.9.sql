@@ -8,6 +8,14 @@
  * args), which returns its errors as JSON; loyalty_router.unwrap raises
  * them here with the shard's SQLSTATE, message, detail and hint, so
  * PL/Proxy never drops its connection over an error.
+ *
+ * Round 2: writing calls claim their operation id per the idempotency mode
+ * (strict: chain-wide, inside the call when the id's partition is on the
+ * call's node; customer: no claim), calls follow a moved customer
+ * (loyalty.moved_home after LY001), plastic cards are attached in two
+ * steps, campaign grants run on every node that holds a part, the KPI is
+ * merged from every node's parts, config digests are compared, and a
+ * customer moves between nodes (export, import, remove).
  */
 \echo Use "CREATE EXTENSION loyalty_router" to load this file. \quit
 
