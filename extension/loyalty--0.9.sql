@@ -4671,3 +4671,255 @@ COMMENT ON FUNCTION loyalty.api(text, jsonb) IS
 REVOKE ALL ON FUNCTION loyalty.api(text, jsonb) FROM PUBLIC;
 GRANT EXECUTE ON FUNCTION loyalty.api(text, jsonb)
     TO loyalty_cashier, loyalty_marketer, loyalty_admin;
+
+-- Issue 20 item 4 (shard side): codes that are not a customer's on a home
+-- partition of their own.  A gift certificate or a mass coupon code lives
+-- on hashtext(code) & (P - 1) (loyalty.code_home); a check of a customer
+-- on another node holds it there (loyalty.code_hold: the code's state as a
+-- document, capacity reserved), the customer's node takes the document as
+-- a guest copy (loyalty.code_guest) and prices and commits the check with
+-- it as with any local code, the use is read back
+-- (loyalty.code_guest_settle) and confirmed at home (loyalty.code_confirm),
+-- or the hold is released (loyalty.code_release) — the online-order hold
+-- protocol.  A code bound to a customer (personal coupons, certificates
+-- issued to someone) lives with that customer and is not held.
+CREATE TABLE loyalty.code_hold (
+    hold_id text NOT NULL COLLATE pg_catalog."C",
+    code text NOT NULL COLLATE pg_catalog."C",
+    home integer NOT NULL,
+    state text DEFAULT 'held' NOT NULL,
+    uses integer DEFAULT 0 NOT NULL,
+    amount numeric(14,2) DEFAULT 0 NOT NULL,
+    held_at timestamp with time zone DEFAULT now() NOT NULL,
+    settled_at timestamp with time zone,
+    CONSTRAINT code_hold_pkey PRIMARY KEY (hold_id, code),
+    CONSTRAINT code_hold_code_fkey FOREIGN KEY (code) REFERENCES loyalty.coupon(code) ON UPDATE CASCADE,
+    CONSTRAINT code_hold_state CHECK (state IN ('held', 'confirmed', 'released')),
+    CONSTRAINT code_hold_home_range CHECK (home >= 0 AND home < 1024),
+    CONSTRAINT code_hold_settled CHECK ((state = 'held') = (settled_at IS NULL)),
+    CONSTRAINT code_hold_use CHECK (uses IN (0, 1) AND amount >= 0)
+);
+CREATE INDEX code_hold_open_idx ON loyalty.code_hold (code) WHERE state = 'held';
+COMMENT ON TABLE loyalty.code_hold IS
+    'On a code''s home partition: holds of the code by checks on other nodes (hold_id: the check''s operation_id; home: its partition), confirmed with the use or released';
+
+CREATE TABLE loyalty.code_guest (
+    code text NOT NULL COLLATE pg_catalog."C",
+    hold_id text NOT NULL COLLATE pg_catalog."C",
+    doc jsonb NOT NULL,
+    CONSTRAINT code_guest_pkey PRIMARY KEY (code),
+    CONSTRAINT code_guest_code_fkey FOREIGN KEY (code) REFERENCES loyalty.coupon(code) ON UPDATE CASCADE
+);
+COMMENT ON TABLE loyalty.code_guest IS
+    'On a customer''s node: coupon rows that are guest copies of codes held on their home partition, with the document of the last hold';
+
+CREATE FUNCTION loyalty.code_key(code text) RETURNS text
+    LANGUAGE plpgsql IMMUTABLE STRICT PARALLEL SAFE
+    SET search_path = pg_catalog, pg_temp
+    AS $$
+BEGIN
+    RETURN loyalty.coupon_code(code);
+EXCEPTION WHEN invalid_text_representation THEN
+    RETURN upper(btrim(code));
+END
+$$;
+COMMENT ON FUNCTION loyalty.code_key(text) IS
+    'A code as stored (a generated code''s canonical form, else upper case): what its home partition is hashed from';
+
+CREATE FUNCTION loyalty.code_home(code text) RETURNS integer
+    LANGUAGE sql STABLE STRICT PARALLEL SAFE
+    SET search_path = pg_catalog, pg_temp
+    AS $$ SELECT hashtext(loyalty.code_key(code)) & (loyalty.partitions() - 1) $$;
+COMMENT ON FUNCTION loyalty.code_home(text) IS
+    'The home partition of a code that is not a customer''s: hashtext(code as stored) & (P - 1)';
+
+CREATE FUNCTION loyalty.code_hold(code text, hold_id text, home integer) RETURNS jsonb
+    LANGUAGE plpgsql STRICT SECURITY DEFINER
+    SET search_path = pg_catalog, pg_temp
+    AS $$
+DECLARE
+    k      text := loyalty.code_key(code);
+    c      loyalty.coupon;
+    h      loyalty.code_hold;
+    others integer;
+    free   boolean;
+BEGIN
+    IF home < 0 OR home >= loyalty.partitions() THEN
+        RAISE EXCEPTION 'partition % does not exist', home
+            USING ERRCODE = 'invalid_parameter_value',
+                  DETAIL = format('Argument "home" must be a partition from 0 to %s.', loyalty.partitions() - 1);
+    END IF;
+    SELECT * INTO c FROM loyalty.coupon x WHERE x.code = k FOR NO KEY UPDATE;
+    IF NOT FOUND THEN
+        RETURN NULL;                -- unknown here: the check says so itself
+    END IF;
+    IF c.customer_id IS NOT NULL THEN
+        RAISE EXCEPTION 'code "%" belongs to a customer', loyalty.code_masked(k)
+            USING ERRCODE = 'invalid_parameter_value',
+                  DETAIL = 'A personal coupon or a certificate issued to a customer lives on that customer''s partition.';
+    END IF;
+    SELECT * INTO h FROM loyalty.code_hold x WHERE x.hold_id = code_hold.hold_id AND x.code = k;
+    IF FOUND AND h.home <> code_hold.home THEN
+        RAISE EXCEPTION 'hold "%" of code "%" was made for partition %', hold_id, loyalty.code_masked(k), h.home
+            USING ERRCODE = 'LY003';
+    END IF;
+    SELECT count(*) INTO others FROM loyalty.code_hold x
+     WHERE x.code = k AND x.state = 'held' AND x.hold_id <> code_hold.hold_id;
+    -- capacity: uses left after the other open holds; a certificate has
+    -- one open hold at a time (the amount a check takes is not known yet)
+    free := coalesce(h.state = 'held', false)
+            OR (h.hold_id IS NULL AND c.status = 'active' AND c.uses + others < c.max_uses
+                AND (c.kind <> 'certificate' OR (c.balance > 0 AND others = 0)));
+    IF free AND h.hold_id IS NULL THEN
+        INSERT INTO loyalty.code_hold (hold_id, code, home) VALUES (code_hold.hold_id, k, code_hold.home);
+    END IF;
+    RETURN jsonb_build_object(
+        'format', 'loyalty-code-1', 'code', k, 'hold_id', hold_id, 'held', free,
+        'promotion', c.promotion, 'kind', c.kind, 'value', c.value, 'balance', c.balance,
+        'percent', c.percent, 'min_total', c.min_total, 'valid_from', c.valid_from,
+        'valid_until', c.valid_until, 'max_uses', c.max_uses,
+        -- what the guest copy shows: used up unless this hold holds a use
+        'uses', CASE WHEN free THEN c.max_uses - 1 ELSE c.max_uses END,
+        'status', CASE WHEN free THEN 'active' ELSE 'used' END);
+END
+$$;
+COMMENT ON FUNCTION loyalty.code_hold(text, text, integer) IS
+    'On a code''s home partition, before a check on another node uses it: the code as a document for loyalty.code_guest, one use held for hold_id (idempotent); held false when none is free; NULL when unknown';
+
+CREATE FUNCTION loyalty.code_confirm(code text, hold_id text, uses integer, amount numeric) RETURNS jsonb
+    LANGUAGE plpgsql STRICT SECURITY DEFINER
+    SET search_path = pg_catalog, pg_temp
+    AS $$
+DECLARE
+    k text := loyalty.code_key(code);
+    h loyalty.code_hold;
+    c loyalty.coupon;
+BEGIN
+    SELECT * INTO c FROM loyalty.coupon x WHERE x.code = k FOR NO KEY UPDATE;
+    SELECT * INTO h FROM loyalty.code_hold x WHERE x.hold_id = code_confirm.hold_id AND x.code = k FOR UPDATE;
+    IF NOT FOUND OR h.state = 'released' THEN
+        RAISE EXCEPTION 'code "%" is not held by "%"', loyalty.code_masked(k), hold_id
+            USING ERRCODE = 'object_not_in_prerequisite_state',
+                  DETAIL = 'A use is confirmed only under a hold that was neither released nor never made.';
+    END IF;
+    IF h.state = 'confirmed' THEN
+        IF h.uses <> code_confirm.uses OR h.amount <> code_confirm.amount THEN
+            RAISE EXCEPTION 'hold "%" was confirmed with another use', hold_id
+                USING ERRCODE = 'LY003',
+                      DETAIL = format('It was confirmed with %s use(s) and amount %s.', h.uses, h.amount);
+        END IF;
+        RETURN jsonb_build_object('code', k, 'uses', c.uses, 'balance', c.balance, 'status', c.status);
+    END IF;
+    IF uses NOT IN (0, 1) OR amount < 0 OR (uses = 0 AND amount > 0)
+       OR (c.kind = 'certificate' AND amount > c.balance) OR (c.kind <> 'certificate' AND amount > 0) THEN
+        RAISE EXCEPTION 'invalid use of code "%"', loyalty.code_masked(k)
+            USING ERRCODE = 'invalid_parameter_value',
+                  DETAIL = 'A hold confirms 0 or 1 use, and an amount only for a certificate, at most its balance.';
+    END IF;
+    UPDATE loyalty.coupon x
+       SET uses = x.uses + code_confirm.uses,
+           balance = CASE WHEN x.kind = 'certificate' THEN x.balance - code_confirm.amount ELSE x.balance END,
+           -- as a local purchase does (coupons.c)
+           status = CASE WHEN code_confirm.uses = 0 THEN x.status
+                         WHEN x.kind = 'certificate' AND x.balance - code_confirm.amount <= 0
+                           OR x.kind <> 'certificate' AND x.uses + 1 >= x.max_uses
+                         THEN 'used' ELSE x.status END
+     WHERE x.code = k
+     RETURNING * INTO c;
+    UPDATE loyalty.code_hold x SET state = 'confirmed', uses = code_confirm.uses, amount = code_confirm.amount,
+                                   settled_at = now()
+     WHERE x.hold_id = code_confirm.hold_id AND x.code = k;
+    RETURN jsonb_build_object('code', k, 'uses', c.uses, 'balance', c.balance, 'status', c.status);
+END
+$$;
+COMMENT ON FUNCTION loyalty.code_confirm(text, text, integer, numeric) IS
+    'On a code''s home partition, after the check on another node committed: its use (0 or 1, and a certificate''s amount) written to the code; idempotent';
+
+CREATE FUNCTION loyalty.code_release(code text, hold_id text) RETURNS boolean
+    LANGUAGE plpgsql STRICT SECURITY DEFINER
+    SET search_path = pg_catalog, pg_temp
+    AS $$
+DECLARE
+    k text := loyalty.code_key(code);
+    s text;
+BEGIN
+    SELECT x.state INTO s FROM loyalty.code_hold x
+     WHERE x.hold_id = code_release.hold_id AND x.code = k FOR UPDATE;
+    IF s = 'confirmed' THEN
+        RAISE EXCEPTION 'hold "%" of code "%" was confirmed', hold_id, loyalty.code_masked(k)
+            USING ERRCODE = 'object_not_in_prerequisite_state',
+                  DETAIL = 'A confirmed use comes back only with a refund.';
+    END IF;
+    UPDATE loyalty.code_hold x SET state = 'released', settled_at = now()
+     WHERE x.hold_id = code_release.hold_id AND x.code = k AND x.state = 'held';
+    RETURN FOUND;
+END
+$$;
+COMMENT ON FUNCTION loyalty.code_release(text, text) IS
+    'On a code''s home partition, when the check on another node failed or did not use the code: the held use is free again; true when it was held';
+
+CREATE FUNCTION loyalty.code_guest(doc jsonb) RETURNS text
+    LANGUAGE plpgsql STRICT SECURITY DEFINER
+    SET search_path = pg_catalog, pg_temp
+    AS $$
+DECLARE
+    k text := doc ->> 'code';
+BEGIN
+    IF doc ->> 'format' IS DISTINCT FROM 'loyalty-code-1' OR k IS NULL THEN
+        RAISE EXCEPTION 'malformed code document'
+            USING ERRCODE = 'invalid_parameter_value',
+                  DETAIL = 'The document must come from loyalty.code_hold (format loyalty-code-1).';
+    END IF;
+    IF EXISTS (SELECT 1 FROM loyalty.coupon c WHERE c.code = k)
+       AND NOT EXISTS (SELECT 1 FROM loyalty.code_guest g WHERE g.code = k) THEN
+        RETURN 'home';              -- the code lives here: nothing to copy
+    END IF;
+    INSERT INTO loyalty.coupon AS c (code, promotion, kind, value, balance, percent, min_total,
+                                     valid_from, valid_until, max_uses, uses, status)
+    VALUES (k, doc ->> 'promotion', doc ->> 'kind', (doc ->> 'value')::numeric, (doc ->> 'balance')::numeric,
+            (doc ->> 'percent')::numeric, coalesce((doc ->> 'min_total')::numeric, 0),
+            (doc ->> 'valid_from')::timestamptz, (doc ->> 'valid_until')::timestamptz,
+            (doc ->> 'max_uses')::integer, (doc ->> 'uses')::integer, doc ->> 'status')
+        ON CONFLICT ON CONSTRAINT coupon_pkey DO UPDATE
+        SET promotion = EXCLUDED.promotion, value = EXCLUDED.value, balance = EXCLUDED.balance,
+            percent = EXCLUDED.percent, min_total = EXCLUDED.min_total,
+            valid_from = EXCLUDED.valid_from, valid_until = EXCLUDED.valid_until,
+            max_uses = EXCLUDED.max_uses, uses = EXCLUDED.uses, status = EXCLUDED.status;
+    INSERT INTO loyalty.code_guest AS g (code, hold_id, doc) VALUES (k, doc ->> 'hold_id', doc)
+        ON CONFLICT ON CONSTRAINT code_guest_pkey DO UPDATE SET hold_id = EXCLUDED.hold_id, doc = EXCLUDED.doc;
+    RETURN 'guest';
+END
+$$;
+COMMENT ON FUNCTION loyalty.code_guest(jsonb) IS
+    'On a customer''s node, before the check: the held code''s document as a guest coupon row the check uses like a local code; ''home'' (nothing done) when the code lives here';
+
+CREATE FUNCTION loyalty.code_guest_settle(code text, hold_id text) RETURNS jsonb
+    LANGUAGE sql STABLE STRICT SECURITY DEFINER
+    SET search_path = pg_catalog, pg_temp
+    AS $$
+    SELECT jsonb_build_object(
+               'uses', count(u.operation_id),
+               'amount', coalesce(sum(u.amount), 0))
+      FROM loyalty.code_guest g
+      JOIN loyalty.coupon_use u ON u.code = g.code AND u.operation_id = code_guest_settle.hold_id
+     WHERE g.code = loyalty.code_key(code_guest_settle.code)
+$$;
+COMMENT ON FUNCTION loyalty.code_guest_settle(text, text) IS
+    'On a customer''s node, after the check hold_id: what it took of a guest code (uses 0 or 1, a certificate''s amount), for loyalty.code_confirm at home';
+
+SELECT pg_catalog.pg_extension_config_dump('loyalty.code_hold', '');
+SELECT pg_catalog.pg_extension_config_dump('loyalty.code_guest', '');
+
+REVOKE ALL ON loyalty.code_hold, loyalty.code_guest FROM PUBLIC;
+GRANT ALL ON loyalty.code_hold, loyalty.code_guest TO loyalty_admin;
+REVOKE ALL ON FUNCTION
+    loyalty.code_key(text), loyalty.code_home(text), loyalty.code_hold(text, text, integer),
+    loyalty.code_confirm(text, text, integer, numeric), loyalty.code_release(text, text),
+    loyalty.code_guest(jsonb), loyalty.code_guest_settle(text, text)
+    FROM PUBLIC;
+GRANT EXECUTE ON FUNCTION loyalty.code_key(text), loyalty.code_home(text)
+    TO loyalty_cashier, loyalty_marketer, loyalty_admin;
+GRANT EXECUTE ON FUNCTION
+    loyalty.code_hold(text, text, integer), loyalty.code_confirm(text, text, integer, numeric),
+    loyalty.code_release(text, text), loyalty.code_guest(jsonb), loyalty.code_guest_settle(text, text)
+    TO loyalty_cashier, loyalty_admin;
