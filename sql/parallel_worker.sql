@@ -4,7 +4,8 @@
 -- (SIGSEGV in DecodeTimezoneAbbrev) and with it the whole server: the "T"
 -- and "Z" of an ISO 8601 moment were looked up as abbreviations.
 SET client_min_messages = warning;
-CREATE EXTENSION IF NOT EXISTS loyalty;
+DROP EXTENSION IF EXISTS loyalty CASCADE;
+CREATE EXTENSION loyalty;
 RESET client_min_messages;
 
 SET loyalty.test_now = '2026-12-01T12:00:00+00:00';
