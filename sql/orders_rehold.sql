@@ -1,0 +1,138 @@
+--
+-- orders_rehold: two ways an online order (SPEC section 15, issue 17) got
+-- stuck or gave a coupon away, found by test/pgtap/order_invariants.sql.
+--
+-- 1. A re-hold releases the old hold and holds anew.  It used to log the
+--    old hold's coupon give-back under the NEW hold's operation_id, so any
+--    later release of that hold (cancel, expiry, capture) gave the coupon
+--    back a second time: the cancel failed on coupon_uses_within_max
+--    (23514), so the order could be neither cancelled nor expired, or, when
+--    another order held the coupon meanwhile, set its uses to 0 while that
+--    order held it (a single-use coupon used twice).  The release is now
+--    logged under "~order-release:<re-hold's operation_id>".
+-- 2. A coupon the hold rejected (another order held it) and that came free
+--    before the capture used to be applied by the capture's re-pricing:
+--    the totals changed and the capture failed with LY007 for ever.  The
+--    capture now sends only the coupons the hold applied.
+--
+-- Prices: cream A 100.00, soap B 50.00; WELCOME: 20.00 off a cream with a
+-- single-use code.  No points are redeemed; accrual 5 % of the total.
+--
+SET client_min_messages = warning;
+DROP EXTENSION IF EXISTS loyalty CASCADE;
+CREATE EXTENSION loyalty;
+RESET client_min_messages;
+SET timezone = 'UTC';
+SET datestyle = 'ISO, YMD';
+SET loyalty.test_now = '2026-12-01T12:00:00+00:00';
+
+INSERT INTO loyalty.category (code, parent, name) VALUES ('all', NULL, 'Everything');
+INSERT INTO loyalty.product (sku, name, category, price) VALUES
+    ('A', 'Cream', 'all', 100.00), ('B', 'Soap', 'all', 50.00);
+INSERT INTO loyalty.account_type (code, name, redeem_share, min_check, lifetime, activation_delay, redeem_order) VALUES
+    ('main', 'Bonus points', 0.5, 0, '1 year', '0', 100);
+INSERT INTO loyalty.tier (code, name, rank, threshold, accrual_percent) VALUES
+    ('standard', 'Standard', 1, 0, 5);
+INSERT INTO loyalty.promotion (code, name, mechanic, rule, requires_coupon) VALUES
+    ('WELCOME', 'Welcome code: 20.00 off a cream', 'amount_off',
+     '{"products": {"skus": ["A"]}, "amount": 20, "per": "line"}', true);
+SELECT loyalty.register('+79120000001') IS NOT NULL AS anna,
+       loyalty.register('+79120000002') IS NOT NULL AS boris;
+-- two single-use codes: k (part 1 and 2) and k2 (part 3)
+SELECT min(code) AS k, max(code) AS k2 FROM loyalty.issue_coupons('WELCOME', 2) AS code \gset
+UPDATE loyalty.coupon SET valid_from = '2026-01-01' WHERE promotion = 'WELCOME';
+
+-- the coupon k: status/uses, and its use log (operation: amount)
+CREATE FUNCTION pg_temp.k(code text) RETURNS text LANGUAGE sql AS $$
+    SELECT (SELECT status || '/' || uses FROM loyalty.coupon WHERE code = $1) || '  ' ||
+           coalesce((SELECT string_agg(operation_id || ':' || amount, ' ' ORDER BY at, operation_id)
+                       FROM loyalty.coupon_use WHERE code = $1), '-')
+$$;
+-- what a call returned: total, the coupons' statuses, the order's state
+CREATE FUNCTION pg_temp.got(r jsonb) RETURNS text LANGUAGE sql AS $$
+    SELECT concat_ws(' ', r -> 'totals' ->> 'total',
+                     '[' || (SELECT coalesce(string_agg(c ->> 'status', ','), '')
+                               FROM jsonb_array_elements(r -> 'coupons') c) || ']',
+                     r ->> 'state')
+$$;
+
+-- ---------------------------------------------------------------------------
+-- 1a. hold with k, re-hold without it, boris holds k, anna's order is
+--     cancelled: k stays used once, by boris's order
+-- ---------------------------------------------------------------------------
+-- W-1: 100.00 - 20.00 = 80.00, k used/1
+SELECT pg_temp.got(loyalty.order_hold(format('{"operation_id": "H-1", "order_id": "W-1", "customer": "+79120000001", "lines": [{"sku": "A", "qty": 1}], "coupons": ["%s"]}', :'k')::jsonb));
+-- re-held without k: 100.00; k back to active/0 under ~order-release:H-1b
+SELECT pg_temp.got(loyalty.order_hold('{"operation_id": "H-1b", "order_id": "W-1", "customer": "+79120000001", "lines": [{"sku": "A", "qty": 1}]}'));
+SELECT replace(pg_temp.k(:'k'), :'k', 'k') AS k;
+-- W-2 (boris) takes k: 80.00, k used/1
+SELECT pg_temp.got(loyalty.order_hold(format('{"operation_id": "H-2", "order_id": "W-2", "customer": "+79120000002", "lines": [{"sku": "A", "qty": 1}], "coupons": ["%s"]}', :'k')::jsonb));
+-- W-1 cancelled: gives back nothing of k (its hold H-1b holds no coupon);
+-- before the fix k went back to active/0 while W-2 held it
+SELECT loyalty.order_cancel('{"operation_id": "X-1", "order_id": "W-1"}');
+SELECT replace(pg_temp.k(:'k'), :'k', 'k') AS k;   -- used/1
+-- W-2 cancelled: k active/0
+SELECT loyalty.order_cancel('{"operation_id": "X-2", "order_id": "W-2"}');
+SELECT replace(pg_temp.k(:'k'), :'k', 'k') AS k;   -- active/0
+
+-- ---------------------------------------------------------------------------
+-- 1b. hold with k, re-hold without it, cancel (nobody else holds k):
+--     before the fix the cancel failed with 23514 (uses -1)
+-- ---------------------------------------------------------------------------
+SELECT pg_temp.got(loyalty.order_hold(format('{"operation_id": "H-3", "order_id": "W-3", "customer": "+79120000001", "lines": [{"sku": "A", "qty": 1}], "coupons": ["%s"]}', :'k')::jsonb));
+SELECT pg_temp.got(loyalty.order_hold('{"operation_id": "H-3b", "order_id": "W-3", "customer": "+79120000001", "lines": [{"sku": "A", "qty": 1}, {"sku": "B", "qty": 1}]}'));
+SELECT loyalty.order_cancel('{"operation_id": "X-3", "order_id": "W-3"}');
+SELECT replace(pg_temp.k(:'k'), :'k', 'k') AS k;   -- active/0
+
+-- ---------------------------------------------------------------------------
+-- 1c. re-hold keeping k, then the order expires: k given back once
+--     (before the fix the re-hold itself failed: its give-back of k and
+--     its new use of k were two coupon_use rows under H-4b, 23505)
+-- ---------------------------------------------------------------------------
+SELECT pg_temp.got(loyalty.order_hold(format('{"operation_id": "H-4", "order_id": "W-4", "customer": "+79120000001", "lines": [{"sku": "A", "qty": 1}], "coupons": ["%s"], "hold_until": "2026-12-02T12:00:00Z"}', :'k')::jsonb));
+-- A×2: 200.00 - 20.00 (per line) = 180.00
+SELECT pg_temp.got(loyalty.order_hold(format('{"operation_id": "H-4b", "order_id": "W-4", "customer": "+79120000001", "lines": [{"sku": "A", "qty": 2}], "coupons": ["%s"], "hold_until": "2026-12-02T12:00:00Z"}', :'k')::jsonb));
+SELECT replace(pg_temp.k(:'k'), :'k', 'k') AS k;   -- used/1
+SELECT loyalty.expire_orders('2026-12-02T12:00:00Z', 100) AS expired;   -- 1
+SELECT order_id, state FROM loyalty."order" ORDER BY order_id;
+SELECT replace(pg_temp.k(:'k'), :'k', 'k') AS k;   -- active/0
+
+-- ---------------------------------------------------------------------------
+-- 1d. hold with k, re-hold without it, capture: 100.00, k free
+--     (before the fix the capture's release took k to uses -1: 23514)
+-- ---------------------------------------------------------------------------
+SELECT pg_temp.got(loyalty.order_hold(format('{"operation_id": "H-5", "order_id": "W-5", "customer": "+79120000001", "lines": [{"sku": "A", "qty": 1}], "coupons": ["%s"]}', :'k')::jsonb));
+SELECT pg_temp.got(loyalty.order_hold('{"operation_id": "H-5b", "order_id": "W-5", "customer": "+79120000001", "lines": [{"sku": "A", "qty": 1}]}'));
+SELECT pg_temp.got(loyalty.order_capture('{"operation_id": "K-5", "order_id": "W-5"}'));
+SELECT replace(pg_temp.k(:'k'), :'k', 'k') AS k;   -- active/0
+SELECT * FROM loyalty.verify_ledger();
+
+-- ---------------------------------------------------------------------------
+-- 2. boris's hold is refused k (anna's order holds it); anna cancels; the
+--    capture of boris's order prices what was held: 100.00 without k (before
+--    the fix: LY007, it would have come out at 80.00), and k stays free
+-- ---------------------------------------------------------------------------
+SELECT pg_temp.got(loyalty.order_hold(format('{"operation_id": "H-6", "order_id": "W-6", "customer": "+79120000001", "lines": [{"sku": "A", "qty": 1}], "coupons": ["%s"]}', :'k')::jsonb));
+SELECT pg_temp.got(r), r -> 'coupons' -> 0 ->> 'reason' AS reason
+  FROM loyalty.order_hold(format('{"operation_id": "H-7", "order_id": "W-7", "customer": "+79120000002", "lines": [{"sku": "A", "qty": 1}], "coupons": ["%s"], "expect_total": 100.00}', :'k')::jsonb) AS r;
+SELECT loyalty.order_cancel('{"operation_id": "X-6", "order_id": "W-6"}');
+SELECT replace(pg_temp.k(:'k'), :'k', 'k') AS k;   -- active/0
+-- 100.00, no coupon; accrual 5 % of 100.00 = 5
+SELECT pg_temp.got(r), r -> 'totals' ->> 'accrual' AS accrual
+  FROM loyalty.order_capture('{"operation_id": "K-7", "order_id": "W-7"}') AS r;
+SELECT replace(pg_temp.k(:'k'), :'k', 'k') AS k;   -- still active/0: free for anyone
+-- the purchase the capture committed does not name k
+SELECT p.total, p.discount, o.request ? 'coupons' AS names_coupons
+  FROM loyalty.purchase p JOIN loyalty.operation o USING (operation_id) WHERE operation_id = 'K-7';
+-- and the same capture again returns the stored response
+SELECT pg_temp.got(loyalty.order_capture('{"operation_id": "K-7", "order_id": "W-7"}'));
+
+-- ---------------------------------------------------------------------------
+-- 3. a code sent twice: the hold applies the first, rejects the second;
+--    the capture sends the first only and comes out at the held 80.00
+-- ---------------------------------------------------------------------------
+SELECT pg_temp.got(r), r -> 'coupons' -> 1 ->> 'reason' AS reason
+  FROM loyalty.order_hold(format('{"operation_id": "H-8", "order_id": "W-8", "customer": "+79120000001", "lines": [{"sku": "A", "qty": 1}], "coupons": ["%1$s", "%1$s"]}', :'k2')::jsonb) AS r;
+SELECT pg_temp.got(loyalty.order_capture('{"operation_id": "K-8", "order_id": "W-8"}'));
+SELECT replace(pg_temp.k(:'k2'), :'k2', 'k2') AS k2;   -- used/1 by the capture
+SELECT * FROM loyalty.verify_ledger();
