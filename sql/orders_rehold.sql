@@ -136,3 +136,38 @@ SELECT pg_temp.got(r), r -> 'coupons' -> 1 ->> 'reason' AS reason
 SELECT pg_temp.got(loyalty.order_capture('{"operation_id": "K-8", "order_id": "W-8"}'));
 SELECT replace(pg_temp.k(:'k2'), :'k2', 'k2') AS k2;   -- used/1 by the capture
 SELECT * FROM loyalty.verify_ledger();
+-- ---------------------------------------------------------------------------
+-- 4. the same for a promotion's last use: FIRST1 (10.00 off a soap, one
+--    use) is held by anna's W-9; boris's W-10 is held without it (50.00);
+--    W-9 is cancelled, the use is free again; W-10 is captured at the held
+--    50.00 without FIRST1 (before: LY007, it would have come out at 40.00)
+--    and the use stays free.  PCL2 (5.00 off a brush, once per customer):
+--    boris's W-11 holds it, his W-12 is held without it; W-11 is
+--    cancelled; W-12 is captured without it.
+-- ---------------------------------------------------------------------------
+INSERT INTO loyalty.promotion (code, name, mechanic, rule, usage_limit, per_customer_limit) VALUES
+    ('FIRST1', 'The first buyer: 10.00 off a soap', 'amount_off',
+     '{"products": {"skus": ["B"]}, "amount": 10, "per": "line"}', 1, NULL),
+    ('PCL2', 'Once per customer: 5.00 off a brush', 'amount_off',
+     '{"products": {"skus": ["C"]}, "amount": 5, "per": "line"}', NULL, 1);
+INSERT INTO loyalty.product (sku, name, category, price) VALUES ('C', 'Brush', 'all', 30.00);
+-- W-9: 50.00 - 10.00 = 40.00
+SELECT pg_temp.got(loyalty.order_hold('{"operation_id": "H-9", "order_id": "W-9", "customer": "+79120000001", "lines": [{"sku": "B", "qty": 1}]}'));
+-- W-10: FIRST1's use is taken: 50.00
+SELECT pg_temp.got(loyalty.order_hold('{"operation_id": "H-10", "order_id": "W-10", "customer": "+79120000002", "lines": [{"sku": "B", "qty": 1}]}'));
+SELECT loyalty.order_cancel('{"operation_id": "X-9", "order_id": "W-9"}');
+SELECT uses AS first1_uses FROM loyalty.promotion_usage WHERE promotion = 'FIRST1';   -- 0
+-- captured at 50.00, no promotion
+SELECT pg_temp.got(r), r -> 'promotions' AS promotions
+  FROM loyalty.order_capture('{"operation_id": "K-10", "order_id": "W-10"}') AS r;
+SELECT uses AS first1_uses FROM loyalty.promotion_usage WHERE promotion = 'FIRST1';   -- still 0
+-- W-11 (boris): brush 30.00 - 5.00 = 25.00; W-12 (boris): PCL2 used: 30.00
+SELECT pg_temp.got(loyalty.order_hold('{"operation_id": "H-11", "order_id": "W-11", "customer": "+79120000002", "lines": [{"sku": "C", "qty": 1}]}'));
+SELECT pg_temp.got(loyalty.order_hold('{"operation_id": "H-12", "order_id": "W-12", "customer": "+79120000002", "lines": [{"sku": "C", "qty": 1}]}'));
+SELECT loyalty.order_cancel('{"operation_id": "X-11", "order_id": "W-11"}');
+-- captured at 30.00 (before: LY007, 25.00); boris's PCL2 use stays free
+SELECT pg_temp.got(r), r -> 'promotions' AS promotions
+  FROM loyalty.order_capture('{"operation_id": "K-12", "order_id": "W-12"}') AS r;
+SELECT u.uses AS boris_pcl2_uses FROM loyalty.promotion_customer_usage u
+ WHERE u.promotion = 'PCL2' AND u.customer_id = 2;   -- 0
+SELECT * FROM loyalty.verify_ledger();

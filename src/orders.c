@@ -33,9 +33,10 @@
  * transaction and under the same locks, the held request as a purchase
  * (purchase_commit, the purchase's own commit path) whose operation_id is
  * the capture's, dated at the hold's "at", redeeming exactly the points
- * held and sending only the coupons the hold applied (a coupon it
- * rejected, say one another order held then, stays out even if it could
- * be applied now).  Nothing can take the released benefits in between: the customer's
+ * held, sending only the coupons the hold applied (a coupon it rejected,
+ * say one another order held then, stays out even if it could be applied
+ * now) and leaving out the limited promotions whose use the hold did not
+ * count (held_out): the capture prices what was held.  Nothing can take the released benefits in between: the customer's
  * row, the coupon rows and the usage counters stay locked by this
  * transaction.  When the purchase does not come out at the held totals
  * (the configuration or the customer's tier changed since the hold) the
@@ -772,6 +773,41 @@ uncaptured_lines(const OrderRow *o, const RefundRequest *captured,
 }
 
 /*
+ * held_out lists, by promotion index, the limited promotions a capture
+ * leaves out: those with a usage_limit whose use the hold did not count
+ * (usage_counted), and, for an identified customer, those with a
+ * per_customer_limit it did not count (customer_usage_counted).  A hold
+ * refused such a promotion because its last use was taken (by another
+ * order, say); if that use was given back since, re-pricing would apply it
+ * and the capture would no longer come out at the held prices (LY007):
+ * the capture prices what was held.
+ */
+static bool *
+held_out(ConfigCache *cfg, const OrderRow *o)
+{
+	bool	   *out = palloc0(sizeof(bool) * Max(cfg->npromotions, 1));
+
+	for (int i = 0; i < cfg->npromotions; i++)
+	{
+		const CachedPromotion *p = &cfg->promotions[i];
+		bool		counted = false;
+		bool		customer_counted = false;
+
+		CHECK_FOR_INTERRUPTS();
+		for (int k = 0; k < o->ncounted; k++)
+			if (strcmp(o->counted[k], p->code) == 0)
+				counted = true;
+		for (int k = 0; k < o->ncustomer_counted; k++)
+			if (strcmp(o->customer_counted[k], p->code) == 0)
+				customer_counted = true;
+		if ((p->usage_limit > 0 && !counted) ||
+			(p->per_customer_limit > 0 && o->customer_id > 0 && !customer_counted))
+			out[i] = true;
+	}
+	return out;
+}
+
+/*
  * loyalty_order_capture implements loyalty.order_capture(request jsonb):
  * {"operation_id", "order_id", "lines"?, "store"?}; the whole held order
  * becomes a purchase with the capture's operation_id (see the file header)
@@ -910,6 +946,7 @@ loyalty_order_capture(PG_FUNCTION_ARGS)
 	req->for_purchase = true;
 	req->at_held = true;
 	req->held_now = o.held_at;
+	req->held_out = held_out(cfg, &o);
 	cust = check_customer_locked(cfg, req);
 	response = purchase_commit(cfg, req, purchase_request, cust, true);
 	PopActiveSnapshot();
