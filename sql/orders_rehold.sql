@@ -171,3 +171,17 @@ SELECT pg_temp.got(r), r -> 'promotions' AS promotions
 SELECT u.uses AS boris_pcl2_uses FROM loyalty.promotion_customer_usage u
  WHERE u.promotion = 'PCL2' AND u.customer_id = 2;   -- 0
 SELECT * FROM loyalty.verify_ledger();
+
+-- ---------------------------------------------------------------------------
+-- 5. a re-hold and a capture whose operation_ids (200 characters, the most
+--    allowed) leave no room for the "~order-release:" prefix: their
+--    releases are named "~order-release:#<md5 of the operation_id>"
+--    (before: the capture failed on operation_id_format)
+-- ---------------------------------------------------------------------------
+-- 100.00, re-held with two creams: 200.00, captured at 200.00
+SELECT pg_temp.got(loyalty.order_hold('{"operation_id": "H-13", "order_id": "W-13", "customer": "+79120000001", "lines": [{"sku": "A", "qty": 1}]}'));
+SELECT pg_temp.got(loyalty.order_hold(jsonb_build_object('operation_id', repeat('r', 200), 'order_id', 'W-13',
+           'customer', '+79120000001', 'lines', '[{"sku": "A", "qty": 2}]'::jsonb)));
+SELECT pg_temp.got(loyalty.order_capture(jsonb_build_object('operation_id', repeat('c', 200), 'order_id', 'W-13')));
+SELECT count(*) AS md5_named, min(kind::text) AS kind FROM loyalty.operation
+ WHERE operation_id IN ('~order-release:#' || md5(repeat('r', 200)), '~order-release:#' || md5(repeat('c', 200)));

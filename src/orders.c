@@ -36,11 +36,12 @@
  * held, sending only the coupons the hold applied (a coupon it rejected,
  * say one another order held then, stays out even if it could be applied
  * now) and leaving out the limited promotions whose use the hold did not
- * count (held_out): the capture prices what was held.  Nothing can take the released benefits in between: the customer's
- * row, the coupon rows and the usage counters stay locked by this
- * transaction.  When the purchase does not come out at the held totals
- * (the configuration or the customer's tier changed since the hold) the
- * capture fails with LY007 and changes nothing; the order stays held.
+ * count (held_out): the capture prices what was held.  Nothing can take
+ * the released benefits in between: the customer's row, the coupon rows
+ * and the usage counters stay locked by this transaction.  When the
+ * purchase does not come out at the held totals (the configuration or the
+ * customer's tier changed since the hold) the capture fails with LY007
+ * and changes nothing; the order stays held.
  * The capture is judged as of the hold (the server's time then: lots
  * available, coupons valid), so points held on a lot that expired since
  * are spent from it, as held, rather than lost.
