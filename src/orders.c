@@ -838,6 +838,8 @@ loyalty_order_capture(PG_FUNCTION_ARGS)
 	TimestampTz server_now;
 	RefundRequest *captured = NULL;
 	Jsonb	   *rest = NULL;
+	int64	   *held_given;
+	int64	   *held_points;
 
 	if (SPI_connect() != SPI_OK_CONNECT)
 		elog(ERROR, "SPI_connect failed");
@@ -932,6 +934,14 @@ loyalty_order_capture(PG_FUNCTION_ARGS)
 				 errhint("Use a new operation_id for a new request.")));
 
 	/*
+	 * What the hold took from campaign budgets, read before the release
+	 * gives it back: the capture takes no more (a hold whose discount a
+	 * nearly spent budget capped stays capped, though a release by another
+	 * order refilled the budget since).
+	 */
+	held_given = budget_held(cfg, o.hold_operation_id, &held_points);
+
+	/*
 	 * The release is logged under an internal operation of its own: the
 	 * purchase logs its own coupon uses under the capture's id.
 	 */
@@ -948,6 +958,8 @@ loyalty_order_capture(PG_FUNCTION_ARGS)
 	req->at_held = true;
 	req->held_now = o.held_at;
 	req->held_out = held_out(cfg, &o);
+	req->held_given = held_given;
+	req->held_points = held_points;
 	cust = check_customer_locked(cfg, req);
 	response = purchase_commit(cfg, req, purchase_request, cust, true);
 	PopActiveSnapshot();

@@ -72,6 +72,10 @@ typedef struct CheckRequest
 	const bool *held_out;		/* at_held, by promotion index (or NULL): the
 								 * limited promotions whose use the hold did
 								 * not count, left out (orders.c) */
+	const int64 *held_given;	/* at_held, by promotion index (or NULL): the
+								 * money the hold took from each budget, what
+								 * the capture may take at most */
+	const int64 *held_points;	/* the same for points budgets */
 } CheckRequest;
 
 typedef struct RefundLineRequest
