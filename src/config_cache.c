@@ -745,6 +745,7 @@ build_promotion_index(ConfigCache *c)
 {
 	PromoList	any = {0, 0, NULL};
 	PromoList	check = {0, 0, NULL};
+	PromoList	limited = {0, 0, NULL};
 	int			i;
 
 	c->idx_skus = name_table(c->cxt, "loyalty promotions by sku", 64);
@@ -757,6 +758,8 @@ build_promotion_index(ConfigCache *c)
 		const ProductSelector *sel;
 
 		CHECK_FOR_INTERRUPTS();
+		if (p->usage_limit > 0)
+			promolist_add(&limited, i);
 		if (p->key_sel < 0)
 		{
 			promolist_add(&check, i);
@@ -777,6 +780,8 @@ build_promotion_index(ConfigCache *c)
 	c->nany_product = any.count;
 	c->check_level_list = check.items;
 	c->ncheck_level = check.count;
+	c->usage_limited = limited.items;
+	c->nusage_limited = limited.count;
 }
 
 /*
