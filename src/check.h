@@ -59,13 +59,6 @@ typedef struct CustomerInfo
 	/* balances by account index, when read with the customer (check_db.c) */
 	bool		has_balances;
 	LedgerBalance *balances;
-	/*
-	 * read after a purchase's lock (check_customer_purchase): the spend,
-	 * minor units, of the purchases in the tier window ending at spend_at
-	 */
-	bool		has_spend;
-	TimestampTz spend_at;
-	int64		spend;
 } CustomerInfo;
 
 /* A promotion that changed a line, and by how much. */

@@ -279,7 +279,7 @@ loyalty_purchase(PG_FUNCTION_ARGS)
 	stored = operation_lookup(req->operation_id, "purchase", request);
 	if (stored == NULL)
 	{
-		cust = check_customer_purchase(cfg, req);
+		cust = check_customer_locked(cfg, req);
 		if (cust->identified)
 		{
 			/* a request with this id that held the lock has committed by now */

@@ -109,9 +109,8 @@ static SPIPlanPtr
 customer_plan(int from, int reads)
 {
 	StringInfoData sql;
-	Oid			types[5] = {INT8OID, InvalidOid, InvalidOid, InvalidOid, InvalidOid};
+	Oid			types[3] = {INT8OID, InvalidOid, InvalidOid};
 	int			nargs = 1;
-	int			nparams;
 	const char *at;
 
 	if (customer_plans[from][reads] != NULL)
@@ -122,15 +121,7 @@ customer_plan(int from, int reads)
 		nargs = 2;
 	}
 	types[nargs] = TIMESTAMPTZOID;
-	nparams = nargs + 1;
 	at = nargs == 1 ? "$2" : "$3";
-	/* the spend's window (start, end]: after a purchase's lock only */
-	Assert(!(reads & CUST_READ_SPEND) || from == CUST_FROM_LOCKED);
-	if (reads & CUST_READ_SPEND)
-	{
-		types[nparams++] = TIMESTAMPTZOID;
-		types[nparams++] = TIMESTAMPTZOID;
-	}
 	initStringInfo(&sql);
 	if (from == CUST_FROM_LOCKED)
 		appendStringInfoString(&sql, "SELECT s.id, NULL::text, NULL::text");
@@ -142,8 +133,6 @@ customer_plan(int from, int reads)
 		appendStringInfoString(&sql, ", u.promotions, u.uses");
 	if (reads & CUST_READ_SUBSCRIPTIONS)
 		appendStringInfoString(&sql, ", v.plans, v.starts, v.ends");
-	if (reads & CUST_READ_SPEND)
-		appendStringInfoString(&sql, ", w.spend");
 	if (reads & CUST_READ_BALANCES)
 		appendStringInfoString(&sql, ", b.account, b.available, b.pending, b.in_debt");
 	if (from == CUST_FROM_LOCKED)
@@ -168,11 +157,6 @@ customer_plan(int from, int reads)
 							   " CROSS JOIN LATERAL (SELECT array_agg(y.plan) AS plans,"
 							   " array_agg(y.starts_at) AS starts, array_agg(y.ends_at) AS ends"
 							   " FROM loyalty.subscription y WHERE y.customer_id = s.id) v");
-	if (reads & CUST_READ_SPEND)
-		appendStringInfoString(&sql,
-							   " CROSS JOIN LATERAL (SELECT (coalesce(sum(p.total - p.refunded), 0)"
-							   " * 100)::int8 AS spend FROM loyalty.purchase p"
-							   " WHERE p.customer_id = s.id AND p.at > $3 AND p.at <= $4) w");
 	if (reads & CUST_READ_BALANCES)
 		appendStringInfo(&sql, " LEFT JOIN LATERAL (%s) b ON true",
 						 psprintf(LEDGER_BALANCE_ROWS("s.id", "%s"), at, at, at));
@@ -180,7 +164,7 @@ customer_plan(int from, int reads)
 		appendStringInfoString(&sql, CUSTOMER_KEY_WHERE);
 	else if (from == CUST_FROM_ID)
 		appendStringInfoString(&sql, " WHERE c.id = $1");
-	return saved_plan(&customer_plans[from][reads], sql.data, nparams, types);
+	return saved_plan(&customer_plans[from][reads], sql.data, nargs + 1, types);
 }
 
 /* ---------------------------------------------------------------------
@@ -290,11 +274,6 @@ fill_parts(ConfigCache *cfg, CustomerInfo *cust, int reads, uint64 nrows)
 		cust->nsubs = text_array_col(col++, &cust->sub_plan);
 		cust->sub_starts = timestamp_array_col(col++, cust->nsubs);
 		cust->sub_ends = timestamp_array_col(col++, cust->nsubs);
-	}
-	if (reads & CUST_READ_SPEND)
-	{
-		cust->spend = spi_int8(0, col++, 0);
-		cust->has_spend = true;
 	}
 	if (reads & CUST_READ_BALANCES)
 	{
@@ -426,29 +405,8 @@ check_customer_reading(ConfigCache *cfg, CheckRequest *req, int reads)
  * the survivor under the absorbed row's lock, racing the survivor's own
  * purchases into 23505 on promotion_customer_usage or a spurious LY004).
  */
-static CustomerInfo *customer_locked(ConfigCache *cfg, CheckRequest *req, bool spend);
-
-/* check_customer_locked: see check_db.h */
 CustomerInfo *
 check_customer_locked(ConfigCache *cfg, CheckRequest *req)
-{
-	return customer_locked(cfg, req, false);
-}
-
-/* check_customer_purchase: see check_db.h */
-CustomerInfo *
-check_customer_purchase(ConfigCache *cfg, CheckRequest *req)
-{
-	return customer_locked(cfg, req, true);
-}
-
-/*
- * customer_locked locks and reads the customer (check_customer_locked),
- * with the tier window's spend when spend is true and the purchase could
- * move the customer up (what tiers_refresh would otherwise read).
- */
-static CustomerInfo *
-customer_locked(ConfigCache *cfg, CheckRequest *req, bool spend)
 {
 	static SPIPlanPtr lock_by_id_plan = NULL;
 	static SPIPlanPtr lock_by_text_plan = NULL;
@@ -506,26 +464,13 @@ customer_locked(ConfigCache *cfg, CheckRequest *req, bool spend)
 	tier = spi_isnull(0, 3) ? NULL : spi_text(0, 3, CurrentMemoryContext);
 	status = spi_isnull(0, 4) ? NULL : spi_text(0, 4, CurrentMemoryContext);
 	fill_row(cfg, cust, id, tier, status);
-	/* tiers_refresh's early returns, and an identified customer */
-	if (spend && cust->identified && cfg->ntiers > 0 && !cfg->tier_previous_month &&
-		!(cust->tier != NULL && cust->tier->rank >= cfg->tiers[cfg->ntiers - 1].rank))
-		reads |= CUST_READ_SPEND;
 	if (reads != 0)
 	{
-		Datum		pvalues[4];
+		Datum		pvalues[2];
 		uint64		nrows;
 
 		pvalues[0] = Int64GetDatum(id);
 		pvalues[1] = TimestampTzGetDatum(customer_now(req));
-		if (reads & CUST_READ_SPEND)
-		{
-			/* the check's moment, as check_bind makes it: the window's end */
-			cust->spend_at = req->has_at ? req->at : customer_now(req);
-			pvalues[2] = DirectFunctionCall2(timestamptz_mi_interval,
-											 TimestampTzGetDatum(cust->spend_at),
-											 IntervalPGetDatum(&cfg->tier_window));
-			pvalues[3] = TimestampTzGetDatum(cust->spend_at);
-		}
 		/* not read-only: a new snapshot, taken after the lock */
 		nrows = spi_exec(customer_plan(CUST_FROM_LOCKED, reads), pvalues, NULL, false, 0);
 		fill_parts(cfg, cust, reads, nrows);

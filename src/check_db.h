@@ -21,9 +21,7 @@
 #define CUST_READ_USAGE			0x02	/* uses of per-customer-limited promotions */
 #define CUST_READ_SUBSCRIPTIONS	0x04	/* subscriptions (the program has plans) */
 #define CUST_READ_BALANCES		0x08	/* balances (the program has accounts) */
-#define CUST_READ_SPEND			0x10	/* spend in the tier window (a purchase
-										 * after its lock, check_customer_purchase) */
-#define CUST_READ_ALL			0x1F
+#define CUST_READ_ALL			0x0F
 
 /* check_customer_reads is what a customer's read of cfg must include */
 extern int	check_customer_reads(ConfigCache *cfg);
@@ -41,15 +39,6 @@ extern CustomerInfo *check_customer(ConfigCache *cfg, CheckRequest *req);
 /* check_customer_reading is check_customer reading the given CUST_READ_ parts */
 extern CustomerInfo *check_customer_reading(ConfigCache *cfg, CheckRequest *req,
 											int reads);
-
-/*
- * check_customer_purchase is check_customer_locked for loyalty.purchase: it
- * also reads, with the other parts after the lock, the customer's spend in
- * the tier window ending at the check's moment when the purchase could move
- * them up a tier (tiers_refresh then adds the purchase's own total instead
- * of reading the spend again).
- */
-extern CustomerInfo *check_customer_purchase(ConfigCache *cfg, CheckRequest *req);
 
 /*
  * check_customer_locked is check_customer for a purchase: the customer's

@@ -68,9 +68,7 @@ PG_FUNCTION_INFO_V1(loyalty_recalculate_tiers);
  * range scan: nothing at all when the customer already holds the top tier
  * or the window is the previous calendar month (which this purchase is not
  * in); otherwise the spend over the rolling window, compared with the
- * cached thresholds.  loyalty.purchase reads that spend with the customer
- * after its lock (check_customer_purchase) and adds the purchase's own
- * total here, without a statement of its own.  Only an actual upgrade writes, through TIER_MOVE:
+ * cached thresholds.  Only an actual upgrade writes, through TIER_MOVE:
  * the customer's tier and a tier_changed event, old_tier being the tier
  * the check was priced with (the lowest when the customer had none).
  */
@@ -97,31 +95,18 @@ tiers_refresh(CheckResult *r)
 	 * the window of loyalty.tier_window(at): (at - tier_window, at]; not a
 	 * read-only execution, which would not see the purchase just written
 	 */
-	if (r->cust->has_spend && r->cust->spend_at == r->at)
-	{
-		/*
-		 * read after the lock with the customer (check_customer_purchase),
-		 * before this purchase was written: add its total (nothing of it
-		 * refunded yet); no other purchase of theirs can have been written
-		 * since, under the lock
-		 */
-		spend = r->cust->spend + r->total;
-	}
-	else
-	{
-		values[0] = Int64GetDatum(r->cust->id);
-		values[1] = DirectFunctionCall2(timestamptz_mi_interval, TimestampTzGetDatum(r->at),
-										IntervalPGetDatum(&cfg->tier_window));
-		values[2] = TimestampTzGetDatum(r->at);
-		if (spi_exec(saved_plan(&spend_plan,
-								"SELECT (coalesce(sum(p.total - p.refunded), 0) * 100)::int8"
-								"  FROM loyalty.purchase p"
-								" WHERE p.customer_id = $1 AND p.at > $2 AND p.at <= $3",
-								3, types),
-					 values, NULL, false, 1) != 1)
-			elog(ERROR, "reading the customer's spend failed");
-		spend = spi_int8(0, 1, 0);
-	}
+	values[0] = Int64GetDatum(r->cust->id);
+	values[1] = DirectFunctionCall2(timestamptz_mi_interval, TimestampTzGetDatum(r->at),
+									IntervalPGetDatum(&cfg->tier_window));
+	values[2] = TimestampTzGetDatum(r->at);
+	if (spi_exec(saved_plan(&spend_plan,
+							"SELECT (coalesce(sum(p.total - p.refunded), 0) * 100)::int8"
+							"  FROM loyalty.purchase p"
+							" WHERE p.customer_id = $1 AND p.at > $2 AND p.at <= $3",
+							3, types),
+				 values, NULL, false, 1) != 1)
+		elog(ERROR, "reading the customer's spend failed");
+	spend = spi_int8(0, 1, 0);
 
 	/* tiers are by rank ascending: the highest whose threshold is reached */
 	for (t = cfg->ntiers - 1; t > 0 && cfg->tiers[t].threshold > spend; t--)
