@@ -3514,8 +3514,8 @@ GRANT EXECUTE ON FUNCTION loyalty.moved_home(text) TO loyalty_cashier, loyalty_a
 -- correlated subqueries per customer were evaluated several times over) and
 -- sums the refunds per purchase once; refresh_segments reads its candidates
 -- by key (= ANY of an array) instead of joining all customers and all
--- members, skips the scan of loyalty.rfm when RFM was not recomputed, and
--- inserts only the new members; segment_intervals estimates 3 rows, not
+-- members and skips the scan of loyalty.rfm when RFM was not recomputed;
+-- segment_intervals estimates 3 rows, not
 -- 1,000; kpi reads a period's ledger entries through ledger_entry_at_idx and
 -- a purchase by its key only when grouping by store or channel;
 -- points_liability starts from lot.remaining (the sum of the lot's entries,
@@ -3722,9 +3722,6 @@ BEGIN
         WITH came AS (
             INSERT INTO loyalty.segment_member (segment, customer_id, since)
             SELECT s.code, w.customer_id, as_of FROM loyalty_seg_want w
-             WHERE NOT EXISTS (SELECT 1 FROM loyalty.segment_member m
-                                WHERE m.segment = s.code AND m.customer_id = w.customer_id
-                               OFFSET 0)   -- a probe by key for each, not a join with all members
             ON CONFLICT (segment, customer_id) DO NOTHING
             RETURNING customer_id)
         INSERT INTO loyalty.event (customer_id, kind, payload)

@@ -2683,9 +2683,6 @@ BEGIN
         WITH came AS (
             INSERT INTO loyalty.segment_member (segment, customer_id, since)
             SELECT s.code, w.customer_id, as_of FROM loyalty_seg_want w
-             WHERE NOT EXISTS (SELECT 1 FROM loyalty.segment_member m
-                                WHERE m.segment = s.code AND m.customer_id = w.customer_id
-                               OFFSET 0)   -- a probe by key for each, not a join with all members
             ON CONFLICT (segment, customer_id) DO NOTHING
             RETURNING customer_id)
         INSERT INTO loyalty.event (customer_id, kind, payload)
