@@ -3586,6 +3586,384 @@ REVOKE ALL ON FUNCTION loyalty.api(text, jsonb) FROM PUBLIC;
 GRANT EXECUTE ON FUNCTION loyalty.api(text, jsonb)
     TO loyalty_cashier, loyalty_marketer, loyalty_admin;
 
+-- ---------------------------------------------------------------------------
+-- Issue 16 (continued): speed of the segment refresh, RFM, kpi and liability
+-- at chain scale, every result unchanged.  refresh_rfm scores with the
+-- thresholds and named boxes written into its statement as constants (the
+-- correlated subqueries per customer were evaluated several times over) and
+-- sums the refunds per purchase once; refresh_segments reads its candidates
+-- by key (= ANY of an array) instead of joining all customers and all
+-- members and skips the scan of loyalty.rfm when RFM was not recomputed;
+-- segment_intervals estimates 3 rows, not
+-- 1,000; kpi reads a period's ledger entries through ledger_entry_at_idx and
+-- a purchase by its key only when grouping by store or channel;
+-- points_liability starts from lot.remaining (the sum of the lot's entries,
+-- which verify_ledger checks) less the entries after the moment, and reads
+-- the settings once instead of once a lot.  All four run without JIT, whose
+-- compilation cost more than the statements it compiled.
+-- ---------------------------------------------------------------------------
+CREATE INDEX ledger_entry_at_idx ON loyalty.ledger_entry (at);
+
+CREATE OR REPLACE FUNCTION loyalty.refresh_rfm(as_of timestamptz DEFAULT now()) RETURNS bigint
+    LANGUAGE plpgsql STRICT SECURITY DEFINER
+    SET search_path = pg_catalog, pg_temp
+    SET jit = off
+    AS $$
+DECLARE
+    win  interval := loyalty.setting_value('rfm_window')::interval;
+    n    bigint;
+    rx   text;
+    fx   text;
+    mx   text;
+    boxes text;
+BEGIN
+    CREATE TEMPORARY TABLE IF NOT EXISTS loyalty_rfm_facts (
+        customer_id bigint PRIMARY KEY, last_at timestamptz,
+        frequency integer, monetary numeric(14,2)) ON COMMIT DROP;
+    TRUNCATE loyalty_rfm_facts;
+    -- one pass over the purchases of identified customers before the moment,
+    -- the refunds before it summed per purchase once (a hash join, not a
+    -- probe per purchase)
+    INSERT INTO loyalty_rfm_facts
+    SELECT coalesce(c.merged_into, c.id),
+           max(p.at) FILTER (WHERE NOT coalesce(x.ended, false)),
+           count(*) FILTER (WHERE p.at >= as_of - win AND NOT coalesce(x.ended, false)),
+           coalesce(sum(p.total - coalesce(x.back, 0)) FILTER (WHERE p.at >= as_of - win), 0)
+      FROM loyalty.purchase p
+      JOIN loyalty.customer c ON c.id = p.customer_id
+      LEFT JOIN (SELECT r.purchase, sum(r.amount) AS back, bool_or(r.full_refund) AS ended
+                   FROM loyalty.refund r
+                  WHERE r.at < as_of
+                  GROUP BY r.purchase) x ON x.purchase = p.operation_id
+     WHERE p.at < as_of
+     GROUP BY 1;
+    ANALYZE loyalty_rfm_facts;
+
+    IF loyalty.setting_value('rfm_mode') = 'quantile' THEN
+        DELETE FROM loyalty.rfm_threshold;
+        INSERT INTO loyalty.rfm_threshold (dimension, score, lower, upper, computed_at)
+        SELECT d.dimension, s.score,
+               CASE WHEN s.k > 1 THEN q.qs[s.k - 1] END,
+               CASE WHEN s.k < 5 THEN q.qs[s.k] END,
+               as_of
+          FROM (SELECT 'r' AS dimension,
+                       percentile_disc(ARRAY[0.2, 0.4, 0.6, 0.8]) WITHIN GROUP
+                           (ORDER BY floor(extract(epoch FROM as_of - last_at) / 86400)::numeric) AS qs
+                  FROM loyalty_rfm_facts WHERE frequency > 0
+                UNION ALL
+                SELECT 'f', percentile_disc(ARRAY[0.2, 0.4, 0.6, 0.8]) WITHIN GROUP (ORDER BY frequency::numeric)
+                  FROM loyalty_rfm_facts WHERE frequency > 0
+                UNION ALL
+                SELECT 'm', percentile_disc(ARRAY[0.2, 0.4, 0.6, 0.8]) WITHIN GROUP (ORDER BY monetary)
+                  FROM loyalty_rfm_facts WHERE frequency > 0) q
+          CROSS JOIN LATERAL (SELECT q.dimension) d
+          CROSS JOIN LATERAL (SELECT k, CASE WHEN q.dimension = 'r' THEN 6 - k ELSE k END AS score
+                                FROM generate_series(1, 5) k) s
+         WHERE q.qs IS NOT NULL;
+    END IF;
+
+    -- The thresholds and the named boxes are a few rows: written into the
+    -- statement as constants (a score is the highest whose bounds hold, 1 if
+    -- none does; a box the first by rank), so that scoring a customer is
+    -- expression evaluation, not subqueries per customer.
+    SELECT coalesce(string_agg(format('CASE WHEN (%1$L::numeric IS NULL OR %%1$s > %1$L::numeric)'
+                                      ' AND (%2$L::numeric IS NULL OR %%1$s <= %2$L::numeric) THEN %3$s END',
+                                      t.lower, t.upper, t.score), ', ') FILTER (WHERE t.dimension = 'r'), 'NULL::integer'),
+           coalesce(string_agg(format('CASE WHEN (%1$L::numeric IS NULL OR %%1$s > %1$L::numeric)'
+                                      ' AND (%2$L::numeric IS NULL OR %%1$s <= %2$L::numeric) THEN %3$s END',
+                                      t.lower, t.upper, t.score), ', ') FILTER (WHERE t.dimension = 'f'), 'NULL::integer'),
+           coalesce(string_agg(format('CASE WHEN (%1$L::numeric IS NULL OR %%1$s > %1$L::numeric)'
+                                      ' AND (%2$L::numeric IS NULL OR %%1$s <= %2$L::numeric) THEN %3$s END',
+                                      t.lower, t.upper, t.score), ', ') FILTER (WHERE t.dimension = 'm'), 'NULL::integer')
+      INTO rx, fx, mx
+      FROM loyalty.rfm_threshold t;
+    SELECT string_agg(format('WHEN s.r BETWEEN %s AND %s AND s.f BETWEEN %s AND %s AND s.m BETWEEN %s AND %s THEN %L',
+                             b.r_min, b.r_max, b.f_min, b.f_max, b.m_min, b.m_max, b.code), ' ' ORDER BY b.rank)
+      INTO boxes
+      FROM loyalty.rfm_segment b;
+
+    DELETE FROM loyalty.rfm;
+    EXECUTE format($q$
+    INSERT INTO loyalty.rfm (customer_id, recency_days, frequency, monetary, r, f, m, segment, computed_at)
+    SELECT s.id, s.recency, coalesce(s.frequency, 0), coalesce(s.monetary, 0), s.r, s.f, s.m,
+           CASE WHEN s.last_at IS NULL THEN 'prospect'
+                WHEN s.frequency = 0 THEN 'lost'
+                ELSE %s END,
+           $1
+      FROM (SELECT c.id, x.last_at, x.frequency, x.monetary, v.recency,
+                   CASE WHEN x.frequency > 0 THEN coalesce(greatest(%s), 1) END AS r,
+                   CASE WHEN x.frequency > 0 THEN coalesce(greatest(%s), 1) END AS f,
+                   CASE WHEN x.frequency > 0 THEN coalesce(greatest(%s), 1) END AS m
+              FROM loyalty.customer c
+              LEFT JOIN loyalty_rfm_facts x ON x.customer_id = c.id
+              CROSS JOIN LATERAL (SELECT floor(extract(epoch FROM $1 - x.last_at) / 86400)::integer AS recency) v
+             WHERE c.merged_into IS NULL
+            OFFSET 0) s
+    $q$,
+        coalesce('CASE ' || boxes || ' ELSE ''lost'' END', '''lost'''),
+        format(rx, 'v.recency'), format(fx, 'x.frequency'), format(mx, 'x.monetary'))
+    USING as_of;
+    GET DIAGNOSTICS n = ROW_COUNT;
+    DROP TABLE loyalty_rfm_facts;
+    RETURN n;
+END
+$$;
+
+CREATE OR REPLACE FUNCTION loyalty.segment_intervals(rule jsonb) RETURNS SETOF interval
+    LANGUAGE sql IMMUTABLE STRICT PARALLEL SAFE ROWS 3
+    SET search_path = pg_catalog, pg_temp
+    AS $$
+    SELECT (q.j #>> '{}')::interval FROM jsonb_path_query(rule, 'lax $.**.inactive_for') AS q(j)
+    UNION
+    SELECT (q.j #>> '{}')::interval FROM jsonb_path_query(rule, 'lax $.**.active_within') AS q(j)
+    UNION
+    SELECT (q.j #>> '{}')::interval FROM jsonb_path_query(rule, 'lax $.**.within') AS q(j)
+$$;
+
+CREATE OR REPLACE FUNCTION loyalty.refresh_segments(full boolean DEFAULT false, as_of timestamptz DEFAULT now()) RETURNS jsonb
+    LANGUAGE plpgsql STRICT SECURITY DEFINER
+    SET search_path = pg_catalog, pg_temp
+    SET jit = off
+    AS $$
+DECLARE
+    s        record;
+    last     timestamptz;
+    late     interval := loyalty.setting_value('max_backdate')::interval;
+    cond     text;
+    entered  bigint;
+    left_    bigint;
+    total_in bigint := 0;
+    total_out bigint := 0;
+    cands    bigint := NULL;
+BEGIN
+    -- one refresh at a time (maintenance holds this lock already)
+    PERFORM pg_advisory_xact_lock(19545, 2);
+    CREATE TEMPORARY TABLE loyalty_seg_cand (customer_id bigint PRIMARY KEY) ON COMMIT DROP;
+    CREATE TEMPORARY TABLE loyalty_seg_want (customer_id bigint PRIMARY KEY) ON COMMIT DROP;
+    FOR s IN SELECT g.code, g.rule, st.rule AS old_rule, st.refreshed_at
+               FROM loyalty.segment g LEFT JOIN loyalty.segment_state st ON st.segment = g.code
+              ORDER BY g.code LOOP
+        TRUNCATE loyalty_seg_want;
+        cond := loyalty.segment_condition(s.rule, as_of);
+        IF refresh_segments.full OR s.old_rule IS DISTINCT FROM s.rule OR s.refreshed_at > as_of THEN
+            EXECUTE 'INSERT INTO loyalty_seg_want SELECT c.id FROM loyalty.customer c WHERE c.merged_into IS NULL AND ' || cond;
+            WITH gone AS (
+                DELETE FROM loyalty.segment_member m
+                 WHERE m.segment = s.code
+                   AND NOT EXISTS (SELECT 1 FROM loyalty_seg_want w WHERE w.customer_id = m.customer_id)
+                RETURNING m.customer_id)
+            INSERT INTO loyalty.event (customer_id, kind, payload)
+            SELECT customer_id, 'segment_changed',
+                   jsonb_build_object('segment', s.code, 'change', 'left', 'at', as_of) FROM gone;
+            GET DIAGNOSTICS left_ = ROW_COUNT;
+        ELSE
+            last := s.refreshed_at;
+            TRUNCATE loyalty_seg_cand;
+            INSERT INTO loyalty_seg_cand
+            SELECT p.customer_id FROM loyalty.purchase p
+             WHERE p.at >= last - late AND p.customer_id IS NOT NULL
+            UNION
+            SELECT r.customer_id FROM loyalty.refund r
+             WHERE r.at >= last - late AND r.customer_id IS NOT NULL
+            UNION
+            SELECT p.customer_id
+              FROM loyalty.segment_intervals(s.rule) AS i(len)
+              JOIN loyalty.purchase p ON p.at >= last - late - i.len AND p.at < as_of - i.len
+             WHERE p.customer_id IS NOT NULL
+            UNION
+            SELECT e.customer_id FROM loyalty.event e
+             WHERE e.kind = 'tier_changed' AND e.created_at >= last AND s.rule::text LIKE '%"tiers"%'
+            UNION
+            -- refresh_rfm writes every row with one computed_at: when the
+            -- first row is not newer, none is (no scan of all of them)
+            SELECT x.customer_id FROM loyalty.rfm x
+             WHERE x.computed_at > last AND s.rule::text LIKE '%"rfm"%'
+               AND (SELECT y.computed_at FROM loyalty.rfm y LIMIT 1) > last
+            ON CONFLICT DO NOTHING;
+            SELECT count(*) INTO cands FROM loyalty_seg_cand;
+            -- the candidates are looked up by key (= ANY of an array: index
+            -- probes whatever the planner thinks of the temporary table)
+            EXECUTE 'INSERT INTO loyalty_seg_want SELECT c.id FROM loyalty.customer c'
+                    ' WHERE c.id = ANY (ARRAY(SELECT k.customer_id FROM loyalty_seg_cand k))'
+                    ' AND c.merged_into IS NULL AND ' || cond;
+            WITH gone AS (
+                DELETE FROM loyalty.segment_member m
+                 WHERE m.segment = s.code
+                   AND m.customer_id = ANY (ARRAY(SELECT k.customer_id FROM loyalty_seg_cand k
+                                                   WHERE NOT EXISTS (SELECT 1 FROM loyalty_seg_want w
+                                                                      WHERE w.customer_id = k.customer_id)))
+                RETURNING m.customer_id)
+            INSERT INTO loyalty.event (customer_id, kind, payload)
+            SELECT customer_id, 'segment_changed',
+                   jsonb_build_object('segment', s.code, 'change', 'left', 'at', as_of) FROM gone;
+            GET DIAGNOSTICS left_ = ROW_COUNT;
+        END IF;
+        WITH came AS (
+            INSERT INTO loyalty.segment_member (segment, customer_id, since)
+            SELECT s.code, w.customer_id, as_of FROM loyalty_seg_want w
+            ON CONFLICT (segment, customer_id) DO NOTHING
+            RETURNING customer_id)
+        INSERT INTO loyalty.event (customer_id, kind, payload)
+        SELECT customer_id, 'segment_changed',
+               jsonb_build_object('segment', s.code, 'change', 'entered', 'at', as_of) FROM came;
+        GET DIAGNOSTICS entered = ROW_COUNT;
+        total_in := total_in + entered;
+        total_out := total_out + left_;
+        INSERT INTO loyalty.segment_state (segment, rule, refreshed_at) VALUES (s.code, s.rule, as_of)
+        ON CONFLICT (segment) DO UPDATE SET rule = EXCLUDED.rule, refreshed_at = EXCLUDED.refreshed_at;
+    END LOOP;
+    DROP TABLE loyalty_seg_cand;
+    DROP TABLE loyalty_seg_want;
+    RETURN jsonb_build_object('segments_entered', total_in, 'segments_left', total_out);
+END
+$$;
+
+CREATE OR REPLACE FUNCTION loyalty.kpi("from" timestamptz, "to" timestamptz, by text DEFAULT 'day')
+    RETURNS TABLE (period text, checks bigint, identified_checks bigint, identified_share numeric,
+                   revenue numeric, member_revenue_share numeric, avg_check_member numeric,
+                   avg_check_anonymous numeric, customers bigint, repeat_rate numeric,
+                   retention numeric, points_earned numeric, points_spent numeric,
+                   points_expired numeric, points_reversed numeric, redemption_rate numeric)
+    LANGUAGE plpgsql STABLE STRICT SECURITY DEFINER
+    SET search_path = pg_catalog, pg_temp
+    SET jit = off
+    AS $$
+#variable_conflict use_column
+DECLARE
+    tz   text := loyalty.setting_value('timezone');
+    unit text;
+BEGIN
+    IF by NOT IN ('day', 'week', 'month', 'store', 'channel') THEN
+        RAISE EXCEPTION 'invalid kpi grouping "%"', by
+            USING ERRCODE = '22023', DETAIL = 'Argument "by" must be day, week, month, store or channel.';
+    END IF;
+    IF "from" >= "to" THEN
+        RAISE EXCEPTION 'empty kpi period'
+            USING ERRCODE = '22023', DETAIL = 'Argument "from" must be earlier than "to".';
+    END IF;
+    unit := CASE WHEN by IN ('day', 'week', 'month') THEN by END;
+    RETURN QUERY
+    WITH p AS (
+        -- the purchases of the period and of the period before it (retention),
+        -- only the columns read below (the CTE is materialized)
+        SELECT x.customer_id, x.total - x.refunded AS paid,
+               CASE WHEN unit IS NOT NULL
+                    THEN to_char(date_trunc(unit, x.at AT TIME ZONE tz), 'YYYY-MM-DD')
+                    WHEN by = 'store' THEN coalesce(x.store, '-') ELSE x.channel END AS grp,
+               CASE WHEN unit IS NOT NULL
+                    THEN to_char(date_trunc(unit, (x.at AT TIME ZONE tz) + ('1 ' || unit)::interval), 'YYYY-MM-DD')
+                    WHEN by = 'store' THEN coalesce(x.store, '-') ELSE x.channel END AS next_grp,
+               x.at >= "from" AS current
+          FROM loyalty.purchase x
+         WHERE x.at < "to"
+           AND x.at >= CASE WHEN unit IS NULL THEN "from" - ("to" - "from")
+                            ELSE (date_trunc(unit, "from" AT TIME ZONE tz) - ('1 ' || unit)::interval) AT TIME ZONE tz END
+    ), cur AS (SELECT * FROM p WHERE p.current),
+    money AS (
+        SELECT c.grp, count(*) AS checks, count(c.customer_id) AS identified,
+               sum(c.paid) AS revenue,
+               coalesce(sum(c.paid) FILTER (WHERE c.customer_id IS NOT NULL), 0) AS member_revenue,
+               coalesce(sum(c.paid) FILTER (WHERE c.customer_id IS NULL), 0) AS anonymous_revenue,
+               count(DISTINCT c.customer_id) AS customers
+          FROM cur c GROUP BY c.grp
+    ), repeat AS (
+        SELECT b.grp, count(*) FILTER (WHERE b.n >= 2) AS repeaters
+          FROM (SELECT c.grp, c.customer_id, count(*) AS n FROM cur c
+                 WHERE c.customer_id IS NOT NULL GROUP BY c.grp, c.customer_id) b
+         GROUP BY b.grp
+    ), retained AS (
+        -- customers of the previous period (next_grp of theirs = this group)
+        -- and how many of them bought again in this one
+        SELECT q.grp, count(*) AS before, count(k.customer_id) AS again
+          FROM (SELECT DISTINCT q.next_grp AS grp, q.customer_id
+                  FROM p q
+                 WHERE q.customer_id IS NOT NULL
+                   AND CASE WHEN unit IS NOT NULL THEN q.next_grp IN (SELECT c.grp FROM cur c)
+                            ELSE NOT q.current END) q
+          LEFT JOIN (SELECT DISTINCT c.grp, c.customer_id FROM cur c
+                      WHERE c.customer_id IS NOT NULL) k
+            ON k.grp = q.grp AND k.customer_id = q.customer_id
+         GROUP BY q.grp
+    ), points AS (
+        -- the entries of the period (ledger_entry_at_idx); the purchase of
+        -- each is looked up by its key only when grouping by store or channel
+        SELECT CASE WHEN unit IS NOT NULL
+                    THEN to_char(date_trunc(unit, e.at AT TIME ZONE tz), 'YYYY-MM-DD')
+                    WHEN by = 'store'
+                    THEN coalesce((SELECT pu.store FROM loyalty.purchase pu
+                                    WHERE pu.operation_id = coalesce(e.ref_operation_id, e.operation_id)), '-')
+                    ELSE coalesce((SELECT pu.channel FROM loyalty.purchase pu
+                                    WHERE pu.operation_id = coalesce(e.ref_operation_id, e.operation_id)), '-') END AS grp,
+               coalesce(sum(e.points) FILTER (WHERE e.kind = 'earn'), 0) AS earned,
+               -coalesce(sum(e.points) FILTER (WHERE e.kind IN ('spend', 'return')), 0) AS spent,
+               -coalesce(sum(e.points) FILTER (WHERE e.kind = 'expire'), 0) AS expired,
+               -coalesce(sum(e.points) FILTER (WHERE e.kind = 'reverse'), 0) AS reversed
+          FROM loyalty.ledger_entry e
+         WHERE e.at >= "from" AND e.at < "to"
+         GROUP BY 1
+    )
+    SELECT g.grp, coalesce(m.checks, 0), coalesce(m.identified, 0),
+           round(m.identified::numeric / nullif(m.checks, 0), 4),
+           coalesce(m.revenue, 0),
+           round(m.member_revenue / nullif(m.revenue, 0), 4),
+           round(m.member_revenue / nullif(m.identified, 0), 2),
+           round(m.anonymous_revenue / nullif(m.checks - m.identified, 0), 2),
+           coalesce(m.customers, 0),
+           round(r.repeaters::numeric / nullif(m.customers, 0), 4),
+           round(t.again::numeric / nullif(t.before, 0), 4),
+           coalesce(pt.earned, 0), coalesce(pt.spent, 0), coalesce(pt.expired, 0), coalesce(pt.reversed, 0),
+           round(pt.spent / nullif(pt.earned, 0), 4)
+      FROM (SELECT grp FROM money UNION SELECT grp FROM points) g
+      LEFT JOIN money m ON m.grp = g.grp
+      LEFT JOIN repeat r ON r.grp = g.grp
+      LEFT JOIN retained t ON t.grp = g.grp
+      LEFT JOIN points pt ON pt.grp = g.grp
+     ORDER BY g.grp;
+END
+$$;
+
+CREATE OR REPLACE FUNCTION loyalty.points_liability(as_of timestamptz DEFAULT now())
+    RETURNS TABLE (account text, expiry_month text, available numeric, pending numeric,
+                   negative numeric, points numeric, money numeric)
+    LANGUAGE sql STABLE STRICT SECURITY DEFINER
+    SET search_path = pg_catalog, pg_temp
+    SET jit = off
+    AS $$
+    WITH later AS (
+        -- a lot's remaining is the sum of its entries (verify_ledger): as of
+        -- the moment it is its remaining less the entries after the moment,
+        -- found through ledger_entry_at_idx (few unless the moment is old)
+        -- (of the lots counted only: a grant after the moment adds nothing)
+        SELECT y.lot_id, sum(y.points) AS points
+          FROM loyalty.ledger_entry y
+         WHERE y.at > as_of
+           AND y.lot_id IN (SELECT x.id FROM loyalty.lot x
+                             WHERE x.earned_at <= as_of
+                               AND (x.expires_at IS NULL OR x.expires_at > as_of OR x.amount < 0))
+         GROUP BY y.lot_id
+    ), l AS (
+        SELECT x.account, x.available_at, x.expires_at, x.remaining - coalesce(a.points, 0) AS remaining
+          FROM loyalty.lot x LEFT JOIN later a ON a.lot_id = x.id
+         WHERE x.earned_at <= as_of AND (x.expires_at IS NULL OR x.expires_at > as_of OR x.amount < 0)
+    ), g AS (
+        -- grouped by the expiry's month first, the month's text once a group;
+        -- the settings read once (an InitPlan), not once a lot
+        SELECT l.account, date_trunc('month', l.expires_at AT TIME ZONE (SELECT loyalty.setting_value('timezone'))) AS month,
+               sum(l.remaining) FILTER (WHERE l.remaining > 0 AND l.available_at <= as_of) AS available,
+               sum(l.remaining) FILTER (WHERE l.remaining > 0 AND l.available_at > as_of) AS pending,
+               sum(l.remaining) FILTER (WHERE l.remaining < 0) AS negative,
+               sum(l.remaining) AS points
+          FROM l
+         WHERE l.remaining <> 0
+         GROUP BY 1, 2
+    )
+    SELECT g.account, to_char(g.month, 'YYYY-MM'), g.available, g.pending, g.negative, g.points,
+           round(g.points * (SELECT loyalty.setting_value('point_value')::numeric), 2)
+      FROM g
+     ORDER BY 1, 2 NULLS LAST
+$$;
+
+
 -- Issue 20 round 2: the router's strict idempotency in one round trip, and
 -- the calls it routes for plastic cards, moved customers and campaign
 -- grants.  loyalty.api takes an optional "claim" (the operation id's claim

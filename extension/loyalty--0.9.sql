@@ -1271,6 +1271,9 @@ CREATE INDEX ledger_entry_customer_idx ON loyalty.ledger_entry (customer_id, id)
 CREATE INDEX ledger_entry_operation_idx ON loyalty.ledger_entry (operation_id, account);
 
 CREATE INDEX ledger_entry_ref_idx ON loyalty.ledger_entry (ref_operation_id, account) WHERE (ref_operation_id IS NOT NULL);
+
+-- kpi reads a period's entries, points_liability those after its moment
+CREATE INDEX ledger_entry_at_idx ON loyalty.ledger_entry (at);
 COMMENT ON TABLE loyalty.ledger_entry IS
     'Append-only: every movement of points (earn, spend, expire, reverse, return, debt, repay, adjust)';
 COMMENT ON COLUMN loyalty.ledger_entry.ref_operation_id IS
@@ -2359,16 +2362,23 @@ COMMENT ON TABLE loyalty.rfm IS
 CREATE FUNCTION loyalty.refresh_rfm(as_of timestamptz DEFAULT now()) RETURNS bigint
     LANGUAGE plpgsql STRICT SECURITY DEFINER
     SET search_path = pg_catalog, pg_temp
+    SET jit = off
     AS $$
 DECLARE
     win  interval := loyalty.setting_value('rfm_window')::interval;
     n    bigint;
+    rx   text;
+    fx   text;
+    mx   text;
+    boxes text;
 BEGIN
     CREATE TEMPORARY TABLE IF NOT EXISTS loyalty_rfm_facts (
         customer_id bigint PRIMARY KEY, last_at timestamptz,
         frequency integer, monetary numeric(14,2)) ON COMMIT DROP;
     TRUNCATE loyalty_rfm_facts;
-    -- one pass over the purchases of identified customers before the moment
+    -- one pass over the purchases of identified customers before the moment,
+    -- the refunds before it summed per purchase once (a hash join, not a
+    -- probe per purchase)
     INSERT INTO loyalty_rfm_facts
     SELECT coalesce(c.merged_into, c.id),
            max(p.at) FILTER (WHERE NOT coalesce(x.ended, false)),
@@ -2376,9 +2386,10 @@ BEGIN
            coalesce(sum(p.total - coalesce(x.back, 0)) FILTER (WHERE p.at >= as_of - win), 0)
       FROM loyalty.purchase p
       JOIN loyalty.customer c ON c.id = p.customer_id
-      LEFT JOIN LATERAL (SELECT sum(r.amount) AS back, bool_or(r.full_refund) AS ended
-                           FROM loyalty.refund r
-                          WHERE r.purchase = p.operation_id AND r.at < as_of) x ON true
+      LEFT JOIN (SELECT r.purchase, sum(r.amount) AS back, bool_or(r.full_refund) AS ended
+                   FROM loyalty.refund r
+                  WHERE r.at < as_of
+                  GROUP BY r.purchase) x ON x.purchase = p.operation_id
      WHERE p.at < as_of
      GROUP BY 1;
     ANALYZE loyalty_rfm_facts;
@@ -2406,38 +2417,47 @@ BEGIN
          WHERE q.qs IS NOT NULL;
     END IF;
 
+    -- The thresholds and the named boxes are a few rows: written into the
+    -- statement as constants (a score is the highest whose bounds hold, 1 if
+    -- none does; a box the first by rank), so that scoring a customer is
+    -- expression evaluation, not subqueries per customer.
+    SELECT coalesce(string_agg(format('CASE WHEN (%1$L::numeric IS NULL OR %%1$s > %1$L::numeric)'
+                                      ' AND (%2$L::numeric IS NULL OR %%1$s <= %2$L::numeric) THEN %3$s END',
+                                      t.lower, t.upper, t.score), ', ') FILTER (WHERE t.dimension = 'r'), 'NULL::integer'),
+           coalesce(string_agg(format('CASE WHEN (%1$L::numeric IS NULL OR %%1$s > %1$L::numeric)'
+                                      ' AND (%2$L::numeric IS NULL OR %%1$s <= %2$L::numeric) THEN %3$s END',
+                                      t.lower, t.upper, t.score), ', ') FILTER (WHERE t.dimension = 'f'), 'NULL::integer'),
+           coalesce(string_agg(format('CASE WHEN (%1$L::numeric IS NULL OR %%1$s > %1$L::numeric)'
+                                      ' AND (%2$L::numeric IS NULL OR %%1$s <= %2$L::numeric) THEN %3$s END',
+                                      t.lower, t.upper, t.score), ', ') FILTER (WHERE t.dimension = 'm'), 'NULL::integer')
+      INTO rx, fx, mx
+      FROM loyalty.rfm_threshold t;
+    SELECT string_agg(format('WHEN s.r BETWEEN %s AND %s AND s.f BETWEEN %s AND %s AND s.m BETWEEN %s AND %s THEN %L',
+                             b.r_min, b.r_max, b.f_min, b.f_max, b.m_min, b.m_max, b.code), ' ' ORDER BY b.rank)
+      INTO boxes
+      FROM loyalty.rfm_segment b;
+
     DELETE FROM loyalty.rfm;
+    EXECUTE format($q$
     INSERT INTO loyalty.rfm (customer_id, recency_days, frequency, monetary, r, f, m, segment, computed_at)
-    SELECT c.id, v.recency, coalesce(x.frequency, 0), coalesce(x.monetary, 0),
-           sc.r, sc.f, sc.m,
-           CASE WHEN x.last_at IS NULL THEN 'prospect'
-                WHEN x.frequency = 0 THEN 'lost'
-                ELSE coalesce((SELECT b.code FROM loyalty.rfm_segment b
-                                WHERE sc.r BETWEEN b.r_min AND b.r_max
-                                  AND sc.f BETWEEN b.f_min AND b.f_max
-                                  AND sc.m BETWEEN b.m_min AND b.m_max
-                                ORDER BY b.rank LIMIT 1), 'lost') END,
-           as_of
-      FROM loyalty.customer c
-      LEFT JOIN loyalty_rfm_facts x ON x.customer_id = c.id
-      CROSS JOIN LATERAL (SELECT floor(extract(epoch FROM as_of - x.last_at) / 86400)::integer AS recency) v
-      CROSS JOIN LATERAL (
-          SELECT (SELECT coalesce(max(t.score), CASE WHEN x.frequency > 0 THEN 1 END)
-                    FROM loyalty.rfm_threshold t
-                   WHERE x.frequency > 0 AND t.dimension = 'r'
-                     AND (t.lower IS NULL OR v.recency > t.lower)
-                     AND (t.upper IS NULL OR v.recency <= t.upper)) AS r,
-                 (SELECT coalesce(max(t.score), CASE WHEN x.frequency > 0 THEN 1 END)
-                    FROM loyalty.rfm_threshold t
-                   WHERE x.frequency > 0 AND t.dimension = 'f'
-                     AND (t.lower IS NULL OR x.frequency > t.lower)
-                     AND (t.upper IS NULL OR x.frequency <= t.upper)) AS f,
-                 (SELECT coalesce(max(t.score), CASE WHEN x.frequency > 0 THEN 1 END)
-                    FROM loyalty.rfm_threshold t
-                   WHERE x.frequency > 0 AND t.dimension = 'm'
-                     AND (t.lower IS NULL OR x.monetary > t.lower)
-                     AND (t.upper IS NULL OR x.monetary <= t.upper)) AS m) sc
-     WHERE c.merged_into IS NULL;
+    SELECT s.id, s.recency, coalesce(s.frequency, 0), coalesce(s.monetary, 0), s.r, s.f, s.m,
+           CASE WHEN s.last_at IS NULL THEN 'prospect'
+                WHEN s.frequency = 0 THEN 'lost'
+                ELSE %s END,
+           $1
+      FROM (SELECT c.id, x.last_at, x.frequency, x.monetary, v.recency,
+                   CASE WHEN x.frequency > 0 THEN coalesce(greatest(%s), 1) END AS r,
+                   CASE WHEN x.frequency > 0 THEN coalesce(greatest(%s), 1) END AS f,
+                   CASE WHEN x.frequency > 0 THEN coalesce(greatest(%s), 1) END AS m
+              FROM loyalty.customer c
+              LEFT JOIN loyalty_rfm_facts x ON x.customer_id = c.id
+              CROSS JOIN LATERAL (SELECT floor(extract(epoch FROM $1 - x.last_at) / 86400)::integer AS recency) v
+             WHERE c.merged_into IS NULL
+            OFFSET 0) s
+    $q$,
+        coalesce('CASE ' || boxes || ' ELSE ''lost'' END', '''lost'''),
+        format(rx, 'v.recency'), format(fx, 'x.frequency'), format(mx, 'x.monetary'))
+    USING as_of;
     GET DIAGNOSTICS n = ROW_COUNT;
     DROP TABLE loyalty_rfm_facts;
     RETURN n;
@@ -2580,7 +2600,7 @@ COMMENT ON FUNCTION loyalty.segment_condition(rule jsonb, as_of timestamp with t
     'The SQL condition on customer c of a (validated) segment rule as of a moment';
 
 CREATE FUNCTION loyalty.segment_intervals(rule jsonb) RETURNS SETOF interval
-    LANGUAGE sql IMMUTABLE STRICT PARALLEL SAFE
+    LANGUAGE sql IMMUTABLE STRICT PARALLEL SAFE ROWS 3
     SET search_path = pg_catalog, pg_temp
     AS $$
     SELECT (q.j #>> '{}')::interval FROM jsonb_path_query(rule, 'lax $.**.inactive_for') AS q(j)
@@ -2595,6 +2615,7 @@ COMMENT ON FUNCTION loyalty.segment_intervals(rule jsonb) IS
 CREATE FUNCTION loyalty.refresh_segments(full boolean DEFAULT false, as_of timestamptz DEFAULT now()) RETURNS jsonb
     LANGUAGE plpgsql STRICT SECURITY DEFINER
     SET search_path = pg_catalog, pg_temp
+    SET jit = off
     AS $$
 DECLARE
     s        record;
@@ -2645,17 +2666,24 @@ BEGIN
             SELECT e.customer_id FROM loyalty.event e
              WHERE e.kind = 'tier_changed' AND e.created_at >= last AND s.rule::text LIKE '%"tiers"%'
             UNION
+            -- refresh_rfm writes every row with one computed_at: when the
+            -- first row is not newer, none is (no scan of all of them)
             SELECT x.customer_id FROM loyalty.rfm x
              WHERE x.computed_at > last AND s.rule::text LIKE '%"rfm"%'
+               AND (SELECT y.computed_at FROM loyalty.rfm y LIMIT 1) > last
             ON CONFLICT DO NOTHING;
             SELECT count(*) INTO cands FROM loyalty_seg_cand;
-            EXECUTE 'INSERT INTO loyalty_seg_want SELECT c.id FROM loyalty_seg_cand k JOIN loyalty.customer c ON c.id = k.customer_id'
-                    ' WHERE c.merged_into IS NULL AND ' || cond;
+            -- the candidates are looked up by key (= ANY of an array: index
+            -- probes whatever the planner thinks of the temporary table)
+            EXECUTE 'INSERT INTO loyalty_seg_want SELECT c.id FROM loyalty.customer c'
+                    ' WHERE c.id = ANY (ARRAY(SELECT k.customer_id FROM loyalty_seg_cand k))'
+                    ' AND c.merged_into IS NULL AND ' || cond;
             WITH gone AS (
                 DELETE FROM loyalty.segment_member m
-                 USING loyalty_seg_cand k
-                 WHERE m.segment = s.code AND m.customer_id = k.customer_id
-                   AND NOT EXISTS (SELECT 1 FROM loyalty_seg_want w WHERE w.customer_id = m.customer_id)
+                 WHERE m.segment = s.code
+                   AND m.customer_id = ANY (ARRAY(SELECT k.customer_id FROM loyalty_seg_cand k
+                                                   WHERE NOT EXISTS (SELECT 1 FROM loyalty_seg_want w
+                                                                      WHERE w.customer_id = k.customer_id)))
                 RETURNING m.customer_id)
             INSERT INTO loyalty.event (customer_id, kind, payload)
             SELECT customer_id, 'segment_changed',
@@ -2878,6 +2906,7 @@ CREATE FUNCTION loyalty.kpi("from" timestamptz, "to" timestamptz, by text DEFAUL
                    points_expired numeric, points_reversed numeric, redemption_rate numeric)
     LANGUAGE plpgsql STABLE STRICT SECURITY DEFINER
     SET search_path = pg_catalog, pg_temp
+    SET jit = off
     AS $$
 #variable_conflict use_column
 DECLARE
@@ -2895,8 +2924,9 @@ BEGIN
     unit := CASE WHEN by IN ('day', 'week', 'month') THEN by END;
     RETURN QUERY
     WITH p AS (
-        -- the purchases of the period and of the period before it (retention)
-        SELECT x.*, x.total - x.refunded AS paid,
+        -- the purchases of the period and of the period before it (retention),
+        -- only the columns read below (the CTE is materialized)
+        SELECT x.customer_id, x.total - x.refunded AS paid,
                CASE WHEN unit IS NOT NULL
                     THEN to_char(date_trunc(unit, x.at AT TIME ZONE tz), 'YYYY-MM-DD')
                     WHEN by = 'store' THEN coalesce(x.store, '-') ELSE x.channel END AS grp,
@@ -2935,15 +2965,20 @@ BEGIN
             ON k.grp = q.grp AND k.customer_id = q.customer_id
          GROUP BY q.grp
     ), points AS (
+        -- the entries of the period (ledger_entry_at_idx); the purchase of
+        -- each is looked up by its key only when grouping by store or channel
         SELECT CASE WHEN unit IS NOT NULL
                     THEN to_char(date_trunc(unit, e.at AT TIME ZONE tz), 'YYYY-MM-DD')
-                    WHEN by = 'store' THEN coalesce(pu.store, '-') ELSE coalesce(pu.channel, '-') END AS grp,
+                    WHEN by = 'store'
+                    THEN coalesce((SELECT pu.store FROM loyalty.purchase pu
+                                    WHERE pu.operation_id = coalesce(e.ref_operation_id, e.operation_id)), '-')
+                    ELSE coalesce((SELECT pu.channel FROM loyalty.purchase pu
+                                    WHERE pu.operation_id = coalesce(e.ref_operation_id, e.operation_id)), '-') END AS grp,
                coalesce(sum(e.points) FILTER (WHERE e.kind = 'earn'), 0) AS earned,
                -coalesce(sum(e.points) FILTER (WHERE e.kind IN ('spend', 'return')), 0) AS spent,
                -coalesce(sum(e.points) FILTER (WHERE e.kind = 'expire'), 0) AS expired,
                -coalesce(sum(e.points) FILTER (WHERE e.kind = 'reverse'), 0) AS reversed
           FROM loyalty.ledger_entry e
-          LEFT JOIN loyalty.purchase pu ON pu.operation_id = coalesce(e.ref_operation_id, e.operation_id)
          WHERE e.at >= "from" AND e.at < "to"
          GROUP BY 1
     )
@@ -2981,26 +3016,39 @@ CREATE FUNCTION loyalty.points_liability(as_of timestamptz DEFAULT now())
                    negative numeric, points numeric, money numeric)
     LANGUAGE sql STABLE STRICT SECURITY DEFINER
     SET search_path = pg_catalog, pg_temp
+    SET jit = off
     AS $$
-    WITH e AS (
-        -- one pass over the entries up to the moment (no index by lot needed)
-        SELECT y.lot_id, sum(y.points) AS remaining
-          FROM loyalty.ledger_entry y WHERE y.at <= as_of GROUP BY y.lot_id
+    WITH later AS (
+        -- a lot's remaining is the sum of its entries (verify_ledger): as of
+        -- the moment it is its remaining less the entries after the moment,
+        -- found through ledger_entry_at_idx (few unless the moment is old)
+        -- (of the lots counted only: a grant after the moment adds nothing)
+        SELECT y.lot_id, sum(y.points) AS points
+          FROM loyalty.ledger_entry y
+         WHERE y.at > as_of
+           AND y.lot_id IN (SELECT x.id FROM loyalty.lot x
+                             WHERE x.earned_at <= as_of
+                               AND (x.expires_at IS NULL OR x.expires_at > as_of OR x.amount < 0))
+         GROUP BY y.lot_id
     ), l AS (
-        SELECT x.account, x.available_at, x.expires_at, e.remaining
-          FROM loyalty.lot x JOIN e ON e.lot_id = x.id
+        SELECT x.account, x.available_at, x.expires_at, x.remaining - coalesce(a.points, 0) AS remaining
+          FROM loyalty.lot x LEFT JOIN later a ON a.lot_id = x.id
          WHERE x.earned_at <= as_of AND (x.expires_at IS NULL OR x.expires_at > as_of OR x.amount < 0)
+    ), g AS (
+        -- grouped by the expiry's month first, the month's text once a group;
+        -- the settings read once (an InitPlan), not once a lot
+        SELECT l.account, date_trunc('month', l.expires_at AT TIME ZONE (SELECT loyalty.setting_value('timezone'))) AS month,
+               sum(l.remaining) FILTER (WHERE l.remaining > 0 AND l.available_at <= as_of) AS available,
+               sum(l.remaining) FILTER (WHERE l.remaining > 0 AND l.available_at > as_of) AS pending,
+               sum(l.remaining) FILTER (WHERE l.remaining < 0) AS negative,
+               sum(l.remaining) AS points
+          FROM l
+         WHERE l.remaining <> 0
+         GROUP BY 1, 2
     )
-    SELECT l.account,
-           to_char(l.expires_at AT TIME ZONE loyalty.setting_value('timezone'), 'YYYY-MM'),
-           sum(l.remaining) FILTER (WHERE l.remaining > 0 AND l.available_at <= as_of),
-           sum(l.remaining) FILTER (WHERE l.remaining > 0 AND l.available_at > as_of),
-           sum(l.remaining) FILTER (WHERE l.remaining < 0),
-           sum(l.remaining),
-           round(sum(l.remaining) * loyalty.setting_value('point_value')::numeric, 2)
-      FROM l
-     WHERE l.remaining <> 0
-     GROUP BY 1, 2
+    SELECT g.account, to_char(g.month, 'YYYY-MM'), g.available, g.pending, g.negative, g.points,
+           round(g.points * (SELECT loyalty.setting_value('point_value')::numeric), 2)
+      FROM g
      ORDER BY 1, 2 NULLS LAST
 $$;
 COMMENT ON FUNCTION loyalty.points_liability(as_of timestamp with time zone) IS

@@ -53,3 +53,21 @@ SELECT loyalty.calculate('{"lines": [{"sku": "A", "qty": 1}]}') -> 'totals' ->> 
 -- the full refund of the captured purchase gives its 100.00 back
 SELECT loyalty.refund('{"operation_id": "R-2", "purchase": "K-2", "lines": [{"index": 0, "qty": 1}]}') IS NOT NULL AS refunded;
 SELECT * FROM pg_temp.budget();
+
+-- A capture takes from a budget no more than its hold took (a hold capped
+-- by a nearly spent budget stays capped when another order's release
+-- refills it).  A fresh budget of 150.00 makes the numbers plain.
+UPDATE loyalty.promotion SET budget = 150 WHERE code = 'B20';
+UPDATE loyalty.promotion_usage SET given = 0 WHERE promotion = 'B20';
+-- W-4 holds one A: 20% of 500.00 = 100.00 taken, 50.00 left
+SELECT loyalty.order_hold('{"operation_id": "H-4", "order_id": "W-4", "customer": "id:1", "channel": "web", "lines": [{"sku": "A", "qty": 1}]}') -> 'totals' ->> 'discount' AS held_discount;
+-- W-5 holds one A: only 50.00 left, so its discount is capped at 50.00
+SELECT loyalty.order_hold('{"operation_id": "H-5", "order_id": "W-5", "customer": "id:1", "channel": "web", "lines": [{"sku": "A", "qty": 1}]}') -> 'totals' ->> 'discount' AS held_discount_capped;
+SELECT * FROM pg_temp.budget();
+-- W-4 is cancelled: 100.00 back, 100.00 left in the budget
+SELECT loyalty.order_cancel('{"operation_id": "C-4", "order_id": "W-4"}') ->> 'state' AS cancelled;
+-- W-5's capture prices what was held: 50.00 off (total 450.00), not the
+-- 100.00 the budget would now allow (which failed with LY007 before)
+SELECT loyalty.order_capture('{"operation_id": "K-5", "order_id": "W-5"}') -> 'totals' ->> 'total' AS captured_total;
+SELECT * FROM pg_temp.budget();
+SELECT count(*) AS ledger_problems FROM loyalty.verify_ledger();

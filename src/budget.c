@@ -42,6 +42,7 @@ static SPIPlanPtr record_plan = NULL;
 static SPIPlanPtr unclaim_plan = NULL;
 static SPIPlanPtr claims_plan = NULL;
 static SPIPlanPtr forget_plan = NULL;
+static SPIPlanPtr held_plan = NULL;
 
 /*
  * budget_read returns the money left of each budget and the points left of
@@ -274,4 +275,54 @@ budget_release(ConfigCache *cfg, const char *operation_id)
 			done[k] = true;
 			take_back(codes[k], given[k], points[k], operation_id);
 		}
+}
+
+/* budget_held reads what a hold took from the budgets (see budget.h). */
+int64 *
+budget_held(ConfigCache *cfg, const char *operation_id, int64 **points)
+{
+	Oid			types[1] = {TEXTOID};
+	Datum		values[1] = {CStringGetTextDatum(operation_id)};
+	int64	   *given;
+	int64	   *pts;
+	uint64		row;
+
+	*points = NULL;
+	if (!cfg->any_budget)
+		return NULL;
+	given = palloc0(sizeof(int64) * Max(cfg->npromotions, 1));
+	pts = palloc0(sizeof(int64) * Max(cfg->npromotions, 1));
+	spi_exec(saved_plan(&held_plan,
+						"SELECT promotion, given, points FROM loyalty.promotion_budget_claim"
+						" WHERE operation_id = $1", 1, types),
+			 values, NULL, true, 0);
+	for (row = 0; row < SPI_processed; row++)
+	{
+		char	   *code = spi_text(row, 1, CurrentMemoryContext);
+
+		CHECK_FOR_INTERRUPTS();
+		for (int i = 0; i < cfg->npromotions; i++)
+			if (strcmp(cfg->promotions[i].code, code) == 0)
+			{
+				given[i] = spi_scaled(row, 2, 2, 0);
+				pts[i] = spi_scaled(row, 3, 2, 0);
+				break;
+			}
+	}
+	*points = pts;
+	return given;
+}
+
+/* budget_cap_held lowers the budgets left to a hold's takes (see budget.h). */
+void
+budget_cap_held(ConfigCache *cfg, int64 *left, int64 *points_left,
+				const int64 *held, const int64 *held_points)
+{
+	for (int i = 0; i < cfg->npromotions; i++)
+	{
+		if (left != NULL && left[i] >= 0)
+			left[i] = Min(left[i], held[i]);
+		if (points_left != NULL && points_left[i] >= 0)
+			points_left[i] = Min(points_left[i], held_points[i]);
+	}
 }

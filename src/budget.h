@@ -41,4 +41,19 @@ extern void budget_unclaim(CheckResult *r, const char *operation_id);
  */
 extern void budget_release(ConfigCache *cfg, const char *operation_id);
 
+/*
+ * budget_held returns, by cache index, the money each promotion's budget
+ * gave to operation_id (a held order's hold), and sets *points to the
+ * points likewise: what a capture may take at most, so that it prices what
+ * was held; NULL when no promotion has a budget.
+ */
+extern int64 *budget_held(ConfigCache *cfg, const char *operation_id, int64 **points);
+
+/*
+ * budget_cap_held lowers what is left of each budget (left, points_left,
+ * from budget_read) to what the hold took (held, held_points).
+ */
+extern void budget_cap_held(ConfigCache *cfg, int64 *left, int64 *points_left,
+							const int64 *held, const int64 *held_points);
+
 #endif							/* LOYALTY_BUDGET_H */

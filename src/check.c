@@ -51,6 +51,9 @@ check_validity_end(CheckResult *r, const Validity *v, bool *has_end)
 		case VALIDITY_INTERVAL:
 			return clock_add_interval(r->issue_at, &v->interval, r->tz);
 		case VALIDITY_END_OF_MONTH:
+			/* the same for everything the check issues: computed once */
+			if (r->has_month_end)
+				return r->month_end;
 			if (timestamp2tm(r->issue_at, &tzoff, &tm, &fsec, NULL, r->tz) != 0)
 				elog(ERROR, "timestamp out of range");
 			tm.tm_mday = 1;
@@ -63,6 +66,8 @@ check_validity_end(CheckResult *r, const Validity *v, bool *has_end)
 			tzoff = DetermineTimeZoneOffset(&tm, r->tz);
 			if (tm2timestamp(&tm, 0, &tzoff, &result) != 0)
 				elog(ERROR, "timestamp out of range");
+			r->month_end = result;
+			r->has_month_end = true;
 			return result;
 		case VALIDITY_DEFAULT:
 			break;

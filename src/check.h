@@ -280,6 +280,9 @@ typedef struct CheckResult
 	 */
 	const int  *key_lines;
 	int			nkey_lines;
+	/* check_validity_end's "end_of_month" for issue_at, once computed */
+	bool		has_month_end;
+	TimestampTz month_end;
 	/* totals, minor units */
 	int64		amount;
 	int64		discount;

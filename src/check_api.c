@@ -152,6 +152,9 @@ purchase_price(ConfigCache *cfg, CheckRequest *req, CustomerInfo *cust)
 	 */
 	in = check_load(cfg, req, cust, ENGINE_CHECK);
 	excluded = palloc0(sizeof(bool) * Max(cfg->npromotions, 1));
+	/* a held order's capture: limited promotions the hold did not count */
+	if (req->held_out != NULL)
+		memcpy(excluded, req->held_out, sizeof(bool) * cfg->npromotions);
 	for (;;)
 	{
 		int			failed;

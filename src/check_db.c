@@ -483,7 +483,11 @@ check_customer_locked(ConfigCache *cfg, CheckRequest *req)
  * ---------------------------------------------------------------------
  */
 
-/* check_usage reads the global uses of limited promotions (see header). */
+/*
+ * check_usage reads the global uses of limited promotions (see header).
+ * Only the promotions on the cache's list of limited ones are visited, so
+ * a check costs nothing per promotion without a usage limit.
+ */
 int64 *
 check_usage(ConfigCache *cfg)
 {
@@ -491,25 +495,23 @@ check_usage(ConfigCache *cfg)
 	Datum	   *codes;
 	Datum		values[1];
 	int64	   *usage;
-	int			n = 0;
+	int			n = cfg->nusage_limited;
 	int			i;
 	uint64		r;
 
 	if (!cfg->any_usage_limit)
 		return NULL;
+	/* -1 (all bits set): no limit; the limited ones start at 0 */
 	usage = palloc(sizeof(int64) * cfg->npromotions);
-	codes = palloc(sizeof(Datum) * cfg->npromotions);
-	for (i = 0; i < cfg->npromotions; i++)
-	{
-		usage[i] = -1;
-		if (cfg->promotions[i].usage_limit > 0)
-		{
-			usage[i] = 0;
-			codes[n++] = CStringGetTextDatum(cfg->promotions[i].code);
-		}
-	}
+	memset(usage, 0xFF, sizeof(int64) * cfg->npromotions);
 	if (n == 0)
 		return usage;
+	codes = palloc(sizeof(Datum) * n);
+	for (i = 0; i < n; i++)
+	{
+		usage[cfg->usage_limited[i]] = 0;
+		codes[i] = CStringGetTextDatum(cfg->promotions[cfg->usage_limited[i]].code);
+	}
 	values[0] = PointerGetDatum(construct_array(codes, n, TEXTOID, -1, false, TYPALIGN_INT));
 	spi_exec(saved_plan(&usage_plan,
 					 "SELECT u.promotion, u.uses, q.quota FROM loyalty.promotion_usage u"
@@ -523,20 +525,24 @@ check_usage(ConfigCache *cfg)
 		int64		quota = spi_int4(r, 3, -1);
 
 		CHECK_FOR_INTERRUPTS();
-		for (i = 0; i < cfg->npromotions; i++)
-			if (strcmp(cfg->promotions[i].code, code) == 0)
+		for (i = 0; i < n; i++)
+		{
+			int			k = cfg->usage_limited[i];
+
+			if (strcmp(cfg->promotions[k].code, code) == 0)
 			{
-				int64		limit = cfg->promotions[i].usage_limit;
+				int64		limit = cfg->promotions[k].usage_limit;
 
 				/*
 				 * This node's quota of a sharded limit (issue 20): the engine
 				 * compares uses with the limit, so the part of the limit that
 				 * is other nodes' counts as used here.
 				 */
-				usage[i] = uses;
+				usage[k] = uses;
 				if (quota >= 0 && quota < limit)
-					usage[i] += limit - quota;
+					usage[k] += limit - quota;
 			}
+		}
 	}
 	return usage;
 }

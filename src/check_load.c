@@ -131,7 +131,17 @@ check_load(ConfigCache *cfg, CheckRequest *req, CustomerInfo *cust,
 	if (mode != ENGINE_CHECK)
 		return in;
 	in->usage = check_usage(cfg);
-	in->budget_left = budget_read(cfg, &in->points_left);
+	{
+		const int64 *points_left;
+		int64	   *left = budget_read(cfg, &points_left);
+
+		/* a held order's capture takes no more than the hold took */
+		if (left != NULL && req->held_given != NULL)
+			budget_cap_held(cfg, left, (int64 *) points_left,
+							req->held_given, req->held_points);
+		in->budget_left = left;
+		in->points_left = points_left;
+	}
 	coupons_read(in);
 	if (cust->identified && cust->has_balances)
 	{

@@ -235,6 +235,33 @@ namelist_column(uint64 r, int i)
 	return list;
 }
 
+/*
+ * namelist_datum is namelist_column for a text[] value already taken out
+ * of its row (load_promotions deforms each row once).
+ */
+static NameList *
+namelist_datum(Datum d, bool isnull)
+{
+	Datum	   *elems;
+	bool	   *nulls;
+	int			n,
+				k;
+	NameList   *list;
+
+	if (isnull)
+		return NULL;
+	deconstruct_array(DatumGetArrayTypeP(d), TEXTOID, -1, false, TYPALIGN_INT,
+					  &elems, &nulls, &n);
+	list = palloc(sizeof(NameList));
+	list->items = palloc(sizeof(char *) * Max(n, 1));
+	list->count = 0;
+	for (k = 0; k < n; k++)
+		if (!nulls[k])
+			list->items[list->count++] = TextDatumGetCString(elems[k]);
+	qsort(list->items, list->count, sizeof(char *), cstring_cmp);
+	return list;
+}
+
 /* namelist_has tells whether name is in the list. */
 bool
 namelist_has(const NameList *list, const char *name)
@@ -565,25 +592,73 @@ typedef struct GroupEntry
 	"ORDER BY priority, code COLLATE \"C\""
 
 /*
+ * column_scaled is spi_scaled for a numeric value taken out of its row, in
+ * hundredths (0 when NULL).
+ */
+static int64
+column_scaled(Datum d, bool isnull)
+{
+	int64		v;
+
+	if (isnull)
+		return 0;
+	if (!numeric_to_scaled(DatumGetNumeric(d), 2, &v))
+		elog(ERROR, "stored amount out of range in a promotion");
+	return v;
+}
+
+/* A promotion row's place in (priority, code) order (load_promotions). */
+typedef struct PromoOrder
+{
+	int32		priority;
+	const char *code;
+	uint64		row;
+} PromoOrder;
+
+/* promo_order_cmp orders by priority, then code bytewise, for qsort. */
+static int
+promo_order_cmp(const void *a, const void *b)
+{
+	const PromoOrder *x = a;
+	const PromoOrder *y = b;
+
+	if (x->priority != y->priority)
+		return x->priority < y->priority ? -1 : 1;
+	return strcmp(x->code, y->code);
+}
+
+/*
  * load_promotions reads and parses the enabled promotions, in order; with
  * candidates (not NULL), those of a candidate configuration instead.
+ *
+ * The order (priority, then code bytewise) is made here, not by the query:
+ * sorting the wide rows (rules, scopes) in the executor cost more than the
+ * rest of the read at thousands of promotions.  Each row is deformed once
+ * (heap_deform_tuple) and its columns read from that, not one
+ * SPI_getbinval each: past the first variable-width column every such call
+ * walks the row from its start.
  */
 static void
 load_promotions(ConfigCache *c, Jsonb *candidates, Datum disable)
 {
 	uint64		nrows;
-	uint64		r;
+	uint64		k;
 	int			capacity = 16;
 	HTAB	   *groups;
 	HASHCTL		ctl;
+	PromoOrder *order;
+	int			width;
+	Datum	   *cols;
+	bool	   *nulls;
+	Datum	   *col;
+	bool	   *null;
 
 	if (candidates == NULL)
 		nrows = spi_query("SELECT code, name, mechanic, rule, priority, grp, exclusive, "
 						  "starts_at, ends_at, schedule, channels, stores, regions, tiers, "
 						  "segments, identified_only, requires_coupon, usage_limit, "
 						  "per_customer_limit, budget, segments_exclude, experiment, variant, points_budget "
-						  "FROM loyalty.promotion WHERE enabled "
-						  "ORDER BY priority, code COLLATE \"C\"");
+						  "FROM loyalty.promotion WHERE enabled");
 	else
 	{
 		static SPIPlanPtr plan = NULL;
@@ -606,6 +681,23 @@ load_promotions(ConfigCache *c, Jsonb *candidates, Datum disable)
 	}
 	c->npromotions = (int) nrows;
 	c->promotions = palloc0(sizeof(CachedPromotion) * Max(c->npromotions, 1));
+	/* every row deformed once (columns by their 1-based numbers) */
+	width = SPI_tuptable->tupdesc->natts + 1;
+	cols = palloc(sizeof(Datum) * width * Max(nrows, 1));
+	nulls = palloc(sizeof(bool) * width * Max(nrows, 1));
+	order = palloc(sizeof(PromoOrder) * Max(nrows, 1));
+	for (k = 0; k < nrows; k++)
+	{
+		CHECK_FOR_INTERRUPTS();
+		col = cols + k * width;
+		null = nulls + k * width;
+		heap_deform_tuple(SPI_tuptable->vals[k], SPI_tuptable->tupdesc, col + 1, null + 1);
+		order[k].row = k;
+		order[k].code = TextDatumGetCString(col[1]);	/* the key: never NULL */
+		order[k].priority = null[5] ? 100 : DatumGetInt32(col[5]);
+	}
+	if (nrows > 1)
+		qsort(order, nrows, sizeof(PromoOrder), promo_order_cmp);
 	c->check_level = palloc0(sizeof(bool) * Max(c->npromotions, 1));
 	c->selectors = palloc(sizeof(ProductSelector *) * capacity);
 	c->nselectors = 0;
@@ -619,23 +711,22 @@ load_promotions(ConfigCache *c, Jsonb *candidates, Datum disable)
 	groups = hash_create("loyalty promotion groups", 16, &ctl,
 						 HASH_ELEM | HASH_FUNCTION | HASH_COMPARE | HASH_CONTEXT);
 
-	for (r = 0; r < nrows; r++)
+	for (k = 0; k < nrows; k++)
 	{
-		CachedPromotion *p = &c->promotions[r];
-		bool		isnull;
-		Datum		d;
+		CachedPromotion *p = &c->promotions[k];
 		MechanicSelectors sel;
 
 		CHECK_FOR_INTERRUPTS();
-		p->index = (int) r;
-		p->code = spi_text(r, 1, CurrentMemoryContext);
-		p->name = spi_text(r, 2, CurrentMemoryContext);
-		p->mechanic = mechanic_parse(p->code, spi_text(r, 3, CurrentMemoryContext));
-		d = spi_datum(r, 4, &isnull);
+		col = cols + order[k].row * width;
+		null = nulls + order[k].row * width;
+		p->index = (int) k;
+		p->code = (char *) order[k].code;
+		p->name = null[2] ? NULL : TextDatumGetCString(col[2]);
+		p->mechanic = mechanic_parse(p->code, null[3] ? NULL : TextDatumGetCString(col[3]));
 		p->rule = rule_parse(p->code, p->mechanic,
-							 isnull ? NULL : DatumGetJsonbP(d), &p->common);
-		p->priority = spi_int4(r, 5, 100);
-		p->grp = spi_text(r, 6, CurrentMemoryContext);
+							 null[4] ? NULL : DatumGetJsonbP(col[4]), &p->common);
+		p->priority = order[k].priority;
+		p->grp = null[6] ? NULL : TextDatumGetCString(col[6]);
 		p->grp_id = -1;
 		if (p->grp != NULL)
 		{
@@ -646,28 +737,25 @@ load_promotions(ConfigCache *c, Jsonb *candidates, Datum disable)
 				g->id = c->ngroups++;
 			p->grp_id = g->id;
 		}
-		p->exclusive = spi_bool(r, 7, false);
-		d = spi_datum(r, 8, &isnull);
-		p->has_start = !isnull;
-		p->starts_at = isnull ? 0 : DatumGetTimestampTz(d);
-		d = spi_datum(r, 9, &isnull);
-		p->has_end = !isnull;
-		p->ends_at = isnull ? 0 : DatumGetTimestampTz(d);
-		d = spi_datum(r, 10, &isnull);
-		p->schedule = isnull ? NULL : schedule_parse(p->code, DatumGetJsonbP(d));
-		p->channels = namelist_column(r, 11);
-		p->stores = namelist_column(r, 12);
-		p->regions = namelist_column(r, 13);
-		p->tiers = namelist_column(r, 14);
-		p->segments = namelist_column(r, 15);
-		p->identified_only = spi_bool(r, 16, false);
-		p->requires_coupon = spi_bool(r, 17, false);
-		p->usage_limit = spi_int4(r, 18, 0);
-		p->per_customer_limit = spi_int4(r, 19, 0);
-		p->segments_exclude = namelist_column(r, 21);
+		p->exclusive = null[7] ? false : DatumGetBool(col[7]);
+		p->has_start = !null[8];
+		p->starts_at = null[8] ? 0 : DatumGetTimestampTz(col[8]);
+		p->has_end = !null[9];
+		p->ends_at = null[9] ? 0 : DatumGetTimestampTz(col[9]);
+		p->schedule = null[10] ? NULL : schedule_parse(p->code, DatumGetJsonbP(col[10]));
+		p->channels = namelist_datum(col[11], null[11]);
+		p->stores = namelist_datum(col[12], null[12]);
+		p->regions = namelist_datum(col[13], null[13]);
+		p->tiers = namelist_datum(col[14], null[14]);
+		p->segments = namelist_datum(col[15], null[15]);
+		p->identified_only = null[16] ? false : DatumGetBool(col[16]);
+		p->requires_coupon = null[17] ? false : DatumGetBool(col[17]);
+		p->usage_limit = null[18] ? 0 : DatumGetInt32(col[18]);
+		p->per_customer_limit = null[19] ? 0 : DatumGetInt32(col[19]);
+		p->segments_exclude = namelist_datum(col[21], null[21]);
 		/* resolved by load_experiments */
-		p->experiment_code = spi_isnull(r, 22) ? NULL : spi_text(r, 22, CurrentMemoryContext);
-		p->variant_code = spi_isnull(r, 23) ? NULL : spi_text(r, 23, CurrentMemoryContext);
+		p->experiment_code = null[22] ? NULL : TextDatumGetCString(col[22]);
+		p->variant_code = null[23] ? NULL : TextDatumGetCString(col[23]);
 		p->experiment = NULL;
 		p->variant = EXPERIMENT_ANY_VARIANT;
 		if (p->usage_limit > 0 || p->per_customer_limit > 0)
@@ -676,8 +764,8 @@ load_promotions(ConfigCache *c, Jsonb *candidates, Datum disable)
 			c->any_customer_limit = true;
 		if (p->segments != NULL || p->segments_exclude != NULL)
 			c->any_segments = true;
-		p->budget = spi_scaled(r, 20, 2, 0);
-		p->points_budget = spi_scaled(r, 24, 2, 0);
+		p->budget = column_scaled(col[20], null[20]);
+		p->points_budget = column_scaled(col[24], null[24]);
 		if (p->budget > 0 || p->points_budget > 0)
 			c->any_budget = true;
 
@@ -690,9 +778,12 @@ load_promotions(ConfigCache *c, Jsonb *candidates, Datum disable)
 		p->sel_target = add_selector(c, sel.target, &capacity);
 		/* what a line must match for the promotion to matter */
 		p->key_sel = p->sel_trigger >= 0 ? p->sel_trigger : p->sel_products;
-		c->check_level[r] = p->key_sel < 0;
+		c->check_level[k] = p->key_sel < 0;
 	}
 	hash_destroy(groups);
+	pfree(cols);
+	pfree(nulls);
+	pfree(order);
 }
 
 /* ---------------------------------------------------------------------
@@ -745,6 +836,7 @@ build_promotion_index(ConfigCache *c)
 {
 	PromoList	any = {0, 0, NULL};
 	PromoList	check = {0, 0, NULL};
+	PromoList	limited = {0, 0, NULL};
 	int			i;
 
 	c->idx_skus = name_table(c->cxt, "loyalty promotions by sku", 64);
@@ -757,6 +849,8 @@ build_promotion_index(ConfigCache *c)
 		const ProductSelector *sel;
 
 		CHECK_FOR_INTERRUPTS();
+		if (p->usage_limit > 0)
+			promolist_add(&limited, i);
 		if (p->key_sel < 0)
 		{
 			promolist_add(&check, i);
@@ -777,6 +871,8 @@ build_promotion_index(ConfigCache *c)
 	c->nany_product = any.count;
 	c->check_level_list = check.items;
 	c->ncheck_level = check.count;
+	c->usage_limited = limited.items;
+	c->nusage_limited = limited.count;
 }
 
 /*

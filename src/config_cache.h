@@ -215,6 +215,9 @@ typedef struct ConfigCache
 	int			nany_product;
 	int		   *check_level_list;	/* key_sel < 0, ascending */
 	int			ncheck_level;
+	/* the promotions with a (global) usage limit, ascending (check_usage) */
+	int		   *usage_limited;
+	int			nusage_limited;
 } ConfigCache;
 
 /* A list of promotion indexes, ascending (the promotion index). */

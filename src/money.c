@@ -304,6 +304,9 @@ typedef struct RemainderRank
 	int			index;
 } RemainderRank;
 
+/* parts allocate_largest_remainder ranks on the stack, by insertion sort */
+#define ALLOCATE_SMALL	16
+
 /* remainder_rank_cmp orders parts by remainder descending, then index. */
 static int
 remainder_rank_cmp(const void *a, const void *b)
@@ -337,6 +340,7 @@ allocate_largest_remainder(int64 total, const int64 *weights, int n,
 {
 	int128		sum = 0;
 	int64		given = 0;
+	RemainderRank small[ALLOCATE_SMALL];
 	RemainderRank *rank;
 	int			nrank = 0;
 	int			i;
@@ -355,19 +359,41 @@ allocate_largest_remainder(int64 total, const int64 *weights, int n,
 		return;
 	}
 
-	rank = palloc(sizeof(RemainderRank) * n);
-	for (i = 0; i < n; i++)
+	rank = n <= ALLOCATE_SMALL ? small : palloc(sizeof(RemainderRank) * n);
+	if (total < (INT64CONST(1) << 30) && sum < ((int128) 1 << 32))
 	{
-		int128		share = (int128) total * weights[i];
+		/*
+		 * The usual sizes (a check's amounts and weights): the same
+		 * quotients in int64, as share < 2^62 and remainder * 10^9 < 2^62
+		 * (int128 division is a library call, several per part).
+		 */
+		int64		sum64 = (int64) sum;
 
-		result[i] = (int64) (share / sum);
-		given += result[i];
-		if (weights[i] == 0)
-			continue;
-		/* the remainder is below sum, which fits int128; keep it as int64 rank */
-		rank[nrank].remainder = (int64) ((share % sum) * INT64CONST(1000000000) / sum);
-		rank[nrank++].index = i;
+		for (i = 0; i < n; i++)
+		{
+			int64		share = total * weights[i];
+
+			result[i] = share / sum64;
+			given += result[i];
+			if (weights[i] == 0)
+				continue;
+			rank[nrank].remainder = (share % sum64) * INT64CONST(1000000000) / sum64;
+			rank[nrank++].index = i;
+		}
 	}
+	else
+		for (i = 0; i < n; i++)
+		{
+			int128		share = (int128) total * weights[i];
+
+			result[i] = (int64) (share / sum);
+			given += result[i];
+			if (weights[i] == 0)
+				continue;
+			/* the remainder is below sum, which fits int128; keep it as int64 rank */
+			rank[nrank].remainder = (int64) ((share % sum) * INT64CONST(1000000000) / sum);
+			rank[nrank++].index = i;
+		}
 
 	/*
 	 * total - given < nrank: one unit each to the largest remainders; exact
@@ -376,12 +402,30 @@ allocate_largest_remainder(int64 total, const int64 *weights, int n,
 	 */
 	if (given < total)
 	{
-		qsort(rank, nrank, sizeof(RemainderRank), remainder_rank_cmp);
+		if (nrank <= ALLOCATE_SMALL)
+		{
+			/* insertion sort: the order is total, so the same as qsort's */
+			for (i = 1; i < nrank; i++)
+			{
+				RemainderRank x = rank[i];
+				int			j = i;
+
+				while (j > 0 && remainder_rank_cmp(&rank[j - 1], &x) > 0)
+				{
+					rank[j] = rank[j - 1];
+					j--;
+				}
+				rank[j] = x;
+			}
+		}
+		else
+			qsort(rank, nrank, sizeof(RemainderRank), remainder_rank_cmp);
 		Assert(total - given <= nrank);
 		for (i = 0; given < total; i++, given++)
 			result[rank[i].index]++;
 	}
-	pfree(rank);
+	if (rank != small)
+		pfree(rank);
 }
 
 /*

@@ -24,16 +24,24 @@
  * gives everything back where it came from: points to their lots
  * (ledger_release_held, "release" entries), coupons and certificate
  * amounts (coupons_refund of the hold), usage counts (check_release_uses).
+ * A cancel logs it under its own operation_id, an expiry under
+ * "~order-expire:<order_id>", a capture or a re-hold under
+ * "~order-release:<its operation_id>": never under the operation_id of a
+ * hold, whose coupon uses a later release gives back.
  *
  * A capture of the whole order releases the hold and commits, in the same
  * transaction and under the same locks, the held request as a purchase
  * (purchase_commit, the purchase's own commit path) whose operation_id is
- * the capture's, dated at the hold's "at" and redeeming exactly the points
- * held.  Nothing can take the released benefits in between: the customer's
- * row, the coupon rows and the usage counters stay locked by this
- * transaction.  When the purchase does not come out at the held totals
- * (the configuration or the customer's tier changed since the hold) the
- * capture fails with LY007 and changes nothing; the order stays held.
+ * the capture's, dated at the hold's "at", redeeming exactly the points
+ * held, sending only the coupons the hold applied (a coupon it rejected,
+ * say one another order held then, stays out even if it could be applied
+ * now) and leaving out the limited promotions whose use the hold did not
+ * count (held_out): the capture prices what was held.  Nothing can take
+ * the released benefits in between: the customer's row, the coupon rows
+ * and the usage counters stay locked by this transaction.  When the
+ * purchase does not come out at the held totals (the configuration or the
+ * customer's tier changed since the hold) the capture fails with LY007
+ * and changes nothing; the order stays held.
  * The capture is judged as of the hold (the server's time then: lots
  * available, coupons valid), so points held on a lot that expired since
  * are spent from it, as held, rather than lost.
@@ -51,6 +59,7 @@
 
 #include "access/xact.h"
 #include "catalog/pg_type.h"
+#include "common/md5.h"
 #include "executor/spi.h"
 #include "fmgr.h"
 #include "mb/pg_wchar.h"
@@ -301,8 +310,9 @@ order_close(const char *order_id, const char *state, const char *operation_id,
 
 /*
  * internal_operation records an internal operation ("~..."): the expiry
- * of an order (kind expire) or the release of a hold a capture commits
- * (kind order_release); the coupon uses given back reference it.
+ * of an order (kind expire) or the release of a hold that a capture
+ * commits or a re-hold replaces (kind order_release); the coupon uses and
+ * ledger entries of the release reference it.
  */
 static void
 internal_operation(const char *operation_id, const char *kind,
@@ -320,6 +330,29 @@ internal_operation(const char *operation_id, const char *kind,
 						"         jsonb_build_object('order_id', $4::text))",
 						4, types),
 			 values, nulls, false, 0);
+}
+
+/*
+ * release_operation_id names the internal operation under which a call
+ * (a re-hold, or a capture) releases the hold it replaces:
+ * "~order-release:<operation_id>".  The release must not be logged under
+ * the call's own operation_id: a re-hold's own id is the new hold's, and
+ * releasing that hold later gives back every coupon use logged under it,
+ * the old hold's give-backs included.  An operation_id too long for the
+ * prefix (operation ids have at most 200 characters) is named by its MD5:
+ * "~order-release:#<md5>".
+ */
+static char *
+release_operation_id(const char *operation_id)
+{
+	char		hex[33];
+	const char *errstr = NULL;
+
+	if (strlen("~order-release:") + pg_mbstrlen(operation_id) <= OPERATION_ID_MAX)
+		return psprintf("~order-release:%s", operation_id);
+	if (!pg_md5_hash(operation_id, strlen(operation_id), hex, &errstr))
+		elog(ERROR, "could not compute an MD5 hash: %s", errstr);
+	return psprintf("~order-release:#%s", hex);
 }
 
 /*
@@ -462,10 +495,20 @@ loyalty_order_hold(PG_FUNCTION_ARGS)
 					 errmsg("order \"%s\" is held for another customer", order_id),
 					 errdetail("A held order is held again only for its own customer."),
 					 errhint("Cancel the order and hold a new one.")));
-		/* a re-hold: everything back, then held anew */
-		(void) order_release(cfg, &o, req->operation_id,
-							 clock_server_now(req->has_at, req->at),
-							 clock_server_now(req->has_at, req->at));
+		/*
+		 * a re-hold: everything back, then held anew.  The release is
+		 * logged under an internal operation of its own, not under the new
+		 * hold's operation_id: the coupons it gives back would otherwise
+		 * be given back again when the new hold is released.
+		 */
+		{
+			char	   *release_id = release_operation_id(req->operation_id);
+
+			internal_operation(release_id, "order_release", customer_id, order_id);
+			(void) order_release(cfg, &o, release_id,
+								 clock_server_now(req->has_at, req->at),
+								 clock_server_now(req->has_at, req->at));
+		}
 		see_released();
 	}
 
@@ -731,6 +774,41 @@ uncaptured_lines(const OrderRow *o, const RefundRequest *captured,
 }
 
 /*
+ * held_out lists, by promotion index, the limited promotions a capture
+ * leaves out: those with a usage_limit whose use the hold did not count
+ * (usage_counted), and, for an identified customer, those with a
+ * per_customer_limit it did not count (customer_usage_counted).  A hold
+ * refused such a promotion because its last use was taken (by another
+ * order, say); if that use was given back since, re-pricing would apply it
+ * and the capture would no longer come out at the held prices (LY007):
+ * the capture prices what was held.
+ */
+static bool *
+held_out(ConfigCache *cfg, const OrderRow *o)
+{
+	bool	   *out = palloc0(sizeof(bool) * Max(cfg->npromotions, 1));
+
+	for (int i = 0; i < cfg->npromotions; i++)
+	{
+		const CachedPromotion *p = &cfg->promotions[i];
+		bool		counted = false;
+		bool		customer_counted = false;
+
+		CHECK_FOR_INTERRUPTS();
+		for (int k = 0; k < o->ncounted; k++)
+			if (strcmp(o->counted[k], p->code) == 0)
+				counted = true;
+		for (int k = 0; k < o->ncustomer_counted; k++)
+			if (strcmp(o->customer_counted[k], p->code) == 0)
+				customer_counted = true;
+		if ((p->usage_limit > 0 && !counted) ||
+			(p->per_customer_limit > 0 && o->customer_id > 0 && !customer_counted))
+			out[i] = true;
+	}
+	return out;
+}
+
+/*
  * loyalty_order_capture implements loyalty.order_capture(request jsonb):
  * {"operation_id", "order_id", "lines"?, "store"?}; the whole held order
  * becomes a purchase with the capture's operation_id (see the file header)
@@ -760,6 +838,8 @@ loyalty_order_capture(PG_FUNCTION_ARGS)
 	TimestampTz server_now;
 	RefundRequest *captured = NULL;
 	Jsonb	   *rest = NULL;
+	int64	   *held_given;
+	int64	   *held_points;
 
 	if (SPI_connect() != SPI_OK_CONNECT)
 		elog(ERROR, "SPI_connect failed");
@@ -817,7 +897,11 @@ loyalty_order_capture(PG_FUNCTION_ARGS)
 	/*
 	 * The purchase the capture commits: the held request under the
 	 * capture's operation_id, at the hold's "at", redeeming exactly the
-	 * points the hold applied.
+	 * points the hold applied and sending only the coupons the hold
+	 * applied (the hold's response lists the request's coupons in their
+	 * order, each "applied" or "rejected").  A coupon the hold rejected
+	 * (used up by another order then, say) is not applied at the capture
+	 * even when it could be now: the capture prices what was held.
 	 */
 	{
 		Oid			types[3] = {JSONBOID, TEXTOID, JSONBOID};
@@ -825,10 +909,17 @@ loyalty_order_capture(PG_FUNCTION_ARGS)
 		JsonbPGetDatum(o.response)};
 
 		spi_exec(saved_plan(&capture_request_plan,
-							"SELECT $1 || jsonb_build_object('operation_id', $2::text)"
+							"SELECT ($1 - 'coupons') || jsonb_build_object('operation_id', $2::text)"
 							" || CASE WHEN $1 ? 'redeem'"
 							"         THEN jsonb_build_object('redeem', $3->'redeem'->'applied')"
-							"         ELSE '{}' END",
+							"         ELSE '{}' END"
+							" || coalesce((SELECT jsonb_build_object('coupons',"
+							"                       jsonb_agg(c.code ORDER BY c.i))"
+							"                FROM jsonb_array_elements(CASE WHEN jsonb_typeof($1->'coupons') = 'array'"
+							"                                               THEN $1->'coupons' ELSE '[]' END)"
+							"                     WITH ORDINALITY AS c (code, i)"
+							"               WHERE $3->'coupons'->((c.i - 1)::int)->>'status' = 'applied'"
+							"              HAVING count(*) > 0), '{}')",
 							3, types),
 				 values, NULL, true, 0);
 		purchase_request = spi_jsonb(0, 1);
@@ -843,11 +934,19 @@ loyalty_order_capture(PG_FUNCTION_ARGS)
 				 errhint("Use a new operation_id for a new request.")));
 
 	/*
+	 * What the hold took from campaign budgets, read before the release
+	 * gives it back: the capture takes no more (a hold whose discount a
+	 * nearly spent budget capped stays capped, though a release by another
+	 * order refilled the budget since).
+	 */
+	held_given = budget_held(cfg, o.hold_operation_id, &held_points);
+
+	/*
 	 * The release is logged under an internal operation of its own: the
 	 * purchase logs its own coupon uses under the capture's id.
 	 */
 	{
-		char	   *release_id = psprintf("~order-release:%s", operation_id);
+		char	   *release_id = release_operation_id(operation_id);
 
 		internal_operation(release_id, "order_release", customer_id, order_id);
 		(void) order_release(cfg, &o, release_id, server_now, o.held_at);
@@ -858,6 +957,9 @@ loyalty_order_capture(PG_FUNCTION_ARGS)
 	req->for_purchase = true;
 	req->at_held = true;
 	req->held_now = o.held_at;
+	req->held_out = held_out(cfg, &o);
+	req->held_given = held_given;
+	req->held_points = held_points;
 	cust = check_customer_locked(cfg, req);
 	response = purchase_commit(cfg, req, purchase_request, cust, true);
 	PopActiveSnapshot();

@@ -116,10 +116,19 @@ operation_id_field(JsonReader *r, JsonbContainer *obj, const char *key,
  * ("tomorrow", "MSK") on the session too.  The one timestamp rule of every
  * request (the check API's "at", adjust's "expires_at" and
  * "available_at"); it raises nothing, each API words its own error.
+ *
+ * The letters ISO 8601 allows ("T" between date and time, "Z" for UTC) are
+ * rewritten as a space and "+00" before PostgreSQL's parser sees them: it
+ * looks any word up in the session's time zone abbreviations first, and
+ * loyalty.test_now's check hook parses with this function while a parallel
+ * worker restores its settings, before timezone_abbreviations is restored
+ * (the table is not valid then: a worker crashed there with SIGSEGV).  With
+ * no letter left, the parse depends on no setting at all.
  */
 TimestampProblem
 request_timestamp_parse(const char *s, TimestampTz *result)
 {
+	char		iso[MAXDATELEN + 3];
 	char		workbuf[MAXDATELEN + MAXDATEFIELDS];
 	char	   *field[MAXDATEFIELDS];
 	int			ftype[MAXDATEFIELDS];
@@ -150,7 +159,17 @@ request_timestamp_parse(const char *s, TimestampTz *result)
 	if (!offset || zone_name || !isdigit((unsigned char) s[0]))
 		return TIMESTAMP_MALFORMED;
 
-	dterr = ParseDateTime(s, workbuf, sizeof(workbuf), field, ftype,
+	/* "T" -> " ", a final "Z" -> "+00" (see above) */
+	for (size_t i = 0; i < len; i++)
+		iso[i] = (s[i] == 'T' || s[i] == 't') ? ' ' : s[i];
+	if (iso[len - 1] == 'Z' || iso[len - 1] == 'z')
+	{
+		memcpy(iso + len - 1, "+00", 3);
+		len += 2;
+	}
+	iso[len] = '\0';
+
+	dterr = ParseDateTime(iso, workbuf, sizeof(workbuf), field, ftype,
 						  MAXDATEFIELDS, &nf);
 	if (dterr == 0)
 		dterr = DecodeDateTime(field, ftype, nf, &dtype, &tt, &fsec, &tz);

@@ -69,6 +69,13 @@ typedef struct CheckRequest
 	bool		for_purchase;	/* set by purchase: coupons are locked and used */
 	bool		at_held;		/* "at" is a held order's: no window check */
 	TimestampTz held_now;		/* at_held: the server's time of the hold */
+	const bool *held_out;		/* at_held, by promotion index (or NULL): the
+								 * limited promotions whose use the hold did
+								 * not count, left out (orders.c) */
+	const int64 *held_given;	/* at_held, by promotion index (or NULL): the
+								 * money the hold took from each budget, what
+								 * the capture may take at most */
+	const int64 *held_points;	/* the same for points budgets */
 } CheckRequest;
 
 typedef struct RefundLineRequest

@@ -3,7 +3,9 @@
 -- its tables (floor_write.setup.sql: same columns, indexes, constraints,
 -- triggers): the operation with its request and response, the purchase and
 -- its 10 lines, the earned lot, one point spent from an open lot (updated),
--- the two ledger entries and the points_earned event.  The target is
+-- the two ledger entries, the bounce-back coupon the bench's purchases
+-- issue (callgrind: every purchase of the workload writes one) and
+-- the points_earned and coupon_issued events.  The target is
 -- purchase <= calculate + this.
 \set c random(1, :customers)
 \set op random(1, 1000000000000000)
@@ -36,6 +38,14 @@ s AS (
      WHERE x.id = (SELECT min(y.id) FROM floor.lot y
                     WHERE y.customer_id = CAST(:c AS bigint) AND y.account = 'main' AND y.remaining >= 1)
     RETURNING x.id),
+k AS (
+    INSERT INTO floor.coupon (code, promotion, customer_id, kind, value, min_total, valid_from,
+                              valid_until, max_uses, issued_by)
+    SELECT upper(CAST(:tag AS text)) || '-' || CAST(:client_id AS text) || '-' || CAST(:op AS text),
+           s.coupon_promotion, CAST(:c AS bigint), 'personal', 100.00, 1000.00, now(),
+           now() + interval '30 days', 1, o.operation_id
+      FROM o, floor.sample s
+    RETURNING code),
 e AS (
     INSERT INTO floor.ledger_entry (customer_id, account, lot_id, operation_id, kind, points, at)
     SELECT CAST(:c AS bigint), 'main', n.id, n.operation_id, 'earn', 89.9, now() FROM n
@@ -43,4 +53,9 @@ e AS (
     SELECT CAST(:c AS bigint), 'main', s.id, o.operation_id, 'spend', -1, now() FROM s, o)
 INSERT INTO floor.event (customer_id, kind, payload)
 SELECT CAST(:c AS bigint), 'points_earned', jsonb_build_object('operation_id', o.operation_id, 'points', 89.9)
-  FROM o;
+  FROM o
+UNION ALL
+SELECT CAST(:c AS bigint), 'coupon_issued', jsonb_build_object('code', k.code, 'kind', 'personal',
+       'promotion', s.coupon_promotion, 'percent', NULL, 'value', 100.00,
+       'valid_until', now() + interval '30 days')
+  FROM k, floor.sample s;

@@ -56,15 +56,21 @@ static void
 amount_off_apply(CheckResult *r, const CachedPromotion *p, Effect *eff)
 {
 	const AmountOffRule *rule = p->rule;
-	int			i;
+	/* the key selector's lines only, when the engine listed them */
+	bool		keyed = r->key_lines != NULL && p->sel_products == p->key_sel;
+	int			n = keyed ? r->nkey_lines : r->nlines;
+	int			i,
+				k;
 
-	for (i = 0; i < r->nlines; i++)
+	for (k = 0; k < n; k++)
 	{
-		CheckLine  *l = &r->lines[i];
+		CheckLine  *l;
 		int64		d;
 
+		i = keyed ? r->key_lines[k] : k;
+		l = &r->lines[i];
 		if (!check_line_discountable(r, i, p) ||
-			!check_line_matches(r, i, p->sel_products))
+			(!keyed && !check_line_matches(r, i, p->sel_products)))
 			continue;
 		d = rule->per_line ? rule->amount : money_times_qty(rule->amount, l->qty);
 		d = Min(d, check_line_cap(r, i));

@@ -87,12 +87,17 @@ nth_item_apply(CheckResult *r, const CachedPromotion *p, Effect *eff)
 	bool	   *eligible = palloc0(sizeof(bool) * r->nlines);
 	int64	   *taken = palloc0(sizeof(int64) * r->nlines);
 	int64		units = 0;
-	int			i;
+	/* the key selector's lines only, when the engine listed them */
+	bool		keyed = r->key_lines != NULL && p->sel_products == p->key_sel;
+	int			n = keyed ? r->nkey_lines : r->nlines;
+	int			i,
+				k;
 
-	for (i = 0; i < r->nlines; i++)
+	for (k = 0; k < n; k++)
 	{
+		i = keyed ? r->key_lines[k] : k;
 		if (!check_line_discountable(r, i, p) ||
-			!check_line_matches(r, i, p->sel_products))
+			(!keyed && !check_line_matches(r, i, p->sel_products)))
 			continue;
 		eligible[i] = true;
 		units += mech_line_units(&r->lines[i]);

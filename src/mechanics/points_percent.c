@@ -83,7 +83,11 @@ points_percent_apply(CheckResult *r, const CachedPromotion *p, Effect *eff)
 	int			account;
 	bool	   *lines;
 	bool		any = false;
-	int			i;
+	/* the key selector's lines only, when the engine listed them */
+	bool		keyed = r->key_lines != NULL && p->sel_products == p->key_sel;
+	int			n = keyed ? r->nkey_lines : r->nlines;
+	int			i,
+				k;
 
 	if (!r->cust->identified)
 		return;
@@ -91,9 +95,11 @@ points_percent_apply(CheckResult *r, const CachedPromotion *p, Effect *eff)
 	if (account < 0)
 		return;
 	lines = palloc0(sizeof(bool) * r->nlines);
-	for (i = 0; i < r->nlines; i++)
+	for (k = 0; k < n; k++)
 	{
-		if (r->lines[i].no_points || !check_line_matches(r, i, p->sel_products))
+		i = keyed ? r->key_lines[k] : k;
+		if (r->lines[i].no_points ||
+			(!keyed && !check_line_matches(r, i, p->sel_products)))
 			continue;
 		lines[i] = true;
 		any = true;
