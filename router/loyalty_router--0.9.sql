@@ -291,12 +291,28 @@ $$;
 COMMENT ON FUNCTION loyalty_router.moved_home(integer, text) IS
     'The partition a customer was moved to, asked on the partition route (its key''s own); NULL when it was not moved';
 
+CREATE FUNCTION loyalty_router.checked(target integer, method text, args jsonb) RETURNS jsonb
+    LANGUAGE plpgsql
+    SET search_path = pg_catalog, pg_temp
+    AS $$
+DECLARE
+    r jsonb := loyalty_router.call(target, method, args);
+BEGIN
+    IF r ? 'foreign' THEN
+        r := loyalty_router.code_call(target, method, args, r -> 'foreign');
+    END IF;
+    RETURN loyalty_router.code_after(target, r);
+END
+$$;
+COMMENT ON FUNCTION loyalty_router.checked(integer, text, jsonb) IS
+    'loyalty_router.call, with the code protocol when the check''s codes live on other nodes and the follow-up of refunds and new codes';
+
 CREATE FUNCTION loyalty_router.routed(route integer, method text, args jsonb, identifier text) RETURNS jsonb
     LANGUAGE plpgsql
     SET search_path = pg_catalog, pg_temp
     AS $$
 DECLARE
-    r jsonb := loyalty_router.call(route, method, args);
+    r jsonb := loyalty_router.checked(route, method, args);
     h integer;
 BEGIN
     IF identifier IS NOT NULL
@@ -304,7 +320,7 @@ BEGIN
             OR (method = 'find_customer' AND r -> 'result' = 'null'::jsonb)) THEN
         h := loyalty_router.moved_home(route, identifier);
         IF h IS NOT NULL THEN
-            r := loyalty_router.call(h, method, args);
+            r := loyalty_router.checked(h, method, args);
         END IF;
     END IF;
     RETURN loyalty_router.unwrap(r);
@@ -312,6 +328,105 @@ END
 $$;
 COMMENT ON FUNCTION loyalty_router.routed(integer, text, jsonb, text) IS
     'A reading call on partition route & (P - 1); after LY001 (find_customer: NULL) once more on the partition a moved customer went to';
+
+-- codes that live on another node (issue 20 item 4): the customer's node
+-- sends the check back unrun with their home partitions ("foreign"); each
+-- is held on its home (a calculate only looks: a peek), the call runs again
+-- with the documents as guest copies in its own transaction, and the use
+-- is confirmed at home (or the hold released when the call failed or did
+-- not use the code).  Round trips: 1 (the bounce) + 1 per code + 1 (the
+-- call) + 1 per held code (confirm or release)
+CREATE FUNCTION loyalty_router.code_call(target integer, method text, args jsonb, fcodes jsonb)
+    RETURNS jsonb
+    LANGUAGE plpgsql
+    SET search_path = pg_catalog, pg_temp
+    AS $$
+DECLARE
+    c    loyalty_router.config;
+    tp   integer;
+    hid  text := coalesce(args -> 'request' ->> 'operation_id', 'calculate');
+    g    jsonb := '[]';
+    held jsonb := '[]';
+    x    jsonb;
+    d    jsonb;
+    s    jsonb;
+    r    jsonb;
+BEGIN
+    SELECT * INTO c FROM loyalty_router.config;
+    tp := target & (c.partitions - 1);
+    FOR x IN SELECT * FROM jsonb_array_elements(fcodes) LOOP
+        -- a code whose home is the customer's node is unknown: no guest
+        CONTINUE WHEN c.nodes[(x ->> 'home')::integer + 1] = c.nodes[tp + 1];
+        d := loyalty_router.call((x ->> 'home')::integer, 'code_hold',
+                 jsonb_build_object('code', x ->> 'code', 'hold_id', hid, 'home', tp,
+                                    'peek', method = 'calculate'));
+        -- unknown at home (null) or a customer's code (an error): no guest,
+        -- the check rejects it as one node does
+        IF jsonb_typeof(d -> 'result') = 'object' THEN
+            g := g || jsonb_build_array(d -> 'result');
+            IF method <> 'calculate' AND (d -> 'result' ->> 'held')::boolean THEN
+                held := held || jsonb_build_array(x);
+            END IF;
+        END IF;
+    END LOOP;
+    r := loyalty_router.call(target, method, args || jsonb_build_object('guests', g));
+    FOR x IN SELECT * FROM jsonb_array_elements(held) LOOP
+        s := r -> 'settle' -> (x ->> 'code');
+        IF r ? 'error' OR s IS NULL OR (s ->> 'uses')::integer = 0 THEN
+            d := loyalty_router.call((x ->> 'home')::integer, 'code_release',
+                     jsonb_build_object('code', x ->> 'code', 'hold_id', hid));
+        ELSE
+            d := loyalty_router.call((x ->> 'home')::integer, 'code_confirm',
+                     jsonb_build_object('code', x ->> 'code', 'hold_id', hid,
+                                        'uses', s -> 'uses', 'amount', s -> 'amount'));
+        END IF;
+        IF d ? 'error' THEN
+            -- the check stands; the hold stays open: docs/scale-out.md, open holds
+            RAISE WARNING 'code hold "%" on partition % not settled: %', hid, x ->> 'home', d -> 'error' ->> 'message';
+        END IF;
+    END LOOP;
+    RETURN r - 'settle';
+END
+$$;
+COMMENT ON FUNCTION loyalty_router.code_call(integer, text, jsonb, jsonb) IS
+    'A check whose codes live on other nodes: each held (calculate: looked at) on its home, the call again with the guest copies, then confirmed or released at home';
+
+-- after a call: a refund's give-back to codes of other homes, an anonymous
+-- purchase's new codes moved to their homes (export, adopt)
+CREATE FUNCTION loyalty_router.code_after(target integer, r jsonb) RETURNS jsonb
+    LANGUAGE plpgsql
+    SET search_path = pg_catalog, pg_temp
+    AS $$
+DECLARE
+    c loyalty_router.config;
+    x jsonb;
+    d jsonb;
+BEGIN
+    IF NOT (r ? 'returns' OR r ? 'issued_codes') THEN
+        RETURN r;
+    END IF;
+    SELECT * INTO c FROM loyalty_router.config;
+    FOR x IN SELECT * FROM jsonb_array_elements(coalesce(r -> 'returns', '[]')) LOOP
+        d := loyalty_router.call((x ->> 'home')::integer, 'code_return', x);
+        IF d ? 'error' THEN
+            RAISE WARNING 'code give-back on partition % failed: %', x ->> 'home', d -> 'error' ->> 'message';
+        END IF;
+    END LOOP;
+    FOR x IN SELECT * FROM jsonb_array_elements(coalesce(r -> 'issued_codes', '[]')) LOOP
+        CONTINUE WHEN c.nodes[(x ->> 'home')::integer + 1] = c.nodes[(target & (c.partitions - 1)) + 1];
+        d := loyalty_router.call(target, 'code_export', jsonb_build_object('code', x ->> 'code'));
+        IF jsonb_typeof(d -> 'result') = 'object' THEN
+            d := loyalty_router.call((x ->> 'home')::integer, 'code_adopt', jsonb_build_object('doc', d -> 'result'));
+        END IF;
+        IF d ? 'error' THEN
+            RAISE WARNING 'new code not moved to partition %: %', x ->> 'home', d -> 'error' ->> 'message';
+        END IF;
+    END LOOP;
+    RETURN r - 'returns' - 'issued_codes';
+END
+$$;
+COMMENT ON FUNCTION loyalty_router.code_after(integer, jsonb) IS
+    'After a call: a refund''s give-back to guest codes sent to their homes (code_return), an anonymous purchase''s new codes moved to their homes (code_export, code_adopt)';
 
 -- a writing call.  Strict idempotency (the default): its operation_id is
 -- claimed for the call's partition on the id's own hash partition
@@ -335,7 +450,7 @@ BEGIN
     IF c.idempotency = 'strict' AND c.partitions > 1 AND op IS NOT NULL THEN
         idp := hashtext(op) & (c.partitions - 1);
         IF c.nodes[idp + 1] = c.nodes[(target & (c.partitions - 1)) + 1] THEN
-            RETURN loyalty_router.call(target, method,
+            RETURN loyalty_router.checked(target, method,
                        jsonb_build_object('request', request, 'claim', home & (c.partitions - 1)));
         END IF;
         r := loyalty_router.call(idp, 'claim_operation',
@@ -344,7 +459,7 @@ BEGIN
             RETURN r;
         END IF;
     END IF;
-    RETURN loyalty_router.call(target, method, jsonb_build_object('request', request));
+    RETURN loyalty_router.checked(target, method, jsonb_build_object('request', request));
 END
 $$;
 COMMENT ON FUNCTION loyalty_router.write_on(integer, integer, text, jsonb) IS
@@ -717,6 +832,8 @@ GRANT EXECUTE ON FUNCTION
     loyalty_router.partition_of(jsonb), loyalty_router.refund_route(jsonb),
     loyalty_router.order_route(jsonb), loyalty_router.write_call(text, integer, jsonb),
     loyalty_router.write_on(integer, integer, text, jsonb), loyalty_router.ident(jsonb),
-    loyalty_router.moved_home(integer, text), loyalty_router.routed(integer, text, jsonb, text)
+    loyalty_router.moved_home(integer, text), loyalty_router.routed(integer, text, jsonb, text),
+    loyalty_router.checked(integer, text, jsonb), loyalty_router.code_call(integer, text, jsonb, jsonb),
+    loyalty_router.code_after(integer, jsonb)
     TO loyalty_cashier, loyalty_marketer, loyalty_admin;
 GRANT SELECT ON loyalty_router.config TO loyalty_cashier, loyalty_marketer, loyalty_admin;

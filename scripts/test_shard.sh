@@ -69,6 +69,17 @@ shard_stream() {
         # a purchase of another customer named with a customer: LY002
         if (buyer[1] != 9 && buyer[1])
             q("SELECT loyalty.refund(\x27{\"operation_id\": \"R-other\", \"purchase\": \"" bought[1] "\", \"customer\": \"" phone(9, 0) "\"}\x27)")
+        # codes that are of no customer (issue 20 item 4): a certificate of 500 and
+        # a mass code good for 3 uses live on their home shard; customers of
+        # both shards spend them (held at home, guest copies, confirmed), a
+        # refund gives a use back home, an unknown customer holds nothing
+        for (i = 1; i <= 6; i++)
+            q("SELECT loyalty.purchase(\x27{\"operation_id\": \"PG" i "\", \"store\": \"S017\", \"customer\": \"" phone(i, i) "\", \"coupons\": [\"" ((i % 2) ? "gift-0500" : "TEN-OFF") "\"], \"lines\": [{\"sku\": \"A1\", \"qty\": 1}, {\"sku\": \"SH1\", \"qty\": 1}]}\x27) - \x27at\x27")
+        q("SELECT loyalty.calculate(\x27{\"store\": \"S017\", \"customer\": \"" phone(8, 0) "\", \"coupons\": [\"GIFT-0500\"], \"lines\": [{\"sku\": \"A2\", \"qty\": 1}]}\x27) - \x27at\x27")
+        q("SELECT loyalty.refund(\x27{\"operation_id\": \"RG1\", \"purchase\": \"PG1\", \"customer\": \"" phone(1, 0) "\"}\x27)")
+        q("SELECT loyalty.refund(\x27{\"operation_id\": \"RG2\", \"purchase\": \"PG2\", \"customer\": \"" phone(2, 0) "\"}\x27)")
+        q("SELECT loyalty.purchase(\x27{\"operation_id\": \"PG9\", \"store\": \"S017\", \"customer\": \"+79990000000\", \"coupons\": [\"GIFT-0500\", \"TEN-OFF\"], \"lines\": [{\"sku\": \"A1\", \"qty\": 1}]}\x27)")
+        q("SELECT loyalty.purchase(\x27{\"operation_id\": \"PG10\", \"store\": \"S042\", \"customer\": \"" phone(10, 0) "\", \"coupons\": [\"GIFT-0500\", \"NO-SUCH\"], \"lines\": [{\"sku\": \"LZ1\", \"qty\": 2}]}\x27) - \x27at\x27")
         # a plastic card attached through the router (directory on the
         # hash partition of the card, card row on the partition of the customer) and used
         q("SELECT loyalty.attach_card(\x27" phone(7, 2) "\x27, \x27PLC-0007\x27)")
@@ -177,6 +188,16 @@ run_shard() {
     out=$("${q[@]}" -h "$router" -d router -c "UPDATE loyalty_router.config SET country = 44" 2>&1 || true)
     check "the router's country cannot change once set" grep -q "cannot change" <<<"$out"
 
+    # the codes that are nobody's, on their home shard and on the single node
+    local code codes="GIFT-0500 TEN-OFF" chome
+    for code in $codes; do
+        chome=$("${q[@]}" -h "${dirs[0]}" -d loyalty -c "SELECT loyalty.code_home('$code') % 2")
+        for d in "${dirs[$chome]}" "${dirs[2]}"; do
+            "${q[@]}" -h "$d" -d loyalty -c "INSERT INTO loyalty.coupon (code, kind, value, balance, percent, max_uses, valid_from)
+                SELECT '$code', k, v, v, pc, m, '2026-01-01' FROM (VALUES ('GIFT-0500', 'certificate'::loyalty.coupon_kind, 500, NULL::numeric, 1000000),
+                                                            ('TEN-OFF', 'promo', NULL, 10, 3)) x(c, k, v, pc, m) WHERE c = '$code'" >/dev/null
+        done
+    done
     # one stream, through the router and on the single node
     stream=$CLUSTER_DIR/stream.sql
     shard_stream 20 | sed '/^MOVE$/!{s/^/SELECT t(/; s/$/);/}' >"$stream"
@@ -268,6 +289,19 @@ run_shard() {
     check "customer idempotency: CUST-1 for 8 customers commits once on each shard, LY003 for the rest ($a)" \
         [ "$a" = "2 ok, 6 LY003" ]
 
+    # the codes at home equal the single node's; no hold left open
+    if [ "$p" -gt 2 ]; then
+        local cq="SELECT string_agg(code || ' ' || uses || ' ' || coalesce(balance::text, '-') || ' ' || status, ', ' ORDER BY code)
+                    FROM loyalty.coupon WHERE code IN ('GIFT-0500', 'TEN-OFF') AND code NOT IN (SELECT code FROM loyalty.code_guest)"
+        a=$( { "${q[@]}" -h "${dirs[0]}" -d loyalty -c "$cq"; "${q[@]}" -h "${dirs[1]}" -d loyalty -c "$cq"; } | grep . | sort | paste -sd ';')
+        b=$("${q[@]}" -h "${dirs[2]}" -d loyalty -c "$cq")
+        check "codes of other nodes: uses and balances at home equal the single node's ($b)" [ -n "$b" -a "$(tr ';' ',' <<<"$a" | tr -d ' ')" = "$(tr -d ' ' <<<"$b")" ]
+        a=$( { "${q[@]}" -h "${dirs[0]}" -d loyalty -c "SELECT count(*) FROM loyalty.code_hold WHERE state = 'held'"
+               "${q[@]}" -h "${dirs[1]}" -d loyalty -c "SELECT count(*) FROM loyalty.code_hold WHERE state = 'held'"; } | awk '{ s += $1 } END { print s + 0 }')
+        b=$( { "${q[@]}" -h "${dirs[0]}" -d loyalty -c "SELECT count(*) FROM loyalty.code_hold"
+               "${q[@]}" -h "${dirs[1]}" -d loyalty -c "SELECT count(*) FROM loyalty.code_hold"; } | awk '{ s += $1 } END { print s + 0 }')
+        check "no code hold left open, $b holds made" [ "$a" = 0 -a "$b" -gt 0 ]
+    fi
     for i in 0 1 2; do
         check "verify_ledger() is empty on $( [ $i = 2 ] && echo 'the single node' || echo "shard $i")" \
             [ "$("${q[@]}" -h "${dirs[$i]}" -d loyalty -c 'SELECT count(*) FROM loyalty.verify_ledger()')" = 0 ]
