@@ -5072,10 +5072,13 @@ CREATE FUNCTION loyalty.code_guest_settle(code text, hold_id text) RETURNS jsonb
     LANGUAGE sql STABLE STRICT SECURITY DEFINER
     SET search_path = pg_catalog, pg_temp
     AS $$
+    -- a coupon's use records its discount: only a certificate's is an
+    -- amount taken from the code (code_confirm refuses any other)
     SELECT jsonb_build_object(
                'uses', count(u.operation_id),
-               'amount', coalesce(sum(u.amount), 0))
+               'amount', coalesce(sum(u.amount) FILTER (WHERE c.kind = 'certificate'), 0))
       FROM loyalty.code_guest g
+      JOIN loyalty.coupon c ON c.code = g.code
       JOIN loyalty.coupon_use u ON u.code = g.code AND u.operation_id = code_guest_settle.hold_id
      WHERE g.code = loyalty.code_key(code_guest_settle.code)
 $$;

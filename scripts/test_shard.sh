@@ -80,6 +80,11 @@ shard_stream() {
         q("SELECT loyalty.refund(\x27{\"operation_id\": \"RG2\", \"purchase\": \"PG2\", \"customer\": \"" phone(2, 0) "\"}\x27)")
         q("SELECT loyalty.purchase(\x27{\"operation_id\": \"PG9\", \"store\": \"S017\", \"customer\": \"+79990000000\", \"coupons\": [\"GIFT-0500\", \"TEN-OFF\"], \"lines\": [{\"sku\": \"A1\", \"qty\": 1}]}\x27)")
         q("SELECT loyalty.purchase(\x27{\"operation_id\": \"PG10\", \"store\": \"S042\", \"customer\": \"" phone(10, 0) "\", \"coupons\": [\"GIFT-0500\", \"NO-SUCH\"], \"lines\": [{\"sku\": \"LZ1\", \"qty\": 2}]}\x27) - \x27at\x27")
+        # bounce-back coupons (BOUNCE, 10% from 1000) of anonymous checks of
+        # 1224.00: the router moves each new code to its home partition; part
+        # 2 uses the first one that was moved (@BB@)
+        for (i = 1; i <= 8; i++)
+            q("SELECT loyalty.purchase(\x27{\"operation_id\": \"PB" i "\", \"store\": \"S042\", \"lines\": [{\"sku\": \"AV1\", \"qty\": 2}]}\x27) - \x27at\x27")
         # a plastic card attached through the router (directory on the
         # hash partition of the card, card row on the partition of the customer) and used
         q("SELECT loyalty.attach_card(\x27" phone(7, 2) "\x27, \x27PLC-0007\x27)")
@@ -92,6 +97,29 @@ shard_stream() {
             q("SELECT loyalty.grant_points(jsonb_build_object(\x27operation_id\x27, \x27GP1\x27, \x27customers\x27, (SELECT jsonb_agg(loyalty.find_customer(\x27+7912\x27 || (1000000 + i)) ORDER BY i) FROM generate_series(1, 10) AS i), \x27account\x27, \x27main\x27, \x27points\x27, 25, \x27reason\x27, \x27campaign\x27))")
         # the router moves customer 7 to the other shard here (not on the single node)
         print "MOVE"
+        # part 2 knows customers of each shard: @CA@ and @CA2@ on shard 0,
+        # @CB@ and @CB2@ on shard 1 (the script fills them in)
+        # a purchase with a code of another node that fails (LY004, far more
+        # points than the customer has) leaves the code unused, its hold released
+        q("SELECT loyalty.purchase(\x27{\"operation_id\": \"PF1\", \"store\": \"S042\", \"customer\": \"@CA@\", \"redeem\": 1000000, \"coupons\": [\"MASS-10\"], \"lines\": [{\"sku\": \"LZ1\", \"qty\": 1}]}\x27) - \x27at\x27")
+        q("SELECT loyalty.purchase(\x27{\"operation_id\": \"PF2\", \"store\": \"S042\", \"customer\": \"@CB@\", \"redeem\": 1000000, \"coupons\": [\"MASS-10\"], \"lines\": [{\"sku\": \"LZ1\", \"qty\": 1}]}\x27) - \x27at\x27")
+        # the mass code MASS-10 (3 uses, promotion MASS10: 10% off) by customers
+        # of both shards: 154.00 - 15.40 = 138.60 three times, the fourth refused
+        n = split("@CA@ @CB@ @CA2@ @CB2@", mc, " ")
+        for (i = 1; i <= n; i++)
+            q("SELECT loyalty.purchase(\x27{\"operation_id\": \"PMU" i "\", \"store\": \"S042\", \"customer\": \"" mc[i] "\", \"coupons\": [\"mass-10\"], \"lines\": [{\"sku\": \"LZ1\", \"qty\": 1}]}\x27) - \x27at\x27")
+        # the bounce-back coupon (single use, 10% from 1000) of an anonymous
+        # check by customers of both shards: 1224.00 - 122.40 = 1101.60 for
+        # the first, the other refused; a refund gives the use back at home,
+        # the other uses it, the first is refused, a refund again, a last use
+        n = split("@CA@ ok PBU1;@CB@ no PBU2;R @CA@ PBU1;@CB@ ok PBU3;@CA@ no PBU4;R @CB@ PBU3;@CA2@ ok PBU5", bs, ";")
+        for (i = 1; i <= n; i++) {
+            split(bs[i], f, " ")
+            if (f[1] == "R")
+                q("SELECT loyalty.refund(\x27{\"operation_id\": \"R" f[3] "\", \"purchase\": \"" f[3] "\", \"customer\": \"" f[2] "\"}\x27)")
+            else
+                q("SELECT loyalty.purchase(\x27{\"operation_id\": \"" f[3] "\", \"store\": \"S017\", \"customer\": \"" f[1] "\", \"coupons\": [\"@BB@\"], \"lines\": [{\"sku\": \"AV1\", \"qty\": 2}]}\x27) - \x27at\x27")
+        }
         q("SELECT loyalty.calculate(\x27{\"store\": \"S017\", \"customer\": \"" phone(7, 0) "\", \"redeem\": \"max\", \"lines\": [{\"sku\": \"A2\", \"qty\": 1}]}\x27) - \x27at\x27")
         q("SELECT loyalty.purchase(\x27{\"operation_id\": \"PM1\", \"store\": \"S017\", \"customer\": \"" phone(7, 1) "\", \"redeem\": 10, \"lines\": [{\"sku\": \"A2\", \"qty\": 1}, {\"sku\": \"DET1\", \"qty\": 2}]}\x27) - \x27at\x27")
         q("SELECT loyalty.purchase(\x27{\"operation_id\": \"PM2\", \"store\": \"S042\", \"customer\": \"PLC-0007\", \"lines\": [{\"sku\": \"MASK1\", \"qty\": 1}]}\x27) - \x27at\x27")
@@ -153,6 +181,9 @@ run_shard() {
         createdb loyalty
         "${q[@]}" -d loyalty -c 'CREATE EXTENSION loyalty' -f demo/program.sql -c "$now" >/dev/null
         shard_t_sql | "${q[@]}" -d loyalty >/dev/null
+        # the mass code's promotion: configuration, on every node
+        "${q[@]}" -d loyalty -c "INSERT INTO loyalty.promotion (code, name, mechanic, rule, priority, requires_coupon)
+            VALUES ('MASS10', 'Mass code: 10% off', 'percent_off', '{\"products\": {\"categories\": [\"all\"]}, \"percent\": 10}', 80, true)" >/dev/null
     done
     p=2
     if [ "$("${q[@]}" -d loyalty -c "SELECT to_regclass('loyalty.partitioning') IS NOT NULL")" = t ]; then
@@ -189,13 +220,15 @@ run_shard() {
     check "the router's country cannot change once set" grep -q "cannot change" <<<"$out"
 
     # the codes that are nobody's, on their home shard and on the single node
-    local code codes="GIFT-0500 TEN-OFF" chome
+    local code codes="GIFT-0500 TEN-OFF MASS-10" chome
     for code in $codes; do
         chome=$("${q[@]}" -h "${dirs[0]}" -d loyalty -c "SELECT loyalty.code_home('$code') % 2")
         for d in "${dirs[$chome]}" "${dirs[2]}"; do
             "${q[@]}" -h "$d" -d loyalty -c "INSERT INTO loyalty.coupon (code, kind, value, balance, percent, max_uses, valid_from)
                 SELECT '$code', k, v, v, pc, m, '2026-01-01' FROM (VALUES ('GIFT-0500', 'certificate'::loyalty.coupon_kind, 500, NULL::numeric, 1000000),
                                                             ('TEN-OFF', 'promo', NULL, 10, 3)) x(c, k, v, pc, m) WHERE c = '$code'" >/dev/null
+            "${q[@]}" -h "$d" -d loyalty -c "INSERT INTO loyalty.coupon (code, promotion, kind, max_uses, valid_from)
+                SELECT '$code', 'MASS10', 'promo', 3, '2026-01-01' WHERE '$code' = 'MASS-10'" >/dev/null
         done
     done
     # one stream, through the router and on the single node
@@ -206,6 +239,25 @@ run_shard() {
     sed '1,/^MOVE$/d' "$stream" >"$stream.2"
     "${q[@]}" -h "$router" -d router -f "$stream.1" >"$router/via_router.out"
     "${q[@]}" -h "${dirs[2]}" -d loyalty -f "$stream.1" >"$router/single.out"
+    # part 2's customers of each shard (not customer 7, who moves) and the
+    # bounce-back coupon: the first anonymous PBk whose code the router moved
+    # home (exported: a guest copy on the issuing node); the same PBk's code
+    # on the single node
+    local ca cb bk rb sb
+    ca=$("${q[@]}" -h "${dirs[0]}" -d loyalty -c "SELECT string_agg(phone::text, ' ' ORDER BY phone::text) FROM (SELECT phone FROM loyalty.customer
+            WHERE phone::text BETWEEN '+79121000011' AND '+79121000040' ORDER BY phone::text LIMIT 2) x")
+    cb=$("${q[@]}" -h "${dirs[1]}" -d loyalty -c "SELECT string_agg(phone::text, ' ' ORDER BY phone::text) FROM (SELECT phone FROM loyalty.customer
+            WHERE phone::text BETWEEN '+79121000011' AND '+79121000040' ORDER BY phone::text LIMIT 2) x")
+    read -r bk rb < <( { "${q[@]}" -h "${dirs[0]}" -d loyalty -F ' ' -c "SELECT substr(c.issued_by, 3), c.code FROM loyalty.coupon c JOIN loyalty.code_guest g USING (code) WHERE c.issued_by LIKE 'PB_'"
+                          "${q[@]}" -h "${dirs[1]}" -d loyalty -F ' ' -c "SELECT substr(c.issued_by, 3), c.code FROM loyalty.coupon c JOIN loyalty.code_guest g USING (code) WHERE c.issued_by LIKE 'PB_'"; } | sort -n | head -n 1) || true
+    sb=$("${q[@]}" -h "${dirs[2]}" -d loyalty -c "SELECT code FROM loyalty.coupon WHERE issued_by = 'PB${bk:-0}'")
+    echo "shard 0: $ca; shard 1: $cb; bounce-back coupon of PB${bk:-?} moved home"
+    check "customers of both shards for part 2 and a bounce-back coupon of an anonymous check moved home (PB${bk:-?} of PB1..PB8)" \
+        [ "$(wc -w <<<"$ca $cb")" = 4 -a -n "$rb" -a -n "$sb" ]
+    set -- $ca $cb
+    sed -i -e "s/@CA@/$1/g; s/@CA2@/$2/g; s/@CB@/$3/g; s/@CB2@/$4/g" "$stream.2"
+    sed -e "s/@BB@/$sb/g" "$stream.2" >"$stream.2s"
+    sed -i -e "s/@BB@/$rb/g" "$stream.2"
     # customer 7 (a plastic card, purchases, refunds) moves to a partition
     # of the other shard through the router: export, import, remove
     local moved_from moved_to
@@ -216,8 +268,9 @@ run_shard() {
     check "customer 7 moved from partition $moved_from to $moved_to (the other shard) through the router" \
         [ "$(echo "$a" | grep -c "\"to\": $moved_to")" = 1 ]
     "${q[@]}" -h "$router" -d router -f "$stream.2" >>"$router/via_router.out"
-    "${q[@]}" -h "${dirs[2]}" -d loyalty -f "$stream.2" >>"$router/single.out"
-    a=$(shard_mask <"$router/via_router.out"); b=$(shard_mask <"$router/single.out")
+    "${q[@]}" -h "${dirs[2]}" -d loyalty -f "$stream.2s" >>"$router/single.out"
+    a=$(shard_mask <"$router/via_router.out" | sed "s/\"${rb:-@BB@}\"/\"BB\"/g")
+    b=$(shard_mask <"$router/single.out" | sed "s/\"${sb:-@BB@}\"/\"BB\"/g")
     check "$(grep -c '^ok' "$router/single.out") answers and $(grep -c '^error' "$router/single.out") errors equal through the router and on one node" \
         [ -n "$a" -a "$a" = "$b" ]
     [ "$a" = "$b" ] || diff <(echo "$b") <(echo "$a") | head -n 20 || true
@@ -292,7 +345,7 @@ run_shard() {
     # the codes at home equal the single node's; no hold left open
     if [ "$p" -gt 2 ]; then
         local cq="SELECT string_agg(code || ' ' || uses || ' ' || coalesce(balance::text, '-') || ' ' || status, ', ' ORDER BY code)
-                    FROM loyalty.coupon WHERE code IN ('GIFT-0500', 'TEN-OFF') AND code NOT IN (SELECT code FROM loyalty.code_guest)"
+                    FROM loyalty.coupon WHERE code IN ('GIFT-0500', 'TEN-OFF', 'MASS-10') AND code NOT IN (SELECT code FROM loyalty.code_guest)"
         a=$( { "${q[@]}" -h "${dirs[0]}" -d loyalty -c "$cq"; "${q[@]}" -h "${dirs[1]}" -d loyalty -c "$cq"; } | grep . | sort | paste -sd ';')
         b=$("${q[@]}" -h "${dirs[2]}" -d loyalty -c "$cq")
         check "codes of other nodes: uses and balances at home equal the single node's ($b)" [ -n "$b" -a "$(tr ';' ',' <<<"$a" | tr -d ' ')" = "$(tr -d ' ' <<<"$b")" ]
@@ -301,6 +354,25 @@ run_shard() {
         b=$( { "${q[@]}" -h "${dirs[0]}" -d loyalty -c "SELECT count(*) FROM loyalty.code_hold"
                "${q[@]}" -h "${dirs[1]}" -d loyalty -c "SELECT count(*) FROM loyalty.code_hold"; } | awk '{ s += $1 } END { print s + 0 }')
         check "no code hold left open, $b holds made" [ "$a" = 0 -a "$b" -gt 0 ]
+        # the failed purchases (LY004) with MASS-10: through the router as on
+        # one node, the holds made for them released, the code's 3 uses are
+        # PMU1..PMU3's
+        a=$(grep -c '^error LY004: ' "$router/via_router.out"); b=$(grep -c '^error LY004: ' "$router/single.out")
+        local hq="SELECT string_agg(hold_id || ' ' || state || ' ' || uses, ', ' ORDER BY hold_id) FROM loyalty.code_hold WHERE hold_id IN ('PF1', 'PF2')"
+        local h0 h1
+        h0=$("${q[@]}" -h "${dirs[0]}" -d loyalty -c "$hq"); h1=$("${q[@]}" -h "${dirs[1]}" -d loyalty -c "$hq")
+        check "a failed purchase with a code of another node (LY004, $a of $b) leaves its hold released and the code unused ($h0$h1)" \
+            [ "$a" = "$b" -a "$a" -ge 2 -a "$h0$h1" = "PF1 released 0" -o "$a" = "$b" -a "$a" -ge 2 -a "$h0$h1" = "PF2 released 0" ]
+        b=$("${q[@]}" -h "${dirs[2]}" -d loyalty -c "SELECT string_agg(operation_id, ' ' ORDER BY operation_id) FROM loyalty.coupon_use WHERE code = 'MASS-10'" 2>&1)
+        check "MASS-10 used by PMU1..PMU3 on the single node, PMU4 refused ($b)" [ "$b" = "PMU1 PMU2 PMU3" ]
+        # the bounce-back coupon at home (not the guest copy on the issuing
+        # node) equals the single node's: one use left after two refunds
+        local bq="SELECT uses || ' ' || max_uses || ' ' || status FROM loyalty.coupon WHERE code = '%s' AND code NOT IN (SELECT code FROM loyalty.code_guest)"
+        a=$( { "${q[@]}" -h "${dirs[0]}" -d loyalty -c "$(printf "$bq" "$rb")"; "${q[@]}" -h "${dirs[1]}" -d loyalty -c "$(printf "$bq" "$rb")"; } | grep .)
+        b=$("${q[@]}" -h "${dirs[2]}" -d loyalty -c "$(printf "$bq" "$sb")")
+        check "the bounce-back coupon at home: uses and status equal the single node's ($b)" [ -n "$b" -a "$a" = "$b" -a "$b" = "1 1 used" ]
+        a=$(grep -c 'PBU[1-5]' "$stream.2")
+        check "the bounce-back coupon: 5 purchases and 2 refunds by customers of both shards ($a calls)" [ "$a" = 7 ]
     fi
     for i in 0 1 2; do
         check "verify_ledger() is empty on $( [ $i = 2 ] && echo 'the single node' || echo "shard $i")" \
