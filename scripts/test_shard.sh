@@ -82,8 +82,9 @@ shard_stream() {
         q("SELECT loyalty.purchase(\x27{\"operation_id\": \"PG10\", \"store\": \"S042\", \"customer\": \"" phone(10, 0) "\", \"coupons\": [\"GIFT-0500\", \"NO-SUCH\"], \"lines\": [{\"sku\": \"LZ1\", \"qty\": 2}]}\x27) - \x27at\x27")
         # bounce-back coupons (BOUNCE, 10% from 1000) of anonymous checks of
         # 1224.00: the router moves each new code to its home partition; part
-        # 2 uses the first one that was moved (@BB@)
-        for (i = 1; i <= 8; i++)
+        # 2 uses the first one that was moved (@BB@); sixteen, so that one
+        # lands on the other node but once in 32,768 runs (codes are random)
+        for (i = 1; i <= 16; i++)
             q("SELECT loyalty.purchase(\x27{\"operation_id\": \"PB" i "\", \"store\": \"S042\", \"lines\": [{\"sku\": \"AV1\", \"qty\": 2}]}\x27) - \x27at\x27")
         # a plastic card attached through the router (directory on the
         # hash partition of the card, card row on the partition of the customer) and used
@@ -248,11 +249,11 @@ run_shard() {
             WHERE phone::text BETWEEN '+79121000011' AND '+79121000040' ORDER BY phone::text LIMIT 2) x")
     cb=$("${q[@]}" -h "${dirs[1]}" -d loyalty -c "SELECT string_agg(phone::text, ' ' ORDER BY phone::text) FROM (SELECT phone FROM loyalty.customer
             WHERE phone::text BETWEEN '+79121000011' AND '+79121000040' ORDER BY phone::text LIMIT 2) x")
-    read -r bk rb < <( { "${q[@]}" -h "${dirs[0]}" -d loyalty -F ' ' -c "SELECT substr(c.issued_by, 3), c.code FROM loyalty.coupon c JOIN loyalty.code_guest g USING (code) WHERE c.issued_by LIKE 'PB_'"
-                          "${q[@]}" -h "${dirs[1]}" -d loyalty -F ' ' -c "SELECT substr(c.issued_by, 3), c.code FROM loyalty.coupon c JOIN loyalty.code_guest g USING (code) WHERE c.issued_by LIKE 'PB_'"; } | sort -n | head -n 1) || true
+    read -r bk rb < <( { "${q[@]}" -h "${dirs[0]}" -d loyalty -F ' ' -c "SELECT substr(c.issued_by, 3), c.code FROM loyalty.coupon c JOIN loyalty.code_guest g USING (code) WHERE c.issued_by ~ '^PB[0-9]+$'"
+                          "${q[@]}" -h "${dirs[1]}" -d loyalty -F ' ' -c "SELECT substr(c.issued_by, 3), c.code FROM loyalty.coupon c JOIN loyalty.code_guest g USING (code) WHERE c.issued_by ~ '^PB[0-9]+$'"; } | sort -n | head -n 1) || true
     sb=$("${q[@]}" -h "${dirs[2]}" -d loyalty -c "SELECT code FROM loyalty.coupon WHERE issued_by = 'PB${bk:-0}'")
     echo "shard 0: $ca; shard 1: $cb; bounce-back coupon of PB${bk:-?} moved home"
-    check "customers of both shards for part 2 and a bounce-back coupon of an anonymous check moved home (PB${bk:-?} of PB1..PB8)" \
+    check "customers of both shards for part 2 and a bounce-back coupon of an anonymous check moved home (PB${bk:-?} of PB1..PB16)" \
         [ "$(wc -w <<<"$ca $cb")" = 4 -a -n "$rb" -a -n "$sb" ]
     set -- $ca $cb
     sed -i -e "s/@CA@/$1/g; s/@CA2@/$2/g; s/@CB@/$3/g; s/@CB2@/$4/g" "$stream.2"
