@@ -723,8 +723,10 @@ load_promotions(ConfigCache *c, Jsonb *candidates, Datum disable)
 		p->code = (char *) order[k].code;
 		p->name = null[2] ? NULL : TextDatumGetCString(col[2]);
 		p->mechanic = mechanic_parse(p->code, null[3] ? NULL : TextDatumGetCString(col[3]));
-		p->rule = rule_parse(p->code, p->mechanic,
-							 null[4] ? NULL : DatumGetJsonbP(col[4]), &p->common);
+		/* the rest of the rule when first a candidate: config_promotion_rule */
+		p->rule_jsonb = null[4] ? NULL : DatumGetJsonbPCopy(col[4]);
+		p->rule = NULL;
+		p->rule_parsed = false;
 		p->priority = order[k].priority;
 		p->grp = null[6] ? NULL : TextDatumGetCString(col[6]);
 		p->grp_id = -1;
@@ -770,9 +772,7 @@ load_promotions(ConfigCache *c, Jsonb *candidates, Datum disable)
 			c->any_budget = true;
 
 		/* the selectors of the rule (mechanics.h), indexed in this order */
-		memset(&sel, 0, sizeof(sel));
-		if (p->mechanic->selectors != NULL)
-			p->mechanic->selectors(p->rule, &sel);
+		rule_parse_selectors(p->code, p->mechanic, p->rule_jsonb, &sel);
 		p->sel_products = add_selector(c, sel.products, &capacity);
 		p->sel_trigger = add_selector(c, sel.trigger, &capacity);
 		p->sel_target = add_selector(c, sel.target, &capacity);
@@ -1177,6 +1177,27 @@ gather_list(HTAB *table, const char *key, int **out, int *n, int *cap)
 	}
 	memcpy(*out + *n, list->items, sizeof(int) * list->count);
 	*n += list->count;
+}
+
+/*
+ * config_promotion_rule parses promotion p's rule into the cache's context
+ * the first time a check needs it (mech_apply).  The rule was validated when
+ * it was written (the promotion's trigger, LY006) or by the backtest's
+ * caller, so this raises no error in practice; should it, p stays unparsed
+ * and the next call tries again.  The cache entry is memo, hence the cast.
+ */
+void
+config_promotion_rule(ConfigCache *cfg, const CachedPromotion *p)
+{
+	CachedPromotion *mp = (CachedPromotion *) p;
+	MemoryContext old;
+
+	if (p->rule_parsed)
+		return;
+	old = MemoryContextSwitchTo(cfg->cxt);
+	mp->rule = rule_parse(p->code, p->mechanic, p->rule_jsonb, &mp->common);
+	MemoryContextSwitchTo(old);
+	mp->rule_parsed = true;
 }
 
 /*

@@ -113,3 +113,32 @@ rule_parse(const char *code, const MechanicRoutine *m, Jsonb *rule,
 	jr_free(&ctx);
 	return result;
 }
+
+/*
+ * rule_parse_selectors fills *out with the product selectors of rule, a
+ * rule of mechanic m already validated on write: with the mechanic's
+ * parse_selectors, only the selector keys are read (the configuration
+ * cache's load, issue 21: the rest of the rule is parsed when the promotion
+ * is first a candidate); without, through the whole rule_parse.  Either
+ * way the selectors are those rule_parse's struct holds.
+ */
+void
+rule_parse_selectors(const char *code, const MechanicRoutine *m, Jsonb *rule,
+					 MechanicSelectors *out)
+{
+	JsonReader	ctx;
+	JsonbContainer *obj;
+
+	memset(out, 0, sizeof(MechanicSelectors));
+	if (m->selectors == NULL)
+		return;
+	if (m->parse_selectors == NULL || rule == NULL)
+	{
+		m->selectors(rule_parse(code, m, rule, NULL), out);
+		return;
+	}
+	rule_reader_init(&ctx, "promotion", code, "rule");
+	obj = jr_root_object(&ctx, rule);
+	m->parse_selectors(&ctx, obj, out);
+	jr_free(&ctx);
+}
