@@ -21,7 +21,10 @@
  */
 #include "loyalty.h"
 
+#include "access/heapam.h"
 #include "access/htup_details.h"
+#include "access/table.h"
+#include "access/tableam.h"
 #include "catalog/namespace.h"
 #include "catalog/pg_type.h"
 #include "commands/trigger.h"
@@ -29,6 +32,7 @@
 #include "executor/spi.h"
 #include "fmgr.h"
 #include "miscadmin.h"
+#include "utils/acl.h"
 #include "utils/array.h"
 #include "utils/builtins.h"
 #include "utils/inval.h"
@@ -36,6 +40,8 @@
 #include "utils/lsyscache.h"
 #include "utils/memutils.h"
 #include "utils/numeric.h"
+#include "utils/rel.h"
+#include "utils/snapmgr.h"
 #include "utils/timestamp.h"
 
 #include "config_cache.h"
@@ -628,6 +634,95 @@ promo_order_cmp(const void *a, const void *b)
 }
 
 /*
+ * The columns load_promotions reads, by their 1-based place in a row
+ * (the order of CANDIDATE_PROMOTIONS' select list).
+ */
+static const char *const PROMOTION_COLUMNS[] = {
+	"code", "name", "mechanic", "rule", "priority", "grp", "exclusive",
+	"starts_at", "ends_at", "schedule", "channels", "stores", "regions",
+	"tiers", "segments", "identified_only", "requires_coupon", "usage_limit",
+	"per_customer_limit", "budget", "segments_exclude", "experiment",
+	"variant", "points_budget", NULL
+};
+#define PROMOTION_NCOLUMNS 24
+
+/*
+ * scan_promotions reads the enabled rows of loyalty.promotion straight from
+ * the table (a heap scan with the active snapshot, as the read-only SPI
+ * query it replaces did, after the same SELECT privilege check): the
+ * executor's projection and copy of every wide row cost more than the rest
+ * of the load at thousands of promotions (issue 21).  *cols and *nulls get
+ * each row's columns in PROMOTION_COLUMNS order (row k at k * width, column
+ * i at + i); everything is allocated in CurrentMemoryContext, which the
+ * caller deletes once the values are copied out.
+ */
+static uint64
+scan_promotions(Datum **cols, bool **nulls, int width)
+{
+	Relation	rel;
+	TupleDesc	desc;
+	TableScanDesc scan;
+	HeapTuple	tup;
+	AclResult	aclresult;
+	AttrNumber	attnum[PROMOTION_NCOLUMNS + 1];
+	AttrNumber	enabled;
+	Datum	   *values;
+	bool	   *isnull;
+	uint64		n = 0;
+	uint64		cap = 64;
+	int			i;
+
+	rel = table_open(promotion_oid(), AccessShareLock);
+	aclresult = pg_class_aclcheck(RelationGetRelid(rel), GetUserId(), ACL_SELECT);
+	if (aclresult != ACLCHECK_OK)
+		aclcheck_error(aclresult, OBJECT_TABLE, RelationGetRelationName(rel));
+	desc = RelationGetDescr(rel);
+	for (i = 0; i < PROMOTION_NCOLUMNS; i++)
+	{
+		attnum[i + 1] = SPI_fnumber(desc, PROMOTION_COLUMNS[i]);
+		if (attnum[i + 1] <= 0)
+			elog(ERROR, "loyalty.promotion has no column %s", PROMOTION_COLUMNS[i]);
+	}
+	enabled = SPI_fnumber(desc, "enabled");
+	if (enabled <= 0)
+		elog(ERROR, "loyalty.promotion has no column enabled");
+	values = palloc(sizeof(Datum) * desc->natts);
+	isnull = palloc(sizeof(bool) * desc->natts);
+	*cols = palloc(sizeof(Datum) * width * cap);
+	*nulls = palloc(sizeof(bool) * width * cap);
+
+	scan = table_beginscan(rel, GetActiveSnapshot(), 0, NULL);
+	while ((tup = heap_getnext(scan, ForwardScanDirection)) != NULL)
+	{
+		HeapTuple	copy;
+
+		CHECK_FOR_INTERRUPTS();
+		/* enabled is NOT NULL; a NULL would not pass "WHERE enabled" */
+		heap_deform_tuple(tup, desc, values, isnull);
+		if (isnull[enabled - 1] || !DatumGetBool(values[enabled - 1]))
+			continue;
+		/* the values must outlive the buffer: deform a copy */
+		copy = heap_copytuple(tup);
+		heap_deform_tuple(copy, desc, values, isnull);
+		if (n == cap)
+		{
+			cap *= 2;
+			*cols = repalloc(*cols, sizeof(Datum) * width * cap);
+			*nulls = repalloc(*nulls, sizeof(bool) * width * cap);
+		}
+		for (i = 1; i <= PROMOTION_NCOLUMNS; i++)
+		{
+			(*cols)[n * width + i] = values[attnum[i] - 1];
+			(*nulls)[n * width + i] = isnull[attnum[i] - 1];
+		}
+		n++;
+	}
+	table_endscan(scan);
+	table_close(rel, AccessShareLock);
+	return n;
+}
+
+/*
  * load_promotions reads and parses the enabled promotions, in order; with
  * candidates (not NULL), those of a candidate configuration instead.
  *
@@ -652,13 +747,20 @@ load_promotions(ConfigCache *c, Jsonb *candidates, Datum disable)
 	bool	   *nulls;
 	Datum	   *col;
 	bool	   *null;
+	MemoryContext rows_cxt;
 
+	/* the rows and their deformed columns, until the values are copied out */
+	rows_cxt = AllocSetContextCreate(CurrentMemoryContext,
+									 "loyalty promotion rows",
+									 ALLOCSET_DEFAULT_SIZES);
+	width = PROMOTION_NCOLUMNS + 1;
 	if (candidates == NULL)
-		nrows = spi_query("SELECT code, name, mechanic, rule, priority, grp, exclusive, "
-						  "starts_at, ends_at, schedule, channels, stores, regions, tiers, "
-						  "segments, identified_only, requires_coupon, usage_limit, "
-						  "per_customer_limit, budget, segments_exclude, experiment, variant, points_budget "
-						  "FROM loyalty.promotion WHERE enabled");
+	{
+		MemoryContext cxt = MemoryContextSwitchTo(rows_cxt);
+
+		nrows = scan_promotions(&cols, &nulls, width);
+		MemoryContextSwitchTo(cxt);
+	}
 	else
 	{
 		static SPIPlanPtr plan = NULL;
@@ -678,20 +780,25 @@ load_promotions(ConfigCache *c, Jsonb *candidates, Datum disable)
 		 * (a candidate kept across calls, as the parallel backtest does)
 		 */
 		MemoryContextSwitchTo(cxt);
+		if (SPI_tuptable->tupdesc->natts != PROMOTION_NCOLUMNS)
+			elog(ERROR, "candidate promotions have %d columns", SPI_tuptable->tupdesc->natts);
+		/* every row deformed once (columns by their 1-based numbers) */
+		cols = MemoryContextAlloc(rows_cxt, sizeof(Datum) * width * Max(nrows, 1));
+		nulls = MemoryContextAlloc(rows_cxt, sizeof(bool) * width * Max(nrows, 1));
+		for (k = 0; k < nrows; k++)
+		{
+			CHECK_FOR_INTERRUPTS();
+			heap_deform_tuple(SPI_tuptable->vals[k], SPI_tuptable->tupdesc,
+							  cols + k * width + 1, nulls + k * width + 1);
+		}
 	}
 	c->npromotions = (int) nrows;
 	c->promotions = palloc0(sizeof(CachedPromotion) * Max(c->npromotions, 1));
-	/* every row deformed once (columns by their 1-based numbers) */
-	width = SPI_tuptable->tupdesc->natts + 1;
-	cols = palloc(sizeof(Datum) * width * Max(nrows, 1));
-	nulls = palloc(sizeof(bool) * width * Max(nrows, 1));
 	order = palloc(sizeof(PromoOrder) * Max(nrows, 1));
 	for (k = 0; k < nrows; k++)
 	{
-		CHECK_FOR_INTERRUPTS();
 		col = cols + k * width;
 		null = nulls + k * width;
-		heap_deform_tuple(SPI_tuptable->vals[k], SPI_tuptable->tupdesc, col + 1, null + 1);
 		order[k].row = k;
 		order[k].code = TextDatumGetCString(col[1]);	/* the key: never NULL */
 		order[k].priority = null[5] ? 100 : DatumGetInt32(col[5]);
@@ -781,8 +888,7 @@ load_promotions(ConfigCache *c, Jsonb *candidates, Datum disable)
 		c->check_level[k] = p->key_sel < 0;
 	}
 	hash_destroy(groups);
-	pfree(cols);
-	pfree(nulls);
+	MemoryContextDelete(rows_cxt);
 	pfree(order);
 }
 
