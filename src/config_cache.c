@@ -697,13 +697,15 @@ scan_promotions(Datum **cols, bool **nulls, int width)
 		HeapTuple	copy;
 
 		CHECK_FOR_INTERRUPTS();
-		/* enabled is NOT NULL; a NULL would not pass "WHERE enabled" */
-		heap_deform_tuple(tup, desc, values, isnull);
-		if (isnull[enabled - 1] || !DatumGetBool(values[enabled - 1]))
-			continue;
-		/* the values must outlive the buffer: deform a copy */
+		/* the values must outlive the buffer: deform a copy, once */
 		copy = heap_copytuple(tup);
 		heap_deform_tuple(copy, desc, values, isnull);
+		/* enabled is NOT NULL; a NULL would not pass "WHERE enabled" */
+		if (isnull[enabled - 1] || !DatumGetBool(values[enabled - 1]))
+		{
+			heap_freetuple(copy);
+			continue;
+		}
 		if (n == cap)
 		{
 			cap *= 2;
