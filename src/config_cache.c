@@ -217,33 +217,9 @@ cstring_cmp(const void *a, const void *b)
 }
 
 /*
- * namelist_column reads a text[] column of the last result as a sorted
- * NameList without its NULL elements (NULL when the array is NULL).
- */
-static NameList *
-namelist_column(uint64 r, int i)
-{
-	char	  **items;
-	int			n,
-				k;
-	NameList   *list;
-
-	if (spi_isnull(r, i))
-		return NULL;
-	items = spi_text_array(r, i, CurrentMemoryContext, &n);
-	list = palloc(sizeof(NameList));
-	list->items = items;
-	list->count = 0;
-	for (k = 0; k < n; k++)
-		if (items[k] != NULL)
-			list->items[list->count++] = items[k];
-	qsort(list->items, list->count, sizeof(char *), cstring_cmp);
-	return list;
-}
-
-/*
- * namelist_datum is namelist_column for a text[] value already taken out
- * of its row (load_promotions deforms each row once).
+ * namelist_datum reads a text[] value taken out of its row (the loads
+ * deform each row once) as a sorted NameList without its NULL elements
+ * (NULL when the array is NULL).
  */
 static NameList *
 namelist_datum(Datum d, bool isnull)
@@ -424,6 +400,27 @@ resolve_category(HTAB *cats, CatNode *node, int ncats)
 	node->npath = n;
 }
 
+/* the columns of load_products' product query */
+#define PRODUCT_NCOLUMNS 11
+
+/*
+ * column_scaled_round is spi_scaled_round for a numeric value taken out of
+ * its row: rounded to scale decimals, in units of 10^-scale (if_null when
+ * NULL).
+ */
+static int64
+column_scaled_round(Datum d, bool isnull, int scale, int64 if_null)
+{
+	int64		v;
+
+	if (isnull)
+		return if_null;
+	d = DirectFunctionCall2(numeric_round, d, Int32GetDatum(scale));
+	if (!numeric_to_scaled(DatumGetNumeric(d), scale, &v))
+		elog(ERROR, "configuration value out of range");
+	return v;
+}
+
 /* load_products reads the category tree and every product. */
 static void
 load_products(ConfigCache *c)
@@ -450,16 +447,24 @@ load_products(ConfigCache *c)
 					  "no_discount, no_points, no_redeem, gift_certificate FROM loyalty.product");
 	c->nproducts = (int) nrows;
 	c->products = name_table(c->cxt, "loyalty products", (long) nrows);
+	if (SPI_tuptable->tupdesc->natts != PRODUCT_NCOLUMNS)
+		elog(ERROR, "loyalty.product query has %d columns", SPI_tuptable->tupdesc->natts);
 	for (r = 0; r < nrows; r++)
 	{
 		CachedProduct *p = palloc0(sizeof(CachedProduct));
-		char	   *cat = spi_text(r, 3, CurrentMemoryContext);
-		NameList   *tags = namelist_column(r, 5);
+		Datum		col[PRODUCT_NCOLUMNS];
+		bool		null[PRODUCT_NCOLUMNS];
+		char	   *cat;
+		NameList   *tags;
 
 		CHECK_FOR_INTERRUPTS();
-		p->sku = spi_text(r, 1, CurrentMemoryContext);
-		p->name = spi_text(r, 2, CurrentMemoryContext);
-		p->brand = spi_text(r, 4, CurrentMemoryContext);
+		/* deformed once: one SPI_getbinval per column walks the row each time */
+		heap_deform_tuple(SPI_tuptable->vals[r], SPI_tuptable->tupdesc, col, null);
+		cat = null[2] ? NULL : TextDatumGetCString(col[2]);
+		tags = namelist_datum(col[4], null[4]);
+		p->sku = TextDatumGetCString(col[0]);	/* the key: never NULL */
+		p->name = null[1] ? NULL : TextDatumGetCString(col[1]);
+		p->brand = null[3] ? NULL : TextDatumGetCString(col[3]);
 		if (cat != NULL)
 		{
 			CatNode    *node = name_get(cats, cat);
@@ -476,12 +481,12 @@ load_products(ConfigCache *c)
 			p->tags = tags->items;
 			p->ntags = tags->count;
 		}
-		p->price = spi_scaled_round(r, 6, MONEY_SCALE, -1);
-		p->min_price = spi_scaled_round(r, 7, MONEY_SCALE, -1);
-		p->no_discount = spi_bool(r, 8, false);
-		p->no_points = spi_bool(r, 9, false);
-		p->no_redeem = spi_bool(r, 10, false);
-		p->gift_certificate = spi_bool(r, 11, false);
+		p->price = column_scaled_round(col[5], null[5], MONEY_SCALE, -1);
+		p->min_price = column_scaled_round(col[6], null[6], MONEY_SCALE, -1);
+		p->no_discount = null[7] ? false : DatumGetBool(col[7]);
+		p->no_points = null[8] ? false : DatumGetBool(col[8]);
+		p->no_redeem = null[9] ? false : DatumGetBool(col[9]);
+		p->gift_certificate = null[10] ? false : DatumGetBool(col[10]);
 		p->npromos = -1;
 		name_put(c->products, p->sku, p);
 	}

@@ -138,6 +138,7 @@ rule_parse_selectors(const char *code, const MechanicRoutine *m, Jsonb *rule,
 		return;
 	}
 	rule_reader_init(&ctx, "promotion", code, "rule");
+	ctx.trusted = true;			/* validated on write: no unknown-key scan */
 	obj = jr_root_object(&ctx, rule);
 	m->parse_selectors(&ctx, obj, out);
 	jr_free(&ctx);
