@@ -1308,7 +1308,7 @@ config_promotion_rule(ConfigCache *cfg, const CachedPromotion *p)
 	if (p->rule_parsed)
 		return;
 	old = MemoryContextSwitchTo(cfg->cxt);
-	mp->rule = rule_parse(p->code, p->mechanic, p->rule_jsonb, &mp->common);
+	mp->rule = rule_parse_stored(p->code, p->mechanic, p->rule_jsonb, &mp->common);
 	MemoryContextSwitchTo(old);
 	mp->rule_parsed = true;
 }

@@ -112,6 +112,13 @@ extern const void *rule_parse(const char *code, const MechanicRoutine *m,
 							  Jsonb *rule, RuleCommon *common);
 
 /*
+ * rule_parse_stored is rule_parse for a rule validated when it was written
+ * (the configuration cache): no scan for unknown keys.
+ */
+extern const void *rule_parse_stored(const char *code, const MechanicRoutine *m,
+									 Jsonb *rule, RuleCommon *common);
+
+/*
  * rule_parse_selectors fills *out with the selectors of a rule that was
  * validated when written (promotion.c's trigger, a backtest's caller):
  * reading only the selector keys when the mechanic has parse_selectors.
