@@ -4,7 +4,9 @@
  *	  The program's configuration as the check engine sees it: settings,
  *	  stores with their time zones, the category tree, products hashed by
  *	  SKU, account types, tiers and the enabled promotions parsed once
- *	  through the table of mechanics (mechanics/mechanics.h).
+ *	  through the table of mechanics (mechanics/mechanics.h): their
+ *	  selectors at load, the rest of a rule when the promotion is first a
+ *	  candidate in a check (config_promotion_rule).
  *
  * The cache lives in backend memory (a context under CacheMemoryContext)
  * and is built lazily by config_cache_get, inside the caller's SPI
