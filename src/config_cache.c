@@ -21,7 +21,10 @@
  */
 #include "loyalty.h"
 
+#include "access/heapam.h"
 #include "access/htup_details.h"
+#include "access/table.h"
+#include "access/tableam.h"
 #include "catalog/namespace.h"
 #include "catalog/pg_type.h"
 #include "commands/trigger.h"
@@ -29,6 +32,7 @@
 #include "executor/spi.h"
 #include "fmgr.h"
 #include "miscadmin.h"
+#include "utils/acl.h"
 #include "utils/array.h"
 #include "utils/builtins.h"
 #include "utils/inval.h"
@@ -36,6 +40,8 @@
 #include "utils/lsyscache.h"
 #include "utils/memutils.h"
 #include "utils/numeric.h"
+#include "utils/rel.h"
+#include "utils/snapmgr.h"
 #include "utils/timestamp.h"
 
 #include "config_cache.h"
@@ -211,33 +217,9 @@ cstring_cmp(const void *a, const void *b)
 }
 
 /*
- * namelist_column reads a text[] column of the last result as a sorted
- * NameList without its NULL elements (NULL when the array is NULL).
- */
-static NameList *
-namelist_column(uint64 r, int i)
-{
-	char	  **items;
-	int			n,
-				k;
-	NameList   *list;
-
-	if (spi_isnull(r, i))
-		return NULL;
-	items = spi_text_array(r, i, CurrentMemoryContext, &n);
-	list = palloc(sizeof(NameList));
-	list->items = items;
-	list->count = 0;
-	for (k = 0; k < n; k++)
-		if (items[k] != NULL)
-			list->items[list->count++] = items[k];
-	qsort(list->items, list->count, sizeof(char *), cstring_cmp);
-	return list;
-}
-
-/*
- * namelist_datum is namelist_column for a text[] value already taken out
- * of its row (load_promotions deforms each row once).
+ * namelist_datum reads a text[] value taken out of its row (the loads
+ * deform each row once) as a sorted NameList without its NULL elements
+ * (NULL when the array is NULL).
  */
 static NameList *
 namelist_datum(Datum d, bool isnull)
@@ -418,6 +400,27 @@ resolve_category(HTAB *cats, CatNode *node, int ncats)
 	node->npath = n;
 }
 
+/* the columns of load_products' product query */
+#define PRODUCT_NCOLUMNS 11
+
+/*
+ * column_scaled_round is spi_scaled_round for a numeric value taken out of
+ * its row: rounded to scale decimals, in units of 10^-scale (if_null when
+ * NULL).
+ */
+static int64
+column_scaled_round(Datum d, bool isnull, int scale, int64 if_null)
+{
+	int64		v;
+
+	if (isnull)
+		return if_null;
+	d = DirectFunctionCall2(numeric_round, d, Int32GetDatum(scale));
+	if (!numeric_to_scaled(DatumGetNumeric(d), scale, &v))
+		elog(ERROR, "configuration value out of range");
+	return v;
+}
+
 /* load_products reads the category tree and every product. */
 static void
 load_products(ConfigCache *c)
@@ -444,16 +447,24 @@ load_products(ConfigCache *c)
 					  "no_discount, no_points, no_redeem, gift_certificate FROM loyalty.product");
 	c->nproducts = (int) nrows;
 	c->products = name_table(c->cxt, "loyalty products", (long) nrows);
+	if (SPI_tuptable->tupdesc->natts != PRODUCT_NCOLUMNS)
+		elog(ERROR, "loyalty.product query has %d columns", SPI_tuptable->tupdesc->natts);
 	for (r = 0; r < nrows; r++)
 	{
 		CachedProduct *p = palloc0(sizeof(CachedProduct));
-		char	   *cat = spi_text(r, 3, CurrentMemoryContext);
-		NameList   *tags = namelist_column(r, 5);
+		Datum		col[PRODUCT_NCOLUMNS];
+		bool		null[PRODUCT_NCOLUMNS];
+		char	   *cat;
+		NameList   *tags;
 
 		CHECK_FOR_INTERRUPTS();
-		p->sku = spi_text(r, 1, CurrentMemoryContext);
-		p->name = spi_text(r, 2, CurrentMemoryContext);
-		p->brand = spi_text(r, 4, CurrentMemoryContext);
+		/* deformed once: one SPI_getbinval per column walks the row each time */
+		heap_deform_tuple(SPI_tuptable->vals[r], SPI_tuptable->tupdesc, col, null);
+		cat = null[2] ? NULL : TextDatumGetCString(col[2]);
+		tags = namelist_datum(col[4], null[4]);
+		p->sku = TextDatumGetCString(col[0]);	/* the key: never NULL */
+		p->name = null[1] ? NULL : TextDatumGetCString(col[1]);
+		p->brand = null[3] ? NULL : TextDatumGetCString(col[3]);
 		if (cat != NULL)
 		{
 			CatNode    *node = name_get(cats, cat);
@@ -470,12 +481,12 @@ load_products(ConfigCache *c)
 			p->tags = tags->items;
 			p->ntags = tags->count;
 		}
-		p->price = spi_scaled_round(r, 6, MONEY_SCALE, -1);
-		p->min_price = spi_scaled_round(r, 7, MONEY_SCALE, -1);
-		p->no_discount = spi_bool(r, 8, false);
-		p->no_points = spi_bool(r, 9, false);
-		p->no_redeem = spi_bool(r, 10, false);
-		p->gift_certificate = spi_bool(r, 11, false);
+		p->price = column_scaled_round(col[5], null[5], MONEY_SCALE, -1);
+		p->min_price = column_scaled_round(col[6], null[6], MONEY_SCALE, -1);
+		p->no_discount = null[7] ? false : DatumGetBool(col[7]);
+		p->no_points = null[8] ? false : DatumGetBool(col[8]);
+		p->no_redeem = null[9] ? false : DatumGetBool(col[9]);
+		p->gift_certificate = null[10] ? false : DatumGetBool(col[10]);
 		p->npromos = -1;
 		name_put(c->products, p->sku, p);
 	}
@@ -628,6 +639,97 @@ promo_order_cmp(const void *a, const void *b)
 }
 
 /*
+ * The columns load_promotions reads, by their 1-based place in a row
+ * (the order of CANDIDATE_PROMOTIONS' select list).
+ */
+static const char *const PROMOTION_COLUMNS[] = {
+	"code", "name", "mechanic", "rule", "priority", "grp", "exclusive",
+	"starts_at", "ends_at", "schedule", "channels", "stores", "regions",
+	"tiers", "segments", "identified_only", "requires_coupon", "usage_limit",
+	"per_customer_limit", "budget", "segments_exclude", "experiment",
+	"variant", "points_budget", NULL
+};
+#define PROMOTION_NCOLUMNS 24
+
+/*
+ * scan_promotions reads the enabled rows of loyalty.promotion straight from
+ * the table (a heap scan with the active snapshot, as the read-only SPI
+ * query it replaces did, after the same SELECT privilege check): the
+ * executor's projection and copy of every wide row cost more than the rest
+ * of the load at thousands of promotions (issue 21).  *cols and *nulls get
+ * each row's columns in PROMOTION_COLUMNS order (row k at k * width, column
+ * i at + i); everything is allocated in CurrentMemoryContext, which the
+ * caller deletes once the values are copied out.
+ */
+static uint64
+scan_promotions(Datum **cols, bool **nulls, int width)
+{
+	Relation	rel;
+	TupleDesc	desc;
+	TableScanDesc scan;
+	HeapTuple	tup;
+	AclResult	aclresult;
+	AttrNumber	attnum[PROMOTION_NCOLUMNS + 1];
+	AttrNumber	enabled;
+	Datum	   *values;
+	bool	   *isnull;
+	uint64		n = 0;
+	uint64		cap = 64;
+	int			i;
+
+	rel = table_open(promotion_oid(), AccessShareLock);
+	aclresult = pg_class_aclcheck(RelationGetRelid(rel), GetUserId(), ACL_SELECT);
+	if (aclresult != ACLCHECK_OK)
+		aclcheck_error(aclresult, OBJECT_TABLE, RelationGetRelationName(rel));
+	desc = RelationGetDescr(rel);
+	for (i = 0; i < PROMOTION_NCOLUMNS; i++)
+	{
+		attnum[i + 1] = SPI_fnumber(desc, PROMOTION_COLUMNS[i]);
+		if (attnum[i + 1] <= 0)
+			elog(ERROR, "loyalty.promotion has no column %s", PROMOTION_COLUMNS[i]);
+	}
+	enabled = SPI_fnumber(desc, "enabled");
+	if (enabled <= 0)
+		elog(ERROR, "loyalty.promotion has no column enabled");
+	values = palloc(sizeof(Datum) * desc->natts);
+	isnull = palloc(sizeof(bool) * desc->natts);
+	*cols = palloc(sizeof(Datum) * width * cap);
+	*nulls = palloc(sizeof(bool) * width * cap);
+
+	scan = table_beginscan(rel, GetActiveSnapshot(), 0, NULL);
+	while ((tup = heap_getnext(scan, ForwardScanDirection)) != NULL)
+	{
+		HeapTuple	copy;
+
+		CHECK_FOR_INTERRUPTS();
+		/* the values must outlive the buffer: deform a copy, once */
+		copy = heap_copytuple(tup);
+		heap_deform_tuple(copy, desc, values, isnull);
+		/* enabled is NOT NULL; a NULL would not pass "WHERE enabled" */
+		if (isnull[enabled - 1] || !DatumGetBool(values[enabled - 1]))
+		{
+			heap_freetuple(copy);
+			continue;
+		}
+		if (n == cap)
+		{
+			cap *= 2;
+			*cols = repalloc(*cols, sizeof(Datum) * width * cap);
+			*nulls = repalloc(*nulls, sizeof(bool) * width * cap);
+		}
+		for (i = 1; i <= PROMOTION_NCOLUMNS; i++)
+		{
+			(*cols)[n * width + i] = values[attnum[i] - 1];
+			(*nulls)[n * width + i] = isnull[attnum[i] - 1];
+		}
+		n++;
+	}
+	table_endscan(scan);
+	table_close(rel, AccessShareLock);
+	return n;
+}
+
+/*
  * load_promotions reads and parses the enabled promotions, in order; with
  * candidates (not NULL), those of a candidate configuration instead.
  *
@@ -652,13 +754,20 @@ load_promotions(ConfigCache *c, Jsonb *candidates, Datum disable)
 	bool	   *nulls;
 	Datum	   *col;
 	bool	   *null;
+	MemoryContext rows_cxt;
 
+	/* the rows and their deformed columns, until the values are copied out */
+	rows_cxt = AllocSetContextCreate(CurrentMemoryContext,
+									 "loyalty promotion rows",
+									 ALLOCSET_DEFAULT_SIZES);
+	width = PROMOTION_NCOLUMNS + 1;
 	if (candidates == NULL)
-		nrows = spi_query("SELECT code, name, mechanic, rule, priority, grp, exclusive, "
-						  "starts_at, ends_at, schedule, channels, stores, regions, tiers, "
-						  "segments, identified_only, requires_coupon, usage_limit, "
-						  "per_customer_limit, budget, segments_exclude, experiment, variant, points_budget "
-						  "FROM loyalty.promotion WHERE enabled");
+	{
+		MemoryContext cxt = MemoryContextSwitchTo(rows_cxt);
+
+		nrows = scan_promotions(&cols, &nulls, width);
+		MemoryContextSwitchTo(cxt);
+	}
 	else
 	{
 		static SPIPlanPtr plan = NULL;
@@ -678,20 +787,25 @@ load_promotions(ConfigCache *c, Jsonb *candidates, Datum disable)
 		 * (a candidate kept across calls, as the parallel backtest does)
 		 */
 		MemoryContextSwitchTo(cxt);
+		if (SPI_tuptable->tupdesc->natts != PROMOTION_NCOLUMNS)
+			elog(ERROR, "candidate promotions have %d columns", SPI_tuptable->tupdesc->natts);
+		/* every row deformed once (columns by their 1-based numbers) */
+		cols = MemoryContextAlloc(rows_cxt, sizeof(Datum) * width * Max(nrows, 1));
+		nulls = MemoryContextAlloc(rows_cxt, sizeof(bool) * width * Max(nrows, 1));
+		for (k = 0; k < nrows; k++)
+		{
+			CHECK_FOR_INTERRUPTS();
+			heap_deform_tuple(SPI_tuptable->vals[k], SPI_tuptable->tupdesc,
+							  cols + k * width + 1, nulls + k * width + 1);
+		}
 	}
 	c->npromotions = (int) nrows;
 	c->promotions = palloc0(sizeof(CachedPromotion) * Max(c->npromotions, 1));
-	/* every row deformed once (columns by their 1-based numbers) */
-	width = SPI_tuptable->tupdesc->natts + 1;
-	cols = palloc(sizeof(Datum) * width * Max(nrows, 1));
-	nulls = palloc(sizeof(bool) * width * Max(nrows, 1));
 	order = palloc(sizeof(PromoOrder) * Max(nrows, 1));
 	for (k = 0; k < nrows; k++)
 	{
-		CHECK_FOR_INTERRUPTS();
 		col = cols + k * width;
 		null = nulls + k * width;
-		heap_deform_tuple(SPI_tuptable->vals[k], SPI_tuptable->tupdesc, col + 1, null + 1);
 		order[k].row = k;
 		order[k].code = TextDatumGetCString(col[1]);	/* the key: never NULL */
 		order[k].priority = null[5] ? 100 : DatumGetInt32(col[5]);
@@ -723,8 +837,10 @@ load_promotions(ConfigCache *c, Jsonb *candidates, Datum disable)
 		p->code = (char *) order[k].code;
 		p->name = null[2] ? NULL : TextDatumGetCString(col[2]);
 		p->mechanic = mechanic_parse(p->code, null[3] ? NULL : TextDatumGetCString(col[3]));
-		p->rule = rule_parse(p->code, p->mechanic,
-							 null[4] ? NULL : DatumGetJsonbP(col[4]), &p->common);
+		/* the rest of the rule when first a candidate: config_promotion_rule */
+		p->rule_jsonb = null[4] ? NULL : DatumGetJsonbPCopy(col[4]);
+		p->rule = NULL;
+		p->rule_parsed = false;
 		p->priority = order[k].priority;
 		p->grp = null[6] ? NULL : TextDatumGetCString(col[6]);
 		p->grp_id = -1;
@@ -770,9 +886,7 @@ load_promotions(ConfigCache *c, Jsonb *candidates, Datum disable)
 			c->any_budget = true;
 
 		/* the selectors of the rule (mechanics.h), indexed in this order */
-		memset(&sel, 0, sizeof(sel));
-		if (p->mechanic->selectors != NULL)
-			p->mechanic->selectors(p->rule, &sel);
+		rule_parse_selectors(p->code, p->mechanic, p->rule_jsonb, &sel);
 		p->sel_products = add_selector(c, sel.products, &capacity);
 		p->sel_trigger = add_selector(c, sel.trigger, &capacity);
 		p->sel_target = add_selector(c, sel.target, &capacity);
@@ -781,8 +895,7 @@ load_promotions(ConfigCache *c, Jsonb *candidates, Datum disable)
 		c->check_level[k] = p->key_sel < 0;
 	}
 	hash_destroy(groups);
-	pfree(cols);
-	pfree(nulls);
+	MemoryContextDelete(rows_cxt);
 	pfree(order);
 }
 
@@ -1177,6 +1290,27 @@ gather_list(HTAB *table, const char *key, int **out, int *n, int *cap)
 	}
 	memcpy(*out + *n, list->items, sizeof(int) * list->count);
 	*n += list->count;
+}
+
+/*
+ * config_promotion_rule parses promotion p's rule into the cache's context
+ * the first time a check needs it (mech_apply).  The rule was validated when
+ * it was written (the promotion's trigger, LY006) or by the backtest's
+ * caller, so this raises no error in practice; should it, p stays unparsed
+ * and the next call tries again.  The cache entry is memo, hence the cast.
+ */
+void
+config_promotion_rule(ConfigCache *cfg, const CachedPromotion *p)
+{
+	CachedPromotion *mp = (CachedPromotion *) p;
+	MemoryContext old;
+
+	if (p->rule_parsed)
+		return;
+	old = MemoryContextSwitchTo(cfg->cxt);
+	mp->rule = rule_parse_stored(p->code, p->mechanic, p->rule_jsonb, &mp->common);
+	MemoryContextSwitchTo(old);
+	mp->rule_parsed = true;
 }
 
 /*

@@ -4,7 +4,9 @@
  *	  The program's configuration as the check engine sees it: settings,
  *	  stores with their time zones, the category tree, products hashed by
  *	  SKU, account types, tiers and the enabled promotions parsed once
- *	  through the table of mechanics (mechanics/mechanics.h).
+ *	  through the table of mechanics (mechanics/mechanics.h): their
+ *	  selectors at load, the rest of a rule when the promotion is first a
+ *	  candidate in a check (config_promotion_rule).
  *
  * The cache lives in backend memory (a context under CacheMemoryContext)
  * and is built lazily by config_cache_get, inside the caller's SPI
@@ -96,8 +98,15 @@ typedef struct CachedPromotion
 	char	   *code;
 	char	   *name;
 	const MechanicRoutine *mechanic;	/* its routine (mechanics/) */
+	/*
+	 * The rule is parsed when the promotion is first a candidate in a check
+	 * (config_promotion_rule, from mech_apply); the load reads only its
+	 * selectors (issue 21).  Until then rule is NULL and common zero.
+	 */
 	const void *rule;			/* the mechanic's own rule struct */
 	RuleCommon	common;			/* the shared rule fields (rules.h) */
+	Jsonb	   *rule_jsonb;		/* the rule as stored, in the cache's context */
+	bool		rule_parsed;	/* rule and common are filled in */
 	int			priority;
 	char	   *grp;			/* NULL when none */
 	int			grp_id;			/* -1 when none */
@@ -255,6 +264,13 @@ extern bool config_product_matches(ConfigCache *cfg, CachedProduct *p,
  */
 extern const int *config_product_promotions(ConfigCache *cfg, CachedProduct *p,
 											int *n);
+
+/*
+ * config_promotion_rule parses promotion p's rule (rule, common) into the
+ * cache's context when not yet done: the engine calls it before the
+ * mechanic runs (mechanics/common.c mech_apply)
+ */
+extern void config_promotion_rule(ConfigCache *cfg, const CachedPromotion *p);
 
 /* sorted name lists */
 extern bool namelist_has(const NameList *list, const char *name);

@@ -43,6 +43,22 @@ jr_init(JsonReader *r, const JsonReaderStyle *style, const char *errmsg,
 	r->size = 8;
 	r->depth = 0;
 	r->steps = palloc(sizeof(JsonPathStep) * r->size);
+	r->errmsg_fmt = NULL;
+	r->errmsg_arg1 = NULL;
+	r->errmsg_arg2 = NULL;
+	r->trusted = false;
+}
+
+/*
+ * jr_errmsg returns the reader's errmsg, formatting it from errmsg_fmt the
+ * first time when it is made lazily.
+ */
+static const char *
+jr_errmsg(JsonReader *r)
+{
+	if (r->errmsg == NULL && r->errmsg_fmt != NULL)
+		r->errmsg = psprintf(r->errmsg_fmt, r->errmsg_arg1, r->errmsg_arg2);
+	return r->errmsg;
 }
 
 /* jr_free frees what the reader allocated. */
@@ -90,7 +106,7 @@ jr_error(JsonReader *r, const char *hint, const char *fmt,...)
 	va_list		args;
 
 	va_start(args, fmt);
-	jr_verror(r->style, r->errmsg, jr_path(r), hint, fmt, args);
+	jr_verror(r->style, jr_errmsg(r), jr_path(r), hint, fmt, args);
 	va_end(args);
 }
 
@@ -197,7 +213,7 @@ jr_root_object(JsonReader *r, Jsonb *jb)
 			jr_error(r, NULL, "must be a JSON object.");
 		ereport(ERROR,
 				(errcode(r->style->sqlstate),
-				 errmsg("%s", r->errmsg),
+				 errmsg("%s", jr_errmsg(r)),
 				 errdetail("%s", r->style->not_object)));
 	}
 	return &jb->root;
@@ -292,6 +308,8 @@ jr_check_keys(JsonReader *r, JsonbContainer *obj, const char *what,
 	JsonbValue	k,
 				v;
 
+	if (r->trusted)
+		return;					/* validated when written */
 	jr_fields_begin(&iter, obj);
 	while (jr_fields_next(&iter, &k, &v))
 	{

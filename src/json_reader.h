@@ -70,6 +70,18 @@ typedef struct JsonReader
 	JsonPathStep *steps;
 	int			depth;
 	int			size;
+	/*
+	 * errmsg formatted only when an error is raised (errmsg NULL): errmsg_fmt
+	 * with two %s arguments; set by the caller after jr_init (rules.c)
+	 */
+	const char *errmsg_fmt;
+	const char *errmsg_arg1;
+	const char *errmsg_arg2;
+	/*
+	 * the document was validated when it was written (a stored promotion
+	 * rule): jr_check_keys skips its scan for unknown keys
+	 */
+	bool		trusted;
 } JsonReader;
 
 /*

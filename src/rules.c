@@ -98,7 +98,12 @@ static const char *const SCHEDULE_KEYS[] =
 void
 rule_reader_init(JsonReader *ctx, const char *what, const char *code, const char *root)
 {
-	jr_init(ctx, &RULES_STYLE, psprintf("invalid %s \"%s\"", what, code), root);
+	jr_init(ctx, &RULES_STYLE, NULL, root);
+	/* formatted only for an error: a rule read costs no psprintf */
+	ctx->errmsg = NULL;
+	ctx->errmsg_fmt = "invalid %s \"%s\"";
+	ctx->errmsg_arg1 = what;
+	ctx->errmsg_arg2 = code;
 }
 
 

@@ -82,11 +82,20 @@ amount_off_apply(CheckResult *r, const CachedPromotion *p, Effect *eff)
 	}
 }
 
+/* amount_off_parse_selectors: the products alone (issue 21's lazy load) */
+static void
+amount_off_parse_selectors(JsonReader *ctx, JsonbContainer *obj,
+                            MechanicSelectors *out)
+{
+	out->products = rule_selector_field(ctx, obj, "products", JR_REQUIRED);
+}
+
 const MechanicRoutine amount_off_routine = {
 	.name = "amount_off",
 	.keys = AMOUNT_OFF_KEYS,
 	.parse = amount_off_parse,
 	.selectors = amount_off_selectors,
+	.parse_selectors = amount_off_parse_selectors,
 	.apply = amount_off_apply,
 	.is_single_item = true,
 	.shared = RULE_SHARED_CAP,

@@ -97,11 +97,21 @@ bundle_apply(CheckResult *r, const CachedPromotion *p, Effect *eff)
 	pfree(taken);
 }
 
+/* bundle_parse_selectors: the trigger and the target alone (issue 21's lazy load) */
+static void
+bundle_parse_selectors(JsonReader *ctx, JsonbContainer *obj,
+                        MechanicSelectors *out)
+{
+	out->trigger = rule_selector_field(ctx, obj, "trigger", JR_REQUIRED);
+	out->target = rule_selector_field(ctx, obj, "target", JR_REQUIRED);
+}
+
 const MechanicRoutine bundle_routine = {
 	.name = "bundle",
 	.keys = BUNDLE_KEYS,
 	.parse = bundle_parse,
 	.selectors = bundle_selectors,
+	.parse_selectors = bundle_parse_selectors,
 	.apply = bundle_apply,
 	.is_single_item = false,
 	.shared = RULE_SHARED_CAP | RULE_SHARED_ONCE,

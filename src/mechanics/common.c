@@ -178,8 +178,11 @@ cap_effect(CheckResult *r, int64 max_discount, Effect *eff)
 void
 mech_apply(CheckResult *r, const CachedPromotion *p, Effect *eff)
 {
-	int64		cap = p->common.max_discount;
+	int64		cap;
 
+	/* the rule is parsed when the promotion is first a candidate */
+	config_promotion_rule(r->cfg, p);
+	cap = p->common.max_discount;
 	/* a points budget used up: the promotion gives nothing more */
 	if (p->points_budget > 0 && r->in != NULL && r->in->points_left != NULL &&
 		r->in->points_left[p->index] == 0)

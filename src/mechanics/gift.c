@@ -115,11 +115,20 @@ gift_apply(CheckResult *r, const CachedPromotion *p, Effect *eff)
 	pfree(taken);
 }
 
+/* gift_parse_selectors: the trigger alone (issue 21's lazy load) */
+static void
+gift_parse_selectors(JsonReader *ctx, JsonbContainer *obj,
+                      MechanicSelectors *out)
+{
+	out->trigger = rule_selector_field(ctx, obj, "trigger", JR_REQUIRED);
+}
+
 const MechanicRoutine gift_routine = {
 	.name = "gift",
 	.keys = GIFT_KEYS,
 	.parse = gift_parse,
 	.selectors = gift_selectors,
+	.parse_selectors = gift_parse_selectors,
 	.apply = gift_apply,
 	.is_single_item = false,
 	.shared = RULE_SHARED_CAP | RULE_SHARED_ONCE,

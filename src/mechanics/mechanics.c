@@ -113,3 +113,56 @@ rule_parse(const char *code, const MechanicRoutine *m, Jsonb *rule,
 	jr_free(&ctx);
 	return result;
 }
+
+/*
+ * rule_parse_stored is rule_parse for a rule validated when it was written
+ * (the configuration cache's lazy parse, issue 21): the same result,
+ * without the scans for unknown keys.
+ */
+const void *
+rule_parse_stored(const char *code, const MechanicRoutine *m, Jsonb *rule,
+				  RuleCommon *common)
+{
+	JsonReader	ctx;
+	JsonbContainer *obj;
+	void	   *result;
+	RuleCommon	ignored;
+
+	rule_reader_init(&ctx, "promotion", code, "rule");
+	ctx.trusted = true;
+	obj = jr_root_object(&ctx, rule);
+	result = m->parse(&ctx, obj);
+	rule_common_parse(&ctx, obj, m->shared, common ? common : &ignored);
+	jr_free(&ctx);
+	return result;
+}
+
+/*
+ * rule_parse_selectors fills *out with the product selectors of rule, a
+ * rule of mechanic m already validated on write: with the mechanic's
+ * parse_selectors, only the selector keys are read (the configuration
+ * cache's load, issue 21: the rest of the rule is parsed when the promotion
+ * is first a candidate); without, through the whole rule_parse.  Either
+ * way the selectors are those rule_parse's struct holds.
+ */
+void
+rule_parse_selectors(const char *code, const MechanicRoutine *m, Jsonb *rule,
+					 MechanicSelectors *out)
+{
+	JsonReader	ctx;
+	JsonbContainer *obj;
+
+	memset(out, 0, sizeof(MechanicSelectors));
+	if (m->selectors == NULL)
+		return;
+	if (m->parse_selectors == NULL || rule == NULL)
+	{
+		m->selectors(rule_parse_stored(code, m, rule, NULL), out);
+		return;
+	}
+	rule_reader_init(&ctx, "promotion", code, "rule");
+	ctx.trusted = true;			/* validated on write: no unknown-key scan */
+	obj = jr_root_object(&ctx, rule);
+	m->parse_selectors(&ctx, obj, out);
+	jr_free(&ctx);
+}

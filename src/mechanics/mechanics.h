@@ -64,6 +64,11 @@ typedef struct MechanicSelectors
  * parse		reads the rule object (the JSON path is "rule") and returns
  *				the mechanic's own rule struct, palloc'd; raises LY006
  * selectors	fills what config_cache.c indexes (NULL: no selector)
+ * parse_selectors	reads only the selectors of a valid rule object into
+ *				*out, the same ones parse + selectors give (NULL: the
+ *				whole rule is parsed for them); the configuration cache
+ *				parses the rest of a rule when the promotion is first a
+ *				candidate (issue 21)
  * apply		computes the promotion's Effect on the check as it stands;
  *				p->rule is the struct parse returned
  * is_single_item	prices one item on its own, without looking at the rest
@@ -81,6 +86,8 @@ typedef struct MechanicRoutine
 	const char *const *keys;
 	void	   *(*parse) (JsonReader *ctx, JsonbContainer *obj);
 	void		(*selectors) (const void *rule, MechanicSelectors *out);
+	void		(*parse_selectors) (JsonReader *ctx, JsonbContainer *obj,
+									MechanicSelectors *out);
 	void		(*apply) (struct CheckResult *r, const struct CachedPromotion *p,
 						  struct Effect *eff);
 	bool		is_single_item;
@@ -103,5 +110,20 @@ extern const MechanicRoutine *mechanic_lookup(const char *name);
 extern const MechanicRoutine *mechanic_parse(const char *code, const char *name);
 extern const void *rule_parse(const char *code, const MechanicRoutine *m,
 							  Jsonb *rule, RuleCommon *common);
+
+/*
+ * rule_parse_stored is rule_parse for a rule validated when it was written
+ * (the configuration cache): no scan for unknown keys.
+ */
+extern const void *rule_parse_stored(const char *code, const MechanicRoutine *m,
+									 Jsonb *rule, RuleCommon *common);
+
+/*
+ * rule_parse_selectors fills *out with the selectors of a rule that was
+ * validated when written (promotion.c's trigger, a backtest's caller):
+ * reading only the selector keys when the mechanic has parse_selectors.
+ */
+extern void rule_parse_selectors(const char *code, const MechanicRoutine *m,
+								 Jsonb *rule, MechanicSelectors *out);
 
 #endif							/* LOYALTY_MECHANICS_H */

@@ -112,11 +112,20 @@ nth_item_apply(CheckResult *r, const CachedPromotion *p, Effect *eff)
 	pfree(taken);
 }
 
+/* nth_item_parse_selectors: the products alone (issue 21's lazy load) */
+static void
+nth_item_parse_selectors(JsonReader *ctx, JsonbContainer *obj,
+                          MechanicSelectors *out)
+{
+	out->products = rule_selector_field(ctx, obj, "products", JR_OPTIONAL);
+}
+
 const MechanicRoutine nth_item_routine = {
 	.name = "nth_item",
 	.keys = NTH_ITEM_KEYS,
 	.parse = nth_item_parse,
 	.selectors = nth_item_selectors,
+	.parse_selectors = nth_item_parse_selectors,
 	.apply = nth_item_apply,
 	.is_single_item = false,
 	.shared = RULE_SHARED_CAP | RULE_SHARED_ONCE,

@@ -51,11 +51,20 @@ percent_off_apply(CheckResult *r, const CachedPromotion *p, Effect *eff)
 	mech_percent_lines(r, p, p->sel_products, rule->percent, eff);
 }
 
+/* percent_off_parse_selectors: the products alone (issue 21's lazy load) */
+static void
+percent_off_parse_selectors(JsonReader *ctx, JsonbContainer *obj,
+                             MechanicSelectors *out)
+{
+	out->products = rule_selector_field(ctx, obj, "products", JR_REQUIRED);
+}
+
 const MechanicRoutine percent_off_routine = {
 	.name = "percent_off",
 	.keys = PERCENT_OFF_KEYS,
 	.parse = percent_off_parse,
 	.selectors = percent_off_selectors,
+	.parse_selectors = percent_off_parse_selectors,
 	.apply = percent_off_apply,
 	.is_single_item = true,
 	.shared = RULE_SHARED_CAP,

@@ -147,11 +147,24 @@ points_fixed_apply(CheckResult *r, const CachedPromotion *p, Effect *eff)
 							rule->account, p->name);
 }
 
+/* points_fixed_parse_selectors: the products as points_fixed_parse reads them (issue 21's lazy load) */
+static void
+points_fixed_parse_selectors(JsonReader *ctx, JsonbContainer *obj,
+                              MechanicSelectors *out)
+{
+	if (jr_get(ctx, obj, "products") != NULL)
+		out->products = rule_selector_field(ctx, obj, "products", JR_OPTIONAL);
+	if (out->products == NULL &&
+		jr_enum_field(ctx, obj, "per", PER_VALUES, 0) == 1)
+		out->products = rule_selector_field(ctx, obj, "products", JR_OPTIONAL);
+}
+
 const MechanicRoutine points_fixed_routine = {
 	.name = "points_fixed",
 	.keys = POINTS_FIXED_KEYS,
 	.parse = points_fixed_parse,
 	.selectors = points_fixed_selectors,
+	.parse_selectors = points_fixed_parse_selectors,
 	.apply = points_fixed_apply,
 	.is_single_item = false,
 };

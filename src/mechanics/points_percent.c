@@ -117,11 +117,20 @@ points_percent_apply(CheckResult *r, const CachedPromotion *p, Effect *eff)
 	eff->rate->lines = lines;
 }
 
+/* points_percent_parse_selectors: the products alone (issue 21's lazy load) */
+static void
+points_percent_parse_selectors(JsonReader *ctx, JsonbContainer *obj,
+                                MechanicSelectors *out)
+{
+	out->products = rule_selector_field(ctx, obj, "products", JR_OPTIONAL);
+}
+
 const MechanicRoutine points_percent_routine = {
 	.name = "points_percent",
 	.keys = POINTS_PERCENT_KEYS,
 	.parse = points_percent_parse,
 	.selectors = points_percent_selectors,
+	.parse_selectors = points_percent_parse_selectors,
 	.apply = points_percent_apply,
 	.is_single_item = false,
 };

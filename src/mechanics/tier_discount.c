@@ -50,11 +50,20 @@ tier_discount_apply(CheckResult *r, const CachedPromotion *p, Effect *eff)
 	mech_percent_lines(r, p, p->sel_products, r->cust->tier->discount_percent, eff);
 }
 
+/* tier_discount_parse_selectors: the products alone (issue 21's lazy load) */
+static void
+tier_discount_parse_selectors(JsonReader *ctx, JsonbContainer *obj,
+                               MechanicSelectors *out)
+{
+	out->products = rule_selector_field(ctx, obj, "products", JR_OPTIONAL);
+}
+
 const MechanicRoutine tier_discount_routine = {
 	.name = "tier_discount",
 	.keys = TIER_DISCOUNT_KEYS,
 	.parse = tier_discount_parse,
 	.selectors = tier_discount_selectors,
+	.parse_selectors = tier_discount_parse_selectors,
 	.apply = tier_discount_apply,
 	.is_single_item = true,
 	.shared = RULE_SHARED_CAP,
