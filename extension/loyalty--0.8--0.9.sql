@@ -4293,7 +4293,8 @@ GRANT EXECUTE ON FUNCTION
 -- read once per refresh moment, not once per segment; the rfm-rescored probe
 -- takes the first rfm row by key (not a heap scan over the dead rows of the
 -- previous refresh); work_mem 256MB for the two refreshes (their hash
--- aggregates and the members' CTE no longer spill).
+-- aggregates and the members' CTE no longer spill); the events' payload is
+-- built once per segment and change, not once a row.
 -- Results are unchanged.
 CREATE OR REPLACE FUNCTION loyalty.refresh_rfm(as_of timestamptz DEFAULT now()) RETURNS bigint
     LANGUAGE plpgsql STRICT SECURITY DEFINER
@@ -4422,6 +4423,8 @@ DECLARE
     gone_ids bigint[];
     base_last timestamptz := NULL;
     in_full  boolean := false;
+    left_doc jsonb;
+    came_doc jsonb;
 BEGIN
     -- one refresh at a time (maintenance holds this lock already)
     PERFORM pg_advisory_xact_lock(19545, 2);
@@ -4433,6 +4436,9 @@ BEGIN
               ORDER BY g.code LOOP
         TRUNCATE loyalty_seg_want;
         cond := loyalty.segment_condition(s.rule, as_of);
+        -- one payload per segment and change, built once (not once a row)
+        left_doc := jsonb_build_object('segment', s.code, 'change', 'left', 'at', as_of);
+        came_doc := jsonb_build_object('segment', s.code, 'change', 'entered', 'at', as_of);
         IF refresh_segments.full OR s.old_rule IS DISTINCT FROM s.rule OR s.refreshed_at > as_of THEN
             in_full := true;
             EXECUTE 'INSERT INTO loyalty_seg_want SELECT c.id FROM loyalty.customer c WHERE c.merged_into IS NULL AND ' || cond;
@@ -4443,7 +4449,7 @@ BEGIN
                 RETURNING m.customer_id)
             INSERT INTO loyalty.event (customer_id, kind, payload)
             SELECT customer_id, 'segment_changed',
-                   jsonb_build_object('segment', s.code, 'change', 'left', 'at', as_of) FROM gone;
+                   left_doc FROM gone;
             GET DIAGNOSTICS left_ = ROW_COUNT;
         ELSE
             last := s.refreshed_at;
@@ -4501,8 +4507,8 @@ BEGIN
                          RETURNING m.customer_id)
                      INSERT INTO loyalty.event (customer_id, kind, payload)
                      SELECT customer_id, ''segment_changed'',
-                            jsonb_build_object(''segment'', $1, ''change'', ''left'', ''at'', $3) FROM gone'
-              USING s.code, gone_ids, as_of;
+                            $3 FROM gone'
+              USING s.code, gone_ids, left_doc;
             GET DIAGNOSTICS left_ = ROW_COUNT;
         END IF;
         WITH came AS (
@@ -4512,7 +4518,7 @@ BEGIN
             RETURNING customer_id)
         INSERT INTO loyalty.event (customer_id, kind, payload)
         SELECT customer_id, 'segment_changed',
-               jsonb_build_object('segment', s.code, 'change', 'entered', 'at', as_of) FROM came;
+               came_doc FROM came;
         GET DIAGNOSTICS entered = ROW_COUNT;
         total_in := total_in + entered;
         total_out := total_out + left_;
