@@ -2363,6 +2363,7 @@ CREATE FUNCTION loyalty.refresh_rfm(as_of timestamptz DEFAULT now()) RETURNS big
     LANGUAGE plpgsql STRICT SECURITY DEFINER
     SET search_path = pg_catalog, pg_temp
     SET jit = off
+    SET work_mem = '256MB'
     AS $$
 DECLARE
     win  interval := loyalty.setting_value('rfm_window')::interval;
@@ -2460,6 +2461,9 @@ BEGIN
     USING as_of;
     GET DIAGNOSTICS n = ROW_COUNT;
     DROP TABLE loyalty_rfm_facts;
+    -- every row was rewritten: fresh statistics for the segment refresh
+    -- that reads it next (the plans of its rfm rules and candidates)
+    ANALYZE loyalty.rfm;
     RETURN n;
 END
 $$;
@@ -2616,6 +2620,7 @@ CREATE FUNCTION loyalty.refresh_segments(full boolean DEFAULT false, as_of times
     LANGUAGE plpgsql STRICT SECURITY DEFINER
     SET search_path = pg_catalog, pg_temp
     SET jit = off
+    SET work_mem = '256MB'
     AS $$
 DECLARE
     s        record;
@@ -2627,17 +2632,27 @@ DECLARE
     total_in bigint := 0;
     total_out bigint := 0;
     cands    bigint := NULL;
+    gone_ids bigint[];
+    base_last timestamptz := NULL;
+    in_full  boolean := false;
+    left_doc jsonb;
+    came_doc jsonb;
 BEGIN
     -- one refresh at a time (maintenance holds this lock already)
     PERFORM pg_advisory_xact_lock(19545, 2);
     CREATE TEMPORARY TABLE loyalty_seg_cand (customer_id bigint PRIMARY KEY) ON COMMIT DROP;
+    CREATE TEMPORARY TABLE loyalty_seg_base (customer_id bigint PRIMARY KEY) ON COMMIT DROP;
     CREATE TEMPORARY TABLE loyalty_seg_want (customer_id bigint PRIMARY KEY) ON COMMIT DROP;
     FOR s IN SELECT g.code, g.rule, st.rule AS old_rule, st.refreshed_at
                FROM loyalty.segment g LEFT JOIN loyalty.segment_state st ON st.segment = g.code
               ORDER BY g.code LOOP
         TRUNCATE loyalty_seg_want;
         cond := loyalty.segment_condition(s.rule, as_of);
+        -- one payload per segment and change, built once (not once a row)
+        left_doc := jsonb_build_object('segment', s.code, 'change', 'left', 'at', as_of);
+        came_doc := jsonb_build_object('segment', s.code, 'change', 'entered', 'at', as_of);
         IF refresh_segments.full OR s.old_rule IS DISTINCT FROM s.rule OR s.refreshed_at > as_of THEN
+            in_full := true;
             EXECUTE 'INSERT INTO loyalty_seg_want SELECT c.id FROM loyalty.customer c WHERE c.merged_into IS NULL AND ' || cond;
             WITH gone AS (
                 DELETE FROM loyalty.segment_member m
@@ -2646,17 +2661,26 @@ BEGIN
                 RETURNING m.customer_id)
             INSERT INTO loyalty.event (customer_id, kind, payload)
             SELECT customer_id, 'segment_changed',
-                   jsonb_build_object('segment', s.code, 'change', 'left', 'at', as_of) FROM gone;
+                   left_doc FROM gone;
             GET DIAGNOSTICS left_ = ROW_COUNT;
         ELSE
             last := s.refreshed_at;
+            -- the customers with a purchase or a refund since the last
+            -- refresh are the same for every segment refreshed at the same
+            -- moment: read once per distinct moment
+            IF base_last IS DISTINCT FROM last THEN
+                TRUNCATE loyalty_seg_base;
+                INSERT INTO loyalty_seg_base
+                SELECT p.customer_id FROM loyalty.purchase p
+                 WHERE p.at >= last - late AND p.customer_id IS NOT NULL
+                UNION
+                SELECT r.customer_id FROM loyalty.refund r
+                 WHERE r.at >= last - late AND r.customer_id IS NOT NULL;
+                base_last := last;
+            END IF;
             TRUNCATE loyalty_seg_cand;
             INSERT INTO loyalty_seg_cand
-            SELECT p.customer_id FROM loyalty.purchase p
-             WHERE p.at >= last - late AND p.customer_id IS NOT NULL
-            UNION
-            SELECT r.customer_id FROM loyalty.refund r
-             WHERE r.at >= last - late AND r.customer_id IS NOT NULL
+            SELECT b.customer_id FROM loyalty_seg_base b
             UNION
             SELECT p.customer_id
               FROM loyalty.segment_intervals(s.rule) AS i(len)
@@ -2667,10 +2691,12 @@ BEGIN
              WHERE e.kind = 'tier_changed' AND e.created_at >= last AND s.rule::text LIKE '%"tiers"%'
             UNION
             -- refresh_rfm writes every row with one computed_at: when the
-            -- first row is not newer, none is (no scan of all of them)
+            -- first row is not newer, none is (no scan of all of them; the
+            -- first by key, not the first in the heap, which after a
+            -- refresh is preceded by the dead rows of the previous one)
             SELECT x.customer_id FROM loyalty.rfm x
              WHERE x.computed_at > last AND s.rule::text LIKE '%"rfm"%'
-               AND (SELECT y.computed_at FROM loyalty.rfm y LIMIT 1) > last
+               AND (SELECT y.computed_at FROM loyalty.rfm y ORDER BY y.customer_id LIMIT 1) > last
             ON CONFLICT DO NOTHING;
             SELECT count(*) INTO cands FROM loyalty_seg_cand;
             -- the candidates are looked up by key (= ANY of an array: index
@@ -2678,16 +2704,23 @@ BEGIN
             EXECUTE 'INSERT INTO loyalty_seg_want SELECT c.id FROM loyalty.customer c'
                     ' WHERE c.id = ANY (ARRAY(SELECT k.customer_id FROM loyalty_seg_cand k))'
                     ' AND c.merged_into IS NULL AND ' || cond;
-            WITH gone AS (
-                DELETE FROM loyalty.segment_member m
-                 WHERE m.segment = s.code
-                   AND m.customer_id = ANY (ARRAY(SELECT k.customer_id FROM loyalty_seg_cand k
-                                                   WHERE NOT EXISTS (SELECT 1 FROM loyalty_seg_want w
-                                                                      WHERE w.customer_id = k.customer_id)))
-                RETURNING m.customer_id)
-            INSERT INTO loyalty.event (customer_id, kind, payload)
-            SELECT customer_id, 'segment_changed',
-                   jsonb_build_object('segment', s.code, 'change', 'left', 'at', as_of) FROM gone;
+            -- the candidates not wanted, passed to EXECUTE as a constant:
+            -- whether the planner probes the key or filters the segment's
+            -- rows (stale statistics right after a first full refresh), the
+            -- test is an index condition or a hashed lookup, never a linear
+            -- search of the array for each member (12 s a segment at chain
+            -- scale)
+            gone_ids := ARRAY(SELECT k.customer_id FROM loyalty_seg_cand k
+                               WHERE NOT EXISTS (SELECT 1 FROM loyalty_seg_want w
+                                                  WHERE w.customer_id = k.customer_id));
+            EXECUTE 'WITH gone AS (
+                         DELETE FROM loyalty.segment_member m
+                          WHERE m.segment = $1 AND m.customer_id = ANY ($2)
+                         RETURNING m.customer_id)
+                     INSERT INTO loyalty.event (customer_id, kind, payload)
+                     SELECT customer_id, ''segment_changed'',
+                            $3 FROM gone'
+              USING s.code, gone_ids, left_doc;
             GET DIAGNOSTICS left_ = ROW_COUNT;
         END IF;
         WITH came AS (
@@ -2697,7 +2730,7 @@ BEGIN
             RETURNING customer_id)
         INSERT INTO loyalty.event (customer_id, kind, payload)
         SELECT customer_id, 'segment_changed',
-               jsonb_build_object('segment', s.code, 'change', 'entered', 'at', as_of) FROM came;
+               came_doc FROM came;
         GET DIAGNOSTICS entered = ROW_COUNT;
         total_in := total_in + entered;
         total_out := total_out + left_;
@@ -2705,7 +2738,15 @@ BEGIN
         ON CONFLICT (segment) DO UPDATE SET rule = EXCLUDED.rule, refreshed_at = EXCLUDED.refreshed_at;
     END LOOP;
     DROP TABLE loyalty_seg_cand;
+    DROP TABLE loyalty_seg_base;
     DROP TABLE loyalty_seg_want;
+    -- a segment computed in full may have written most of its members:
+    -- fresh statistics, or the next incremental refresh plans its deletes
+    -- on a table it believes empty (a filter over every member of the
+    -- segment instead of a probe per candidate)
+    IF in_full THEN
+        ANALYZE loyalty.segment_member;
+    END IF;
     RETURN jsonb_build_object('segments_entered', total_in, 'segments_left', total_out);
 END
 $$;
