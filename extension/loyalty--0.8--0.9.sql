@@ -4758,3 +4758,138 @@ BEGIN
     RETURN jsonb_build_object('segments_entered', total_in, 'segments_left', total_out);
 END
 $$;
+
+-- ---------------------------------------------------------------------------
+-- Issue 16 (continued): one node's kpi is the merge of its own additive parts.
+-- kpi and kpi_parts restated the same statement; kpi_parts now has kpi's
+-- speed work (only the columns read, the purchase of an entry looked up by
+-- key only when grouping by store or channel, jit off) and kpi merges this
+-- node's parts with kpi_merge, as a sharded chain merges every node's
+-- (sql/scale_reports.sql and harden_bi prove the figures unchanged).
+-- ---------------------------------------------------------------------------
+CREATE OR REPLACE FUNCTION loyalty.kpi_parts("from" timestamptz, "to" timestamptz, by text DEFAULT 'day')
+    RETURNS SETOF loyalty.kpi_part
+    LANGUAGE plpgsql STABLE STRICT SECURITY DEFINER
+    SET search_path = pg_catalog, pg_temp
+    SET jit = off
+    AS $$
+#variable_conflict use_column
+DECLARE
+    tz   text := loyalty.setting_value('timezone');
+    unit text;
+BEGIN
+    IF by NOT IN ('day', 'week', 'month', 'store', 'channel') THEN
+        RAISE EXCEPTION 'invalid kpi grouping "%"', by
+            USING ERRCODE = '22023', DETAIL = 'Argument "by" must be day, week, month, store or channel.';
+    END IF;
+    IF "from" >= "to" THEN
+        RAISE EXCEPTION 'empty kpi period'
+            USING ERRCODE = '22023', DETAIL = 'Argument "from" must be earlier than "to".';
+    END IF;
+    unit := CASE WHEN by IN ('day', 'week', 'month') THEN by END;
+    RETURN QUERY
+    WITH p AS (
+        -- the purchases of the period and of the period before it (retention),
+        -- only the columns read below (the CTE is materialized)
+        SELECT x.customer_id, x.total - x.refunded AS paid,
+               CASE WHEN unit IS NOT NULL
+                    THEN to_char(date_trunc(unit, x.at AT TIME ZONE tz), 'YYYY-MM-DD')
+                    WHEN by = 'store' THEN coalesce(x.store, '-') ELSE x.channel END AS grp,
+               CASE WHEN unit IS NOT NULL
+                    THEN to_char(date_trunc(unit, (x.at AT TIME ZONE tz) + ('1 ' || unit)::interval), 'YYYY-MM-DD')
+                    WHEN by = 'store' THEN coalesce(x.store, '-') ELSE x.channel END AS next_grp,
+               x.at >= "from" AS current
+          FROM loyalty.purchase x
+         WHERE x.at < "to"
+           AND x.at >= CASE WHEN unit IS NULL THEN "from" - ("to" - "from")
+                            ELSE (date_trunc(unit, "from" AT TIME ZONE tz) - ('1 ' || unit)::interval) AT TIME ZONE tz END
+    ), cur AS (SELECT * FROM p WHERE p.current),
+    money AS (
+        SELECT c.grp, count(*) AS checks, count(c.customer_id) AS identified,
+               sum(c.paid) AS revenue,
+               coalesce(sum(c.paid) FILTER (WHERE c.customer_id IS NOT NULL), 0) AS member_revenue,
+               coalesce(sum(c.paid) FILTER (WHERE c.customer_id IS NULL), 0) AS anonymous_revenue,
+               count(DISTINCT c.customer_id) AS customers
+          FROM cur c GROUP BY c.grp
+    ), repeat AS (
+        SELECT b.grp, count(*) FILTER (WHERE b.n >= 2) AS repeaters
+          FROM (SELECT c.grp, c.customer_id, count(*) AS n FROM cur c
+                 WHERE c.customer_id IS NOT NULL GROUP BY c.grp, c.customer_id) b
+         GROUP BY b.grp
+    ), retained AS (
+        -- customers of the previous period (next_grp of theirs = this group)
+        -- and how many of them bought again in this one
+        SELECT q.grp, count(*) AS before, count(k.customer_id) AS again
+          FROM (SELECT DISTINCT q.next_grp AS grp, q.customer_id
+                  FROM p q
+                 WHERE q.customer_id IS NOT NULL
+                   AND CASE WHEN unit IS NOT NULL
+                            -- every period of [from, to), bought in here or not:
+                            -- another node may have this period's buyers
+                            THEN q.next_grp BETWEEN to_char(date_trunc(unit, "from" AT TIME ZONE tz), 'YYYY-MM-DD')
+                                                AND to_char(date_trunc(unit, ("to" AT TIME ZONE tz) - interval '1 microsecond'), 'YYYY-MM-DD')
+                            ELSE NOT q.current END) q
+          LEFT JOIN (SELECT DISTINCT c.grp, c.customer_id FROM cur c
+                      WHERE c.customer_id IS NOT NULL) k
+            ON k.grp = q.grp AND k.customer_id = q.customer_id
+         GROUP BY q.grp
+    ), points AS (
+        -- the entries of the period (ledger_entry_at_idx); the purchase of
+        -- each is looked up by its key only when grouping by store or channel
+        SELECT CASE WHEN unit IS NOT NULL
+                    THEN to_char(date_trunc(unit, e.at AT TIME ZONE tz), 'YYYY-MM-DD')
+                    WHEN by = 'store'
+                    THEN coalesce((SELECT pu.store FROM loyalty.purchase pu
+                                    WHERE pu.operation_id = coalesce(e.ref_operation_id, e.operation_id)), '-')
+                    ELSE coalesce((SELECT pu.channel FROM loyalty.purchase pu
+                                    WHERE pu.operation_id = coalesce(e.ref_operation_id, e.operation_id)), '-') END AS grp,
+               coalesce(sum(e.points) FILTER (WHERE e.kind = 'earn'), 0) AS earned,
+               -coalesce(sum(e.points) FILTER (WHERE e.kind IN ('spend', 'return')), 0) AS spent,
+               -coalesce(sum(e.points) FILTER (WHERE e.kind = 'expire'), 0) AS expired,
+               -coalesce(sum(e.points) FILTER (WHERE e.kind = 'reverse'), 0) AS reversed
+          FROM loyalty.ledger_entry e
+         WHERE e.at >= "from" AND e.at < "to"
+         GROUP BY 1
+    )
+    SELECT g.grp, coalesce(m.checks, 0), coalesce(m.identified, 0),
+           coalesce(m.revenue, 0), coalesce(m.member_revenue, 0), coalesce(m.anonymous_revenue, 0),
+           coalesce(m.customers, 0), coalesce(r.repeaters, 0),
+           coalesce(t.before, 0), coalesce(t.again, 0),
+           coalesce(pt.earned, 0), coalesce(pt.spent, 0), coalesce(pt.expired, 0), coalesce(pt.reversed, 0),
+           m.grp IS NOT NULL OR pt.grp IS NOT NULL
+      FROM (SELECT grp FROM money UNION SELECT grp FROM points UNION SELECT grp FROM retained) g
+      LEFT JOIN money m ON m.grp = g.grp
+      LEFT JOIN repeat r ON r.grp = g.grp
+      LEFT JOIN retained t ON t.grp = g.grp
+      LEFT JOIN points pt ON pt.grp = g.grp
+     ORDER BY g.grp;
+END
+$$;
+
+CREATE OR REPLACE FUNCTION loyalty.kpi("from" timestamptz, "to" timestamptz, by text DEFAULT 'day')
+    RETURNS TABLE (period text, checks bigint, identified_checks bigint, identified_share numeric,
+                   revenue numeric, member_revenue_share numeric, avg_check_member numeric,
+                   avg_check_anonymous numeric, customers bigint, repeat_rate numeric,
+                   retention numeric, points_earned numeric, points_spent numeric,
+                   points_expired numeric, points_reversed numeric, redemption_rate numeric)
+    LANGUAGE plpgsql STABLE STRICT SECURITY DEFINER
+    SET search_path = pg_catalog, pg_temp
+    SET jit = off
+    AS $$
+#variable_conflict use_column
+-- The arguments are checked here, so that an error names loyalty.kpi; the
+-- KPIs themselves are the merge of this node's additive parts (kpi_parts,
+-- kpi_merge: what a sharded chain merges every node's parts with).
+BEGIN
+    IF by NOT IN ('day', 'week', 'month', 'store', 'channel') THEN
+        RAISE EXCEPTION 'invalid kpi grouping "%"', by
+            USING ERRCODE = '22023', DETAIL = 'Argument "by" must be day, week, month, store or channel.';
+    END IF;
+    IF "from" >= "to" THEN
+        RAISE EXCEPTION 'empty kpi period'
+            USING ERRCODE = '22023', DETAIL = 'Argument "from" must be earlier than "to".';
+    END IF;
+    RETURN QUERY
+    SELECT * FROM loyalty.kpi_merge(ARRAY(SELECT x FROM loyalty.kpi_parts("from", "to", by) x));
+END
+$$;

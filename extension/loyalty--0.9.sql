@@ -2950,9 +2950,9 @@ CREATE FUNCTION loyalty.kpi("from" timestamptz, "to" timestamptz, by text DEFAUL
     SET jit = off
     AS $$
 #variable_conflict use_column
-DECLARE
-    tz   text := loyalty.setting_value('timezone');
-    unit text;
+-- The arguments are checked here, so that an error names loyalty.kpi; the
+-- KPIs themselves are the merge of this node's additive parts (kpi_parts,
+-- kpi_merge: what a sharded chain merges every node's parts with).
 BEGIN
     IF by NOT IN ('day', 'week', 'month', 'store', 'channel') THEN
         RAISE EXCEPTION 'invalid kpi grouping "%"', by
@@ -2962,84 +2962,8 @@ BEGIN
         RAISE EXCEPTION 'empty kpi period'
             USING ERRCODE = '22023', DETAIL = 'Argument "from" must be earlier than "to".';
     END IF;
-    unit := CASE WHEN by IN ('day', 'week', 'month') THEN by END;
     RETURN QUERY
-    WITH p AS (
-        -- the purchases of the period and of the period before it (retention),
-        -- only the columns read below (the CTE is materialized)
-        SELECT x.customer_id, x.total - x.refunded AS paid,
-               CASE WHEN unit IS NOT NULL
-                    THEN to_char(date_trunc(unit, x.at AT TIME ZONE tz), 'YYYY-MM-DD')
-                    WHEN by = 'store' THEN coalesce(x.store, '-') ELSE x.channel END AS grp,
-               CASE WHEN unit IS NOT NULL
-                    THEN to_char(date_trunc(unit, (x.at AT TIME ZONE tz) + ('1 ' || unit)::interval), 'YYYY-MM-DD')
-                    WHEN by = 'store' THEN coalesce(x.store, '-') ELSE x.channel END AS next_grp,
-               x.at >= "from" AS current
-          FROM loyalty.purchase x
-         WHERE x.at < "to"
-           AND x.at >= CASE WHEN unit IS NULL THEN "from" - ("to" - "from")
-                            ELSE (date_trunc(unit, "from" AT TIME ZONE tz) - ('1 ' || unit)::interval) AT TIME ZONE tz END
-    ), cur AS (SELECT * FROM p WHERE p.current),
-    money AS (
-        SELECT c.grp, count(*) AS checks, count(c.customer_id) AS identified,
-               sum(c.paid) AS revenue,
-               coalesce(sum(c.paid) FILTER (WHERE c.customer_id IS NOT NULL), 0) AS member_revenue,
-               coalesce(sum(c.paid) FILTER (WHERE c.customer_id IS NULL), 0) AS anonymous_revenue,
-               count(DISTINCT c.customer_id) AS customers
-          FROM cur c GROUP BY c.grp
-    ), repeat AS (
-        SELECT b.grp, count(*) FILTER (WHERE b.n >= 2) AS repeaters
-          FROM (SELECT c.grp, c.customer_id, count(*) AS n FROM cur c
-                 WHERE c.customer_id IS NOT NULL GROUP BY c.grp, c.customer_id) b
-         GROUP BY b.grp
-    ), retained AS (
-        -- customers of the previous period (next_grp of theirs = this group)
-        -- and how many of them bought again in this one
-        SELECT q.grp, count(*) AS before, count(k.customer_id) AS again
-          FROM (SELECT DISTINCT q.next_grp AS grp, q.customer_id
-                  FROM p q
-                 WHERE q.customer_id IS NOT NULL
-                   AND CASE WHEN unit IS NOT NULL THEN q.next_grp IN (SELECT c.grp FROM cur c)
-                            ELSE NOT q.current END) q
-          LEFT JOIN (SELECT DISTINCT c.grp, c.customer_id FROM cur c
-                      WHERE c.customer_id IS NOT NULL) k
-            ON k.grp = q.grp AND k.customer_id = q.customer_id
-         GROUP BY q.grp
-    ), points AS (
-        -- the entries of the period (ledger_entry_at_idx); the purchase of
-        -- each is looked up by its key only when grouping by store or channel
-        SELECT CASE WHEN unit IS NOT NULL
-                    THEN to_char(date_trunc(unit, e.at AT TIME ZONE tz), 'YYYY-MM-DD')
-                    WHEN by = 'store'
-                    THEN coalesce((SELECT pu.store FROM loyalty.purchase pu
-                                    WHERE pu.operation_id = coalesce(e.ref_operation_id, e.operation_id)), '-')
-                    ELSE coalesce((SELECT pu.channel FROM loyalty.purchase pu
-                                    WHERE pu.operation_id = coalesce(e.ref_operation_id, e.operation_id)), '-') END AS grp,
-               coalesce(sum(e.points) FILTER (WHERE e.kind = 'earn'), 0) AS earned,
-               -coalesce(sum(e.points) FILTER (WHERE e.kind IN ('spend', 'return')), 0) AS spent,
-               -coalesce(sum(e.points) FILTER (WHERE e.kind = 'expire'), 0) AS expired,
-               -coalesce(sum(e.points) FILTER (WHERE e.kind = 'reverse'), 0) AS reversed
-          FROM loyalty.ledger_entry e
-         WHERE e.at >= "from" AND e.at < "to"
-         GROUP BY 1
-    )
-    SELECT g.grp, coalesce(m.checks, 0), coalesce(m.identified, 0),
-           round(m.identified::numeric / nullif(m.checks, 0), 4),
-           coalesce(m.revenue, 0),
-           round(m.member_revenue / nullif(m.revenue, 0), 4),
-           round(m.member_revenue / nullif(m.identified, 0), 2),
-           round(m.anonymous_revenue / nullif(m.checks - m.identified, 0), 2),
-           coalesce(m.customers, 0),
-           round(r.repeaters::numeric / nullif(m.customers, 0), 4),
-           round(t.again::numeric / nullif(t.before, 0), 4),
-           coalesce(pt.earned, 0), coalesce(pt.spent, 0), coalesce(pt.expired, 0), coalesce(pt.reversed, 0),
-           round(pt.spent / nullif(pt.earned, 0), 4)
-      FROM (SELECT grp FROM money UNION SELECT grp FROM points) g
-      LEFT JOIN money m ON m.grp = g.grp
-      LEFT JOIN repeat r ON r.grp = g.grp
-      LEFT JOIN retained t ON t.grp = g.grp
-      LEFT JOIN points pt ON pt.grp = g.grp
-     ORDER BY g.grp;
+    SELECT * FROM loyalty.kpi_merge(ARRAY(SELECT x FROM loyalty.kpi_parts("from", "to", by) x));
 END
 $$;
 COMMENT ON FUNCTION loyalty.kpi("from" timestamp with time zone, "to" timestamp with time zone, by text) IS
@@ -3819,6 +3743,7 @@ CREATE FUNCTION loyalty.kpi_parts("from" timestamptz, "to" timestamptz, by text 
     RETURNS SETOF loyalty.kpi_part
     LANGUAGE plpgsql STABLE STRICT SECURITY DEFINER
     SET search_path = pg_catalog, pg_temp
+    SET jit = off
     AS $$
 #variable_conflict use_column
 DECLARE
@@ -3836,8 +3761,9 @@ BEGIN
     unit := CASE WHEN by IN ('day', 'week', 'month') THEN by END;
     RETURN QUERY
     WITH p AS (
-        -- the purchases of the period and of the period before it (retention)
-        SELECT x.*, x.total - x.refunded AS paid,
+        -- the purchases of the period and of the period before it (retention),
+        -- only the columns read below (the CTE is materialized)
+        SELECT x.customer_id, x.total - x.refunded AS paid,
                CASE WHEN unit IS NOT NULL
                     THEN to_char(date_trunc(unit, x.at AT TIME ZONE tz), 'YYYY-MM-DD')
                     WHEN by = 'store' THEN coalesce(x.store, '-') ELSE x.channel END AS grp,
@@ -3880,15 +3806,20 @@ BEGIN
             ON k.grp = q.grp AND k.customer_id = q.customer_id
          GROUP BY q.grp
     ), points AS (
+        -- the entries of the period (ledger_entry_at_idx); the purchase of
+        -- each is looked up by its key only when grouping by store or channel
         SELECT CASE WHEN unit IS NOT NULL
                     THEN to_char(date_trunc(unit, e.at AT TIME ZONE tz), 'YYYY-MM-DD')
-                    WHEN by = 'store' THEN coalesce(pu.store, '-') ELSE coalesce(pu.channel, '-') END AS grp,
+                    WHEN by = 'store'
+                    THEN coalesce((SELECT pu.store FROM loyalty.purchase pu
+                                    WHERE pu.operation_id = coalesce(e.ref_operation_id, e.operation_id)), '-')
+                    ELSE coalesce((SELECT pu.channel FROM loyalty.purchase pu
+                                    WHERE pu.operation_id = coalesce(e.ref_operation_id, e.operation_id)), '-') END AS grp,
                coalesce(sum(e.points) FILTER (WHERE e.kind = 'earn'), 0) AS earned,
                -coalesce(sum(e.points) FILTER (WHERE e.kind IN ('spend', 'return')), 0) AS spent,
                -coalesce(sum(e.points) FILTER (WHERE e.kind = 'expire'), 0) AS expired,
                -coalesce(sum(e.points) FILTER (WHERE e.kind = 'reverse'), 0) AS reversed
           FROM loyalty.ledger_entry e
-          LEFT JOIN loyalty.purchase pu ON pu.operation_id = coalesce(e.ref_operation_id, e.operation_id)
          WHERE e.at >= "from" AND e.at < "to"
          GROUP BY 1
     )
