@@ -1,6 +1,10 @@
 -- loyalty.order_capture: the purchase workload's check held as a web order
 -- and then captured whole (the capture commits it as the purchase); one
--- transaction of pgbench is both calls, so its latency is hold + capture
+-- transaction of pgbench is both calls, so its latency is hold + capture.
+-- BEGIN ... END makes it one database transaction too: as two, another
+-- client's purchase for the same customer could raise the customer's tier
+-- between them, and a tier discount then makes the capture refuse with
+-- LY007 (the held prices no longer hold), which aborted the run
 \set c random(1, :customers)
 \set ph 9000000000 + :c
 \set s random(1, :stores)
@@ -16,6 +20,7 @@
 \set k7 random(1, :skus)
 \set k8 random(1, :skus)
 \set k9 random(1, :skus)
+BEGIN;
 SELECT loyalty.order_hold(('{"operation_id": "bench-ch-' || :tag || '-' || :client_id || '-' || :op
     || '", "order_id": "bench-co-' || :tag || '-' || :client_id || '-' || :op
     || '", "channel": "web", "customer": "+7' || :ph || '", "store": "S' || :s || '", "redeem": "max", "lines": ['
@@ -26,3 +31,4 @@ SELECT loyalty.order_hold(('{"operation_id": "bench-ch-' || :tag || '-' || :clie
     || '{"sku": "P' || :k8 || '", "qty": 1}, {"sku": "P' || :k9 || '", "qty": 1}]}')::jsonb);
 SELECT loyalty.order_capture(('{"operation_id": "bench-c-' || :tag || '-' || :client_id || '-' || :op
     || '", "order_id": "bench-co-' || :tag || '-' || :client_id || '-' || :op || '"}')::jsonb);
+END;
