@@ -3537,17 +3537,69 @@ CREATE FUNCTION loyalty.api(method text, args jsonb) RETURNS jsonb
     SET search_path = pg_catalog, pg_temp
     AS $$
 DECLARE
-    r   jsonb;
-    st  text;
-    msg text;
-    det text;
-    hnt text;
+    r    jsonb;
+    f    jsonb;
+    snap jsonb;
+    k    text;
+    op   text := args -> 'request' ->> 'operation_id';
+    st   text;
+    msg  text;
+    det  text;
+    hnt  text;
 BEGIN
+    -- issue 20 item 4: a check whose codes are neither this node's own nor
+    -- customers' here is sent back, unrun, with their home partitions; the
+    -- router holds them there and calls again with "guests" (their
+    -- documents, the guest copies made in this call's subtransaction)
+    IF method IN ('calculate', 'purchase') AND NOT args ? 'guests'
+       AND jsonb_typeof(args -> 'request' -> 'coupons') = 'array' AND loyalty.partitions() > 1 THEN
+        SELECT jsonb_agg(DISTINCT jsonb_build_object('code', x.k, 'home', loyalty.code_home(x.k))) INTO f
+          FROM (SELECT loyalty.code_key(c) AS k
+                  FROM jsonb_array_elements(args -> 'request' -> 'coupons') AS e(c0),
+                       LATERAL (SELECT e.c0 #>> '{}' AS c) AS y
+                 WHERE jsonb_typeof(e.c0) = 'string') AS x
+         WHERE NOT EXISTS (SELECT 1 FROM loyalty.coupon p WHERE p.code = x.k)
+            OR EXISTS (SELECT 1 FROM loyalty.code_guest g WHERE g.code = x.k);
+        IF f IS NOT NULL THEN
+            RETURN jsonb_build_object('foreign', f);
+        END IF;
+    END IF;
+    -- strict idempotency in one round trip: when the operation id's own hash
+    -- partition lives on this node, the router asks for the claim here, in
+    -- the call's subtransaction (a failed call leaves no claim)
+    IF args ? 'claim' THEN
+        PERFORM loyalty.claim_operation(op, (args ->> 'claim')::integer);
+    END IF;
+    IF jsonb_typeof(args -> 'guests') = 'array' AND method <> 'calculate' THEN
+        PERFORM loyalty.code_guest(d) FROM jsonb_array_elements(args -> 'guests') AS d;
+    END IF;
+    -- a refund: the guest codes the purchase used or issued, as they were
+    IF method = 'refund' THEN
+        SELECT jsonb_object_agg(c.code, jsonb_build_array(c.uses, c.balance, c.status)) INTO snap
+          FROM loyalty.code_guest g JOIN loyalty.coupon c ON c.code = g.code
+         WHERE c.issued_by = args -> 'request' ->> 'purchase'
+            OR c.code IN (SELECT u.code FROM loyalty.coupon_use u
+                           WHERE u.operation_id = args -> 'request' ->> 'purchase');
+    END IF;
     CASE method
-    WHEN 'calculate' THEN r := loyalty.calculate(args -> 'request');
+    WHEN 'calculate' THEN
+        IF jsonb_typeof(args -> 'guests') = 'array' THEN
+            -- priced with the guest copies, which are rolled back: a
+            -- calculate writes nothing
+            BEGIN
+                PERFORM loyalty.code_guest(d) FROM jsonb_array_elements(args -> 'guests') AS d;
+                r := loyalty.calculate(args -> 'request');
+                RAISE SQLSTATE 'LYR00';
+            EXCEPTION WHEN SQLSTATE 'LYR00' THEN
+                NULL;
+            END;
+        ELSE
+            r := loyalty.calculate(args -> 'request');
+        END IF;
     WHEN 'purchase' THEN r := loyalty.purchase(args -> 'request');
     WHEN 'refund' THEN r := loyalty.refund(args -> 'request');
     WHEN 'adjust' THEN r := loyalty.adjust(args -> 'request');
+    WHEN 'grant_points' THEN r := loyalty.grant_points(args -> 'request');
     WHEN 'order_hold' THEN r := loyalty.order_hold(args -> 'request');
     WHEN 'order_capture' THEN r := loyalty.order_capture(args -> 'request');
     WHEN 'order_cancel' THEN r := loyalty.order_cancel(args -> 'request');
@@ -3560,19 +3612,102 @@ BEGIN
     WHEN 'history' THEN
         SELECT coalesce(jsonb_agg(to_jsonb(h)), '[]') INTO r
           FROM loyalty.history(args ->> 'customer', coalesce((args ->> 'lim')::integer, 100)) AS h;
-    -- the router's first hop of a writing call (issue 20 item 7); a shard
-    -- without partitions (no loyalty.claim_operation) has nothing to claim
+    -- the router's first hop of a writing call (issue 20 item 7)
     WHEN 'claim_operation' THEN
-        IF to_regprocedure('loyalty.claim_operation(text, integer)') IS NOT NULL THEN
-            EXECUTE 'SELECT to_jsonb(loyalty.claim_operation($1, $2))' INTO r
-                USING args ->> 'operation_id', (args ->> 'home')::integer;
+        r := to_jsonb(loyalty.claim_operation(args ->> 'operation_id', (args ->> 'home')::integer));
+    -- plastic cards and moved customers (issue 20 items 2 and 10)
+    WHEN 'card_directory_put' THEN
+        r := to_jsonb(loyalty.card_directory_put(args ->> 'number', (args ->> 'home')::integer));
+    WHEN 'attach_card' THEN r := to_jsonb(loyalty.attach_card(args ->> 'customer', args ->> 'number'));
+    WHEN 'moved_home' THEN r := to_jsonb(loyalty.moved_home(args ->> 'identifier'));
+    -- codes on their home partition (issue 20 item 4): a hold, or a look
+    -- (peek: the hold rolled back), confirm, release, a refund's give-back
+    WHEN 'code_hold' THEN
+        IF (args ->> 'peek')::boolean THEN
+            BEGIN
+                r := loyalty.code_hold(args ->> 'code', args ->> 'hold_id', (args ->> 'home')::integer);
+                RAISE SQLSTATE 'LYR00';
+            EXCEPTION WHEN SQLSTATE 'LYR00' THEN
+                NULL;
+            END;
+        ELSE
+            r := loyalty.code_hold(args ->> 'code', args ->> 'hold_id', (args ->> 'home')::integer);
         END IF;
+    WHEN 'code_confirm' THEN
+        r := loyalty.code_confirm(args ->> 'code', args ->> 'hold_id', (args ->> 'uses')::integer,
+                                  (args ->> 'amount')::numeric);
+    WHEN 'code_release' THEN r := to_jsonb(loyalty.code_release(args ->> 'code', args ->> 'hold_id'));
+    WHEN 'code_return' THEN
+        -- as a local refund gives a use back (coupons.c), or voids an
+        -- unused issued code
+        UPDATE loyalty.coupon c
+           SET uses = CASE WHEN (args ->> 'uses')::integer > 0 THEN c.uses - 1 ELSE c.uses END,
+               balance = CASE WHEN c.kind = 'certificate' THEN c.balance + (args ->> 'amount')::numeric
+                              ELSE c.balance END,
+               status = CASE WHEN (args ->> 'void')::boolean THEN
+                                  CASE WHEN c.uses = 0 AND c.status = 'active' THEN 'void' ELSE c.status END
+                             WHEN (args ->> 'uses')::integer > 0 AND c.status <> 'void' THEN 'active'
+                             ELSE c.status END
+         WHERE c.code = loyalty.code_key(args ->> 'code')
+           AND NOT EXISTS (SELECT 1 FROM loyalty.code_guest g WHERE g.code = c.code)
+        RETURNING jsonb_build_object('code', c.code, 'uses', c.uses, 'balance', c.balance, 'status', c.status)
+          INTO r;
+    -- a new code that is nobody's, issued on another node than its home:
+    -- exported there (the row stays as a guest copy), adopted at home
+    WHEN 'code_export' THEN
+        k := loyalty.code_key(args ->> 'code');
+        SELECT jsonb_build_object(
+                   'format', 'loyalty-code-1', 'code', c.code, 'hold_id', '', 'held', false,
+                   'promotion', c.promotion, 'kind', c.kind, 'value', c.value, 'balance', c.balance,
+                   'percent', c.percent, 'min_total', c.min_total, 'valid_from', c.valid_from,
+                   'valid_until', c.valid_until, 'max_uses', c.max_uses, 'uses', c.uses, 'status', c.status)
+          INTO r
+          FROM loyalty.coupon c WHERE c.code = k AND c.customer_id IS NULL;
+        IF r IS NOT NULL THEN
+            INSERT INTO loyalty.code_guest (code, hold_id, doc) VALUES (k, '', r)
+                ON CONFLICT ON CONSTRAINT code_guest_pkey DO NOTHING;
+        END IF;
+    WHEN 'code_adopt' THEN
+        k := args -> 'doc' ->> 'code';
+        IF NOT EXISTS (SELECT 1 FROM loyalty.coupon c WHERE c.code = k) THEN
+            PERFORM loyalty.code_guest(args -> 'doc');
+            DELETE FROM loyalty.code_guest g WHERE g.code = k;
+        END IF;
+        r := to_jsonb(k);
     ELSE
         RAISE EXCEPTION 'unknown API method "%"', method
             USING ERRCODE = 'invalid_parameter_value',
-                  DETAIL = 'loyalty.api runs calculate, purchase, refund, adjust, order_hold, order_capture, order_cancel, register, find_customer, balance, history and claim_operation.';
+                  DETAIL = 'loyalty.api runs calculate, purchase, refund, adjust, grant_points, order_hold, order_capture, order_cancel, register, find_customer, balance, history, claim_operation, card_directory_put, attach_card, moved_home, code_hold, code_confirm, code_release, code_return, code_export and code_adopt.';
     END CASE;
-    RETURN jsonb_build_object('result', r);
+    -- a purchase with guests: what it took of each, for code_confirm at home
+    IF method = 'purchase' AND jsonb_typeof(args -> 'guests') = 'array' THEN
+        SELECT jsonb_object_agg(d ->> 'code', loyalty.code_guest_settle(d ->> 'code', d ->> 'hold_id')) INTO f
+          FROM jsonb_array_elements(args -> 'guests') AS d;
+        r := jsonb_build_object('result', r, 'settle', coalesce(f, '{}'));
+    ELSIF method = 'refund' AND snap IS NOT NULL THEN
+        SELECT jsonb_agg(jsonb_build_object('code', c.code, 'home', loyalty.code_home(c.code),
+                   'uses', (snap -> c.code ->> 0)::integer - c.uses,
+                   'amount', c.balance - (snap -> c.code ->> 1)::numeric,
+                   'void', c.status = 'void' AND snap -> c.code ->> 2 <> 'void')) INTO f
+          FROM loyalty.coupon c
+         WHERE snap ? c.code
+           AND (c.uses, c.balance, c.status::text) IS DISTINCT FROM
+               ((snap -> c.code ->> 0)::integer, (snap -> c.code ->> 1)::numeric, snap -> c.code ->> 2);
+        r := CASE WHEN f IS NULL THEN jsonb_build_object('result', r)
+                  ELSE jsonb_build_object('result', r, 'returns', f) END;
+    ELSIF method = 'purchase' AND op IS NOT NULL AND NOT args -> 'request' ? 'customer'
+          AND loyalty.partitions() > 1 THEN
+        -- new codes that are nobody's: their home partitions, for the router
+        SELECT jsonb_agg(jsonb_build_object('code', c.code, 'home', loyalty.code_home(c.code))) INTO f
+          FROM loyalty.coupon c
+         WHERE c.issued_by = op AND c.customer_id IS NULL
+           AND NOT EXISTS (SELECT 1 FROM loyalty.code_guest g WHERE g.code = c.code);
+        r := CASE WHEN f IS NULL THEN jsonb_build_object('result', r)
+                  ELSE jsonb_build_object('result', r, 'issued_codes', f) END;
+    ELSE
+        r := jsonb_build_object('result', r);
+    END IF;
+    RETURN r;
 EXCEPTION WHEN OTHERS THEN
     GET STACKED DIAGNOSTICS st = RETURNED_SQLSTATE, msg = MESSAGE_TEXT,
                             det = PG_EXCEPTION_DETAIL, hnt = PG_EXCEPTION_HINT;
@@ -3581,7 +3716,7 @@ EXCEPTION WHEN OTHERS THEN
 END
 $$;
 COMMENT ON FUNCTION loyalty.api(text, jsonb) IS
-    'One API call by name, args named like its parameters: {"result": ...}, or {"error": {sqlstate, message, detail, hint}} with the call''s effects rolled back (for a PL/Proxy router)';
+    'One API call by name, args named like its parameters (plus "claim": the operation id''s claim made here first; "guests": held codes of other nodes): {"result": ...}, or {"error": {sqlstate, message, detail, hint}} with the call''s effects rolled back (for a PL/Proxy router)';
 REVOKE ALL ON FUNCTION loyalty.api(text, jsonb) FROM PUBLIC;
 GRANT EXECUTE ON FUNCTION loyalty.api(text, jsonb)
     TO loyalty_cashier, loyalty_marketer, loyalty_admin;
@@ -3972,64 +4107,8 @@ $$;
 -- grant_points, card_directory_put, attach_card and moved_home, so the
 -- router meets their errors as JSON too (PL/Proxy drops its connection
 -- after a remote error).
-CREATE OR REPLACE FUNCTION loyalty.api(method text, args jsonb) RETURNS jsonb
-    LANGUAGE plpgsql
-    SET search_path = pg_catalog, pg_temp
-    AS $$
-DECLARE
-    r   jsonb;
-    st  text;
-    msg text;
-    det text;
-    hnt text;
-BEGIN
-    -- strict idempotency in one round trip: when the operation id's own hash
-    -- partition lives on this node, the router asks for the claim here, in
-    -- the call's subtransaction (a failed call leaves no claim)
-    IF args ? 'claim' THEN
-        PERFORM loyalty.claim_operation(args -> 'request' ->> 'operation_id', (args ->> 'claim')::integer);
-    END IF;
-    CASE method
-    WHEN 'calculate' THEN r := loyalty.calculate(args -> 'request');
-    WHEN 'purchase' THEN r := loyalty.purchase(args -> 'request');
-    WHEN 'refund' THEN r := loyalty.refund(args -> 'request');
-    WHEN 'adjust' THEN r := loyalty.adjust(args -> 'request');
-    WHEN 'grant_points' THEN r := loyalty.grant_points(args -> 'request');
-    WHEN 'order_hold' THEN r := loyalty.order_hold(args -> 'request');
-    WHEN 'order_capture' THEN r := loyalty.order_capture(args -> 'request');
-    WHEN 'order_cancel' THEN r := loyalty.order_cancel(args -> 'request');
-    WHEN 'register' THEN
-        r := to_jsonb(loyalty.register(args ->> 'phone', coalesce(args -> 'profile', '{}')));
-    WHEN 'find_customer' THEN r := to_jsonb(loyalty.find_customer(args ->> 'identifier'));
-    WHEN 'balance' THEN
-        SELECT coalesce(jsonb_agg(to_jsonb(b)), '[]') INTO r
-          FROM loyalty.balance(args ->> 'customer', coalesce((args ->> 'at')::timestamptz, now())) AS b;
-    WHEN 'history' THEN
-        SELECT coalesce(jsonb_agg(to_jsonb(h)), '[]') INTO r
-          FROM loyalty.history(args ->> 'customer', coalesce((args ->> 'lim')::integer, 100)) AS h;
-    -- the router's first hop of a writing call (issue 20 item 7)
-    WHEN 'claim_operation' THEN
-        r := to_jsonb(loyalty.claim_operation(args ->> 'operation_id', (args ->> 'home')::integer));
-    -- plastic cards and moved customers (issue 20 items 2 and 10)
-    WHEN 'card_directory_put' THEN
-        r := to_jsonb(loyalty.card_directory_put(args ->> 'number', (args ->> 'home')::integer));
-    WHEN 'attach_card' THEN r := to_jsonb(loyalty.attach_card(args ->> 'customer', args ->> 'number'));
-    WHEN 'moved_home' THEN r := to_jsonb(loyalty.moved_home(args ->> 'identifier'));
-    ELSE
-        RAISE EXCEPTION 'unknown API method "%"', method
-            USING ERRCODE = 'invalid_parameter_value',
-                  DETAIL = 'loyalty.api runs calculate, purchase, refund, adjust, grant_points, order_hold, order_capture, order_cancel, register, find_customer, balance, history, claim_operation, card_directory_put, attach_card and moved_home.';
-    END CASE;
-    RETURN jsonb_build_object('result', r);
-EXCEPTION WHEN OTHERS THEN
-    GET STACKED DIAGNOSTICS st = RETURNED_SQLSTATE, msg = MESSAGE_TEXT,
-                            det = PG_EXCEPTION_DETAIL, hnt = PG_EXCEPTION_HINT;
-    RETURN jsonb_build_object('error', jsonb_strip_nulls(jsonb_build_object(
-        'sqlstate', st, 'message', msg, 'detail', nullif(det, ''), 'hint', nullif(hnt, ''))));
-END
-$$;
-COMMENT ON FUNCTION loyalty.api(text, jsonb) IS
-    'One API call by name, args named like its parameters (plus "claim": the operation id''s claim made here first): {"result": ...}, or {"error": {sqlstate, message, detail, hint}} with the call''s effects rolled back (for a PL/Proxy router)';
+-- (loyalty.api's definition is in the "Issue 20 item 8" section above: the
+-- three versions of this unreleased script are folded into one there)
 
 -- Issue 20 item 4 (shard side): codes that are not a customer's on a home
 -- partition of their own.  A gift certificate or a mass coupon code lives
@@ -4293,191 +4372,8 @@ GRANT EXECUTE ON FUNCTION
 -- "issued_codes" (new codes of nobody, for their home), and runs the home
 -- side: code_hold (or a peek), code_confirm, code_release, code_return,
 -- code_export and code_adopt.
-CREATE OR REPLACE FUNCTION loyalty.api(method text, args jsonb) RETURNS jsonb
-    LANGUAGE plpgsql
-    SET search_path = pg_catalog, pg_temp
-    AS $$
-DECLARE
-    r    jsonb;
-    f    jsonb;
-    snap jsonb;
-    k    text;
-    op   text := args -> 'request' ->> 'operation_id';
-    st   text;
-    msg  text;
-    det  text;
-    hnt  text;
-BEGIN
-    -- issue 20 item 4: a check whose codes are neither this node's own nor
-    -- customers' here is sent back, unrun, with their home partitions; the
-    -- router holds them there and calls again with "guests" (their
-    -- documents, the guest copies made in this call's subtransaction)
-    IF method IN ('calculate', 'purchase') AND NOT args ? 'guests'
-       AND jsonb_typeof(args -> 'request' -> 'coupons') = 'array' AND loyalty.partitions() > 1 THEN
-        SELECT jsonb_agg(DISTINCT jsonb_build_object('code', x.k, 'home', loyalty.code_home(x.k))) INTO f
-          FROM (SELECT loyalty.code_key(c) AS k
-                  FROM jsonb_array_elements(args -> 'request' -> 'coupons') AS e(c0),
-                       LATERAL (SELECT e.c0 #>> '{}' AS c) AS y
-                 WHERE jsonb_typeof(e.c0) = 'string') AS x
-         WHERE NOT EXISTS (SELECT 1 FROM loyalty.coupon p WHERE p.code = x.k)
-            OR EXISTS (SELECT 1 FROM loyalty.code_guest g WHERE g.code = x.k);
-        IF f IS NOT NULL THEN
-            RETURN jsonb_build_object('foreign', f);
-        END IF;
-    END IF;
-    -- strict idempotency in one round trip: when the operation id's own hash
-    -- partition lives on this node, the router asks for the claim here, in
-    -- the call's subtransaction (a failed call leaves no claim)
-    IF args ? 'claim' THEN
-        PERFORM loyalty.claim_operation(op, (args ->> 'claim')::integer);
-    END IF;
-    IF jsonb_typeof(args -> 'guests') = 'array' AND method <> 'calculate' THEN
-        PERFORM loyalty.code_guest(d) FROM jsonb_array_elements(args -> 'guests') AS d;
-    END IF;
-    -- a refund: the guest codes the purchase used or issued, as they were
-    IF method = 'refund' THEN
-        SELECT jsonb_object_agg(c.code, jsonb_build_array(c.uses, c.balance, c.status)) INTO snap
-          FROM loyalty.code_guest g JOIN loyalty.coupon c ON c.code = g.code
-         WHERE c.issued_by = args -> 'request' ->> 'purchase'
-            OR c.code IN (SELECT u.code FROM loyalty.coupon_use u
-                           WHERE u.operation_id = args -> 'request' ->> 'purchase');
-    END IF;
-    CASE method
-    WHEN 'calculate' THEN
-        IF jsonb_typeof(args -> 'guests') = 'array' THEN
-            -- priced with the guest copies, which are rolled back: a
-            -- calculate writes nothing
-            BEGIN
-                PERFORM loyalty.code_guest(d) FROM jsonb_array_elements(args -> 'guests') AS d;
-                r := loyalty.calculate(args -> 'request');
-                RAISE SQLSTATE 'LYR00';
-            EXCEPTION WHEN SQLSTATE 'LYR00' THEN
-                NULL;
-            END;
-        ELSE
-            r := loyalty.calculate(args -> 'request');
-        END IF;
-    WHEN 'purchase' THEN r := loyalty.purchase(args -> 'request');
-    WHEN 'refund' THEN r := loyalty.refund(args -> 'request');
-    WHEN 'adjust' THEN r := loyalty.adjust(args -> 'request');
-    WHEN 'grant_points' THEN r := loyalty.grant_points(args -> 'request');
-    WHEN 'order_hold' THEN r := loyalty.order_hold(args -> 'request');
-    WHEN 'order_capture' THEN r := loyalty.order_capture(args -> 'request');
-    WHEN 'order_cancel' THEN r := loyalty.order_cancel(args -> 'request');
-    WHEN 'register' THEN
-        r := to_jsonb(loyalty.register(args ->> 'phone', coalesce(args -> 'profile', '{}')));
-    WHEN 'find_customer' THEN r := to_jsonb(loyalty.find_customer(args ->> 'identifier'));
-    WHEN 'balance' THEN
-        SELECT coalesce(jsonb_agg(to_jsonb(b)), '[]') INTO r
-          FROM loyalty.balance(args ->> 'customer', coalesce((args ->> 'at')::timestamptz, now())) AS b;
-    WHEN 'history' THEN
-        SELECT coalesce(jsonb_agg(to_jsonb(h)), '[]') INTO r
-          FROM loyalty.history(args ->> 'customer', coalesce((args ->> 'lim')::integer, 100)) AS h;
-    -- the router's first hop of a writing call (issue 20 item 7)
-    WHEN 'claim_operation' THEN
-        r := to_jsonb(loyalty.claim_operation(args ->> 'operation_id', (args ->> 'home')::integer));
-    -- plastic cards and moved customers (issue 20 items 2 and 10)
-    WHEN 'card_directory_put' THEN
-        r := to_jsonb(loyalty.card_directory_put(args ->> 'number', (args ->> 'home')::integer));
-    WHEN 'attach_card' THEN r := to_jsonb(loyalty.attach_card(args ->> 'customer', args ->> 'number'));
-    WHEN 'moved_home' THEN r := to_jsonb(loyalty.moved_home(args ->> 'identifier'));
-    -- codes on their home partition (issue 20 item 4): a hold, or a look
-    -- (peek: the hold rolled back), confirm, release, a refund's give-back
-    WHEN 'code_hold' THEN
-        IF (args ->> 'peek')::boolean THEN
-            BEGIN
-                r := loyalty.code_hold(args ->> 'code', args ->> 'hold_id', (args ->> 'home')::integer);
-                RAISE SQLSTATE 'LYR00';
-            EXCEPTION WHEN SQLSTATE 'LYR00' THEN
-                NULL;
-            END;
-        ELSE
-            r := loyalty.code_hold(args ->> 'code', args ->> 'hold_id', (args ->> 'home')::integer);
-        END IF;
-    WHEN 'code_confirm' THEN
-        r := loyalty.code_confirm(args ->> 'code', args ->> 'hold_id', (args ->> 'uses')::integer,
-                                  (args ->> 'amount')::numeric);
-    WHEN 'code_release' THEN r := to_jsonb(loyalty.code_release(args ->> 'code', args ->> 'hold_id'));
-    WHEN 'code_return' THEN
-        -- as a local refund gives a use back (coupons.c), or voids an
-        -- unused issued code
-        UPDATE loyalty.coupon c
-           SET uses = CASE WHEN (args ->> 'uses')::integer > 0 THEN c.uses - 1 ELSE c.uses END,
-               balance = CASE WHEN c.kind = 'certificate' THEN c.balance + (args ->> 'amount')::numeric
-                              ELSE c.balance END,
-               status = CASE WHEN (args ->> 'void')::boolean THEN
-                                  CASE WHEN c.uses = 0 AND c.status = 'active' THEN 'void' ELSE c.status END
-                             WHEN (args ->> 'uses')::integer > 0 AND c.status <> 'void' THEN 'active'
-                             ELSE c.status END
-         WHERE c.code = loyalty.code_key(args ->> 'code')
-           AND NOT EXISTS (SELECT 1 FROM loyalty.code_guest g WHERE g.code = c.code)
-        RETURNING jsonb_build_object('code', c.code, 'uses', c.uses, 'balance', c.balance, 'status', c.status)
-          INTO r;
-    -- a new code that is nobody's, issued on another node than its home:
-    -- exported there (the row stays as a guest copy), adopted at home
-    WHEN 'code_export' THEN
-        k := loyalty.code_key(args ->> 'code');
-        SELECT jsonb_build_object(
-                   'format', 'loyalty-code-1', 'code', c.code, 'hold_id', '', 'held', false,
-                   'promotion', c.promotion, 'kind', c.kind, 'value', c.value, 'balance', c.balance,
-                   'percent', c.percent, 'min_total', c.min_total, 'valid_from', c.valid_from,
-                   'valid_until', c.valid_until, 'max_uses', c.max_uses, 'uses', c.uses, 'status', c.status)
-          INTO r
-          FROM loyalty.coupon c WHERE c.code = k AND c.customer_id IS NULL;
-        IF r IS NOT NULL THEN
-            INSERT INTO loyalty.code_guest (code, hold_id, doc) VALUES (k, '', r)
-                ON CONFLICT ON CONSTRAINT code_guest_pkey DO NOTHING;
-        END IF;
-    WHEN 'code_adopt' THEN
-        k := args -> 'doc' ->> 'code';
-        IF NOT EXISTS (SELECT 1 FROM loyalty.coupon c WHERE c.code = k) THEN
-            PERFORM loyalty.code_guest(args -> 'doc');
-            DELETE FROM loyalty.code_guest g WHERE g.code = k;
-        END IF;
-        r := to_jsonb(k);
-    ELSE
-        RAISE EXCEPTION 'unknown API method "%"', method
-            USING ERRCODE = 'invalid_parameter_value',
-                  DETAIL = 'loyalty.api runs calculate, purchase, refund, adjust, grant_points, order_hold, order_capture, order_cancel, register, find_customer, balance, history, claim_operation, card_directory_put, attach_card, moved_home, code_hold, code_confirm, code_release, code_return, code_export and code_adopt.';
-    END CASE;
-    -- a purchase with guests: what it took of each, for code_confirm at home
-    IF method = 'purchase' AND jsonb_typeof(args -> 'guests') = 'array' THEN
-        SELECT jsonb_object_agg(d ->> 'code', loyalty.code_guest_settle(d ->> 'code', d ->> 'hold_id')) INTO f
-          FROM jsonb_array_elements(args -> 'guests') AS d;
-        r := jsonb_build_object('result', r, 'settle', coalesce(f, '{}'));
-    ELSIF method = 'refund' AND snap IS NOT NULL THEN
-        SELECT jsonb_agg(jsonb_build_object('code', c.code, 'home', loyalty.code_home(c.code),
-                   'uses', (snap -> c.code ->> 0)::integer - c.uses,
-                   'amount', c.balance - (snap -> c.code ->> 1)::numeric,
-                   'void', c.status = 'void' AND snap -> c.code ->> 2 <> 'void')) INTO f
-          FROM loyalty.coupon c
-         WHERE snap ? c.code
-           AND (c.uses, c.balance, c.status::text) IS DISTINCT FROM
-               ((snap -> c.code ->> 0)::integer, (snap -> c.code ->> 1)::numeric, snap -> c.code ->> 2);
-        r := CASE WHEN f IS NULL THEN jsonb_build_object('result', r)
-                  ELSE jsonb_build_object('result', r, 'returns', f) END;
-    ELSIF method = 'purchase' AND op IS NOT NULL AND NOT args -> 'request' ? 'customer'
-          AND loyalty.partitions() > 1 THEN
-        -- new codes that are nobody's: their home partitions, for the router
-        SELECT jsonb_agg(jsonb_build_object('code', c.code, 'home', loyalty.code_home(c.code))) INTO f
-          FROM loyalty.coupon c
-         WHERE c.issued_by = op AND c.customer_id IS NULL
-           AND NOT EXISTS (SELECT 1 FROM loyalty.code_guest g WHERE g.code = c.code);
-        r := CASE WHEN f IS NULL THEN jsonb_build_object('result', r)
-                  ELSE jsonb_build_object('result', r, 'issued_codes', f) END;
-    ELSE
-        r := jsonb_build_object('result', r);
-    END IF;
-    RETURN r;
-EXCEPTION WHEN OTHERS THEN
-    GET STACKED DIAGNOSTICS st = RETURNED_SQLSTATE, msg = MESSAGE_TEXT,
-                            det = PG_EXCEPTION_DETAIL, hnt = PG_EXCEPTION_HINT;
-    RETURN jsonb_build_object('error', jsonb_strip_nulls(jsonb_build_object(
-        'sqlstate', st, 'message', msg, 'detail', nullif(det, ''), 'hint', nullif(hnt, ''))));
-END
-$$;
-COMMENT ON FUNCTION loyalty.api(text, jsonb) IS
-    'One API call by name, args named like its parameters (plus "claim": the operation id''s claim made here first; "guests": held codes of other nodes): {"result": ...}, or {"error": {sqlstate, message, detail, hint}} with the call''s effects rolled back (for a PL/Proxy router)';
+-- (loyalty.api's definition is in the "Issue 20 item 8" section above: the
+-- three versions of this unreleased script are folded into one there)
 
 -- Issue 20 item 4: a coupon used through the router settles without an amount
 -- code_guest_settle summed coupon_use.amount for every kind, but a coupon's
