@@ -9,7 +9,9 @@
  * "points", "expires_at" | "lifetime", "reason"}.  Steps: parse strictly
  * (22023 naming the JSON path), replay by operation_id (operations.c),
  * resolve and lock the customers (survivors of merges, in id order, like a
- * purchase locks its one customer), then one statement per grant: each
+ * purchase locks its one customer), then one statement over the ids
+ * locked (they are not computed twice; the event's payload, the same for
+ * every customer, is built once): each
  * customer's debt on the account is paid first, the rest becomes a lot
  * (ledger entry kind "adjust") and a points_earned event carries the
  * reason.  The members are those of the moment of the call.
