@@ -11,10 +11,10 @@
  * resolve and lock the customers (survivors of merges, in id order, like a
  * purchase locks its one customer), then one statement over the ids
  * locked (they are not computed twice; the event's payload, the same for
- * every customer, is built once): each
- * customer's debt on the account is paid first, the rest becomes a lot
- * (ledger entry kind "adjust") and a points_earned event carries the
- * reason.  The members are those of the moment of the call.
+ * every customer, is built once): each customer's debt on the account is
+ * paid first, the rest becomes a lot (ledger entry kind "adjust") and a
+ * points_earned event carries the reason.  The members are those of the
+ * moment of the call.
  *
  *-------------------------------------------------------------------------
  */
