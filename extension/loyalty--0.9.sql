@@ -2761,11 +2761,11 @@ DECLARE
     left_    bigint;
     total_in bigint := 0;
     total_out bigint := 0;
-    cands    bigint := NULL;
     gone_ids bigint[];
     base_last timestamptz := NULL;
     in_full  boolean := false;
     seg_full boolean;
+    by_purchase boolean;
     left_doc jsonb;
     came_doc jsonb;
 BEGIN
@@ -2803,10 +2803,16 @@ BEGIN
         ELSE
             cond := loyalty.segment_condition(s.rule, as_of);
             last := s.refreshed_at;
+            -- a rule on RFM and tiers alone changes only for the customers
+            -- rescored or whose tier changed: purchases and refunds are no
+            -- reason to look at a customer again (a key of the rule quoted
+            -- in the rule's text: a name that happens to be quoted too only
+            -- costs the look)
+            by_purchase := s.rule::text ~ '"(inactive_for|active_within|bought|not_bought|within|purchases|spend|used_promotion|not_used_promotion)"';
             -- the customers with a purchase or a refund since the last
             -- refresh are the same for every segment refreshed at the same
             -- moment: read once per distinct moment
-            IF base_last IS DISTINCT FROM last THEN
+            IF by_purchase AND base_last IS DISTINCT FROM last THEN
                 TRUNCATE loyalty_seg_base;
                 INSERT INTO loyalty_seg_base
                 SELECT p.customer_id FROM loyalty.purchase p
@@ -2816,18 +2822,18 @@ BEGIN
                  WHERE r.at >= last - late AND r.customer_id IS NOT NULL;
                 base_last := last;
             END IF;
+            -- this segment's own candidates (time boundaries, tiers, RFM),
+            -- beside the shared ones: not a copy of those per segment
             TRUNCATE loyalty_seg_cand;
             INSERT INTO loyalty_seg_cand
-            SELECT b.customer_id FROM loyalty_seg_base b
-            UNION
             SELECT p.customer_id
               FROM loyalty.segment_intervals(s.rule) AS i(len)
               JOIN loyalty.purchase p ON p.at >= last - late - i.len AND p.at < as_of - i.len
              WHERE p.customer_id IS NOT NULL
-            UNION
+            UNION ALL
             SELECT e.customer_id FROM loyalty.event e
              WHERE e.kind = 'tier_changed' AND e.created_at >= last AND s.rule::text LIKE '%"tiers"%'
-            UNION
+            UNION ALL
             -- refresh_rfm writes every row with one computed_at: when the
             -- first row is not newer, none is (no scan of all of them; the
             -- first by key, not the first in the heap, which after a
@@ -2836,19 +2842,22 @@ BEGIN
              WHERE x.computed_at > last AND s.rule::text LIKE '%"rfm"%'
                AND (SELECT y.computed_at FROM loyalty.rfm y ORDER BY y.customer_id LIMIT 1) > last
             ON CONFLICT DO NOTHING;
-            SELECT count(*) INTO cands FROM loyalty_seg_cand;
             -- the candidates are looked up by key (= ANY of an array: index
-            -- probes whatever the planner thinks of the temporary table)
+            -- probes whatever the planner thinks of the temporary tables;
+            -- a key in both is one probe)
             EXECUTE 'INSERT INTO loyalty_seg_want SELECT c.id FROM loyalty.customer c'
-                    ' WHERE c.id = ANY (ARRAY(SELECT k.customer_id FROM loyalty_seg_cand k))'
-                    ' AND c.merged_into IS NULL AND ' || cond;
+                    ' WHERE c.id = ANY (ARRAY(SELECT k.customer_id FROM loyalty_seg_cand k'
+                    || CASE WHEN by_purchase THEN ' UNION ALL SELECT b.customer_id FROM loyalty_seg_base b' ELSE '' END
+                    || ')) AND c.merged_into IS NULL AND ' || cond;
             -- the candidates not wanted, passed to EXECUTE as a constant:
             -- whether the planner probes the key or filters the segment's
             -- rows (stale statistics right after a first full refresh), the
             -- test is an index condition or a hashed lookup, never a linear
             -- search of the array for each member (12 s a segment at chain
             -- scale)
-            gone_ids := ARRAY(SELECT k.customer_id FROM loyalty_seg_cand k
+            gone_ids := ARRAY(SELECT k.customer_id
+                                FROM (SELECT b.customer_id FROM loyalty_seg_base b WHERE by_purchase
+                                      UNION SELECT c.customer_id FROM loyalty_seg_cand c) k
                                WHERE NOT EXISTS (SELECT 1 FROM loyalty_seg_want w
                                                   WHERE w.customer_id = k.customer_id));
             EXECUTE 'WITH gone AS (
