@@ -97,7 +97,10 @@ DELETE FROM loyalty.segment_member WHERE segment = 'sleepers' AND customer_id = 
 SELECT loyalty.run_maintenance('2026-07-22 00:00+00') IS NOT NULL AS ran;
 SELECT * FROM pg_temp.members();
 SELECT payload ->> 'segment' AS segment, customer_id, payload ->> 'change' AS change, payload ->> 'at' AS at
-  FROM loyalty.event WHERE kind = 'segment_changed' ORDER BY id;
+  FROM loyalty.event WHERE kind = 'segment_changed'
+ -- (one event per segment, customer and refresh; the order of one
+ -- statement's rows is the plan's)
+ ORDER BY payload ->> 'at', payload ->> 'segment', customer_id;
 
 -- a full refresh restores 3 (entered again: one more event)
 SELECT loyalty.refresh_segments(full => true, as_of => '2026-07-22 00:00+00');
