@@ -45,19 +45,18 @@ SELECT (loyalty.refresh_segments(true, '2026-06-01') ->> 'segments_entered')::in
 ANALYZE;
 
 -- ---------------------------------------------------------------------------
--- Nothing changed for an hour: the refresh finds no candidate and reads
--- neither all members nor all RFM rows (seq_scan of this transaction).  The
--- customer and purchase tables are left out of this check: on a table of
--- 20,000 rows the planner may choose a sequential scan when it cannot know
--- how many candidates there are (it did, about once in six runs); at chain
--- scale bench/segments shows the probes by key.
+-- Nothing changed for an hour: the refresh finds no candidate and reads no
+-- table in full (seq_tup_read of this transaction: rfm one row, the first,
+-- to see that RFM was not recomputed since).  pg_stat_xact_* also shows the
+-- counts of this backend's earlier transactions not yet sent (sent at most
+-- once a second), here the full refresh's: sent first.
 -- ---------------------------------------------------------------------------
+SELECT pg_stat_force_next_flush();
 BEGIN;
 SELECT loyalty.refresh_segments(false, '2026-06-01 01:00') AS nothing_changed;
--- (rfm: one row, the first, to see that RFM was not recomputed since)
 SELECT relname, seq_tup_read > 1 AS read_in_full
   FROM pg_stat_xact_user_tables
- WHERE schemaname = 'loyalty' AND relname IN ('segment_member', 'rfm')
+ WHERE schemaname = 'loyalty' AND relname IN ('customer', 'purchase', 'refund', 'segment_member', 'rfm')
  ORDER BY relname;
 ROLLBACK;
 
