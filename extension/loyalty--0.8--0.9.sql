@@ -4936,8 +4936,10 @@ CREATE OR REPLACE FUNCTION loyalty.points_liability(as_of timestamptz DEFAULT no
          GROUP BY y.lot_id
     ), l AS (
         -- one pass over the lots; OFFSET 0 computes each lot's remaining as
-        -- of the moment once, not once for every sum below
-        SELECT x.account, x.available_at, x.expires_at, x.remaining - coalesce(a.points, 0) AS remaining
+        -- of the moment once, not once for every sum below (and computes
+        -- nothing for a lot without entries after the moment)
+        SELECT x.account, x.available_at, x.expires_at,
+               CASE WHEN a.points IS NULL THEN x.remaining ELSE x.remaining - a.points END AS remaining
           FROM loyalty.lot x LEFT JOIN later a ON a.lot_id = x.id
          WHERE x.earned_at <= as_of AND (x.expires_at IS NULL OR x.expires_at > as_of OR x.amount < 0)
         OFFSET 0
