@@ -4796,9 +4796,10 @@ $$;
 -- kpi_parts: the money of the period is summed per group, and only small
 -- counters are kept per group and customer, in one grouping that gives
 -- customers, repeaters and retention together (before: a sort for
--- count(DISTINCT), and three groupings of the materialized purchases); the
--- purchase of an entry is probed by a join LATERAL instead of a subquery per
--- entry.  points_liability: one pass over the lots (before: two, and a
+-- count(DISTINCT), and three groupings of the materialized purchases); an
+-- entry's purchase is found in a hash of the period's purchases, and only
+-- an entry of an older purchase probes it by key (before: a subquery per
+-- entry).  points_liability: one pass over the lots (before: two, and a
 -- semi-join of every entry after the moment with every lot counted); the
 -- entries after the moment are only those of lots up to the last one earned
 -- by the moment, so a later grant's entries are skipped unread by the join.
@@ -4880,20 +4881,25 @@ BEGIN
          GROUP BY c.grp
     ), points AS (
         -- the entries of the period (ledger_entry_at_idx); by store or channel
-        -- each entry's purchase is probed by its key (a join LATERAL with
-        -- LIMIT keeps the probe: a hash join reads every purchase's key, a
-        -- subquery per entry costs twice the probe)
+        -- each entry's purchase: the period's purchases are hashed once (an
+        -- entry of the period is mostly a purchase of the period: its earn or
+        -- spend), and only an entry without one there (a refund of an older
+        -- purchase) probes purchase by its key, through a join LATERAL with
+        -- LIMIT (a subquery per entry costs twice the probe)
         SELECT CASE WHEN unit IS NOT NULL
                     THEN to_char(date_trunc(unit, e.at AT TIME ZONE tz), 'YYYY-MM-DD')
-                    WHEN by = 'store' THEN coalesce(pu.store, '-')
-                    ELSE coalesce(pu.channel, '-') END AS grp,
+                    WHEN by = 'store' THEN coalesce(CASE WHEN c.operation_id IS NULL THEN pu.store ELSE c.store END, '-')
+                    ELSE coalesce(CASE WHEN c.operation_id IS NULL THEN pu.channel ELSE c.channel END, '-') END AS grp,
                coalesce(sum(e.points) FILTER (WHERE e.kind = 'earn'), 0) AS earned,
                -coalesce(sum(e.points) FILTER (WHERE e.kind IN ('spend', 'return')), 0) AS spent,
                -coalesce(sum(e.points) FILTER (WHERE e.kind = 'expire'), 0) AS expired,
                -coalesce(sum(e.points) FILTER (WHERE e.kind = 'reverse'), 0) AS reversed
           FROM loyalty.ledger_entry e
+          LEFT JOIN loyalty.purchase c
+            ON unit IS NULL AND c.at >= "from" AND c.at < "to"
+           AND c.operation_id = coalesce(e.ref_operation_id, e.operation_id)
           LEFT JOIN LATERAL (SELECT pu.store, pu.channel FROM loyalty.purchase pu
-                              WHERE unit IS NULL
+                              WHERE unit IS NULL AND c.operation_id IS NULL
                                 AND pu.operation_id = coalesce(e.ref_operation_id, e.operation_id)
                               LIMIT 1) pu ON true
          WHERE e.at >= "from" AND e.at < "to"
