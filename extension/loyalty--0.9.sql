@@ -3156,19 +3156,26 @@ CREATE FUNCTION loyalty.points_liability(as_of timestamptz DEFAULT now())
     WITH later AS (
         -- a lot's remaining is the sum of its entries (verify_ledger): as of
         -- the moment it is its remaining less the entries after the moment,
-        -- found through ledger_entry_at_idx (few unless the moment is old)
-        -- (of the lots counted only: a grant after the moment adds nothing)
+        -- found through ledger_entry_at_idx (few unless the moment is old).
+        -- Only the entries of lots counted below matter, and those lots' ids
+        -- are at most the last lot earned by the moment's (found from the
+        -- newest lot back): the entries of lots added since, such as a later
+        -- grant's, are skipped without being grouped or joined.
         SELECT y.lot_id, sum(y.points) AS points
           FROM loyalty.ledger_entry y
          WHERE y.at > as_of
-           AND y.lot_id IN (SELECT x.id FROM loyalty.lot x
-                             WHERE x.earned_at <= as_of
-                               AND (x.expires_at IS NULL OR x.expires_at > as_of OR x.amount < 0))
+           AND y.lot_id <= (SELECT x.id FROM loyalty.lot x WHERE x.earned_at <= as_of
+                             ORDER BY x.id DESC LIMIT 1)
          GROUP BY y.lot_id
     ), l AS (
-        SELECT x.account, x.available_at, x.expires_at, x.remaining - coalesce(a.points, 0) AS remaining
+        -- one pass over the lots; OFFSET 0 computes each lot's remaining as
+        -- of the moment once, not once for every sum below (and computes
+        -- nothing for a lot without entries after the moment)
+        SELECT x.account, x.available_at, x.expires_at,
+               CASE WHEN a.points IS NULL THEN x.remaining ELSE x.remaining - a.points END AS remaining
           FROM loyalty.lot x LEFT JOIN later a ON a.lot_id = x.id
          WHERE x.earned_at <= as_of AND (x.expires_at IS NULL OR x.expires_at > as_of OR x.amount < 0)
+        OFFSET 0
     ), g AS (
         -- grouped by the expiry's month first, the month's text once a group;
         -- the settings read once (an InitPlan), not once a lot
@@ -3930,9 +3937,10 @@ BEGIN
     END IF;
     unit := CASE WHEN by IN ('day', 'week', 'month') THEN by END;
     RETURN QUERY
-    WITH p AS (
+    WITH p AS NOT MATERIALIZED (
         -- the purchases of the period and of the period before it (retention),
-        -- only the columns read below (the CTE is materialized)
+        -- only the columns read below; read once per use below rather than
+        -- materialized (by store or channel: twice, both through purchase_at_idx)
         SELECT x.customer_id, x.total - x.refunded AS paid,
                CASE WHEN unit IS NOT NULL
                     THEN to_char(date_trunc(unit, x.at AT TIME ZONE tz), 'YYYY-MM-DD')
@@ -3945,64 +3953,77 @@ BEGIN
          WHERE x.at < "to"
            AND x.at >= CASE WHEN unit IS NULL THEN "from" - ("to" - "from")
                             ELSE (date_trunc(unit, "from" AT TIME ZONE tz) - ('1 ' || unit)::interval) AT TIME ZONE tz END
-    ), cur AS (SELECT * FROM p WHERE p.current),
-    money AS (
-        SELECT c.grp, count(*) AS checks, count(c.customer_id) AS identified,
-               sum(c.paid) AS revenue,
-               coalesce(sum(c.paid) FILTER (WHERE c.customer_id IS NOT NULL), 0) AS member_revenue,
-               coalesce(sum(c.paid) FILTER (WHERE c.customer_id IS NULL), 0) AS anonymous_revenue,
-               count(DISTINCT c.customer_id) AS customers
-          FROM cur c GROUP BY c.grp
-    ), repeat AS (
-        SELECT b.grp, count(*) FILTER (WHERE b.n >= 2) AS repeaters
-          FROM (SELECT c.grp, c.customer_id, count(*) AS n FROM cur c
-                 WHERE c.customer_id IS NOT NULL GROUP BY c.grp, c.customer_id) b
-         GROUP BY b.grp
-    ), retained AS (
-        -- customers of the previous period (next_grp of theirs = this group)
-        -- and how many of them bought again in this one
-        SELECT q.grp, count(*) AS before, count(k.customer_id) AS again
-          FROM (SELECT DISTINCT q.next_grp AS grp, q.customer_id
-                  FROM p q
-                 WHERE q.customer_id IS NOT NULL
-                   AND CASE WHEN unit IS NOT NULL
-                            -- every period of [from, to), bought in here or not:
-                            -- another node may have this period's buyers
-                            THEN q.next_grp BETWEEN to_char(date_trunc(unit, "from" AT TIME ZONE tz), 'YYYY-MM-DD')
-                                                AND to_char(date_trunc(unit, ("to" AT TIME ZONE tz) - interval '1 microsecond'), 'YYYY-MM-DD')
-                            ELSE NOT q.current END) q
-          LEFT JOIN (SELECT DISTINCT c.grp, c.customer_id FROM cur c
-                      WHERE c.customer_id IS NOT NULL) k
-            ON k.grp = q.grp AND k.customer_id = q.customer_id
-         GROUP BY q.grp
+    ), money AS (
+        -- the money of the period's checks per group
+        SELECT p.grp, count(*) AS checks, count(p.customer_id) AS identified,
+               sum(p.paid) AS revenue,
+               coalesce(sum(p.paid) FILTER (WHERE p.customer_id IS NOT NULL), 0) AS member_revenue,
+               coalesce(sum(p.paid) FILTER (WHERE p.customer_id IS NULL), 0) AS anonymous_revenue
+          FROM p
+         WHERE p.current
+         GROUP BY p.grp
+    ), k AS (
+        -- per identified check: the group it is in if it is of the period
+        -- (mine), and the group whose previous period it is in (before; every
+        -- period of [from, to), bought in here or not: another node may have
+        -- that period's buyers).  By store or channel both are the check's
+        -- own group, so a check is one row; by day, week or month, two.
+        SELECT p.grp, p.customer_id, p.current AS mine, unit IS NULL AND NOT p.current AS before
+          FROM p
+         WHERE p.customer_id IS NOT NULL AND (p.current OR unit IS NULL)
+        UNION ALL
+        SELECT p.next_grp, p.customer_id, false, true
+          FROM p
+         WHERE unit IS NOT NULL AND p.customer_id IS NOT NULL
+           AND p.next_grp BETWEEN to_char(date_trunc(unit, "from" AT TIME ZONE tz), 'YYYY-MM-DD')
+                              AND to_char(date_trunc(unit, ("to" AT TIME ZONE tz) - interval '1 microsecond'), 'YYYY-MM-DD')
+    ), customers AS (
+        -- one grouping by group and customer (only small counters kept per
+        -- customer: the money is summed per group above): per group its
+        -- customers, those with two checks or more, the customers of the
+        -- previous period and how many of them bought again in this one
+        SELECT c.grp, count(*) FILTER (WHERE c.n > 0) AS customers,
+               count(*) FILTER (WHERE c.n >= 2) AS repeaters,
+               count(*) FILTER (WHERE c.before) AS before,
+               count(*) FILTER (WHERE c.before AND c.n > 0) AS again
+          FROM (SELECT k.grp, k.customer_id, count(*) FILTER (WHERE k.mine) AS n, bool_or(k.before) AS before
+                  FROM k GROUP BY k.grp, k.customer_id) c
+         GROUP BY c.grp
     ), points AS (
-        -- the entries of the period (ledger_entry_at_idx); the purchase of
-        -- each is looked up by its key only when grouping by store or channel
+        -- the entries of the period (ledger_entry_at_idx); by store or channel
+        -- each entry's purchase: the period's purchases are hashed once (an
+        -- entry of the period is mostly a purchase of the period: its earn or
+        -- spend), and only an entry without one there (a refund of an older
+        -- purchase) probes purchase by its key, through a join LATERAL with
+        -- LIMIT (a subquery per entry costs twice the probe)
         SELECT CASE WHEN unit IS NOT NULL
                     THEN to_char(date_trunc(unit, e.at AT TIME ZONE tz), 'YYYY-MM-DD')
-                    WHEN by = 'store'
-                    THEN coalesce((SELECT pu.store FROM loyalty.purchase pu
-                                    WHERE pu.operation_id = coalesce(e.ref_operation_id, e.operation_id)), '-')
-                    ELSE coalesce((SELECT pu.channel FROM loyalty.purchase pu
-                                    WHERE pu.operation_id = coalesce(e.ref_operation_id, e.operation_id)), '-') END AS grp,
+                    WHEN by = 'store' THEN coalesce(CASE WHEN c.operation_id IS NULL THEN pu.store ELSE c.store END, '-')
+                    ELSE coalesce(CASE WHEN c.operation_id IS NULL THEN pu.channel ELSE c.channel END, '-') END AS grp,
                coalesce(sum(e.points) FILTER (WHERE e.kind = 'earn'), 0) AS earned,
                -coalesce(sum(e.points) FILTER (WHERE e.kind IN ('spend', 'return')), 0) AS spent,
                -coalesce(sum(e.points) FILTER (WHERE e.kind = 'expire'), 0) AS expired,
                -coalesce(sum(e.points) FILTER (WHERE e.kind = 'reverse'), 0) AS reversed
           FROM loyalty.ledger_entry e
+          LEFT JOIN loyalty.purchase c
+            ON unit IS NULL AND c.at >= "from" AND c.at < "to"
+           AND c.operation_id = coalesce(e.ref_operation_id, e.operation_id)
+          LEFT JOIN LATERAL (SELECT pu.store, pu.channel FROM loyalty.purchase pu
+                              WHERE unit IS NULL AND c.operation_id IS NULL
+                                AND pu.operation_id = coalesce(e.ref_operation_id, e.operation_id)
+                              LIMIT 1) pu ON true
          WHERE e.at >= "from" AND e.at < "to"
          GROUP BY 1
     )
     SELECT g.grp, coalesce(m.checks, 0), coalesce(m.identified, 0),
            coalesce(m.revenue, 0), coalesce(m.member_revenue, 0), coalesce(m.anonymous_revenue, 0),
-           coalesce(m.customers, 0), coalesce(r.repeaters, 0),
-           coalesce(t.before, 0), coalesce(t.again, 0),
+           coalesce(c.customers, 0), coalesce(c.repeaters, 0),
+           coalesce(c.before, 0), coalesce(c.again, 0),
            coalesce(pt.earned, 0), coalesce(pt.spent, 0), coalesce(pt.expired, 0), coalesce(pt.reversed, 0),
            m.grp IS NOT NULL OR pt.grp IS NOT NULL
-      FROM (SELECT grp FROM money UNION SELECT grp FROM points UNION SELECT grp FROM retained) g
+      FROM (SELECT grp FROM money UNION SELECT grp FROM points UNION SELECT grp FROM customers) g
       LEFT JOIN money m ON m.grp = g.grp
-      LEFT JOIN repeat r ON r.grp = g.grp
-      LEFT JOIN retained t ON t.grp = g.grp
+      LEFT JOIN customers c ON c.grp = g.grp
       LEFT JOIN points pt ON pt.grp = g.grp
      ORDER BY g.grp;
 END
