@@ -4331,14 +4331,22 @@ $$;
 COMMENT ON FUNCTION loyalty.code_guest(jsonb) IS
     'On a customer''s node, before the check: the held code''s document as a guest coupon row the check uses like a local code; ''home'' (nothing done) when the code lives here';
 
+-- code_guest_settle: only a certificate's use is an amount taken from the
+-- code.  A coupon's (or mass code's) use records its discount in
+-- coupon_use.amount and code_confirm takes an amount only for a
+-- certificate: summing every kind, such a use by a customer of another node
+-- failed to confirm, left its hold open and the code unused at home.
 CREATE FUNCTION loyalty.code_guest_settle(code text, hold_id text) RETURNS jsonb
     LANGUAGE sql STABLE STRICT SECURITY DEFINER
     SET search_path = pg_catalog, pg_temp
     AS $$
+    -- a coupon's use records its discount: only a certificate's is an
+    -- amount taken from the code (code_confirm refuses any other)
     SELECT jsonb_build_object(
                'uses', count(u.operation_id),
-               'amount', coalesce(sum(u.amount), 0))
+               'amount', coalesce(sum(u.amount) FILTER (WHERE c.kind = 'certificate'), 0))
       FROM loyalty.code_guest g
+      JOIN loyalty.coupon c ON c.code = g.code
       JOIN loyalty.coupon_use u ON u.code = g.code AND u.operation_id = code_guest_settle.hold_id
      WHERE g.code = loyalty.code_key(code_guest_settle.code)
 $$;
@@ -4374,30 +4382,6 @@ GRANT EXECUTE ON FUNCTION
 -- code_export and code_adopt.
 -- (loyalty.api's definition is in the "Issue 20 item 8" section above: the
 -- three versions of this unreleased script are folded into one there)
-
--- Issue 20 item 4: a coupon used through the router settles without an amount
--- code_guest_settle summed coupon_use.amount for every kind, but a coupon's
--- (or mass code's) use records its discount there, and code_confirm takes
--- an amount only for a certificate: every use of a bounce-back coupon or a
--- mass code by a customer of another node failed to confirm ("invalid use
--- of code"), left its hold open and the code unused at home (a single-use
--- coupon could be used again).  The amount is now a certificate's only.
-CREATE OR REPLACE FUNCTION loyalty.code_guest_settle(code text, hold_id text) RETURNS jsonb
-    LANGUAGE sql STABLE STRICT SECURITY DEFINER
-    SET search_path = pg_catalog, pg_temp
-    AS $$
-    -- a coupon's use records its discount: only a certificate's is an
-    -- amount taken from the code (code_confirm refuses any other)
-    SELECT jsonb_build_object(
-               'uses', count(u.operation_id),
-               'amount', coalesce(sum(u.amount) FILTER (WHERE c.kind = 'certificate'), 0))
-      FROM loyalty.code_guest g
-      JOIN loyalty.coupon c ON c.code = g.code
-      JOIN loyalty.coupon_use u ON u.code = g.code AND u.operation_id = code_guest_settle.hold_id
-     WHERE g.code = loyalty.code_key(code_guest_settle.code)
-$$;
-COMMENT ON FUNCTION loyalty.code_guest_settle(text, text) IS
-    'On a customer''s node, after the check hold_id: what it took of a guest code (uses 0 or 1, a certificate''s amount), for loyalty.code_confirm at home';
 
 -- Issue 16 (continued): the segment refresh at chain scale.  Measured at
 -- 3M customers: an incremental refresh right after the first full one
