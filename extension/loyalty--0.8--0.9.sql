@@ -1132,7 +1132,11 @@ $$;
 COMMENT ON FUNCTION loyalty.product_matches(sel jsonb, product_sku text) IS
     'Does the product match the product selector (SEL: all, categories with their subcategories, brands, skus, tags, exclude)?';
 
-CREATE FUNCTION loyalty.segment_condition(rule jsonb, as_of timestamptz) RETURNS text
+-- whole (a full refresh): the condition written for every customer at once
+-- (set-based); a rule with a purchases or spend minimum above 0 looks only
+-- at the customers with a purchase in the window (one grouped pass), not
+-- at a count per customer (3M index probes at chain scale).
+CREATE FUNCTION loyalty.segment_condition(rule jsonb, as_of timestamptz, whole boolean DEFAULT false) RETURNS text
     LANGUAGE plpgsql IMMUTABLE STRICT PARALLEL SAFE
     SET search_path = pg_catalog, pg_temp
     AS $$
@@ -1140,6 +1144,7 @@ DECLARE
     t     text := format('%L::timestamptz', as_of);
     parts text[] := ARRAY['true'];
     lines text;
+    w     text;
     r     jsonb;
     alts  text[];
 BEGIN
@@ -1168,19 +1173,39 @@ BEGIN
     IF rule ? 'not_bought' THEN
         parts := parts || format('NOT EXISTS (%s AND loyalty.product_matches(%L::jsonb, l.sku))', lines, rule -> 'not_bought');
     END IF;
+    -- purchases and spend: the count or sum compared inside the aggregate
+    -- query (a BETWEEN of a subquery evaluates it twice).  Over every
+    -- customer (whole) with a minimum above 0, the customers whose count or
+    -- sum is in range are one grouped pass over the window's purchases,
+    -- not a count per customer (3M index probes at chain scale); over a few
+    -- candidates, each one's count by key.
     IF rule ? 'purchases' THEN
-        parts := parts || format('(SELECT count(*) FROM loyalty.purchase p WHERE p.customer_id = c.id AND p.at < %1$s%2$s'
-                                 ' AND NOT (p.refunded = p.total AND p.total > 0)) BETWEEN %3$L::numeric AND %4$L::numeric',
-                                 t, CASE WHEN rule -> 'purchases' ? 'within'
-                                         THEN format(' AND p.at >= %s - %L::interval', t, rule -> 'purchases' ->> 'within') ELSE '' END,
-                                 coalesce(rule -> 'purchases' ->> 'min', '0'), coalesce(rule -> 'purchases' ->> 'max', '2147483647'));
+        w := CASE WHEN rule -> 'purchases' ? 'within'
+                  THEN format(' AND p.at >= %s - %L::interval', t, rule -> 'purchases' ->> 'within') ELSE '' END;
+        IF whole AND coalesce((rule -> 'purchases' ->> 'min')::numeric, 0) > 0 THEN
+            parts := parts || format('c.id IN (SELECT p.customer_id FROM loyalty.purchase p'
+                                     ' WHERE p.customer_id IS NOT NULL AND p.at < %1$s%2$s AND NOT (p.refunded = p.total AND p.total > 0)'
+                                     ' GROUP BY p.customer_id HAVING count(*) BETWEEN %3$L::numeric AND %4$L::numeric)',
+                                     t, w, rule -> 'purchases' ->> 'min', coalesce(rule -> 'purchases' ->> 'max', '2147483647'));
+        ELSE
+            parts := parts || format('(SELECT count(*) BETWEEN %3$L::numeric AND %4$L::numeric FROM loyalty.purchase p'
+                                     ' WHERE p.customer_id = c.id AND p.at < %1$s%2$s AND NOT (p.refunded = p.total AND p.total > 0))',
+                                     t, w, coalesce(rule -> 'purchases' ->> 'min', '0'), coalesce(rule -> 'purchases' ->> 'max', '2147483647'));
+        END IF;
     END IF;
     IF rule ? 'spend' THEN
-        parts := parts || format('(SELECT coalesce(sum(p.total - p.refunded), 0) FROM loyalty.purchase p WHERE p.customer_id = c.id AND p.at < %1$s%2$s)'
-                                 ' BETWEEN %3$L::numeric AND %4$L::numeric',
-                                 t, CASE WHEN rule -> 'spend' ? 'within'
-                                         THEN format(' AND p.at >= %s - %L::interval', t, rule -> 'spend' ->> 'within') ELSE '' END,
-                                 coalesce(rule -> 'spend' ->> 'min', '0'), coalesce(rule -> 'spend' ->> 'max', '1e15'));
+        w := CASE WHEN rule -> 'spend' ? 'within'
+                  THEN format(' AND p.at >= %s - %L::interval', t, rule -> 'spend' ->> 'within') ELSE '' END;
+        IF whole AND coalesce((rule -> 'spend' ->> 'min')::numeric, 0) > 0 THEN
+            parts := parts || format('c.id IN (SELECT p.customer_id FROM loyalty.purchase p'
+                                     ' WHERE p.customer_id IS NOT NULL AND p.at < %1$s%2$s'
+                                     ' GROUP BY p.customer_id HAVING sum(p.total - p.refunded) BETWEEN %3$L::numeric AND %4$L::numeric)',
+                                     t, w, rule -> 'spend' ->> 'min', coalesce(rule -> 'spend' ->> 'max', '1e15'));
+        ELSE
+            parts := parts || format('(SELECT coalesce(sum(p.total - p.refunded), 0) BETWEEN %3$L::numeric AND %4$L::numeric'
+                                     ' FROM loyalty.purchase p WHERE p.customer_id = c.id AND p.at < %1$s%2$s)',
+                                     t, w, coalesce(rule -> 'spend' ->> 'min', '0'), coalesce(rule -> 'spend' ->> 'max', '1e15'));
+        END IF;
     END IF;
     IF rule ? 'used_promotion' THEN
         parts := parts || format('EXISTS (SELECT 1 FROM loyalty.purchase p WHERE p.customer_id = c.id AND p.at < %s'
@@ -1193,18 +1218,18 @@ BEGIN
     IF rule ? 'any_of' THEN
         alts := ARRAY[]::text[];
         FOR r IN SELECT jsonb_array_elements(rule -> 'any_of') LOOP
-            alts := alts || ('(' || loyalty.segment_condition(r, as_of) || ')');
+            alts := alts || ('(' || loyalty.segment_condition(r, as_of, whole) || ')');
         END LOOP;
         parts := parts || ('(' || array_to_string(alts, ' OR ') || ')');
     END IF;
     IF rule ? 'not' THEN
-        parts := parts || ('NOT (' || loyalty.segment_condition(rule -> 'not', as_of) || ')');
+        parts := parts || ('NOT (' || loyalty.segment_condition(rule -> 'not', as_of, whole) || ')');
     END IF;
     RETURN array_to_string(parts, ' AND ');
 END
 $$;
-COMMENT ON FUNCTION loyalty.segment_condition(rule jsonb, as_of timestamp with time zone) IS
-    'The SQL condition on customer c of a (validated) segment rule as of a moment';
+COMMENT ON FUNCTION loyalty.segment_condition(rule jsonb, as_of timestamp with time zone, whole boolean) IS
+    'The SQL condition on customer c of a (validated) segment rule as of a moment; whole: written for every customer at once (set-based), else for a few candidates probed by key';
 
 -- ROWS 3: a rule has a few time boundaries; the default estimate (1,000
 -- rows) misled the plan of the segment refresh's candidates.
@@ -1398,7 +1423,7 @@ SELECT pg_catalog.pg_extension_config_dump('loyalty.segment_state', '');
 
 REVOKE ALL ON loyalty.segment_state FROM PUBLIC;
 REVOKE ALL ON FUNCTION loyalty.segment_validate(), loyalty.refresh_segments(boolean, timestamptz),
-    loyalty.product_matches(jsonb, text), loyalty.segment_condition(jsonb, timestamptz),
+    loyalty.product_matches(jsonb, text), loyalty.segment_condition(jsonb, timestamptz, boolean),
     loyalty.segment_intervals(jsonb) FROM PUBLIC;
 
 -- Issue 16: rule segments.  The marketer refreshes them; the analyst reads
@@ -1407,7 +1432,7 @@ GRANT SELECT ON loyalty.segment_state TO loyalty_marketer, loyalty_analyst;
 GRANT EXECUTE ON FUNCTION loyalty.refresh_segments(boolean, timestamptz) TO loyalty_marketer;
 GRANT ALL ON loyalty.segment_state TO loyalty_admin;
 GRANT EXECUTE ON FUNCTION loyalty.refresh_segments(boolean, timestamptz),
-    loyalty.product_matches(jsonb, text), loyalty.segment_condition(jsonb, timestamptz),
+    loyalty.product_matches(jsonb, text), loyalty.segment_condition(jsonb, timestamptz, boolean),
     loyalty.segment_intervals(jsonb) TO loyalty_admin;
 
 -- ---------------------------------------------------------------------------
@@ -4775,14 +4800,11 @@ $$;
 -- statement-level triggers that check a statement's rows at once, with the
 -- foreign keys' errors and cascades; refresh_segments holds the table
 -- against other writers and inserts the members not there; the rules with
--- a minimum above 0 look only at customers with a purchase in the window.
+-- a minimum above 0 look only at customers with a purchase in the window
+-- (segment_condition's "whole", in its definition in part 2).
 -- ---------------------------------------------------------------------------
 ALTER TABLE loyalty.segment_member DROP CONSTRAINT segment_member_customer_id_fkey,
     DROP CONSTRAINT segment_member_segment_fkey;
--- segment_condition gains "whole": the condition written for every customer
--- at once (set-based) for a full refresh
-DROP FUNCTION loyalty.segment_condition(jsonb, timestamptz);
-
 
 -- segment_member is derived data that refresh_segments rewrites by the
 -- million (a first full refresh at chain scale writes 2.2M members).  Its
@@ -4876,104 +4898,6 @@ CREATE TRIGGER segment_member_follow AFTER DELETE OR UPDATE OF id ON loyalty.cus
     FOR EACH ROW EXECUTE FUNCTION loyalty.segment_member_follow();
 
 REVOKE ALL ON FUNCTION loyalty.segment_member_check(), loyalty.segment_member_follow() FROM PUBLIC;
-
-CREATE OR REPLACE FUNCTION loyalty.segment_condition(rule jsonb, as_of timestamptz, whole boolean DEFAULT false) RETURNS text
-    LANGUAGE plpgsql IMMUTABLE STRICT PARALLEL SAFE
-    SET search_path = pg_catalog, pg_temp
-    AS $$
-DECLARE
-    t     text := format('%L::timestamptz', as_of);
-    parts text[] := ARRAY['true'];
-    lines text;
-    w     text;
-    r     jsonb;
-    alts  text[];
-BEGIN
-    IF rule ? 'rfm' THEN
-        parts := parts || format('EXISTS (SELECT 1 FROM loyalty.rfm x WHERE x.customer_id = c.id AND x.segment = ANY (%L::text[]))',
-                                 ARRAY(SELECT jsonb_array_elements_text(rule -> 'rfm')));
-    END IF;
-    IF rule ? 'tiers' THEN
-        parts := parts || format('c.tier = ANY (%L::text[])', ARRAY(SELECT jsonb_array_elements_text(rule -> 'tiers')));
-    END IF;
-    IF rule ? 'inactive_for' THEN
-        parts := parts || format('EXISTS (SELECT 1 FROM loyalty.purchase p WHERE p.customer_id = c.id AND p.at < %1$s - %2$L::interval)'
-                                 ' AND NOT EXISTS (SELECT 1 FROM loyalty.purchase p WHERE p.customer_id = c.id'
-                                 ' AND p.at >= %1$s - %2$L::interval AND p.at < %1$s)', t, rule ->> 'inactive_for');
-    END IF;
-    IF rule ? 'active_within' THEN
-        parts := parts || format('EXISTS (SELECT 1 FROM loyalty.purchase p WHERE p.customer_id = c.id'
-                                 ' AND p.at >= %1$s - %2$L::interval AND p.at < %1$s)', t, rule ->> 'active_within');
-    END IF;
-    lines := format('SELECT 1 FROM loyalty.purchase p JOIN loyalty.purchase_line l ON l.operation_id = p.operation_id'
-                    ' WHERE p.customer_id = c.id AND p.at < %1$s AND l.refunded_qty < l.qty%2$s',
-                    t, CASE WHEN rule ? 'within' THEN format(' AND p.at >= %s - %L::interval', t, rule ->> 'within') ELSE '' END);
-    IF rule ? 'bought' THEN
-        parts := parts || format('EXISTS (%s AND loyalty.product_matches(%L::jsonb, l.sku))', lines, rule -> 'bought');
-    END IF;
-    IF rule ? 'not_bought' THEN
-        parts := parts || format('NOT EXISTS (%s AND loyalty.product_matches(%L::jsonb, l.sku))', lines, rule -> 'not_bought');
-    END IF;
-    -- purchases and spend: the count or sum compared inside the aggregate
-    -- query (a BETWEEN of a subquery evaluates it twice).  Over every
-    -- customer (whole) with a minimum above 0, the customers whose count or
-    -- sum is in range are one grouped pass over the window's purchases,
-    -- not a count per customer (3M index probes at chain scale); over a few
-    -- candidates, each one's count by key.
-    IF rule ? 'purchases' THEN
-        w := CASE WHEN rule -> 'purchases' ? 'within'
-                  THEN format(' AND p.at >= %s - %L::interval', t, rule -> 'purchases' ->> 'within') ELSE '' END;
-        IF whole AND coalesce((rule -> 'purchases' ->> 'min')::numeric, 0) > 0 THEN
-            parts := parts || format('c.id IN (SELECT p.customer_id FROM loyalty.purchase p'
-                                     ' WHERE p.customer_id IS NOT NULL AND p.at < %1$s%2$s AND NOT (p.refunded = p.total AND p.total > 0)'
-                                     ' GROUP BY p.customer_id HAVING count(*) BETWEEN %3$L::numeric AND %4$L::numeric)',
-                                     t, w, rule -> 'purchases' ->> 'min', coalesce(rule -> 'purchases' ->> 'max', '2147483647'));
-        ELSE
-            parts := parts || format('(SELECT count(*) BETWEEN %3$L::numeric AND %4$L::numeric FROM loyalty.purchase p'
-                                     ' WHERE p.customer_id = c.id AND p.at < %1$s%2$s AND NOT (p.refunded = p.total AND p.total > 0))',
-                                     t, w, coalesce(rule -> 'purchases' ->> 'min', '0'), coalesce(rule -> 'purchases' ->> 'max', '2147483647'));
-        END IF;
-    END IF;
-    IF rule ? 'spend' THEN
-        w := CASE WHEN rule -> 'spend' ? 'within'
-                  THEN format(' AND p.at >= %s - %L::interval', t, rule -> 'spend' ->> 'within') ELSE '' END;
-        IF whole AND coalesce((rule -> 'spend' ->> 'min')::numeric, 0) > 0 THEN
-            parts := parts || format('c.id IN (SELECT p.customer_id FROM loyalty.purchase p'
-                                     ' WHERE p.customer_id IS NOT NULL AND p.at < %1$s%2$s'
-                                     ' GROUP BY p.customer_id HAVING sum(p.total - p.refunded) BETWEEN %3$L::numeric AND %4$L::numeric)',
-                                     t, w, rule -> 'spend' ->> 'min', coalesce(rule -> 'spend' ->> 'max', '1e15'));
-        ELSE
-            parts := parts || format('(SELECT coalesce(sum(p.total - p.refunded), 0) BETWEEN %3$L::numeric AND %4$L::numeric'
-                                     ' FROM loyalty.purchase p WHERE p.customer_id = c.id AND p.at < %1$s%2$s)',
-                                     t, w, coalesce(rule -> 'spend' ->> 'min', '0'), coalesce(rule -> 'spend' ->> 'max', '1e15'));
-        END IF;
-    END IF;
-    IF rule ? 'used_promotion' THEN
-        parts := parts || format('EXISTS (SELECT 1 FROM loyalty.purchase p WHERE p.customer_id = c.id AND p.at < %s'
-                                 ' AND %L = ANY (p.promotions) AND NOT (p.refunded = p.total AND p.total > 0))', t, rule ->> 'used_promotion');
-    END IF;
-    IF rule ? 'not_used_promotion' THEN
-        parts := parts || format('NOT EXISTS (SELECT 1 FROM loyalty.purchase p WHERE p.customer_id = c.id AND p.at < %s'
-                                 ' AND %L = ANY (p.promotions) AND NOT (p.refunded = p.total AND p.total > 0))', t, rule ->> 'not_used_promotion');
-    END IF;
-    IF rule ? 'any_of' THEN
-        alts := ARRAY[]::text[];
-        FOR r IN SELECT jsonb_array_elements(rule -> 'any_of') LOOP
-            alts := alts || ('(' || loyalty.segment_condition(r, as_of, whole) || ')');
-        END LOOP;
-        parts := parts || ('(' || array_to_string(alts, ' OR ') || ')');
-    END IF;
-    IF rule ? 'not' THEN
-        parts := parts || ('NOT (' || loyalty.segment_condition(rule -> 'not', as_of, whole) || ')');
-    END IF;
-    RETURN array_to_string(parts, ' AND ');
-END
-$$;
-COMMENT ON FUNCTION loyalty.segment_condition(rule jsonb, as_of timestamp with time zone, whole boolean) IS
-    'The SQL condition on customer c of a (validated) segment rule as of a moment; whole: written for every customer at once (set-based), else for a few candidates probed by key';
-
-REVOKE ALL ON FUNCTION loyalty.segment_condition(jsonb, timestamptz, boolean) FROM PUBLIC;
-GRANT EXECUTE ON FUNCTION loyalty.segment_condition(jsonb, timestamptz, boolean) TO loyalty_admin;
 
 CREATE OR REPLACE FUNCTION loyalty.refresh_segments(full boolean DEFAULT false, as_of timestamptz DEFAULT now()) RETURNS jsonb
     LANGUAGE plpgsql STRICT SECURITY DEFINER
