@@ -1246,9 +1246,20 @@ $$;
 COMMENT ON FUNCTION loyalty.segment_intervals(rule jsonb) IS
     'The time boundaries (inactive_for, active_within, within) anywhere in a segment rule';
 
+-- At chain scale (3M customers; every result unchanged): the candidates
+-- are looked up by key, not found by joining all customers and all
+-- members, and those with a purchase or a refund are read once per
+-- refresh moment, not once per segment; the members are written by a
+-- plain insert of those not there under a table lock (no ON CONFLICT);
+-- segment_member is analyzed after a pass in full (else the next
+-- incremental refresh planned its deletes on a table it believed empty:
+-- 12 s a segment); work_mem 256MB (hash aggregates no longer spill), no
+-- JIT (its compilation cost more than the statements).
 CREATE FUNCTION loyalty.refresh_segments(full boolean DEFAULT false, as_of timestamptz DEFAULT now()) RETURNS jsonb
     LANGUAGE plpgsql STRICT SECURITY DEFINER
     SET search_path = pg_catalog, pg_temp
+    SET jit = off
+    SET work_mem = '256MB'
     AS $$
 DECLARE
     s        record;
@@ -1259,18 +1270,35 @@ DECLARE
     left_    bigint;
     total_in bigint := 0;
     total_out bigint := 0;
-    cands    bigint := NULL;
+    gone_ids bigint[];
+    base_last timestamptz := NULL;
+    in_full  boolean := false;
+    seg_full boolean;
+    by_purchase boolean;
+    left_doc jsonb;
+    came_doc jsonb;
 BEGIN
     -- one refresh at a time (maintenance holds this lock already)
     PERFORM pg_advisory_xact_lock(19545, 2);
+    -- no other writer of the members until this one commits: the members
+    -- are written without ON CONFLICT (a plain insert of those not there),
+    -- and a customer's delete, which deletes its memberships, waits for
+    -- this commit (segment_member_check)
+    LOCK TABLE loyalty.segment_member IN SHARE ROW EXCLUSIVE MODE;
     CREATE TEMPORARY TABLE loyalty_seg_cand (customer_id bigint PRIMARY KEY) ON COMMIT DROP;
+    CREATE TEMPORARY TABLE loyalty_seg_base (customer_id bigint PRIMARY KEY) ON COMMIT DROP;
     CREATE TEMPORARY TABLE loyalty_seg_want (customer_id bigint PRIMARY KEY) ON COMMIT DROP;
     FOR s IN SELECT g.code, g.rule, st.rule AS old_rule, st.refreshed_at
                FROM loyalty.segment g LEFT JOIN loyalty.segment_state st ON st.segment = g.code
               ORDER BY g.code LOOP
         TRUNCATE loyalty_seg_want;
-        cond := loyalty.segment_condition(s.rule, as_of);
-        IF refresh_segments.full OR s.old_rule IS DISTINCT FROM s.rule OR s.refreshed_at > as_of THEN
+        -- one payload per segment and change, built once (not once a row)
+        left_doc := jsonb_build_object('segment', s.code, 'change', 'left', 'at', as_of);
+        came_doc := jsonb_build_object('segment', s.code, 'change', 'entered', 'at', as_of);
+        seg_full := refresh_segments.full OR s.old_rule IS DISTINCT FROM s.rule OR s.refreshed_at > as_of;
+        IF seg_full THEN
+            in_full := true;
+            cond := loyalty.segment_condition(s.rule, as_of, true);
             EXECUTE 'INSERT INTO loyalty_seg_want SELECT c.id FROM loyalty.customer c WHERE c.merged_into IS NULL AND ' || cond;
             WITH gone AS (
                 DELETE FROM loyalty.segment_member m
@@ -1279,51 +1307,107 @@ BEGIN
                 RETURNING m.customer_id)
             INSERT INTO loyalty.event (customer_id, kind, payload)
             SELECT customer_id, 'segment_changed',
-                   jsonb_build_object('segment', s.code, 'change', 'left', 'at', as_of) FROM gone;
+                   left_doc FROM gone;
             GET DIAGNOSTICS left_ = ROW_COUNT;
         ELSE
+            cond := loyalty.segment_condition(s.rule, as_of);
             last := s.refreshed_at;
+            -- a rule on RFM and tiers alone changes only for the customers
+            -- rescored or whose tier changed: purchases and refunds are no
+            -- reason to look at a customer again (a key of the rule quoted
+            -- in the rule's text: a name that happens to be quoted too only
+            -- costs the look)
+            by_purchase := s.rule::text ~ '"(inactive_for|active_within|bought|not_bought|within|purchases|spend|used_promotion|not_used_promotion)"';
+            -- the customers with a purchase or a refund since the last
+            -- refresh are the same for every segment refreshed at the same
+            -- moment: read once per distinct moment
+            IF by_purchase AND base_last IS DISTINCT FROM last THEN
+                TRUNCATE loyalty_seg_base;
+                INSERT INTO loyalty_seg_base
+                SELECT p.customer_id FROM loyalty.purchase p
+                 WHERE p.at >= last - late AND p.customer_id IS NOT NULL
+                UNION
+                SELECT r.customer_id FROM loyalty.refund r
+                 WHERE r.at >= last - late AND r.customer_id IS NOT NULL;
+                base_last := last;
+            END IF;
+            -- this segment's own candidates (time boundaries, tiers, RFM),
+            -- beside the shared ones: not a copy of those per segment
             TRUNCATE loyalty_seg_cand;
             INSERT INTO loyalty_seg_cand
-            SELECT p.customer_id FROM loyalty.purchase p
-             WHERE p.at >= last - late AND p.customer_id IS NOT NULL
-            UNION
-            SELECT r.customer_id FROM loyalty.refund r
-             WHERE r.at >= last - late AND r.customer_id IS NOT NULL
-            UNION
             SELECT p.customer_id
               FROM loyalty.segment_intervals(s.rule) AS i(len)
               JOIN loyalty.purchase p ON p.at >= last - late - i.len AND p.at < as_of - i.len
              WHERE p.customer_id IS NOT NULL
-            UNION
+            UNION ALL
             SELECT e.customer_id FROM loyalty.event e
              WHERE e.kind = 'tier_changed' AND e.created_at >= last AND s.rule::text LIKE '%"tiers"%'
-            UNION
+            UNION ALL
+            -- refresh_rfm writes every row with one computed_at: when the
+            -- first row is not newer, none is (no scan of all of them; the
+            -- first by key, not the first in the heap, which after a
+            -- refresh is preceded by the dead rows of the previous one)
             SELECT x.customer_id FROM loyalty.rfm x
              WHERE x.computed_at > last AND s.rule::text LIKE '%"rfm"%'
+               AND (SELECT y.computed_at FROM loyalty.rfm y ORDER BY y.customer_id LIMIT 1) > last
             ON CONFLICT DO NOTHING;
-            SELECT count(*) INTO cands FROM loyalty_seg_cand;
-            EXECUTE 'INSERT INTO loyalty_seg_want SELECT c.id FROM loyalty_seg_cand k JOIN loyalty.customer c ON c.id = k.customer_id'
-                    ' WHERE c.merged_into IS NULL AND ' || cond;
-            WITH gone AS (
-                DELETE FROM loyalty.segment_member m
-                 USING loyalty_seg_cand k
-                 WHERE m.segment = s.code AND m.customer_id = k.customer_id
-                   AND NOT EXISTS (SELECT 1 FROM loyalty_seg_want w WHERE w.customer_id = m.customer_id)
-                RETURNING m.customer_id)
-            INSERT INTO loyalty.event (customer_id, kind, payload)
-            SELECT customer_id, 'segment_changed',
-                   jsonb_build_object('segment', s.code, 'change', 'left', 'at', as_of) FROM gone;
+            -- the candidates are looked up by key (= ANY of an array: index
+            -- probes whatever the planner thinks of the temporary tables;
+            -- a key in both is one probe)
+            EXECUTE 'INSERT INTO loyalty_seg_want SELECT c.id FROM loyalty.customer c'
+                    ' WHERE c.id = ANY (ARRAY(SELECT k.customer_id FROM loyalty_seg_cand k'
+                    || CASE WHEN by_purchase THEN ' UNION ALL SELECT b.customer_id FROM loyalty_seg_base b' ELSE '' END
+                    || ')) AND c.merged_into IS NULL AND ' || cond;
+            -- the candidates not wanted, passed to EXECUTE as a constant:
+            -- whether the planner probes the key or filters the segment's
+            -- rows (stale statistics right after a first full refresh), the
+            -- test is an index condition or a hashed lookup, never a linear
+            -- search of the array for each member (12 s a segment at chain
+            -- scale)
+            gone_ids := ARRAY(SELECT k.customer_id
+                                FROM (SELECT b.customer_id FROM loyalty_seg_base b WHERE by_purchase
+                                      UNION SELECT c.customer_id FROM loyalty_seg_cand c) k
+                               WHERE NOT EXISTS (SELECT 1 FROM loyalty_seg_want w
+                                                  WHERE w.customer_id = k.customer_id));
+            EXECUTE 'WITH gone AS (
+                         DELETE FROM loyalty.segment_member m
+                          WHERE m.segment = $1 AND m.customer_id = ANY ($2)
+                         RETURNING m.customer_id)
+                     INSERT INTO loyalty.event (customer_id, kind, payload)
+                     SELECT customer_id, ''segment_changed'',
+                            $3 FROM gone'
+              USING s.code, gone_ids, left_doc;
             GET DIAGNOSTICS left_ = ROW_COUNT;
         END IF;
-        WITH came AS (
-            INSERT INTO loyalty.segment_member (segment, customer_id, since)
-            SELECT s.code, w.customer_id, as_of FROM loyalty_seg_want w
-            ON CONFLICT (segment, customer_id) DO NOTHING
-            RETURNING customer_id)
-        INSERT INTO loyalty.event (customer_id, kind, payload)
-        SELECT customer_id, 'segment_changed',
-               jsonb_build_object('segment', s.code, 'change', 'entered', 'at', as_of) FROM came;
+        IF seg_full THEN
+            -- the members not there (this refresh is the only writer): a
+            -- plain insert, not ON CONFLICT's speculative one per row; a set
+            -- difference (never a nested loop, whatever the statistics say
+            -- of a table this refresh is filling), in the order of the key:
+            -- in a random order the two indexes cost more than the rows
+            WITH came AS (
+                INSERT INTO loyalty.segment_member (segment, customer_id, since)
+                SELECT s.code, x.customer_id, as_of
+                  FROM (SELECT w.customer_id FROM loyalty_seg_want w
+                        EXCEPT
+                        SELECT m.customer_id FROM loyalty.segment_member m WHERE m.segment = s.code) x
+                 ORDER BY x.customer_id
+                RETURNING customer_id)
+            INSERT INTO loyalty.event (customer_id, kind, payload)
+            SELECT customer_id, 'segment_changed',
+                   came_doc FROM came;
+        ELSE
+            -- a few candidates: each probed by key (an anti-join might read
+            -- all the segment's members)
+            WITH came AS (
+                INSERT INTO loyalty.segment_member (segment, customer_id, since)
+                SELECT s.code, w.customer_id, as_of FROM loyalty_seg_want w
+                ON CONFLICT (segment, customer_id) DO NOTHING
+                RETURNING customer_id)
+            INSERT INTO loyalty.event (customer_id, kind, payload)
+            SELECT customer_id, 'segment_changed',
+                   came_doc FROM came;
+        END IF;
         GET DIAGNOSTICS entered = ROW_COUNT;
         total_in := total_in + entered;
         total_out := total_out + left_;
@@ -1331,7 +1415,15 @@ BEGIN
         ON CONFLICT (segment) DO UPDATE SET rule = EXCLUDED.rule, refreshed_at = EXCLUDED.refreshed_at;
     END LOOP;
     DROP TABLE loyalty_seg_cand;
+    DROP TABLE loyalty_seg_base;
     DROP TABLE loyalty_seg_want;
+    -- a segment computed in full may have written most of its members:
+    -- fresh statistics, or the next incremental refresh plans its deletes
+    -- on a table it believes empty (a filter over every member of the
+    -- segment instead of a probe per candidate)
+    IF in_full THEN
+        ANALYZE loyalty.segment_member;
+    END IF;
     RETURN jsonb_build_object('segments_entered', total_in, 'segments_left', total_out);
 END
 $$;
@@ -3871,104 +3963,6 @@ BEGIN
 END
 $$;
 
-CREATE OR REPLACE FUNCTION loyalty.refresh_segments(full boolean DEFAULT false, as_of timestamptz DEFAULT now()) RETURNS jsonb
-    LANGUAGE plpgsql STRICT SECURITY DEFINER
-    SET search_path = pg_catalog, pg_temp
-    SET jit = off
-    AS $$
-DECLARE
-    s        record;
-    last     timestamptz;
-    late     interval := loyalty.setting_value('max_backdate')::interval;
-    cond     text;
-    entered  bigint;
-    left_    bigint;
-    total_in bigint := 0;
-    total_out bigint := 0;
-    cands    bigint := NULL;
-BEGIN
-    -- one refresh at a time (maintenance holds this lock already)
-    PERFORM pg_advisory_xact_lock(19545, 2);
-    CREATE TEMPORARY TABLE loyalty_seg_cand (customer_id bigint PRIMARY KEY) ON COMMIT DROP;
-    CREATE TEMPORARY TABLE loyalty_seg_want (customer_id bigint PRIMARY KEY) ON COMMIT DROP;
-    FOR s IN SELECT g.code, g.rule, st.rule AS old_rule, st.refreshed_at
-               FROM loyalty.segment g LEFT JOIN loyalty.segment_state st ON st.segment = g.code
-              ORDER BY g.code LOOP
-        TRUNCATE loyalty_seg_want;
-        cond := loyalty.segment_condition(s.rule, as_of);
-        IF refresh_segments.full OR s.old_rule IS DISTINCT FROM s.rule OR s.refreshed_at > as_of THEN
-            EXECUTE 'INSERT INTO loyalty_seg_want SELECT c.id FROM loyalty.customer c WHERE c.merged_into IS NULL AND ' || cond;
-            WITH gone AS (
-                DELETE FROM loyalty.segment_member m
-                 WHERE m.segment = s.code
-                   AND NOT EXISTS (SELECT 1 FROM loyalty_seg_want w WHERE w.customer_id = m.customer_id)
-                RETURNING m.customer_id)
-            INSERT INTO loyalty.event (customer_id, kind, payload)
-            SELECT customer_id, 'segment_changed',
-                   jsonb_build_object('segment', s.code, 'change', 'left', 'at', as_of) FROM gone;
-            GET DIAGNOSTICS left_ = ROW_COUNT;
-        ELSE
-            last := s.refreshed_at;
-            TRUNCATE loyalty_seg_cand;
-            INSERT INTO loyalty_seg_cand
-            SELECT p.customer_id FROM loyalty.purchase p
-             WHERE p.at >= last - late AND p.customer_id IS NOT NULL
-            UNION
-            SELECT r.customer_id FROM loyalty.refund r
-             WHERE r.at >= last - late AND r.customer_id IS NOT NULL
-            UNION
-            SELECT p.customer_id
-              FROM loyalty.segment_intervals(s.rule) AS i(len)
-              JOIN loyalty.purchase p ON p.at >= last - late - i.len AND p.at < as_of - i.len
-             WHERE p.customer_id IS NOT NULL
-            UNION
-            SELECT e.customer_id FROM loyalty.event e
-             WHERE e.kind = 'tier_changed' AND e.created_at >= last AND s.rule::text LIKE '%"tiers"%'
-            UNION
-            -- refresh_rfm writes every row with one computed_at: when the
-            -- first row is not newer, none is (no scan of all of them)
-            SELECT x.customer_id FROM loyalty.rfm x
-             WHERE x.computed_at > last AND s.rule::text LIKE '%"rfm"%'
-               AND (SELECT y.computed_at FROM loyalty.rfm y LIMIT 1) > last
-            ON CONFLICT DO NOTHING;
-            SELECT count(*) INTO cands FROM loyalty_seg_cand;
-            -- the candidates are looked up by key (= ANY of an array: index
-            -- probes whatever the planner thinks of the temporary table)
-            EXECUTE 'INSERT INTO loyalty_seg_want SELECT c.id FROM loyalty.customer c'
-                    ' WHERE c.id = ANY (ARRAY(SELECT k.customer_id FROM loyalty_seg_cand k))'
-                    ' AND c.merged_into IS NULL AND ' || cond;
-            WITH gone AS (
-                DELETE FROM loyalty.segment_member m
-                 WHERE m.segment = s.code
-                   AND m.customer_id = ANY (ARRAY(SELECT k.customer_id FROM loyalty_seg_cand k
-                                                   WHERE NOT EXISTS (SELECT 1 FROM loyalty_seg_want w
-                                                                      WHERE w.customer_id = k.customer_id)))
-                RETURNING m.customer_id)
-            INSERT INTO loyalty.event (customer_id, kind, payload)
-            SELECT customer_id, 'segment_changed',
-                   jsonb_build_object('segment', s.code, 'change', 'left', 'at', as_of) FROM gone;
-            GET DIAGNOSTICS left_ = ROW_COUNT;
-        END IF;
-        WITH came AS (
-            INSERT INTO loyalty.segment_member (segment, customer_id, since)
-            SELECT s.code, w.customer_id, as_of FROM loyalty_seg_want w
-            ON CONFLICT (segment, customer_id) DO NOTHING
-            RETURNING customer_id)
-        INSERT INTO loyalty.event (customer_id, kind, payload)
-        SELECT customer_id, 'segment_changed',
-               jsonb_build_object('segment', s.code, 'change', 'entered', 'at', as_of) FROM came;
-        GET DIAGNOSTICS entered = ROW_COUNT;
-        total_in := total_in + entered;
-        total_out := total_out + left_;
-        INSERT INTO loyalty.segment_state (segment, rule, refreshed_at) VALUES (s.code, s.rule, as_of)
-        ON CONFLICT (segment) DO UPDATE SET rule = EXCLUDED.rule, refreshed_at = EXCLUDED.refreshed_at;
-    END LOOP;
-    DROP TABLE loyalty_seg_cand;
-    DROP TABLE loyalty_seg_want;
-    RETURN jsonb_build_object('segments_entered', total_in, 'segments_left', total_out);
-END
-$$;
-
 CREATE OR REPLACE FUNCTION loyalty.kpi("from" timestamptz, "to" timestamptz, by text DEFAULT 'day')
     RETURNS TABLE (period text, checks bigint, identified_checks bigint, identified_share numeric,
                    revenue numeric, member_revenue_share numeric, avg_check_member numeric,
@@ -4520,140 +4514,6 @@ BEGIN
     RETURN n;
 END
 $$;
-CREATE OR REPLACE FUNCTION loyalty.refresh_segments(full boolean DEFAULT false, as_of timestamptz DEFAULT now()) RETURNS jsonb
-    LANGUAGE plpgsql STRICT SECURITY DEFINER
-    SET search_path = pg_catalog, pg_temp
-    SET jit = off
-    SET work_mem = '256MB'
-    AS $$
-DECLARE
-    s        record;
-    last     timestamptz;
-    late     interval := loyalty.setting_value('max_backdate')::interval;
-    cond     text;
-    entered  bigint;
-    left_    bigint;
-    total_in bigint := 0;
-    total_out bigint := 0;
-    cands    bigint := NULL;
-    gone_ids bigint[];
-    base_last timestamptz := NULL;
-    in_full  boolean := false;
-    left_doc jsonb;
-    came_doc jsonb;
-BEGIN
-    -- one refresh at a time (maintenance holds this lock already)
-    PERFORM pg_advisory_xact_lock(19545, 2);
-    CREATE TEMPORARY TABLE loyalty_seg_cand (customer_id bigint PRIMARY KEY) ON COMMIT DROP;
-    CREATE TEMPORARY TABLE loyalty_seg_base (customer_id bigint PRIMARY KEY) ON COMMIT DROP;
-    CREATE TEMPORARY TABLE loyalty_seg_want (customer_id bigint PRIMARY KEY) ON COMMIT DROP;
-    FOR s IN SELECT g.code, g.rule, st.rule AS old_rule, st.refreshed_at
-               FROM loyalty.segment g LEFT JOIN loyalty.segment_state st ON st.segment = g.code
-              ORDER BY g.code LOOP
-        TRUNCATE loyalty_seg_want;
-        cond := loyalty.segment_condition(s.rule, as_of);
-        -- one payload per segment and change, built once (not once a row)
-        left_doc := jsonb_build_object('segment', s.code, 'change', 'left', 'at', as_of);
-        came_doc := jsonb_build_object('segment', s.code, 'change', 'entered', 'at', as_of);
-        IF refresh_segments.full OR s.old_rule IS DISTINCT FROM s.rule OR s.refreshed_at > as_of THEN
-            in_full := true;
-            EXECUTE 'INSERT INTO loyalty_seg_want SELECT c.id FROM loyalty.customer c WHERE c.merged_into IS NULL AND ' || cond;
-            WITH gone AS (
-                DELETE FROM loyalty.segment_member m
-                 WHERE m.segment = s.code
-                   AND NOT EXISTS (SELECT 1 FROM loyalty_seg_want w WHERE w.customer_id = m.customer_id)
-                RETURNING m.customer_id)
-            INSERT INTO loyalty.event (customer_id, kind, payload)
-            SELECT customer_id, 'segment_changed',
-                   left_doc FROM gone;
-            GET DIAGNOSTICS left_ = ROW_COUNT;
-        ELSE
-            last := s.refreshed_at;
-            -- the customers with a purchase or a refund since the last
-            -- refresh are the same for every segment refreshed at the same
-            -- moment: read once per distinct moment
-            IF base_last IS DISTINCT FROM last THEN
-                TRUNCATE loyalty_seg_base;
-                INSERT INTO loyalty_seg_base
-                SELECT p.customer_id FROM loyalty.purchase p
-                 WHERE p.at >= last - late AND p.customer_id IS NOT NULL
-                UNION
-                SELECT r.customer_id FROM loyalty.refund r
-                 WHERE r.at >= last - late AND r.customer_id IS NOT NULL;
-                base_last := last;
-            END IF;
-            TRUNCATE loyalty_seg_cand;
-            INSERT INTO loyalty_seg_cand
-            SELECT b.customer_id FROM loyalty_seg_base b
-            UNION
-            SELECT p.customer_id
-              FROM loyalty.segment_intervals(s.rule) AS i(len)
-              JOIN loyalty.purchase p ON p.at >= last - late - i.len AND p.at < as_of - i.len
-             WHERE p.customer_id IS NOT NULL
-            UNION
-            SELECT e.customer_id FROM loyalty.event e
-             WHERE e.kind = 'tier_changed' AND e.created_at >= last AND s.rule::text LIKE '%"tiers"%'
-            UNION
-            -- refresh_rfm writes every row with one computed_at: when the
-            -- first row is not newer, none is (no scan of all of them; the
-            -- first by key, not the first in the heap, which after a
-            -- refresh is preceded by the dead rows of the previous one)
-            SELECT x.customer_id FROM loyalty.rfm x
-             WHERE x.computed_at > last AND s.rule::text LIKE '%"rfm"%'
-               AND (SELECT y.computed_at FROM loyalty.rfm y ORDER BY y.customer_id LIMIT 1) > last
-            ON CONFLICT DO NOTHING;
-            SELECT count(*) INTO cands FROM loyalty_seg_cand;
-            -- the candidates are looked up by key (= ANY of an array: index
-            -- probes whatever the planner thinks of the temporary table)
-            EXECUTE 'INSERT INTO loyalty_seg_want SELECT c.id FROM loyalty.customer c'
-                    ' WHERE c.id = ANY (ARRAY(SELECT k.customer_id FROM loyalty_seg_cand k))'
-                    ' AND c.merged_into IS NULL AND ' || cond;
-            -- the candidates not wanted, passed to EXECUTE as a constant:
-            -- whether the planner probes the key or filters the segment's
-            -- rows (stale statistics right after a first full refresh), the
-            -- test is an index condition or a hashed lookup, never a linear
-            -- search of the array for each member (12 s a segment at chain
-            -- scale)
-            gone_ids := ARRAY(SELECT k.customer_id FROM loyalty_seg_cand k
-                               WHERE NOT EXISTS (SELECT 1 FROM loyalty_seg_want w
-                                                  WHERE w.customer_id = k.customer_id));
-            EXECUTE 'WITH gone AS (
-                         DELETE FROM loyalty.segment_member m
-                          WHERE m.segment = $1 AND m.customer_id = ANY ($2)
-                         RETURNING m.customer_id)
-                     INSERT INTO loyalty.event (customer_id, kind, payload)
-                     SELECT customer_id, ''segment_changed'',
-                            $3 FROM gone'
-              USING s.code, gone_ids, left_doc;
-            GET DIAGNOSTICS left_ = ROW_COUNT;
-        END IF;
-        WITH came AS (
-            INSERT INTO loyalty.segment_member (segment, customer_id, since)
-            SELECT s.code, w.customer_id, as_of FROM loyalty_seg_want w
-            ON CONFLICT (segment, customer_id) DO NOTHING
-            RETURNING customer_id)
-        INSERT INTO loyalty.event (customer_id, kind, payload)
-        SELECT customer_id, 'segment_changed',
-               came_doc FROM came;
-        GET DIAGNOSTICS entered = ROW_COUNT;
-        total_in := total_in + entered;
-        total_out := total_out + left_;
-        INSERT INTO loyalty.segment_state (segment, rule, refreshed_at) VALUES (s.code, s.rule, as_of)
-        ON CONFLICT (segment) DO UPDATE SET rule = EXCLUDED.rule, refreshed_at = EXCLUDED.refreshed_at;
-    END LOOP;
-    DROP TABLE loyalty_seg_cand;
-    DROP TABLE loyalty_seg_base;
-    DROP TABLE loyalty_seg_want;
-    -- a segment computed in full may have written most of its members:
-    -- fresh statistics, or the next incremental refresh plans its deletes
-    -- on a table it believes empty (a filter over every member of the
-    -- segment instead of a probe per candidate)
-    IF in_full THEN
-        ANALYZE loyalty.segment_member;
-    END IF;
-    RETURN jsonb_build_object('segments_entered', total_in, 'segments_left', total_out);
-END
-$$;
 
 -- ---------------------------------------------------------------------------
 -- Issue 16 (continued): one node's kpi is the merge of its own additive parts.
@@ -4799,9 +4659,10 @@ $$;
 -- segment_member is derived data: its references are now kept by
 -- statement-level triggers that check a statement's rows at once, with the
 -- foreign keys' errors and cascades; refresh_segments holds the table
--- against other writers and inserts the members not there; the rules with
--- a minimum above 0 look only at customers with a purchase in the window
--- (segment_condition's "whole", in its definition in part 2).
+-- against other writers and inserts the members not there, and the rules
+-- with a minimum above 0 look only at customers with a purchase in the
+-- window (both in the definitions of refresh_segments and segment_condition
+-- in part 2).
 -- ---------------------------------------------------------------------------
 ALTER TABLE loyalty.segment_member DROP CONSTRAINT segment_member_customer_id_fkey,
     DROP CONSTRAINT segment_member_segment_fkey;
@@ -4898,181 +4759,6 @@ CREATE TRIGGER segment_member_follow AFTER DELETE OR UPDATE OF id ON loyalty.cus
     FOR EACH ROW EXECUTE FUNCTION loyalty.segment_member_follow();
 
 REVOKE ALL ON FUNCTION loyalty.segment_member_check(), loyalty.segment_member_follow() FROM PUBLIC;
-
-CREATE OR REPLACE FUNCTION loyalty.refresh_segments(full boolean DEFAULT false, as_of timestamptz DEFAULT now()) RETURNS jsonb
-    LANGUAGE plpgsql STRICT SECURITY DEFINER
-    SET search_path = pg_catalog, pg_temp
-    SET jit = off
-    SET work_mem = '256MB'
-    AS $$
-DECLARE
-    s        record;
-    last     timestamptz;
-    late     interval := loyalty.setting_value('max_backdate')::interval;
-    cond     text;
-    entered  bigint;
-    left_    bigint;
-    total_in bigint := 0;
-    total_out bigint := 0;
-    gone_ids bigint[];
-    base_last timestamptz := NULL;
-    in_full  boolean := false;
-    seg_full boolean;
-    by_purchase boolean;
-    left_doc jsonb;
-    came_doc jsonb;
-BEGIN
-    -- one refresh at a time (maintenance holds this lock already)
-    PERFORM pg_advisory_xact_lock(19545, 2);
-    -- no other writer of the members until this one commits: the members
-    -- are written without ON CONFLICT (a plain insert of those not there),
-    -- and a customer's delete, which deletes its memberships, waits for
-    -- this commit (segment_member_check)
-    LOCK TABLE loyalty.segment_member IN SHARE ROW EXCLUSIVE MODE;
-    CREATE TEMPORARY TABLE loyalty_seg_cand (customer_id bigint PRIMARY KEY) ON COMMIT DROP;
-    CREATE TEMPORARY TABLE loyalty_seg_base (customer_id bigint PRIMARY KEY) ON COMMIT DROP;
-    CREATE TEMPORARY TABLE loyalty_seg_want (customer_id bigint PRIMARY KEY) ON COMMIT DROP;
-    FOR s IN SELECT g.code, g.rule, st.rule AS old_rule, st.refreshed_at
-               FROM loyalty.segment g LEFT JOIN loyalty.segment_state st ON st.segment = g.code
-              ORDER BY g.code LOOP
-        TRUNCATE loyalty_seg_want;
-        -- one payload per segment and change, built once (not once a row)
-        left_doc := jsonb_build_object('segment', s.code, 'change', 'left', 'at', as_of);
-        came_doc := jsonb_build_object('segment', s.code, 'change', 'entered', 'at', as_of);
-        seg_full := refresh_segments.full OR s.old_rule IS DISTINCT FROM s.rule OR s.refreshed_at > as_of;
-        IF seg_full THEN
-            in_full := true;
-            cond := loyalty.segment_condition(s.rule, as_of, true);
-            EXECUTE 'INSERT INTO loyalty_seg_want SELECT c.id FROM loyalty.customer c WHERE c.merged_into IS NULL AND ' || cond;
-            WITH gone AS (
-                DELETE FROM loyalty.segment_member m
-                 WHERE m.segment = s.code
-                   AND NOT EXISTS (SELECT 1 FROM loyalty_seg_want w WHERE w.customer_id = m.customer_id)
-                RETURNING m.customer_id)
-            INSERT INTO loyalty.event (customer_id, kind, payload)
-            SELECT customer_id, 'segment_changed',
-                   left_doc FROM gone;
-            GET DIAGNOSTICS left_ = ROW_COUNT;
-        ELSE
-            cond := loyalty.segment_condition(s.rule, as_of);
-            last := s.refreshed_at;
-            -- a rule on RFM and tiers alone changes only for the customers
-            -- rescored or whose tier changed: purchases and refunds are no
-            -- reason to look at a customer again (a key of the rule quoted
-            -- in the rule's text: a name that happens to be quoted too only
-            -- costs the look)
-            by_purchase := s.rule::text ~ '"(inactive_for|active_within|bought|not_bought|within|purchases|spend|used_promotion|not_used_promotion)"';
-            -- the customers with a purchase or a refund since the last
-            -- refresh are the same for every segment refreshed at the same
-            -- moment: read once per distinct moment
-            IF by_purchase AND base_last IS DISTINCT FROM last THEN
-                TRUNCATE loyalty_seg_base;
-                INSERT INTO loyalty_seg_base
-                SELECT p.customer_id FROM loyalty.purchase p
-                 WHERE p.at >= last - late AND p.customer_id IS NOT NULL
-                UNION
-                SELECT r.customer_id FROM loyalty.refund r
-                 WHERE r.at >= last - late AND r.customer_id IS NOT NULL;
-                base_last := last;
-            END IF;
-            -- this segment's own candidates (time boundaries, tiers, RFM),
-            -- beside the shared ones: not a copy of those per segment
-            TRUNCATE loyalty_seg_cand;
-            INSERT INTO loyalty_seg_cand
-            SELECT p.customer_id
-              FROM loyalty.segment_intervals(s.rule) AS i(len)
-              JOIN loyalty.purchase p ON p.at >= last - late - i.len AND p.at < as_of - i.len
-             WHERE p.customer_id IS NOT NULL
-            UNION ALL
-            SELECT e.customer_id FROM loyalty.event e
-             WHERE e.kind = 'tier_changed' AND e.created_at >= last AND s.rule::text LIKE '%"tiers"%'
-            UNION ALL
-            -- refresh_rfm writes every row with one computed_at: when the
-            -- first row is not newer, none is (no scan of all of them; the
-            -- first by key, not the first in the heap, which after a
-            -- refresh is preceded by the dead rows of the previous one)
-            SELECT x.customer_id FROM loyalty.rfm x
-             WHERE x.computed_at > last AND s.rule::text LIKE '%"rfm"%'
-               AND (SELECT y.computed_at FROM loyalty.rfm y ORDER BY y.customer_id LIMIT 1) > last
-            ON CONFLICT DO NOTHING;
-            -- the candidates are looked up by key (= ANY of an array: index
-            -- probes whatever the planner thinks of the temporary tables;
-            -- a key in both is one probe)
-            EXECUTE 'INSERT INTO loyalty_seg_want SELECT c.id FROM loyalty.customer c'
-                    ' WHERE c.id = ANY (ARRAY(SELECT k.customer_id FROM loyalty_seg_cand k'
-                    || CASE WHEN by_purchase THEN ' UNION ALL SELECT b.customer_id FROM loyalty_seg_base b' ELSE '' END
-                    || ')) AND c.merged_into IS NULL AND ' || cond;
-            -- the candidates not wanted, passed to EXECUTE as a constant:
-            -- whether the planner probes the key or filters the segment's
-            -- rows (stale statistics right after a first full refresh), the
-            -- test is an index condition or a hashed lookup, never a linear
-            -- search of the array for each member (12 s a segment at chain
-            -- scale)
-            gone_ids := ARRAY(SELECT k.customer_id
-                                FROM (SELECT b.customer_id FROM loyalty_seg_base b WHERE by_purchase
-                                      UNION SELECT c.customer_id FROM loyalty_seg_cand c) k
-                               WHERE NOT EXISTS (SELECT 1 FROM loyalty_seg_want w
-                                                  WHERE w.customer_id = k.customer_id));
-            EXECUTE 'WITH gone AS (
-                         DELETE FROM loyalty.segment_member m
-                          WHERE m.segment = $1 AND m.customer_id = ANY ($2)
-                         RETURNING m.customer_id)
-                     INSERT INTO loyalty.event (customer_id, kind, payload)
-                     SELECT customer_id, ''segment_changed'',
-                            $3 FROM gone'
-              USING s.code, gone_ids, left_doc;
-            GET DIAGNOSTICS left_ = ROW_COUNT;
-        END IF;
-        IF seg_full THEN
-            -- the members not there (this refresh is the only writer): a
-            -- plain insert, not ON CONFLICT's speculative one per row; a set
-            -- difference (never a nested loop, whatever the statistics say
-            -- of a table this refresh is filling), in the order of the key:
-            -- in a random order the two indexes cost more than the rows
-            WITH came AS (
-                INSERT INTO loyalty.segment_member (segment, customer_id, since)
-                SELECT s.code, x.customer_id, as_of
-                  FROM (SELECT w.customer_id FROM loyalty_seg_want w
-                        EXCEPT
-                        SELECT m.customer_id FROM loyalty.segment_member m WHERE m.segment = s.code) x
-                 ORDER BY x.customer_id
-                RETURNING customer_id)
-            INSERT INTO loyalty.event (customer_id, kind, payload)
-            SELECT customer_id, 'segment_changed',
-                   came_doc FROM came;
-        ELSE
-            -- a few candidates: each probed by key (an anti-join might read
-            -- all the segment's members)
-            WITH came AS (
-                INSERT INTO loyalty.segment_member (segment, customer_id, since)
-                SELECT s.code, w.customer_id, as_of FROM loyalty_seg_want w
-                ON CONFLICT (segment, customer_id) DO NOTHING
-                RETURNING customer_id)
-            INSERT INTO loyalty.event (customer_id, kind, payload)
-            SELECT customer_id, 'segment_changed',
-                   came_doc FROM came;
-        END IF;
-        GET DIAGNOSTICS entered = ROW_COUNT;
-        total_in := total_in + entered;
-        total_out := total_out + left_;
-        INSERT INTO loyalty.segment_state (segment, rule, refreshed_at) VALUES (s.code, s.rule, as_of)
-        ON CONFLICT (segment) DO UPDATE SET rule = EXCLUDED.rule, refreshed_at = EXCLUDED.refreshed_at;
-    END LOOP;
-    DROP TABLE loyalty_seg_cand;
-    DROP TABLE loyalty_seg_base;
-    DROP TABLE loyalty_seg_want;
-    -- a segment computed in full may have written most of its members:
-    -- fresh statistics, or the next incremental refresh plans its deletes
-    -- on a table it believes empty (a filter over every member of the
-    -- segment instead of a probe per candidate)
-    IF in_full THEN
-        ANALYZE loyalty.segment_member;
-    END IF;
-    RETURN jsonb_build_object('segments_entered', total_in, 'segments_left', total_out);
-END
-$$;
-COMMENT ON FUNCTION loyalty.refresh_segments(full boolean, as_of timestamp with time zone) IS
-    'Refreshes segment members as of a moment: in full (full => true, or a segment new or changed since its last refresh) or only for the customers who may have changed since; segment_changed events; returns the entries and exits';
 
 
 -- ---------------------------------------------------------------------------
