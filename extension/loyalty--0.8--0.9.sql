@@ -925,35 +925,61 @@ CREATE TABLE loyalty.rfm (
     computed_at timestamp with time zone NOT NULL,
     CONSTRAINT rfm_pkey PRIMARY KEY (customer_id)
 );
-CREATE INDEX rfm_segment_idx ON loyalty.rfm (segment);
+-- (no index on segment: eleven values over every customer, which nothing
+-- here reads by; refresh_rfm rewrites every row daily, and the index cost
+-- it 2.6 of 20 s at chain scale)
 COMMENT ON TABLE loyalty.rfm IS
     'RFM of every customer as of computed_at: recency in whole days since the last purchase, frequency and monetary in the window, scores, segment (prospect: never bought)';
 
+-- At chain scale (3M customers; every result unchanged): the scores' and
+-- named boxes' thresholds are written into the statement as constants
+-- (correlated subqueries per customer were evaluated several times
+-- over); the refunds are summed per purchase once; only the few merged
+-- customers are mapped (customer_merged_into_idx), not every purchase
+-- joined to a hash of all customers; the temporary facts, only read
+-- whole, have no primary key; r and f compare integers (no numeric cast);
+-- rfm is analyzed afterwards for the segment refresh that reads it next;
+-- work_mem 256MB, no JIT.
 CREATE FUNCTION loyalty.refresh_rfm(as_of timestamptz DEFAULT now()) RETURNS bigint
     LANGUAGE plpgsql STRICT SECURITY DEFINER
     SET search_path = pg_catalog, pg_temp
+    SET jit = off
+    SET work_mem = '256MB'
     AS $$
 DECLARE
     win  interval := loyalty.setting_value('rfm_window')::interval;
     n    bigint;
+    rx   text;
+    fx   text;
+    mx   text;
+    boxes text;
+    hashjoin text;
 BEGIN
+    -- (no key: it is read whole, by hash joins and sorts)
     CREATE TEMPORARY TABLE IF NOT EXISTS loyalty_rfm_facts (
-        customer_id bigint PRIMARY KEY, last_at timestamptz,
+        customer_id bigint, last_at timestamptz,
         frequency integer, monetary numeric(14,2)) ON COMMIT DROP;
     TRUNCATE loyalty_rfm_facts;
-    -- one pass over the purchases of identified customers before the moment
+    -- one pass over the purchases of identified customers before the moment,
+    -- the refunds before it summed per purchase once (a hash join, not a
+    -- probe per purchase); a purchase of a merged customer counts for the
+    -- one it was merged into (only the merged ones are joined, through
+    -- customer_merged_into_idx: not a hash of every customer)
     INSERT INTO loyalty_rfm_facts
-    SELECT coalesce(c.merged_into, c.id),
+    SELECT coalesce(c.merged_into, p.customer_id),
            max(p.at) FILTER (WHERE NOT coalesce(x.ended, false)),
            count(*) FILTER (WHERE p.at >= as_of - win AND NOT coalesce(x.ended, false)),
            coalesce(sum(p.total - coalesce(x.back, 0)) FILTER (WHERE p.at >= as_of - win), 0)
       FROM loyalty.purchase p
-      JOIN loyalty.customer c ON c.id = p.customer_id
-      LEFT JOIN LATERAL (SELECT sum(r.amount) AS back, bool_or(r.full_refund) AS ended
-                           FROM loyalty.refund r
-                          WHERE r.purchase = p.operation_id AND r.at < as_of) x ON true
-     WHERE p.at < as_of
-     GROUP BY 1;
+      LEFT JOIN (SELECT k.id, k.merged_into FROM loyalty.customer k
+                  WHERE k.merged_into IS NOT NULL) c ON c.id = p.customer_id
+      LEFT JOIN (SELECT r.purchase, sum(r.amount) AS back, bool_or(r.full_refund) AS ended
+                   FROM loyalty.refund r
+                  WHERE r.at < as_of
+                  GROUP BY r.purchase) x ON x.purchase = p.operation_id
+     WHERE p.at < as_of AND p.customer_id IS NOT NULL
+     GROUP BY 1
+     ORDER BY 1;
     ANALYZE loyalty_rfm_facts;
 
     IF loyalty.setting_value('rfm_mode') = 'quantile' THEN
@@ -979,40 +1005,66 @@ BEGIN
          WHERE q.qs IS NOT NULL;
     END IF;
 
+    -- The thresholds and the named boxes are a few rows: written into the
+    -- statement as constants (a score is the highest whose bounds hold, 1 if
+    -- none does; a box the first by rank), so that scoring a customer is
+    -- expression evaluation, not subqueries per customer.
+    -- (a bound of r or f that is a whole number is written as an integer:
+    -- days and counts are integers, compared without a cast to numeric; an
+    -- absent bound is no comparison at all)
+    SELECT coalesce(string_agg(format('CASE WHEN %s THEN %s END', t.cond, t.score), ', ') FILTER (WHERE t.dimension = 'r'), 'NULL::integer'),
+           coalesce(string_agg(format('CASE WHEN %s THEN %s END', t.cond, t.score), ', ') FILTER (WHERE t.dimension = 'f'), 'NULL::integer'),
+           coalesce(string_agg(format('CASE WHEN %s THEN %s END', t.cond, t.score), ', ') FILTER (WHERE t.dimension = 'm'), 'NULL::integer')
+      INTO rx, fx, mx
+      FROM (SELECT h.dimension, h.score,
+                   coalesce(nullif(concat_ws(' AND ', '%1$s > ' || b.lo, '%1$s <= ' || b.hi), ''), 'true') AS cond
+              FROM loyalty.rfm_threshold h
+             CROSS JOIN LATERAL (
+                   SELECT CASE WHEN h.lower IS NULL THEN NULL
+                               WHEN h.dimension <> 'm' AND h.lower = trunc(h.lower) AND abs(h.lower) < 1000000000
+                               THEN h.lower::bigint::text ELSE format('%L::numeric', h.lower) END AS lo,
+                          CASE WHEN h.upper IS NULL THEN NULL
+                               WHEN h.dimension <> 'm' AND h.upper = trunc(h.upper) AND abs(h.upper) < 1000000000
+                               THEN h.upper::bigint::text ELSE format('%L::numeric', h.upper) END AS hi) b) t;
+    SELECT string_agg(format('WHEN s.r BETWEEN %s AND %s AND s.f BETWEEN %s AND %s AND s.m BETWEEN %s AND %s THEN %L',
+                             b.r_min, b.r_max, b.f_min, b.f_max, b.m_min, b.m_max, b.code), ' ' ORDER BY b.rank)
+      INTO boxes
+      FROM loyalty.rfm_segment b;
+
     DELETE FROM loyalty.rfm;
+    -- every customer joined to the facts, both in the order of the key (the
+    -- customers by customer_pkey, the facts as written): a merge join, where
+    -- a hash join probed a 1.2M-row hash 3M times in random memory order
+    -- (3.5 s instead of 1.1 at chain scale; the planner prices the two
+    -- alike)
+    hashjoin := current_setting('enable_hashjoin');
+    PERFORM set_config('enable_hashjoin', 'off', true);
+    EXECUTE format($q$
     INSERT INTO loyalty.rfm (customer_id, recency_days, frequency, monetary, r, f, m, segment, computed_at)
-    SELECT c.id, v.recency, coalesce(x.frequency, 0), coalesce(x.monetary, 0),
-           sc.r, sc.f, sc.m,
-           CASE WHEN x.last_at IS NULL THEN 'prospect'
-                WHEN x.frequency = 0 THEN 'lost'
-                ELSE coalesce((SELECT b.code FROM loyalty.rfm_segment b
-                                WHERE sc.r BETWEEN b.r_min AND b.r_max
-                                  AND sc.f BETWEEN b.f_min AND b.f_max
-                                  AND sc.m BETWEEN b.m_min AND b.m_max
-                                ORDER BY b.rank LIMIT 1), 'lost') END,
-           as_of
-      FROM loyalty.customer c
-      LEFT JOIN loyalty_rfm_facts x ON x.customer_id = c.id
-      CROSS JOIN LATERAL (SELECT floor(extract(epoch FROM as_of - x.last_at) / 86400)::integer AS recency) v
-      CROSS JOIN LATERAL (
-          SELECT (SELECT coalesce(max(t.score), CASE WHEN x.frequency > 0 THEN 1 END)
-                    FROM loyalty.rfm_threshold t
-                   WHERE x.frequency > 0 AND t.dimension = 'r'
-                     AND (t.lower IS NULL OR v.recency > t.lower)
-                     AND (t.upper IS NULL OR v.recency <= t.upper)) AS r,
-                 (SELECT coalesce(max(t.score), CASE WHEN x.frequency > 0 THEN 1 END)
-                    FROM loyalty.rfm_threshold t
-                   WHERE x.frequency > 0 AND t.dimension = 'f'
-                     AND (t.lower IS NULL OR x.frequency > t.lower)
-                     AND (t.upper IS NULL OR x.frequency <= t.upper)) AS f,
-                 (SELECT coalesce(max(t.score), CASE WHEN x.frequency > 0 THEN 1 END)
-                    FROM loyalty.rfm_threshold t
-                   WHERE x.frequency > 0 AND t.dimension = 'm'
-                     AND (t.lower IS NULL OR x.monetary > t.lower)
-                     AND (t.upper IS NULL OR x.monetary <= t.upper)) AS m) sc
-     WHERE c.merged_into IS NULL;
+    SELECT s.id, s.recency, coalesce(s.frequency, 0), coalesce(s.monetary, 0), s.r, s.f, s.m,
+           CASE WHEN s.last_at IS NULL THEN 'prospect'
+                WHEN s.frequency = 0 THEN 'lost'
+                ELSE %s END,
+           $1
+      FROM (SELECT c.id, x.last_at, x.frequency, x.monetary, v.recency,
+                   CASE WHEN x.frequency > 0 THEN coalesce(greatest(%s), 1) END AS r,
+                   CASE WHEN x.frequency > 0 THEN coalesce(greatest(%s), 1) END AS f,
+                   CASE WHEN x.frequency > 0 THEN coalesce(greatest(%s), 1) END AS m
+              FROM loyalty.customer c
+              LEFT JOIN loyalty_rfm_facts x ON x.customer_id = c.id
+              CROSS JOIN LATERAL (SELECT floor(extract(epoch FROM $1 - x.last_at) / 86400)::integer AS recency) v
+             WHERE c.merged_into IS NULL
+            OFFSET 0) s
+    $q$,
+        coalesce('CASE ' || boxes || ' ELSE ''lost'' END', '''lost'''),
+        format(rx, 'v.recency'), format(fx, 'x.frequency'), format(mx, 'x.monetary'))
+    USING as_of;
     GET DIAGNOSTICS n = ROW_COUNT;
+    PERFORM set_config('enable_hashjoin', hashjoin, true);
     DROP TABLE loyalty_rfm_facts;
+    -- every row was rewritten: fresh statistics for the segment refresh
+    -- that reads it next (the plans of its rfm rules and candidates)
+    ANALYZE loyalty.rfm;
     RETURN n;
 END
 $$;
@@ -3842,126 +3894,17 @@ GRANT EXECUTE ON FUNCTION loyalty.api(text, jsonb)
 
 -- ---------------------------------------------------------------------------
 -- Issue 16 (continued): speed of the segment refresh, RFM, kpi and liability
--- at chain scale, every result unchanged.  refresh_rfm scores with the
--- thresholds and named boxes written into its statement as constants (the
--- correlated subqueries per customer were evaluated several times over) and
--- sums the refunds per purchase once; refresh_segments reads its candidates
--- by key (= ANY of an array) instead of joining all customers and all
--- members and skips the scan of loyalty.rfm when RFM was not recomputed;
--- segment_intervals estimates 3 rows, not 1,000 (in its definition in
--- part 2 now); kpi reads a period's ledger entries through ledger_entry_at_idx and
+-- at chain scale, every result unchanged (the segment refresh's and RFM's
+-- part is in the definitions of refresh_rfm, refresh_segments and
+-- segment_intervals in Issue 16 parts 1 and 2).  kpi reads a period's
+-- ledger entries through ledger_entry_at_idx and
 -- a purchase by its key only when grouping by store or channel;
 -- points_liability starts from lot.remaining (the sum of the lot's entries,
 -- which verify_ledger checks) less the entries after the moment, and reads
--- the settings once instead of once a lot.  All four run without JIT, whose
+-- the settings once instead of once a lot.  Both run without JIT, whose
 -- compilation cost more than the statements it compiled.
 -- ---------------------------------------------------------------------------
 CREATE INDEX ledger_entry_at_idx ON loyalty.ledger_entry (at);
-
-CREATE OR REPLACE FUNCTION loyalty.refresh_rfm(as_of timestamptz DEFAULT now()) RETURNS bigint
-    LANGUAGE plpgsql STRICT SECURITY DEFINER
-    SET search_path = pg_catalog, pg_temp
-    SET jit = off
-    AS $$
-DECLARE
-    win  interval := loyalty.setting_value('rfm_window')::interval;
-    n    bigint;
-    rx   text;
-    fx   text;
-    mx   text;
-    boxes text;
-BEGIN
-    CREATE TEMPORARY TABLE IF NOT EXISTS loyalty_rfm_facts (
-        customer_id bigint PRIMARY KEY, last_at timestamptz,
-        frequency integer, monetary numeric(14,2)) ON COMMIT DROP;
-    TRUNCATE loyalty_rfm_facts;
-    -- one pass over the purchases of identified customers before the moment,
-    -- the refunds before it summed per purchase once (a hash join, not a
-    -- probe per purchase)
-    INSERT INTO loyalty_rfm_facts
-    SELECT coalesce(c.merged_into, c.id),
-           max(p.at) FILTER (WHERE NOT coalesce(x.ended, false)),
-           count(*) FILTER (WHERE p.at >= as_of - win AND NOT coalesce(x.ended, false)),
-           coalesce(sum(p.total - coalesce(x.back, 0)) FILTER (WHERE p.at >= as_of - win), 0)
-      FROM loyalty.purchase p
-      JOIN loyalty.customer c ON c.id = p.customer_id
-      LEFT JOIN (SELECT r.purchase, sum(r.amount) AS back, bool_or(r.full_refund) AS ended
-                   FROM loyalty.refund r
-                  WHERE r.at < as_of
-                  GROUP BY r.purchase) x ON x.purchase = p.operation_id
-     WHERE p.at < as_of
-     GROUP BY 1;
-    ANALYZE loyalty_rfm_facts;
-
-    IF loyalty.setting_value('rfm_mode') = 'quantile' THEN
-        DELETE FROM loyalty.rfm_threshold;
-        INSERT INTO loyalty.rfm_threshold (dimension, score, lower, upper, computed_at)
-        SELECT d.dimension, s.score,
-               CASE WHEN s.k > 1 THEN q.qs[s.k - 1] END,
-               CASE WHEN s.k < 5 THEN q.qs[s.k] END,
-               as_of
-          FROM (SELECT 'r' AS dimension,
-                       percentile_disc(ARRAY[0.2, 0.4, 0.6, 0.8]) WITHIN GROUP
-                           (ORDER BY floor(extract(epoch FROM as_of - last_at) / 86400)::numeric) AS qs
-                  FROM loyalty_rfm_facts WHERE frequency > 0
-                UNION ALL
-                SELECT 'f', percentile_disc(ARRAY[0.2, 0.4, 0.6, 0.8]) WITHIN GROUP (ORDER BY frequency::numeric)
-                  FROM loyalty_rfm_facts WHERE frequency > 0
-                UNION ALL
-                SELECT 'm', percentile_disc(ARRAY[0.2, 0.4, 0.6, 0.8]) WITHIN GROUP (ORDER BY monetary)
-                  FROM loyalty_rfm_facts WHERE frequency > 0) q
-          CROSS JOIN LATERAL (SELECT q.dimension) d
-          CROSS JOIN LATERAL (SELECT k, CASE WHEN q.dimension = 'r' THEN 6 - k ELSE k END AS score
-                                FROM generate_series(1, 5) k) s
-         WHERE q.qs IS NOT NULL;
-    END IF;
-
-    -- The thresholds and the named boxes are a few rows: written into the
-    -- statement as constants (a score is the highest whose bounds hold, 1 if
-    -- none does; a box the first by rank), so that scoring a customer is
-    -- expression evaluation, not subqueries per customer.
-    SELECT coalesce(string_agg(format('CASE WHEN (%1$L::numeric IS NULL OR %%1$s > %1$L::numeric)'
-                                      ' AND (%2$L::numeric IS NULL OR %%1$s <= %2$L::numeric) THEN %3$s END',
-                                      t.lower, t.upper, t.score), ', ') FILTER (WHERE t.dimension = 'r'), 'NULL::integer'),
-           coalesce(string_agg(format('CASE WHEN (%1$L::numeric IS NULL OR %%1$s > %1$L::numeric)'
-                                      ' AND (%2$L::numeric IS NULL OR %%1$s <= %2$L::numeric) THEN %3$s END',
-                                      t.lower, t.upper, t.score), ', ') FILTER (WHERE t.dimension = 'f'), 'NULL::integer'),
-           coalesce(string_agg(format('CASE WHEN (%1$L::numeric IS NULL OR %%1$s > %1$L::numeric)'
-                                      ' AND (%2$L::numeric IS NULL OR %%1$s <= %2$L::numeric) THEN %3$s END',
-                                      t.lower, t.upper, t.score), ', ') FILTER (WHERE t.dimension = 'm'), 'NULL::integer')
-      INTO rx, fx, mx
-      FROM loyalty.rfm_threshold t;
-    SELECT string_agg(format('WHEN s.r BETWEEN %s AND %s AND s.f BETWEEN %s AND %s AND s.m BETWEEN %s AND %s THEN %L',
-                             b.r_min, b.r_max, b.f_min, b.f_max, b.m_min, b.m_max, b.code), ' ' ORDER BY b.rank)
-      INTO boxes
-      FROM loyalty.rfm_segment b;
-
-    DELETE FROM loyalty.rfm;
-    EXECUTE format($q$
-    INSERT INTO loyalty.rfm (customer_id, recency_days, frequency, monetary, r, f, m, segment, computed_at)
-    SELECT s.id, s.recency, coalesce(s.frequency, 0), coalesce(s.monetary, 0), s.r, s.f, s.m,
-           CASE WHEN s.last_at IS NULL THEN 'prospect'
-                WHEN s.frequency = 0 THEN 'lost'
-                ELSE %s END,
-           $1
-      FROM (SELECT c.id, x.last_at, x.frequency, x.monetary, v.recency,
-                   CASE WHEN x.frequency > 0 THEN coalesce(greatest(%s), 1) END AS r,
-                   CASE WHEN x.frequency > 0 THEN coalesce(greatest(%s), 1) END AS f,
-                   CASE WHEN x.frequency > 0 THEN coalesce(greatest(%s), 1) END AS m
-              FROM loyalty.customer c
-              LEFT JOIN loyalty_rfm_facts x ON x.customer_id = c.id
-              CROSS JOIN LATERAL (SELECT floor(extract(epoch FROM $1 - x.last_at) / 86400)::integer AS recency) v
-             WHERE c.merged_into IS NULL
-            OFFSET 0) s
-    $q$,
-        coalesce('CASE ' || boxes || ' ELSE ''lost'' END', '''lost'''),
-        format(rx, 'v.recency'), format(fx, 'x.frequency'), format(mx, 'x.monetary'))
-    USING as_of;
-    GET DIAGNOSTICS n = ROW_COUNT;
-    DROP TABLE loyalty_rfm_facts;
-    RETURN n;
-END
-$$;
 
 CREATE OR REPLACE FUNCTION loyalty.kpi("from" timestamptz, "to" timestamptz, by text DEFAULT 'day')
     RETURNS TABLE (period text, checks bigint, identified_checks bigint, identified_share numeric,
@@ -4393,128 +4336,6 @@ GRANT EXECUTE ON FUNCTION
 -- (loyalty.api's definition is in the "Issue 20 item 8" section above: the
 -- three versions of this unreleased script are folded into one there)
 
--- Issue 16 (continued): the segment refresh at chain scale.  Measured at
--- 3M customers: an incremental refresh right after the first full one
--- planned its deletes on a segment_member it believed empty (a filter of
--- every member of the segment by a 16k-element array: 12 s a segment), so
--- refresh_segments analyzes segment_member after a pass in full and
--- refresh_rfm analyzes rfm; the leavers' ids go to the DELETE as a constant
--- (hashed when filtered); the candidates with a purchase or a refund are
--- read once per refresh moment, not once per segment; the rfm-rescored probe
--- takes the first rfm row by key (not a heap scan over the dead rows of the
--- previous refresh); work_mem 256MB for the two refreshes (their hash
--- aggregates and the members' CTE no longer spill); the events' payload is
--- built once per segment and change, not once a row.
--- Results are unchanged.
-CREATE OR REPLACE FUNCTION loyalty.refresh_rfm(as_of timestamptz DEFAULT now()) RETURNS bigint
-    LANGUAGE plpgsql STRICT SECURITY DEFINER
-    SET search_path = pg_catalog, pg_temp
-    SET jit = off
-    SET work_mem = '256MB'
-    AS $$
-DECLARE
-    win  interval := loyalty.setting_value('rfm_window')::interval;
-    n    bigint;
-    rx   text;
-    fx   text;
-    mx   text;
-    boxes text;
-BEGIN
-    CREATE TEMPORARY TABLE IF NOT EXISTS loyalty_rfm_facts (
-        customer_id bigint PRIMARY KEY, last_at timestamptz,
-        frequency integer, monetary numeric(14,2)) ON COMMIT DROP;
-    TRUNCATE loyalty_rfm_facts;
-    -- one pass over the purchases of identified customers before the moment,
-    -- the refunds before it summed per purchase once (a hash join, not a
-    -- probe per purchase)
-    INSERT INTO loyalty_rfm_facts
-    SELECT coalesce(c.merged_into, c.id),
-           max(p.at) FILTER (WHERE NOT coalesce(x.ended, false)),
-           count(*) FILTER (WHERE p.at >= as_of - win AND NOT coalesce(x.ended, false)),
-           coalesce(sum(p.total - coalesce(x.back, 0)) FILTER (WHERE p.at >= as_of - win), 0)
-      FROM loyalty.purchase p
-      JOIN loyalty.customer c ON c.id = p.customer_id
-      LEFT JOIN (SELECT r.purchase, sum(r.amount) AS back, bool_or(r.full_refund) AS ended
-                   FROM loyalty.refund r
-                  WHERE r.at < as_of
-                  GROUP BY r.purchase) x ON x.purchase = p.operation_id
-     WHERE p.at < as_of
-     GROUP BY 1;
-    ANALYZE loyalty_rfm_facts;
-
-    IF loyalty.setting_value('rfm_mode') = 'quantile' THEN
-        DELETE FROM loyalty.rfm_threshold;
-        INSERT INTO loyalty.rfm_threshold (dimension, score, lower, upper, computed_at)
-        SELECT d.dimension, s.score,
-               CASE WHEN s.k > 1 THEN q.qs[s.k - 1] END,
-               CASE WHEN s.k < 5 THEN q.qs[s.k] END,
-               as_of
-          FROM (SELECT 'r' AS dimension,
-                       percentile_disc(ARRAY[0.2, 0.4, 0.6, 0.8]) WITHIN GROUP
-                           (ORDER BY floor(extract(epoch FROM as_of - last_at) / 86400)::numeric) AS qs
-                  FROM loyalty_rfm_facts WHERE frequency > 0
-                UNION ALL
-                SELECT 'f', percentile_disc(ARRAY[0.2, 0.4, 0.6, 0.8]) WITHIN GROUP (ORDER BY frequency::numeric)
-                  FROM loyalty_rfm_facts WHERE frequency > 0
-                UNION ALL
-                SELECT 'm', percentile_disc(ARRAY[0.2, 0.4, 0.6, 0.8]) WITHIN GROUP (ORDER BY monetary)
-                  FROM loyalty_rfm_facts WHERE frequency > 0) q
-          CROSS JOIN LATERAL (SELECT q.dimension) d
-          CROSS JOIN LATERAL (SELECT k, CASE WHEN q.dimension = 'r' THEN 6 - k ELSE k END AS score
-                                FROM generate_series(1, 5) k) s
-         WHERE q.qs IS NOT NULL;
-    END IF;
-
-    -- The thresholds and the named boxes are a few rows: written into the
-    -- statement as constants (a score is the highest whose bounds hold, 1 if
-    -- none does; a box the first by rank), so that scoring a customer is
-    -- expression evaluation, not subqueries per customer.
-    SELECT coalesce(string_agg(format('CASE WHEN (%1$L::numeric IS NULL OR %%1$s > %1$L::numeric)'
-                                      ' AND (%2$L::numeric IS NULL OR %%1$s <= %2$L::numeric) THEN %3$s END',
-                                      t.lower, t.upper, t.score), ', ') FILTER (WHERE t.dimension = 'r'), 'NULL::integer'),
-           coalesce(string_agg(format('CASE WHEN (%1$L::numeric IS NULL OR %%1$s > %1$L::numeric)'
-                                      ' AND (%2$L::numeric IS NULL OR %%1$s <= %2$L::numeric) THEN %3$s END',
-                                      t.lower, t.upper, t.score), ', ') FILTER (WHERE t.dimension = 'f'), 'NULL::integer'),
-           coalesce(string_agg(format('CASE WHEN (%1$L::numeric IS NULL OR %%1$s > %1$L::numeric)'
-                                      ' AND (%2$L::numeric IS NULL OR %%1$s <= %2$L::numeric) THEN %3$s END',
-                                      t.lower, t.upper, t.score), ', ') FILTER (WHERE t.dimension = 'm'), 'NULL::integer')
-      INTO rx, fx, mx
-      FROM loyalty.rfm_threshold t;
-    SELECT string_agg(format('WHEN s.r BETWEEN %s AND %s AND s.f BETWEEN %s AND %s AND s.m BETWEEN %s AND %s THEN %L',
-                             b.r_min, b.r_max, b.f_min, b.f_max, b.m_min, b.m_max, b.code), ' ' ORDER BY b.rank)
-      INTO boxes
-      FROM loyalty.rfm_segment b;
-
-    DELETE FROM loyalty.rfm;
-    EXECUTE format($q$
-    INSERT INTO loyalty.rfm (customer_id, recency_days, frequency, monetary, r, f, m, segment, computed_at)
-    SELECT s.id, s.recency, coalesce(s.frequency, 0), coalesce(s.monetary, 0), s.r, s.f, s.m,
-           CASE WHEN s.last_at IS NULL THEN 'prospect'
-                WHEN s.frequency = 0 THEN 'lost'
-                ELSE %s END,
-           $1
-      FROM (SELECT c.id, x.last_at, x.frequency, x.monetary, v.recency,
-                   CASE WHEN x.frequency > 0 THEN coalesce(greatest(%s), 1) END AS r,
-                   CASE WHEN x.frequency > 0 THEN coalesce(greatest(%s), 1) END AS f,
-                   CASE WHEN x.frequency > 0 THEN coalesce(greatest(%s), 1) END AS m
-              FROM loyalty.customer c
-              LEFT JOIN loyalty_rfm_facts x ON x.customer_id = c.id
-              CROSS JOIN LATERAL (SELECT floor(extract(epoch FROM $1 - x.last_at) / 86400)::integer AS recency) v
-             WHERE c.merged_into IS NULL
-            OFFSET 0) s
-    $q$,
-        coalesce('CASE ' || boxes || ' ELSE ''lost'' END', '''lost'''),
-        format(rx, 'v.recency'), format(fx, 'x.frequency'), format(mx, 'x.monetary'))
-    USING as_of;
-    GET DIAGNOSTICS n = ROW_COUNT;
-    DROP TABLE loyalty_rfm_facts;
-    -- every row was rewritten: fresh statistics for the segment refresh
-    -- that reads it next (the plans of its rfm rules and candidates)
-    ANALYZE loyalty.rfm;
-    RETURN n;
-END
-$$;
-
 -- ---------------------------------------------------------------------------
 -- Issue 16 (continued): one node's kpi is the merge of its own additive parts.
 -- kpi and kpi_parts restated the same statement; kpi_parts now has kpi's
@@ -4759,148 +4580,4 @@ CREATE TRIGGER segment_member_follow AFTER DELETE OR UPDATE OF id ON loyalty.cus
     FOR EACH ROW EXECUTE FUNCTION loyalty.segment_member_follow();
 
 REVOKE ALL ON FUNCTION loyalty.segment_member_check(), loyalty.segment_member_follow() FROM PUBLIC;
-
-
--- ---------------------------------------------------------------------------
--- Issue 16: refresh_rfm at chain scale.  The facts joined every purchase to
--- a hash of all 3M customers to map the few merged ones (now only those,
--- through customer_merged_into_idx), kept a primary key on a temporary table
--- that is only read whole, and scored r and f by comparing integers cast to
--- numeric with every threshold.
--- ---------------------------------------------------------------------------
--- rfm_segment_idx: eleven values over every customer; nothing here reads by
--- it (a rule on RFM probes rfm by customer), and refresh_rfm, which
--- rewrites every row daily, paid 2.6 of its 20 s at chain scale for it.
-DROP INDEX loyalty.rfm_segment_idx;
-
-CREATE OR REPLACE FUNCTION loyalty.refresh_rfm(as_of timestamptz DEFAULT now()) RETURNS bigint
-    LANGUAGE plpgsql STRICT SECURITY DEFINER
-    SET search_path = pg_catalog, pg_temp
-    SET jit = off
-    SET work_mem = '256MB'
-    AS $$
-DECLARE
-    win  interval := loyalty.setting_value('rfm_window')::interval;
-    n    bigint;
-    rx   text;
-    fx   text;
-    mx   text;
-    boxes text;
-    hashjoin text;
-BEGIN
-    -- (no key: it is read whole, by hash joins and sorts)
-    CREATE TEMPORARY TABLE IF NOT EXISTS loyalty_rfm_facts (
-        customer_id bigint, last_at timestamptz,
-        frequency integer, monetary numeric(14,2)) ON COMMIT DROP;
-    TRUNCATE loyalty_rfm_facts;
-    -- one pass over the purchases of identified customers before the moment,
-    -- the refunds before it summed per purchase once (a hash join, not a
-    -- probe per purchase); a purchase of a merged customer counts for the
-    -- one it was merged into (only the merged ones are joined, through
-    -- customer_merged_into_idx: not a hash of every customer)
-    INSERT INTO loyalty_rfm_facts
-    SELECT coalesce(c.merged_into, p.customer_id),
-           max(p.at) FILTER (WHERE NOT coalesce(x.ended, false)),
-           count(*) FILTER (WHERE p.at >= as_of - win AND NOT coalesce(x.ended, false)),
-           coalesce(sum(p.total - coalesce(x.back, 0)) FILTER (WHERE p.at >= as_of - win), 0)
-      FROM loyalty.purchase p
-      LEFT JOIN (SELECT k.id, k.merged_into FROM loyalty.customer k
-                  WHERE k.merged_into IS NOT NULL) c ON c.id = p.customer_id
-      LEFT JOIN (SELECT r.purchase, sum(r.amount) AS back, bool_or(r.full_refund) AS ended
-                   FROM loyalty.refund r
-                  WHERE r.at < as_of
-                  GROUP BY r.purchase) x ON x.purchase = p.operation_id
-     WHERE p.at < as_of AND p.customer_id IS NOT NULL
-     GROUP BY 1
-     ORDER BY 1;
-    ANALYZE loyalty_rfm_facts;
-
-    IF loyalty.setting_value('rfm_mode') = 'quantile' THEN
-        DELETE FROM loyalty.rfm_threshold;
-        INSERT INTO loyalty.rfm_threshold (dimension, score, lower, upper, computed_at)
-        SELECT d.dimension, s.score,
-               CASE WHEN s.k > 1 THEN q.qs[s.k - 1] END,
-               CASE WHEN s.k < 5 THEN q.qs[s.k] END,
-               as_of
-          FROM (SELECT 'r' AS dimension,
-                       percentile_disc(ARRAY[0.2, 0.4, 0.6, 0.8]) WITHIN GROUP
-                           (ORDER BY floor(extract(epoch FROM as_of - last_at) / 86400)::numeric) AS qs
-                  FROM loyalty_rfm_facts WHERE frequency > 0
-                UNION ALL
-                SELECT 'f', percentile_disc(ARRAY[0.2, 0.4, 0.6, 0.8]) WITHIN GROUP (ORDER BY frequency::numeric)
-                  FROM loyalty_rfm_facts WHERE frequency > 0
-                UNION ALL
-                SELECT 'm', percentile_disc(ARRAY[0.2, 0.4, 0.6, 0.8]) WITHIN GROUP (ORDER BY monetary)
-                  FROM loyalty_rfm_facts WHERE frequency > 0) q
-          CROSS JOIN LATERAL (SELECT q.dimension) d
-          CROSS JOIN LATERAL (SELECT k, CASE WHEN q.dimension = 'r' THEN 6 - k ELSE k END AS score
-                                FROM generate_series(1, 5) k) s
-         WHERE q.qs IS NOT NULL;
-    END IF;
-
-    -- The thresholds and the named boxes are a few rows: written into the
-    -- statement as constants (a score is the highest whose bounds hold, 1 if
-    -- none does; a box the first by rank), so that scoring a customer is
-    -- expression evaluation, not subqueries per customer.
-    -- (a bound of r or f that is a whole number is written as an integer:
-    -- days and counts are integers, compared without a cast to numeric; an
-    -- absent bound is no comparison at all)
-    SELECT coalesce(string_agg(format('CASE WHEN %s THEN %s END', t.cond, t.score), ', ') FILTER (WHERE t.dimension = 'r'), 'NULL::integer'),
-           coalesce(string_agg(format('CASE WHEN %s THEN %s END', t.cond, t.score), ', ') FILTER (WHERE t.dimension = 'f'), 'NULL::integer'),
-           coalesce(string_agg(format('CASE WHEN %s THEN %s END', t.cond, t.score), ', ') FILTER (WHERE t.dimension = 'm'), 'NULL::integer')
-      INTO rx, fx, mx
-      FROM (SELECT h.dimension, h.score,
-                   coalesce(nullif(concat_ws(' AND ', '%1$s > ' || b.lo, '%1$s <= ' || b.hi), ''), 'true') AS cond
-              FROM loyalty.rfm_threshold h
-             CROSS JOIN LATERAL (
-                   SELECT CASE WHEN h.lower IS NULL THEN NULL
-                               WHEN h.dimension <> 'm' AND h.lower = trunc(h.lower) AND abs(h.lower) < 1000000000
-                               THEN h.lower::bigint::text ELSE format('%L::numeric', h.lower) END AS lo,
-                          CASE WHEN h.upper IS NULL THEN NULL
-                               WHEN h.dimension <> 'm' AND h.upper = trunc(h.upper) AND abs(h.upper) < 1000000000
-                               THEN h.upper::bigint::text ELSE format('%L::numeric', h.upper) END AS hi) b) t;
-    SELECT string_agg(format('WHEN s.r BETWEEN %s AND %s AND s.f BETWEEN %s AND %s AND s.m BETWEEN %s AND %s THEN %L',
-                             b.r_min, b.r_max, b.f_min, b.f_max, b.m_min, b.m_max, b.code), ' ' ORDER BY b.rank)
-      INTO boxes
-      FROM loyalty.rfm_segment b;
-
-    DELETE FROM loyalty.rfm;
-    -- every customer joined to the facts, both in the order of the key (the
-    -- customers by customer_pkey, the facts as written): a merge join, where
-    -- a hash join probed a 1.2M-row hash 3M times in random memory order
-    -- (3.5 s instead of 1.1 at chain scale; the planner prices the two
-    -- alike)
-    hashjoin := current_setting('enable_hashjoin');
-    PERFORM set_config('enable_hashjoin', 'off', true);
-    EXECUTE format($q$
-    INSERT INTO loyalty.rfm (customer_id, recency_days, frequency, monetary, r, f, m, segment, computed_at)
-    SELECT s.id, s.recency, coalesce(s.frequency, 0), coalesce(s.monetary, 0), s.r, s.f, s.m,
-           CASE WHEN s.last_at IS NULL THEN 'prospect'
-                WHEN s.frequency = 0 THEN 'lost'
-                ELSE %s END,
-           $1
-      FROM (SELECT c.id, x.last_at, x.frequency, x.monetary, v.recency,
-                   CASE WHEN x.frequency > 0 THEN coalesce(greatest(%s), 1) END AS r,
-                   CASE WHEN x.frequency > 0 THEN coalesce(greatest(%s), 1) END AS f,
-                   CASE WHEN x.frequency > 0 THEN coalesce(greatest(%s), 1) END AS m
-              FROM loyalty.customer c
-              LEFT JOIN loyalty_rfm_facts x ON x.customer_id = c.id
-              CROSS JOIN LATERAL (SELECT floor(extract(epoch FROM $1 - x.last_at) / 86400)::integer AS recency) v
-             WHERE c.merged_into IS NULL
-            OFFSET 0) s
-    $q$,
-        coalesce('CASE ' || boxes || ' ELSE ''lost'' END', '''lost'''),
-        format(rx, 'v.recency'), format(fx, 'x.frequency'), format(mx, 'x.monetary'))
-    USING as_of;
-    GET DIAGNOSTICS n = ROW_COUNT;
-    PERFORM set_config('enable_hashjoin', hashjoin, true);
-    DROP TABLE loyalty_rfm_facts;
-    -- every row was rewritten: fresh statistics for the segment refresh
-    -- that reads it next (the plans of its rfm rules and candidates)
-    ANALYZE loyalty.rfm;
-    RETURN n;
-END
-$$;
-COMMENT ON FUNCTION loyalty.refresh_rfm(as_of timestamp with time zone) IS
-    'Recomputes loyalty.rfm as of a moment (and, in quantile mode, loyalty.rfm_threshold); returns the customers scored';
 
