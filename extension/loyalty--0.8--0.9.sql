@@ -667,6 +667,10 @@ GRANT EXECUTE ON FUNCTION loyalty.order_hold(jsonb), loyalty.order_capture(jsonb
 GRANT EXECUTE ON FUNCTION loyalty.expire_orders(timestamptz, integer) TO loyalty_admin;
 GRANT ALL ON loyalty."order" TO loyalty_admin;
 
+-- run_maintenance and run_maintenance_proc in their final form: besides the
+-- held orders past hold_until, maintenance computes the day's RFM and
+-- refreshes the segments (Issue 16) and run_maintenance grants the day's
+-- birthday points (Issue 18, event points).
 CREATE OR REPLACE FUNCTION loyalty.run_maintenance(as_of timestamptz DEFAULT now()) RETURNS jsonb
     LANGUAGE plpgsql STRICT SECURITY DEFINER
     SET search_path = pg_catalog, pg_temp
@@ -674,6 +678,7 @@ CREATE OR REPLACE FUNCTION loyalty.run_maintenance(as_of timestamptz DEFAULT now
 DECLARE
     expired bigint;
     orders bigint;
+    birthdays bigint;
 BEGIN
     IF pg_is_in_recovery() THEN
         RETURN jsonb_build_object('skipped', 'standby');
@@ -685,13 +690,23 @@ BEGIN
     -- held orders first: points they held on lots due now expire below
     orders := loyalty.expire_orders(as_of, 2147483647);
     expired := loyalty.expire_points(as_of);
+    -- the day's RFM (once a program day; see maintain_rfm)
+    PERFORM loyalty.maintain_rfm(as_of);
+    -- segment members that may have changed since the last run
+    PERFORM loyalty.refresh_segments(false, as_of);
+    -- the day's birthday points (points_event), once a year per customer
+    birthdays := loyalty.grant_birthday_points(as_of);
     RETURN jsonb_build_object('as_of', as_of, 'expired_points', expired,
                               'tier_changes', loyalty.recalculate_tiers(as_of))
            || loyalty.announce_lots(as_of)
            || CASE WHEN orders > 0 THEN jsonb_build_object('expired_orders', orders)
+                   ELSE '{}'::jsonb END
+           || CASE WHEN birthdays > 0 THEN jsonb_build_object('birthday_points', birthdays)
                    ELSE '{}'::jsonb END;
 END
 $$;
+COMMENT ON FUNCTION loyalty.run_maintenance(as_of timestamp with time zone) IS
+    'Expiry, availability events, expiry reminders, the day''s RFM and birthday points in one transaction; one run at a time; nothing on a standby';
 
 CREATE OR REPLACE PROCEDURE loyalty.run_maintenance_proc(
         IN as_of timestamptz DEFAULT NULL,
@@ -730,6 +745,10 @@ BEGIN
         COMMIT;
     END LOOP;
     tiers := loyalty.recalculate_tiers(t);
+    COMMIT;
+    PERFORM loyalty.maintain_rfm(t);
+    COMMIT;
+    PERFORM loyalty.refresh_segments(false, t);
     COMMIT;
     summary := loyalty.announce_lots(t);
     COMMIT;
@@ -1092,7 +1111,7 @@ COMMENT ON FUNCTION loyalty.maintain_rfm(as_of timestamp with time zone) IS
     'refresh_rfm for run_maintenance: at most once per program day (NULL when it was already computed that day)';
 
 -- (run_maintenance and run_maintenance_proc call maintain_rfm: their
--- final definitions are in part 2 below)
+-- final definitions are in the Issue 17 section above)
 
 SELECT pg_catalog.pg_extension_config_dump('loyalty.rfm_threshold', '');
 SELECT pg_catalog.pg_extension_config_dump('loyalty.rfm', '');
@@ -1482,86 +1501,8 @@ $$;
 COMMENT ON FUNCTION loyalty.refresh_segments(full boolean, as_of timestamp with time zone) IS
     'Refreshes segment members as of a moment: in full (full => true, or a segment new or changed since its last refresh) or only for the customers who may have changed since; segment_changed events; returns the entries and exits';
 
-CREATE OR REPLACE FUNCTION loyalty.run_maintenance(as_of timestamptz DEFAULT now()) RETURNS jsonb
-    LANGUAGE plpgsql STRICT SECURITY DEFINER
-    SET search_path = pg_catalog, pg_temp
-    AS $$
-DECLARE
-    expired bigint;
-    orders bigint;
-BEGIN
-    IF pg_is_in_recovery() THEN
-        RETURN jsonb_build_object('skipped', 'standby');
-    END IF;
-    -- the same key as run_maintenance_proc: one run at a time
-    IF NOT pg_try_advisory_xact_lock(19545, 1) THEN
-        RETURN jsonb_build_object('skipped', 'another maintenance run is in progress');
-    END IF;
-    -- held orders first: points they held on lots due now expire below
-    orders := loyalty.expire_orders(as_of, 2147483647);
-    expired := loyalty.expire_points(as_of);
-    -- the day's RFM (once a program day; see maintain_rfm)
-    PERFORM loyalty.maintain_rfm(as_of);
-    -- segment members that may have changed since the last run
-    PERFORM loyalty.refresh_segments(false, as_of);
-    RETURN jsonb_build_object('as_of', as_of, 'expired_points', expired,
-                              'tier_changes', loyalty.recalculate_tiers(as_of))
-           || loyalty.announce_lots(as_of)
-           || CASE WHEN orders > 0 THEN jsonb_build_object('expired_orders', orders)
-                   ELSE '{}'::jsonb END;
-END
-$$;
-COMMENT ON FUNCTION loyalty.run_maintenance(as_of timestamp with time zone) IS
-    'Expiry, availability events, expiry reminders and the day''s RFM in one transaction; one run at a time; nothing on a standby';
-
-CREATE OR REPLACE PROCEDURE loyalty.run_maintenance_proc(
-        IN as_of timestamptz DEFAULT NULL,
-        IN batch_lots integer DEFAULT 5000)
-    LANGUAGE plpgsql
-    AS $$
-DECLARE
-    t        timestamptz := coalesce(as_of, pg_catalog.now());
-    b        record;
-    after_at timestamptz;
-    after_id bigint;
-    expired  bigint := 0;
-    tiers    int;
-    summary  jsonb;
-BEGIN
-    IF pg_catalog.pg_is_in_recovery() THEN
-        RAISE NOTICE 'loyalty maintenance: standby, nothing to do';
-        RETURN;
-    END IF;
-    IF NOT pg_catalog.pg_try_advisory_lock(19545, 1) THEN
-        RAISE NOTICE 'loyalty maintenance: another run is in progress';
-        RETURN;
-    END IF;
-    -- held orders past hold_until, in batches, each committed
-    LOOP
-        EXIT WHEN loyalty.expire_orders(t, batch_lots) = 0;
-        COMMIT;
-    END LOOP;
-    -- expiry in batches, each committed, so that no check waits for more than one batch
-    LOOP
-        SELECT * INTO b FROM loyalty.expire_batch(t, batch_lots, after_at, after_id);
-        EXIT WHEN b.lots_seen = 0;
-        expired := expired + b.points;
-        after_at := b.last_expires_at;
-        after_id := b.last_id;
-        COMMIT;
-    END LOOP;
-    tiers := loyalty.recalculate_tiers(t);
-    COMMIT;
-    PERFORM loyalty.maintain_rfm(t);
-    COMMIT;
-    PERFORM loyalty.refresh_segments(false, t);
-    COMMIT;
-    summary := loyalty.announce_lots(t);
-    COMMIT;
-    PERFORM pg_catalog.pg_advisory_unlock(19545, 1);
-    RAISE NOTICE 'loyalty maintenance: expired % points, % tier changes, %', expired / 100, tiers, summary;
-END
-$$;
+-- (run_maintenance and run_maintenance_proc refresh the segments: their
+-- final definitions are in the Issue 17 section above)
 
 SELECT pg_catalog.pg_extension_config_dump('loyalty.segment_state', '');
 
@@ -2796,42 +2737,8 @@ BEGIN
 END
 $_$;
 
-CREATE OR REPLACE FUNCTION loyalty.run_maintenance(as_of timestamptz DEFAULT now()) RETURNS jsonb
-    LANGUAGE plpgsql STRICT SECURITY DEFINER
-    SET search_path = pg_catalog, pg_temp
-    AS $$
-DECLARE
-    expired bigint;
-    orders bigint;
-    birthdays bigint;
-BEGIN
-    IF pg_is_in_recovery() THEN
-        RETURN jsonb_build_object('skipped', 'standby');
-    END IF;
-    -- the same key as run_maintenance_proc: one run at a time
-    IF NOT pg_try_advisory_xact_lock(19545, 1) THEN
-        RETURN jsonb_build_object('skipped', 'another maintenance run is in progress');
-    END IF;
-    -- held orders first: points they held on lots due now expire below
-    orders := loyalty.expire_orders(as_of, 2147483647);
-    expired := loyalty.expire_points(as_of);
-    -- the day's RFM (once a program day; see maintain_rfm)
-    PERFORM loyalty.maintain_rfm(as_of);
-    -- segment members that may have changed since the last run
-    PERFORM loyalty.refresh_segments(false, as_of);
-    -- the day's birthday points (points_event), once a year per customer
-    birthdays := loyalty.grant_birthday_points(as_of);
-    RETURN jsonb_build_object('as_of', as_of, 'expired_points', expired,
-                              'tier_changes', loyalty.recalculate_tiers(as_of))
-           || loyalty.announce_lots(as_of)
-           || CASE WHEN orders > 0 THEN jsonb_build_object('expired_orders', orders)
-                   ELSE '{}'::jsonb END
-           || CASE WHEN birthdays > 0 THEN jsonb_build_object('birthday_points', birthdays)
-                   ELSE '{}'::jsonb END;
-END
-$$;
-COMMENT ON FUNCTION loyalty.run_maintenance(as_of timestamp with time zone) IS
-    'Expiry, availability events, expiry reminders, the day''s RFM and birthday points in one transaction; one run at a time; nothing on a standby';
+-- (run_maintenance grants the day's birthday points: its final definition
+-- is in the Issue 17 section above)
 
 -- Issue 21: no CHECK constraint preparation on a purchase's statements.
 -- PostgreSQL prepares a table's CHECK constraints again for every statement
