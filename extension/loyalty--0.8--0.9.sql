@@ -1744,6 +1744,9 @@ COMMENT ON FUNCTION loyalty.experiment_report(code text) IS
 -- KPIs and points liability (SPEC §10).  Money is paid total net of
 -- refunds; periods are program-time-zone days, weeks, months.
 -- ---------------------------------------------------------------------------
+-- (Folded: kpi is the merge of this node's own additive parts, kpi_parts,
+-- with kpi_merge, as a sharded chain merges every node's; the two had
+-- restated one statement.)
 CREATE FUNCTION loyalty.kpi("from" timestamptz, "to" timestamptz, by text DEFAULT 'day')
     RETURNS TABLE (period text, checks bigint, identified_checks bigint, identified_share numeric,
                    revenue numeric, member_revenue_share numeric, avg_check_member numeric,
@@ -1752,11 +1755,12 @@ CREATE FUNCTION loyalty.kpi("from" timestamptz, "to" timestamptz, by text DEFAUL
                    points_expired numeric, points_reversed numeric, redemption_rate numeric)
     LANGUAGE plpgsql STABLE STRICT SECURITY DEFINER
     SET search_path = pg_catalog, pg_temp
+    SET jit = off
     AS $$
 #variable_conflict use_column
-DECLARE
-    tz   text := loyalty.setting_value('timezone');
-    unit text;
+-- The arguments are checked here, so that an error names loyalty.kpi; the
+-- KPIs themselves are the merge of this node's additive parts (kpi_parts,
+-- kpi_merge: what a sharded chain merges every node's parts with).
 BEGIN
     IF by NOT IN ('day', 'week', 'month', 'store', 'channel') THEN
         RAISE EXCEPTION 'invalid kpi grouping "%"', by
@@ -1766,78 +1770,8 @@ BEGIN
         RAISE EXCEPTION 'empty kpi period'
             USING ERRCODE = '22023', DETAIL = 'Argument "from" must be earlier than "to".';
     END IF;
-    unit := CASE WHEN by IN ('day', 'week', 'month') THEN by END;
     RETURN QUERY
-    WITH p AS (
-        -- the purchases of the period and of the period before it (retention)
-        SELECT x.*, x.total - x.refunded AS paid,
-               CASE WHEN unit IS NOT NULL
-                    THEN to_char(date_trunc(unit, x.at AT TIME ZONE tz), 'YYYY-MM-DD')
-                    WHEN by = 'store' THEN coalesce(x.store, '-') ELSE x.channel END AS grp,
-               CASE WHEN unit IS NOT NULL
-                    THEN to_char(date_trunc(unit, (x.at AT TIME ZONE tz) + ('1 ' || unit)::interval), 'YYYY-MM-DD')
-                    WHEN by = 'store' THEN coalesce(x.store, '-') ELSE x.channel END AS next_grp,
-               x.at >= "from" AS current
-          FROM loyalty.purchase x
-         WHERE x.at < "to"
-           AND x.at >= CASE WHEN unit IS NULL THEN "from" - ("to" - "from")
-                            ELSE (date_trunc(unit, "from" AT TIME ZONE tz) - ('1 ' || unit)::interval) AT TIME ZONE tz END
-    ), cur AS (SELECT * FROM p WHERE p.current),
-    money AS (
-        SELECT c.grp, count(*) AS checks, count(c.customer_id) AS identified,
-               sum(c.paid) AS revenue,
-               coalesce(sum(c.paid) FILTER (WHERE c.customer_id IS NOT NULL), 0) AS member_revenue,
-               coalesce(sum(c.paid) FILTER (WHERE c.customer_id IS NULL), 0) AS anonymous_revenue,
-               count(DISTINCT c.customer_id) AS customers
-          FROM cur c GROUP BY c.grp
-    ), repeat AS (
-        SELECT b.grp, count(*) FILTER (WHERE b.n >= 2) AS repeaters
-          FROM (SELECT c.grp, c.customer_id, count(*) AS n FROM cur c
-                 WHERE c.customer_id IS NOT NULL GROUP BY c.grp, c.customer_id) b
-         GROUP BY b.grp
-    ), retained AS (
-        -- customers of the previous period (next_grp of theirs = this group)
-        -- and how many of them bought again in this one
-        SELECT q.grp, count(*) AS before, count(k.customer_id) AS again
-          FROM (SELECT DISTINCT q.next_grp AS grp, q.customer_id
-                  FROM p q
-                 WHERE q.customer_id IS NOT NULL
-                   AND CASE WHEN unit IS NOT NULL THEN q.next_grp IN (SELECT c.grp FROM cur c)
-                            ELSE NOT q.current END) q
-          LEFT JOIN (SELECT DISTINCT c.grp, c.customer_id FROM cur c
-                      WHERE c.customer_id IS NOT NULL) k
-            ON k.grp = q.grp AND k.customer_id = q.customer_id
-         GROUP BY q.grp
-    ), points AS (
-        SELECT CASE WHEN unit IS NOT NULL
-                    THEN to_char(date_trunc(unit, e.at AT TIME ZONE tz), 'YYYY-MM-DD')
-                    WHEN by = 'store' THEN coalesce(pu.store, '-') ELSE coalesce(pu.channel, '-') END AS grp,
-               coalesce(sum(e.points) FILTER (WHERE e.kind = 'earn'), 0) AS earned,
-               -coalesce(sum(e.points) FILTER (WHERE e.kind IN ('spend', 'return')), 0) AS spent,
-               -coalesce(sum(e.points) FILTER (WHERE e.kind = 'expire'), 0) AS expired,
-               -coalesce(sum(e.points) FILTER (WHERE e.kind = 'reverse'), 0) AS reversed
-          FROM loyalty.ledger_entry e
-          LEFT JOIN loyalty.purchase pu ON pu.operation_id = coalesce(e.ref_operation_id, e.operation_id)
-         WHERE e.at >= "from" AND e.at < "to"
-         GROUP BY 1
-    )
-    SELECT g.grp, coalesce(m.checks, 0), coalesce(m.identified, 0),
-           round(m.identified::numeric / nullif(m.checks, 0), 4),
-           coalesce(m.revenue, 0),
-           round(m.member_revenue / nullif(m.revenue, 0), 4),
-           round(m.member_revenue / nullif(m.identified, 0), 2),
-           round(m.anonymous_revenue / nullif(m.checks - m.identified, 0), 2),
-           coalesce(m.customers, 0),
-           round(r.repeaters::numeric / nullif(m.customers, 0), 4),
-           round(t.again::numeric / nullif(t.before, 0), 4),
-           coalesce(pt.earned, 0), coalesce(pt.spent, 0), coalesce(pt.expired, 0), coalesce(pt.reversed, 0),
-           round(pt.spent / nullif(pt.earned, 0), 4)
-      FROM (SELECT grp FROM money UNION SELECT grp FROM points) g
-      LEFT JOIN money m ON m.grp = g.grp
-      LEFT JOIN repeat r ON r.grp = g.grp
-      LEFT JOIN retained t ON t.grp = g.grp
-      LEFT JOIN points pt ON pt.grp = g.grp
-     ORDER BY g.grp;
+    SELECT * FROM loyalty.kpi_merge(ARRAY(SELECT x FROM loyalty.kpi_parts("from", "to", by) x));
 END
 $$;
 COMMENT ON FUNCTION loyalty.kpi("from" timestamp with time zone, "to" timestamp with time zone, by text) IS
@@ -1850,31 +1784,58 @@ CREATE VIEW loyalty.kpi_daily AS
      WHERE b.first IS NOT NULL;
 COMMENT ON VIEW loyalty.kpi_daily IS 'loyalty.kpi by program day over the whole history';
 
+-- (Folded, chain scale: 2.7M lots, a grant's 1.18M entries after the
+-- moment.)  One pass over the lots (before: two, and a semi-join of every
+-- entry after the moment with every lot counted); the entries after the
+-- moment are only those of lots up to the last one earned by the moment, so
+-- a later grant's entries are skipped unread; the settings are read once,
+-- not once a lot.  sql/kpi_liability_speed.sql compares it with the sum of
+-- the entries up to each of twelve moments.
 CREATE FUNCTION loyalty.points_liability(as_of timestamptz DEFAULT now())
     RETURNS TABLE (account text, expiry_month text, available numeric, pending numeric,
                    negative numeric, points numeric, money numeric)
     LANGUAGE sql STABLE STRICT SECURITY DEFINER
     SET search_path = pg_catalog, pg_temp
+    SET jit = off
     AS $$
-    WITH e AS (
-        -- one pass over the entries up to the moment (no index by lot needed)
-        SELECT y.lot_id, sum(y.points) AS remaining
-          FROM loyalty.ledger_entry y WHERE y.at <= as_of GROUP BY y.lot_id
+    WITH later AS (
+        -- a lot's remaining is the sum of its entries (verify_ledger): as of
+        -- the moment it is its remaining less the entries after the moment,
+        -- found through ledger_entry_at_idx (few unless the moment is old).
+        -- Only the entries of lots counted below matter, and those lots' ids
+        -- are at most the last lot earned by the moment's (found from the
+        -- newest lot back): the entries of lots added since, such as a later
+        -- grant's, are skipped without being grouped or joined.
+        SELECT y.lot_id, sum(y.points) AS points
+          FROM loyalty.ledger_entry y
+         WHERE y.at > as_of
+           AND y.lot_id <= (SELECT x.id FROM loyalty.lot x WHERE x.earned_at <= as_of
+                             ORDER BY x.id DESC LIMIT 1)
+         GROUP BY y.lot_id
     ), l AS (
-        SELECT x.account, x.available_at, x.expires_at, e.remaining
-          FROM loyalty.lot x JOIN e ON e.lot_id = x.id
+        -- one pass over the lots; OFFSET 0 computes each lot's remaining as
+        -- of the moment once, not once for every sum below (and computes
+        -- nothing for a lot without entries after the moment)
+        SELECT x.account, x.available_at, x.expires_at,
+               CASE WHEN a.points IS NULL THEN x.remaining ELSE x.remaining - a.points END AS remaining
+          FROM loyalty.lot x LEFT JOIN later a ON a.lot_id = x.id
          WHERE x.earned_at <= as_of AND (x.expires_at IS NULL OR x.expires_at > as_of OR x.amount < 0)
+        OFFSET 0
+    ), g AS (
+        -- grouped by the expiry's month first, the month's text once a group;
+        -- the settings read once (an InitPlan), not once a lot
+        SELECT l.account, date_trunc('month', l.expires_at AT TIME ZONE (SELECT loyalty.setting_value('timezone'))) AS month,
+               sum(l.remaining) FILTER (WHERE l.remaining > 0 AND l.available_at <= as_of) AS available,
+               sum(l.remaining) FILTER (WHERE l.remaining > 0 AND l.available_at > as_of) AS pending,
+               sum(l.remaining) FILTER (WHERE l.remaining < 0) AS negative,
+               sum(l.remaining) AS points
+          FROM l
+         WHERE l.remaining <> 0
+         GROUP BY 1, 2
     )
-    SELECT l.account,
-           to_char(l.expires_at AT TIME ZONE loyalty.setting_value('timezone'), 'YYYY-MM'),
-           sum(l.remaining) FILTER (WHERE l.remaining > 0 AND l.available_at <= as_of),
-           sum(l.remaining) FILTER (WHERE l.remaining > 0 AND l.available_at > as_of),
-           sum(l.remaining) FILTER (WHERE l.remaining < 0),
-           sum(l.remaining),
-           round(sum(l.remaining) * loyalty.setting_value('point_value')::numeric, 2)
-      FROM l
-     WHERE l.remaining <> 0
-     GROUP BY 1, 2
+    SELECT g.account, to_char(g.month, 'YYYY-MM'), g.available, g.pending, g.negative, g.points,
+           round(g.points * (SELECT loyalty.setting_value('point_value')::numeric), 2)
+      FROM g
      ORDER BY 1, 2 NULLS LAST
 $$;
 COMMENT ON FUNCTION loyalty.points_liability(as_of timestamp with time zone) IS
@@ -2161,15 +2122,26 @@ CREATE TYPE loyalty.kpi_part AS (
 COMMENT ON TYPE loyalty.kpi_part IS
     'One node''s additive KPI parts of a group (loyalty.kpi_parts; listed: the node''s kpi has the group, else only its retention counts); loyalty.kpi_merge adds them up';
 
+-- (Folded, chain scale: 3M purchases.)  The money of the period is summed
+-- per group, and only small counters are kept per group and customer, in
+-- one grouping that gives customers, repeaters and retention together
+-- (before: a sort for count(DISTINCT), and three groupings of the
+-- materialized purchases); an entry's purchase is found in a hash of the
+-- period's purchases, and only an entry of an older purchase probes it by
+-- key (before: a subquery per entry); by store or channel without parallel
+-- workers (they reduce nothing there).  sql/kpi_liability_speed.sql
+-- compares it with the straightforward statement.
 CREATE FUNCTION loyalty.kpi_parts("from" timestamptz, "to" timestamptz, by text DEFAULT 'day')
     RETURNS SETOF loyalty.kpi_part
     LANGUAGE plpgsql STABLE STRICT SECURITY DEFINER
     SET search_path = pg_catalog, pg_temp
+    SET jit = off
     AS $$
 #variable_conflict use_column
 DECLARE
     tz   text := loyalty.setting_value('timezone');
     unit text;
+    workers text := current_setting('max_parallel_workers_per_gather');
 BEGIN
     IF by NOT IN ('day', 'week', 'month', 'store', 'channel') THEN
         RAISE EXCEPTION 'invalid kpi grouping "%"', by
@@ -2180,10 +2152,21 @@ BEGIN
             USING ERRCODE = '22023', DETAIL = 'Argument "from" must be earlier than "to".';
     END IF;
     unit := CASE WHEN by IN ('day', 'week', 'month') THEN by END;
+    IF unit IS NULL THEN
+        -- by store or channel the (group, customer) pairs below are about as
+        -- many as the checks: a parallel partial aggregation reduces nothing
+        -- and its leader aggregates every pair again (a month by store at
+        -- chain scale: 0.93 s with two workers, 0.73 s without); by day,
+        -- week or month the parallel scans pay (a year by day: 11.7 s with,
+        -- 15.7 s without).  Set for this statement only, restored after it.
+        PERFORM set_config('max_parallel_workers_per_gather', '0', true);
+    END IF;
     RETURN QUERY
-    WITH p AS (
-        -- the purchases of the period and of the period before it (retention)
-        SELECT x.*, x.total - x.refunded AS paid,
+    WITH p AS NOT MATERIALIZED (
+        -- the purchases of the period and of the period before it (retention),
+        -- only the columns read below; read once per use below rather than
+        -- materialized (by store or channel: twice, both through purchase_at_idx)
+        SELECT x.customer_id, x.total - x.refunded AS paid,
                CASE WHEN unit IS NOT NULL
                     THEN to_char(date_trunc(unit, x.at AT TIME ZONE tz), 'YYYY-MM-DD')
                     WHEN by = 'store' THEN coalesce(x.store, '-') ELSE x.channel END AS grp,
@@ -2195,61 +2178,82 @@ BEGIN
          WHERE x.at < "to"
            AND x.at >= CASE WHEN unit IS NULL THEN "from" - ("to" - "from")
                             ELSE (date_trunc(unit, "from" AT TIME ZONE tz) - ('1 ' || unit)::interval) AT TIME ZONE tz END
-    ), cur AS (SELECT * FROM p WHERE p.current),
-    money AS (
-        SELECT c.grp, count(*) AS checks, count(c.customer_id) AS identified,
-               sum(c.paid) AS revenue,
-               coalesce(sum(c.paid) FILTER (WHERE c.customer_id IS NOT NULL), 0) AS member_revenue,
-               coalesce(sum(c.paid) FILTER (WHERE c.customer_id IS NULL), 0) AS anonymous_revenue,
-               count(DISTINCT c.customer_id) AS customers
-          FROM cur c GROUP BY c.grp
-    ), repeat AS (
-        SELECT b.grp, count(*) FILTER (WHERE b.n >= 2) AS repeaters
-          FROM (SELECT c.grp, c.customer_id, count(*) AS n FROM cur c
-                 WHERE c.customer_id IS NOT NULL GROUP BY c.grp, c.customer_id) b
-         GROUP BY b.grp
-    ), retained AS (
-        -- customers of the previous period (next_grp of theirs = this group)
-        -- and how many of them bought again in this one
-        SELECT q.grp, count(*) AS before, count(k.customer_id) AS again
-          FROM (SELECT DISTINCT q.next_grp AS grp, q.customer_id
-                  FROM p q
-                 WHERE q.customer_id IS NOT NULL
-                   AND CASE WHEN unit IS NOT NULL
-                            -- every period of [from, to), bought in here or not:
-                            -- another node may have this period's buyers
-                            THEN q.next_grp BETWEEN to_char(date_trunc(unit, "from" AT TIME ZONE tz), 'YYYY-MM-DD')
-                                                AND to_char(date_trunc(unit, ("to" AT TIME ZONE tz) - interval '1 microsecond'), 'YYYY-MM-DD')
-                            ELSE NOT q.current END) q
-          LEFT JOIN (SELECT DISTINCT c.grp, c.customer_id FROM cur c
-                      WHERE c.customer_id IS NOT NULL) k
-            ON k.grp = q.grp AND k.customer_id = q.customer_id
-         GROUP BY q.grp
+    ), money AS (
+        -- the money of the period's checks per group
+        SELECT p.grp, count(*) AS checks, count(p.customer_id) AS identified,
+               sum(p.paid) AS revenue,
+               coalesce(sum(p.paid) FILTER (WHERE p.customer_id IS NOT NULL), 0) AS member_revenue,
+               coalesce(sum(p.paid) FILTER (WHERE p.customer_id IS NULL), 0) AS anonymous_revenue
+          FROM p
+         WHERE p.current
+         GROUP BY p.grp
+    ), k AS (
+        -- per identified check: the group it is in if it is of the period
+        -- (mine), and the group whose previous period it is in (before; every
+        -- period of [from, to), bought in here or not: another node may have
+        -- that period's buyers).  By store or channel both are the check's
+        -- own group, so a check is one row; by day, week or month, two.
+        SELECT p.grp, p.customer_id, p.current AS mine, unit IS NULL AND NOT p.current AS before
+          FROM p
+         WHERE p.customer_id IS NOT NULL AND (p.current OR unit IS NULL)
+        UNION ALL
+        SELECT p.next_grp, p.customer_id, false, true
+          FROM p
+         WHERE unit IS NOT NULL AND p.customer_id IS NOT NULL
+           AND p.next_grp BETWEEN to_char(date_trunc(unit, "from" AT TIME ZONE tz), 'YYYY-MM-DD')
+                              AND to_char(date_trunc(unit, ("to" AT TIME ZONE tz) - interval '1 microsecond'), 'YYYY-MM-DD')
+    ), customers AS (
+        -- one grouping by group and customer (only small counters kept per
+        -- customer: the money is summed per group above): per group its
+        -- customers, those with two checks or more, the customers of the
+        -- previous period and how many of them bought again in this one
+        SELECT c.grp, count(*) FILTER (WHERE c.n > 0) AS customers,
+               count(*) FILTER (WHERE c.n >= 2) AS repeaters,
+               count(*) FILTER (WHERE c.before) AS before,
+               count(*) FILTER (WHERE c.before AND c.n > 0) AS again
+          FROM (SELECT k.grp, k.customer_id, count(*) FILTER (WHERE k.mine) AS n, bool_or(k.before) AS before
+                  FROM k GROUP BY k.grp, k.customer_id) c
+         GROUP BY c.grp
     ), points AS (
+        -- the entries of the period (ledger_entry_at_idx); by store or channel
+        -- each entry's purchase: the period's purchases are hashed once (an
+        -- entry of the period is mostly a purchase of the period: its earn or
+        -- spend), and only an entry without one there (a refund of an older
+        -- purchase) probes purchase by its key, through a join LATERAL with
+        -- LIMIT (a subquery per entry costs twice the probe)
         SELECT CASE WHEN unit IS NOT NULL
                     THEN to_char(date_trunc(unit, e.at AT TIME ZONE tz), 'YYYY-MM-DD')
-                    WHEN by = 'store' THEN coalesce(pu.store, '-') ELSE coalesce(pu.channel, '-') END AS grp,
+                    WHEN by = 'store' THEN coalesce(CASE WHEN c.operation_id IS NULL THEN pu.store ELSE c.store END, '-')
+                    ELSE coalesce(CASE WHEN c.operation_id IS NULL THEN pu.channel ELSE c.channel END, '-') END AS grp,
                coalesce(sum(e.points) FILTER (WHERE e.kind = 'earn'), 0) AS earned,
                -coalesce(sum(e.points) FILTER (WHERE e.kind IN ('spend', 'return')), 0) AS spent,
                -coalesce(sum(e.points) FILTER (WHERE e.kind = 'expire'), 0) AS expired,
                -coalesce(sum(e.points) FILTER (WHERE e.kind = 'reverse'), 0) AS reversed
           FROM loyalty.ledger_entry e
-          LEFT JOIN loyalty.purchase pu ON pu.operation_id = coalesce(e.ref_operation_id, e.operation_id)
+          LEFT JOIN loyalty.purchase c
+            ON unit IS NULL AND c.at >= "from" AND c.at < "to"
+           AND c.operation_id = coalesce(e.ref_operation_id, e.operation_id)
+          LEFT JOIN LATERAL (SELECT pu.store, pu.channel FROM loyalty.purchase pu
+                              WHERE unit IS NULL AND c.operation_id IS NULL
+                                AND pu.operation_id = coalesce(e.ref_operation_id, e.operation_id)
+                              LIMIT 1) pu ON true
          WHERE e.at >= "from" AND e.at < "to"
          GROUP BY 1
     )
     SELECT g.grp, coalesce(m.checks, 0), coalesce(m.identified, 0),
            coalesce(m.revenue, 0), coalesce(m.member_revenue, 0), coalesce(m.anonymous_revenue, 0),
-           coalesce(m.customers, 0), coalesce(r.repeaters, 0),
-           coalesce(t.before, 0), coalesce(t.again, 0),
+           coalesce(c.customers, 0), coalesce(c.repeaters, 0),
+           coalesce(c.before, 0), coalesce(c.again, 0),
            coalesce(pt.earned, 0), coalesce(pt.spent, 0), coalesce(pt.expired, 0), coalesce(pt.reversed, 0),
            m.grp IS NOT NULL OR pt.grp IS NOT NULL
-      FROM (SELECT grp FROM money UNION SELECT grp FROM points UNION SELECT grp FROM retained) g
+      FROM (SELECT grp FROM money UNION SELECT grp FROM points UNION SELECT grp FROM customers) g
       LEFT JOIN money m ON m.grp = g.grp
-      LEFT JOIN repeat r ON r.grp = g.grp
-      LEFT JOIN retained t ON t.grp = g.grp
+      LEFT JOIN customers c ON c.grp = g.grp
       LEFT JOIN points pt ON pt.grp = g.grp
      ORDER BY g.grp;
+    IF unit IS NULL THEN
+        PERFORM set_config('max_parallel_workers_per_gather', workers, true);
+    END IF;
 END
 $$;
 COMMENT ON FUNCTION loyalty.kpi_parts("from" timestamp with time zone, "to" timestamp with time zone, by text) IS
@@ -3801,162 +3805,14 @@ GRANT EXECUTE ON FUNCTION loyalty.api(text, jsonb)
 
 -- ---------------------------------------------------------------------------
 -- Issue 16 (continued): speed of the segment refresh, RFM, kpi and liability
--- at chain scale, every result unchanged (the segment refresh's and RFM's
--- part is in the definitions of refresh_rfm, refresh_segments and
--- segment_intervals in Issue 16 parts 1 and 2).  kpi reads a period's
--- ledger entries through ledger_entry_at_idx and
--- a purchase by its key only when grouping by store or channel;
--- points_liability starts from lot.remaining (the sum of the lot's entries,
--- which verify_ledger checks) less the entries after the moment, and reads
--- the settings once instead of once a lot.  Both run without JIT, whose
--- compilation cost more than the statements it compiled.
+-- at chain scale, every result unchanged (the functions' final definitions
+-- are in Issue 16 parts 1, 2 and 5 and Issue 20 item 9, folded there).  kpi
+-- and points_liability read the ledger entries of a period, or after a
+-- moment, through this index; points_liability starts from lot.remaining
+-- (the sum of the lot's entries, which verify_ledger checks) less the
+-- entries after the moment.
 -- ---------------------------------------------------------------------------
 CREATE INDEX ledger_entry_at_idx ON loyalty.ledger_entry (at);
-
-CREATE OR REPLACE FUNCTION loyalty.kpi("from" timestamptz, "to" timestamptz, by text DEFAULT 'day')
-    RETURNS TABLE (period text, checks bigint, identified_checks bigint, identified_share numeric,
-                   revenue numeric, member_revenue_share numeric, avg_check_member numeric,
-                   avg_check_anonymous numeric, customers bigint, repeat_rate numeric,
-                   retention numeric, points_earned numeric, points_spent numeric,
-                   points_expired numeric, points_reversed numeric, redemption_rate numeric)
-    LANGUAGE plpgsql STABLE STRICT SECURITY DEFINER
-    SET search_path = pg_catalog, pg_temp
-    SET jit = off
-    AS $$
-#variable_conflict use_column
-DECLARE
-    tz   text := loyalty.setting_value('timezone');
-    unit text;
-BEGIN
-    IF by NOT IN ('day', 'week', 'month', 'store', 'channel') THEN
-        RAISE EXCEPTION 'invalid kpi grouping "%"', by
-            USING ERRCODE = '22023', DETAIL = 'Argument "by" must be day, week, month, store or channel.';
-    END IF;
-    IF "from" >= "to" THEN
-        RAISE EXCEPTION 'empty kpi period'
-            USING ERRCODE = '22023', DETAIL = 'Argument "from" must be earlier than "to".';
-    END IF;
-    unit := CASE WHEN by IN ('day', 'week', 'month') THEN by END;
-    RETURN QUERY
-    WITH p AS (
-        -- the purchases of the period and of the period before it (retention),
-        -- only the columns read below (the CTE is materialized)
-        SELECT x.customer_id, x.total - x.refunded AS paid,
-               CASE WHEN unit IS NOT NULL
-                    THEN to_char(date_trunc(unit, x.at AT TIME ZONE tz), 'YYYY-MM-DD')
-                    WHEN by = 'store' THEN coalesce(x.store, '-') ELSE x.channel END AS grp,
-               CASE WHEN unit IS NOT NULL
-                    THEN to_char(date_trunc(unit, (x.at AT TIME ZONE tz) + ('1 ' || unit)::interval), 'YYYY-MM-DD')
-                    WHEN by = 'store' THEN coalesce(x.store, '-') ELSE x.channel END AS next_grp,
-               x.at >= "from" AS current
-          FROM loyalty.purchase x
-         WHERE x.at < "to"
-           AND x.at >= CASE WHEN unit IS NULL THEN "from" - ("to" - "from")
-                            ELSE (date_trunc(unit, "from" AT TIME ZONE tz) - ('1 ' || unit)::interval) AT TIME ZONE tz END
-    ), cur AS (SELECT * FROM p WHERE p.current),
-    money AS (
-        SELECT c.grp, count(*) AS checks, count(c.customer_id) AS identified,
-               sum(c.paid) AS revenue,
-               coalesce(sum(c.paid) FILTER (WHERE c.customer_id IS NOT NULL), 0) AS member_revenue,
-               coalesce(sum(c.paid) FILTER (WHERE c.customer_id IS NULL), 0) AS anonymous_revenue,
-               count(DISTINCT c.customer_id) AS customers
-          FROM cur c GROUP BY c.grp
-    ), repeat AS (
-        SELECT b.grp, count(*) FILTER (WHERE b.n >= 2) AS repeaters
-          FROM (SELECT c.grp, c.customer_id, count(*) AS n FROM cur c
-                 WHERE c.customer_id IS NOT NULL GROUP BY c.grp, c.customer_id) b
-         GROUP BY b.grp
-    ), retained AS (
-        -- customers of the previous period (next_grp of theirs = this group)
-        -- and how many of them bought again in this one
-        SELECT q.grp, count(*) AS before, count(k.customer_id) AS again
-          FROM (SELECT DISTINCT q.next_grp AS grp, q.customer_id
-                  FROM p q
-                 WHERE q.customer_id IS NOT NULL
-                   AND CASE WHEN unit IS NOT NULL THEN q.next_grp IN (SELECT c.grp FROM cur c)
-                            ELSE NOT q.current END) q
-          LEFT JOIN (SELECT DISTINCT c.grp, c.customer_id FROM cur c
-                      WHERE c.customer_id IS NOT NULL) k
-            ON k.grp = q.grp AND k.customer_id = q.customer_id
-         GROUP BY q.grp
-    ), points AS (
-        -- the entries of the period (ledger_entry_at_idx); the purchase of
-        -- each is looked up by its key only when grouping by store or channel
-        SELECT CASE WHEN unit IS NOT NULL
-                    THEN to_char(date_trunc(unit, e.at AT TIME ZONE tz), 'YYYY-MM-DD')
-                    WHEN by = 'store'
-                    THEN coalesce((SELECT pu.store FROM loyalty.purchase pu
-                                    WHERE pu.operation_id = coalesce(e.ref_operation_id, e.operation_id)), '-')
-                    ELSE coalesce((SELECT pu.channel FROM loyalty.purchase pu
-                                    WHERE pu.operation_id = coalesce(e.ref_operation_id, e.operation_id)), '-') END AS grp,
-               coalesce(sum(e.points) FILTER (WHERE e.kind = 'earn'), 0) AS earned,
-               -coalesce(sum(e.points) FILTER (WHERE e.kind IN ('spend', 'return')), 0) AS spent,
-               -coalesce(sum(e.points) FILTER (WHERE e.kind = 'expire'), 0) AS expired,
-               -coalesce(sum(e.points) FILTER (WHERE e.kind = 'reverse'), 0) AS reversed
-          FROM loyalty.ledger_entry e
-         WHERE e.at >= "from" AND e.at < "to"
-         GROUP BY 1
-    )
-    SELECT g.grp, coalesce(m.checks, 0), coalesce(m.identified, 0),
-           round(m.identified::numeric / nullif(m.checks, 0), 4),
-           coalesce(m.revenue, 0),
-           round(m.member_revenue / nullif(m.revenue, 0), 4),
-           round(m.member_revenue / nullif(m.identified, 0), 2),
-           round(m.anonymous_revenue / nullif(m.checks - m.identified, 0), 2),
-           coalesce(m.customers, 0),
-           round(r.repeaters::numeric / nullif(m.customers, 0), 4),
-           round(t.again::numeric / nullif(t.before, 0), 4),
-           coalesce(pt.earned, 0), coalesce(pt.spent, 0), coalesce(pt.expired, 0), coalesce(pt.reversed, 0),
-           round(pt.spent / nullif(pt.earned, 0), 4)
-      FROM (SELECT grp FROM money UNION SELECT grp FROM points) g
-      LEFT JOIN money m ON m.grp = g.grp
-      LEFT JOIN repeat r ON r.grp = g.grp
-      LEFT JOIN retained t ON t.grp = g.grp
-      LEFT JOIN points pt ON pt.grp = g.grp
-     ORDER BY g.grp;
-END
-$$;
-
-CREATE OR REPLACE FUNCTION loyalty.points_liability(as_of timestamptz DEFAULT now())
-    RETURNS TABLE (account text, expiry_month text, available numeric, pending numeric,
-                   negative numeric, points numeric, money numeric)
-    LANGUAGE sql STABLE STRICT SECURITY DEFINER
-    SET search_path = pg_catalog, pg_temp
-    SET jit = off
-    AS $$
-    WITH later AS (
-        -- a lot's remaining is the sum of its entries (verify_ledger): as of
-        -- the moment it is its remaining less the entries after the moment,
-        -- found through ledger_entry_at_idx (few unless the moment is old)
-        -- (of the lots counted only: a grant after the moment adds nothing)
-        SELECT y.lot_id, sum(y.points) AS points
-          FROM loyalty.ledger_entry y
-         WHERE y.at > as_of
-           AND y.lot_id IN (SELECT x.id FROM loyalty.lot x
-                             WHERE x.earned_at <= as_of
-                               AND (x.expires_at IS NULL OR x.expires_at > as_of OR x.amount < 0))
-         GROUP BY y.lot_id
-    ), l AS (
-        SELECT x.account, x.available_at, x.expires_at, x.remaining - coalesce(a.points, 0) AS remaining
-          FROM loyalty.lot x LEFT JOIN later a ON a.lot_id = x.id
-         WHERE x.earned_at <= as_of AND (x.expires_at IS NULL OR x.expires_at > as_of OR x.amount < 0)
-    ), g AS (
-        -- grouped by the expiry's month first, the month's text once a group;
-        -- the settings read once (an InitPlan), not once a lot
-        SELECT l.account, date_trunc('month', l.expires_at AT TIME ZONE (SELECT loyalty.setting_value('timezone'))) AS month,
-               sum(l.remaining) FILTER (WHERE l.remaining > 0 AND l.available_at <= as_of) AS available,
-               sum(l.remaining) FILTER (WHERE l.remaining > 0 AND l.available_at > as_of) AS pending,
-               sum(l.remaining) FILTER (WHERE l.remaining < 0) AS negative,
-               sum(l.remaining) AS points
-          FROM l
-         WHERE l.remaining <> 0
-         GROUP BY 1, 2
-    )
-    SELECT g.account, to_char(g.month, 'YYYY-MM'), g.available, g.pending, g.negative, g.points,
-           round(g.points * (SELECT loyalty.setting_value('point_value')::numeric), 2)
-      FROM g
-     ORDER BY 1, 2 NULLS LAST
-$$;
 
 
 -- Issue 20 round 2: the router's strict idempotency in one round trip, and
@@ -4244,141 +4100,6 @@ GRANT EXECUTE ON FUNCTION
 -- three versions of this unreleased script are folded into one there)
 
 -- ---------------------------------------------------------------------------
--- Issue 16 (continued): one node's kpi is the merge of its own additive parts.
--- kpi and kpi_parts restated the same statement; kpi_parts now has kpi's
--- speed work (only the columns read, the purchase of an entry looked up by
--- key only when grouping by store or channel, jit off) and kpi merges this
--- node's parts with kpi_merge, as a sharded chain merges every node's
--- (sql/scale_reports.sql and harden_bi prove the figures unchanged).
--- ---------------------------------------------------------------------------
-CREATE OR REPLACE FUNCTION loyalty.kpi_parts("from" timestamptz, "to" timestamptz, by text DEFAULT 'day')
-    RETURNS SETOF loyalty.kpi_part
-    LANGUAGE plpgsql STABLE STRICT SECURITY DEFINER
-    SET search_path = pg_catalog, pg_temp
-    SET jit = off
-    AS $$
-#variable_conflict use_column
-DECLARE
-    tz   text := loyalty.setting_value('timezone');
-    unit text;
-BEGIN
-    IF by NOT IN ('day', 'week', 'month', 'store', 'channel') THEN
-        RAISE EXCEPTION 'invalid kpi grouping "%"', by
-            USING ERRCODE = '22023', DETAIL = 'Argument "by" must be day, week, month, store or channel.';
-    END IF;
-    IF "from" >= "to" THEN
-        RAISE EXCEPTION 'empty kpi period'
-            USING ERRCODE = '22023', DETAIL = 'Argument "from" must be earlier than "to".';
-    END IF;
-    unit := CASE WHEN by IN ('day', 'week', 'month') THEN by END;
-    RETURN QUERY
-    WITH p AS (
-        -- the purchases of the period and of the period before it (retention),
-        -- only the columns read below (the CTE is materialized)
-        SELECT x.customer_id, x.total - x.refunded AS paid,
-               CASE WHEN unit IS NOT NULL
-                    THEN to_char(date_trunc(unit, x.at AT TIME ZONE tz), 'YYYY-MM-DD')
-                    WHEN by = 'store' THEN coalesce(x.store, '-') ELSE x.channel END AS grp,
-               CASE WHEN unit IS NOT NULL
-                    THEN to_char(date_trunc(unit, (x.at AT TIME ZONE tz) + ('1 ' || unit)::interval), 'YYYY-MM-DD')
-                    WHEN by = 'store' THEN coalesce(x.store, '-') ELSE x.channel END AS next_grp,
-               x.at >= "from" AS current
-          FROM loyalty.purchase x
-         WHERE x.at < "to"
-           AND x.at >= CASE WHEN unit IS NULL THEN "from" - ("to" - "from")
-                            ELSE (date_trunc(unit, "from" AT TIME ZONE tz) - ('1 ' || unit)::interval) AT TIME ZONE tz END
-    ), cur AS (SELECT * FROM p WHERE p.current),
-    money AS (
-        SELECT c.grp, count(*) AS checks, count(c.customer_id) AS identified,
-               sum(c.paid) AS revenue,
-               coalesce(sum(c.paid) FILTER (WHERE c.customer_id IS NOT NULL), 0) AS member_revenue,
-               coalesce(sum(c.paid) FILTER (WHERE c.customer_id IS NULL), 0) AS anonymous_revenue,
-               count(DISTINCT c.customer_id) AS customers
-          FROM cur c GROUP BY c.grp
-    ), repeat AS (
-        SELECT b.grp, count(*) FILTER (WHERE b.n >= 2) AS repeaters
-          FROM (SELECT c.grp, c.customer_id, count(*) AS n FROM cur c
-                 WHERE c.customer_id IS NOT NULL GROUP BY c.grp, c.customer_id) b
-         GROUP BY b.grp
-    ), retained AS (
-        -- customers of the previous period (next_grp of theirs = this group)
-        -- and how many of them bought again in this one
-        SELECT q.grp, count(*) AS before, count(k.customer_id) AS again
-          FROM (SELECT DISTINCT q.next_grp AS grp, q.customer_id
-                  FROM p q
-                 WHERE q.customer_id IS NOT NULL
-                   AND CASE WHEN unit IS NOT NULL
-                            -- every period of [from, to), bought in here or not:
-                            -- another node may have this period's buyers
-                            THEN q.next_grp BETWEEN to_char(date_trunc(unit, "from" AT TIME ZONE tz), 'YYYY-MM-DD')
-                                                AND to_char(date_trunc(unit, ("to" AT TIME ZONE tz) - interval '1 microsecond'), 'YYYY-MM-DD')
-                            ELSE NOT q.current END) q
-          LEFT JOIN (SELECT DISTINCT c.grp, c.customer_id FROM cur c
-                      WHERE c.customer_id IS NOT NULL) k
-            ON k.grp = q.grp AND k.customer_id = q.customer_id
-         GROUP BY q.grp
-    ), points AS (
-        -- the entries of the period (ledger_entry_at_idx); the purchase of
-        -- each is looked up by its key only when grouping by store or channel
-        SELECT CASE WHEN unit IS NOT NULL
-                    THEN to_char(date_trunc(unit, e.at AT TIME ZONE tz), 'YYYY-MM-DD')
-                    WHEN by = 'store'
-                    THEN coalesce((SELECT pu.store FROM loyalty.purchase pu
-                                    WHERE pu.operation_id = coalesce(e.ref_operation_id, e.operation_id)), '-')
-                    ELSE coalesce((SELECT pu.channel FROM loyalty.purchase pu
-                                    WHERE pu.operation_id = coalesce(e.ref_operation_id, e.operation_id)), '-') END AS grp,
-               coalesce(sum(e.points) FILTER (WHERE e.kind = 'earn'), 0) AS earned,
-               -coalesce(sum(e.points) FILTER (WHERE e.kind IN ('spend', 'return')), 0) AS spent,
-               -coalesce(sum(e.points) FILTER (WHERE e.kind = 'expire'), 0) AS expired,
-               -coalesce(sum(e.points) FILTER (WHERE e.kind = 'reverse'), 0) AS reversed
-          FROM loyalty.ledger_entry e
-         WHERE e.at >= "from" AND e.at < "to"
-         GROUP BY 1
-    )
-    SELECT g.grp, coalesce(m.checks, 0), coalesce(m.identified, 0),
-           coalesce(m.revenue, 0), coalesce(m.member_revenue, 0), coalesce(m.anonymous_revenue, 0),
-           coalesce(m.customers, 0), coalesce(r.repeaters, 0),
-           coalesce(t.before, 0), coalesce(t.again, 0),
-           coalesce(pt.earned, 0), coalesce(pt.spent, 0), coalesce(pt.expired, 0), coalesce(pt.reversed, 0),
-           m.grp IS NOT NULL OR pt.grp IS NOT NULL
-      FROM (SELECT grp FROM money UNION SELECT grp FROM points UNION SELECT grp FROM retained) g
-      LEFT JOIN money m ON m.grp = g.grp
-      LEFT JOIN repeat r ON r.grp = g.grp
-      LEFT JOIN retained t ON t.grp = g.grp
-      LEFT JOIN points pt ON pt.grp = g.grp
-     ORDER BY g.grp;
-END
-$$;
-
-CREATE OR REPLACE FUNCTION loyalty.kpi("from" timestamptz, "to" timestamptz, by text DEFAULT 'day')
-    RETURNS TABLE (period text, checks bigint, identified_checks bigint, identified_share numeric,
-                   revenue numeric, member_revenue_share numeric, avg_check_member numeric,
-                   avg_check_anonymous numeric, customers bigint, repeat_rate numeric,
-                   retention numeric, points_earned numeric, points_spent numeric,
-                   points_expired numeric, points_reversed numeric, redemption_rate numeric)
-    LANGUAGE plpgsql STABLE STRICT SECURITY DEFINER
-    SET search_path = pg_catalog, pg_temp
-    SET jit = off
-    AS $$
-#variable_conflict use_column
--- The arguments are checked here, so that an error names loyalty.kpi; the
--- KPIs themselves are the merge of this node's additive parts (kpi_parts,
--- kpi_merge: what a sharded chain merges every node's parts with).
-BEGIN
-    IF by NOT IN ('day', 'week', 'month', 'store', 'channel') THEN
-        RAISE EXCEPTION 'invalid kpi grouping "%"', by
-            USING ERRCODE = '22023', DETAIL = 'Argument "by" must be day, week, month, store or channel.';
-    END IF;
-    IF "from" >= "to" THEN
-        RAISE EXCEPTION 'empty kpi period'
-            USING ERRCODE = '22023', DETAIL = 'Argument "from" must be earlier than "to".';
-    END IF;
-    RETURN QUERY
-    SELECT * FROM loyalty.kpi_merge(ARRAY(SELECT x FROM loyalty.kpi_parts("from", "to", by) x));
-END
-$$;
-
--- ---------------------------------------------------------------------------
 -- Issue 16: the first full segment refresh at chain scale (2.2M members)
 -- spent most of its time writing members: two foreign-key checks per row
 -- (each a query of its own and a lock on the customer row), ON CONFLICT's
@@ -4487,181 +4208,3 @@ CREATE TRIGGER segment_member_follow AFTER DELETE OR UPDATE OF id ON loyalty.cus
     FOR EACH ROW EXECUTE FUNCTION loyalty.segment_member_follow();
 
 REVOKE ALL ON FUNCTION loyalty.segment_member_check(), loyalty.segment_member_follow() FROM PUBLIC;
-
-
--- ---------------------------------------------------------------------------
--- Issue 16 (continued): kpi and points_liability at chain scale (3M
--- purchases, 2.7M lots, a grant's 1.18M entries after the moment).
--- kpi_parts: the money of the period is summed per group, and only small
--- counters are kept per group and customer, in one grouping that gives
--- customers, repeaters and retention together (before: a sort for
--- count(DISTINCT), and three groupings of the materialized purchases); an
--- entry's purchase is found in a hash of the period's purchases, and only
--- an entry of an older purchase probes it by key (before: a subquery per
--- entry).  points_liability: one pass over the lots (before: two, and a
--- semi-join of every entry after the moment with every lot counted); the
--- entries after the moment are only those of lots up to the last one earned
--- by the moment, so a later grant's entries are skipped unread by the join.
--- Results unchanged (sql/kpi_liability_speed.sql compares both with their
--- straightforward statements).
--- ---------------------------------------------------------------------------
-CREATE OR REPLACE FUNCTION loyalty.kpi_parts("from" timestamptz, "to" timestamptz, by text DEFAULT 'day')
-    RETURNS SETOF loyalty.kpi_part
-    LANGUAGE plpgsql STABLE STRICT SECURITY DEFINER
-    SET search_path = pg_catalog, pg_temp
-    SET jit = off
-    AS $$
-#variable_conflict use_column
-DECLARE
-    tz   text := loyalty.setting_value('timezone');
-    unit text;
-BEGIN
-    IF by NOT IN ('day', 'week', 'month', 'store', 'channel') THEN
-        RAISE EXCEPTION 'invalid kpi grouping "%"', by
-            USING ERRCODE = '22023', DETAIL = 'Argument "by" must be day, week, month, store or channel.';
-    END IF;
-    IF "from" >= "to" THEN
-        RAISE EXCEPTION 'empty kpi period'
-            USING ERRCODE = '22023', DETAIL = 'Argument "from" must be earlier than "to".';
-    END IF;
-    unit := CASE WHEN by IN ('day', 'week', 'month') THEN by END;
-    RETURN QUERY
-    WITH p AS NOT MATERIALIZED (
-        -- the purchases of the period and of the period before it (retention),
-        -- only the columns read below; read once per use below rather than
-        -- materialized (by store or channel: twice, both through purchase_at_idx)
-        SELECT x.customer_id, x.total - x.refunded AS paid,
-               CASE WHEN unit IS NOT NULL
-                    THEN to_char(date_trunc(unit, x.at AT TIME ZONE tz), 'YYYY-MM-DD')
-                    WHEN by = 'store' THEN coalesce(x.store, '-') ELSE x.channel END AS grp,
-               CASE WHEN unit IS NOT NULL
-                    THEN to_char(date_trunc(unit, (x.at AT TIME ZONE tz) + ('1 ' || unit)::interval), 'YYYY-MM-DD')
-                    WHEN by = 'store' THEN coalesce(x.store, '-') ELSE x.channel END AS next_grp,
-               x.at >= "from" AS current
-          FROM loyalty.purchase x
-         WHERE x.at < "to"
-           AND x.at >= CASE WHEN unit IS NULL THEN "from" - ("to" - "from")
-                            ELSE (date_trunc(unit, "from" AT TIME ZONE tz) - ('1 ' || unit)::interval) AT TIME ZONE tz END
-    ), money AS (
-        -- the money of the period's checks per group
-        SELECT p.grp, count(*) AS checks, count(p.customer_id) AS identified,
-               sum(p.paid) AS revenue,
-               coalesce(sum(p.paid) FILTER (WHERE p.customer_id IS NOT NULL), 0) AS member_revenue,
-               coalesce(sum(p.paid) FILTER (WHERE p.customer_id IS NULL), 0) AS anonymous_revenue
-          FROM p
-         WHERE p.current
-         GROUP BY p.grp
-    ), k AS (
-        -- per identified check: the group it is in if it is of the period
-        -- (mine), and the group whose previous period it is in (before; every
-        -- period of [from, to), bought in here or not: another node may have
-        -- that period's buyers).  By store or channel both are the check's
-        -- own group, so a check is one row; by day, week or month, two.
-        SELECT p.grp, p.customer_id, p.current AS mine, unit IS NULL AND NOT p.current AS before
-          FROM p
-         WHERE p.customer_id IS NOT NULL AND (p.current OR unit IS NULL)
-        UNION ALL
-        SELECT p.next_grp, p.customer_id, false, true
-          FROM p
-         WHERE unit IS NOT NULL AND p.customer_id IS NOT NULL
-           AND p.next_grp BETWEEN to_char(date_trunc(unit, "from" AT TIME ZONE tz), 'YYYY-MM-DD')
-                              AND to_char(date_trunc(unit, ("to" AT TIME ZONE tz) - interval '1 microsecond'), 'YYYY-MM-DD')
-    ), customers AS (
-        -- one grouping by group and customer (only small counters kept per
-        -- customer: the money is summed per group above): per group its
-        -- customers, those with two checks or more, the customers of the
-        -- previous period and how many of them bought again in this one
-        SELECT c.grp, count(*) FILTER (WHERE c.n > 0) AS customers,
-               count(*) FILTER (WHERE c.n >= 2) AS repeaters,
-               count(*) FILTER (WHERE c.before) AS before,
-               count(*) FILTER (WHERE c.before AND c.n > 0) AS again
-          FROM (SELECT k.grp, k.customer_id, count(*) FILTER (WHERE k.mine) AS n, bool_or(k.before) AS before
-                  FROM k GROUP BY k.grp, k.customer_id) c
-         GROUP BY c.grp
-    ), points AS (
-        -- the entries of the period (ledger_entry_at_idx); by store or channel
-        -- each entry's purchase: the period's purchases are hashed once (an
-        -- entry of the period is mostly a purchase of the period: its earn or
-        -- spend), and only an entry without one there (a refund of an older
-        -- purchase) probes purchase by its key, through a join LATERAL with
-        -- LIMIT (a subquery per entry costs twice the probe)
-        SELECT CASE WHEN unit IS NOT NULL
-                    THEN to_char(date_trunc(unit, e.at AT TIME ZONE tz), 'YYYY-MM-DD')
-                    WHEN by = 'store' THEN coalesce(CASE WHEN c.operation_id IS NULL THEN pu.store ELSE c.store END, '-')
-                    ELSE coalesce(CASE WHEN c.operation_id IS NULL THEN pu.channel ELSE c.channel END, '-') END AS grp,
-               coalesce(sum(e.points) FILTER (WHERE e.kind = 'earn'), 0) AS earned,
-               -coalesce(sum(e.points) FILTER (WHERE e.kind IN ('spend', 'return')), 0) AS spent,
-               -coalesce(sum(e.points) FILTER (WHERE e.kind = 'expire'), 0) AS expired,
-               -coalesce(sum(e.points) FILTER (WHERE e.kind = 'reverse'), 0) AS reversed
-          FROM loyalty.ledger_entry e
-          LEFT JOIN loyalty.purchase c
-            ON unit IS NULL AND c.at >= "from" AND c.at < "to"
-           AND c.operation_id = coalesce(e.ref_operation_id, e.operation_id)
-          LEFT JOIN LATERAL (SELECT pu.store, pu.channel FROM loyalty.purchase pu
-                              WHERE unit IS NULL AND c.operation_id IS NULL
-                                AND pu.operation_id = coalesce(e.ref_operation_id, e.operation_id)
-                              LIMIT 1) pu ON true
-         WHERE e.at >= "from" AND e.at < "to"
-         GROUP BY 1
-    )
-    SELECT g.grp, coalesce(m.checks, 0), coalesce(m.identified, 0),
-           coalesce(m.revenue, 0), coalesce(m.member_revenue, 0), coalesce(m.anonymous_revenue, 0),
-           coalesce(c.customers, 0), coalesce(c.repeaters, 0),
-           coalesce(c.before, 0), coalesce(c.again, 0),
-           coalesce(pt.earned, 0), coalesce(pt.spent, 0), coalesce(pt.expired, 0), coalesce(pt.reversed, 0),
-           m.grp IS NOT NULL OR pt.grp IS NOT NULL
-      FROM (SELECT grp FROM money UNION SELECT grp FROM points UNION SELECT grp FROM customers) g
-      LEFT JOIN money m ON m.grp = g.grp
-      LEFT JOIN customers c ON c.grp = g.grp
-      LEFT JOIN points pt ON pt.grp = g.grp
-     ORDER BY g.grp;
-END
-$$;
-
-CREATE OR REPLACE FUNCTION loyalty.points_liability(as_of timestamptz DEFAULT now())
-    RETURNS TABLE (account text, expiry_month text, available numeric, pending numeric,
-                   negative numeric, points numeric, money numeric)
-    LANGUAGE sql STABLE STRICT SECURITY DEFINER
-    SET search_path = pg_catalog, pg_temp
-    SET jit = off
-    AS $$
-    WITH later AS (
-        -- a lot's remaining is the sum of its entries (verify_ledger): as of
-        -- the moment it is its remaining less the entries after the moment,
-        -- found through ledger_entry_at_idx (few unless the moment is old).
-        -- Only the entries of lots counted below matter, and those lots' ids
-        -- are at most the last lot earned by the moment's (found from the
-        -- newest lot back): the entries of lots added since, such as a later
-        -- grant's, are skipped without being grouped or joined.
-        SELECT y.lot_id, sum(y.points) AS points
-          FROM loyalty.ledger_entry y
-         WHERE y.at > as_of
-           AND y.lot_id <= (SELECT x.id FROM loyalty.lot x WHERE x.earned_at <= as_of
-                             ORDER BY x.id DESC LIMIT 1)
-         GROUP BY y.lot_id
-    ), l AS (
-        -- one pass over the lots; OFFSET 0 computes each lot's remaining as
-        -- of the moment once, not once for every sum below (and computes
-        -- nothing for a lot without entries after the moment)
-        SELECT x.account, x.available_at, x.expires_at,
-               CASE WHEN a.points IS NULL THEN x.remaining ELSE x.remaining - a.points END AS remaining
-          FROM loyalty.lot x LEFT JOIN later a ON a.lot_id = x.id
-         WHERE x.earned_at <= as_of AND (x.expires_at IS NULL OR x.expires_at > as_of OR x.amount < 0)
-        OFFSET 0
-    ), g AS (
-        -- grouped by the expiry's month first, the month's text once a group;
-        -- the settings read once (an InitPlan), not once a lot
-        SELECT l.account, date_trunc('month', l.expires_at AT TIME ZONE (SELECT loyalty.setting_value('timezone'))) AS month,
-               sum(l.remaining) FILTER (WHERE l.remaining > 0 AND l.available_at <= as_of) AS available,
-               sum(l.remaining) FILTER (WHERE l.remaining > 0 AND l.available_at > as_of) AS pending,
-               sum(l.remaining) FILTER (WHERE l.remaining < 0) AS negative,
-               sum(l.remaining) AS points
-          FROM l
-         WHERE l.remaining <> 0
-         GROUP BY 1, 2
-    )
-    SELECT g.account, to_char(g.month, 'YYYY-MM'), g.available, g.pending, g.negative, g.points,
-           round(g.points * (SELECT loyalty.setting_value('point_value')::numeric), 2)
-      FROM g
-     ORDER BY 1, 2 NULLS LAST
-$$;

@@ -295,3 +295,14 @@ SELECT seq_scan - :seq0 AS lot_seq_scans, idx_scan - :idx0 AS lot_index_scans
   FROM pg_stat_xact_user_tables
  WHERE schemaname = 'loyalty' AND relname = 'lot';
 ROLLBACK;
+
+-- ---------------------------------------------------------------------------
+-- kpi by store or channel plans its statement without parallel workers (a
+-- partial aggregation of (store, customer) pairs reduces nothing) and gives
+-- the caller's setting back: 3 before, 3 after, in the same transaction
+-- ---------------------------------------------------------------------------
+BEGIN;
+SET LOCAL max_parallel_workers_per_gather = 3;
+SELECT count(*) > 0 AS has_rows FROM loyalty.kpi('2026-03-01', '2026-04-01', 'store');
+SELECT current_setting('max_parallel_workers_per_gather') AS workers_after;
+ROLLBACK;
