@@ -2825,12 +2825,19 @@ BEGIN
                 base_last := last;
             END IF;
             -- this segment's own candidates (time boundaries, tiers, RFM),
-            -- beside the shared ones: not a copy of those per segment
+            -- beside the shared ones: not a copy of those per segment.  A
+            -- purchase crosses a boundary of length len when the moment
+            -- passes at + len: at in [last - len, as_of - len).  No
+            -- max_backdate here: a purchase written since the last refresh
+            -- is at most max_backdate old, so it is a shared candidate
+            -- already, and one written before it was seen by it (at chain
+            -- scale a day's refresh looks at one day of purchases per
+            -- boundary, not four)
             TRUNCATE loyalty_seg_cand;
             INSERT INTO loyalty_seg_cand
             SELECT p.customer_id
               FROM loyalty.segment_intervals(s.rule) AS i(len)
-              JOIN loyalty.purchase p ON p.at >= last - late - i.len AND p.at < as_of - i.len
+              JOIN loyalty.purchase p ON p.at >= last - i.len AND p.at < as_of - i.len
              WHERE p.customer_id IS NOT NULL
             UNION ALL
             SELECT e.customer_id FROM loyalty.event e
