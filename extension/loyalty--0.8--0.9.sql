@@ -1335,6 +1335,7 @@ CREATE FUNCTION loyalty.refresh_segments(full boolean DEFAULT false, as_of times
 DECLARE
     s        record;
     last     timestamptz;
+    len      interval;
     late     interval := loyalty.setting_value('max_backdate')::interval;
     cond     text;
     entered  bigint;
@@ -1412,12 +1413,17 @@ BEGIN
             -- scale a day's refresh looks at one day of purchases per
             -- boundary, not four)
             TRUNCATE loyalty_seg_cand;
+            -- one statement per boundary, its window known to the planner
+            -- (joined to segment_intervals, the window was a parameter the
+            -- planner guessed a third of the purchases for, and it read a
+            -- whole index for each boundary)
+            FOR len IN SELECT loyalty.segment_intervals(s.rule) LOOP
+                INSERT INTO loyalty_seg_cand
+                SELECT p.customer_id FROM loyalty.purchase p
+                 WHERE p.at >= last - len AND p.at < as_of - len AND p.customer_id IS NOT NULL
+                ON CONFLICT DO NOTHING;
+            END LOOP;
             INSERT INTO loyalty_seg_cand
-            SELECT p.customer_id
-              FROM loyalty.segment_intervals(s.rule) AS i(len)
-              JOIN loyalty.purchase p ON p.at >= last - i.len AND p.at < as_of - i.len
-             WHERE p.customer_id IS NOT NULL
-            UNION ALL
             SELECT e.customer_id FROM loyalty.event e
              WHERE e.kind = 'tier_changed' AND e.created_at >= last AND s.rule::text LIKE '%"tiers"%'
             UNION ALL
