@@ -1169,11 +1169,17 @@ CREATE TABLE loyalty.segment_state (
     segment text NOT NULL,
     rule jsonb NOT NULL,
     refreshed_at timestamp with time zone NOT NULL,
+    seen_before xid8,
+    seen_system bigint,
     CONSTRAINT segment_state_pkey PRIMARY KEY (segment),
     CONSTRAINT segment_state_segment_fkey FOREIGN KEY (segment) REFERENCES loyalty.segment(code) ON UPDATE CASCADE ON DELETE CASCADE
 );
 COMMENT ON TABLE loyalty.segment_state IS
     'The rule each segment was last refreshed with, and when: a segment added or changed since is refreshed in full';
+COMMENT ON COLUMN loyalty.segment_state.seen_before IS
+    'The oldest transaction still running when the last refresh began (its snapshot''s xmin): a purchase or refund written by an older one was seen by it';
+COMMENT ON COLUMN loyalty.segment_state.seen_system IS
+    'The cluster (pg_control_system().system_identifier) seen_before belongs to: after a restore into another cluster it means nothing';
 
 CREATE FUNCTION loyalty.product_matches(sel jsonb, product_sku text) RETURNS boolean
     LANGUAGE plpgsql STABLE PARALLEL SAFE
@@ -1344,6 +1350,14 @@ DECLARE
     total_out bigint := 0;
     gone_ids bigint[];
     base_last timestamptz := NULL;
+    base_seen xid8 := NULL;
+    -- what this refresh has seen: every transaction older than the oldest
+    -- one running as it begins had ended (a subtransaction's id is newer
+    -- than its parent's, so this holds for rows written in one too)
+    seen_now xid8 := pg_snapshot_xmin(pg_current_snapshot());
+    ref      bigint := pg_snapshot_xmax(pg_current_snapshot())::text::bigint;
+    sysid    bigint := (SELECT x.system_identifier FROM pg_control_system() x);
+    seen     xid8;
     in_full  boolean := false;
     seg_full boolean;
     by_purchase boolean;
@@ -1360,7 +1374,7 @@ BEGIN
     CREATE TEMPORARY TABLE loyalty_seg_cand (customer_id bigint PRIMARY KEY) ON COMMIT DROP;
     CREATE TEMPORARY TABLE loyalty_seg_base (customer_id bigint PRIMARY KEY) ON COMMIT DROP;
     CREATE TEMPORARY TABLE loyalty_seg_want (customer_id bigint PRIMARY KEY) ON COMMIT DROP;
-    FOR s IN SELECT g.code, g.rule, st.rule AS old_rule, st.refreshed_at
+    FOR s IN SELECT g.code, g.rule, st.rule AS old_rule, st.refreshed_at, st.seen_before, st.seen_system
                FROM loyalty.segment g LEFT JOIN loyalty.segment_state st ON st.segment = g.code
               ORDER BY g.code LOOP
         TRUNCATE loyalty_seg_want;
@@ -1392,16 +1406,31 @@ BEGIN
             by_purchase := s.rule::text ~ '"(inactive_for|active_within|bought|not_bought|within|purchases|spend|used_promotion|not_used_promotion)"';
             -- the customers with a purchase or a refund since the last
             -- refresh are the same for every segment refreshed at the same
-            -- moment: read once per distinct moment
-            IF by_purchase AND base_last IS DISTINCT FROM last THEN
+            -- moment: read once per distinct moment.  Since: dated at or
+            -- after the last refresh's moment, or up to max_backdate before
+            -- it and written by a transaction the last refresh did not see
+            -- (a late check); the row's xmin made a full transaction id next
+            -- to the current one (an id above the current one's low half is
+            -- of the epoch before; a frozen row's old id reads as newer,
+            -- which only looks at it again).  Without that mark (a first
+            -- refresh, or a restore into another cluster), all of them.
+            seen := CASE WHEN s.seen_system = sysid THEN s.seen_before END;
+            IF by_purchase AND (base_last IS DISTINCT FROM last OR base_seen IS DISTINCT FROM seen) THEN
                 TRUNCATE loyalty_seg_base;
                 INSERT INTO loyalty_seg_base
                 SELECT p.customer_id FROM loyalty.purchase p
                  WHERE p.at >= last - late AND p.customer_id IS NOT NULL
+                   AND (p.at >= last OR seen IS NULL
+                        OR (((ref >> 32) - (p.xmin::text::bigint > (ref & 4294967295))::int) << 32
+                            | p.xmin::text::bigint)::text::xid8 >= seen)
                 UNION
                 SELECT r.customer_id FROM loyalty.refund r
-                 WHERE r.at >= last - late AND r.customer_id IS NOT NULL;
+                 WHERE r.at >= last - late AND r.customer_id IS NOT NULL
+                   AND (r.at >= last OR seen IS NULL
+                        OR (((ref >> 32) - (r.xmin::text::bigint > (ref & 4294967295))::int) << 32
+                            | r.xmin::text::bigint)::text::xid8 >= seen);
                 base_last := last;
+                base_seen := seen;
             END IF;
             -- this segment's own candidates (time boundaries, tiers, RFM),
             -- beside the shared ones: not a copy of those per segment.  A
@@ -1495,8 +1524,10 @@ BEGIN
         GET DIAGNOSTICS entered = ROW_COUNT;
         total_in := total_in + entered;
         total_out := total_out + left_;
-        INSERT INTO loyalty.segment_state (segment, rule, refreshed_at) VALUES (s.code, s.rule, as_of)
-        ON CONFLICT (segment) DO UPDATE SET rule = EXCLUDED.rule, refreshed_at = EXCLUDED.refreshed_at;
+        INSERT INTO loyalty.segment_state (segment, rule, refreshed_at, seen_before, seen_system)
+        VALUES (s.code, s.rule, as_of, seen_now, sysid)
+        ON CONFLICT (segment) DO UPDATE SET rule = EXCLUDED.rule, refreshed_at = EXCLUDED.refreshed_at,
+                                            seen_before = EXCLUDED.seen_before, seen_system = EXCLUDED.seen_system;
     END LOOP;
     DROP TABLE loyalty_seg_cand;
     DROP TABLE loyalty_seg_base;

@@ -58,6 +58,30 @@ SELECT relname, seq_tup_read > 1 AS read_in_full
   FROM pg_stat_xact_user_tables
  WHERE schemaname = 'loyalty' AND relname IN ('customer', 'purchase', 'refund', 'segment_member', 'rfm')
  ORDER BY relname;
+-- nor does it look again at the customers of the last max_backdate (72
+-- hours) before the last refresh, which that refresh saw (before: about 80
+-- customers probed for each of the four purchase rules, 400+ index scans)
+SELECT idx_scan < 50 AS purchase_probed_little
+  FROM pg_stat_xact_user_tables WHERE schemaname = 'loyalty' AND relname = 'purchase';
+ROLLBACK;
+
+-- ---------------------------------------------------------------------------
+-- A late check: written after the last refresh but dated before it (within
+-- max_backdate): the next incremental refresh finds its customer (written
+-- by a transaction the last refresh did not see).  A customer without
+-- purchases buys three times for 500 on 2026-05-31, before the refresh of
+-- 2026-06-01: enters buyers (bought within the year), frequent (2 in 90
+-- days) and big (1,000 within the year); a full refresh then changes nothing.
+-- ---------------------------------------------------------------------------
+SELECT min(c.id) AS late_customer FROM loyalty.customer c
+ WHERE NOT EXISTS (SELECT 1 FROM loyalty.purchase p WHERE p.customer_id = c.id) \gset
+BEGIN;
+INSERT INTO loyalty.purchase (operation_id, customer_id, store, channel, at, amount, discount, redeemed, total, lines)
+SELECT 'L' || i, :late_customer, 'S1', 'pos', timestamptz '2026-05-31 10:00' + i * interval '1 hour', 500, 0, 0, 500, 1
+  FROM generate_series(1, 3) i;
+SELECT loyalty.refresh_segments(false, '2026-06-01 02:00') AS late_found;
+SELECT segment FROM loyalty.segment_member WHERE customer_id = :late_customer ORDER BY segment;
+SELECT loyalty.refresh_segments(true, '2026-06-01 02:00') AS full_after_late;
 ROLLBACK;
 
 -- ---------------------------------------------------------------------------
