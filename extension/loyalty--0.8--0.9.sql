@@ -505,6 +505,17 @@ BEGIN
     END IF;
     -- customers merged into the absorbed one now point straight to the survivor
     UPDATE loyalty.customer c SET merged_into = keep WHERE c.merged_into = absorb;
+    -- the absorbed customer is nobody's member any more: its memberships end
+    -- now, with their segment_changed events, not at the next full refresh
+    -- (an incremental one looks only at customers who may have changed);
+    -- the survivor's are the refresh's to change (waits for a refresh
+    -- running, which holds the members against other writers)
+    WITH gone AS (
+        DELETE FROM loyalty.segment_member m WHERE m.customer_id = absorb
+        RETURNING m.segment)
+    INSERT INTO loyalty.event (customer_id, kind, payload)
+    SELECT absorb, 'segment_changed', jsonb_build_object('segment', g.segment, 'change', 'left', 'at', now())
+      FROM gone g;
 
     RETURN jsonb_build_object('keep', keep, 'absorb', absorb, 'cards', moved, 'lots', lots,
                               'already_merged', false);

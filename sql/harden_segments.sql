@@ -138,3 +138,18 @@ SELECT who, (SELECT coalesce(string_agg(p ->> 'code', ',' ORDER BY p ->> 'code')
                         'lines', '[{"sku": "F1", "qty": 1}]'::jsonb) || who) -> 'lines' -> 0 -> 'promotions') p) AS promotions
   FROM unnest(ARRAY['{}', '{"customer": 1}', '{"customer": 2}', '{"customer": 4}']::jsonb[]) AS who;
 -- 1: NEXT, NOTSLEEP; 2: SLEEPERS; 4: nothing (sent, so neither NEXT nor NOTSLEEP)
+
+-- ---------------------------------------------------------------------------
+-- A merge ends the absorbed customer's memberships at once, with their
+-- segment_changed events (before: they stayed until a full refresh, counted
+-- in the segment and granted to).  Customer 3 (a sleeper) is merged into 2
+-- (a sleeper too): 3 leaves big and sleepers; 2's memberships are unchanged.
+-- ---------------------------------------------------------------------------
+SELECT segment, customer_id FROM loyalty.segment_member WHERE customer_id IN (2, 3) ORDER BY 1, 2;
+SELECT loyalty.merge_customers(2, 3) ->> 'keep' AS keep;
+SELECT segment, customer_id FROM loyalty.segment_member WHERE customer_id IN (2, 3) ORDER BY 1, 2;
+-- (3 never left a segment before: these two are the merge's)
+SELECT customer_id, payload ->> 'segment' AS segment, payload ->> 'change' AS change
+  FROM loyalty.event WHERE kind = 'segment_changed' AND customer_id = 3
+   AND payload ->> 'change' = 'left'
+ ORDER BY 2;
