@@ -1235,6 +1235,7 @@ DECLARE
     w     text;
     r     jsonb;
     alts  text[];
+    m     record;
 BEGIN
     IF rule ? 'rfm' THEN
         parts := parts || format('EXISTS (SELECT 1 FROM loyalty.rfm x WHERE x.customer_id = c.id AND x.segment = ANY (%L::text[]))',
@@ -1267,34 +1268,25 @@ BEGIN
     -- sum is in range are one grouped pass over the window's purchases,
     -- not a count per customer (3M index probes at chain scale); over a few
     -- candidates, each one's count by key.
-    IF rule ? 'purchases' THEN
-        w := CASE WHEN rule -> 'purchases' ? 'within'
-                  THEN format(' AND p.at >= %s - %L::interval', t, rule -> 'purchases' ->> 'within') ELSE '' END;
-        IF whole AND coalesce((rule -> 'purchases' ->> 'min')::numeric, 0) > 0 THEN
+    FOR m IN SELECT * FROM (VALUES
+                 ('purchases', ' AND NOT (p.refunded = p.total AND p.total > 0)', 'count(*)', 'count(*)', '2147483647'),
+                 ('spend', '', 'sum(p.total - p.refunded)', 'coalesce(sum(p.total - p.refunded), 0)', '1e15'))
+               AS v(k, kept, agg, agg_or_0, top) LOOP
+        CONTINUE WHEN NOT rule ? m.k;
+        w := CASE WHEN rule -> m.k ? 'within'
+                  THEN format(' AND p.at >= %s - %L::interval', t, rule -> m.k ->> 'within') ELSE '' END;
+        IF whole AND coalesce((rule -> m.k ->> 'min')::numeric, 0) > 0 THEN
             parts := parts || format('c.id IN (SELECT p.customer_id FROM loyalty.purchase p'
-                                     ' WHERE p.customer_id IS NOT NULL AND p.at < %1$s%2$s AND NOT (p.refunded = p.total AND p.total > 0)'
-                                     ' GROUP BY p.customer_id HAVING count(*) BETWEEN %3$L::numeric AND %4$L::numeric)',
-                                     t, w, rule -> 'purchases' ->> 'min', coalesce(rule -> 'purchases' ->> 'max', '2147483647'));
+                                     ' WHERE p.customer_id IS NOT NULL AND p.at < %1$s%2$s%5$s'
+                                     ' GROUP BY p.customer_id HAVING %6$s BETWEEN %3$L::numeric AND %4$L::numeric)',
+                                     t, w, rule -> m.k ->> 'min', coalesce(rule -> m.k ->> 'max', m.top), m.kept, m.agg);
         ELSE
-            parts := parts || format('(SELECT count(*) BETWEEN %3$L::numeric AND %4$L::numeric FROM loyalty.purchase p'
-                                     ' WHERE p.customer_id = c.id AND p.at < %1$s%2$s AND NOT (p.refunded = p.total AND p.total > 0))',
-                                     t, w, coalesce(rule -> 'purchases' ->> 'min', '0'), coalesce(rule -> 'purchases' ->> 'max', '2147483647'));
+            parts := parts || format('(SELECT %6$s BETWEEN %3$L::numeric AND %4$L::numeric FROM loyalty.purchase p'
+                                     ' WHERE p.customer_id = c.id AND p.at < %1$s%2$s%5$s)',
+                                     t, w, coalesce(rule -> m.k ->> 'min', '0'), coalesce(rule -> m.k ->> 'max', m.top),
+                                     m.kept, m.agg_or_0);
         END IF;
-    END IF;
-    IF rule ? 'spend' THEN
-        w := CASE WHEN rule -> 'spend' ? 'within'
-                  THEN format(' AND p.at >= %s - %L::interval', t, rule -> 'spend' ->> 'within') ELSE '' END;
-        IF whole AND coalesce((rule -> 'spend' ->> 'min')::numeric, 0) > 0 THEN
-            parts := parts || format('c.id IN (SELECT p.customer_id FROM loyalty.purchase p'
-                                     ' WHERE p.customer_id IS NOT NULL AND p.at < %1$s%2$s'
-                                     ' GROUP BY p.customer_id HAVING sum(p.total - p.refunded) BETWEEN %3$L::numeric AND %4$L::numeric)',
-                                     t, w, rule -> 'spend' ->> 'min', coalesce(rule -> 'spend' ->> 'max', '1e15'));
-        ELSE
-            parts := parts || format('(SELECT coalesce(sum(p.total - p.refunded), 0) BETWEEN %3$L::numeric AND %4$L::numeric'
-                                     ' FROM loyalty.purchase p WHERE p.customer_id = c.id AND p.at < %1$s%2$s)',
-                                     t, w, coalesce(rule -> 'spend' ->> 'min', '0'), coalesce(rule -> 'spend' ->> 'max', '1e15'));
-        END IF;
-    END IF;
+    END LOOP;
     IF rule ? 'used_promotion' THEN
         parts := parts || format('EXISTS (SELECT 1 FROM loyalty.purchase p WHERE p.customer_id = c.id AND p.at < %s'
                                  ' AND %L = ANY (p.promotions) AND NOT (p.refunded = p.total AND p.total > 0))', t, rule ->> 'used_promotion');
