@@ -2843,17 +2843,14 @@ BEGIN
             IF by_purchase AND (base_last IS DISTINCT FROM last OR base_seen IS DISTINCT FROM seen) THEN
                 TRUNCATE loyalty_seg_base;
                 INSERT INTO loyalty_seg_base
-                SELECT p.customer_id FROM loyalty.purchase p
-                 WHERE p.at >= last - late AND p.customer_id IS NOT NULL
-                   AND (p.at >= last OR seen IS NULL
-                        OR (((ref >> 32) - (p.xmin::text::bigint > (ref & 4294967295))::int) << 32
-                            | p.xmin::text::bigint)::text::xid8 >= seen)
-                UNION
-                SELECT r.customer_id FROM loyalty.refund r
-                 WHERE r.at >= last - late AND r.customer_id IS NOT NULL
-                   AND (r.at >= last OR seen IS NULL
-                        OR (((ref >> 32) - (r.xmin::text::bigint > (ref & 4294967295))::int) << 32
-                            | r.xmin::text::bigint)::text::xid8 >= seen);
+                SELECT DISTINCT x.customer_id
+                  FROM (SELECT p.customer_id, p.at, p.xmin::text::bigint AS xid FROM loyalty.purchase p
+                         WHERE p.at >= last - late AND p.customer_id IS NOT NULL
+                        UNION ALL
+                        SELECT r.customer_id, r.at, r.xmin::text::bigint FROM loyalty.refund r
+                         WHERE r.at >= last - late AND r.customer_id IS NOT NULL) x
+                 WHERE x.at >= last OR seen IS NULL
+                    OR (((ref >> 32) - (x.xid > (ref & 4294967295))::int) << 32 | x.xid)::text::xid8 >= seen;
                 base_last := last;
                 base_seen := seen;
             END IF;
